@@ -1,0 +1,1 @@
+"""Building blocks, one per module (paper Appendix A)."""
