@@ -13,6 +13,7 @@ status 1, never as a traceback.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 import click
 
@@ -24,10 +25,11 @@ from study_app.errors import StudyError
 
 USER_ERRORS = (ModelsError, HvqevalError, StudyError, AnalysisError)
 
-# Module names under hvqeval.commands, in the order `hvqeval --help` lists them.
-COMMAND_MODULES = [
-    "models",
-
+# Every module in hvqeval/commands exposing a click object named `command` is registered;
+# `hvqeval --help` lists them in this order, then any others alphabetically.
+COMMAND_ORDER = [
+    "models", "data", "train", "sample", "reconstruct", "nll", "metrics", "neighbours",
+    "features", "study", "report", "demo",
 ]
 
 
@@ -58,7 +60,14 @@ def cli() -> None:
     """
 
 
-for _name in COMMAND_MODULES:
+def _command_modules() -> list[str]:
+    import hvqeval.commands as package
+
+    found = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")}
+    return [n for n in COMMAND_ORDER if n in found] + sorted(found - set(COMMAND_ORDER))
+
+
+for _name in _command_modules():
     _module = importlib.import_module(f"hvqeval.commands.{_name}")
     cli.add_command(_module.command)
 
