@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# GPU check: runs the project's GPU tests and GPU benchmarks in one go on a CUDA machine that
+# has torch but no network, prints a short table and keeps full logs under $OUT (default
+# gpu_logs/). Target: under 5 minutes on one H100/H200.
+#
+#   bash benchmarks/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-gpu_logs}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+TABLE="$OUT/summary.txt"
+: > "$TABLE"
+
+row() { printf '%-44s %s\n' "$1" "$2" | tee -a "$TABLE"; }
+
+python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0), 'torch', torch.__version__)" \
+  2>&1 | tee "$OUT/device.log" || { echo "no CUDA device: nothing to check"; exit 1; }
+
+# 1. GPU tests
+timeout 150 python3 -m pytest -q -m gpu tests -p no:cacheprovider > "$OUT/pytest_gpu.log" 2>&1
+row "pytest -m gpu" "$(tail -n 1 "$OUT/pytest_gpu.log")"
+
+# 2. GPU benchmarks (each prints one 'RESULT <name> <value>' line per number)
+run_bench() {
+  local name=$1; shift
+  timeout "$@" > "$OUT/$name.log" 2>&1
+  local status=$?
+  if grep -q '^RESULT' "$OUT/$name.log"; then
+    grep '^RESULT' "$OUT/$name.log" | while read -r _ key value; do row "$key" "$value"; done
+  else
+    row "$name" "failed (exit $status), see $OUT/$name.log"
+  fi
+}
+# Benchmarks register themselves below: run_bench NAME SECONDS python3 benchmarks/X.py --gpu ...
+
+echo
+echo "summary written to $TABLE"
