@@ -1,0 +1,269 @@
+"""``hvqeval study``: create, serve and export human studies (paper Section 7.3, Appendix G).
+
+    hvqeval study create rating   --name NAME --model LABEL=SET ... [--real LABEL=DATASET] ...
+    hvqeval study create pairwise --name NAME --a LABEL=SET --b LABEL=SET ...
+    hvqeval study pairings --n-a 50 --n-b 50 --uses 10 --seed 0 [--out pairs.csv]
+    hvqeval study serve    [--bind 127.0.0.1:8000] [--workers 4]
+    hvqeval study export   --study NAME --out responses.csv
+    hvqeval study list | open NAME | close NAME | migrate | hash-password
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+DB_HELP = ("SQLAlchemy URL of the study database (default: $HVQEVAL_STUDY_DATABASE_URL, else "
+           "sqlite:///instance/study.sqlite3; deployments: postgresql+psycopg://user@host/db).")
+
+
+def _database_url(value: str | None, instance_dir: str = "instance") -> str:
+    from study_app.db import default_database_url, normalise_url
+
+    return normalise_url(value or os.environ.get("HVQEVAL_STUDY_DATABASE_URL") or default_database_url(instance_dir))
+
+
+def _db_option(f):
+    return click.option("--database-url", "database_url", default=None, help=DB_HELP)(f)
+
+
+def _classes(value: str):
+    from study_app.errors import StudyError
+
+    try:
+        if "," in value:
+            return tuple(int(v) for v in value.split(",") if v.strip())
+        return int(value)
+    except ValueError:
+        raise StudyError(f"--classes: give a count (20) or class ids (649,388,933), got {value!r}") from None
+
+
+def _common(f):
+    options = [
+        click.option("--name", required=True, help="Study name (letters, digits, - and _)."),
+        click.option("--classes", "classes", required=True,
+                     help="How many classes (chosen with --seed among those every set has), or a list of class ids."),
+        click.option("--per-class", type=int, default=50, show_default=True, help="Images per class and source."),
+        click.option("--tasks-per-rater", type=int, default=50, show_default=True,
+                     help="Answers a rater gives before the completion code."),
+        click.option("--lease-seconds", type=int, default=600, show_default=True,
+                     help="An unanswered task returns to the pool after this long."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--real-split", default="val", show_default=True, help="Dataset split for real images."),
+        click.option("--examples-real", default=None, metavar="DATASET",
+                     help="Dataset for the example real images on the instructions page when no source is real."),
+        click.option("--instance-dir", default="instance", show_default=True,
+                     help="Where the default database and the preprocessed real images live."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+        _db_option,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _report(summary, database_url: str, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from sqlalchemy.engine import make_url
+
+    if as_json:
+        click.echo(json.dumps({**asdict(summary), "database_url": make_url(database_url).render_as_string()}))
+        return
+    click.echo(f"created {summary.kind} study {summary.name}: {summary.items} items, "
+               f"{summary.answers_needed} answers needed, classes {list(summary.classes)}")
+    click.echo(f"raters' link: <server>/s/{summary.public_id}/?PROLIFIC_PID=<participant id>")
+
+
+@click.group(name="study")
+def command() -> None:
+    """Human realism-rating and pairwise-preference studies (web app, database, export)."""
+
+
+@command.group(name="create")
+def create() -> None:
+    """Create a study from sample sets (and optionally real images)."""
+
+
+@create.command(name="rating")
+@click.option("--model", "models", multiple=True, required=True, metavar="LABEL=SET",
+              help="A sample set to rate, named LABEL in the export (repeatable).")
+@click.option("--real", "reals", multiple=True, metavar="LABEL=DATASET",
+              help="Real images from a dataset (same preprocessing as training), rated like a model.")
+@click.option("--ratings-per-item", type=int, default=3, show_default=True, help="k distinct raters per image.")
+@_common
+def create_rating(models, reals, ratings_per_item, name, classes, per_class, tasks_per_rater, lease_seconds, seed,
+                  real_split, examples_real, instance_dir, as_json, database_url):
+    """Realism ratings 1-5 (Table 2): every image rated by k different raters."""
+    from study_app.create import SourceSpec, StudySettings, create_study
+
+    url = _database_url(database_url, instance_dir)
+    sources = tuple(SourceSpec.parse(m) for m in models) + tuple(SourceSpec.parse(r, force_real=True) for r in reals)
+    settings = StudySettings(name=name, kind="rating", sources=sources, classes=_classes(classes),
+                             per_class=per_class, answers_per_item=ratings_per_item, tasks_per_rater=tasks_per_rater,
+                             lease_seconds=lease_seconds, seed=seed, real_split=real_split,
+                             examples_real=examples_real)
+    _report(create_study(url, settings, instance_dir), url, as_json)
+
+
+@create.command(name="pairwise")
+@click.option("--a", "source_a", required=True, metavar="LABEL=SET",
+              help="Model A's sample set (LABEL=real:DATASET for real images).")
+@click.option("--b", "source_b", required=True, metavar="LABEL=SET", help="Model B, as --a.")
+@click.option("--pairs-per-class", type=int, default=500, show_default=True,
+              help="Pairs per class; each sample is used pairs/per-class times.")
+@click.option("--raters-per-pair", type=int, default=3, show_default=True, help="k distinct raters per pair.")
+@_common
+def create_pairwise(source_a, source_b, pairs_per_class, raters_per_pair, name, classes, per_class, tasks_per_rater,
+                    lease_seconds, seed, real_split, examples_real, instance_dir, as_json, database_url):
+    """Side-by-side preference (Tables 3 and 5): which image looks the most realistic / is real."""
+    from study_app.create import SourceSpec, StudySettings, create_study
+
+    url = _database_url(database_url, instance_dir)
+    settings = StudySettings(name=name, kind="pairwise", sources=(SourceSpec.parse(source_a), SourceSpec.parse(source_b)),
+                             classes=_classes(classes), per_class=per_class, answers_per_item=raters_per_pair,
+                             tasks_per_rater=tasks_per_rater, lease_seconds=lease_seconds, seed=seed,
+                             pairs_per_class=pairs_per_class, real_split=real_split, examples_real=examples_real)
+    _report(create_study(url, settings, instance_dir), url, as_json)
+
+
+@command.command(name="pairings")
+@click.option("--n-a", type=int, required=True, help="Samples of model A.")
+@click.option("--n-b", type=int, required=True, help="Samples of model B.")
+@click.option("--uses", type=int, default=None, help="Uses of every sample (both sides).")
+@click.option("--uses-a", type=int, default=None, help="Uses of every A sample (instead of --uses).")
+@click.option("--uses-b", type=int, default=None, help="Uses of every B sample (instead of --uses).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the design to this CSV.")
+def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
+    """Print a pairing design (CSV columns pair, a, b): every sample used exactly u times, no repeated pair."""
+    import csv
+    import io
+
+    from study_app.errors import PairingError
+    from study_app.pairing import design_pairs
+
+    uses_a = uses_a if uses_a is not None else uses
+    uses_b = uses_b if uses_b is not None else uses
+    if uses_a is None or uses_b is None:
+        raise PairingError("give --uses (or both --uses-a and --uses-b)")
+    design = design_pairs(n_a, n_b, uses_a, uses_b, seed)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["pair", "a", "b"])
+    writer.writerows((i, a, b) for i, (a, b) in enumerate(design.pairs))
+    click.echo(buffer.getvalue(), nl=False)
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(buffer.getvalue())
+    click.echo(f"{design.num_pairs} pairs: {n_a} A samples x {uses_a} uses, {n_b} B samples x {uses_b} uses, "
+               f"no repeated pair (seed {seed})", err=True)
+
+
+@command.command(name="serve")
+@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address to listen on (HOST:PORT).")
+@click.option("--workers", type=int, default=min(4, (os.cpu_count() or 1) * 2), show_default=True,
+              help="gunicorn worker processes.")
+@click.option("--threads", type=int, default=4, show_default=True, help="Threads per worker.")
+@click.option("--access-log", default=None, help="Access log file ('-' for stderr).")
+@click.option("--instance-dir", default="instance", show_default=True)
+@_db_option
+def serve(bind, workers, threads, access_log, instance_dir, database_url):
+    """Run the study web app under gunicorn. Needs HVQEVAL_SECRET_KEY; admin pages need HVQEVAL_ADMIN_PASSWORD(_HASH)."""
+    from study_app.db import require_current_schema, upgrade
+    from study_app.server import check_production_config, serve as run_server
+
+    check_production_config()
+    url = _database_url(database_url, instance_dir)
+    upgrade(url)
+    require_current_schema(url)
+    click.echo(f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True)
+    run_server(url, bind=bind, workers=workers, threads=threads, access_log=access_log)
+
+
+@command.command(name="export")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV file to write.")
+@_db_option
+def export_cmd(study_name, out, database_url):
+    """Write every answer as one CSV row (columns documented in the README, "Human studies")."""
+    from study_app.export import write_csv
+
+    count = write_csv(_database_url(database_url), study_name, out)
+    click.echo(f"wrote {count} answers to {out}", err=True)
+
+
+@command.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+@_db_option
+def list_cmd(as_json, database_url):
+    """Studies with their progress."""
+    from dataclasses import asdict
+
+    from study_app.db import get_engine, require_current_schema
+    from study_app.progress import study_names, study_progress
+
+    url = _database_url(database_url)
+    require_current_schema(url)
+    engine = get_engine(url)
+    found = [study_progress(engine, n) for n in study_names(engine)]
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in asdict(p).items() if k != "groups"} for p in found]))
+        return
+    for p in found:
+        click.echo(f"{p.name:24s} {p.kind:9s} {p.status:7s} {p.done}/{p.needed} answers, {p.raters} raters, "
+                   f"link /s/{p.public_id}/")
+    if not found:
+        click.echo("no studies", err=True)
+
+
+def _set_status(name: str, status: str, database_url: str | None) -> None:
+    from study_app.db import get_engine, require_current_schema
+    from study_app.errors import StudyNotFoundError
+    from study_app.progress import set_status
+
+    url = _database_url(database_url)
+    require_current_schema(url)
+    if not set_status(get_engine(url), name, status):
+        raise StudyNotFoundError(f"no study named {name!r}; see `hvqeval study list`")
+    click.echo(f"study {name} is {status}", err=True)
+
+
+@command.command(name="open")
+@click.argument("name")
+@_db_option
+def open_cmd(name, database_url):
+    """Open a study: raters get tasks."""
+    _set_status(name, "open", database_url)
+
+
+@command.command(name="close")
+@click.argument("name")
+@_db_option
+def close_cmd(name, database_url):
+    """Close a study: no new tasks (answers to tasks already handed out are still stored)."""
+    _set_status(name, "closed", database_url)
+
+
+@command.command(name="migrate")
+@_db_option
+def migrate(database_url):
+    """Create or upgrade the study database schema (Alembic)."""
+    from study_app.db import current_revision, upgrade
+
+    url = _database_url(database_url)
+    upgrade(url)
+    click.echo(f"schema at revision {current_revision(url)}", err=True)
+
+
+@command.command(name="hash-password")
+def hash_password():
+    """Read an admin password from the terminal and print its hash for HVQEVAL_ADMIN_PASSWORD_HASH."""
+    from werkzeug.security import generate_password_hash
+
+    password = click.prompt("admin password", hide_input=True, confirmation_prompt=True)
+    click.echo(generate_password_hash(password))
+    sys.stdout.flush()

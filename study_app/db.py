@@ -1,0 +1,165 @@
+"""Database engines, transactions and schema migrations for the study app.
+
+SQLite (the default, a file in the instance folder) runs in WAL mode with a busy timeout,
+and every writing transaction starts with ``BEGIN IMMEDIATE`` so two writers never both
+read and then both try to upgrade to a write lock (the classic SQLite deadlock). PostgreSQL
+runs at READ COMMITTED; the claim queries in ``assign.py`` are written for it.
+Schema changes go through Alembic (``study_app/migrations``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session
+
+from study_app.errors import DatabaseError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_ENGINES: dict[str, Engine] = {}
+_LOCK = threading.Lock()
+
+
+def default_database_url(instance_dir: str | Path = "instance") -> str:
+    path = Path(instance_dir).resolve() / "study.sqlite3"
+    return f"sqlite:///{path}"
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` (and ``postgres://``) and use the psycopg 3 driver for it."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"not a database URL: {url!r}; use sqlite:///path/study.sqlite3 or "
+                            "postgresql+psycopg://user@host/dbname") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseError(f"unsupported database {parsed.get_backend_name()!r} in {url!r}; "
+                            "use sqlite:/// or postgresql+psycopg://")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event below decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
+        cursor.execute("PRAGMA busy_timeout=20000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def get_engine(url: str) -> Engine:
+    """One engine per URL and process (engines hold the connection pool)."""
+    url = normalise_url(url)
+    with _LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                path = make_url(url).database
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(url, pool_size=8, max_overflow=16)
+                _configure_sqlite(engine)
+            else:
+                engine = create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+            _ENGINES[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (after fork, and at the end of tests)."""
+    with _LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+@contextlib.contextmanager
+def write_session(engine: Engine):
+    """A session whose transaction takes the write lock up front on SQLite; commits on success."""
+    bind = engine.execution_options(sqlite_immediate=True) if is_sqlite(engine) else engine
+    with Session(bind, expire_on_commit=False) as session:
+        with session.begin():
+            yield session
+
+
+@contextlib.contextmanager
+def read_session(engine: Engine):
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Create or migrate the schema to ``revision`` (Alembic)."""
+    from alembic import command
+
+    engine = get_engine(url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), revision)
+    except OperationalError as err:
+        raise DatabaseError(f"cannot reach the study database {_safe(url)}: {err.orig}") from None
+
+
+def current_revision(url: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    engine = get_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as err:
+        raise DatabaseError(f"cannot reach the study database {_safe(url)}: {err.orig}") from None
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+
+
+def require_current_schema(url: str) -> None:
+    """Raise a clear error unless the database exists and is migrated to the latest schema."""
+    current = current_revision(url)
+    if current is None:
+        raise DatabaseError(f"no study tables in {_safe(url)}; create a study first "
+                            "(hvqeval study create ...) or run `hvqeval study migrate`")
+    if current != head_revision():
+        raise DatabaseError(f"the study database {_safe(url)} is at schema {current}, this code needs "
+                            f"{head_revision()}; run `hvqeval study migrate --database-url ...`")
+
+
+def table_names(url: str) -> list[str]:
+    return inspect(get_engine(url)).get_table_names()
+
+
+def _safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,93 @@
+"""Export of a study's answers: one row per answer (the contract read by ``analysis``).
+
+Columns (README, "Human studies", documents each)::
+
+    study, kind, rater, item, class_id, class_name, model_a, sample_a, model_b, sample_b,
+    left, rating, choice, unknown_reason, response_ms, created_at
+
+Flask-free on purpose: ``hvqeval report --database URL --study NAME`` imports only this
+module and SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from study_app.db import get_engine, read_session, require_current_schema
+from study_app.errors import StudyNotFoundError
+from study_app.models import Answer, Image, Item, Rater, Source, Study
+
+EXPORT_COLUMNS = (
+    "study", "kind", "rater", "item", "class_id", "class_name", "model_a", "sample_a", "model_b", "sample_b",
+    "left", "rating", "choice", "unknown_reason", "response_ms", "created_at",
+)
+
+
+def export_rows(database_url: str, study_name: str) -> list[dict]:
+    """Every answer of ``study_name`` as a dict keyed by EXPORT_COLUMNS, ordered by time.
+
+    Empty cells are ``None`` (``model_b``/``sample_b`` in rating studies, ``rating`` in
+    pairwise studies and for unknown answers, ``choice`` for ratings, ``unknown_reason``).
+    """
+    require_current_schema(database_url)
+    engine = get_engine(database_url)
+    image_a, image_b = aliased(Image), aliased(Image)
+    source_a, source_b = aliased(Source), aliased(Source)
+    with read_session(engine) as session:
+        study = session.execute(select(Study.id, Study.kind).where(Study.name == study_name)).first()
+        if study is None:
+            names = session.scalars(select(Study.name).order_by(Study.name)).all()
+            raise StudyNotFoundError(f"no study named {study_name!r} (studies: {', '.join(names) or 'none'})")
+        query = (
+            select(Rater.participant, Item.number, Item.class_id, Item.class_name,
+                   source_a.label, source_a.sample_set_id, image_a.file,
+                   source_b.label, source_b.sample_set_id, image_b.file,
+                   Answer.left, Answer.rating, Answer.choice, Answer.unknown_reason, Answer.response_ms,
+                   Answer.created_at)
+            .select_from(Answer)
+            .join(Rater, Rater.id == Answer.rater_id)
+            .join(Item, Item.id == Answer.item_id)
+            .join(image_a, image_a.id == Item.image_a_id)
+            .join(source_a, source_a.id == image_a.source_id)
+            .outerjoin(image_b, image_b.id == Item.image_b_id)
+            .outerjoin(source_b, source_b.id == image_b.source_id)
+            .where(Answer.study_id == study.id)
+            .order_by(Answer.created_at, Answer.id)
+        )
+        rows = []
+        for (rater, number, class_id, class_name, model_a, set_a, file_a, model_b, set_b, file_b,
+             left, rating, choice, reason, ms, created) in session.execute(query):
+            rows.append({
+                "study": study_name, "kind": study.kind, "rater": rater, "item": number,
+                "class_id": class_id, "class_name": class_name,
+                "model_a": model_a, "sample_a": f"{set_a}/{file_a}",
+                "model_b": model_b, "sample_b": f"{set_b}/{file_b}" if file_b is not None else None,
+                "left": left, "rating": rating, "choice": choice, "unknown_reason": reason,
+                "response_ms": ms, "created_at": created.isoformat(timespec="milliseconds") + "Z",
+            })
+        return rows
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row[k] is None else row[k] for k in EXPORT_COLUMNS})
+    return buffer.getvalue()
+
+
+def write_csv(database_url: str, study_name: str, out: str | Path) -> int:
+    """Write the export CSV atomically; returns the number of answers written."""
+    rows = export_rows(database_url, study_name)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(rows_to_csv(rows), encoding="utf-8")
+    tmp.replace(out)
+    return len(rows)

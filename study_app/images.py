@@ -1,0 +1,73 @@
+"""Images blueprint: ``/img/<token>.png``, the 512×512 bilinear upscale of one study image.
+
+Appendix G: images are "upscaled to 512×512 using bilinear interpolation" before they are
+shown. The upscale is done here, once per image, and cached in the instance folder under
+the image's sha256. The URL holds only an opaque random token; the file is found through
+the database (never from anything in the URL), so there is no path to traverse. A rater may
+fetch only the instruction examples and the images of their own assignments.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, send_file, session
+from sqlalchemy import exists, or_, select
+
+from study_app.db import read_session
+from study_app.models import Assignment, Image, Item, Source
+from study_app.web import engine
+
+bp = Blueprint("images", __name__)
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,40}$")
+
+
+def upscaled_path(source_file: Path, sha256: str, size: int, cache_dir: Path) -> Path:
+    """Path of the cached ``size``×``size`` bilinear upscale of ``source_file`` (made on first use)."""
+    from PIL import Image as PILImage
+
+    target = cache_dir / f"{sha256}-{size}.png"
+    if target.is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with PILImage.open(source_file) as img:
+        resized = img.convert("RGB").resize((size, size), PILImage.Resampling.BILINEAR)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        resized.save(fh, format="PNG")
+    os.replace(tmp, target)  # atomic: parallel workers may race to write the same file
+    return target
+
+
+@bp.get("/img/<token>.png")
+def image(token: str):
+    if not TOKEN_RE.match(token):
+        abort(404)
+    rater_id = session.get("rater_id")
+    is_admin = bool(session.get("admin"))
+    if rater_id is None and not is_admin:
+        abort(403, "open the study link you were given first")
+    query = select(Image.file, Image.sha256, Source.path).join(Source, Source.id == Image.source_id).where(
+        Image.token == token)
+    if not is_admin:
+        own_assignment = exists().where(
+            Assignment.rater_id == rater_id, Assignment.item_id == Item.id,
+            or_(Item.image_a_id == Image.id, Item.image_b_id == Image.id))
+        query = query.where(Image.study_id == session.get("study_id"),
+                            or_(Image.is_example.is_(True), own_assignment))
+    with read_session(engine()) as s:
+        row = s.execute(query).first()
+    if row is None:
+        abort(404)
+    root = Path(row.path)
+    source_file = (root / row.file).resolve()
+    if root.resolve() not in source_file.parents or not source_file.is_file():
+        abort(404)
+    size = current_app.config["DISPLAY_SIZE"]
+    path = upscaled_path(source_file, row.sha256, size, Path(current_app.config["IMAGE_CACHE_DIR"]))
+    response = send_file(path, mimetype="image/png", max_age=3600, etag=False, last_modified=None)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,95 @@
+"""Progress of a study for the admin pages and ``hvqeval study list`` (Flask-free)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, distinct, func, select
+from sqlalchemy.orm import aliased
+
+from study_app.assign import utcnow
+from study_app.db import read_session
+from study_app.models import Answer, Assignment, Image, Item, Rater, Slot, Source, Study
+
+
+@dataclass(frozen=True)
+class GroupProgress:
+    class_id: int
+    class_name: str
+    model: str  # source label (rating) or "A vs B" (pairwise)
+    done: int
+    needed: int
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    name: str
+    kind: str
+    status: str
+    public_id: str
+    items: int
+    answers_per_item: int
+    done: int
+    needed: int
+    unknown: int
+    raters: int
+    finished_raters: int
+    active_raters: int  # handed a task within the last lease period
+    answers_last_hour: int
+    groups: tuple[GroupProgress, ...]
+
+
+def study_names(engine: Engine) -> list[str]:
+    with read_session(engine) as s:
+        return list(s.scalars(select(Study.name).order_by(Study.created_at, Study.id)))
+
+
+def study_progress(engine: Engine, name: str) -> StudyProgress | None:
+    now = utcnow()
+    src_a, src_b, img_a, img_b = aliased(Source), aliased(Source), aliased(Image), aliased(Image)
+    with read_session(engine) as s:
+        study = s.scalar(select(Study).where(Study.name == name))
+        if study is None:
+            return None
+        k = study.answers_per_item
+        groups_q = (
+            select(Item.class_id, Item.class_name, src_a.label, src_b.label, func.count(Slot.id),
+                   func.sum(func.cast(Slot.filled, type_=Slot.slot_no.type)))
+            .join(Slot, Slot.item_id == Item.id)
+            .join(img_a, img_a.id == Item.image_a_id).join(src_a, src_a.id == img_a.source_id)
+            .outerjoin(img_b, img_b.id == Item.image_b_id).outerjoin(src_b, src_b.id == img_b.source_id)
+            .where(Item.study_id == study.id)
+            .group_by(Item.class_id, Item.class_name, src_a.label, src_b.label)
+            .order_by(Item.class_id, src_a.label)
+        )
+        groups = tuple(
+            GroupProgress(c, cname, a if b is None else f"{a} vs {b}", int(filled or 0), int(slots))
+            for c, cname, a, b, slots, filled in s.execute(groups_q)
+        )
+        items = s.scalar(select(func.count()).select_from(Item).where(Item.study_id == study.id))
+        answers = select(func.count()).select_from(Answer).where(Answer.study_id == study.id)
+        done = s.scalar(answers)
+        unknown = s.scalar(answers.where(Answer.choice == "unknown"))
+        last_hour = s.scalar(answers.where(Answer.created_at >= now - dt.timedelta(hours=1)))
+        raters = s.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.id))
+        finished = s.scalar(select(func.count()).select_from(Rater).where(
+            Rater.study_id == study.id, Rater.completion_code.is_not(None)))
+        active = s.scalar(select(func.count(distinct(Assignment.rater_id))).where(
+            Assignment.study_id == study.id,
+            Assignment.issued_at >= now - dt.timedelta(seconds=study.lease_seconds)))
+        return StudyProgress(study.name, study.kind, study.status, study.public_id, items, k, done, items * k,
+                             unknown, raters, finished, active, last_hour, groups)
+
+
+def set_status(engine: Engine, name: str, status: str) -> bool:
+    from study_app.db import write_session
+
+    if status not in ("open", "closed"):
+        raise ValueError(status)
+    with write_session(engine) as s:
+        study = s.scalar(select(Study).where(Study.name == name))
+        if study is None:
+            return False
+        study.status = status
+        return True

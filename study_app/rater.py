@@ -1,0 +1,135 @@
+"""Rater blueprint: entry link, instructions and consent, the task page and its JSON API.
+
+    /s/<public_id>/?PROLIFIC_PID=...   entry (participant id from crowdsourcing URL parameters)
+    /s/<public_id>/consent              instructions, example images, consent  (paper Appendix G)
+    /s/<public_id>/task                 the task page (static/rater.js drives it)
+    POST /s/<public_id>/api/next        the rater's current task, a new one, or the completion code
+    POST /s/<public_id>/api/answer      store one answer (CSRF token in the X-CSRFToken header)
+
+The browser only ever sees opaque assignment and image ids: which model made an image, or
+whether it is real, is never sent. There is no feedback on correctness.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+
+from study_app import assign
+from study_app.db import read_session
+from study_app.models import Image, Rater, Source
+from study_app.web import engine, study_by_public_id
+
+bp = Blueprint("rater", __name__, url_prefix="/s/<public_id>")
+
+# URL parameters crowdsourcing platforms append to a study link (Prolific, MTurk, generic).
+PARTICIPANT_PARAMS = ("PROLIFIC_PID", "participant", "participant_id", "workerId", "worker_id", "pid")
+PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,100}$")
+RATING_LABELS = ("1 – clearly not real", "2", "3", "4", "5 – looks completely real")
+
+
+def _study(public_id: str):
+    study = study_by_public_id(public_id)
+    if study is None:
+        abort(404, "no such study; check the link you were given")
+    return study
+
+
+def _rater_id(study) -> int:
+    if session.get("study_id") != study.id or session.get("rater_id") is None:
+        abort(403, "open the study link you were given first")
+    return session["rater_id"]
+
+
+def _start(study, participant: str):
+    if not PARTICIPANT_RE.match(participant):
+        abort(400, "participant id: use 1-100 letters, digits or . _ @ : + -")
+    rater_id = assign.enter(engine(), study.id, participant)
+    session.clear()
+    session["study_id"], session["rater_id"] = study.id, rater_id
+    return redirect(url_for("rater.consent", public_id=study.public_id))
+
+
+@bp.route("/", methods=["GET", "POST"])
+def entry(public_id: str):
+    study = _study(public_id)
+    if request.method == "POST":
+        return _start(study, str(request.form.get("participant", "")).strip())
+    for name in PARTICIPANT_PARAMS:
+        if request.args.get(name):
+            return _start(study, request.args[name].strip())
+    if study.status != "open":
+        abort(403, "this study is closed; thank you for your interest")
+    return render_template("entry.html", study=study)
+
+
+@bp.route("/consent", methods=["GET", "POST"])
+def consent(public_id: str):
+    study = _study(public_id)
+    rater_id = _rater_id(study)
+    if request.method == "POST":
+        if request.form.get("agree") != "yes":
+            abort(400, "tick the box to agree before starting")
+        assign.record_consent(engine(), rater_id)
+        return redirect(url_for("rater.task", public_id=public_id))
+    with read_session(engine()) as s:
+        rows = s.execute(
+            select(Image.token, Image.class_name, Source.is_real)
+            .join(Source, Source.id == Image.source_id)
+            .where(Image.study_id == study.id, Image.is_example.is_(True))
+            .order_by(Image.id)
+        ).all()
+    real = [r for r in rows if r.is_real][:2]
+    generated = [r for r in rows if not r.is_real][:2]
+    return render_template("consent.html", study=study, real=real, generated=generated)
+
+
+@bp.route("/task")
+def task(public_id: str):
+    study = _study(public_id)
+    rater_id = _rater_id(study)
+    with read_session(engine()) as s:
+        consented = s.scalar(select(Rater.consented_at).where(Rater.id == rater_id))
+    if consented is None:
+        return redirect(url_for("rater.consent", public_id=public_id))
+    return render_template("task.html", study=study, rating_labels=RATING_LABELS, reasons=assign.UNKNOWN_REASONS)
+
+
+def _task_json(result, public_id: str):
+    if isinstance(result, assign.Task):
+        return {"state": "task", "task": result.token, "label": result.class_name,
+                "images": [url_for("images.image", token=t) for t in result.image_tokens],
+                "done": result.done, "total": result.total}
+    if isinstance(result, assign.Finished):
+        if result.done == 0:
+            return {"state": "unavailable", "done": 0}
+        return {"state": "finished", "code": result.completion_code, "done": result.done}
+    return {"state": "closed"}
+
+
+@bp.post("/api/next")
+def api_next(public_id: str):
+    study = _study(public_id)
+    rater_id = _rater_id(study)
+    try:
+        result = assign.next_task(engine(), study, rater_id)
+    except assign.AnswerRejected as err:
+        return jsonify(error=err.message), err.status
+    return jsonify(_task_json(result, public_id))
+
+
+@bp.post("/api/answer")
+def api_answer(public_id: str):
+    study = _study(public_id)
+    rater_id = _rater_id(study)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "expected a JSON object")
+    try:
+        done = assign.submit(engine(), study, rater_id, body.get("task"), body.get("answer"), body.get("reason"),
+                             body.get("response_ms"))
+    except assign.AnswerRejected as err:
+        return jsonify(error=err.message), err.status
+    return jsonify(stored=True, done=done)

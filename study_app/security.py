@@ -1,0 +1,99 @@
+"""Security plumbing of the web app: response headers, rate limits, secret key and admin password.
+
+Rate limits are fixed windows counted in the memory of each server process: with N
+gunicorn workers a client can reach at most N times the limit. They exist to stop a runaway
+script or a stuck key from flooding the study, not as a defence against a botnet (put a
+reverse proxy in front for that).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from study_app.errors import ConfigurationError
+
+# Images and scripts only from this server; nothing may frame the pages (click-jacking).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",  # the entry link carries the participant id
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """'120/60' -> (120 requests, per 60 seconds)."""
+    try:
+        count, _, seconds = str(text).partition("/")
+        parsed = int(count), float(seconds or 60)
+    except ValueError:
+        raise ConfigurationError(f"rate limit {text!r}: expected COUNT/SECONDS such as 120/60") from None
+    if parsed[0] < 1 or parsed[1] <= 0:
+        raise ConfigurationError(f"rate limit {text!r}: count and seconds must be positive")
+    return parsed
+
+
+class RateLimiter:
+    """Fixed-window counters per key (e.g. ``ip:1.2.3.4``, ``rater:17``) in this process."""
+
+    def __init__(self):
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+        self._last_sweep = time.monotonic()
+
+    def hit(self, key: str, limit: int, period: float) -> bool:
+        """Count one request; False when the key is over its limit in the current window."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_sweep > 300:  # forget idle keys so memory stays bounded
+                self._windows = {k: v for k, v in self._windows.items() if now - v[0] < 300}
+                self._last_sweep = now
+            start, count = self._windows.get(key, (now, 0))
+            if now - start >= period:
+                start, count = now, 0
+            count += 1
+            self._windows[key] = (start, count)
+            return count <= limit
+
+
+def secret_key_from_env(testing: bool) -> str:
+    key = os.environ.get("HVQEVAL_SECRET_KEY", "")
+    if key:
+        if len(key) < 16:
+            raise ConfigurationError("HVQEVAL_SECRET_KEY is too short; use at least 16 random characters, e.g. "
+                                     "`python -c 'import secrets; print(secrets.token_hex(32))'`")
+        return key
+    if testing:
+        return secrets.token_hex(32)
+    raise ConfigurationError("refusing to start without a secret key: set HVQEVAL_SECRET_KEY "
+                             "(e.g. `export HVQEVAL_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')`)")
+
+
+def admin_password_hash_from_env() -> str | None:
+    """The admin password hash: HVQEVAL_ADMIN_PASSWORD_HASH, or a hash of HVQEVAL_ADMIN_PASSWORD."""
+    hashed = os.environ.get("HVQEVAL_ADMIN_PASSWORD_HASH")
+    if hashed:
+        return hashed
+    plain = os.environ.get("HVQEVAL_ADMIN_PASSWORD")
+    return generate_password_hash(plain) if plain else None
+
+
+def check_admin_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash or not password:
+        return False
+    try:
+        return check_password_hash(password_hash, password)
+    except (ValueError, TypeError):
+        return False

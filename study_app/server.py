@@ -1,0 +1,46 @@
+"""Production server for the study app: gunicorn (pre-fork WSGI) running ``create_app``.
+
+Workers use threads (``gthread``) so a rater's keep-alive connection does not hold a whole
+process. The app is built in every worker after the fork (no preloading), so no database
+connection is ever shared between processes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from study_app.errors import ConfigurationError
+
+
+def check_production_config() -> None:
+    """Refuse to serve without the settings production needs (before any worker starts)."""
+    from study_app.security import secret_key_from_env
+
+    secret_key_from_env(testing=False)
+
+
+def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int = 2, threads: int = 4,
+          timeout: int = 30, access_log: str | None = None) -> None:
+    """Run gunicorn in the foreground until interrupted."""
+    from gunicorn.app.base import BaseApplication
+
+    if workers < 1 or threads < 1:
+        raise ConfigurationError("--workers and --threads must be at least 1")
+    check_production_config()
+    os.environ["HVQEVAL_STUDY_DATABASE_URL"] = database_url
+
+    class StudyServer(BaseApplication):
+        def load_config(self):
+            settings = {"bind": bind, "workers": workers, "threads": threads, "worker_class": "gthread",
+                        "timeout": timeout, "graceful_timeout": 10, "keepalive": 5, "backlog": 2048,
+                        "accesslog": access_log, "errorlog": "-", "loglevel": "warning", "preload_app": False,
+                        "proc_name": "hvqeval-study"}
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from study_app import create_app
+
+            return create_app()
+
+    StudyServer().run()

@@ -1,0 +1,126 @@
+// Task page of the human study: fetch a task, show it, send the answer, repeat.
+// The server decides everything (which item, which side, when the rater is done); this
+// script never learns which model made an image and shows no feedback on correctness.
+(function () {
+  "use strict";
+  const app = document.getElementById("app");
+  const kind = app.dataset.kind;
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const $ = (id) => document.getElementById(id);
+  const images = Array.from(document.querySelectorAll("#task img"));
+  let task = null;        // current task id
+  let shownAt = null;     // time the images finished loading
+  let busy = true;        // true while a request is in flight or images load
+  let pending = null;     // request to repeat after a network error
+
+  function setStatus(text) { $("status").textContent = text; $("status").hidden = !text; }
+
+  function setButtons(enabled) {
+    document.querySelectorAll("#task button").forEach((b) => { b.disabled = !enabled; });
+  }
+
+  async function post(url, body) {
+    const response = await fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+      body: JSON.stringify(body || {}),
+    });
+    let data = {};
+    try { data = await response.json(); } catch (e) { /* an empty or HTML body */ }
+    return { status: response.status, data: data };
+  }
+
+  function failed(message, retry) {
+    busy = true;
+    pending = retry;
+    setStatus(message);
+    $("retry").hidden = false;
+  }
+
+  function showProgress(done, total) {
+    $("progress").max = total;
+    $("progress").value = done;
+    $("progress-text").textContent = done + " / " + total;
+  }
+
+  async function next() {
+    busy = true;
+    setButtons(false);
+    setStatus("Loading…");
+    let reply;
+    try { reply = await post(app.dataset.next); } catch (e) { return failed("Connection problem.", next); }
+    const d = reply.data;
+    if (reply.status !== 200) return failed(d.error || "The server could not give you a task.", next);
+    if (d.state === "task") return show(d);
+    $("task").hidden = true;
+    if (d.state === "finished") {
+      showProgress(d.done, Math.max(d.done, Number($("progress").max)));
+      $("code").textContent = d.code;
+      $("done").hidden = false;
+      setStatus("");
+    } else if (d.state === "closed") {
+      setStatus("This study is closed. Thank you!");
+    } else {
+      setStatus("There are no tasks left for you right now. Thank you!");
+    }
+  }
+
+  function show(d) {
+    task = d.task;
+    showProgress(d.done, d.total);
+    $("label").textContent = d.label;
+    $("task").hidden = false;
+    $("cant").open = false;
+    let waiting = images.length;
+    const loaded = () => {
+      waiting -= 1;
+      if (waiting === 0) { shownAt = performance.now(); busy = false; setButtons(true); setStatus(""); }
+    };
+    images.forEach((img, i) => {
+      img.onload = loaded;
+      img.onerror = () => {
+        setStatus("An image did not load. Please choose “Can’t answer” → “An image did not load”.");
+        $("cant").open = true;
+        shownAt = performance.now();
+        busy = false;
+        document.querySelectorAll("#task .unknown").forEach((b) => { b.disabled = false; });
+      };
+      img.src = d.images[i];
+    });
+  }
+
+  async function answer(value, reason) {
+    if (busy || task === null) return;
+    busy = true;
+    setButtons(false);
+    const body = { task: task, answer: value, response_ms: Math.max(0, Math.round(performance.now() - shownAt)) };
+    if (reason) body.reason = reason;
+    const send = async () => {
+      let reply;
+      try { reply = await post(app.dataset.answer, body); } catch (e) { return failed("Connection problem; your answer was not sent yet.", send); }
+      // 409: this answer (or the task) is already settled on the server; carry on.
+      if (reply.status === 200 || reply.status === 409) { task = null; return next(); }
+      return failed(reply.data.error || "The answer could not be stored.", send);
+    };
+    return send();
+  }
+
+  document.querySelectorAll("#task .answer").forEach((b) => {
+    b.addEventListener("click", () => answer(kind === "rating" ? Number(b.dataset.answer) : b.dataset.answer));
+  });
+  document.querySelectorAll("#task .unknown").forEach((b) => {
+    b.addEventListener("click", () => answer("unknown", b.dataset.reason));
+  });
+  $("retry-button").addEventListener("click", () => {
+    $("retry").hidden = true;
+    const again = pending; pending = null;
+    if (again) again();
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (kind === "rating" && /^[1-5]$/.test(event.key)) { event.preventDefault(); answer(Number(event.key)); }
+    if (kind === "pairwise" && event.key === "ArrowLeft") { event.preventDefault(); answer("left"); }
+    if (kind === "pairwise" && event.key === "ArrowRight") { event.preventDefault(); answer("right"); }
+  });
+  next();
+})();
