@@ -189,3 +189,237 @@ def test_train_transform_jitter_changes_colours_within_bounds():
     assert means.std() > 0.5  # brightness/contrast/saturation actually vary
     # 0.1 jitter on each of three multiplicative factors keeps the mean within ~35% of 126.7.
     assert ((means > 126.7 * 0.65) & (means < 126.7 * 1.35)).all()
+
+
+# --------------------------------------------------------------------------- fixture writers
+
+def write_image(path, size, colour, fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def imagenet_root(tmp_path):
+    """A tiny ImageNet in the standard layout: two train classes, one val class, JPEGs."""
+    root = tmp_path / "imagenet"
+    write_image(root / "train/n03743016/n03743016_1.JPEG", (40, 30), (200, 10, 10), "JPEG")
+    write_image(root / "train/n03743016/n03743016_2.JPEG", (50, 50), (200, 10, 10), "JPEG")
+    write_image(root / "train/n02510455/n02510455_7.JPEG", (30, 60), (10, 10, 200), "JPEG")
+    write_image(root / "val/n02510455/ILSVRC2012_val_00000001.JPEG", (64, 48), (10, 10, 200), "JPEG")
+    return root
+
+
+def write_npz_batch(path, images, labels, compressed=False):
+    """images: uint8 (N, 3, S, S) -> published rows (N, 3*S*S) in CHW order; labels 1-based."""
+    rows = images.reshape(len(images), -1)
+    (np.savez_compressed if compressed else np.savez)(path, data=rows, labels=list(labels))
+
+
+def write_idx(path, array):
+    """IDX: magic 0x0000 08 NN, NN big-endian uint32 sizes, then the uint8 values; gzipped."""
+    import gzip
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+# --------------------------------------------------------------------------- ImageNet folders
+
+def test_imagenet_class_folders_map_synsets_to_the_1000_class_index(imagenet_root):
+    ds = open_dataset(imagenet_root, "train")
+    assert ds.format == "imagenet-folders" and ds.split == "train"
+    assert len(ds) == 3 and ds.num_classes == 1000 and ds.image_size is None
+    # Files sorted by class folder (n02510455 before n03743016), then by name.
+    assert [ds[i][1] for i in range(3)] == [388, 649, 649]
+    assert ds.class_names[649] == "megalith" and ds.class_names[388] == "giant panda"
+    image, _ = ds[1]
+    assert image.shape == (3, 30, 40) and image.dtype == torch.uint8
+    assert abs(int(image[0].float().mean()) - 200) <= 3  # JPEG keeps the red fill within a few levels
+    val = open_dataset(imagenet_root, "val", image_size=32)
+    assert len(val) == 1 and val.image_size == 32 and val[0][0].shape == (3, 32, 32) and val[0][1] == 388
+
+
+def test_imagenet_folders_with_transform_batch_through_dataloader(imagenet_root):
+    ds = open_dataset(imagenet_root, "train", transform=train_transform(24))
+    x, y = next(iter(DataLoader(ds, batch_size=3)))
+    assert x.shape == (3, 3, 24, 24) and x.dtype == torch.uint8 and y.tolist() == [388, 649, 649]
+
+
+def test_missing_split_folder_is_named(imagenet_root):
+    with pytest.raises(DataError, match=r"missing split folder 'test/' \(found train/, val/\)"):
+        open_dataset(imagenet_root, "test")
+
+
+def test_folder_with_a_stray_non_synset_folder_is_rejected(imagenet_root):
+    (imagenet_root / "train/holiday_photos").mkdir()
+    write_image(imagenet_root / "train/holiday_photos/a.png", (8, 8), (0, 0, 0))
+    with pytest.raises(DataError, match="holiday_photos: folder name is not one of the 1000 ImageNet"):
+        open_dataset(imagenet_root, "train")
+
+
+def test_generic_class_folders_and_plain_folder(tmp_path):
+    write_image(tmp_path / "pets/dog/1.png", (16, 16), (1, 2, 3))
+    write_image(tmp_path / "pets/cat/1.jpg", (20, 10), (9, 9, 9))
+    write_image(tmp_path / "pets/cat/2.PNG", (20, 10), (9, 9, 9))
+    ds = open_dataset(tmp_path / "pets")
+    assert ds.format == "class-folders" and ds.split is None
+    assert ds.class_names == ["cat", "dog"] and [ds[i][1] for i in range(3)] == [0, 0, 1]
+    assert ds[2][0][:, 0, 0].tolist() == [1, 2, 3]  # PNG is lossless
+    write_image(tmp_path / "real/a.png", (12, 12), (5, 5, 5))
+    (tmp_path / "real/manifest.json").write_text("{}")  # non-image files are ignored
+    plain = open_dataset(tmp_path / "real")
+    assert plain.format == "image-folder" and len(plain) == 1 and plain.class_names == ["real"]
+
+
+def test_empty_folders_are_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty folder"):
+        open_dataset(tmp_path / "empty")
+    (tmp_path / "classes/a").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"classes/a: empty class folder"):
+        open_dataset(tmp_path / "classes")
+
+
+def test_corrupt_image_error_names_the_file(tmp_path):
+    write_image(tmp_path / "broken/train/n03743016/good.JPEG", (8, 8), (0, 0, 0), "JPEG")
+    bad = tmp_path / "broken/train/n03743016/bad.JPEG"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    ds = open_dataset(tmp_path / "broken", "train")
+    with pytest.raises(DataError, match=f"{bad}: unreadable image"):
+        [ds[i] for i in range(len(ds))]
+
+
+# --------------------------------------------------------------------------- npz batches
+
+def test_npz_batches_chw_rows_and_one_based_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 3, 4, 4), dtype=np.uint8)
+    folder = tmp_path / "Imagenet4_train_npz"
+    folder.mkdir()
+    write_npz_batch(folder / "train_data_batch_1.npz", images[:3], [1, 650, 1000])
+    write_npz_batch(folder / "train_data_batch_10.npz", images[4:], [2])       # natural order: 1, 2, 10
+    write_npz_batch(folder / "train_data_batch_2.npz", images[3:4], [389], compressed=True)
+    ds = open_dataset(folder, "train")
+    assert ds.format == "downsampled-imagenet-npz" and len(ds) == 5 and ds.image_size == 4
+    assert [ds[i][1] for i in range(5)] == [0, 649, 999, 388, 1]  # label - 1
+    for i in range(5):
+        assert torch.equal(ds[i][0], torch.from_numpy(images[i]))  # row = R plane, G plane, B plane
+    # Without the devkit class map, ids keep the published numbering and say so.
+    assert ds.class_names[0] == "label 1"
+    single = open_dataset(folder / "train_data_batch_2.npz")
+    assert len(single) == 1 and single.split is None
+
+
+def test_npz_class_map_converts_devkit_labels_to_the_class_index(tmp_path):
+    from models.data import imagenet_wnid
+
+    # A devkit-style map that numbers the classes in reverse index order: label L -> id 1000 - L.
+    lines = [f"{imagenet_wnid(999 - k)} {k + 1} name_{k}" for k in range(1000)]
+    (tmp_path / "map_clsloc.txt").write_text("\n".join(lines) + "\n")
+    write_npz_batch(tmp_path / "val_data.npz", np.zeros((2, 3, 2, 2), np.uint8), [1, 351])
+    ds = open_dataset(tmp_path, "val", class_map=tmp_path / "map_clsloc.txt")
+    # label 1 -> 999 (toilet paper); label 351 -> 1000 - 351 = 649 (megalith)
+    assert [ds[0][1], ds[1][1]] == [999, 649] and ds.class_names[649] == "megalith"
+
+
+def test_npz_errors(tmp_path):
+    np.savez(tmp_path / "nolabels.npz", data=np.zeros((2, 12), np.uint8))
+    with pytest.raises(DataError, match="npz file has no 'labels' array"):
+        open_dataset(tmp_path / "nolabels.npz")
+    write_npz_batch(tmp_path / "zero.npz", np.zeros((2, 3, 2, 2), np.uint8), [1, 0])
+    with pytest.raises(DataError, match=r"zero.npz row 1: label 0 out of range 1..1000"):
+        open_dataset(tmp_path / "zero.npz")
+    np.savez(tmp_path / "odd.npz", data=np.zeros((2, 10), np.uint8), labels=[1, 2])
+    with pytest.raises(DataError, match="not square RGB"):
+        open_dataset(tmp_path / "odd.npz")
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    write_npz_batch(folder / "train_data_batch_1.npz", np.zeros((1, 3, 2, 2), np.uint8), [1])
+    with pytest.raises(DataError, match="no npz batches for split 'val'"):
+        open_dataset(folder, "val")
+
+
+# --------------------------------------------------------------------------- IDX / Fashion-MNIST
+
+def test_idx_gz_files_as_rgb_with_padding(tmp_path):
+    images = np.arange(3 * 28 * 28, dtype=np.int64).reshape(3, 28, 28) % 251
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.array([7, 0, 3]))
+    ds = open_dataset("fashion_mnist", "train", root=tmp_path)
+    assert (len(ds), ds.image_size, ds.class_names[7]) == (3, 28, "sneaker")
+    image, label = ds[2]
+    assert label == 3 and image.shape == (3, 28, 28)
+    assert all(torch.equal(image[c], torch.from_numpy(images[2].astype(np.uint8))) for c in range(3))
+    padded = open_dataset("fashion_mnist", "train", root=tmp_path, pad_to=32)
+    p, _ = padded[2]
+    assert p.shape == (3, 32, 32) and padded.image_size == 32
+    assert torch.equal(p[:, 2:30, 2:30], image) and p[:, :2].sum() == 0 and p[:, :, 30:].sum() == 0
+    with pytest.raises(DataError, match="missing t10k-images-idx3-ubyte.gz"):
+        open_dataset("fashion_mnist", "test", root=tmp_path)
+
+
+def test_idx_truncated_file_is_reported(tmp_path):
+    import gzip
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.array([1, 2]))
+    with gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (2, 4, 4)) + bytes(20))
+    ds = open_dataset(tmp_path, "train")  # an IDX folder opened by path
+    with pytest.raises(DataError, match="truncated"):
+        ds[0]
+
+
+def test_real_fashion_mnist(fashion_mnist_dir):
+    test = open_dataset("fashion_mnist", "test", root=fashion_mnist_dir)
+    assert len(test) == 10_000 and test.num_classes == 10 and test.image_size == 28
+    image, label = test[0]
+    # The first test item of Fashion-MNIST is an ankle boot (label 9), on a black background.
+    assert label == 9 and test.class_names[label] == "ankle boot"
+    assert image.shape == (3, 28, 28) and torch.equal(image[0], image[2]) and image[:, 0, 0].sum() == 0
+    assert 30 < image.float().mean() < 200
+    train = open_dataset("fashion_mnist", "train", root=fashion_mnist_dir, pad_to=32)
+    assert len(train) == 60_000 and train[59_999][0].shape == (3, 32, 32)
+    assert np.bincount(train.labels()).tolist() == [6000] * 10  # balanced, as published
+    with pytest.raises(DataError, match="splits train and test"):
+        open_dataset("fashion_mnist", "val", root=fashion_mnist_dir)
+
+
+# --------------------------------------------------------------------------- ImageNet class table
+
+# The 20 classes of the paper's Table 5 with the ids printed there.
+TABLE5 = {649: "megalith", 388: "giant panda", 933: "cheeseburger", 381: "Geoffroy's spider monkey",
+          973: "coral reef", 780: "schooner", 259: "Pomeranian", 127: "white stork", 978: "seashore",
+          327: "starfish", 980: "volcano", 453: "bookcase", 948: "Granny Smith", 323: "monarch butterfly",
+          72: "yellow garden spider", 407: "ambulance", 567: "frying pan", 147: "grey whale", 292: "tiger",
+          251: "Dalmatian"}
+
+
+def test_imagenet_class_table_matches_paper_table5():
+    from models.data import class_label, imagenet_class_name, imagenet_class_names
+    names = imagenet_class_names()
+    assert len(names) == 1000 and len(set(names)) == 1000
+    for class_id, name in TABLE5.items():
+        assert imagenet_class_name(class_id) == name
+    assert class_label(imagenet_class_name(649), 649) == "megalith (649)"
+
+
+def test_imagenet_wnids_are_the_sorted_ilsvrc_synsets():
+    import re
+    from torchvision.datasets.imagenette import Imagenette
+    from models.data import imagenet_class_id, imagenet_class_name, imagenet_wnid
+
+    wnids = [imagenet_wnid(i) for i in range(1000)]
+    # The 1000-class index numbers the synsets in sorted WordNet-id order.
+    assert wnids == sorted(wnids) and len(set(wnids)) == 1000
+    assert all(re.fullmatch(r"n\d{8}", w) for w in wnids)
+    assert (wnids[0], wnids[649], wnids[999]) == ("n01440764", "n03743016", "n15075141")
+    assert imagenet_class_id("n02510455") == 388
+    # Independent cross-check with two torchvision tables: Imagenette's (wnid -> names) and
+    # the pretrained classifiers' category list (class id -> name) must agree with our ids.
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+    for wnid, names in Imagenette._WNID_TO_CLASS.items():
+        assert _IMAGENET_CATEGORIES[imagenet_class_id(wnid)] in names
+    with pytest.raises(DataError, match="not one of the 1000"):
+        imagenet_class_id("n99999999")
+    with pytest.raises(DataError, match="0..999"):
+        imagenet_class_name(1000)
