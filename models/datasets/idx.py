@@ -75,9 +75,19 @@ def read_idx_header(path: Path) -> tuple[tuple[int, ...], int]:
     return shape, 4 + 4 * dims
 
 
+def read_idx(path: str | Path) -> np.ndarray:
+    """The whole array of an IDX file: memory-mapped if uncompressed, else inflated once.
+
+    Cached per process and keyed by the file's modification time and size, so a file that
+    is replaced is read again.
+    """
+    p = Path(path)
+    stat = p.stat()
+    return _read_idx(str(p), stat.st_mtime_ns, stat.st_size)
+
+
 @lru_cache(maxsize=4)
-def read_idx(path: str) -> np.ndarray:
-    """The whole array of an IDX file: memory-mapped if uncompressed, else inflated once."""
+def _read_idx(path: str, mtime_ns: int, size: int) -> np.ndarray:
     p = Path(path)
     shape, offset = read_idx_header(p)
     count = int(np.prod(shape))

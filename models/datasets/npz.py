@@ -97,9 +97,15 @@ def _memmap_member(path: Path, archive: zipfile.ZipFile, member: str) -> np.ndar
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
+def _open_data(path: str | Path) -> np.ndarray:
+    """The ``data`` array of one batch file: memory-mapped, or inflated (cached per process,
+    keyed by modification time and size so a replaced file is read again)."""
+    stat = Path(path).stat()
+    return _open_data_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
 @lru_cache(maxsize=2)
-def _open_data(path: str) -> np.ndarray:
-    """The ``data`` array of one batch file: memory-mapped, or inflated (cached per process)."""
+def _open_data_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
     p = Path(path)
     with zipfile.ZipFile(p) as archive:
         member = _member_name(archive, "data", p)
