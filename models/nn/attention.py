@@ -113,6 +113,11 @@ class CausalSelfAttention(nn.Module):
         return y.transpose(1, 2).reshape(b, self.hidden, height, cols)
 
 
+def step_allowed(position: torch.Tensor, n: int) -> torch.Tensor:
+    """``causal_allowed`` for one query at the 0-dim device tensor ``position``: ``(1, 1+n)``."""
+    return causal_allowed(position.view(1), n)
+
+
 def causal_allowed(query_positions: torch.Tensor, n: int) -> torch.Tensor:
     """``(Tq, 1+n)`` bool: the null slot always, key s iff s < the query's position."""
     keys = torch.arange(n, device=query_positions.device)

@@ -1,0 +1,135 @@
+"""Sampling engines for the autoregressive networks (paper Algorithm 4, Appendix C).
+
+Two engines draw the same samples from a ``GatedPixelCNN`` (decoder local model or prior):
+
+- ``naive``: one full forward pass per sampled sub-pixel (the paper's method for its priors);
+  the reference.
+- ``cached``: incremental sampling in the style of Ramachandran et al. 2017 (paper [34]); each
+  step evaluates only the new position (``models.sampling_cache``), attention reads a key/value
+  cache. On CUDA it can replay each step as a CUDA graph and run in bfloat16.
+
+Sub-pixels are generated in raster order, R → G → B inside a pixel. The random numbers are
+drawn up front, one uniform per (step, image) in that order, so both engines consume them
+identically; a sub-pixel is the inverse CDF of softmax(logits / temperature) at its uniform.
+The conditioning (modulator bias maps or class biases) does not depend on the samples and is
+computed once for both engines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator
+
+import torch
+from tqdm import tqdm
+
+from models.errors import ModelsError
+
+SAMPLERS = ("cached", "naive")
+PRECISIONS = ("float32", "bfloat16")
+StepHook = Callable[[int, torch.Tensor], None]  # (step index, logits (B, V)) of each sub-pixel
+
+
+def draw(logits: torch.Tensor, uniform: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Inverse-CDF sample per row: logits ``(B, V)``, uniform ``(B,)`` in [0, 1) → ``(B,)`` long."""
+    cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
+    index = (cdf < (uniform * cdf[:, -1])[:, None]).sum(dim=-1)
+    return index.clamp(max=logits.shape[-1] - 1)
+
+
+def draw_uniforms(steps: int, batch: int, generator: torch.Generator | None, device) -> torch.Tensor:
+    """``(steps, B)`` uniforms in sampling order, from ``generator`` (or torch's global RNG)."""
+    where = generator.device if generator is not None else "cpu"
+    return torch.rand(steps, batch, generator=generator, device=where).to(device)
+
+
+@contextlib.contextmanager
+def evaluation(module: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) and no autograd for the duration; restores the mode after."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
+
+def naive_sample(net, bias: torch.Tensor, height: int, width: int, uniforms: torch.Tensor,
+                 temperature: float, on_step: StepHook | None = None, progress: bool = False) -> torch.Tensor:
+    """Full forward pass of ``net`` for every sub-pixel: ``(B, C, H, W)`` long."""
+    batch, channels = bias.shape[0], net.channels
+    x = torch.zeros(batch, channels, height, width, dtype=torch.long, device=bias.device)
+    step = 0
+    for row in tqdm(range(height), desc="sampling (naive)", unit="row", disable=not progress, leave=False):
+        for col in range(width):
+            for ch in range(channels):
+                logits = net(x, bias)[:, ch, :, row, col]  # (B, V)
+                if on_step is not None:
+                    on_step(step, logits)
+                x[:, ch, row, col] = draw(logits, uniforms[step], temperature)
+                step += 1
+    return x
+
+
+def sample_network(net, bias: torch.Tensor, height: int, width: int, temperature: float = 1.0,
+                   generator: torch.Generator | None = None, sampler: str = "cached", *,
+                   precision: str = "float32", cuda_graph: bool = False,
+                   on_step: StepHook | None = None, progress: bool = False) -> torch.Tensor:
+    """Sample ``(B, C, H, W)`` from a ``GatedPixelCNN`` under conditioning ``bias``."""
+    if sampler not in SAMPLERS:
+        raise ModelsError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if precision not in PRECISIONS:
+        raise ModelsError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if not temperature > 0:
+        raise ModelsError(f"temperature must be > 0, got {temperature} (1.0 samples the model as trained)")
+    if cuda_graph and (sampler != "cached" or bias.device.type != "cuda"):
+        raise ModelsError("CUDA-graph replay needs the cached sampler on a CUDA device; drop cuda_graph")
+    uniforms = draw_uniforms(height * width * net.channels, bias.shape[0], generator, bias.device)
+    with evaluation(net):
+        if precision == "bfloat16":
+            net, bias = copy.deepcopy(net).to(torch.bfloat16), bias.to(torch.bfloat16)
+        else:
+            bias = bias.to(net.embedding.weight.dtype)
+        if sampler == "naive":
+            return naive_sample(net, bias, height, width, uniforms, temperature, on_step, progress)
+        from models.sampling_cache import CachedSampler
+
+        engine = CachedSampler(net, bias, height, width, uniforms, temperature)
+        return engine.run(cuda_graph=cuda_graph, on_step=on_step, progress=progress)
+
+
+def sample_decoder(decoder, codes: torch.Tensor, temperature: float = 1.0,
+                   generator: torch.Generator | None = None, sampler: str = "cached", **options) -> torch.Tensor:
+    """Sample x ~ p(x | codes) from a ``ConditionalDecoder``: ``(B, C, H, W)`` long.
+
+    ``options``: ``precision`` ("float32" | "bfloat16"), ``cuda_graph``, ``on_step``, ``progress``.
+    """
+    from models.pixelcnn import check_values
+
+    check_values(codes, decoder.code_channels, decoder.code_values, "codes")
+    with evaluation(decoder):
+        bias = decoder.condition(codes)  # (B, layers*2h, H, W)
+    height, width = bias.shape[-2:]
+    return sample_network(decoder.local, bias, height, width, temperature, generator, sampler, **options)
+
+
+def sample_prior(prior, class_ids: torch.Tensor, temperature: float = 1.0,
+                 generator: torch.Generator | None = None, sampler: str = "cached", *,
+                 size: int | tuple[int, int] | None = None, **options) -> torch.Tensor:
+    """Sample codes z ~ p(z | class) from a ``Prior``: ``(B, C, h, w)`` long.
+
+    ``size``: the code resolution (defaults to ``prior.resolution`` when the prior knows it).
+    """
+    from models.prior import check_class_ids
+
+    size = size if size is not None else getattr(prior, "resolution", None)
+    if size is None:
+        raise ModelsError("the prior does not know its code resolution; pass size=(h, w)")
+    height, width = (size, size) if isinstance(size, int) else size
+    class_ids = class_ids.to(prior.class_bias.weight.device)
+    check_class_ids(class_ids, len(class_ids), prior.num_classes)
+    with evaluation(prior):
+        bias = prior.condition(class_ids)  # (B, layers*2h, 1, 1)
+    return sample_network(prior.net, bias, height, width, temperature, generator, sampler, **options)
