@@ -158,8 +158,8 @@ def next_task(engine: Engine, study: Study, rater_id: int, rng: random.Random | 
                 if done >= study.tasks_per_rater:
                     return _finish(session, rater_id, now, done)
                 status = session.scalar(select(Study.status).where(Study.id == study.id))
-                if status != "open":
-                    return Closed()
+                if status != "open":  # no new tasks; whoever answered something gets their code
+                    return _finish(session, rater_id, now, done) if done else Closed()
                 lease_token = new_token()
                 expires = now + dt.timedelta(seconds=study.lease_seconds)
                 claimed = _claim_slot(session, study.id, rater_id, now, lease_token, expires)

@@ -163,7 +163,9 @@ def _write_real_images(dataset_name: str, split: str, label: str, classes: list[
         raise StudySourceError(f"real images {label}: {dataset_name}:{split} has too few images of class(es) "
                                f"{sorted(short)} (need {count} each)")
     writer.close()
-    return _load_sample_set(SourceSpec(label, str(out)))
+    loaded = _load_sample_set(SourceSpec(label, str(out)))
+    loaded.spec = SourceSpec(label, REAL_PREFIX + dataset_name)
+    return loaded
 
 
 def _choose_classes(requested, generated: list[_Loaded], need: int, seed: int) -> list[int]:

@@ -30,8 +30,8 @@ PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,100}$")
 RATING_LABELS = ("1 – clearly not real", "2", "3", "4", "5 – looks completely real")
 
 
-def _study(public_id: str):
-    study = study_by_public_id(public_id)
+def _study(public_id: str, fresh: bool = False):
+    study = study_by_public_id(public_id, fresh)
     if study is None:
         abort(404, "no such study; check the link you were given")
     return study
@@ -54,7 +54,7 @@ def _start(study, participant: str):
 
 @bp.route("/", methods=["GET", "POST"])
 def entry(public_id: str):
-    study = _study(public_id)
+    study = _study(public_id, fresh=True)
     if request.method == "POST":
         return _start(study, str(request.form.get("participant", "")).strip())
     for name in PARTICIPANT_PARAMS:

@@ -22,14 +22,15 @@ def engine():
     return get_engine(current_app.config["DATABASE_URL"])
 
 
-def study_by_public_id(public_id: str) -> Study | None:
-    """The study for a raters' link (cached for a few seconds per process; ids are immutable)."""
+def study_by_public_id(public_id: str, fresh: bool = False) -> Study | None:
+    """The study for a raters' link (cached for a few seconds per process unless ``fresh``;
+    the hot API paths re-read the status inside their own transaction)."""
     if not isinstance(public_id, str) or not 8 <= len(public_id) <= 40:
         return None
     key = (current_app.config["DATABASE_URL"], public_id)
     hit = _study_cache.get(key)
     now = time.monotonic()
-    if hit is not None and now - hit[0] < STUDY_CACHE_SECONDS:
+    if hit is not None and now - hit[0] < STUDY_CACHE_SECONDS and not fresh:
         return hit[1]
     with read_session(engine()) as s:
         study = s.scalar(select(Study).where(Study.public_id == public_id))

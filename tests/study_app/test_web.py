@@ -1,0 +1,257 @@
+"""Flask-client tests of the rater pages, images, admin pages and the security rules."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+from werkzeug.security import generate_password_hash
+
+from study_app import create_app
+from study_app.create import SourceSpec, StudySettings, create_study
+from study_app.db import get_engine, read_session
+from study_app.errors import ConfigurationError
+from study_app.export import EXPORT_COLUMNS
+from study_app.models import Answer, Assignment, Rater
+
+
+@pytest.fixture
+def rating(db_url, sets, tmp_path):
+    return create_study(db_url, StudySettings(
+        name="realism", kind="rating", sources=(SourceSpec("ff", str(sets["ff"].path)),
+                                                SourceSpec("msp", str(sets["msp"].path))),
+        classes=(3, 5), per_class=2, answers_per_item=2, tasks_per_rater=3), tmp_path)
+
+
+@pytest.fixture
+def pairwise(db_url, sets, tmp_path):
+    return create_study(db_url, StudySettings(
+        name="ffvsmsp", kind="pairwise", sources=(SourceSpec("ff", str(sets["ff"].path)),
+                                                  SourceSpec("msp", str(sets["msp"].path))),
+        classes=(3,), per_class=2, pairs_per_class=4, answers_per_item=2, tasks_per_rater=4), tmp_path)
+
+
+def _count(db_url, model):
+    with read_session(get_engine(db_url)) as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def test_whole_rating_session_and_completion_code(rating, new_rater, db_url):
+    rater = new_rater(rating.public_id, "PID-1")
+    page = rater.get(f"/s/{rating.public_id}/task")
+    assert page.status_code == 200 and b"rater.js" in page.data
+    for expected_done in range(3):
+        task = rater.next()
+        assert task["state"] == "task" and task["done"] == expected_done and task["total"] == 3
+        assert re.fullmatch(r"(ring|square) \((3|5)\)", task["label"])
+        assert rater.answer(task["task"], 2 + expected_done).status_code == 200
+    done = rater.next()
+    assert done["state"] == "finished" and re.fullmatch(r"[0-9A-F]{12}", done["code"])
+    assert rater.next()["code"] == done["code"]  # stable on reload
+    assert _count(db_url, Answer) == 3
+
+
+def test_pairwise_task_shows_two_opaque_images_and_stores_side(pairwise, new_rater, db_url):
+    rater = new_rater(pairwise.public_id, "PID-2")
+    task = rater.next()
+    assert len(task["images"]) == 2
+    for url in task["images"]:
+        assert re.fullmatch(r"/img/[A-Za-z0-9_-]{22}\.png", url)  # nothing but a random token
+    body = str(task)
+    assert "ff" not in body.replace(task["task"], "").replace("".join(task["images"]), "") and "msp" not in body
+    assert rater.answer(task["task"], "right").status_code == 200
+    with read_session(get_engine(db_url)) as s:
+        left, choice = s.execute(select(Answer.left, Answer.choice)).one()
+    assert choice == ("b" if left == "a" else "a")  # "right" is whichever model was not on the left
+
+
+def test_question_for_real_images(db_url, sets, tmp_path):
+    from study_app.create import QUESTION_PAIRWISE, QUESTION_PAIRWISE_REAL
+
+    assert QUESTION_PAIRWISE == "Which image looks the most realistic?"
+    summary = create_study(db_url, StudySettings(
+        name="vsreal", kind="pairwise", sources=(SourceSpec("ff", str(sets["ff"].path)),
+                                                 SourceSpec("real", "real:shapes")),
+        classes=(3,), per_class=2, pairs_per_class=4), tmp_path)
+    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "DATABASE_URL": db_url,
+                      "IMAGE_CACHE_DIR": str(tmp_path / "c")})
+    client = app.test_client()
+    page = client.get(f"/s/{summary.public_id}/?participant=x1", follow_redirects=True)
+    assert page.status_code == 200
+    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page.data).group(1).decode()
+    task = client.post(f"/s/{summary.public_id}/consent", data={"agree": "yes", "csrf_token": csrf},
+                       follow_redirects=True)
+    assert QUESTION_PAIRWISE_REAL.encode() in task.data.replace(b"&#34;", b'"')
+
+
+def test_images_are_512_bilinear_and_only_for_their_rater(rating, new_rater, app):
+    from io import BytesIO
+
+    from PIL import Image as PILImage
+
+    owner = new_rater(rating.public_id, "owner")
+    url = owner.next()["images"][0]
+    response = owner.client.get(url)
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    assert PILImage.open(BytesIO(response.data)).size == (512, 512)
+    other = new_rater(rating.public_id, "other")
+    assert other.client.get(url).status_code == 404  # not one of other's tasks
+    assert app.test_client().get(url).status_code == 403  # no session at all
+
+
+@pytest.mark.parametrize("path", ["/img/..%2F..%2Fetc%2Fpasswd.png", "/img/../../etc/passwd.png",
+                                  "/img/%2e%2e%2fmanifest.json.png", "/img/AAAAAAAAAAAAAAAAAAAAAA.png",
+                                  "/static/../study_app/models.py"])
+def test_no_path_traversal(rating, new_rater, path):
+    rater = new_rater(rating.public_id, "walker")
+    assert rater.client.get(path).status_code in (403, 404)
+
+
+def test_bad_answers_are_4xx_and_store_nothing(rating, new_rater, db_url):
+    rater = new_rater(rating.public_id, "fuzz")
+    task = rater.next()["task"]
+    bad_bodies = [
+        {"task": task, "answer": 7, "response_ms": 5},
+        {"task": task, "answer": "left", "response_ms": 5},
+        {"task": task, "answer": 3, "response_ms": -1},
+        {"task": task, "answer": 3, "response_ms": "fast"},
+        {"task": task, "answer": 3},
+        {"task": "x" * 22, "answer": 3, "response_ms": 5},
+        {"task": None, "answer": 3, "response_ms": 5},
+        {"task": task, "answer": "unknown", "reason": "<script>", "response_ms": 5},
+        {"task": {"$ne": 1}, "answer": 3, "response_ms": 5},
+    ]
+    for body in bad_bodies:
+        response = rater.api("answer", body)
+        assert 400 <= response.status_code < 500, (body, response.status_code)
+        assert "error" in response.get_json()
+    for raw in (b"not json", b"[1, 2]", b"\xff\xfe", b'{"task": '):
+        response = rater.client.post(f"/s/{rating.public_id}/api/answer", data=raw,
+                                     headers={"X-CSRFToken": rater.csrf, "Content-Type": "application/json"})
+        assert response.status_code == 400
+    assert _count(db_url, Answer) == 0
+
+
+def test_forged_and_replayed_posts_are_rejected(rating, new_rater, app, db_url):
+    rater = new_rater(rating.public_id, "victim")
+    task = rater.next()["task"]
+    forged = rater.api("answer", {"task": task, "answer": 3, "response_ms": 5}, csrf=False)
+    assert forged.status_code == 400  # no CSRF token
+    wrong = rater.client.post(f"/s/{rating.public_id}/api/answer", json={"task": task, "answer": 3, "response_ms": 5},
+                              headers={"X-CSRFToken": "forged"})
+    assert wrong.status_code == 400
+    attacker = new_rater(rating.public_id, "attacker")  # valid session and token, someone else's task
+    assert attacker.answer(task, 1).status_code == 404
+    assert _count(db_url, Answer) == 0
+    assert rater.answer(task, 3).status_code == 200
+    assert rater.answer(task, 3).status_code == 409  # replay
+    assert _count(db_url, Answer) == 1
+    fresh = app.test_client()  # no session: cannot use the API at all
+    assert fresh.post(f"/s/{rating.public_id}/api/next").status_code == 400  # CSRF first
+
+
+def test_unknown_answers_are_stored_with_reason(pairwise, new_rater, db_url):
+    rater = new_rater(pairwise.public_id, "unsure")
+    task = rater.next()["task"]
+    assert rater.answer(task, "unknown", reason="image-failed").status_code == 200
+    with read_session(get_engine(db_url)) as s:
+        assert s.execute(select(Answer.choice, Answer.unknown_reason, Answer.rating)).one() == (
+            "unknown", "image-failed", None)
+
+
+def test_entry_needs_a_participant_id_and_consent(rating, app, db_url):
+    client = app.test_client()
+    assert client.get("/s/not-a-real-study-id/").status_code == 404
+    form = client.get(f"/s/{rating.public_id}/")
+    assert form.status_code == 200 and b'name="participant"' in form.data
+    assert client.get(f"/s/{rating.public_id}/?workerId=../../bad").status_code == 400
+    assert client.get(f"/s/{rating.public_id}/task").status_code == 403  # no session yet
+    entered = client.get(f"/s/{rating.public_id}/?workerId=W123", follow_redirects=False)
+    assert entered.status_code == 302 and entered.headers["Location"].endswith("/consent")
+    assert client.get(f"/s/{rating.public_id}/task").status_code == 302  # consent first
+    page = client.get(f"/s/{rating.public_id}/consent")
+    assert b"ignore blur and other scaling artifacts" in page.data
+    with read_session(get_engine(db_url)) as s:
+        assert s.scalars(select(Rater.participant)).all() == ["W123"]
+
+
+def test_security_headers_and_cookie_flags(rating, app):
+    client = app.test_client()
+    response = client.get(f"/s/{rating.public_id}/?PROLIFIC_PID=abc")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    page = client.get(f"/s/{rating.public_id}/consent")
+    for name in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"):
+        assert name in page.headers
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_rate_limit_per_rater_and_per_ip(rating, db_url, tmp_path):
+    app = create_app({"TESTING": True, "SECRET_KEY": "s" * 32, "DATABASE_URL": db_url,
+                      "IMAGE_CACHE_DIR": str(tmp_path / "c"), "RATE_LIMIT_RATER": "5/60", "RATE_LIMIT_IP": "12/60"})
+    client = app.test_client()
+    page = client.get(f"/s/{rating.public_id}/?PROLIFIC_PID=speedy", follow_redirects=True)
+    csrf = re.search(rb'name="csrf-token" content="([^"]+)"', page.data).group(1).decode()
+    client.post(f"/s/{rating.public_id}/consent", data={"agree": "yes", "csrf_token": csrf})
+    codes = [client.post(f"/s/{rating.public_id}/api/next", headers={"X-CSRFToken": csrf}).status_code
+             for _ in range(7)]
+    assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]  # 5 API calls per rater per minute
+    other = app.test_client()
+    codes = [other.get(f"/s/{rating.public_id}/").status_code for _ in range(4)]
+    assert codes[-1] == 429  # the address has used up its 12 requests (7 API + 3 pages + 2 above)
+
+
+def test_admin_login_progress_close_and_export(rating, new_rater, db_url, tmp_path):
+    app = create_app({"TESTING": True, "SECRET_KEY": "a" * 32, "DATABASE_URL": db_url,
+                      "IMAGE_CACHE_DIR": str(tmp_path / "c"), "ADMIN_PASSWORD_HASH": generate_password_hash("hunter22")})
+    rater_client = new_rater(rating.public_id, "R1")
+    task = rater_client.next()
+    rater_client.answer(task["task"], 5)
+    admin = app.test_client()
+    assert admin.get("/admin/").status_code == 302
+    assert admin.get("/admin/study/realism/export.csv").status_code == 302
+    login = admin.get("/admin/login")
+    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', login.data).group(1).decode()
+    assert admin.post("/admin/login", data={"password": "wrong", "csrf_token": csrf}).status_code == 401
+    assert admin.post("/admin/login", data={"password": "hunter22"}).status_code == 400  # no CSRF token
+    assert admin.post("/admin/login", data={"password": "hunter22", "csrf_token": csrf}).status_code == 302
+    overview = admin.get("/admin/")
+    assert b"realism" in overview.data and b"1 / 16" in overview.data  # 8 images x k=2
+    detail = admin.get("/admin/study/realism")
+    assert detail.status_code == 200 and b"ring (3)" in detail.data and rating.public_id.encode() in detail.data
+    csrf = re.search(rb'name="csrf-token" content="([^"]+)"', detail.data).group(1).decode()
+    assert admin.post("/admin/study/realism/status", data={"status": "closed", "csrf_token": csrf}).status_code == 302
+    assert rater_client.next()["state"] == "finished"  # closed: no new tasks; 1 answer -> code
+    newcomer = app.test_client()
+    assert newcomer.get(f"/s/{rating.public_id}/").status_code == 403
+    csv_text = admin.get("/admin/study/realism/export.csv").data.decode()
+    header, row = csv_text.splitlines()
+    assert header == ",".join(EXPORT_COLUMNS)
+    assert row.startswith("realism,rating,R1,") and ",a,5,,," in row
+
+
+def test_admin_pages_are_off_without_a_password(rating, app):
+    assert app.config["ADMIN_PASSWORD_HASH"] is None or app.config["ADMIN_PASSWORD_HASH"]
+    app.config["ADMIN_PASSWORD_HASH"] = None
+    assert app.test_client().get("/admin/login").status_code == 404
+
+
+def test_production_refuses_to_start_without_secret_key(monkeypatch, db_url):
+    monkeypatch.delenv("HVQEVAL_SECRET_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="HVQEVAL_SECRET_KEY"):
+        create_app({"DATABASE_URL": db_url})
+    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "short")
+    with pytest.raises(ConfigurationError, match="too short"):
+        create_app({"DATABASE_URL": db_url})
+    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "x" * 40)
+    assert create_app({"DATABASE_URL": db_url}).config["SECRET_KEY"] == "x" * 40
+
+
+def test_nothing_is_stored_for_assignments_after_bad_requests(rating, new_rater, db_url):
+    rater = new_rater(rating.public_id, "counter")
+    rater.next()
+    assert _count(db_url, Assignment) == 1
+    assert rater.client.get(f"/s/{rating.public_id}/api/next").status_code == 405  # claims need a POST
+    assert _count(db_url, Assignment) == 1
