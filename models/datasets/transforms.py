@@ -33,7 +33,10 @@ def rescale_shortest_side(image: torch.Tensor, size: int) -> torch.Tensor:
         new_h, new_w = size, max(size, round(w * size / h))
     else:
         new_h, new_w = max(size, round(h * size / w)), size
-    return F.resize(image, [new_h, new_w], antialias=True)
+    # Resampled in float and rounded back: the same antialiased filter as the uint8 kernel,
+    # without that kernel's failures on tiny images (e.g. 2x2 -> 1x1).
+    resized = F.resize(image.float(), [new_h, new_w], antialias=True)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
 @dataclass(frozen=True)

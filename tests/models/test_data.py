@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -423,3 +425,46 @@ def test_imagenet_wnids_are_the_sorted_ilsvrc_synsets():
         imagenet_class_id("n99999999")
     with pytest.raises(DataError, match="0..999"):
         imagenet_class_name(1000)
+
+
+# --------------------------------------------------------------------------- loaders and properties
+
+def test_data_loader_is_seeded_and_uses_a_distributed_sampler_under_torch_distributed(tmp_path):
+    import torch.distributed as dist
+    from models.data import data_loader
+
+    ds = open_dataset("shapes", "train", length=16, image_size=8)
+    first = [y.tolist() for _, y in data_loader(ds, 4, seed=5)]
+    again = [y.tolist() for _, y in data_loader(ds, 4, seed=5)]
+    assert first == again and sorted(sum(first, [])) == sorted(i % 10 for i in range(16))
+    assert sum(first, []) != [i % 10 for i in range(16)]  # shuffled
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        loader = data_loader(ds, 4, seed=5)
+        assert isinstance(loader.sampler, DistributedSampler)
+        x, y = next(iter(loader))
+        assert x.shape == (4, 3, 8, 8) and x.dtype == torch.uint8
+    finally:
+        dist.destroy_process_group()
+
+
+@settings(max_examples=40, deadline=None)
+@given(width=st.integers(1, 90), height=st.integers(1, 90), size=st.integers(1, 40))
+def test_transforms_always_return_the_requested_square(width, height, size):
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
+    assert eval_transform(size)(image).shape == (3, size, size)
+    out = train_transform(size, generator=torch.Generator().manual_seed(0))(image)
+    assert out.shape == (3, size, size) and out.dtype == torch.uint8
+
+
+@settings(max_examples=40, deadline=None)
+@given(short=st.integers(1, 30), extra=st.integers(0, 30), tall=st.booleans())
+def test_eval_transform_of_an_image_already_at_size_is_the_central_slice(short, extra, tall):
+    # No rescale is needed when the short side already equals the size: the output must be
+    # exactly the middle `short` columns (or rows), offset floor(extra / 2).
+    h, w = (short + extra, short) if tall else (short, short + extra)
+    image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
+    out = eval_transform(short)(image)
+    off = extra // 2
+    expected = image[:, off:off + short, :] if tall else image[:, :, off:off + short]
+    assert torch.equal(out, expected)
