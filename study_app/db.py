@@ -10,6 +10,7 @@ Schema changes go through Alembic (``study_app/migrations``).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from pathlib import Path
 
@@ -86,11 +87,22 @@ def get_engine(url: str) -> Engine:
 
 
 def dispose_engines() -> None:
-    """Close every pooled connection (after fork, and at the end of tests)."""
+    """Close every pooled connection (before forking servers, and at the end of tests)."""
     with _LOCK:
         for engine in _ENGINES.values():
             engine.dispose()
         _ENGINES.clear()
+
+
+def _forget_engines_in_child() -> None:
+    # A forked child must never use the parent's pooled connections (one socket, two
+    # processes): drop them without closing, the parent still owns them.
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)
+    _ENGINES.clear()
+
+
+os.register_at_fork(after_in_child=_forget_engines_in_child)
 
 
 @contextlib.contextmanager

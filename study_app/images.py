@@ -37,7 +37,7 @@ def upscaled_path(source_file: Path, sha256: str, size: int, cache_dir: Path) ->
         resized = img.convert("RGB").resize((size, size), PILImage.Resampling.BILINEAR)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
     with os.fdopen(fd, "wb") as fh:
-        resized.save(fh, format="PNG")
+        resized.save(fh, format="PNG", compress_level=1)  # lossless; fast to encode on first view
     os.replace(tmp, target)  # atomic: parallel workers may race to write the same file
     return target
 

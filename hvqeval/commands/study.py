@@ -173,13 +173,14 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
 @_db_option
 def serve(bind, workers, threads, access_log, instance_dir, database_url):
     """Run the study web app under gunicorn. Needs HVQEVAL_SECRET_KEY; admin pages need HVQEVAL_ADMIN_PASSWORD(_HASH)."""
-    from study_app.db import require_current_schema, upgrade
+    from study_app.db import dispose_engines, require_current_schema, upgrade
     from study_app.server import check_production_config, serve as run_server
 
     check_production_config()
     url = _database_url(database_url, instance_dir)
     upgrade(url)
     require_current_schema(url)
+    dispose_engines()  # workers open their own connections after the fork
     click.echo(f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True)
     run_server(url, bind=bind, workers=workers, threads=threads, access_log=access_log)
 

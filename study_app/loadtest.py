@@ -1,0 +1,244 @@
+"""Simulated raters: drive a running study server over HTTP like a browser does.
+
+Used by the concurrency tests and ``benchmarks/study_load.py``; also handy against a
+staging deployment. Each simulated rater keeps one keep-alive connection and its session
+cookie, enters through the study link, consents, then loops ``POST api/next`` ->
+``POST api/answer`` until it receives its completion code. Latencies of both calls are
+recorded. Standard library only (``http.client``), so the load generator stays cheap.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import re
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+
+CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+@dataclass
+class RaterLog:
+    participant: str
+    answers: int = 0
+    code: str | None = None
+    state: str | None = None
+    next_ms: list[float] = field(default_factory=list)
+    answer_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+class SimulatedRater:
+    def __init__(self, host: str, port: int, public_id: str, participant: str, kind: str, seed: int,
+                 fetch_images: bool = False, timeout: float = 30.0):
+        self.host, self.port, self.public_id = host, port, public_id
+        self.kind = kind
+        self.rng = random.Random(seed)
+        self.fetch_images = fetch_images
+        self.timeout = timeout
+        self.cookie = ""
+        self.csrf = ""
+        self.conn = None
+        self.log = RaterLog(participant)
+
+    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        headers = dict(headers or {})
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        for attempt in range(3):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                response = self.conn.getresponse()
+                data = response.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest):
+                # The server closed an idle keep-alive connection; a repeated POST is safe
+                # because the server stores an answer at most once.
+                self.conn.close()
+                self.conn = None
+                if attempt == 2:
+                    raise
+        for value in response.headers.get_all("Set-Cookie") or []:
+            name_value = value.split(";", 1)[0]
+            if name_value.startswith("session="):
+                self.cookie = name_value
+        self.log.statuses[response.status] = self.log.statuses.get(response.status, 0) + 1
+        return response.status, response.headers, data
+
+    def _api(self, name: str, payload: dict):
+        body = json.dumps(payload).encode()
+        start = time.perf_counter()
+        status, _h, data = self._request("POST", f"/s/{self.public_id}/api/{name}", body,
+                                         {"Content-Type": "application/json", "X-CSRFToken": self.csrf})
+        elapsed = (time.perf_counter() - start) * 1000
+        return status, (json.loads(data) if data else {}), elapsed
+
+    def enter(self) -> None:
+        query = urllib.parse.urlencode({"PROLIFIC_PID": self.log.participant})
+        status, headers, _ = self._request("GET", f"/s/{self.public_id}/?{query}")
+        if status != 302:
+            raise RuntimeError(f"entry answered {status}")
+        status, _h, data = self._request("GET", f"/s/{self.public_id}/consent")
+        self.csrf = CSRF_RE.search(data.decode()).group(1)
+        form = urllib.parse.urlencode({"agree": "yes", "csrf_token": self.csrf}).encode()
+        status, _h, _ = self._request("POST", f"/s/{self.public_id}/consent", form,
+                                      {"Content-Type": "application/x-www-form-urlencoded"})
+        if status != 302:
+            raise RuntimeError(f"consent answered {status}")
+
+    def answer_value(self):
+        if self.rng.random() < 0.02:
+            return "unknown", "cannot-decide"
+        if self.kind == "rating":
+            return self.rng.randint(1, 5), None
+        return self.rng.choice(("left", "right")), None
+
+    def run(self, deadline: float) -> RaterLog:
+        try:
+            self.enter()
+            while time.monotonic() < deadline:
+                status, task, ms = self._api("next", {})
+                self.log.next_ms.append(ms)
+                if status != 200:
+                    raise RuntimeError(f"next answered {status}: {task}")
+                if task["state"] != "task":
+                    self.log.state, self.log.code = task["state"], task.get("code")
+                    return self.log
+                if self.fetch_images:
+                    for url in task["images"]:
+                        status, _h, _ = self._request("GET", url)
+                        if status != 200:
+                            raise RuntimeError(f"image answered {status}")
+                answer, reason = self.answer_value()
+                payload = {"task": task["task"], "answer": answer, "response_ms": self.rng.randint(300, 5000)}
+                if reason:
+                    payload["reason"] = reason
+                status, reply, ms = self._api("answer", payload)
+                self.log.answer_ms.append(ms)
+                if status == 200:
+                    self.log.answers += 1
+                elif status != 409:
+                    raise RuntimeError(f"answer answered {status}: {reply}")
+            self.log.error = "deadline reached"
+        except Exception as err:  # noqa: BLE001 - recorded per rater and reported by the caller
+            self.log.error = f"{type(err).__name__}: {err}"
+        finally:
+            if self.conn is not None:
+                self.conn.close()
+        return self.log
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    logs: tuple[RaterLog, ...]
+    seconds: float
+
+    @property
+    def answers(self) -> int:
+        return sum(log.answers for log in self.logs)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{log.participant}: {log.error}" for log in self.logs if log.error]
+
+    def percentile(self, which: str, q: float) -> float:
+        values = sorted(v for log in self.logs for v in getattr(log, f"{which}_ms"))
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def run_raters(host: str, port: int, public_id: str, count: int, kind: str, *, time_limit: float = 120.0,
+               fetch_images: bool = False, prefix: str = "sim", seed: int = 0) -> LoadResult:
+    """Run ``count`` simulated raters in parallel threads until they finish or time runs out."""
+    deadline = time.monotonic() + time_limit
+    raters = [SimulatedRater(host, port, public_id, f"{prefix}-{i}", kind, seed * 100_003 + i, fetch_images)
+              for i in range(count)]
+    start_gate = threading.Barrier(count + 1)
+    logs: list[RaterLog | None] = [None] * count
+
+    def work(i: int):
+        start_gate.wait()
+        logs[i] = raters[i].run(deadline)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    start_gate.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()) + 5)
+    seconds = time.perf_counter() - started
+    return LoadResult(tuple(log or RaterLog(f"{prefix}-{i}", error="thread did not finish")
+                            for i, log in enumerate(logs)), seconds)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalServer:
+    """``hvqeval study serve`` (gunicorn) on 127.0.0.1 in a child process, stopped on exit."""
+
+    def __init__(self, database_url: str, instance_dir: str, workers: int = 2, threads: int = 8,
+                 env: dict | None = None, startup_timeout: float = 60.0):
+        self.database_url, self.instance_dir = database_url, instance_dir
+        self.workers, self.threads = workers, threads
+        self.env = env or {}
+        self.startup_timeout = startup_timeout
+        self.port = free_port()
+        self.process = None
+
+    def __enter__(self) -> "LocalServer":
+        import os
+        import subprocess
+        import sys
+
+        env = {**os.environ, "HVQEVAL_RATE_LIMIT_RATER": "1000000/60", "HVQEVAL_RATE_LIMIT_IP": "1000000/60",
+               **self.env}
+        env.setdefault("HVQEVAL_SECRET_KEY", "load-test-secret-key-0123456789")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hvqeval", "study", "serve", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(self.workers), "--threads", str(self.threads),
+             "--database-url", self.database_url, "--instance-dir", self.instance_dir],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stdout.read().decode(errors='replace')}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/static/study.css")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError("server did not start in time")
+
+    def __exit__(self, *exc) -> None:
+        import subprocess
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # gunicorn: graceful shutdown of its workers
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None and self.process.stdout is not None:
+            self.output = self.process.stdout.read().decode(errors="replace")
+            self.process.stdout.close()

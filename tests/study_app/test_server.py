@@ -1,0 +1,45 @@
+"""A real gunicorn server on loopback with 120 simulated raters in parallel (SQLite and PostgreSQL):
+afterwards every item has exactly k answers from k distinct raters, nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+
+from study_app.create import SourceSpec, StudySettings, create_study
+from study_app.db import dispose_engines, get_engine, read_session
+from study_app.export import export_rows
+from study_app.loadtest import LocalServer, run_raters
+from study_app.models import Answer, Slot
+
+RATERS = 120
+
+
+@pytest.mark.slow
+def test_120_parallel_raters_finish_a_study_through_gunicorn(db_url, sample_set_factory, tmp_path):
+    # 2 models x 3 classes x 20 images = 120 items; k = 3 -> 360 answers = 120 raters x 3 tasks.
+    ff = sample_set_factory("ff", "tiny_ff", 20, seed=1)
+    msp = sample_set_factory("msp", "tiny_msp", 20, seed=2)
+    summary = create_study(db_url, StudySettings(
+        name="load", kind="rating", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
+        classes=(3, 5, 7), per_class=20, answers_per_item=3, tasks_per_rater=3), tmp_path)
+    assert summary.answers_needed == RATERS * 3
+    dispose_engines()  # the server processes open their own connections
+    with LocalServer(db_url, str(tmp_path), workers=2, threads=8) as server:
+        result = run_raters("127.0.0.1", server.port, summary.public_id, RATERS, "rating", time_limit=90,
+                            fetch_images=True)
+    assert not result.errors, (result.errors[:5], server.output[-3000:])
+    assert all(log.state == "finished" and log.code for log in result.logs)
+    assert result.answers == RATERS * 3  # every 200 "stored" on the client side ...
+    engine = get_engine(db_url)
+    with read_session(engine) as s:
+        rows = s.execute(select(Answer.item_id, Answer.rater_id)).all()
+        unfilled = s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False)))
+    assert len(rows) == RATERS * 3  # ... is one row in the database: nothing lost
+    assert len(set(rows)) == len(rows)  # no (item, rater) twice
+    assert set(Counter(item for item, _ in rows).values()) == {3}  # exactly k per item
+    assert unfilled == 0
+    exported = export_rows(db_url, "load")
+    assert len(exported) == RATERS * 3 and len({r["rater"] for r in exported}) == RATERS
