@@ -1,0 +1,107 @@
+"""Codes of one level on disk: the data of the next stage (Algorithm 1, x_{l+1} := E_l(x_l)).
+
+After level l is trained, its (Polyak-averaged) encoder maps every image of the train and
+validation splits to codes, stored in ``runs/<name>/codes/level<l>/``::
+
+    train.codes.npy   (N, C, h, w) uint8 (bits <= 8) or uint16   numpy, memory-mapped on read
+    train.labels.npy  (N,) int64 class ids
+    val.codes.npy, val.labels.npy
+    meta.json         {"source_stage", "source_step", "bits", "splits": {split: N}, "class_names"}
+
+Images are encoded after the evaluation transform (rescale + centre crop, Section 7), so
+each image has exactly one code map; training crops of the next stage are taken from these
+maps. ``meta.json`` is written last: a folder without it is an unfinished extraction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from models.checkpoint import atomic_write_text
+from models.errors import DataError
+
+META_FILE = "meta.json"
+
+
+def codes_dir(run_dir: str | Path, level_number: int) -> Path:
+    """Folder of the codes produced by level ``level_number`` (1-based)."""
+    return Path(run_dir) / "codes" / f"level{level_number}"
+
+
+def read_meta(directory: Path) -> dict | None:
+    path = directory / META_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class CodesDataset(Dataset):
+    """Items ``(codes long (C, h, w), class_id)`` of one split of an extracted code folder."""
+
+    def __init__(self, directory: str | Path, split: str = "train"):
+        directory = Path(directory)
+        meta = read_meta(directory)
+        if meta is None:
+            raise DataError(f"{directory} holds no extracted codes (no {META_FILE}); train the level below first")
+        if split not in meta["splits"]:
+            raise DataError(f"{directory} has no '{split}' codes (splits: {', '.join(meta['splits'])})")
+        self.directory, self.split, self.meta = directory, split, meta
+        self.codes = np.load(directory / f"{split}.codes.npy", mmap_mode="r")  # (N, C, h, w)
+        self.labels = np.load(directory / f"{split}.labels.npy", mmap_mode="r")  # (N,)
+        self.class_names = list(meta["class_names"])
+        self.image_size = int(self.codes.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.from_numpy(np.asarray(self.codes[index], dtype=np.int64)), int(self.labels[index])
+
+
+@torch.no_grad()
+def extract_split(encode, dataset: Dataset, directory: Path, split: str, code_shape: tuple[int, int, int],
+                  bits: int, device: torch.device, batch_size: int = 64, num_workers: int = 0,
+                  progress: bool = True) -> int:
+    """Encode every item of ``dataset`` with ``encode`` (batch -> long codes) into ``split`` files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    n = len(dataset)
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    final_codes, final_labels = directory / f"{split}.codes.npy", directory / f"{split}.labels.npy"
+    tmp_codes = directory / f".{split}.codes.npy.tmp"
+    tmp_labels = directory / f".{split}.labels.npy.tmp"
+    codes = np.lib.format.open_memmap(tmp_codes, mode="w+", dtype=dtype, shape=(n, *code_shape))
+    labels = np.lib.format.open_memmap(tmp_labels, mode="w+", dtype=np.int64, shape=(n,))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    start = 0
+    with tqdm(total=n, desc=f"codes {directory.name} {split}", unit="img", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for x, y in loader:
+            z = encode(x.to(device))  # (B, C, h, w)
+            codes[start:start + len(x)] = z.cpu().numpy().astype(dtype)
+            labels[start:start + len(x)] = y.numpy()
+            start += len(x)
+            bar.update(len(x))
+    codes.flush()
+    labels.flush()
+    del codes, labels
+    os.replace(tmp_codes, final_codes)
+    os.replace(tmp_labels, final_labels)
+    return n
+
+
+def write_meta(directory: Path, *, source_stage: str, source_step: int, bits: int,
+               splits: dict[str, int], class_names: list[str]) -> None:
+    meta = {"source_stage": source_stage, "source_step": int(source_step), "bits": bits,
+            "splits": splits, "class_names": list(class_names)}
+    atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2) + "\n")

@@ -1,0 +1,115 @@
+"""The hierarchical model: autoencoder levels bottom-up plus the prior on the top codes.
+
+Paper Algorithm 1 (training order) and Algorithm 4 (ancestral sampling); the per-level
+log-likelihoods give the bound of Section 6 / Appendix D::
+
+    x_1 (pixels) ──E_1──> x_2 ──E_2──> ... ──E_{L-1}──> x_L          encode: [x_2, ..., x_L]
+    -log p(x_1..x_L) = -log P(x_L | class) + sum_l -log D_l(x_l | x_{l+1})   nll_terms
+    x~_L ~ P(. | class);  x~_l ~ D_l(. | x~_{l+1}) for l = L-1 .. 1        decode / sample
+
+``PriorModel`` wraps the prior network with the same training interface as
+``models.autoencoder.LevelModel`` (``forward(x, class_ids) -> LevelOutput``), so one training
+loop serves every stage.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from models.autoencoder import LevelModel, LevelOutput
+from models.config import ModelCard
+from models.errors import CheckpointError
+from models.prior import Prior
+
+
+class PriorModel(nn.Module):
+    """Training wrapper of ``models.prior.Prior`` on the top-level codes of a card."""
+
+    def __init__(self, card: ModelCard):
+        super().__init__()
+        top = card.top_codes
+        self.card = card
+        self.prior = Prior(card.prior, top.channels, top.num_codes, card.model.num_classes)
+
+    def forward(self, z: torch.Tensor, class_ids: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> LevelOutput:
+        """Loss on top codes ``z`` (B, C, h, w) given ``class_ids`` (B,): nats per code."""
+        if class_ids is None:
+            raise ValueError("the prior is class-conditional: pass class_ids")
+        z = z.long()
+        per_code = self.prior.nll(z, class_ids.long()).mean() / (z.shape[1] * z.shape[2] * z.shape[3])
+        metrics = {"ar_nats": per_code.detach(), "bpd": per_code.detach() / math.log(2)}
+        return LevelOutput(per_code, {"ar": per_code}, metrics, z)
+
+
+def build_stage_model(card: ModelCard, stage: str) -> nn.Module:
+    """The network trained in ``stage`` (``level1``.. or ``prior``)."""
+    if stage == "prior":
+        return PriorModel(card)
+    index = int(stage.removeprefix("level")) - 1
+    return LevelModel(card, index)
+
+
+class Hierarchy(nn.Module):
+    """Levels (bottom first) and the prior of one card, usually with Polyak-averaged weights."""
+
+    def __init__(self, card: ModelCard, levels: list[LevelModel], prior: PriorModel | None):
+        super().__init__()
+        self.card = card
+        self.levels = nn.ModuleList(levels)
+        self.prior_model = prior
+
+    @property
+    def prior(self):
+        return None if self.prior_model is None else self.prior_model.prior
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Codes of every level for pixels ``x`` (B, 3, H, W): ``[x_2, ..., x_L]``."""
+        codes = []
+        current = x
+        for level in self.levels:
+            current = level.encode(current)
+            codes.append(current)
+        return codes
+
+    @torch.no_grad()
+    def nll_terms(self, x: torch.Tensor, class_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image NLL in nats of every term: ``{"level1": (B,), ..., "prior": (B,)}``.
+
+        ``level{l}`` is -log D_l(x_l | x_{l+1}) summed over x_l's sub-pixels; ``prior`` is
+        -log P(x_L | class). Their sum is the joint NLL of the bound (Appendix D).
+        """
+        terms: dict[str, torch.Tensor] = {}
+        inputs = [x.long()] + self.encode(x)
+        for i, level in enumerate(self.levels):
+            terms[f"level{i + 1}"] = level.decoder.nll(inputs[i], inputs[i + 1])
+        if self.prior is not None:
+            terms["prior"] = self.prior.nll(inputs[-1], class_ids.long())
+        return terms
+
+    @torch.no_grad()
+    def decode(self, top_codes: torch.Tensor, temperature: float = 1.0,
+               generator: torch.Generator | None = None, sampler: str = "cached") -> torch.Tensor:
+        """Sample every level below from top codes (Algorithm 4 without the prior step)."""
+        from models.sampling import sample_decoder
+
+        current = top_codes
+        for level in reversed(self.levels):
+            current = sample_decoder(level.decoder, current, temperature=temperature,
+                                     generator=generator, sampler=sampler)
+        return current
+
+    @torch.no_grad()
+    def sample(self, class_ids: torch.Tensor, temperature: float = 1.0,
+               generator: torch.Generator | None = None, sampler: str = "cached") -> torch.Tensor:
+        """Ancestral sampling (Algorithm 4): class ids (B,) -> uint8-range pixels (B, 3, H, W)."""
+        from models.sampling import sample_prior
+
+        if self.prior is None:
+            raise CheckpointError("this run has no trained prior yet; train it with 'hvqeval train --prior'")
+        top = sample_prior(self.prior, class_ids, temperature=temperature, generator=generator, sampler=sampler)
+        return self.decode(top, temperature, generator, sampler)

@@ -1,0 +1,424 @@
+"""Training of one stage of a hierarchy, and of a whole hierarchy in order (Algorithm 1).
+
+Stages are ``level1 .. levelN`` (encoder + quantiser + auxiliary decoder + AR decoder, trained
+simultaneously, Section 4) and ``prior``. Level 1 reads images (``models.data``); every later
+stage reads the codes the level below extracted (``models.codes``).
+
+One loop serves every stage and every launch: ``python -m ...`` / ``hvqeval train`` on one
+CPU or GPU, or ``torchrun --nproc_per_node=N`` for DistributedDataParallel (NCCL on GPUs, gloo
+on CPUs). Per step: a batch of ``training.batch_size`` (split over processes) of random
+``crop``-sized crops (Appendix A: 64x64 unless the input is smaller), Adam, Polyak averaging
+(``models.ema``), bf16 autocast on GPUs. Resuming is exact on one process with
+``num_workers=0``: the checkpoint holds the step, the RNG states and (through the step) the
+position in the epoch's shuffled order, so stopping and rerunning continues the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from models.checkpoint import (LOG_FILE, checkpoint_path, init_run_dir, load_checkpoint, restore_rng_state,
+                               save_checkpoint, stage_names)
+from models.codes import CodesDataset, codes_dir, extract_split, read_meta, write_meta
+from models.config import ModelCard, TrainingConfig
+from models.ema import Polyak
+from models.errors import CheckpointError, ConfigError, DataError
+from models.hierarchy import build_stage_model
+
+BUILTIN_DATASETS = ("shapes", "fashion_mnist")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    steps: int | None = None  # train until this step; default: the card's iterations
+    device: str | None = None  # default: cuda if available, else cpu
+    precision: str = "auto"  # "auto" (bf16 autocast on GPU), "bf16", "fp32"
+    num_workers: int = 2
+    checkpoint_every: int = 500  # steps
+    checkpoint_minutes: float = 10.0
+    log_every: int = 10
+    seed: int = 0
+    progress: bool = True
+    limit: int | None = None  # use only the first N items of every split (quick experiments)
+    eval_batch_size: int = 64  # code extraction and evaluation
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    step: int
+    steps_trained: int
+    checkpoint: Path
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps_trained / self.seconds if self.seconds > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------------------
+# Processes and devices
+
+
+@dataclass(frozen=True)
+class Launch:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def setup_launch(device: str | None = None) -> Launch:
+    """Join the ``torchrun`` process group if there is one; pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was requested but no CUDA device is available; use --device cpu")
+        dev = torch.device("cuda", local_rank if world > 1 else (dev.index or 0))
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    return Launch(rank, world, dev)
+
+
+def autocast_for(device: torch.device, precision: str):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+# --------------------------------------------------------------------------------------
+# Stage data
+
+
+def stage_training(card: ModelCard, stage: str) -> TrainingConfig:
+    return card.prior.training if stage == "prior" else card.level[level_index(stage)].training
+
+
+def level_index(stage: str) -> int:
+    return int(stage.removeprefix("level")) - 1
+
+
+def stage_input_level(card: ModelCard, stage: str) -> int:
+    """0-based index of the level whose input this stage models (prior: len(levels))."""
+    return len(card.level) if stage == "prior" else level_index(stage)
+
+
+def default_data(card: ModelCard, data: str | None) -> str:
+    if data:
+        return data
+    if card.model.dataset in BUILTIN_DATASETS:
+        return card.model.dataset
+    raise DataError(f"card '{card.name}' trains on '{card.model.dataset}' images: pass --data PATH "
+                    "(an ImageNet class-folder root, an npz file, or an image folder)")
+
+
+def open_images(card: ModelCard, data: str, split: str, train: bool) -> Dataset:
+    """Level-1 images of ``data`` at the card's size, with Section 7's train or eval transform."""
+    from models.data import eval_transform, open_dataset, train_transform
+
+    size = card.model.image_size
+    dataset = open_dataset(data, split, **({"image_size": size} if data == "shapes" else {}))
+    if dataset.image_size is not None and dataset.image_size != size:
+        raise DataError(
+            f"{data} has {dataset.image_size}x{dataset.image_size} images but card '{card.name}' expects "
+            f"{size}x{size}; use data of that size or a card for it (e.g. --set model.image_size="
+            f"{dataset.image_size} with matching code resolutions)"
+        )
+    dataset.transform = train_transform(size) if train else eval_transform(size)
+    return dataset
+
+
+class FirstItems(Dataset):
+    """The first ``count`` items of a dataset, keeping its ``class_names``."""
+
+    def __init__(self, dataset: Dataset, count: int):
+        self.dataset, self.count = dataset, min(count, len(dataset))
+        self.class_names = list(dataset.class_names)
+        self.image_size = getattr(dataset, "image_size", None)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return self.dataset[index]
+
+
+def open_level_input(card: ModelCard, index: int, run_dir: Path, data: str | None, split: str,
+                     train: bool, limit: int | None = None) -> Dataset:
+    """The input of level ``index`` (0-based; ``len(levels)`` = the prior's input)."""
+    if index == 0:
+        dataset = open_images(card, default_data(card, data), split, train)
+    else:
+        dataset = CodesDataset(codes_dir(run_dir, index), split)
+    return dataset if limit is None else FirstItems(dataset, limit)
+
+
+def random_crops(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """An independent random ``size`` x ``size`` crop of every item: (B, C, H, W) -> (B, C, s, s)."""
+    h, w = x.shape[-2:]
+    if h == size and w == size:
+        return x
+    tops = torch.randint(0, h - size + 1, (x.shape[0],), generator=generator).tolist()
+    lefts = torch.randint(0, w - size + 1, (x.shape[0],), generator=generator).tolist()
+    return torch.stack([x[i, :, t:t + size, l:l + size] for i, (t, l) in enumerate(zip(tops, lefts))])
+
+
+# --------------------------------------------------------------------------------------
+# Codes of the level below (Algorithm 1: x_{l+1} := E_l(x_l))
+
+
+def ensure_codes(card: ModelCard, run_dir: Path, level_number: int, data: str | None,
+                 launch: Launch, options: TrainOptions) -> Path:
+    """Extract level ``level_number``'s codes unless they exist for its current checkpoint."""
+    stage = f"level{level_number}"
+    path = checkpoint_path(run_dir, stage)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{run_dir} has no trained level {level_number} ({path.name} missing); train it first: "
+            f"hvqeval train --config {card.name} --out {run_dir} --level {level_number}"
+        )
+    directory = codes_dir(run_dir, level_number)
+    ckpt = load_checkpoint(path, card, stage)
+    meta = read_meta(directory)
+    if meta is None or meta["source_step"] != ckpt["step"]:
+        if launch.is_main:
+            extract_level_codes(card, run_dir, level_number, ckpt, data, launch.device, options)
+        launch.barrier()
+    return directory
+
+
+def extract_level_codes(card: ModelCard, run_dir: Path, level_number: int, ckpt: dict[str, Any],
+                        data: str | None, device: torch.device, options: TrainOptions) -> None:
+    from models.autoencoder import LevelModel
+
+    index = level_number - 1
+    model = LevelModel(card, index)
+    model.load_state_dict(ckpt["ema_state_dict"], strict=True)  # Polyak weights (Appendix A)
+    model.to(device).eval()
+    codes = card.level[index].codes
+    directory = codes_dir(run_dir, level_number)
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        with autocast_for(device, options.precision):
+            return model.encode(x)
+
+    splits: dict[str, int] = {}
+    class_names: list[str] = []
+    for split in ("train", "val"):
+        try:
+            dataset = open_level_input(card, index, run_dir, data, split, train=False, limit=options.limit)
+        except DataError:
+            if split == "train":
+                raise
+            continue  # no validation split in this data: held-out numbers will need one
+        class_names = class_names or list(dataset.class_names)
+        splits[split] = extract_split(encode, dataset, directory, split,
+                                      (codes.channels, codes.resolution, codes.resolution), codes.bits,
+                                      device, batch_size=options.eval_batch_size,
+                                      num_workers=options.num_workers, progress=options.progress)
+    write_meta(directory, source_stage=f"level{level_number}", source_step=ckpt["step"], bits=codes.bits,
+               splits=splits, class_names=class_names)
+
+
+# --------------------------------------------------------------------------------------
+# The training loop
+
+
+class JsonlLog:
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _batches(dataset: Dataset, sampler: DistributedSampler, per_rank: int, step: int, steps_per_epoch: int,
+             options: TrainOptions, device: torch.device):
+    """Batches from optimiser step ``step`` on, epoch after epoch, in a resumable order."""
+    while True:
+        epoch, offset = divmod(step, steps_per_epoch)
+        sampler.set_epoch(epoch)
+        indices = list(sampler)[offset * per_rank: steps_per_epoch * per_rank]
+        # The loader's own generator (not the global RNG) seeds workers: resuming stays aligned.
+        loader = DataLoader(dataset, batch_size=per_rank, sampler=indices, drop_last=True,
+                            num_workers=options.num_workers, pin_memory=device.type == "cuda",
+                            generator=torch.Generator().manual_seed(options.seed * 100003 + epoch))
+        for batch in loader:
+            yield batch
+            step += 1
+
+
+def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | None = None,
+                options: TrainOptions = TrainOptions(), launch: Launch | None = None) -> StageResult:
+    """Train (or resume) one stage of ``card`` in ``run_dir`` until ``options.steps`` / the card's iterations."""
+    run_dir = Path(run_dir)
+    if stage not in stage_names(card):
+        raise ConfigError(f"card '{card.name}' has stages {', '.join(stage_names(card))}; got '{stage}'")
+    launch = launch or setup_launch(options.device)
+    if launch.is_main:
+        init_run_dir(run_dir, card)
+    launch.barrier()
+    index = stage_input_level(card, stage)
+    if index > 0:
+        ensure_codes(card, run_dir, index, data, launch, options)
+    cfg = stage_training(card, stage)
+    target = options.steps if options.steps is not None else cfg.iterations
+    path = checkpoint_path(run_dir, stage)
+    ckpt = load_checkpoint(path, card, stage) if path.is_file() else None
+    start_step = ckpt["step"] if ckpt else 0
+    if start_step >= target:
+        return StageResult(stage, start_step, 0, path, 0.0)
+
+    torch.manual_seed(options.seed)
+    model = build_stage_model(card, stage).to(launch.device)
+    polyak = Polyak(model, cfg.polyak_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    if ckpt:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+        polyak.load_state_dict(ckpt["ema_state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    train_model = model
+    if launch.world_size > 1:
+        train_model = DistributedDataParallel(
+            model, device_ids=[launch.device.index] if launch.device.type == "cuda" else None,
+            broadcast_buffers=False)  # the codebook is kept identical by the quantiser itself
+
+    dataset = open_level_input(card, index, run_dir, data, "train", train=True, limit=options.limit)
+    if stage == "prior" and dataset.num_classes > card.model.num_classes:
+        raise DataError(f"the data has {dataset.num_classes} classes but card '{card.name}' has "
+                        f"model.num_classes = {card.model.num_classes}; set it to {dataset.num_classes}")
+    if cfg.batch_size % launch.world_size:
+        raise ConfigError(f"batch size {cfg.batch_size} must be divisible by the {launch.world_size} processes")
+    per_rank = cfg.batch_size // launch.world_size
+    sampler = DistributedSampler(dataset, num_replicas=launch.world_size, rank=launch.rank,
+                                 shuffle=True, seed=options.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // per_rank
+    if steps_per_epoch == 0:
+        raise DataError(f"the training data has {len(dataset)} items, fewer than one batch of "
+                        f"{cfg.batch_size}; use more data or a smaller --set ...training.batch_size")
+    crop = min(cfg.crop, card.level_input(index)[2])
+    batches = _batches(dataset, sampler, per_rank, start_step, steps_per_epoch, options, launch.device)
+    if ckpt:
+        restore_rng_state(ckpt["rng_state"])
+
+    log = JsonlLog(run_dir / LOG_FILE, launch.is_main)
+
+    def save(step: int) -> None:
+        if launch.is_main:
+            save_checkpoint(path, model_class=type(model).__name__, card=card, stage=stage,
+                            state_dict=model.state_dict(), ema_state_dict=polyak.state_dict(),
+                            optimizer=optimizer.state_dict(), step=step)
+
+    step, started = start_step, time.perf_counter()
+    last_save_time, sums, count, window_start = started, {}, 0, started
+    last_metrics: dict[str, float] = {}
+    model.train()
+    bar = tqdm(total=target, initial=start_step, desc=stage, unit="step", dynamic_ncols=True,
+               disable=not (options.progress and launch.is_main))
+    try:
+        for x, y in batches:
+            x = random_crops(x, crop).to(launch.device, non_blocking=True)
+            y = y.to(launch.device, non_blocking=True)
+            with autocast_for(launch.device, options.precision):
+                out = train_model(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            polyak.update(model, step)
+            step += 1
+            for k, v in out.metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            sums["loss"] = sums.get("loss", 0.0) + float(out.loss.detach())
+            count += 1
+            bar.update(1)
+            if step % options.log_every == 0 or step == target:
+                now = time.perf_counter()
+                last_metrics = {k: v / count for k, v in sums.items()}
+                log.write({"stage": stage, "step": step, "time": time.time(),
+                           "images_per_s": count * cfg.batch_size / max(now - window_start, 1e-9),
+                           **{k: round(v, 6) for k, v in last_metrics.items()}})
+                bar.set_postfix(loss=f"{last_metrics['loss']:.3f}", bpd=f"{last_metrics['bpd']:.3f}",
+                                **({"usage": f"{last_metrics['usage']:.2f}"} if "usage" in last_metrics else {}))
+                sums, count, window_start = {}, 0, now
+            if step >= target:
+                break
+            if step % options.checkpoint_every == 0 or (
+                    time.perf_counter() - last_save_time > 60 * options.checkpoint_minutes):
+                save(step)
+                last_save_time = time.perf_counter()
+    except KeyboardInterrupt:
+        if step > start_step:
+            save(step)
+        raise
+    finally:
+        bar.close()
+    save(step)
+    if launch.is_main and not math.isfinite(last_metrics.get("loss", 0.0)):
+        raise DataError(f"training {stage} diverged (loss {last_metrics['loss']}); lower the learning rate")
+    return StageResult(stage, step, step - start_step, path, time.perf_counter() - started, last_metrics)
+
+
+def train_hierarchy(card: ModelCard, run_dir: str | Path, data: str | None = None,
+                    options: TrainOptions = TrainOptions()) -> list[StageResult]:
+    """Algorithm 1: every level bottom-up, extracting codes in between, then the prior."""
+    launch = setup_launch(options.device)
+    return [train_stage(card, run_dir, stage, data, options, launch) for stage in stage_names(card)]
+
+
+@torch.no_grad()
+def evaluate_stage(model: torch.nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
+                   max_batches: int | None = None, precision: str = "auto") -> dict[str, float]:
+    """Mean metrics (``bpd`` = AR bits per sub-pixel, ...) of ``model`` in eval mode over ``dataset``."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    sums: dict[str, float] = {}
+    n = 0
+    for i, (x, y) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        with autocast_for(device, precision):
+            out = model(x.to(device), y.to(device))
+        for k, v in out.metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(x)
+        n += len(x)
+    return {k: v / n for k, v in sums.items()}
