@@ -60,14 +60,11 @@ def rating_table(
 def rating_distribution(responses: pd.DataFrame) -> pd.DataFrame:
     """Share of each rating 1-5 per (study, model): columns study, model, rating, count, share."""
     ratings = responses[(responses["kind"] == "rating") & responses["usable"]]
-    counts = (ratings.groupby(["study", "model_a", "rating"]).size()
-              .rename("count").reset_index().rename(columns={"model_a": "model"}))
-    full = pd.MultiIndex.from_product(
-        [sorted(set(zip(counts["study"], counts["model"]))), np.arange(1.0, 6.0)], names=["key", "rating"])
-    if counts.empty:
+    if ratings.empty:
         return pd.DataFrame(columns=["study", "model", "rating", "count", "share"])
-    counts = counts.set_index([pd.Index(list(zip(counts["study"], counts["model"])), name="key"), "rating"])["count"]
-    counts = counts.reindex(full, fill_value=0).reset_index()
-    counts[["study", "model"]] = pd.DataFrame(counts.pop("key").tolist(), index=counts.index)
-    counts["share"] = counts["count"] / counts.groupby(["study", "model"])["count"].transform("sum")
-    return counts[["study", "model", "rating", "count", "share"]]
+    counts = pd.crosstab([ratings["study"], ratings["model_a"]], ratings["rating"])   # (groups, ratings seen)
+    counts = counts.reindex(columns=np.arange(1.0, 6.0), fill_value=0)
+    long = counts.stack().rename("count").reset_index()
+    long.columns = ["study", "model", "rating", "count"]
+    long["share"] = long["count"] / long.groupby(["study", "model"])["count"].transform("sum")
+    return long

@@ -89,7 +89,7 @@ def round_to_total(values, decimals: int = 2) -> list[float]:
     floors = np.floor(scaled + 1e-9)
     target = round(float(scaled.sum()))
     shortfall = int(target - floors.sum())
-    order = np.argsort(-(scaled - floors), kind="stable")
+    order = np.argsort(-np.round(scaled - floors, 9), kind="stable")  # ties: first column first
     floors[order[:max(shortfall, 0)]] += 1
     return [float(v) / scale for v in floors]
 

@@ -98,7 +98,7 @@ def validate_responses(raw: pd.DataFrame, source: str = "responses", header_line
             f"{source}: header row, missing column(s) {', '.join(missing)}; "
             f"an export has exactly: {', '.join(COLUMNS)}"
         )
-    df = raw.loc[:, list(COLUMNS)].astype(str).apply(lambda c: c.str.strip()).reset_index(drop=True)
+    df = raw.loc[:, list(COLUMNS)].astype(str).reset_index(drop=True)
     rows = np.arange(1, len(df) + 1)
 
     def fail(mask: np.ndarray, column: str, problem: str, fix: str) -> None:

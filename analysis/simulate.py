@@ -39,6 +39,10 @@ def pairing_design(rng: np.random.Generator, n: int = 50, uses: int = 10) -> np.
     return np.column_stack([rng.permutation(n)[a], rng.permutation(n)[b]])
 
 
+def _names(prefix: str, n: int) -> np.ndarray:
+    return np.array([f"{prefix}{i}" for i in range(n)], dtype=object)
+
+
 def _frame(columns: dict, n: int) -> pd.DataFrame:
     data = {c: columns.get(c, np.full(n, "", dtype=object)) for c in COLUMNS}
     return pd.DataFrame({c: np.asarray(v).astype(str) for c, v in data.items()})
@@ -68,8 +72,8 @@ def simulate_rating_study(
     names = np.array(models, dtype=object)
     columns = {
         "study": np.full(img.size, study), "kind": np.full(img.size, "rating"),
-        "rater": np.char.add("r", raters.ravel().astype(str)), "item": img,
-        "class_id": class_idx[img], "class_name": np.char.add("class ", class_idx[img].astype(str)),
+        "rater": _names("r", n_raters)[raters.ravel()], "item": img,
+        "class_id": class_idx[img], "class_name": _names("class ", n_classes)[class_idx[img]],
         "model_a": names[model_idx[img]], "sample_a": img,
         "rating": np.where(unknown, "", rating.ravel().astype(str)),
         "choice": np.where(unknown, "unknown", ""), "response_ms": rng.integers(800, 6000, img.size),
@@ -104,8 +108,8 @@ def simulate_pairwise_study(
     cls = pair_class[item]
     columns = {
         "study": np.full(item.size, study), "kind": np.full(item.size, "pairwise"),
-        "rater": np.char.add("r", raters.ravel().astype(str)), "item": item,
-        "class_id": cls, "class_name": np.char.add("class ", cls.astype(str)),
+        "rater": _names("r", n_raters)[raters.ravel()], "item": item,
+        "class_id": cls, "class_name": _names("class ", n_classes)[cls],
         "model_a": np.full(item.size, models[0]), "sample_a": pairs[item, 0],
         "model_b": np.full(item.size, models[1]), "sample_b": pairs[item, 1],
         "left": np.where(a_left.ravel(), "a", "b"), "choice": choice,
