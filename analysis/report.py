@@ -130,7 +130,8 @@ def to_csv(report: Report) -> str:
 def _latex_escape(text: str) -> str:
     replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$",
-                    "–": "--", "<": r"$<$", ">": r"$>$"}
+                    "–": "--", "<": r"$<$", ">": r"$>$", "†": r"$^\dagger$",
+                    "≠": r"$\neq$", "≥": r"$\geq$", "κ": r"$\kappa$", "α": r"$\alpha$", "√": r"$\surd$"}
     return "".join(replacements.get(ch, ch) for ch in str(text))
 
 
@@ -143,7 +144,7 @@ def to_latex(report: Report) -> str:
                   " & ".join(_latex_escape(c) for c in display.columns) + r" \\", r"\midrule"]
         parts += [" & ".join(_latex_escape(v) for v in row) + r" \\" for row in display.astype(str).to_numpy()]
         parts += [r"\bottomrule", r"\end{tabular}", r"\caption{" + _latex_escape(section.title)
-                  + (". " + _latex_escape(" ".join(section.notes)) if section.notes else "") + "}",
+                  + (". " + _latex_escape("; ".join(section.notes)) if section.notes else "") + "}",
                   r"\end{table}"]
     return "\n".join(parts) + "\n"
 
