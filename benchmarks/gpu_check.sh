@@ -33,6 +33,8 @@ run_bench() {
   fi
 }
 # Benchmarks register themselves below: run_bench NAME SECONDS python3 benchmarks/X.py --gpu ...
+# Sampling (Appendix C): cached vs naive on imagenet128_ff at real size, 25 samples end to end.
+run_bench sampler_speed 300 python3 benchmarks/sampler_speed.py --gpu
 
 echo
 echo "summary written to $TABLE"

@@ -81,11 +81,15 @@ class GatedPixelCNN(nn.Module):
         b, _, hh, ww = out.shape
         return out.view(b, self.channels, self.values, hh, ww)
 
-    def head_step(self, h: torch.Tensor) -> torch.Tensor:
-        """Head at one position: ``(B, hidden)`` → ``(B, C, V)``."""
-        mid = F.linear(torch.relu(h), self.head[0].masked_weight().flatten(1), self.head[0].bias)
-        out = F.linear(torch.relu(mid), self.head[1].masked_weight().flatten(1), self.head[1].bias)
-        return out.view(-1, self.channels, self.values)
+    def head_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The head's masked 1x1 convs as ``(in, out)`` matrices and biases, for ``head_step``."""
+        return [(m.masked_weight().flatten(1).t().contiguous(), m.bias) for m in self.head]
+
+    def head_step(self, h: torch.Tensor, weights) -> torch.Tensor:
+        """Head at one position: ``(B, hidden)`` → ``(B, C, V)``; ``weights`` from ``head_weights``."""
+        (w0, b0), (w1, b1) = weights
+        mid = torch.addmm(b0, torch.relu(h), w0)
+        return torch.addmm(b1, torch.relu(mid), w1).view(-1, self.channels, self.values)
 
     def layer_bias(self, bias: torch.Tensor, index: int) -> torch.Tensor:
         width = 2 * self.hidden

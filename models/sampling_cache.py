@@ -51,6 +51,8 @@ class CachedSampler:
         self.v2h = [zeros(batch, 2 * h, width) for _ in net.layers]
         self.row_bias = [zeros(batch, 2 * h, width) for _ in net.layers]
         self.taps = torch.arange(p + 1, device=dev)
+        self.layer_weights = [layer.step_weights() for layer in net.layers]
+        self.head_weights = net.head_weights()
         self.attention = {int(k): m for k, m in net.attention.items()}
         self.cache = {i: (zeros(batch, m.heads, 1 + n, m.head_dim), zeros(batch, m.heads, 1 + n, m.head_dim))
                       for i, m in self.attention.items()}
@@ -85,7 +87,7 @@ class CachedSampler:
         for i, layer in enumerate(net.layers):
             window = self.hin[i].index_select(2, window_cols)  # (B, in, p+1): cols c-p..c
             row_bias = self.row_bias[i].index_select(2, col.view(1))[:, :, 0]  # (B, 2h)
-            out = layer.horizontal_step(window, row_bias)  # (B, h)
+            out = layer.horizontal_step(window, row_bias, self.layer_weights[i])  # (B, h)
             if i in self.attention:
                 self.pre_attention[i].copy_(out)
                 attn = self.attention[i]
@@ -94,7 +96,7 @@ class CachedSampler:
                 out = out + attn.attend(q, k, v, step_allowed(t, k.shape[2] - 1))[:, 0]
             if i + 1 < len(net.layers):
                 self.hin[i + 1].index_copy_(2, write_col, out[:, :, None])
-        logits = net.head_step(out)[:, ch]  # (B, V)
+        logits = net.head_step(out, self.head_weights)[:, ch]  # (B, V)
         uniform = self.uniforms.index_select(0, (t * self.channels + ch).view(1))[0]
         value = draw(logits, uniform, self.temperature)  # (B,)
         self.x[:, ch].index_copy_(1, t.view(1), value[:, None])
@@ -122,8 +124,9 @@ class CachedSampler:
     def start_row(self, row: int) -> None:
         for buf in self.hin:
             buf.zero_()
-        for i in range(len(self.net.layers)):
-            self.row_bias[i].copy_(self.v2h[i] + self.layer_bias(i, row)[:, :, 0])
+        for i, layer in enumerate(self.net.layers):
+            conv_bias = layer.hconv.bias[None, :, None]  # folded in here so a step adds it for free
+            self.row_bias[i].copy_(self.v2h[i] + self.layer_bias(i, row)[:, :, 0] + conv_bias)
 
     def finish_row(self, row: int) -> None:
         p, width = self.p, self.width

@@ -117,15 +117,26 @@ class GatedLayer(nn.Module):
         v_out = gate(v_pre) if self.first else center + gate(v_pre)
         return v_out, self.v2h(v_pre)
 
-    def horizontal_step(self, window: torch.Tensor, row_bias: torch.Tensor) -> torch.Tensor:
-        """Horizontal stack at one position: ``window (B, in, p+1)`` (cols c-p..c of row r),
-        ``row_bias (B, 2h)`` (v2h from row r-1 + conditioning bias) → ``(B, h)``."""
-        w = self.hconv.masked_weight().flatten(1)  # (2h, in*(p+1)), matches window.flatten(1)
-        pre = F.linear(window.flatten(1), w, self.hconv.bias) + row_bias
-        gated = gate(pre)
-        if len(self.res) == 1:
-            out = F.linear(gated, self.res[0].masked_weight().flatten(1), self.res[0].bias)
+    def step_weights(self) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Masked weights as ``(in, out)`` matrices for ``horizontal_step`` (prepared once per
+        sampling run, so a step does no masking): the horizontal conv, then the residual convs."""
+        def matrix(conv: CenterMaskedConv2d) -> torch.Tensor:
+            return conv.masked_weight().flatten(1).t().contiguous()  # rows match window.flatten(1)
+
+        return matrix(self.hconv), [(matrix(m), m.bias) for m in self.res]
+
+    def horizontal_step(self, window: torch.Tensor, row_bias: torch.Tensor, weights) -> torch.Tensor:
+        """Horizontal stack at one position (eval mode: no dropout).
+
+        ``window (B, in, p+1)``: cols c-p..c of row r; ``row_bias (B, 2h)``: the horizontal
+        conv's bias + v2h from row r-1 + the conditioning bias; ``weights`` from
+        ``step_weights``. Returns ``(B, h)``.
+        """
+        h_matrix, res = weights
+        gated = gate(torch.addmm(row_bias, window.flatten(1), h_matrix))  # (B, h)
+        if len(res) == 1:
+            out = torch.addmm(res[0][1], gated, res[0][0])
         else:
-            mid = torch.relu(F.linear(gated, self.res[0].masked_weight().flatten(1), self.res[0].bias))
-            out = F.linear(self.dropout(mid), self.res[1].masked_weight().flatten(1), self.res[1].bias)
+            mid = torch.relu(torch.addmm(res[0][1], gated, res[0][0]))  # (B, r)
+            out = torch.addmm(res[1][1], mid, res[1][0])
         return out if self.first else window[:, :, -1] + out
