@@ -26,12 +26,12 @@ import random
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, exists, func, or_, select, update
+from sqlalchemy import DateTime, Engine, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from study_app.db import write_session
-from study_app.models import Answer, Assignment, Image, Item, Rater, Slot, Study
+from study_app.db import write_session, write_transaction
+from study_app.models import Rater, Study
 
 UNKNOWN_REASONS = ("image-failed", "cannot-decide", "other")
 MAX_RESPONSE_MS = 24 * 3600 * 1000
@@ -94,84 +94,105 @@ def record_consent(engine: Engine, rater_id: int) -> None:
                         .values(consented_at=utcnow()))
 
 
-def _answered(session, rater_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Answer).where(Answer.rater_id == rater_id))
+# The hot paths run prebuilt SQL on a Core connection: one statement per step, no ORM
+# bookkeeping, so a claim or a submit costs a handful of round trips (docs/BENCHMARKS.md).
+_NOW = bindparam("now", type_=DateTime())
+_EXPIRES = bindparam("expires", type_=DateTime())
+
+_LOCK_RATER = {
+    # Queues one rater's parallel requests (two tabs); SQLite already holds the write lock.
+    "postgresql": text("SELECT answered FROM rater WHERE id = :rater FOR UPDATE"),
+    "sqlite": text("SELECT answered FROM rater WHERE id = :rater"),
+}
+_ACTIVE = text(
+    'SELECT a.token, a.item_id, a."left" FROM assignment a JOIN slot s ON s.id = a.slot_id '
+    "WHERE a.rater_id = :rater AND s.lease_token = a.lease_token AND s.filled = false "
+    "AND s.lease_expires_at > :now ORDER BY a.id LIMIT 1"
+).bindparams(_NOW)
+_CLAIM_SQL = (
+    "UPDATE slot SET lease_token = :lease, lease_expires_at = :expires "
+    "WHERE id = (SELECT s.id FROM slot s "
+    "  WHERE s.study_id = :study AND s.filled = false "
+    "  AND (s.lease_expires_at IS NULL OR s.lease_expires_at < :now) "
+    "  AND NOT EXISTS (SELECT 1 FROM assignment a WHERE a.rater_id = :rater AND a.item_id = s.item_id) "
+    "  AND EXISTS (SELECT 1 FROM study WHERE id = :study AND status = 'open') "
+    "  ORDER BY s.slot_no, s.shuffle LIMIT 1{lock}) "
+    "AND filled = false AND (lease_expires_at IS NULL OR lease_expires_at < :now) "
+    "RETURNING id, item_id"
+)
+_CLAIM = {
+    "postgresql": text(_CLAIM_SQL.format(lock=" FOR UPDATE SKIP LOCKED")).bindparams(_NOW, _EXPIRES),
+    "sqlite": text(_CLAIM_SQL.format(lock="")).bindparams(_NOW, _EXPIRES),
+}
+_INSERT_ASSIGNMENT = text(
+    'INSERT INTO assignment (study_id, token, item_id, rater_id, slot_id, lease_token, "left", issued_at, expires_at) '
+    "VALUES (:study, :token, :item, :rater, :slot, :lease, :left, :now, :expires)"
+).bindparams(_NOW, _EXPIRES)
+_ITEM = text(
+    "SELECT i.class_name, ia.token, ib.token FROM item i JOIN image ia ON ia.id = i.image_a_id "
+    "LEFT JOIN image ib ON ib.id = i.image_b_id WHERE i.id = :item"
+)
+_STATUS = text("SELECT status FROM study WHERE id = :study")
+_FINISH = text(
+    "UPDATE rater SET completion_code = :code, finished_at = :now WHERE id = :rater AND completion_code IS NULL"
+).bindparams(_NOW)
+_CODE = text("SELECT completion_code FROM rater WHERE id = :rater")
+_FIND_ASSIGNMENT = text(
+    'SELECT a.id, a.item_id, a.slot_id, a.lease_token, a."left", s.filled, s.lease_token '
+    "FROM assignment a JOIN slot s ON s.id = a.slot_id "
+    "WHERE a.token = :token AND a.rater_id = :rater AND a.study_id = :study"
+)
+_FILL_SLOT = text(
+    "UPDATE slot SET filled = true, lease_expires_at = NULL WHERE id = :slot AND lease_token = :lease AND filled = false"
+)
+_INSERT_ANSWER = text(
+    'INSERT INTO answer (study_id, assignment_id, item_id, rater_id, "left", rating, choice, unknown_reason, '
+    "response_ms, created_at) VALUES (:study, :assignment, :item, :rater, :left, :rating, :choice, :reason, :ms, :now)"
+).bindparams(_NOW)
+_COUNT_ANSWER = text("UPDATE rater SET answered = answered + 1 WHERE id = :rater RETURNING answered")
 
 
-def _active_assignment(session, rater_id: int, now: dt.datetime):
-    return session.execute(
-        select(Assignment.token, Assignment.item_id, Assignment.left)
-        .join(Slot, Slot.id == Assignment.slot_id)
-        .where(Assignment.rater_id == rater_id, Assignment.answered_at.is_(None),
-               Slot.lease_token == Assignment.lease_token, Slot.filled.is_(False), Slot.lease_expires_at > now)
-        .order_by(Assignment.id).limit(1)
-    ).first()
+def _task(conn, study: Study, token: str, item_id: int, left: str, done: int) -> Task:
+    class_name, token_a, token_b = conn.execute(_ITEM, {"item": item_id}).one()
+    tokens = (token_a,) if token_b is None else ((token_a, token_b) if left == "a" else (token_b, token_a))
+    return Task(token, class_name, tokens, done, study.tasks_per_rater)
 
 
-def _claim_slot(session, study_id: int, rater_id: int, now: dt.datetime, lease_token: str, expires: dt.datetime):
-    free = and_(Slot.filled.is_(False), or_(Slot.lease_expires_at.is_(None), Slot.lease_expires_at < now))
-    already_given = exists().where(Assignment.rater_id == rater_id, Assignment.item_id == Slot.item_id)
-    candidate = (
-        select(Slot.id)
-        .where(Slot.study_id == study_id, free, ~already_given)
-        .order_by(Slot.slot_no, Slot.shuffle)
-        .limit(1)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite serialises writers instead
-        .scalar_subquery()
-    )
-    stmt = (
-        update(Slot)
-        .where(Slot.id == candidate, free)
-        .values(lease_token=lease_token, lease_expires_at=expires)
-        .returning(Slot.id, Slot.item_id)
-    )
-    return session.execute(stmt).first()
-
-
-def _task(session, study: Study, token: str, item_id: int, left: str, done: int) -> Task:
-    item = session.execute(select(Item.class_name, Item.image_a_id, Item.image_b_id).where(Item.id == item_id)).one()
-    ids = [item.image_a_id] if item.image_b_id is None else (
-        [item.image_a_id, item.image_b_id] if left == "a" else [item.image_b_id, item.image_a_id])
-    tokens = dict(session.execute(select(Image.id, Image.token).where(Image.id.in_(ids))).all())
-    return Task(token, item.class_name, tuple(tokens[i] for i in ids), done, study.tasks_per_rater)
-
-
-def _finish(session, rater_id: int, now: dt.datetime, done: int) -> Finished:
-    session.execute(update(Rater).where(Rater.id == rater_id, Rater.completion_code.is_(None))
-                    .values(completion_code=secrets.token_hex(6).upper(), finished_at=now))
-    return Finished(session.scalar(select(Rater.completion_code).where(Rater.id == rater_id)), done)
+def _finish(conn, rater_id: int, now: dt.datetime, done: int) -> Finished:
+    conn.execute(_FINISH, {"code": secrets.token_hex(6).upper(), "now": now, "rater": rater_id})
+    return Finished(conn.execute(_CODE, {"rater": rater_id}).scalar_one(), done)
 
 
 def next_task(engine: Engine, study: Study, rater_id: int, rng: random.Random | None = None) -> Task | Finished | Closed:
     """The rater's open task, else a newly claimed one, else their completion code."""
     rng = rng or random.SystemRandom()
+    dialect = engine.dialect.name
     for _attempt in range(CLAIM_RETRIES):
         try:
-            with write_session(engine) as session:
-                # Queue this rater's parallel requests (PostgreSQL row lock; SQLite holds the write lock).
-                session.execute(select(Rater.id).where(Rater.id == rater_id).with_for_update())
+            with write_transaction(engine) as conn:
+                done = conn.execute(_LOCK_RATER[dialect], {"rater": rater_id}).scalar_one()
                 now = utcnow()
-                active = _active_assignment(session, rater_id, now)
-                done = _answered(session, rater_id)
+                active = conn.execute(_ACTIVE, {"rater": rater_id, "now": now}).first()
                 if active is not None:
-                    return _task(session, study, active.token, active.item_id, active.left, done)
+                    return _task(conn, study, active[0], active[1], active[2], done)
                 if done >= study.tasks_per_rater:
-                    return _finish(session, rater_id, now, done)
-                status = session.scalar(select(Study.status).where(Study.id == study.id))
-                if status != "open":  # no new tasks; whoever answered something gets their code
-                    return _finish(session, rater_id, now, done) if done else Closed()
-                lease_token = new_token()
+                    return _finish(conn, rater_id, now, done)
+                lease = new_token()
                 expires = now + dt.timedelta(seconds=study.lease_seconds)
-                claimed = _claim_slot(session, study.id, rater_id, now, lease_token, expires)
+                claimed = conn.execute(_CLAIM[dialect], {"lease": lease, "expires": expires, "study": study.id,
+                                                         "now": now, "rater": rater_id}).first()
                 if claimed is None:
-                    return _finish(session, rater_id, now, done)
+                    if conn.execute(_STATUS, {"study": study.id}).scalar_one() != "open":
+                        # No new tasks; whoever answered something gets their code.
+                        return _finish(conn, rater_id, now, done) if done else Closed()
+                    return _finish(conn, rater_id, now, done)
+                slot_id, item_id = claimed
                 left = "a" if study.kind == "rating" else rng.choice("ab")
                 token = new_token()
-                session.add(Assignment(study_id=study.id, token=token, item_id=claimed.item_id, rater_id=rater_id,
-                                       slot_id=claimed.id, lease_token=lease_token, left=left, issued_at=now,
-                                       expires_at=expires))
-                session.flush()
-                return _task(session, study, token, claimed.item_id, left, done)
+                conn.execute(_INSERT_ASSIGNMENT, {"study": study.id, "token": token, "item": item_id, "rater": rater_id,
+                                                  "slot": slot_id, "lease": lease, "left": left, "now": now,
+                                                  "expires": expires})
+                return _task(conn, study, token, item_id, left, done)
         except IntegrityError:
             continue  # lost a race on UNIQUE(item, rater); the whole claim was rolled back
     raise AnswerRejected(503, "too many parallel requests for this rater; try again")
@@ -201,33 +222,27 @@ def submit(engine: Engine, study: Study, rater_id: int, assignment_token, answer
     if type(response_ms) is not int or not 0 <= response_ms <= MAX_RESPONSE_MS:
         raise AnswerRejected(400, f"response_ms must be an integer from 0 to {MAX_RESPONSE_MS}")
     rating, side, unknown_reason = parse_answer(study.kind, answer, reason)
-    with write_session(engine) as session:
-        row = session.execute(
-            select(Assignment.id, Assignment.item_id, Assignment.slot_id, Assignment.lease_token, Assignment.left,
-                   Assignment.answered_at)
-            .where(Assignment.token == assignment_token, Assignment.rater_id == rater_id,
-                   Assignment.study_id == study.id)
-        ).first()
-        if row is None:
-            raise AnswerRejected(404, "no such task for this rater")
-        if row.answered_at is not None:
-            raise AnswerRejected(409, "this task was already answered")
-        filled = session.execute(
-            update(Slot).where(Slot.id == row.slot_id, Slot.lease_token == row.lease_token, Slot.filled.is_(False))
-            .values(filled=True, lease_expires_at=None)
-        )
-        if filled.rowcount != 1:
-            raise AnswerRejected(409, "this task expired and was given to someone else")
-        if side == "left":
-            choice = row.left
-        elif side == "right":
-            choice = "b" if row.left == "a" else "a"
-        else:
-            choice = side  # None for ratings, "unknown"
-        now = utcnow()
-        session.add(Answer(study_id=study.id, assignment_id=row.id, item_id=row.item_id, rater_id=rater_id,
-                           left=row.left, rating=rating, choice=choice, unknown_reason=unknown_reason,
-                           response_ms=response_ms, created_at=now))
-        session.execute(update(Assignment).where(Assignment.id == row.id).values(answered_at=now))
-        session.flush()
-        return _answered(session, rater_id)
+    try:
+        with write_transaction(engine) as conn:
+            row = conn.execute(_FIND_ASSIGNMENT, {"token": assignment_token, "rater": rater_id,
+                                                  "study": study.id}).first()
+            if row is None:
+                raise AnswerRejected(404, "no such task for this rater")
+            assignment_id, item_id, slot_id, lease, left, filled, slot_lease = row
+            if filled and slot_lease == lease:
+                raise AnswerRejected(409, "this task was already answered")
+            if conn.execute(_FILL_SLOT, {"slot": slot_id, "lease": lease}).rowcount != 1:
+                raise AnswerRejected(409, "this task expired and was given to someone else")
+            if side == "left":
+                choice = left
+            elif side == "right":
+                choice = "b" if left == "a" else "a"
+            else:
+                choice = side  # None for ratings, "unknown"
+            conn.execute(_INSERT_ANSWER, {"study": study.id, "assignment": assignment_id, "item": item_id,
+                                          "rater": rater_id, "left": left, "rating": rating, "choice": choice,
+                                          "reason": unknown_reason, "ms": response_ms, "now": utcnow()})
+            return conn.execute(_COUNT_ANSWER, {"rater": rater_id}).scalar_one()
+    except IntegrityError:
+        # Only reachable through a concurrent duplicate of this very answer: nothing stored twice.
+        raise AnswerRejected(409, "this task was already answered") from None

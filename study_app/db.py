@@ -23,6 +23,7 @@ from study_app.errors import DatabaseError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _ENGINES: dict[str, Engine] = {}
+_WRITERS: dict[int, Engine] = {}  # id(engine) -> the same engine with BEGIN IMMEDIATE (SQLite)
 _LOCK = threading.Lock()
 
 
@@ -92,6 +93,7 @@ def dispose_engines() -> None:
         for engine in _ENGINES.values():
             engine.dispose()
         _ENGINES.clear()
+        _WRITERS.clear()
 
 
 def _forget_engines_in_child() -> None:
@@ -100,6 +102,7 @@ def _forget_engines_in_child() -> None:
     for engine in _ENGINES.values():
         engine.dispose(close=False)
     _ENGINES.clear()
+    _WRITERS.clear()
 
 
 os.register_at_fork(after_in_child=_forget_engines_in_child)
@@ -112,6 +115,18 @@ def write_session(engine: Engine):
     with Session(bind, expire_on_commit=False) as session:
         with session.begin():
             yield session
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine):
+    """A Core connection in a transaction that takes the write lock up front on SQLite."""
+    bind = engine
+    if is_sqlite(engine):
+        bind = _WRITERS.get(id(engine))
+        if bind is None:
+            bind = _WRITERS[id(engine)] = engine.execution_options(sqlite_immediate=True)
+    with bind.begin() as connection:
+        yield connection
 
 
 @contextlib.contextmanager

@@ -35,12 +35,13 @@ class RaterLog:
 
 class SimulatedRater:
     def __init__(self, host: str, port: int, public_id: str, participant: str, kind: str, seed: int,
-                 fetch_images: bool = False, timeout: float = 30.0):
+                 fetch_images: bool = False, timeout: float = 30.0, think_ms: float = 0.0):
         self.host, self.port, self.public_id = host, port, public_id
         self.kind = kind
         self.rng = random.Random(seed)
         self.fetch_images = fetch_images
         self.timeout = timeout
+        self.think_s = think_ms / 1000
         self.cookie = ""
         self.csrf = ""
         self.conn = None
@@ -117,6 +118,8 @@ class SimulatedRater:
                         status, _h, _ = self._request("GET", url)
                         if status != 200:
                             raise RuntimeError(f"image answered {status}")
+                if self.think_s:  # a person looks at the images before answering
+                    time.sleep(self.think_s * self.rng.uniform(0.5, 1.5))
                 answer, reason = self.answer_value()
                 payload = {"task": task["task"], "answer": answer, "response_ms": self.rng.randint(300, 5000)}
                 if reason:
@@ -157,10 +160,14 @@ class LoadResult:
 
 
 def run_raters(host: str, port: int, public_id: str, count: int, kind: str, *, time_limit: float = 120.0,
-               fetch_images: bool = False, prefix: str = "sim", seed: int = 0) -> LoadResult:
-    """Run ``count`` simulated raters in parallel threads until they finish or time runs out."""
+               fetch_images: bool = False, prefix: str = "sim", seed: int = 0, think_ms: float = 0.0) -> LoadResult:
+    """Run ``count`` simulated raters in parallel threads until they finish or time runs out.
+
+    ``think_ms``: mean pause between seeing a task and answering it (uniform in 0.5-1.5 times).
+    """
     deadline = time.monotonic() + time_limit
-    raters = [SimulatedRater(host, port, public_id, f"{prefix}-{i}", kind, seed * 100_003 + i, fetch_images)
+    raters = [SimulatedRater(host, port, public_id, f"{prefix}-{i}", kind, seed * 100_003 + i, fetch_images,
+                              think_ms=think_ms)
               for i in range(count)]
     start_gate = threading.Barrier(count + 1)
     logs: list[RaterLog | None] = [None] * count

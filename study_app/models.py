@@ -141,6 +141,7 @@ class Rater(Base):
     participant: Mapped[str] = mapped_column(String(100))  # id from the entry link
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     consented_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    answered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # kept by submit()
     completion_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -162,11 +163,10 @@ class Assignment(Base):
     left: Mapped[str] = mapped_column(String(1))  # which of a/b is shown on the left
     issued_at: Mapped[dt.datetime] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
-    answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("item_id", "rater_id", name="uq_assignment_item_rater"),
-        Index("ix_assignment_rater", "rater_id", "answered_at"),
+        Index("ix_assignment_rater", "rater_id"),
         CheckConstraint("\"left\" IN ('a', 'b')", name="ck_assignment_left"),
     )
 

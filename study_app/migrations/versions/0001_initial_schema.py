@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 15:14:56.457955
+Create Date: 2026-11-28 15:34:03.807255
 """
 from alembic import op
 import sqlalchemy as sa
@@ -41,6 +41,7 @@ def upgrade() -> None:
     sa.Column('participant', sa.String(length=100), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('consented_at', sa.DateTime(), nullable=True),
+    sa.Column('answered', sa.Integer(), server_default='0', nullable=False),
     sa.Column('completion_code', sa.String(length=40), nullable=True),
     sa.Column('finished_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['study_id'], ['study.id'], ondelete='CASCADE'),
@@ -119,7 +120,6 @@ def upgrade() -> None:
     sa.Column('left', sa.String(length=1), nullable=False),
     sa.Column('issued_at', sa.DateTime(), nullable=False),
     sa.Column('expires_at', sa.DateTime(), nullable=False),
-    sa.Column('answered_at', sa.DateTime(), nullable=True),
     sa.CheckConstraint('"left" IN (\'a\', \'b\')', name='ck_assignment_left'),
     sa.ForeignKeyConstraint(['item_id'], ['item.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['rater_id'], ['rater.id'], ondelete='CASCADE'),
@@ -130,7 +130,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('token')
     )
     with op.batch_alter_table('assignment', schema=None) as batch_op:
-        batch_op.create_index('ix_assignment_rater', ['rater_id', 'answered_at'], unique=False)
+        batch_op.create_index('ix_assignment_rater', ['rater_id'], unique=False)
 
     op.create_table('answer',
     sa.Column('id', sa.Integer(), nullable=False),

@@ -1,0 +1,144 @@
+"""Load benchmark of the human-study server (paper Appendix G collects 6,000 + 30,000 answers).
+
+Starts ``hvqeval study serve`` (gunicorn) on 127.0.0.1, lets N simulated raters (threads with
+keep-alive connections, see ``study_app.loadtest``) enter, consent and answer until the study
+is full, then checks the database: every item has exactly k answers from k distinct raters,
+no answer lost (client-side "stored" count == rows), none doubled. Reports answers/s and the
+p50/p99 latency of "next task" and "submit", for SQLite and PostgreSQL side by side.
+
+    python benchmarks/study_load.py --raters 200 --database sqlite --database postgresql
+
+Bounded: loopback only, at most --raters threads, --time-limit seconds per backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hvqeval.sample_set import SampleSetWriter  # noqa: E402
+from study_app.create import SourceSpec, StudySettings, create_study  # noqa: E402
+from study_app.db import dispose_engines, get_engine, read_session  # noqa: E402
+from study_app.loadtest import LocalServer, run_raters  # noqa: E402
+from study_app.models import Answer, Slot  # noqa: E402
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def make_set(path: Path, model: str, classes: int, per_class: int, seed: int):
+    rng = np.random.default_rng(seed)
+    writer = SampleSetWriter(path, model=model, image_size=16, seed=seed)
+    for c in range(classes):
+        for _ in range(per_class):
+            writer.add(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), c, f"class{c} ({c})")
+    return writer.close()
+
+
+def database(kind: str, tmp: Path, pg_url: str):
+    """(url, cleanup) for a fresh database: a SQLite file or a new PostgreSQL schema."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'bench.sqlite3'}", lambda: None
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"study_bench_{os.getpid()}_{int(time.time())}"
+    admin = create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+    def cleanup():
+        dispose_engines()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    url = make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False), cleanup
+
+
+def run_one(kind: str, args, tmp: Path) -> dict:
+    url, cleanup = database(kind, tmp, args.postgres_url)
+    try:
+        ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
+        msp = make_set(tmp / "msp", "bench_msp", args.classes, args.per_class, 2)
+        items = 2 * args.classes * args.per_class
+        needed = items * args.k
+        tasks = -(-needed // args.raters)  # ceil: the raters together can fill the study
+        summary = create_study(url, StudySettings(
+            name=f"bench-{kind}", kind="rating",
+            sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
+            classes=args.classes, per_class=args.per_class, answers_per_item=args.k, tasks_per_rater=tasks), tmp)
+        dispose_engines()
+        with LocalServer(url, str(tmp), workers=args.workers, threads=args.threads) as server:
+            result = run_raters("127.0.0.1", server.port, summary.public_id, args.raters, "rating",
+                                time_limit=args.time_limit, fetch_images=args.fetch_images, think_ms=args.think_ms)
+        with read_session(get_engine(url)) as s:
+            rows = s.execute(select(Answer.item_id, Answer.rater_id)).all()
+            unfilled = s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False)))
+        per_item = Counter(i for i, _ in rows)
+        return {
+            "database": kind, "raters": args.raters, "think_ms": args.think_ms, "workers": args.workers, "threads": args.threads,
+            "answers_needed": needed, "answers_stored": len(rows), "client_stored": result.answers,
+            "lost": result.answers - len(rows), "duplicates": len(rows) - len(set(rows)),
+            "items_over_k": sum(1 for n in per_item.values() if n > args.k), "unfilled_slots": unfilled,
+            "errors": len(result.errors), "seconds": round(result.seconds, 2),
+            "answers_per_s": round(len(rows) / result.seconds, 1),
+            "next_p50_ms": round(result.percentile("next", 50), 1), "next_p99_ms": round(result.percentile("next", 99), 1),
+            "submit_p50_ms": round(result.percentile("answer", 50), 1),
+            "submit_p99_ms": round(result.percentile("answer", 99), 1),
+            "first_errors": result.errors[:3],
+        }
+    finally:
+        dispose_engines()
+        cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raters", type=int, default=200)
+    parser.add_argument("--database", action="append", choices=["sqlite", "postgresql"])
+    parser.add_argument("--postgres-url", default=os.environ.get("HVQEVAL_TEST_DATABASE_URL", DEFAULT_PG))
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("-k", type=int, default=3, help="answers per item")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--time-limit", type=float, default=120.0)
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="mean pause of a rater before answering (0: answer at once, a closed loop)")
+    parser.add_argument("--fetch-images", action="store_true", help="also GET each task's images")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not 1 <= args.raters <= 500:
+        parser.error("--raters must be between 1 and 500 (the load stays bounded)")
+    results = []
+    for kind in args.database or ["sqlite", "postgresql"]:
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append(run_one(kind, args, Path(tmp)))
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return
+    print("| database | raters | answers | s | answers/s | next p50 / p99 ms | submit p50 / p99 ms | lost | dup | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(f"| {r['database']} | {r['raters']} | {r['answers_stored']}/{r['answers_needed']} | {r['seconds']} | "
+              f"{r['answers_per_s']} | {r['next_p50_ms']} / {r['next_p99_ms']} | {r['submit_p50_ms']} / "
+              f"{r['submit_p99_ms']} | {r['lost']} | {r['duplicates']} | {r['errors']} |")
+        for err in r["first_errors"]:
+            print(f"  error: {err}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
