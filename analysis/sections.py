@@ -79,7 +79,8 @@ def table2_sections(responses: pd.DataFrame, opts: StatOptions, by_class: bool =
             "Average rating": [fmt_pm(m, s, 3) for m, s in zip(table["mean"], table["se"])],
         })
         if opts.intervals:
-            display["Clustered SE"] = [fmt(v, 3) for v in table["se_clustered"]]
+            se_label = "Clustered SE" if opts.interval == "cluster" else "Bootstrap SE"
+            display[se_label] = [fmt(v, 3) for v in table["se_clustered"]]
             display[f"{100 * opts.confidence:g}% interval"] = [
                 fmt_interval(lo, hi, 3) for lo, hi in zip(table["ci_low"], table["ci_high"])]
         for column, source in (("Answers", "n_answers"), ("Images", "n_images"), ("Raters", "n_raters"),
