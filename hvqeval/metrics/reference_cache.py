@@ -1,0 +1,121 @@
+"""On-disk cache of reference features and FID statistics, keyed by content (Section 6).
+
+Extracting Inception features of a reference set (50,000 ImageNet images, say) is the
+expensive half of every FID; it is done once. Unlike torch-fidelity's own cache (keyed by
+the input's *name*), an entry here is keyed by a SHA-256 of everything that determines the
+numbers:
+
+* the reference's content key (file names + sizes + mtimes, a sample-set manifest hash, a
+  dataset's name / split / length / files -- see ``hvqeval.inputs``),
+* the preprocessing applied before the network (e.g. ``eval_transform(128)``),
+* the extractor (name, torch-fidelity class, layers) and the SHA-256 of its weights file,
+* whether TF32 was allowed, and the cache format version.
+
+A changed file, size, mtime, preprocessing or weights file gives a new key, so a stale
+entry is never read. Layout::
+
+    <cache>/reference/<key>/
+        meta.json            what the key was made of, n, layers, created_at
+        <layer>.npy          (N, D) float32 features, memory-mapped on read
+        class_ids.npy        (N,) int64 (absent for unlabelled references)
+        stats_<layer>.npz    FID statistics: mu (D,) and sigma (D, D) in float64
+
+Entries are written into a temporary folder and renamed into place, so an interrupted
+extraction never leaves a half entry that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+CACHE_ENV = "HVQEVAL_CACHE"
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hvqeval"
+
+
+def reference_key(*, content_key: str, preprocessing: str, extractor: str, fidelity_name: str,
+                  layers: list[str], weights_sha256: str, tf32: bool) -> tuple[str, dict[str, Any]]:
+    parts = {
+        "format_version": FORMAT_VERSION, "content_key": content_key, "preprocessing": preprocessing,
+        "extractor": extractor, "fidelity_name": fidelity_name, "layers": sorted(layers),
+        "weights_sha256": weights_sha256, "tf32": bool(tf32),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest(), parts
+
+
+@dataclass(frozen=True)
+class CachedReference:
+    """A complete cache entry, features memory-mapped."""
+
+    key: str
+    path: Path
+    features: dict[str, np.ndarray]  # layer -> (N, D) float32 memmap
+    class_ids: np.ndarray | None
+    meta: dict[str, Any]
+
+    def statistics(self, layer: str):
+        from hvqeval.metrics.fidelity import FidStatistics
+
+        with np.load(self.path / f"stats_{layer}.npz") as data:
+            return FidStatistics(mu=data["mu"], sigma=data["sigma"], n=int(data["n"]))
+
+
+class ReferenceCache:
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def entry_dir(self, key: str) -> Path:
+        return self.root / "reference" / key
+
+    def load(self, key: str, layers: list[str]) -> CachedReference | None:
+        path = self.entry_dir(key)
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            return None
+        meta = json.loads(meta_path.read_text())
+        if any(not (path / f"{layer}.npy").is_file() or not (path / f"stats_{layer}.npz").is_file()
+               for layer in layers):
+            return None
+        features = {layer: np.load(path / f"{layer}.npy", mmap_mode="r") for layer in layers}
+        ids = np.load(path / "class_ids.npy") if (path / "class_ids.npy").is_file() else None
+        return CachedReference(key, path, features, ids, meta)
+
+    def new_entry(self) -> Path:
+        """A temporary folder to write an entry into; ``commit`` renames it into place."""
+        tmp_root = self.root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=tmp_root, prefix="reference-"))
+
+    def commit(self, tmp: Path, key: str, *, class_ids: np.ndarray | None, statistics: dict[str, Any],
+               meta: dict[str, Any]) -> None:
+        if class_ids is not None:
+            np.save(tmp / "class_ids.npy", np.asarray(class_ids, dtype=np.int64))
+        for layer, stats in statistics.items():
+            np.savez(tmp / f"stats_{layer}.npz", mu=stats.mu, sigma=stats.sigma, n=stats.n)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        final = self.entry_dir(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # a concurrent run finished first; its entry is equivalent
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        os.replace(tmp, final)
+
+    def scratch(self) -> Path:
+        """A temporary folder for sample-side features (deleted by the caller)."""
+        tmp_root = self.root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=tmp_root, prefix="samples-"))
