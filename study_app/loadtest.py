@@ -126,7 +126,8 @@ class SimulatedRater:
                     payload["reason"] = reason
                 status, reply, ms = self._api("answer", payload)
                 self.log.answer_ms.append(ms)
-                if status == 200:
+                if status == 200 or (status == 409 and "already answered" in reply.get("error", "")):
+                    # 409 "already answered": a retried POST whose first attempt was stored.
                     self.log.answers += 1
                 elif status != 409:
                     raise RuntimeError(f"answer answered {status}: {reply}")
