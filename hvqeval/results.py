@@ -158,8 +158,9 @@ def format_value(row: dict[str, Any]) -> str:
     return text
 
 
-def print_rows(rows: list[dict[str, Any]], stream=sys.stdout) -> None:
+def print_rows(rows: list[dict[str, Any]], stream=None) -> None:
     """A plain-text table of rows: metric, value, n, extractor, sample set and reference."""
+    stream = stream or sys.stdout
     header = ("metric", "value", "n", "extractor", "samples", "reference")
     table = [header] + [
         (

@@ -1,0 +1,119 @@
+"""`hvqeval metrics` and `hvqeval metrics batch`: results store rows, resumable batches, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from hvqeval.cli import cli
+from hvqeval.results import ResultRow, ResultsStore
+from metrics_helpers import write_image_folder, write_sample_set
+
+
+def run(args, env=None):
+    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+    return result
+
+
+def test_metrics_command_appends_rows_and_prints_json(tmp_path, small_sample_set, domain_weights):
+    reference = write_image_folder(tmp_path / "r", 20, size=32)
+    results = tmp_path / "results.jsonl"
+    result = run(["metrics", "--samples", str(small_sample_set), "--reference", str(reference),
+                  "--metrics", "isc,fid,kid", "--extractor", "domain", "--weights", str(domain_weights),
+                  "--splits", "2", "--kid-subset-size", "10", "--kid-subsets", "3", "--per-class",
+                  "--results", str(results), "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    stored = ResultsStore(results).read()
+    assert [r["metric"] for r in printed] == [r["metric"] for r in stored]
+    metrics = [r["metric"] for r in stored]
+    assert metrics[:3] == ["isc", "fid", "kid"] and metrics.count("fid_class") == 10
+    assert metrics[-1] == "fid_class_mean"
+    assert all(r["feature_extractor"] == "domain:shapes" for r in stored)
+    assert stored[0]["std"] is not None and stored[1]["std"] is None
+    assert "below the feature dimension" in result.stderr  # n = 20 < 24
+
+
+def test_metrics_table_output(tmp_path, small_sample_set, domain_weights):
+    result = run(["metrics", "--samples", str(small_sample_set), "--metrics", "isc", "--splits", "2",
+                  "--extractor", "domain", "--weights", str(domain_weights),
+                  "--results", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()[:2]
+    assert header.split()[:3] == ["metric", "value", "n"]
+    assert row.startswith("isc") and "±" in row
+
+
+def test_missing_inception_weights_fail_with_one_line(tmp_path, small_sample_set, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached weights; offline download fails
+    result = run(["metrics", "--samples", str(small_sample_set), "--metrics", "isc",
+                  "--results", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert "weights-inception-2015-12-05-6726825d.pth" in lines[0] and "--inception-weights" in lines[0]
+
+
+def test_inception_weights_from_the_environment_variable_must_exist(tmp_path, small_sample_set):
+    result = run(["metrics", "--samples", str(small_sample_set), "--metrics", "isc",
+                  "--results", str(tmp_path / "r.jsonl")],
+                 env={"HVQEVAL_INCEPTION_WEIGHTS": str(tmp_path / "missing.pth")})
+    assert result.exit_code == 1 and "missing.pth does not exist" in result.stderr
+
+
+def test_batch_runs_the_cross_product_and_resumes(tmp_path, domain_weights):
+    a = write_sample_set(tmp_path / "a", 12, size=16, seed=1, model="ff")
+    b = write_sample_set(tmp_path / "b", 12, size=16, seed=2, model="msp")
+    reference = write_image_folder(tmp_path / "ref", 15, size=16)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f"""
+results = "{tmp_path / 'results.jsonl'}"
+[defaults]
+extractor = "domain"
+weights = "{domain_weights}"
+splits = 2
+[[evaluation]]
+samples = ["{a}", "{b}"]
+references = ["{reference}"]
+metrics = ["isc", "fid"]
+""")
+    first = run(["metrics", "batch", str(spec)])
+    assert first.exit_code == 0, first.output
+    assert "2 job(s) computed, 0 already" in first.stderr
+    rows = ResultsStore(tmp_path / "results.jsonl").read()
+    assert sorted((r["model"], r["metric"]) for r in rows) == [("ff", "fid"), ("ff", "isc"),
+                                                               ("msp", "fid"), ("msp", "isc")]
+    # Simulate a crash after the first job: drop the second job's rows and run again.
+    keep = [r for r in rows if r["model"] == "ff"]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in keep))
+    second = run(["metrics", "batch", str(spec)])
+    assert "1 job(s) computed, 1 already" in second.stderr
+    assert len(ResultsStore(tmp_path / "results.jsonl").read()) == 4
+    third = run(["metrics", "batch", str(spec)])
+    assert "0 job(s) computed, 2 already" in third.stderr
+    assert third.stdout.count("isc") == 2  # the summary lists every job of the spec
+
+
+def test_batch_spec_errors_are_one_line(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[[evaluation]]\nsamples = "x"\ncolour = "red"\n')
+    result = run(["metrics", "batch", str(spec)])
+    assert result.exit_code == 1 and "unknown key(s) colour" in result.stderr
+
+
+def test_results_store_round_trip_and_torn_last_line(tmp_path):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    row = ResultRow(metric="fid", value=1.5, std=None, model="m", sample_set="s", sample_set_sha256="x",
+                    reference="shapes:val", reference_id="y", n=10, n_reference=20, splits=None, seed=0,
+                    feature_extractor="inception-v3-compat", weights_sha256="z", resize="none", tf32=False,
+                    extra={"job": "k1"})
+    store.append([row, row])
+    with open(store.path, "a") as fh:
+        fh.write('{"metric": "isc", "val')  # a crash mid-write
+    with pytest.warns(UserWarning, match="incomplete last line"):
+        rows = store.read()
+    assert len(rows) == 2 and rows[0]["value"] == 1.5 and list(rows[0])[:3] == ["metric", "value", "std"]
+    with pytest.warns(UserWarning):
+        assert store.job_keys() == {"k1"}
