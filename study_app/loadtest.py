@@ -30,6 +30,7 @@ class RaterLog:
     next_ms: list[float] = field(default_factory=list)
     answer_ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
+    reconnects: int = 0
     error: str | None = None
 
 
@@ -65,6 +66,7 @@ class SimulatedRater:
                 # because the server stores an answer at most once.
                 self.conn.close()
                 self.conn = None
+                self.log.reconnects += 1
                 if attempt == 2:
                     raise
         for value in response.headers.get_all("Set-Cookie") or []:
