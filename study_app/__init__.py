@@ -9,6 +9,7 @@ cache in the instance folder, and registers one blueprint per concern:
 * ``admin``  – password-protected progress pages, open/close, export download.
 
 Environment: ``HVQEVAL_SECRET_KEY`` (required outside tests), ``HVQEVAL_STUDY_DATABASE_URL``,
+``HVQEVAL_INSTANCE_DIR`` (database and image cache; default ``instance/`` next to the package),
 ``HVQEVAL_ADMIN_PASSWORD_HASH`` or ``HVQEVAL_ADMIN_PASSWORD``, ``HVQEVAL_RATE_LIMIT_RATER``,
 ``HVQEVAL_RATE_LIMIT_IP`` (``COUNT/SECONDS``), ``HVQEVAL_HTTPS=1`` (Secure cookies, HSTS),
 ``HVQEVAL_PROXY_HOPS`` (trusted reverse proxies for the client address).
@@ -27,7 +28,9 @@ def create_app(test_config: dict | None = None):
     from study_app import admin, db, images, rater, web
     from study_app.security import RateLimiter, admin_password_hash_from_env, parse_rate, secret_key_from_env
 
-    app = Flask(__name__, instance_relative_config=True)
+    instance_dir = os.environ.get("HVQEVAL_INSTANCE_DIR")
+    app = Flask(__name__, instance_relative_config=True,
+                instance_path=str(Path(instance_dir).resolve()) if instance_dir else None)
     test_config = dict(test_config or {})
     testing = bool(test_config.get("TESTING"))
     https = os.environ.get("HVQEVAL_HTTPS", "") == "1"

@@ -20,7 +20,7 @@ def check_production_config() -> None:
 
 
 def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int = 2, threads: int = 4,
-          timeout: int = 30, access_log: str | None = None) -> None:
+          timeout: int = 30, access_log: str | None = None, instance_dir: str | None = None) -> None:
     """Run gunicorn in the foreground until interrupted."""
     from gunicorn.app.base import BaseApplication
 
@@ -28,6 +28,8 @@ def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int = 2, thr
         raise ConfigurationError("--workers and --threads must be at least 1")
     check_production_config()
     os.environ["HVQEVAL_STUDY_DATABASE_URL"] = database_url
+    if instance_dir:
+        os.environ["HVQEVAL_INSTANCE_DIR"] = os.path.abspath(instance_dir)
 
     class StudyServer(BaseApplication):
         def load_config(self):

@@ -182,7 +182,7 @@ def serve(bind, workers, threads, access_log, instance_dir, database_url):
     require_current_schema(url)
     dispose_engines()  # workers open their own connections after the fork
     click.echo(f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True)
-    run_server(url, bind=bind, workers=workers, threads=threads, access_log=access_log)
+    run_server(url, bind=bind, workers=workers, threads=threads, access_log=access_log, instance_dir=instance_dir)
 
 
 @command.command(name="export")
