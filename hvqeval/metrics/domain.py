@@ -188,7 +188,7 @@ def train_classifier(train_set, val_set, *, class_names: list[str], image_size: 
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
