@@ -16,6 +16,7 @@ position in the epoch's shuffled order, so stopping and rerunning continues the 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -208,13 +209,14 @@ def random_crops(x: torch.Tensor, size: int, generator: torch.Generator | None =
 def ensure_codes(card: ModelCard, run_dir: Path, level_number: int, data: str | None,
                  launch: Launch, options: TrainOptions) -> Path:
     """Extract level ``level_number``'s codes unless they exist for its current checkpoint."""
+    for below in range(1, level_number + 1):  # report the lowest missing level
+        if not checkpoint_path(run_dir, f"level{below}").is_file():
+            raise CheckpointError(
+                f"{run_dir} has no trained level {below} (level{below}.pt missing); train it first: "
+                f"hvqeval train --config {card.name} --out {run_dir} --level {below}"
+            )
     stage = f"level{level_number}"
     path = checkpoint_path(run_dir, stage)
-    if not path.is_file():
-        raise CheckpointError(
-            f"{run_dir} has no trained level {level_number} ({path.name} missing); train it first: "
-            f"hvqeval train --config {card.name} --out {run_dir} --level {level_number}"
-        )
     directory = codes_dir(run_dir, level_number)
     ckpt = load_checkpoint(path, card, stage)
     meta = read_meta(directory)
@@ -319,9 +321,13 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
         optimizer.load_state_dict(ckpt["optimizer"])
     train_model = model
     if launch.world_size > 1:
+        # The codebook is kept identical across processes by the quantiser itself (all-reduced
+        # statistics), so buffers need no per-step broadcast from rank 0.
+        no_buffer_sync = ({"forward_sync_buffers": False}
+                          if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                          else {"broadcast_buffers": False})
         train_model = DistributedDataParallel(
-            model, device_ids=[launch.device.index] if launch.device.type == "cuda" else None,
-            broadcast_buffers=False)  # the codebook is kept identical by the quantiser itself
+            model, device_ids=[launch.device.index] if launch.device.type == "cuda" else None, **no_buffer_sync)
 
     dataset = open_level_input(card, index, run_dir, data, "train", train=True, limit=options.limit)
     if stage == "prior" and dataset.num_classes > card.model.num_classes:

@@ -36,6 +36,20 @@ def _lines(data, prefix: str = "", indent: int = 0):
             yield f"{pad}{key} = {json.dumps(value)}{note}"
 
 
+def parameter_lines(card: ModelCard) -> list[str]:
+    """Trainable parameters of every network, per stage (counted on the meta device)."""
+    from models.summary import count_parameters, format_count
+
+    rows = count_parameters(card)
+    out = ["parameters:"]
+    for stage in dict.fromkeys(r.stage for r in rows):
+        stage_rows = [r for r in rows if r.stage == stage]
+        total = sum(r.parameters for r in stage_rows)
+        parts = ", ".join(f"{r.network} {format_count(r.parameters)}" for r in stage_rows if r.parameters)
+        out.append(f"  {stage}: {format_count(total)} ({total:,})" + (f" = {parts}" if len(stage_rows) > 1 else ""))
+    return out
+
+
 def card_summary(card: ModelCard) -> list[str]:
     """Human-readable lines: the hierarchy at a glance, then every resolved value."""
     out = [f"{card.name}: {card.model.description}", f"source: {card.model.source}", ""]
@@ -50,6 +64,8 @@ def card_summary(card: ModelCard) -> list[str]:
         )
     top = card.top_codes
     out.append(f"  prior on {top.resolution}x{top.resolution}x{top.channels} codes, {card.model.num_classes} classes")
+    out.append("")
+    out.extend(parameter_lines(card))
     out.append("")
     data = card.to_dict()
     for i, lvl in enumerate(data.pop("level")):
