@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
@@ -255,3 +257,26 @@ def test_nothing_is_stored_for_assignments_after_bad_requests(rating, new_rater,
     assert _count(db_url, Assignment) == 1
     assert rater.client.get(f"/s/{rating.public_id}/api/next").status_code == 405  # claims need a POST
     assert _count(db_url, Assignment) == 1
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answer=json_values, reason=json_values, response_ms=json_values, use_real_task=st.booleans(),
+       extra=st.dictionaries(st.text(max_size=8), json_values, max_size=2))
+def test_no_request_body_causes_a_server_error(rating, new_rater, db_url, answer, reason, response_ms,
+                                               use_real_task, extra):
+    rater = new_rater(rating.public_id, "fuzzer")
+    task = rater.next()
+    body = {**extra, "task": task.get("task") if use_real_task else answer, "answer": answer, "reason": reason,
+            "response_ms": response_ms}
+    response = rater.api("answer", body)
+    assert response.status_code in (200, 400, 404, 409), response.status_code
+    stored = _count(db_url, Answer)
+    assert stored <= 3  # tasks_per_rater; nothing beyond what the rater may answer
+    if response.status_code == 200:
+        assert type(response_ms) is int and 0 <= response_ms
