@@ -92,24 +92,47 @@ class Hierarchy(nn.Module):
         return terms
 
     @torch.no_grad()
-    def decode(self, top_codes: torch.Tensor, temperature: float = 1.0,
-               generator: torch.Generator | None = None, sampler: str = "cached") -> torch.Tensor:
-        """Sample every level below from top codes (Algorithm 4 without the prior step)."""
+    def decode(self, codes: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+               sampler: str = "cached", from_level: int | None = None, **options) -> torch.Tensor:
+        """Sample the levels below codes ``x_{l+1}`` of level ``from_level`` (1-based; default: top).
+
+        Algorithm 4 without the prior step: ``x~_l ~ D_l(. | x~_{l+1})`` down to pixels.
+        ``options`` go to ``models.sampling.sample_decoder`` (precision, progress, ...).
+        """
         from models.sampling import sample_decoder
 
-        current = top_codes
-        for level in reversed(self.levels):
+        start = len(self.levels) if from_level is None else from_level
+        current = codes
+        for level in reversed(list(self.levels)[:start]):
             current = sample_decoder(level.decoder, current, temperature=temperature,
-                                     generator=generator, sampler=sampler)
+                                     generator=generator, sampler=sampler, **options)
         return current
 
     @torch.no_grad()
-    def sample(self, class_ids: torch.Tensor, temperature: float = 1.0,
-               generator: torch.Generator | None = None, sampler: str = "cached") -> torch.Tensor:
-        """Ancestral sampling (Algorithm 4): class ids (B,) -> uint8-range pixels (B, 3, H, W)."""
+    def reconstruct(self, x: torch.Tensor, from_level: int | None = None, temperature: float = 1.0,
+                    generator: torch.Generator | None = None, sampler: str = "cached", **options) -> torch.Tensor:
+        """Encode pixels up to level ``from_level`` (default: top) and sample back down (Figure 3)."""
+        start = len(self.levels) if from_level is None else from_level
+        if not 1 <= start <= len(self.levels):
+            raise CheckpointError(f"reconstruction level must be 1..{len(self.levels)} (trained levels), got {start}")
+        codes = self.encode(x)[start - 1]
+        return self.decode(codes, temperature, generator, sampler, from_level=start, **options)
+
+    @torch.no_grad()
+    def sample_top(self, class_ids: torch.Tensor, temperature: float = 1.0,
+                   generator: torch.Generator | None = None, sampler: str = "cached", **options) -> torch.Tensor:
+        """Top codes from the class-conditional prior: (B,) -> long (B, C, h, w)."""
         from models.sampling import sample_prior
 
         if self.prior is None:
             raise CheckpointError("this run has no trained prior yet; train it with 'hvqeval train --prior'")
-        top = sample_prior(self.prior, class_ids, temperature=temperature, generator=generator, sampler=sampler)
-        return self.decode(top, temperature, generator, sampler)
+        top = self.card.top_codes
+        return sample_prior(self.prior, class_ids, temperature=temperature, generator=generator,
+                            sampler=sampler, size=top.resolution, **options)
+
+    @torch.no_grad()
+    def sample(self, class_ids: torch.Tensor, temperature: float = 1.0,
+               generator: torch.Generator | None = None, sampler: str = "cached", **options) -> torch.Tensor:
+        """Ancestral sampling (Algorithm 4): class ids (B,) -> pixels, long (B, 3, H, W) in [0, 255]."""
+        top = self.sample_top(class_ids, temperature, generator, sampler, **options)
+        return self.decode(top, temperature, generator, sampler, **options)

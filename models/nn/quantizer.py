@@ -26,6 +26,7 @@ Polyak averaging (``models.ema``) copies it instead of averaging it again.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -44,6 +45,13 @@ class QuantizerOutput:
     commitment_loss: torch.Tensor  # scalar: beta * mean ||z - sg[e]||^2
     usage: torch.Tensor  # scalar: fraction of codebook entries used in this batch (mean over channels)
     perplexity: torch.Tensor  # scalar: exp(entropy) of this batch's code histogram (mean over channels)
+
+
+def _full_precision(device: torch.device):
+    """Disable autocast for the distances and k-means statistics (no-op on e.g. the meta device)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _distributed() -> bool:
@@ -104,7 +112,7 @@ class VectorQuantizer(nn.Module):
     def encode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes only (no update): (B, C*d, h, w) -> (B, C, h, w)."""
         b, _, h, w = z.shape
-        with torch.autocast(z.device.type, enabled=False):
+        with _full_precision(z.device):
             idx = self.assign(self.split(z.float()))  # (C, N)
         return idx.reshape(self.channels, b, h, w).permute(1, 0, 2, 3)
 
@@ -112,7 +120,7 @@ class VectorQuantizer(nn.Module):
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         b, _, h, w = z.shape
         # Distances and the k-means statistics need full precision even under bf16 autocast.
-        with torch.autocast(z.device.type, enabled=False):
+        with _full_precision(z.device):
             z = z.float()
             flat = self.split(z)  # (C, N, d)
             if self.training and not bool(self.initialised):
