@@ -1,0 +1,391 @@
+"""Sample sets from a trained hierarchy: ancestral sampling in batches (paper Algorithm 4).
+
+``generate_sample_set`` draws ``per_class`` images for every chosen class and writes them as
+a sample set (``hvqeval.sample_set``)::
+
+    plan    class-major list of class ids: [c0]*N + [c1]*N + ...      (len = classes * N)
+    batch b items [b*B, (b+1)*B) of the plan, generator seeded by (seed, b)
+            x~_L ~ P(. | class)        at temperature T_prior        (top codes)
+            x~_l ~ D_l(. | x~_{l+1})   at temperature T_level{l}     for l = L-1 .. 1
+    writer  PNGs + manifest (run, checkpoint sha256 per stage, temperatures, seed, sampler,
+            batch size, classes) rewritten after every batch
+
+Every batch has its own generator, so a run that stops after k batches and is started again
+continues with batch k and produces exactly the files of an uninterrupted run. The batch size
+changes which random numbers each image gets, so it is part of the recorded settings.
+
+With ``save_codes`` the sampled codes of every level are kept in ``codes/batch_NNNNN.npz``
+(arrays ``codes_level{l}`` = the sampled x_{l+1}, ``class_ids``, ``files``) so images can be
+decoded again from any level (``load_sampled_codes`` + ``decode_from``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hvqeval.errors import HvqevalError
+
+CODES_FOLDER = "codes"
+SAMPLERS = ("cached", "naive")
+
+
+class GenerationError(HvqevalError):
+    """Bad input to sampling or reconstruction (run folder, classes, temperatures, --out)."""
+
+
+# --------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass(frozen=True)
+class Temperatures:
+    """Softmax temperature per stage (``prior``, ``level1`` ..); unnamed stages use ``default``."""
+
+    default: float = 1.0
+    per_stage: tuple[tuple[str, float], ...] = ()
+
+    def of(self, stage: str) -> float:
+        return dict(self.per_stage).get(stage, self.default)
+
+    def record(self, stages: list[str]) -> float | dict[str, float]:
+        """What the manifest stores: one number if all stages share it, else ``{stage: T}``."""
+        values = {s: self.of(s) for s in stages}
+        return values[stages[0]] if len(set(values.values())) == 1 else values
+
+
+def parse_temperatures(text: str, stages: list[str]) -> Temperatures:
+    """``"0.98"`` or ``"prior=0.97,level1=1.0"`` (a bare number sets the default) -> Temperatures."""
+    default, named = 1.0, {}
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        stage, sep, value = part.rpartition("=") if "=" in part else ("", "", part)
+        stage = stage.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            raise GenerationError(f"temperature {part!r} is not a number; use e.g. 0.98 or "
+                                  "prior=0.97,level1=1.0") from None
+        if not number > 0 or not np.isfinite(number):
+            raise GenerationError(f"temperature must be a positive number, got {part!r} (1.0 = as trained)")
+        if not sep:
+            default = number
+        elif stage not in stages:
+            raise GenerationError(f"temperature for unknown stage {stage!r}; this run has stages "
+                                  f"{', '.join(stages)}")
+        else:
+            named[stage] = number
+    return Temperatures(default, tuple(sorted(named.items())))
+
+
+def parse_classes(text: str, num_classes: int) -> list[int]:
+    """``"all"``, ``"0,1,2"`` or ranges ``"0-9,20"`` -> sorted-as-given unique class ids."""
+    text = str(text).strip()
+    if text == "all":
+        return list(range(num_classes))
+    ids: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:  # a range "a-b" (a leading "-" is a negative id, refused below)
+                lo, hi = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
+                ids.extend(range(int(lo), int(hi) + 1))
+            else:
+                ids.append(int(part))
+        except ValueError:
+            raise GenerationError(f"--classes: {part!r} is not a class id; use e.g. 0,1,2 or 0-9 or all") from None
+    if not ids:
+        raise GenerationError("--classes is empty; use e.g. 0,1,2 or all")
+    bad = [i for i in ids if not 0 <= i < num_classes]
+    if bad:
+        raise GenerationError(f"class {bad[0]} is out of range: this model has classes 0..{num_classes - 1}")
+    if len(set(ids)) != len(ids):
+        raise GenerationError(f"--classes lists class {next(i for i in ids if ids.count(i) > 1)} twice")
+    return ids
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    """A 63-bit seed for batch ``batch_index`` of a run seeded ``seed`` (independent streams)."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32, int(batch_index)])
+    return int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def batch_generator(seed: int, batch_index: int) -> torch.Generator:
+    """The CPU generator of one batch: images do not depend on the device's RNG."""
+    return torch.Generator().manual_seed(batch_seed(seed, batch_index))
+
+
+# --------------------------------------------------------------------------------------
+# Run folders
+
+
+def stage_list(card) -> list[str]:
+    return [f"level{i + 1}" for i in range(len(card.level))] + ["prior"]
+
+
+def check_run(run_dir: str | os.PathLike, need_prior: bool = True):
+    """The run's card, after checking that every stage sampling needs has a checkpoint.
+
+    Raises ``GenerationError`` naming the first missing stage and the command that trains it.
+    """
+    from models.checkpoint import checkpoint_paths, read_run_config
+
+    card = read_run_config(run_dir)
+    present = checkpoint_paths(run_dir)
+    needed = stage_list(card) if need_prior else stage_list(card)[:-1]
+    for stage in needed:
+        if stage not in present:
+            flag = "--prior" if stage == "prior" else f"--level {stage.removeprefix('level')}"
+            raise GenerationError(
+                f"run {run_dir} has no trained {stage} ({stage}.pt missing); train it first: "
+                f"hvqeval train --config {card.name} --out {run_dir} {flag}"
+            )
+    return card
+
+
+def checkpoint_records(run_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """``[{stage, path, sha256}]`` of the run's checkpoints (training order), for manifests."""
+    from hvqeval.sample_set import sha256_file
+    from models.checkpoint import checkpoint_paths
+
+    return [{"stage": stage, "path": os.fspath(path), "sha256": sha256_file(path)}
+            for stage, path in checkpoint_paths(run_dir).items()]
+
+
+def run_class_names(run_dir: str | os.PathLike, card) -> list[str]:
+    """Class labels ``"name (id)"`` of a run: ImageNet's table, the data's names, or the ids."""
+    from models.codes import codes_dir, read_meta
+    from models.data import class_label, imagenet_class_names
+
+    n = card.model.num_classes
+    names: list[str] | None = None
+    if card.model.dataset.lower().startswith("imagenet") and n == 1000:
+        names = imagenet_class_names()
+    if names is None:
+        meta = read_meta(codes_dir(run_dir, len(card.level)))
+        if meta and len(meta.get("class_names") or []) == n:
+            names = list(meta["class_names"])
+    if names is None and card.model.dataset in ("shapes", "fashion_mnist"):
+        from models.datasets.idx import FASHION_CLASSES
+        from models.datasets.shapes import CLASS_NAMES
+
+        builtin = CLASS_NAMES if card.model.dataset == "shapes" else FASHION_CLASSES
+        names = list(builtin) if len(builtin) == n else None
+    if names is None:
+        names = [str(i) for i in range(n)]
+    return [class_label(name, i) for i, name in enumerate(names)]
+
+
+# --------------------------------------------------------------------------------------
+# Ancestral sampling of one batch (Algorithm 4)
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    sampler: str = "cached"
+    precision: str = "float32"  # "bfloat16" only makes sense on GPUs
+    cuda_graph: bool = False
+
+    def engine_options(self) -> dict[str, Any]:
+        return {"precision": self.precision, "cuda_graph": self.cuda_graph}
+
+
+def decode_from(hierarchy, codes: torch.Tensor, level: int, temperatures: Temperatures,
+                generator: torch.Generator, options: SamplerOptions = SamplerOptions(),
+                keep: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+    """Sample levels ``level`` .. 1 given codes of level ``level`` (x_{level+1}): pixels (B, 3, H, W).
+
+    ``keep`` (optional) receives the sampled intermediate codes ``{l: x_{l+1}}`` for l < level.
+    """
+    from models.sampling import sample_decoder
+
+    current = codes
+    for index in reversed(range(level)):  # 0-based level index: decoder of level index+1
+        current = sample_decoder(hierarchy.levels[index].decoder, current,
+                                 temperature=temperatures.of(f"level{index + 1}"), generator=generator,
+                                 sampler=options.sampler, **options.engine_options())
+        if keep is not None and index > 0:
+            keep[index] = current
+    return current
+
+
+def sample_batch(hierarchy, class_ids: torch.Tensor, temperatures: Temperatures, generator: torch.Generator,
+                 options: SamplerOptions = SamplerOptions()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """One batch of Algorithm 4: class ids (B,) -> (pixels long (B, 3, H, W), {level l: codes x_{l+1}})."""
+    from models.sampling import sample_prior
+
+    card = hierarchy.card
+    top = card.top_codes
+    levels = len(card.level)
+    device = hierarchy.prior.class_bias.weight.device
+    z = sample_prior(hierarchy.prior, class_ids.to(device), temperature=temperatures.of("prior"),
+                     generator=generator, sampler=options.sampler, size=(top.resolution, top.resolution),
+                     **options.engine_options())  # (B, C, h, w)
+    codes = {levels: z}
+    pixels = decode_from(hierarchy, z, levels, temperatures, generator, options, keep=codes)
+    return pixels, codes
+
+
+# --------------------------------------------------------------------------------------
+# Sample sets
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """Everything that decides the images of a sample set."""
+
+    run: str
+    classes: tuple[int, ...]
+    per_class: int
+    temperatures: Temperatures = Temperatures()
+    seed: int = 0
+    batch_size: int = 16
+    options: SamplerOptions = SamplerOptions()
+    save_codes: bool = False
+
+    def plan(self) -> list[int]:
+        """Class id of every image, class-major."""
+        return [c for c in self.classes for _ in range(self.per_class)]
+
+
+@dataclass(frozen=True)
+class SampleReport:
+    path: Path
+    total: int
+    made_now: int
+    already_there: int
+    batches_run: int
+    complete: bool
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+BatchHook = Callable[[int, int], None]  # (batch index, images in the set so far)
+
+
+def _manifest_meta(request: SampleRequest, card, run_dir: str) -> dict[str, Any]:
+    return {
+        "card": card.name,
+        "run": run_dir,
+        "checkpoints": checkpoint_records(run_dir),
+        "temperature": request.temperatures.record(stage_list(card)),
+        "seed": int(request.seed),
+        "sampler": request.options.sampler,
+        "precision": request.options.precision,
+        "batch_size": int(request.batch_size),
+        "classes": list(request.classes),
+        "per_class": int(request.per_class),
+        "num_images": len(request.classes) * request.per_class,
+        "codes_saved": bool(request.save_codes),
+    }
+
+
+def _save_codes(folder: Path, batch_index: int, codes: dict[int, torch.Tensor], class_ids: torch.Tensor,
+                files: list[str]) -> None:
+    folder.mkdir(exist_ok=True)
+    arrays = {f"codes_level{level}": c.cpu().numpy().astype(np.int32) for level, c in codes.items()}
+    target = folder / f"batch_{batch_index:05d}.npz"
+    tmp = folder / f".batch_{batch_index:05d}.tmp.npz"
+    np.savez_compressed(tmp, class_ids=class_ids.cpu().numpy().astype(np.int64), files=np.array(files), **arrays)
+    os.replace(tmp, target)
+
+
+def load_sampled_codes(sample_set: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All saved codes of a set, concatenated in file order: ``codes_level{l}``, ``class_ids``, ``files``."""
+    folder = Path(sample_set) / CODES_FOLDER
+    parts = sorted(folder.glob("batch_*.npz")) if folder.is_dir() else []
+    if not parts:
+        raise GenerationError(f"{sample_set} has no saved codes; sample it again with --save-codes")
+    merged: dict[str, list[np.ndarray]] = {}
+    for part in parts:
+        with np.load(part) as archive:
+            for key in archive.files:
+                merged.setdefault(key, []).append(archive[key])
+    return {k: np.concatenate(v) for k, v in merged.items()}
+
+
+def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, device: str | torch.device = "cpu",
+                        max_batches: int | None = None, progress: bool = True,
+                        on_batch: BatchHook | None = None) -> SampleReport:
+    """Write (or continue) the sample set ``out`` for ``request``; see the module docstring.
+
+    ``max_batches`` stops after that many batches in this call (rerun to continue);
+    ``on_batch`` is called after each batch is safely on disk.
+    """
+    from tqdm import tqdm
+
+    from hvqeval.sample_set import SampleSetWriter
+    from models.checkpoint import load_run
+
+    if request.options.sampler not in SAMPLERS:
+        raise GenerationError(f"unknown sampler {request.options.sampler!r}; choose {' or '.join(SAMPLERS)}")
+    if request.per_class < 1 or request.batch_size < 1:
+        raise GenerationError("--per-class and --batch-size must be at least 1")
+    run_dir = os.fspath(request.run)
+    card = check_run(run_dir, need_prior=True)
+    classes = parse_classes(",".join(map(str, request.classes)), card.model.num_classes)
+    labels = run_class_names(run_dir, card)
+    meta = _manifest_meta(request, card, run_dir)
+    writer = SampleSetWriter(out, model=card.name, image_size=card.model.image_size, **meta)
+    plan = request.plan()
+    done = len(writer)
+    if done > len(plan) or [f["class_id"] for f in writer.files] != plan[:done]:
+        raise GenerationError(f"{out} holds files that do not follow this request's class plan; "
+                              "choose another --out folder or delete it")
+    already = done
+    hierarchy = None
+    codes_folder = Path(out) / CODES_FOLDER
+    size = request.batch_size
+    first_batch = done // size
+    batches = range(first_batch, -(-len(plan) // size))
+    batches_run = 0
+    with tqdm(total=len(plan), initial=done, desc=f"sampling {Path(out).name}", unit="img",
+              disable=not progress, dynamic_ncols=True) as bar:
+        for b in batches:
+            if max_batches is not None and batches_run >= max_batches:
+                break
+            if hierarchy is None:
+                hierarchy = load_run(run_dir, device, require_prior=True)
+            start, stop = b * size, min((b + 1) * size, len(plan))
+            class_ids = torch.tensor(plan[start:stop], dtype=torch.long)
+            pixels, codes = sample_batch(hierarchy, class_ids, request.temperatures,
+                                         batch_generator(request.seed, b), request.options)
+            images = pixels.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+            names = []
+            for i in range(len(images)):  # a batch redone after a crash skips its finished images
+                if start + i < len(writer):
+                    names.append(writer.files[start + i]["file"])
+                    continue
+                cid = plan[start + i]
+                names.append(writer.add(images[i], cid, labels[cid]).file)
+            if request.save_codes:
+                _save_codes(codes_folder, b, codes, class_ids, names)
+            writer.flush()
+            batches_run += 1
+            bar.update(stop - max(start, done))
+            done = stop
+            if on_batch is not None:
+                on_batch(b, len(writer))
+    writer.flush()
+    return SampleReport(Path(out), len(plan), len(writer) - already, already, batches_run,
+                        len(writer) == len(plan), writer.manifest())
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None`` -> cuda if available else cpu; a CUDA request without CUDA is a user error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise GenerationError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GenerationError("--device cuda was requested but no CUDA device is available; use --device cpu")
+    return dev
