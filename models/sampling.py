@@ -27,7 +27,7 @@ from tqdm import tqdm
 from models.errors import ModelsError
 
 SAMPLERS = ("cached", "naive")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16")  # float32: the model's own dtype (float64 in tests)
 StepHook = Callable[[int, torch.Tensor], None]  # (step index, logits (B, V)) of each sub-pixel
 
 

@@ -93,7 +93,14 @@ class CausalSelfAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """``q (B, nh, Tq, d)``, ``k, v (B, nh, 1+Tk, d)`` with the null slot first,
         ``allowed (Tq, 1+Tk)`` bool → ``(B, Tq, hidden)``."""
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        if q.shape[2] == 1:
+            # One query (a sampling step): plain math is a few small kernels, where the fused
+            # attention kernels are tuned for long query blocks.
+            scores = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5  # (B, nh, 1, 1+Tk)
+            scores = scores.masked_fill(~allowed, float("-inf"))  # the null slot is always allowed
+            y = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(v.dtype) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         b, _, t, _ = y.shape
         return self.dropout(self.out(y.transpose(1, 2).reshape(b, t, -1)))
 
