@@ -1,0 +1,98 @@
+"""``hvqeval nll``: per-term joint NLL in bits/dim, standard errors, results rows, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hvqeval.cli import cli
+from hvqeval.likelihood import nats_to_bits_per_dim, summarise
+
+sys.path.insert(0, str(Path(__file__).parent))
+from run_helpers import IMAGE_SIZE, build_tiny_run, copy_without, one_thread, tiny_card  # noqa: E402,F401
+
+DIMS = IMAGE_SIZE * IMAGE_SIZE * 3  # 8 x 8 x 3 = 192 pixel sub-dimensions
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory):
+    return build_tiny_run(tmp_path_factory.getbasetemp())
+
+
+def _nll(*args):
+    return CliRunner().invoke(cli, ["nll", *map(str, args)])
+
+
+def test_bits_per_dim_normalisation_by_hand():
+    ln2 = math.log(2)
+    assert nats_to_bits_per_dim(DIMS * ln2, DIMS) == pytest.approx(1.0)
+    # Two images: level1 = 2 and 4 bits/dim, prior = 1 bit/dim each (nats = bits * 192 * ln 2).
+    result = summarise({"level1": np.array([2, 4]) * DIMS * ln2, "prior": np.array([1, 1]) * DIMS * ln2},
+                       tiny_card())
+    level1, prior = result.term("level1"), result.term("prior")
+    # level1: mean 3; sample std of (2, 4) = sqrt(2) -> standard error sqrt(2) / sqrt(2) = 1
+    assert (level1.bpd, level1.stderr) == (pytest.approx(3.0), pytest.approx(1.0))
+    assert (prior.bpd, prior.stderr) == (pytest.approx(1.0), pytest.approx(0.0))
+    # total per image (3, 5): mean 4, standard error 1
+    assert (result.total.bpd, result.total.stderr, result.n, result.dims) == (
+        pytest.approx(4.0), pytest.approx(1.0), 2, DIMS)
+    # The prior models 2 x 2 x 1 codes: 1 bit per pixel sub-dim = 192 bits / 4 codes = 48 bits per code.
+    assert prior.bits_per_own_dim == pytest.approx(48.0)
+
+
+def test_terms_match_hierarchy_nll_terms_and_sum_to_the_total(run, tmp_path):
+    from models.checkpoint import load_run
+    from models.data import open_dataset
+
+    results = tmp_path / "results.jsonl"
+    out = _nll("--run", run, "--data", "shapes", "--limit", 5, "--batch-size", 2, "--json", "--results", results)
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    # By hand: the first five validation images, Hierarchy.nll_terms, nats -> bits / 192.
+    dataset = open_dataset("shapes", "val", image_size=IMAGE_SIZE)
+    x = torch.stack([dataset[i][0] for i in range(5)])  # (5, 3, 8, 8)
+    y = torch.tensor([dataset[i][1] for i in range(5)])
+    terms = load_run(run).nll_terms(x, y)
+    per_image = {k: v.double().numpy() / (DIMS * math.log(2)) for k, v in terms.items()}
+    assert set(report["terms"]) == {"level1", "prior"} and report["n"] == 5 and report["dims"] == DIMS
+    for name, values in per_image.items():
+        assert report["terms"][name]["bpd"] == pytest.approx(values.mean(), rel=1e-6)
+        assert report["terms"][name]["stderr"] == pytest.approx(values.std(ddof=1) / math.sqrt(5), rel=1e-5)
+    total = per_image["level1"] + per_image["prior"]
+    assert report["total"]["bpd"] == pytest.approx(sum(t["bpd"] for t in report["terms"].values()), rel=1e-9)
+    assert report["total"]["stderr"] == pytest.approx(total.std(ddof=1) / math.sqrt(5), rel=1e-5)
+    # Results store: total + one row per term, std = standard error; Table 1 reads the total.
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["metric"] for r in rows] == ["nll_bpd", "nll_bpd_level1", "nll_bpd_prior"]
+    assert rows[0]["value"] == pytest.approx(report["total"]["bpd"]) and rows[0]["n"] == 5
+    assert rows[0]["reference"] == "shapes:val" and rows[1]["std"] == pytest.approx(report["terms"]["level1"]["stderr"])
+    from analysis.results import load_results, table1
+
+    table, _ = table1(load_results(results))
+    assert table.loc[0, "nll_bpd"] == pytest.approx(report["total"]["bpd"])
+
+
+def test_text_output_lists_every_term(run, tmp_path):
+    out = _nll("--run", run, "--limit", 2, "--no-results")
+    assert out.exit_code == 0, out.output
+    assert "level1" in out.stdout and "prior" in out.stdout and "upper bound" in out.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_wrong_image_size_and_missing_prior_fail_with_one_line(run, tmp_path):
+    # A Downsampled-ImageNet-style npz batch of 16x16 images (rows in CHW order, 1-based labels).
+    npz = tmp_path / "val_data.npz"
+    np.savez(npz, data=np.zeros((3, 3 * 16 * 16), dtype=np.uint8), labels=np.array([1, 2, 3]))
+    out = _nll("--run", run, "--data", npz, "--no-results")
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert "16x16 images but card 'tiny_ff' expects 8x8" in out.output
+    partial = copy_without(run, tmp_path / "partial", "prior")
+    out = _nll("--run", partial, "--no-results")
+    assert out.exit_code == 1 and f"hvqeval train --config tiny_ff --out {partial} --prior" in out.output
