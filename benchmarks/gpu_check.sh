@@ -35,6 +35,13 @@ run_bench() {
 # Benchmarks register themselves below: run_bench NAME SECONDS python3 benchmarks/X.py --gpu ...
 # Sampling (Appendix C): cached vs naive on imagenet128_ff at real size, 25 samples end to end.
 run_bench sampler_speed 300 python3 benchmarks/sampler_speed.py --gpu
+# Evaluation: IS+FID of 50k 128x128 samples vs cached reference stats (strict fp32, target <= 30 s);
+# exact 10-NN of 4,096 vs 1.28M 4096-d features (target <= 1 s).
+run_bench metrics_speed 240 python3 benchmarks/metrics_speed.py --gpu
+
+# Training (Appendix A): 128x128 level-1 autoencoders (64x64 crops) and the Table-4 prior,
+# bf16 autocast vs fp32 images/s and peak memory.
+run_bench train_speed 240 python3 benchmarks/train_speed.py --gpu
 
 echo
 echo "summary written to $TABLE"

@@ -124,7 +124,7 @@ def _reference_features(reference_source: ImageSource, extractor: Extractor, lay
             reference_source, network_factory(), [layer], tmp, batch_size=settings.batch_size, device=device,
             num_workers=settings.num_workers, desc="reference features", progress=settings.progress,
         )[layer]
-        stats = fidelity.features_to_statistics(features)
+        stats = fidelity.features_to_statistics(features, device=device)
         ids = reference_source.class_ids if settings.per_class else None
         if cache is None:
             return np.array(features), (None if ids is None else np.asarray(ids)), stats, "off", key
@@ -213,7 +213,7 @@ def evaluate(samples: str, reference: str | None, settings: EvalSettings,
                 ref_features, ref_ids, ref_stats, cache_state, ref_key = _reference_features(
                     reference_source, extractor, fid_layer, network_factory, settings, device, cache)
         rows = _metric_rows(sample_source, reference_source, sample_features, ref_features, ref_ids, ref_stats,
-                            extractor, layers, fid_layer, settings, notes)
+                            extractor, layers, fid_layer, settings, notes, device)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -264,7 +264,8 @@ def _warn_small_n(n: int, dim: int, what: str, notes: list[str]) -> None:
 
 
 def _metric_rows(sample_source, reference_source, sample_features, ref_features, ref_ids, ref_stats,
-                 extractor: Extractor, layers, fid_layer, settings: EvalSettings, notes: list[str]):
+                 extractor: Extractor, layers, fid_layer, settings: EvalSettings, notes: list[str],
+                 device: str = "cpu"):
     """(metric, value, std, splits, extra) tuples."""
     rows: list[tuple[str, float, float | None, int | None, dict[str, Any]]] = []
     metrics = settings.metrics
@@ -280,12 +281,12 @@ def _metric_rows(sample_source, reference_source, sample_features, ref_features,
         _warn_small_n(len(features), dim, "FID", notes)
         if ref_stats.n < dim:
             _warn_small_n(ref_stats.n, dim, "FID reference", notes)
-        stats = fidelity.features_to_statistics(features)
+        stats = fidelity.features_to_statistics(features, device=device)
         extra: dict[str, Any] = {"layer": fid_layer, "feature_dim": dim}
         if settings.bootstrap:
             extra["bootstrap"] = fidelity.bootstrap_fid(features, ref_stats, resamples=settings.bootstrap,
                                                         seed=settings.seed)
-        rows.append(("fid", fidelity.statistics_to_fid(stats, ref_stats, features), None, None, extra))
+        rows.append(("fid", fidelity.statistics_to_fid(stats, ref_stats, features, device), None, None, extra))
         if settings.fid_infinity:
             value, points = fidelity.fid_infinity(features, ref_stats, seed=settings.seed)
             rows.append(("fid_infinity", value, None, None, {"layer": fid_layer, "points": points}))

@@ -49,15 +49,18 @@ class FidStatistics:
     n: int
 
 
-def features_to_statistics(features: np.ndarray, chunk: int = 8192) -> FidStatistics:
+def features_to_statistics(features: np.ndarray, chunk: int = 8192, device: str = "cpu") -> FidStatistics:
     """Two passes over (N, D) features (a memmap is fine) in chunks, accumulating in float64.
 
     Equals ``np.mean(f, 0)`` and ``np.cov(f, rowvar=False)`` (unbiased, N - 1) without
-    holding a float64 copy of all features.
+    holding a float64 copy of all features. ``device="cuda"`` does the float64 products on
+    the GPU (50,000 x 2048 features: ~0.4 TFLOP, seconds on CPU cores).
     """
     n, d = features.shape
     if n < 2:
         raise ValueError(f"FID statistics need at least 2 images, got {n}")
+    if device != "cpu":
+        return _statistics_torch(features, chunk, device)
     total = np.zeros(d, dtype=np.float64)
     for start in range(0, n, chunk):
         total += np.asarray(features[start:start + chunk], dtype=np.float64).sum(axis=0)
@@ -70,6 +73,24 @@ def features_to_statistics(features: np.ndarray, chunk: int = 8192) -> FidStatis
     return FidStatistics(mu=mu, sigma=sigma, n=n)
 
 
+def _statistics_torch(features: np.ndarray, chunk: int, device: str) -> FidStatistics:
+    n, d = features.shape
+
+    def block(start: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(features[start:start + chunk], dtype=np.float64)).to(device)
+
+    total = torch.zeros(d, dtype=torch.float64, device=device)
+    for start in range(0, n, chunk):
+        total += block(start).sum(dim=0)
+    mu = total / n
+    sigma = torch.zeros((d, d), dtype=torch.float64, device=device)
+    for start in range(0, n, chunk):
+        centred = block(start) - mu  # (B, D)
+        sigma += centred.T @ centred
+    sigma /= n - 1
+    return FidStatistics(mu=mu.cpu().numpy(), sigma=sigma.cpu().numpy(), n=n)
+
+
 def matrix_sqrt_psd(matrix: np.ndarray) -> np.ndarray:
     """Symmetric square root of a symmetric PSD matrix via ``eigh`` (float64)."""
     matrix = np.asarray(matrix, dtype=np.float64)
@@ -77,8 +98,15 @@ def matrix_sqrt_psd(matrix: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
 
 
-def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, device: str = "cpu") -> float:
     """tr((S_1 S_2)^(1/2)) for covariance matrices, through eigenvalues of S1^½ S2 S1^½."""
+    if device != "cpu":  # the same float64 eigenproblems with torch on the GPU
+        s1 = torch.as_tensor(sigma1, dtype=torch.float64, device=device)
+        s2 = torch.as_tensor(sigma2, dtype=torch.float64, device=device)
+        values, vectors = torch.linalg.eigh((s1 + s1.T) / 2)
+        root1 = (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+        inner = root1 @ s2 @ root1
+        return float(torch.linalg.eigvalsh((inner + inner.T) / 2).clamp(min=0).sqrt().sum())
     root1 = matrix_sqrt_psd(sigma1)
     inner = root1 @ np.asarray(sigma2, dtype=np.float64) @ root1
     values = np.linalg.eigvalsh((inner + inner.T) / 2)
@@ -99,7 +127,8 @@ def trace_sqrt_product_low_rank(features1: np.ndarray, sigma2: np.ndarray) -> fl
     return float(np.sqrt(np.clip(values, 0.0, None)).sum())
 
 
-def statistics_to_fid(stats1: FidStatistics, stats2: FidStatistics, features1: np.ndarray | None = None) -> float:
+def statistics_to_fid(stats1: FidStatistics, stats2: FidStatistics, features1: np.ndarray | None = None,
+                      device: str = "cpu") -> float:
     """FID from statistics; ``features1`` (the rows behind ``stats1``) enables the low-rank path."""
     if stats1.mu.shape != stats2.mu.shape:
         raise ValueError(f"feature dimensions differ: {stats1.mu.shape} vs {stats2.mu.shape}")
@@ -107,7 +136,7 @@ def statistics_to_fid(stats1: FidStatistics, stats2: FidStatistics, features1: n
     if features1 is not None and len(features1) <= len(stats1.mu):
         cross = trace_sqrt_product_low_rank(features1, stats2.sigma)
     else:
-        cross = trace_sqrt_product(stats1.sigma, stats2.sigma)
+        cross = trace_sqrt_product(stats1.sigma, stats2.sigma, device)
     value = diff @ diff + np.trace(stats1.sigma) + np.trace(stats2.sigma) - 2.0 * cross
     return float(value)
 

@@ -141,8 +141,7 @@ def exact_knn(queries, database, k: int, *, chunk: int = 65536, device: str = "c
         if best_d.shape[1] > keep:
             best_d, order = torch.topk(best_d, keep, dim=1, largest=False)
             best_i = torch.gather(best_i, 1, order)
-    return _rerank(np.asarray(queries) if not torch.is_tensor(queries) else queries, database,
-                   best_i.cpu().numpy(), k)
+    return _rerank(q, database, best_i, k, device)
 
 
 def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
@@ -154,23 +153,22 @@ def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
-def _rerank(queries, database, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact float64 distances of the candidates; sort by (distance, index); keep k."""
-    out_i = np.empty((len(candidates), k), dtype=np.int64)
-    out_d = np.empty((len(candidates), k), dtype=np.float64)
-    on_torch = torch.is_tensor(database)
-    for row, cand in enumerate(candidates):
-        cand = np.unique(cand)  # sorted indices, so equal distances keep index order
-        if on_torch:
-            rows = database[torch.as_tensor(cand, device=database.device)].double().cpu().numpy()
-            query = queries[row].double().cpu().numpy() if torch.is_tensor(queries) else np.asarray(queries[row])
+def _rerank(queries: torch.Tensor, database, candidates: torch.Tensor, k: int, device: str,
+            block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Exact float64 distances of the candidates; order by (distance, index); keep k."""
+    out_i, out_d = [], []
+    for start in range(0, len(candidates), block):
+        cand = torch.sort(candidates[start:start + block], dim=1).values  # (b, C), index order for ties
+        if torch.is_tensor(database):
+            rows = database[cand.to(database.device)].to(device, torch.float64)  # (b, C, D)
         else:
-            rows = np.asarray(database[cand], dtype=np.float64)  # (C, D)
-            query = np.asarray(queries[row], dtype=np.float64)
-        dist = np.sqrt(((rows - np.asarray(query, dtype=np.float64)) ** 2).sum(axis=1))
-        order = np.argsort(dist, kind="stable")[:k]
-        out_i[row], out_d[row] = cand[order], dist[order]
-    return out_i, out_d
+            rows = torch.from_numpy(np.asarray(database[cand.cpu().numpy()], dtype=np.float64)).to(device)
+        query = queries[start:start + block].to(device, torch.float64)  # (b, D)
+        dist = ((rows - query[:, None, :]) ** 2).sum(dim=2).sqrt()  # (b, C)
+        order = torch.sort(dist, dim=1, stable=True).indices[:, :k]
+        out_i.append(torch.gather(cand, 1, order).cpu())
+        out_d.append(torch.gather(dist, 1, order).cpu())
+    return torch.cat(out_i).numpy().astype(np.int64), torch.cat(out_d).numpy()
 
 
 def _tile(image: torch.Tensor, scale: int) -> Image.Image:
