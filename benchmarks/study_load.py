@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from hvqeval.sample_set import SampleSetWriter  # noqa: E402
 from study_app.create import SourceSpec, StudySettings, create_study  # noqa: E402
 from study_app.db import dispose_engines, get_engine, read_session  # noqa: E402
-from study_app.loadtest import LocalServer, run_raters  # noqa: E402
+from study_app.loadtest import LocalServer, process_tree_cpu_seconds, run_raters  # noqa: E402
 from study_app.models import Answer, Slot  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -82,8 +82,11 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             classes=args.classes, per_class=args.per_class, answers_per_item=args.k, tasks_per_rater=tasks), tmp)
         dispose_engines()
         with LocalServer(url, str(tmp), workers=args.workers, threads=args.threads) as server:
+            server_cpu0, client_cpu0 = process_tree_cpu_seconds(server.process.pid), time.process_time()
             result = run_raters("127.0.0.1", server.port, summary.public_id, args.raters, "rating",
                                 time_limit=args.time_limit, fetch_images=args.fetch_images, think_ms=args.think_ms)
+            server_cpu = process_tree_cpu_seconds(server.process.pid) - server_cpu0
+            client_cpu = time.process_time() - client_cpu0
         with read_session(get_engine(url)) as s:
             rows = s.execute(select(Answer.item_id, Answer.rater_id)).all()
             unfilled = s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False)))
@@ -98,6 +101,11 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "next_p50_ms": round(result.percentile("next", 50), 1), "next_p99_ms": round(result.percentile("next", 99), 1),
             "submit_p50_ms": round(result.percentile("answer", 50), 1),
             "submit_p99_ms": round(result.percentile("answer", 99), 1),
+            # CPU per stored answer (both calls), independent of what else runs on the machine;
+            # the server's PostgreSQL processes are not included.
+            "server_cpu_ms_per_answer": round(1000 * server_cpu / max(1, len(rows)), 2),
+            "client_cpu_ms_per_answer": round(1000 * client_cpu / max(1, len(rows)), 2),
+            "load_average": round(os.getloadavg()[0], 1),
             "first_errors": result.errors[:3],
         }
     finally:
@@ -130,12 +138,14 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=1))
         return
-    print("| database | raters | answers | s | answers/s | next p50 / p99 ms | submit p50 / p99 ms | lost | dup | errors |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| database | raters | think ms | answers | s | answers/s | next p50 / p99 ms | submit p50 / p99 ms "
+          "| lost | dup | errors | server / client CPU ms per answer | load avg |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {r['database']} | {r['raters']} | {r['answers_stored']}/{r['answers_needed']} | {r['seconds']} | "
-              f"{r['answers_per_s']} | {r['next_p50_ms']} / {r['next_p99_ms']} | {r['submit_p50_ms']} / "
-              f"{r['submit_p99_ms']} | {r['lost']} | {r['duplicates']} | {r['errors']} |")
+        print(f"| {r['database']} | {r['raters']} | {r['think_ms']:g} | {r['answers_stored']}/{r['answers_needed']} | "
+              f"{r['seconds']} | {r['answers_per_s']} | {r['next_p50_ms']} / {r['next_p99_ms']} | "
+              f"{r['submit_p50_ms']} / {r['submit_p99_ms']} | {r['lost']} | {r['duplicates']} | {r['errors']} | "
+              f"{r['server_cpu_ms_per_answer']} / {r['client_cpu_ms_per_answer']} | {r['load_average']} |")
         for err in r["first_errors"]:
             print(f"  error: {err}", file=sys.stderr)
 

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, Engine, bindparam, select, text, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -94,22 +95,47 @@ def record_consent(engine: Engine, rater_id: int) -> None:
                         .values(consented_at=utcnow()))
 
 
-# The hot paths run prebuilt SQL on a Core connection: one statement per step, no ORM
-# bookkeeping, so a claim or a submit costs a handful of round trips (docs/BENCHMARKS.md).
-_NOW = bindparam("now", type_=DateTime())
-_EXPIRES = bindparam("expires", type_=DateTime())
+# The hot paths run prebuilt SQL straight on the driver's cursor inside a SQLAlchemy-managed
+# transaction: one statement per step and no per-call statement building, so a claim or a
+# submit costs a handful of round trips and little CPU (docs/BENCHMARKS.md).
+_PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
 
-_LOCK_RATER = {
-    # Queues one rater's parallel requests (two tabs); SQLite already holds the write lock.
-    "postgresql": text("SELECT answered FROM rater WHERE id = :rater FOR UPDATE"),
-    "sqlite": text("SELECT answered FROM rater WHERE id = :rater"),
-}
-_ACTIVE = text(
+
+class _Sql:
+    """One statement in both drivers' parameter styles (sqlite3 ``:name``, psycopg ``%(name)s``)."""
+
+    def __init__(self, sql: str, postgresql_only: str = "", sqlite_only: str = ""):
+        self.sqlite = sql.format(lock=sqlite_only)
+        self.postgresql = _PARAM.sub(r"%(\1)s", sql.format(lock=postgresql_only))
+
+
+class _Cursor:
+    """The driver cursor of a transaction; timestamps go in as SQLAlchemy stores them."""
+
+    def __init__(self, conn):
+        self.dialect = conn.dialect.name
+        self.cursor = conn.connection.dbapi_connection.cursor()
+
+    def time(self, value: dt.datetime):
+        # SQLAlchemy's SQLite DateTime format, so ORM reads and these writes agree.
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f") if self.dialect == "sqlite" else value
+
+    def run(self, stmt: _Sql, params: dict):
+        self.cursor.execute(getattr(stmt, self.dialect), params)
+        return self.cursor
+
+    def one(self, stmt: _Sql, params: dict):
+        return self.run(stmt, params).fetchone()
+
+
+# Queues one rater's parallel requests (two tabs); SQLite already holds the write lock.
+_LOCK_RATER = _Sql("SELECT answered FROM rater WHERE id = :rater{lock}", postgresql_only=" FOR UPDATE")
+_ACTIVE = _Sql(
     'SELECT a.token, a.item_id, a."left" FROM assignment a JOIN slot s ON s.id = a.slot_id '
     "WHERE a.rater_id = :rater AND s.lease_token = a.lease_token AND s.filled = false "
     "AND s.lease_expires_at > :now ORDER BY a.id LIMIT 1"
-).bindparams(_NOW)
-_CLAIM_SQL = (
+)
+_CLAIM = _Sql(
     "UPDATE slot SET lease_token = :lease, lease_expires_at = :expires "
     "WHERE id = (SELECT s.id FROM slot s "
     "  WHERE s.study_id = :study AND s.filled = false "
@@ -118,82 +144,83 @@ _CLAIM_SQL = (
     "  AND EXISTS (SELECT 1 FROM study WHERE id = :study AND status = 'open') "
     "  ORDER BY s.slot_no, s.shuffle LIMIT 1{lock}) "
     "AND filled = false AND (lease_expires_at IS NULL OR lease_expires_at < :now) "
-    "RETURNING id, item_id"
+    "RETURNING id, item_id",
+    postgresql_only=" FOR UPDATE SKIP LOCKED",
 )
-_CLAIM = {
-    "postgresql": text(_CLAIM_SQL.format(lock=" FOR UPDATE SKIP LOCKED")).bindparams(_NOW, _EXPIRES),
-    "sqlite": text(_CLAIM_SQL.format(lock="")).bindparams(_NOW, _EXPIRES),
-}
-_INSERT_ASSIGNMENT = text(
+_INSERT_ASSIGNMENT = _Sql(
     'INSERT INTO assignment (study_id, token, item_id, rater_id, slot_id, lease_token, "left", issued_at, expires_at) '
     "VALUES (:study, :token, :item, :rater, :slot, :lease, :left, :now, :expires)"
-).bindparams(_NOW, _EXPIRES)
-_ITEM = text(
+)
+_ITEM = _Sql(
     "SELECT i.class_name, ia.token, ib.token FROM item i JOIN image ia ON ia.id = i.image_a_id "
     "LEFT JOIN image ib ON ib.id = i.image_b_id WHERE i.id = :item"
 )
-_STATUS = text("SELECT status FROM study WHERE id = :study")
-_FINISH = text(
+_STATUS = _Sql("SELECT status FROM study WHERE id = :study")
+_FINISH = _Sql(
     "UPDATE rater SET completion_code = :code, finished_at = :now WHERE id = :rater AND completion_code IS NULL"
-).bindparams(_NOW)
-_CODE = text("SELECT completion_code FROM rater WHERE id = :rater")
-_FIND_ASSIGNMENT = text(
+)
+_CODE = _Sql("SELECT completion_code FROM rater WHERE id = :rater")
+_FIND_ASSIGNMENT = _Sql(
     'SELECT a.id, a.item_id, a.slot_id, a.lease_token, a."left", s.filled, s.lease_token '
     "FROM assignment a JOIN slot s ON s.id = a.slot_id "
     "WHERE a.token = :token AND a.rater_id = :rater AND a.study_id = :study"
 )
-_FILL_SLOT = text(
+_FILL_SLOT = _Sql(
     "UPDATE slot SET filled = true, lease_expires_at = NULL WHERE id = :slot AND lease_token = :lease AND filled = false"
 )
-_INSERT_ANSWER = text(
+_INSERT_ANSWER = _Sql(
     'INSERT INTO answer (study_id, assignment_id, item_id, rater_id, "left", rating, choice, unknown_reason, '
     "response_ms, created_at) VALUES (:study, :assignment, :item, :rater, :left, :rating, :choice, :reason, :ms, :now)"
-).bindparams(_NOW)
-_COUNT_ANSWER = text("UPDATE rater SET answered = answered + 1 WHERE id = :rater RETURNING answered")
+)
+_COUNT_ANSWER = _Sql("UPDATE rater SET answered = answered + 1 WHERE id = :rater RETURNING answered")
 
 
-def _task(conn, study: Study, token: str, item_id: int, left: str, done: int) -> Task:
-    class_name, token_a, token_b = conn.execute(_ITEM, {"item": item_id}).one()
+def _integrity_errors(engine: Engine) -> tuple[type[BaseException], ...]:
+    return (IntegrityError, engine.dialect.dbapi.IntegrityError)
+
+
+def _task(cur: _Cursor, study: Study, token: str, item_id: int, left: str, done: int) -> Task:
+    class_name, token_a, token_b = cur.one(_ITEM, {"item": item_id})
     tokens = (token_a,) if token_b is None else ((token_a, token_b) if left == "a" else (token_b, token_a))
     return Task(token, class_name, tokens, done, study.tasks_per_rater)
 
 
-def _finish(conn, rater_id: int, now: dt.datetime, done: int) -> Finished:
-    conn.execute(_FINISH, {"code": secrets.token_hex(6).upper(), "now": now, "rater": rater_id})
-    return Finished(conn.execute(_CODE, {"rater": rater_id}).scalar_one(), done)
+def _finish(cur: _Cursor, rater_id: int, now: dt.datetime, done: int) -> Finished:
+    cur.run(_FINISH, {"code": secrets.token_hex(6).upper(), "now": cur.time(now), "rater": rater_id})
+    return Finished(cur.one(_CODE, {"rater": rater_id})[0], done)
 
 
 def next_task(engine: Engine, study: Study, rater_id: int, rng: random.Random | None = None) -> Task | Finished | Closed:
     """The rater's open task, else a newly claimed one, else their completion code."""
     rng = rng or random.SystemRandom()
-    dialect = engine.dialect.name
     for _attempt in range(CLAIM_RETRIES):
         try:
             with write_transaction(engine) as conn:
-                done = conn.execute(_LOCK_RATER[dialect], {"rater": rater_id}).scalar_one()
+                cur = _Cursor(conn)
+                done = cur.one(_LOCK_RATER, {"rater": rater_id})[0]
                 now = utcnow()
-                active = conn.execute(_ACTIVE, {"rater": rater_id, "now": now}).first()
+                active = cur.one(_ACTIVE, {"rater": rater_id, "now": cur.time(now)})
                 if active is not None:
-                    return _task(conn, study, active[0], active[1], active[2], done)
+                    return _task(cur, study, active[0], active[1], active[2], done)
                 if done >= study.tasks_per_rater:
-                    return _finish(conn, rater_id, now, done)
+                    return _finish(cur, rater_id, now, done)
                 lease = new_token()
                 expires = now + dt.timedelta(seconds=study.lease_seconds)
-                claimed = conn.execute(_CLAIM[dialect], {"lease": lease, "expires": expires, "study": study.id,
-                                                         "now": now, "rater": rater_id}).first()
+                claimed = cur.one(_CLAIM, {"lease": lease, "expires": cur.time(expires), "study": study.id,
+                                           "now": cur.time(now), "rater": rater_id})
                 if claimed is None:
-                    if conn.execute(_STATUS, {"study": study.id}).scalar_one() != "open":
+                    if cur.one(_STATUS, {"study": study.id})[0] != "open":
                         # No new tasks; whoever answered something gets their code.
-                        return _finish(conn, rater_id, now, done) if done else Closed()
-                    return _finish(conn, rater_id, now, done)
+                        return _finish(cur, rater_id, now, done) if done else Closed()
+                    return _finish(cur, rater_id, now, done)
                 slot_id, item_id = claimed
                 left = "a" if study.kind == "rating" else rng.choice("ab")
                 token = new_token()
-                conn.execute(_INSERT_ASSIGNMENT, {"study": study.id, "token": token, "item": item_id, "rater": rater_id,
-                                                  "slot": slot_id, "lease": lease, "left": left, "now": now,
-                                                  "expires": expires})
-                return _task(conn, study, token, item_id, left, done)
-        except IntegrityError:
+                cur.run(_INSERT_ASSIGNMENT, {"study": study.id, "token": token, "item": item_id, "rater": rater_id,
+                                             "slot": slot_id, "lease": lease, "left": left, "now": cur.time(now),
+                                             "expires": cur.time(expires)})
+                return _task(cur, study, token, item_id, left, done)
+        except _integrity_errors(engine):
             continue  # lost a race on UNIQUE(item, rater); the whole claim was rolled back
     raise AnswerRejected(503, "too many parallel requests for this rater; try again")
 
@@ -224,14 +251,14 @@ def submit(engine: Engine, study: Study, rater_id: int, assignment_token, answer
     rating, side, unknown_reason = parse_answer(study.kind, answer, reason)
     try:
         with write_transaction(engine) as conn:
-            row = conn.execute(_FIND_ASSIGNMENT, {"token": assignment_token, "rater": rater_id,
-                                                  "study": study.id}).first()
+            cur = _Cursor(conn)
+            row = cur.one(_FIND_ASSIGNMENT, {"token": assignment_token, "rater": rater_id, "study": study.id})
             if row is None:
                 raise AnswerRejected(404, "no such task for this rater")
             assignment_id, item_id, slot_id, lease, left, filled, slot_lease = row
             if filled and slot_lease == lease:
                 raise AnswerRejected(409, "this task was already answered")
-            if conn.execute(_FILL_SLOT, {"slot": slot_id, "lease": lease}).rowcount != 1:
+            if cur.run(_FILL_SLOT, {"slot": slot_id, "lease": lease}).rowcount != 1:
                 raise AnswerRejected(409, "this task expired and was given to someone else")
             if side == "left":
                 choice = left
@@ -239,10 +266,10 @@ def submit(engine: Engine, study: Study, rater_id: int, assignment_token, answer
                 choice = "b" if left == "a" else "a"
             else:
                 choice = side  # None for ratings, "unknown"
-            conn.execute(_INSERT_ANSWER, {"study": study.id, "assignment": assignment_id, "item": item_id,
-                                          "rater": rater_id, "left": left, "rating": rating, "choice": choice,
-                                          "reason": unknown_reason, "ms": response_ms, "now": utcnow()})
-            return conn.execute(_COUNT_ANSWER, {"rater": rater_id}).scalar_one()
-    except IntegrityError:
+            cur.run(_INSERT_ANSWER, {"study": study.id, "assignment": assignment_id, "item": item_id,
+                                     "rater": rater_id, "left": left, "rating": rating, "choice": choice,
+                                     "reason": unknown_reason, "ms": response_ms, "now": cur.time(utcnow())})
+            return cur.one(_COUNT_ANSWER, {"rater": rater_id})[0]
+    except _integrity_errors(engine):
         # Only reachable through a concurrent duplicate of this very answer: nothing stored twice.
         raise AnswerRejected(409, "this task was already answered") from None

@@ -2,8 +2,9 @@
 
 Used by the concurrency tests and ``benchmarks/study_load.py``; also handy against a
 staging deployment. Each simulated rater keeps one keep-alive connection and its session
-cookie, enters through the study link, consents, then loops ``POST api/next`` ->
-``POST api/answer`` until it receives its completion code. Latencies of both calls are
+cookie, enters through the study link, consents, asks ``POST api/next`` for its first task,
+then answers with ``POST api/answer`` (whose reply carries the next task) until it receives its
+completion code, exactly like ``static/rater.js``. Latencies of both calls are
 recorded. Standard library only (``http.client``), so the load generator stays cheap.
 """
 
@@ -107,11 +108,13 @@ class SimulatedRater:
     def run(self, deadline: float) -> RaterLog:
         try:
             self.enter()
+            task = None
             while time.monotonic() < deadline:
-                status, task, ms = self._api("next", {})
-                self.log.next_ms.append(ms)
-                if status != 200:
-                    raise RuntimeError(f"next answered {status}: {task}")
+                if task is None:  # first task, or after a refused answer: ask for one
+                    status, task, ms = self._api("next", {})
+                    self.log.next_ms.append(ms)
+                    if status != 200:
+                        raise RuntimeError(f"next answered {status}: {task}")
                 if task["state"] != "task":
                     self.log.state, self.log.code = task["state"], task.get("code")
                     return self.log
@@ -128,6 +131,7 @@ class SimulatedRater:
                     payload["reason"] = reason
                 status, reply, ms = self._api("answer", payload)
                 self.log.answer_ms.append(ms)
+                task = reply.get("next") if status == 200 else None  # the reply carries the next task
                 if status == 200 or (status == 409 and "already answered" in reply.get("error", "")):
                     # 409 "already answered": a retried POST whose first attempt was stored.
                     self.log.answers += 1
@@ -252,3 +256,31 @@ class LocalServer:
         if self.process is not None and self.process.stdout is not None:
             self.output = self.process.stdout.read().decode(errors="replace")
             self.process.stdout.close()
+
+
+def process_tree_cpu_seconds(root_pid: int) -> float | None:
+    """User + system CPU seconds used so far by ``root_pid`` and its descendants (Linux /proc)."""
+    import os
+
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        stats = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as fh:
+                        fields = fh.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                # fields[1] = ppid, fields[11] = utime, fields[12] = stime (after the comm field)
+                stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    except (OSError, ValueError):
+        return None
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _cpu) in stats.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(stats[p][1] for p in tree if p in stats) / ticks

@@ -4,7 +4,7 @@
     /s/<public_id>/consent              instructions, example images, consent  (paper Appendix G)
     /s/<public_id>/task                 the task page (static/rater.js drives it)
     POST /s/<public_id>/api/next        the rater's current task, a new one, or the completion code
-    POST /s/<public_id>/api/answer      store one answer (CSRF token in the X-CSRFToken header)
+    POST /s/<public_id>/api/answer      store one answer, reply with the next task (CSRF token in X-CSRFToken)
 
 The browser only ever sees opaque assignment and image ids: which model made an image, or
 whether it is real, is never sent. There is no feedback on correctness.
@@ -132,4 +132,10 @@ def api_answer(public_id: str):
                              body.get("response_ms"))
     except assign.AnswerRejected as err:
         return jsonify(error=err.message), err.status
-    return jsonify(stored=True, done=done)
+    # The answer is committed; the next task comes in the same response (one round trip per
+    # answer). A failure here leaves the answer stored; the page then asks api/next.
+    try:
+        following = _task_json(assign.next_task(engine(), study, rater_id), public_id)
+    except assign.AnswerRejected:
+        following = None
+    return jsonify(stored=True, done=done, next=following)

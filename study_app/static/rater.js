@@ -49,8 +49,11 @@
     setStatus("Loading…");
     let reply;
     try { reply = await post(app.dataset.next); } catch (e) { return failed("Connection problem.", next); }
-    const d = reply.data;
-    if (reply.status !== 200) return failed(d.error || "The server could not give you a task.", next);
+    if (reply.status !== 200) return failed(reply.data.error || "The server could not give you a task.", next);
+    return handle(reply.data);
+  }
+
+  function handle(d) {
     if (d.state === "task") return show(d);
     $("task").hidden = true;
     if (d.state === "finished") {
@@ -99,7 +102,9 @@
       let reply;
       try { reply = await post(app.dataset.answer, body); } catch (e) { return failed("Connection problem; your answer was not sent yet.", send); }
       // 409: this answer (or the task) is already settled on the server; carry on.
-      if (reply.status === 200 || reply.status === 409) { task = null; return next(); }
+      task = null;
+      if (reply.status === 200 && reply.data.next) return handle(reply.data.next);
+      if (reply.status === 200 || reply.status === 409) return next();
       return failed(reply.data.error || "The answer could not be stored.", send);
     };
     return send();

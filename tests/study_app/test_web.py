@@ -225,13 +225,15 @@ def test_admin_login_progress_close_and_export(rating, new_rater, db_url, tmp_pa
     assert detail.status_code == 200 and b"ring (3)" in detail.data and rating.public_id.encode() in detail.data
     csrf = re.search(rb'name="csrf-token" content="([^"]+)"', detail.data).group(1).decode()
     assert admin.post("/admin/study/realism/status", data={"status": "closed", "csrf_token": csrf}).status_code == 302
-    assert rater_client.next()["state"] == "finished"  # closed: no new tasks; 1 answer -> code
+    open_task = rater_client.next()
+    assert open_task["state"] == "task"  # handed out (with the last reply) before closing: still answerable
+    assert rater_client.answer(open_task["task"], 1).get_json()["next"]["state"] == "finished"  # no new tasks
     newcomer = app.test_client()
     assert newcomer.get(f"/s/{rating.public_id}/").status_code == 403
     csv_text = admin.get("/admin/study/realism/export.csv").data.decode()
-    header, row = csv_text.splitlines()
+    header, first, second = csv_text.splitlines()
     assert header == ",".join(EXPORT_COLUMNS)
-    assert row.startswith("realism,rating,R1,") and ",a,5,,," in row
+    assert first.startswith("realism,rating,R1,") and ",a,5,,," in first and ",a,1,,," in second
 
 
 def test_admin_pages_are_off_without_a_password(rating, app):
