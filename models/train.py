@@ -290,6 +290,22 @@ def _batches(dataset: Dataset, sampler: DistributedSampler, per_rank: int, step:
             step += 1
 
 
+def optimisation_step(train_model: torch.nn.Module, model: torch.nn.Module, polyak: Polyak,
+                      optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, step: int,
+                      device: torch.device, precision: str = "auto"):
+    """One Adam step on a batch, then the Polyak update; returns the stage's ``LevelOutput``.
+
+    ``train_model`` is ``model`` itself or its DistributedDataParallel wrapper.
+    """
+    with autocast_for(device, precision):
+        out = train_model(x, y)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    optimizer.step()
+    polyak.update(model, step)
+    return out
+
+
 def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | None = None,
                 options: TrainOptions = TrainOptions(), launch: Launch | None = None) -> StageResult:
     """Train (or resume) one stage of ``card`` in ``run_dir`` until ``options.steps`` / the card's iterations."""
@@ -365,12 +381,8 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
         for x, y in batches:
             x = random_crops(x, crop).to(launch.device, non_blocking=True)
             y = y.to(launch.device, non_blocking=True)
-            with autocast_for(launch.device, options.precision):
-                out = train_model(x, y)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-            polyak.update(model, step)
+            out = optimisation_step(train_model, model, polyak, optimizer, x, y, step,
+                                    launch.device, options.precision)
             step += 1
             for k, v in out.metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
