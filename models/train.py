@@ -284,7 +284,8 @@ def _batches(dataset: Dataset, sampler: DistributedSampler, per_rank: int, step:
         # The loader's own generator (not the global RNG) seeds workers: resuming stays aligned.
         loader = DataLoader(dataset, batch_size=per_rank, sampler=indices, drop_last=True,
                             num_workers=options.num_workers, pin_memory=device.type == "cuda",
-                            generator=torch.Generator().manual_seed(options.seed * 100003 + epoch))
+                            generator=torch.Generator().manual_seed(
+                                options.seed * 100003 + epoch * 1009 + sampler.rank))
         for batch in loader:
             yield batch
             step += 1
@@ -327,8 +328,10 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
     if start_step >= target:
         return StageResult(stage, start_step, 0, path, 0.0)
 
-    torch.manual_seed(options.seed)
+    torch.manual_seed(options.seed)  # the same initial weights in every process
     model = build_stage_model(card, stage).to(launch.device)
+    # Crops, MSP masks and augmentations differ between processes.
+    torch.manual_seed(options.seed + 7919 * launch.rank)
     polyak = Polyak(model, cfg.polyak_decay)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     if ckpt:

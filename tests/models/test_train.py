@@ -157,3 +157,25 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     ckpt = load_checkpoint(tmp_path / "level1.pt")
     assert ckpt["step"] == 2
     assert json.loads(done.stdout[done.stdout.index("["):])[0]["step"] == 2
+
+
+def test_ctrl_c_saves_and_rerun_continues(tmp_path, monkeypatch):
+    import models.train as train_module
+
+    card = small_card("tiny_ff")
+    real_step = train_module.optimisation_step
+    calls = []
+
+    def interrupted_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # Ctrl-C arrives during the 4th step: 3 steps are complete
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "optimisation_step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_stage(card, tmp_path, "level1", options=_options(6))
+    assert load_checkpoint(tmp_path / "level1.pt")["step"] == 3
+    monkeypatch.setattr(train_module, "optimisation_step", real_step)
+    result = train_stage(card, tmp_path, "level1", options=_options(6))
+    assert (result.step, result.steps_trained) == (6, 3)
