@@ -1,10 +1,12 @@
-"""Fixtures of the study-app tests: sample sets on disk, a migrated database per test
-(SQLite file, or a fresh PostgreSQL schema that is dropped afterwards), the Flask app and a
-client that carries the CSRF token like the rater's browser does."""
+"""Fixtures of the study-app tests: sample sets on disk, a migrated empty database per test
+(a copy of a SQLite file migrated once, or a private PostgreSQL schema migrated once, emptied
+after every test and dropped at the end), the Flask app and a client that carries the CSRF
+token like the rater's browser does."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 
 import numpy as np
@@ -15,6 +17,7 @@ from sqlalchemy.engine import make_url
 from hvqeval.sample_set import SampleSetWriter
 from study_app import create_app
 from study_app.db import dispose_engines, upgrade
+from study_app.models import Base
 
 SECRET = "test-secret-key-0123456789abcdef"
 CLASS_NAMES = {3: "ring (3)", 5: "square (5)", 7: "triangle (7)"}
@@ -49,13 +52,49 @@ def isolated_url(database_url: str):
     return url.render_as_string(hide_password=False), cleanup
 
 
+@pytest.fixture(scope="session")
+def _migrated_databases(tmp_path_factory):
+    """Databases migrated once per session (Alembic): a SQLite template file that every test
+    copies, and one private PostgreSQL schema that is emptied after each test and dropped at the end."""
+    made: dict[str, str] = {}
+    cleanups = []
+
+    def get(database_url: str) -> str:
+        if database_url not in made:
+            if database_url.startswith("postgresql"):
+                url, cleanup = isolated_url(database_url)
+                cleanups.append(cleanup)
+            else:
+                url = f"sqlite:///{tmp_path_factory.mktemp('template') / 'template.sqlite3'}"
+            upgrade(url)
+            dispose_engines()
+            made[database_url] = url
+        return made[database_url]
+
+    yield get
+    dispose_engines()
+    for cleanup in cleanups:
+        cleanup()
+
+
 @pytest.fixture
-def db_url(database_url):
-    url, cleanup = isolated_url(database_url)
-    upgrade(url)
+def db_url(database_url, _migrated_databases):
+    """A migrated, empty study database for one test (SQLite file or the session's PostgreSQL schema)."""
+    template = _migrated_databases(database_url)
+    if database_url.startswith("postgresql"):
+        url = template
+    else:
+        path = make_url(database_url).database
+        shutil.copyfile(make_url(template).database, path)
+        url = database_url
     yield url
     dispose_engines()
-    cleanup()
+    if database_url.startswith("postgresql"):
+        engine = create_engine(url)
+        tables = ", ".join(f'"{t}"' for t in Base.metadata.tables)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
 
 
 @pytest.fixture

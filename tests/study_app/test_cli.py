@@ -108,7 +108,8 @@ def test_migrations_create_exactly_the_models_schema(db_url):
     assert diff == []
 
 
-def test_export_needs_no_flask(db_url, sets, tmp_path):
+def test_export_needs_no_flask(sets, tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'noflask.sqlite3'}"
     _invoke("create", "rating", "--name", "noflask", "--model", f"ff={sets['ff'].path}", "--classes", "1",
             "--per-class", "2", "--database-url", db_url)
     code = ("import sys; from study_app.export import export_rows; "

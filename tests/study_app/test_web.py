@@ -267,7 +267,7 @@ json_values = st.recursive(
     max_leaves=6)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(answer=json_values, reason=json_values, response_ms=json_values, use_real_task=st.booleans(),
        extra=st.dictionaries(st.text(max_size=8), json_values, max_size=2))
 def test_no_request_body_causes_a_server_error(rating, new_rater, db_url, answer, reason, response_ms,
