@@ -118,3 +118,12 @@ def test_export_needs_no_flask(sets, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     assert export_rows(db_url, "noflask") == []
+
+
+def test_hash_password_prints_only_a_hash_that_checks():
+    from werkzeug.security import check_password_hash
+
+    result = CliRunner().invoke(cli, ["study", "hash-password"], input="s3cret-pass\ns3cret-pass\n")
+    assert result.exit_code == 0, result.output
+    assert check_password_hash(result.stdout.strip(), "s3cret-pass")
+    assert not check_password_hash(result.stdout.strip(), "other")
