@@ -52,10 +52,11 @@ def test_terms_match_hierarchy_nll_terms_and_sum_to_the_total(run, tmp_path):
     from models.data import open_dataset
 
     results = tmp_path / "results.jsonl"
-    out = _nll("--run", run, "--data", "shapes", "--limit", 5, "--batch-size", 2, "--json", "--results", results)
+    out = _nll("--run", run, "--data", "shapes", "--limit", 5, "--batch-size", 5, "--json", "--results", results)
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
-    # By hand: the first five validation images, Hierarchy.nll_terms, nats -> bits / 192.
+    # By hand: the first five validation images in one batch (as above: an untrained codebook has
+    # near-ties that batch-size-dependent float rounding could flip), nats -> bits / 192.
     dataset = open_dataset("shapes", "val", image_size=IMAGE_SIZE)
     x = torch.stack([dataset[i][0] for i in range(5)])  # (5, 3, 8, 8)
     y = torch.tensor([dataset[i][1] for i in range(5)])
@@ -64,10 +65,10 @@ def test_terms_match_hierarchy_nll_terms_and_sum_to_the_total(run, tmp_path):
     assert set(report["terms"]) == {"level1", "prior"} and report["n"] == 5 and report["dims"] == DIMS
     for name, values in per_image.items():
         assert report["terms"][name]["bpd"] == pytest.approx(values.mean(), rel=1e-6)
-        assert report["terms"][name]["stderr"] == pytest.approx(values.std(ddof=1) / math.sqrt(5), rel=1e-5)
+        assert report["terms"][name]["stderr"] == pytest.approx(values.std(ddof=1) / math.sqrt(5), rel=1e-3)
     total = per_image["level1"] + per_image["prior"]
     assert report["total"]["bpd"] == pytest.approx(sum(t["bpd"] for t in report["terms"].values()), rel=1e-9)
-    assert report["total"]["stderr"] == pytest.approx(total.std(ddof=1) / math.sqrt(5), rel=1e-5)
+    assert report["total"]["stderr"] == pytest.approx(total.std(ddof=1) / math.sqrt(5), rel=1e-3)
     # Results store: total + one row per term, std = standard error; Table 1 reads the total.
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert [r["metric"] for r in rows] == ["nll_bpd", "nll_bpd_level1", "nll_bpd_prior"]
@@ -96,3 +97,40 @@ def test_wrong_image_size_and_missing_prior_fail_with_one_line(run, tmp_path):
     partial = copy_without(run, tmp_path / "partial", "prior")
     out = _nll("--run", partial, "--no-results")
     assert out.exit_code == 1 and f"hvqeval train --config tiny_ff --out {partial} --prior" in out.output
+
+
+# ---------------------------------------------------------------------------------------
+# Code predictability (Figure 5)
+
+
+def test_small_prior_separates_predictable_from_random_codes():
+    from hvqeval.predictability import PredictabilityConfig, train_and_validate
+
+    rng = np.random.default_rng(0)
+    config = PredictabilityConfig(layers=2, hidden=8, kernel_size=3, steps=60, batch_size=8, learning_rate=0.03)
+    constant = [(torch.full((1, 3, 3), 5, dtype=torch.long), 0)] * 16
+    noise = [(torch.from_numpy(rng.integers(0, 16, (1, 3, 3))), 0) for _ in range(64)]
+    easy = train_and_validate(constant[:12], constant[12:], 1, 16, 1, config, progress=False)
+    hard = train_and_validate(noise[:48], noise[48:], 1, 16, 1, config, progress=False)
+    # Uniform codes over 16 values carry log2(16) = 4 bits each: no model predicts them much better.
+    assert hard[0] > 3.5
+    # A constant map costs (nearly) nothing once learnt; it starts near 4 bits from a random init.
+    assert easy[0] < 1.0 and easy[2] < 1.0
+    assert (easy[3], easy[4], hard[3], hard[4]) == (12, 4, 48, 16)
+
+
+def test_predictability_command_reports_and_stores(run, tmp_path):
+    results, figure = tmp_path / "results.jsonl", tmp_path / "fig5.png"
+    out = CliRunner().invoke(cli, ["predictability", "--run", str(run), "--level", "1", "--layers", "1",
+                                   "--hidden", "8", "--kernel-size", "3", "--steps", "3", "--batch-size", "2",
+                                   "--results", str(results), "--figure", str(figure), "--json"])
+    assert out.exit_code == 0, out.output
+    (report,) = json.loads(out.stdout)
+    assert report["aux_decoder"] == "feedforward, 1 layers" and report["code_shape"] == [1, 2, 2]
+    assert report["code_values"] == 16 and report["n_val"] == 4  # the run's 4 validation code maps
+    (row,) = [json.loads(line) for line in results.read_text().splitlines()]
+    assert row["metric"] == "code_nll_bpd" and row["value"] == pytest.approx(report["val_bpd"])
+    assert row["std"] == pytest.approx(report["val_stderr"]) and row["extra"]["level"] == 1
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = CliRunner().invoke(cli, ["predictability", "--run", str(run), "--level", "2", "--no-results"])
+    assert out.exit_code == 1 and "has level(s) 1..1; got --level 2" in out.output
