@@ -397,7 +397,9 @@ class DatasetSource(ImageSource):
         if self._ids is None:
             for attribute in ("labels", "targets", "class_ids"):
                 labels = getattr(self.dataset, attribute, None)
-                if labels is not None and not callable(labels) and len(labels) == len(self.dataset):
+                if callable(labels):  # e.g. IDX datasets read their label file on demand
+                    labels = labels()
+                if labels is not None and len(labels) == len(self.dataset):
                     self._ids = np.asarray(labels, dtype=np.int64)
                     break
             else:

@@ -145,3 +145,11 @@ def test_builtin_dataset_with_split_and_length():
 def test_missing_path_is_reported(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         open_images(str(tmp_path / "nowhere"))
+
+
+def test_fashion_mnist_reference_has_labels_and_grey_is_rgb(fashion_mnist_dir):
+    source = open_images("fashion_mnist:test")
+    assert len(source) == 10000 and source.image_size == 28 and source.class_names[0] == "T-shirt/top"
+    assert source.class_ids.shape == (10000,) and set(source.class_ids.tolist()) == set(range(10))
+    image = source[0]
+    assert image.shape == (3, 28, 28) and torch.equal(image[0], image[2])  # grey replicated to RGB
