@@ -120,13 +120,13 @@ def sample_prior(prior, class_ids: torch.Tensor, temperature: float = 1.0,
                  size: int | tuple[int, int] | None = None, **options) -> torch.Tensor:
     """Sample codes z ~ p(z | class) from a ``Prior``: ``(B, C, h, w)`` long.
 
-    ``size``: the code resolution (defaults to ``prior.resolution`` when the prior knows it).
+    ``size``: the code resolution, ``h`` or ``(h, w)`` (the card's ``top_codes.resolution``;
+    the prior itself is resolution-free).
     """
     from models.prior import check_class_ids
 
-    size = size if size is not None else getattr(prior, "resolution", None)
     if size is None:
-        raise ModelsError("the prior does not know its code resolution; pass size=(h, w)")
+        raise ModelsError("sample_prior needs the code resolution: pass size=(h, w)")
     height, width = (size, size) if isinstance(size, int) else size
     class_ids = class_ids.to(prior.class_bias.weight.device)
     check_class_ids(class_ids, len(class_ids), prior.num_classes)
