@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from models.checkpoint import atomic_write_text
@@ -69,35 +69,53 @@ class CodesDataset(Dataset):
         return torch.from_numpy(np.asarray(self.codes[index], dtype=np.int64)), int(self.labels[index])
 
 
-@torch.no_grad()
-def extract_split(encode, dataset: Dataset, directory: Path, split: str, code_shape: tuple[int, int, int],
-                  bits: int, device: torch.device, batch_size: int = 64, num_workers: int = 0,
-                  progress: bool = True) -> int:
-    """Encode every item of ``dataset`` with ``encode`` (batch -> long codes) into ``split`` files."""
+def _paths(directory: Path, split: str) -> dict[str, tuple[Path, Path]]:
+    return {kind: (directory / f".{split}.{kind}.npy.tmp", directory / f"{split}.{kind}.npy")
+            for kind in ("codes", "labels")}
+
+
+def create_split(directory: Path, split: str, n: int, code_shape: tuple[int, int, int], bits: int) -> None:
+    """Allocate the (temporary) files of a split: ``n`` code maps of ``code_shape``."""
     directory.mkdir(parents=True, exist_ok=True)
-    n = len(dataset)
+    paths = _paths(directory, split)
     dtype = np.uint8 if bits <= 8 else np.uint16
-    final_codes, final_labels = directory / f"{split}.codes.npy", directory / f"{split}.labels.npy"
-    tmp_codes = directory / f".{split}.codes.npy.tmp"
-    tmp_labels = directory / f".{split}.labels.npy.tmp"
-    codes = np.lib.format.open_memmap(tmp_codes, mode="w+", dtype=dtype, shape=(n, *code_shape))
-    labels = np.lib.format.open_memmap(tmp_labels, mode="w+", dtype=np.int64, shape=(n,))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    start = 0
-    with tqdm(total=n, desc=f"codes {directory.name} {split}", unit="img", disable=not progress,
-              dynamic_ncols=True) as bar:
+    np.lib.format.open_memmap(paths["codes"][0], mode="w+", dtype=dtype, shape=(n, *code_shape)).flush()
+    np.lib.format.open_memmap(paths["labels"][0], mode="w+", dtype=np.int64, shape=(n,)).flush()
+
+
+@torch.no_grad()
+def fill_split(encode, dataset: Dataset, directory: Path, split: str, device: torch.device,
+               rank: int = 0, world_size: int = 1, batch_size: int = 64, num_workers: int = 0,
+               progress: bool = True) -> None:
+    """Encode this process's contiguous share of ``dataset`` into the split's temporary files.
+
+    ``encode``: batch -> long codes (B, C, h, w). With ``world_size`` processes each fills
+    rows ``[rank * n / world, (rank + 1) * n / world)``, so they write disjoint parts.
+    """
+    paths = _paths(directory, split)
+    codes = np.load(paths["codes"][0], mmap_mode="r+")
+    labels = np.load(paths["labels"][0], mmap_mode="r+")
+    n = len(dataset)
+    begin, end = rank * n // world_size, (rank + 1) * n // world_size
+    shard = Subset(dataset, range(begin, end))
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    row = begin
+    with tqdm(total=end - begin, desc=f"codes {directory.name} {split}", unit="img",
+              disable=not progress, dynamic_ncols=True) as bar:
         for x, y in loader:
             z = encode(x.to(device))  # (B, C, h, w)
-            codes[start:start + len(x)] = z.cpu().numpy().astype(dtype)
-            labels[start:start + len(x)] = y.numpy()
-            start += len(x)
+            codes[row:row + len(x)] = z.cpu().numpy().astype(codes.dtype)
+            labels[row:row + len(x)] = y.numpy()
+            row += len(x)
             bar.update(len(x))
     codes.flush()
     labels.flush()
-    del codes, labels
-    os.replace(tmp_codes, final_codes)
-    os.replace(tmp_labels, final_labels)
-    return n
+
+
+def finish_split(directory: Path, split: str) -> None:
+    """Move the filled temporary files of a split into place."""
+    for tmp, final in _paths(directory, split).values():
+        os.replace(tmp, final)
 
 
 def write_meta(directory: Path, *, source_stage: str, source_step: int, bits: int,

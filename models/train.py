@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from models.checkpoint import (LOG_FILE, checkpoint_path, init_run_dir, load_checkpoint, restore_rng_state,
                                save_checkpoint, stage_names)
-from models.codes import CodesDataset, codes_dir, extract_split, read_meta, write_meta
+from models.codes import CodesDataset, codes_dir, create_split, fill_split, finish_split, read_meta, write_meta
 from models.config import ModelCard, TrainingConfig
 from models.ema import Polyak
 from models.errors import CheckpointError, ConfigError, DataError
@@ -215,31 +215,32 @@ def ensure_codes(card: ModelCard, run_dir: Path, level_number: int, data: str | 
                 f"{run_dir} has no trained level {below} (level{below}.pt missing); train it first: "
                 f"hvqeval train --config {card.name} --out {run_dir} --level {below}"
             )
+    if level_number > 1:  # this level's input must be current too
+        ensure_codes(card, run_dir, level_number - 1, data, launch, options)
     stage = f"level{level_number}"
     path = checkpoint_path(run_dir, stage)
     directory = codes_dir(run_dir, level_number)
     ckpt = load_checkpoint(path, card, stage)
     meta = read_meta(directory)
     if meta is None or meta["source_step"] != ckpt["step"]:
-        if launch.is_main:
-            extract_level_codes(card, run_dir, level_number, ckpt, data, launch.device, options)
-        launch.barrier()
+        extract_level_codes(card, run_dir, level_number, ckpt, data, launch, options)
     return directory
 
 
 def extract_level_codes(card: ModelCard, run_dir: Path, level_number: int, ckpt: dict[str, Any],
-                        data: str | None, device: torch.device, options: TrainOptions) -> None:
+                        data: str | None, launch: Launch, options: TrainOptions) -> None:
+    """Encode the train and val splits with level ``level_number``'s Polyak weights (all processes)."""
     from models.autoencoder import LevelModel
 
     index = level_number - 1
     model = LevelModel(card, index)
     model.load_state_dict(ckpt["ema_state_dict"], strict=True)  # Polyak weights (Appendix A)
-    model.to(device).eval()
+    model.to(launch.device).eval()
     codes = card.level[index].codes
     directory = codes_dir(run_dir, level_number)
 
     def encode(x: torch.Tensor) -> torch.Tensor:
-        with autocast_for(device, options.precision):
+        with autocast_for(launch.device, options.precision):
             return model.encode(x)
 
     splits: dict[str, int] = {}
@@ -252,12 +253,21 @@ def extract_level_codes(card: ModelCard, run_dir: Path, level_number: int, ckpt:
                 raise
             continue  # no validation split in this data: held-out numbers will need one
         class_names = class_names or list(dataset.class_names)
-        splits[split] = extract_split(encode, dataset, directory, split,
-                                      (codes.channels, codes.resolution, codes.resolution), codes.bits,
-                                      device, batch_size=options.eval_batch_size,
-                                      num_workers=options.num_workers, progress=options.progress)
-    write_meta(directory, source_stage=f"level{level_number}", source_step=ckpt["step"], bits=codes.bits,
-               splits=splits, class_names=class_names)
+        if launch.is_main:
+            create_split(directory, split, len(dataset), (codes.channels, codes.resolution, codes.resolution),
+                         codes.bits)
+        launch.barrier()
+        fill_split(encode, dataset, directory, split, launch.device, launch.rank, launch.world_size,
+                   batch_size=options.eval_batch_size, num_workers=options.num_workers,
+                   progress=options.progress and launch.is_main)
+        launch.barrier()
+        if launch.is_main:
+            finish_split(directory, split)
+        splits[split] = len(dataset)
+    if launch.is_main:
+        write_meta(directory, source_stage=f"level{level_number}", source_step=ckpt["step"], bits=codes.bits,
+                   splits=splits, class_names=class_names)
+    launch.barrier()
 
 
 # --------------------------------------------------------------------------------------

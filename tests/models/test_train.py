@@ -151,12 +151,20 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "hvqeval", "train", "--config", "tiny_ff", *card_args, "--out", str(tmp_path),
-           "--level", "1", "--steps", "2", "--workers", "0", "--limit", "16", "--device", "cpu", "--json"]
+           "--all", "--steps", "2", "--workers", "0", "--limit", "16", "--device", "cpu", "--json"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    ckpt = load_checkpoint(tmp_path / "level1.pt")
-    assert ckpt["step"] == 2
-    assert json.loads(done.stdout[done.stdout.index("["):])[0]["step"] == 2
+    assert load_checkpoint(tmp_path / "level1.pt")["step"] == 2
+    assert load_checkpoint(tmp_path / "prior.pt")["step"] == 2
+    assert [r["step"] for r in json.loads(done.stdout)] == [2, 2]
+    # Both processes encoded their half of each split into the shared code files.
+    hierarchy = load_run(tmp_path)
+    from models.train import open_level_input
+    codes = CodesDataset(codes_dir(tmp_path, 1), "train")
+    assert len(codes) == 16
+    for i in (0, 15):  # first row (rank 0's share) and last row (rank 1's share)
+        image, label = open_level_input(hierarchy.card, 0, tmp_path, None, "train", train=False)[i]
+        assert torch.equal(hierarchy.levels[0].encode(image[None])[0], codes[i][0]) and codes[i][1] == label
 
 
 def test_ctrl_c_saves_and_rerun_continues(tmp_path, monkeypatch):
