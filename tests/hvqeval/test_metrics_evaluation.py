@@ -183,3 +183,10 @@ def test_features_are_the_ones_torch_fidelity_extracts(small_sample_set, domain_
     for layer in ("pool", "logits"):
         assert np.array_equal(np.asarray(ours[layer]), theirs[layer].numpy())
     assert fidelity.features_to_statistics(ours["pool"]).n == 20
+
+
+def test_fid_of_a_sample_set_against_itself_is_zero(small_sample_set, domain_weights):
+    settings = EvalSettings(metrics=("fid",), extractor="domain", weights=str(domain_weights), use_cache=False,
+                            progress=False)
+    (row,) = evaluate(str(small_sample_set), str(small_sample_set), settings).rows
+    assert abs(row.value) < 1e-6 and row.reference == str(small_sample_set)
