@@ -250,6 +250,7 @@ class SampleRequest:
     batch_size: int = 16
     options: SamplerOptions = SamplerOptions()
     save_codes: bool = False
+    model: str | None = None  # label in the manifest and in results (default: the card name)
 
     def plan(self) -> list[int]:
         """Class id of every image, class-major."""
@@ -333,7 +334,7 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
     classes = parse_classes(",".join(map(str, request.classes)), card.model.num_classes)
     labels = run_class_names(run_dir, card)
     meta = _manifest_meta(request, card, run_dir)
-    writer = SampleSetWriter(out, model=card.name, image_size=card.model.image_size, **meta)
+    writer = SampleSetWriter(out, model=request.model or card.name, image_size=card.model.image_size, **meta)
     plan = request.plan()
     done = len(writer)
     if done > len(plan) or [f["class_id"] for f in writer.files] != plan[:done]:

@@ -30,6 +30,8 @@ import click
               help="Images per batch (recorded: it changes which random numbers each image gets).")
 @click.option("--out", required=True, metavar="DIR", help="Sample-set folder, e.g. samples/NAME.")
 @click.option("--save-codes", is_flag=True, help="Also keep the sampled codes of every level (npz per batch).")
+@click.option("--model", "model_label", metavar="NAME",
+              help="Model label in the manifest and later results (default: the card name).")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")
 @click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
               help="Arithmetic of the sampling networks (bfloat16 for GPUs).")
@@ -37,8 +39,8 @@ import click
 @click.option("--max-batches", type=click.IntRange(min=1), metavar="K",
               help="Stop after K batches in this call; rerun the same command to continue.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size, out, save_codes, device,
-            precision, cuda_graph, max_batches, as_json) -> None:
+def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size, out, save_codes, model_label,
+            device, precision, cuda_graph, max_batches, as_json) -> None:
     """Draw PER_CLASS samples of every chosen class into a sample set."""
     from hvqeval.generate import (SampleRequest, SamplerOptions, check_run, generate_sample_set,
                                   parse_classes, parse_temperatures, resolve_device, stage_list)
@@ -47,11 +49,12 @@ def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size,
     request = SampleRequest(
         run=run_dir, classes=tuple(parse_classes(classes, card.model.num_classes)), per_class=per_class,
         temperatures=parse_temperatures(temperature, stage_list(card)), seed=seed, batch_size=batch_size,
-        options=SamplerOptions(sampler, precision, cuda_graph), save_codes=save_codes)
+        options=SamplerOptions(sampler, precision, cuda_graph), save_codes=save_codes,
+        model=model_label)
     report = generate_sample_set(request, out, device=resolve_device(device), max_batches=max_batches)
     summary = {"sample_set": str(report.path), "images": len(report.manifest["files"]), "total": report.total,
                "made_now": report.made_now, "already_there": report.already_there, "complete": report.complete,
-               "model": card.name, "temperature": report.manifest["temperature"], "seed": seed,
+               "model": report.manifest["model"], "temperature": report.manifest["temperature"], "seed": seed,
                "sampler": sampler}
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -63,7 +63,8 @@ def test_sample_set_is_valid_and_reproducible_by_seed(run, tmp_path):
 
 def test_cached_and_naive_samplers_give_identical_images(run, tmp_path):
     args = ("--classes", "1,2", "--per-class", 1, "--batch-size", 2, "--seed", 3)
-    cached = _ok(run, tmp_path / "cached", *args, "--sampler", "cached")
+    cached = _ok(run, tmp_path / "cached", *args, "--sampler", "cached", "--model", "tiny-a")
+    assert (cached.manifest["model"], cached.manifest["card"]) == ("tiny-a", "tiny_ff")
     naive = _ok(run, tmp_path / "naive", *args, "--sampler", "naive")
     assert naive.manifest["sampler"] == "naive"
     assert np.array_equal(_pixels(cached), _pixels(naive))
@@ -145,3 +146,15 @@ def test_missing_stage_and_foreign_out_folder_fail_clearly(run, tmp_path):
     assert result.exit_code == 1 and "not a run folder" in result.output
     summary = json.loads(_sample(run, tmp_path / "set", "--classes", "1", "--per-class", 1, "--json").stdout)
     assert summary["made_now"] == 0 and summary["complete"]
+
+
+@pytest.mark.gpu
+def test_cuda_sampling_matches_naive_and_runs_in_bfloat16_with_graphs(run, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    args = ("--classes", "0,1", "--per-class", 2, "--batch-size", 4, "--seed", 2, "--device", "cuda")
+    cached = _ok(run, tmp_path / "cached", *args)
+    naive = _ok(run, tmp_path / "naive", *args, "--sampler", "naive")
+    assert np.array_equal(_pixels(cached), _pixels(naive))
+    fast = _ok(run, tmp_path / "bf16", *args, "--precision", "bfloat16", "--cuda-graph")
+    assert len(fast) == 4 and fast.manifest["precision"] == "bfloat16"
