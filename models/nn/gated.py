@@ -5,16 +5,16 @@ generated in raster order and, inside a pixel, channel by channel (R → G → B
 split into ``C`` *channel groups* (``channel_groups``); group ``g`` may see the sub-pixels
 ``< g`` of the current pixel and everything of earlier pixels.
 
-Receptive field of one layer for kernel ``k = 5`` (``p = k // 2``)::
+Taps of one layer for kernel ``k = 5`` (``p = k // 2 = 2``), output position (r, c) = ●::
 
-    vertical stack (rows ≤ r)          horizontal stack (row r, cols ≤ c)
-    v v v v v   row r-2                 . . . . .
-    v v v v v   row r-1                 . . . . .
-    v v v v v   row r   (= the output   h h ●       ● = centre tap: channel-masked
-                         row; shifted                 (mask A in the first layer: group g
-                         down one row                 sees input channels < g; mask B
-                         before it feeds                after it: groups ≤ g)
-                         the horizontal stack)
+    vertical stack: rows r-p..r, cols c-p..c+p      horizontal stack: row r, cols c-p..c
+        v v v v v    row r-2                             . . . . .    row r-2
+        v v v v v    row r-1                             . . . . .    row r-1
+        v v ● v v    row r                               h h ● . .    row r
+
+    ● in the horizontal stack is the centre tap, masked by channel group: mask A in the first
+    layer (group g sees input channels < g), mask B after it (group g sees groups <= g).
+    The vertical stack may see its own row because its output is used one row lower.
 
 The vertical stack's pre-activation at row ``r - 1`` reaches the horizontal stack at row ``r``
 through a 1x1 conv, so the union covers every earlier pixel within reach: no blind spot.
