@@ -127,3 +127,21 @@ def test_hash_password_prints_only_a_hash_that_checks():
     assert result.exit_code == 0, result.output
     assert check_password_hash(result.stdout.strip(), "s3cret-pass")
     assert not check_password_hash(result.stdout.strip(), "other")
+
+
+def test_database_urls_are_normalised_or_refused():
+    from study_app.db import normalise_url
+    from study_app.errors import DatabaseError
+
+    assert normalise_url("postgresql://u@h:5432/db") == "postgresql+psycopg://u@h:5432/db"
+    assert normalise_url("postgres://u:pw@h/db") == "postgresql+psycopg://u:pw@h/db"
+    assert normalise_url("sqlite:////tmp/x.sqlite3") == "sqlite:////tmp/x.sqlite3"
+    for bad in ("mysql://u@h/db", "not a url"):
+        with pytest.raises(DatabaseError):
+            normalise_url(bad)
+
+
+def test_unreachable_database_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["study", "list", "--database-url", "postgresql://nobody@127.0.0.1:1/none"])
+    assert result.exit_code == 1 and result.output.startswith("Error: cannot reach the study database")
+    assert "Traceback" not in result.output
