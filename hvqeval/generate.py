@@ -334,6 +334,10 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
     classes = parse_classes(",".join(map(str, request.classes)), card.model.num_classes)
     labels = run_class_names(run_dir, card)
     meta = _manifest_meta(request, card, run_dir)
+    target = Path(out)
+    if target.is_dir() and not (target / "manifest.json").is_file() and any(
+            not p.name.startswith(".") for p in target.iterdir()):
+        raise GenerationError(f"{out} already holds files but no sample-set manifest; choose an empty or new --out")
     writer = SampleSetWriter(out, model=request.model or card.name, image_size=card.model.image_size, **meta)
     plan = request.plan()
     done = len(writer)

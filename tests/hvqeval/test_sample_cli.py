@@ -142,6 +142,10 @@ def test_missing_stage_and_foreign_out_folder_fail_clearly(run, tmp_path):
     _ok(run, tmp_path / "set", "--classes", "1", "--per-class", 1, "--seed", 0)
     result = _sample(run, tmp_path / "set", "--classes", "1", "--per-class", 1, "--seed", 1)
     assert result.exit_code == 1 and "different settings (seed)" in result.output
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.png").write_bytes(b"")
+    result = _sample(run, tmp_path / "photos", "--classes", "1", "--per-class", 1)
+    assert result.exit_code == 1 and "holds files but no sample-set manifest" in result.output
     result = _sample(tmp_path / "nowhere", tmp_path / "y", "--per-class", 1)
     assert result.exit_code == 1 and "not a run folder" in result.output
     summary = json.loads(_sample(run, tmp_path / "set", "--classes", "1", "--per-class", 1, "--json").stdout)
