@@ -30,19 +30,23 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def tiny_card(name: str = "tiny_ff"):
-    return small_card(name, image_size=IMAGE_SIZE, batch=2)
+def tiny_card(name: str = "tiny_ff", image_size: int = IMAGE_SIZE):
+    return small_card(name, image_size=image_size, batch=2)
 
 
-def build_tiny_run(root: Path, name: str = "tiny_ff") -> Path:
-    """A complete run (every level + prior) under ``root``; built once per process."""
+def build_tiny_run(root: Path, name: str = "tiny_ff", image_size: int = IMAGE_SIZE) -> Path:
+    """A complete run (every level + prior) under ``root``; built once per process.
+
+    ``imagenet256_msp`` at 16x16 gives a two-level hierarchy: 16x16 pixels -> 3x4x4 codes ->
+    1x2x2 codes -> prior.
+    """
     from models.train import TrainOptions, train_stage
 
-    key = f"{root}:{name}"
+    key = f"{root}:{name}:{image_size}"
     if key not in _BUILT:
-        run = Path(root) / f"run_{name}"
+        run = Path(root) / f"run_{name}_{image_size}"
         options = TrainOptions(steps=1, num_workers=0, progress=False, limit=4, log_every=1)
-        card = tiny_card(name)
+        card = tiny_card(name, image_size)
         for stage in [f"level{i + 1}" for i in range(len(card.level))] + ["prior"]:
             train_stage(card, run, stage, options=options)
         _BUILT[key] = run

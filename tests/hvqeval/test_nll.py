@@ -134,3 +134,23 @@ def test_predictability_command_reports_and_stores(run, tmp_path):
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = CliRunner().invoke(cli, ["predictability", "--run", str(run), "--level", "2", "--no-results"])
     assert out.exit_code == 1 and "has level(s) 1..1; got --level 2" in out.output
+
+
+@pytest.mark.slow
+def test_two_level_hierarchy_has_three_terms_that_sum(tmp_path_factory):
+    from models.checkpoint import load_run
+    from models.data import open_dataset
+
+    run = build_tiny_run(tmp_path_factory.getbasetemp(), "imagenet256_msp", image_size=16)
+    out = _nll("--run", run, "--limit", 3, "--batch-size", 3, "--json", "--no-results")
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert list(report["terms"]) == ["level1", "level2", "prior"] and report["dims"] == 16 * 16 * 3
+    dataset = open_dataset("shapes", "val", image_size=16)
+    x = torch.stack([dataset[i][0] for i in range(3)])
+    terms = load_run(run).nll_terms(x, torch.tensor([dataset[i][1] for i in range(3)]))
+    for name, nats in terms.items():  # every term over the same 16 x 16 x 3 = 768 pixel sub-dims
+        assert report["terms"][name]["bpd"] == pytest.approx(float(nats.double().mean()) / (768 * math.log(2)), rel=1e-6)
+    assert report["total"]["bpd"] == pytest.approx(sum(t["bpd"] for t in report["terms"].values()), rel=1e-9)
+    # level2 models 3 x 4 x 4 = 48 code sub-dims: bits per own dim = bpd * 768 / 48
+    assert report["terms"]["level2"]["bits_per_own_dim"] == pytest.approx(report["terms"]["level2"]["bpd"] * 16)

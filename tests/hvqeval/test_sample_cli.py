@@ -162,3 +162,25 @@ def test_cuda_sampling_matches_naive_and_runs_in_bfloat16_with_graphs(run, tmp_p
     assert np.array_equal(_pixels(cached), _pixels(naive))
     fast = _ok(run, tmp_path / "bf16", *args, "--precision", "bfloat16", "--cuda-graph")
     assert len(fast) == 4 and fast.manifest["precision"] == "bfloat16"
+
+
+@pytest.mark.slow
+def test_two_level_samples_decode_again_from_saved_codes(tmp_path_factory, tmp_path):
+    from hvqeval.generate import decode_from
+    from models.checkpoint import load_run
+    from models.sampling import sample_prior
+
+    run = build_tiny_run(tmp_path_factory.getbasetemp(), "imagenet256_msp", image_size=16)
+    made = _ok(run, tmp_path / "s", "--classes", "0,5", "--per-class", 1, "--batch-size", 2, "--save-codes",
+               "--temperature", "prior=0.9,level2=0.95")
+    codes = load_sampled_codes(tmp_path / "s")
+    assert codes["codes_level2"].shape == (2, 1, 2, 2) and codes["codes_level1"].shape == (2, 3, 4, 4)
+    # Algorithm 4 by hand through both levels with the batch's generator and the same temperatures.
+    hierarchy, gen = load_run(run), batch_generator(0, 0)
+    temperatures = parse_temperatures("prior=0.9,level2=0.95", ["level1", "level2", "prior"])
+    top = sample_prior(hierarchy.prior, torch.tensor([0, 5]), 0.9, gen, size=2)
+    assert np.array_equal(top.numpy(), codes["codes_level2"])
+    kept = {}
+    pixels = decode_from(hierarchy, top, 2, temperatures, gen, keep=kept)
+    assert np.array_equal(kept[1].numpy(), codes["codes_level1"])
+    assert np.array_equal(pixels.permute(0, 2, 3, 1).numpy().astype(np.uint8), _pixels(made))
