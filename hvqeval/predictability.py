@@ -9,6 +9,9 @@ at the end of training: codes that keep less local detail are easier to predict.
       -> Adam for ``steps`` steps on random training batches (seeded)
       -> validation NLL in bits per code sub-dimension, mean +- standard error over maps
 
+Training state is kept in ``<run>/predictability/level<N>-<settings hash>.pt``: a stopped run
+continues where it was, and a finished one is only evaluated again.
+
 The codes are those the run's training already extracted (``hvqeval train`` writes them before
 the stage above); when they are missing or older than the level's checkpoint, they are
 extracted with the same function training uses.
@@ -16,6 +19,8 @@ extracted with the same function training uses.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -123,9 +128,16 @@ def build_small_prior(config: PredictabilityConfig, channels: int, values: int, 
 
 
 def train_and_validate(train, val, channels: int, values: int, num_classes: int, config: PredictabilityConfig,
-                       device: torch.device | str = "cpu", progress: bool = True,
-                       limit: int | None = None) -> tuple[float, float, float, int, int]:
-    """Fit the small prior on ``train`` codes; -> (val bits/dim, its standard error, train bits/dim, n_train, n_val)."""
+                       device: torch.device | str = "cpu", progress: bool = True, limit: int | None = None,
+                       checkpoint: str | os.PathLike | None = None, save_every: int = 500,
+                       on_step=None) -> tuple[float, float, float, int, int]:
+    """Fit the small prior on ``train`` codes; -> (val bits/dim, its standard error, train bits/dim, n_train, n_val).
+
+    With ``checkpoint`` the training state (weights, Adam, step, batch generator, losses) is
+    saved every ``save_every`` steps, on Ctrl-C and at the end, and a later call with the same
+    file continues from it: the result equals that of an uninterrupted run. ``on_step(step)``
+    is called after every optimiser step.
+    """
     from tqdm import tqdm
 
     n_train = len(train) if limit is None else min(limit, len(train))
@@ -137,19 +149,51 @@ def train_and_validate(train, val, channels: int, values: int, num_classes: int,
     optimizer = torch.optim.Adam(prior.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     recent: list[float] = []
+    step = 0
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        prior.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        step, recent = int(state["step"]), list(state["recent"])
+
+    def save() -> None:
+        if path is None:
+            return
+        from models.checkpoint import atomic_write_bytes
+
+        state = {"model": prior.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                 "generator": generator.get_state(), "recent": recent, "config": asdict(config)}
+        atomic_write_bytes(path, lambda f: torch.save(state, f))
+
     prior.train()
-    bar = tqdm(range(config.steps), desc="code prior", unit="step", disable=not progress, dynamic_ncols=True)
-    for _ in bar:
-        index = torch.randint(0, n_train, (config.batch_size,), generator=generator)
-        z, y = _stack(train, index)
-        y = y if config.class_conditional else torch.zeros_like(y)
-        dims = z.shape[1] * z.shape[2] * z.shape[3]
-        loss = prior.nll(z.to(device), y.to(device)).mean() / dims  # nats per code sub-dimension
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        recent.append(float(loss.detach()) / math.log(2))
-        bar.set_postfix(bpd=f"{recent[-1]:.3f}")
+    bar = tqdm(total=config.steps, initial=step, desc="code prior", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        while step < config.steps:
+            index = torch.randint(0, n_train, (config.batch_size,), generator=generator)
+            z, y = _stack(train, index)
+            y = y if config.class_conditional else torch.zeros_like(y)
+            dims = z.shape[1] * z.shape[2] * z.shape[3]
+            loss = prior.nll(z.to(device), y.to(device)).mean() / dims  # nats per code sub-dimension
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            recent.append(float(loss.detach()) / math.log(2))
+            bar.update(1)
+            bar.set_postfix(bpd=f"{recent[-1]:.3f}")
+            if step % save_every == 0:
+                save()
+            if on_step is not None:
+                on_step(step)
+    except KeyboardInterrupt:
+        save()
+        raise
+    finally:
+        bar.close()
+    save()
     tail = recent[-max(1, len(recent) // 10):]
     prior.eval()
     per_map = []
@@ -170,8 +214,12 @@ def code_predictability(run_dir: str | os.PathLike, level: int, config: Predicta
     """Figure 5 for one run and level (see the module docstring)."""
     card, train, val = level_codes(run_dir, level, data=data, device=device, progress=progress)
     codes = card.level[level - 1].codes
+    key = json.dumps({"config": asdict(config), "limit": limit, "codes": train.meta}, sort_keys=True)
+    checkpoint = (Path(run_dir) / "predictability" /
+                  f"level{level}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt")
     val_bpd, stderr, train_bpd, n_train, n_val = train_and_validate(
-        train, val, codes.channels, codes.num_codes, card.model.num_classes, config, device, progress, limit)
+        train, val, codes.channels, codes.num_codes, card.model.num_classes, config, device, progress, limit,
+        checkpoint=checkpoint)
     return PredictabilityResult(os.fspath(run_dir), model or card.name, level, describe_aux_decoder(card, level),
                                 (codes.channels, codes.resolution, codes.resolution), codes.num_codes,
                                 n_train, n_val, val_bpd, stderr, train_bpd, config)

@@ -154,3 +154,23 @@ def test_two_level_hierarchy_has_three_terms_that_sum(tmp_path_factory):
     assert report["total"]["bpd"] == pytest.approx(sum(t["bpd"] for t in report["terms"].values()), rel=1e-9)
     # level2 models 3 x 4 x 4 = 48 code sub-dims: bits per own dim = bpd * 768 / 48
     assert report["terms"]["level2"]["bits_per_own_dim"] == pytest.approx(report["terms"]["level2"]["bpd"] * 16)
+
+
+def test_small_prior_training_resumes_exactly(tmp_path):
+    from hvqeval.predictability import PredictabilityConfig, train_and_validate
+
+    rng = np.random.default_rng(1)
+    codes = [(torch.from_numpy(rng.integers(0, 4, (1, 3, 3))), 0) for _ in range(20)]
+    config = PredictabilityConfig(layers=1, hidden=8, kernel_size=3, steps=6, batch_size=4, learning_rate=0.01)
+    straight = train_and_validate(codes[:16], codes[16:], 1, 4, 1, config, progress=False)
+
+    def stop(step):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    state = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_and_validate(codes[:16], codes[16:], 1, 4, 1, config, progress=False, checkpoint=state, on_step=stop)
+    assert torch.load(state, weights_only=True)["step"] == 3
+    resumed = train_and_validate(codes[:16], codes[16:], 1, 4, 1, config, progress=False, checkpoint=state)
+    assert resumed == straight
