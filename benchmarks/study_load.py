@@ -81,7 +81,8 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
             classes=args.classes, per_class=args.per_class, answers_per_item=args.k, tasks_per_rater=tasks), tmp)
         dispose_engines()
-        with LocalServer(url, str(tmp), workers=args.workers, threads=args.threads) as server:
+        with LocalServer(url, str(tmp), workers=args.workers, threads=args.threads,
+                         worker_class=args.worker_class) as server:
             server_cpu0, client_cpu0 = process_tree_cpu_seconds(server.process.pid), time.process_time()
             result = run_raters("127.0.0.1", server.port, summary.public_id, args.raters, "rating",
                                 time_limit=args.time_limit, fetch_images=args.fetch_images, think_ms=args.think_ms)
@@ -92,7 +93,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             unfilled = s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False)))
         per_item = Counter(i for i, _ in rows)
         return {
-            "database": kind, "raters": args.raters, "think_ms": args.think_ms, "workers": args.workers, "threads": args.threads,
+            "database": kind, "raters": args.raters, "think_ms": args.think_ms, "worker_class": args.worker_class, "workers": args.workers, "threads": args.threads,
             "answers_needed": needed, "answers_stored": len(rows), "client_stored": result.answers,
             "lost": result.answers - len(rows), "duplicates": len(rows) - len(set(rows)),
             "items_over_k": sum(1 for n in per_item.values() if n > args.k), "unfilled_slots": unfilled,
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=3, help="answers per item")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--worker-class", choices=["gthread", "sync"], default="gthread")
     parser.add_argument("--time-limit", type=float, default=120.0)
     parser.add_argument("--think-ms", type=float, default=0.0,
                         help="mean pause of a rater before answering (0: answer at once, a closed loop)")

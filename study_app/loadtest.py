@@ -207,9 +207,9 @@ class LocalServer:
     """``hvqeval study serve`` (gunicorn) on 127.0.0.1 in a child process, stopped on exit."""
 
     def __init__(self, database_url: str, instance_dir: str, workers: int = 2, threads: int = 8,
-                 env: dict | None = None, startup_timeout: float = 60.0):
+                 env: dict | None = None, startup_timeout: float = 60.0, worker_class: str = "gthread"):
         self.database_url, self.instance_dir = database_url, instance_dir
-        self.workers, self.threads = workers, threads
+        self.workers, self.threads, self.worker_class = workers, threads, worker_class
         self.env = env or {}
         self.startup_timeout = startup_timeout
         self.port = free_port()
@@ -225,7 +225,7 @@ class LocalServer:
         env.setdefault("HVQEVAL_SECRET_KEY", "load-test-secret-key-0123456789")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hvqeval", "study", "serve", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers), "--threads", str(self.threads),
+             "--workers", str(self.workers), "--threads", str(self.threads), "--worker-class", self.worker_class,
              "--database-url", self.database_url, "--instance-dir", self.instance_dir],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.startup_timeout

@@ -20,12 +20,15 @@ def check_production_config() -> None:
 
 
 def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int = 2, threads: int = 4,
-          timeout: int = 30, access_log: str | None = None, instance_dir: str | None = None) -> None:
+          timeout: int = 30, access_log: str | None = None, instance_dir: str | None = None,
+          worker_class: str = "gthread") -> None:
     """Run gunicorn in the foreground until interrupted."""
     from gunicorn.app.base import BaseApplication
 
     if workers < 1 or threads < 1:
         raise ConfigurationError("--workers and --threads must be at least 1")
+    if worker_class not in ("gthread", "sync"):
+        raise ConfigurationError(f"--worker-class must be gthread or sync, got {worker_class!r}")
     check_production_config()
     os.environ["HVQEVAL_STUDY_DATABASE_URL"] = database_url
     if instance_dir:
@@ -33,7 +36,7 @@ def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int = 2, thr
 
     class StudyServer(BaseApplication):
         def load_config(self):
-            settings = {"bind": bind, "workers": workers, "threads": threads, "worker_class": "gthread",
+            settings = {"bind": bind, "workers": workers, "threads": threads, "worker_class": worker_class,
                         "timeout": timeout, "graceful_timeout": 10, "keepalive": 5, "backlog": 2048,
                         "accesslog": access_log, "errorlog": "-", "loglevel": "warning", "preload_app": False,
                         "proc_name": "hvqeval-study"}

@@ -167,11 +167,13 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address to listen on (HOST:PORT).")
 @click.option("--workers", type=int, default=min(4, (os.cpu_count() or 1) * 2), show_default=True,
               help="gunicorn worker processes.")
-@click.option("--threads", type=int, default=4, show_default=True, help="Threads per worker.")
+@click.option("--threads", type=int, default=4, show_default=True, help="Threads per worker (gthread).")
+@click.option("--worker-class", type=click.Choice(["gthread", "sync"]), default="gthread", show_default=True,
+              help="gunicorn workers: threads with keep-alive, or one request at a time per process.")
 @click.option("--access-log", default=None, help="Access log file ('-' for stderr).")
 @click.option("--instance-dir", default="instance", show_default=True)
 @_db_option
-def serve(bind, workers, threads, access_log, instance_dir, database_url):
+def serve(bind, workers, threads, worker_class, access_log, instance_dir, database_url):
     """Run the study web app under gunicorn. Needs HVQEVAL_SECRET_KEY; admin pages need HVQEVAL_ADMIN_PASSWORD(_HASH)."""
     from study_app.db import dispose_engines, require_current_schema, upgrade
     from study_app.server import check_production_config, serve as run_server
@@ -182,7 +184,8 @@ def serve(bind, workers, threads, access_log, instance_dir, database_url):
     require_current_schema(url)
     dispose_engines()  # workers open their own connections after the fork
     click.echo(f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True)
-    run_server(url, bind=bind, workers=workers, threads=threads, access_log=access_log, instance_dir=instance_dir)
+    run_server(url, bind=bind, workers=workers, threads=threads, access_log=access_log, instance_dir=instance_dir,
+               worker_class=worker_class)
 
 
 @command.command(name="export")
