@@ -29,8 +29,8 @@ from models.checkpoint import load_run  # noqa: E402
 from models.config import load_card  # noqa: E402
 from models.ema import Polyak  # noqa: E402
 from models.hierarchy import build_stage_model  # noqa: E402
-from models.train import (FirstItems, TrainOptions, evaluate_stage, open_images, optimisation_step,  # noqa: E402
-                          train_stage)
+from models.stage_data import FirstItems, open_images  # noqa: E402
+from models.train import TrainOptions, evaluate_stage, optimisation_step, train_stage  # noqa: E402
 
 # Fashion-MNIST is 28x28: the tiny cards with 7x7 codes (downsampling x4, as at 32x32).
 DATASETS = {

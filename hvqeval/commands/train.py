@@ -43,7 +43,8 @@ def command(card_name, data, run_dir, level, train_prior, train_all, steps, over
     from models.checkpoint import CONFIG_FILE, read_run_config
     from models.config import load_card
     from models.errors import ConfigError
-    from models.train import TrainOptions, setup_launch, train_stage
+    from models.launch import setup_launch
+    from models.train import TrainOptions, train_stage
 
     chosen = [flag for flag, on in (("--level", level is not None), ("--prior", train_prior), ("--all", train_all)) if on]
     if len(chosen) != 1:

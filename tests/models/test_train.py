@@ -18,7 +18,8 @@ from models.config import load_card
 from models.codes import CodesDataset, codes_dir
 from models.ema import Polyak, polyak_decay_at
 from models.errors import CheckpointError, DataError
-from models.train import TrainOptions, random_crops, train_stage
+from models.stage_data import random_crops
+from models.train import TrainOptions, train_stage
 
 sys.path.insert(0, str(Path(__file__).parent))
 from small_cards import shrink_overrides, single_thread, small_card  # noqa: E402,F401
@@ -98,7 +99,7 @@ def test_run_folder_config_log_and_codes(tmp_path):
     z, label = codes[3]
     assert len(codes) == 12 and z.shape == (1, 4, 4) and 0 <= int(z.max()) < 16
     # The stored codes are those of the Polyak-averaged encoder on the evaluation transform.
-    from models.train import open_level_input
+    from models.stage_data import open_level_input
     image, _ = open_level_input(card, 0, tmp_path, None, "train", train=False)[3]
     assert torch.equal(load_run(tmp_path).levels[0].encode(image[None])[0], z)
 
@@ -159,7 +160,7 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert [r["step"] for r in json.loads(done.stdout)] == [2, 2]
     # Both processes encoded their half of each split into the shared code files.
     hierarchy = load_run(tmp_path)
-    from models.train import open_level_input
+    from models.stage_data import open_level_input
     codes = CodesDataset(codes_dir(tmp_path, 1), "train")
     assert len(codes) == 16
     for i in (0, 15):  # first row (rank 0's share) and last row (rank 1's share)
