@@ -188,7 +188,7 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
                disable=not (options.progress and launch.is_main))
     try:
         for x, y in batches:
-            x = random_crops(x, crop).to(launch.device, non_blocking=True)
+            x = random_crops(x.to(launch.device, non_blocking=True), crop)  # pinned batch, cropped on device
             y = y.to(launch.device, non_blocking=True)
             out = optimisation_step(train_model, model, polyak, optimizer, x, y, step,
                                     launch.device, options.precision)
