@@ -99,3 +99,24 @@ def test_paper_cards_build_and_run_at_real_size_on_meta_device(name):
     # per block 3*3*512*128 + 128 + 128*512 + 512 = 655,488 weights, x16 = 10.5M before stem/head.
     if name == "imagenet128_ff":
         assert counts[("level1", "encoder")] > 16 * 655_488
+
+
+def test_parameter_counts_match_hand_count_and_show_prints_them():
+    from click.testing import CliRunner
+
+    from hvqeval.cli import cli
+
+    counts = {(r.stage, r.network): (r.parameters, r.buffers) for r in count_parameters(load_card("tiny_ff"))}
+    # tiny_ff encoder (3 -> hidden 64, bottleneck 32, 2 blocks, 32x32 -> 8x8, one 64-feature code channel):
+    #   stem 3x3 conv 3->64            3*64*9 + 64            =   1,792
+    #   2 blocks: 3x3 64->32, 1x1 32->64   2 * (18,464 + 2,112) =  41,152
+    #   head 1x1 64->64                64*64 + 64             =   4,160
+    #   2 strided 4x4 convs 64->64     2 * (64*64*16 + 64)    = 131,200
+    #   projection 1x1 64->64          64*64 + 64             =   4,160   -> 182,464
+    assert counts[("level1", "encoder")] == (182_464, 0)
+    # Codebook buffers: embedding 64x64 + cluster sizes 64 + sums 64x64 + 2 counters = 8,258; no weights.
+    assert counts[("level1", "quantizer")] == (0, 8_258)
+    result = CliRunner().invoke(cli, ["models", "show", "tiny_ff"])
+    assert result.exit_code == 0
+    total = sum(p for (stage, _), (p, _) in counts.items() if stage == "level1")
+    assert f"level1: {total / 1e6:.1f}M ({total:,})" in result.output
