@@ -26,30 +26,31 @@ def by_metric(rows):
 
 
 @pytest.mark.slow
-def test_inception_is_fid_kid_equal_torch_fidelity_calculate_metrics(small_sample_set, small_reference,
-                                                                      inception_weights, tmp_path):
-    settings = EvalSettings(metrics=("isc", "fid", "kid"), weights=str(inception_weights), splits=4, seed=11,
-                            kid_subsets=7, kid_subset_size=12, batch_size=8, device="cpu", progress=False)
+def test_inception_is_kid_equal_torch_fidelity_calculate_metrics(inception_weights, tmp_path):
+    # 12 + 12 images: InceptionV3 at 299x299 costs ~0.15 s per image on two CPU cores.
+    small_sample_set = write_sample_set(tmp_path / "s", 12, size=32)
+    small_reference = write_image_folder(tmp_path / "r", 12, size=32)
+    settings = EvalSettings(metrics=("isc", "fid", "kid"), weights=str(inception_weights), splits=3, seed=11,
+                            kid_subsets=7, kid_subset_size=10, batch_size=8, device="cpu", progress=False)
     rows = by_metric(evaluate(str(small_sample_set), str(small_reference), settings).rows)
 
-    # The same uint8 datasets handed to torch-fidelity directly.
+    # The same uint8 datasets handed to torch-fidelity directly. Its FID (eigenvalues of a
+    # non-symmetric 2048 x 2048 product) is compared in the domain-extractor test below,
+    # where n > D keeps both square roots well conditioned and the test fast.
     samples, reference = open_images(str(small_sample_set)), open_images(str(small_reference))
     direct = torch_fidelity.calculate_metrics(
-        input1=samples, input2=reference, isc=True, fid=True, kid=True, cuda=False, batch_size=8,
-        feature_extractor_weights_path=str(inception_weights), isc_splits=4, rng_seed=11,
-        kid_subsets=7, kid_subset_size=12, cache=False, verbose=False, save_cpu_ram=True,
+        input1=samples, input2=reference, isc=True, kid=True, cuda=False, batch_size=8,
+        feature_extractor_weights_path=str(inception_weights), isc_splits=3, rng_seed=11,
+        kid_subsets=7, kid_subset_size=10, cache=False, verbose=False, save_cpu_ram=True,
     )
     assert rows["isc"].value == pytest.approx(direct["inception_score_mean"], rel=1e-9)
     assert rows["isc"].std == pytest.approx(direct["inception_score_std"], rel=1e-9)
     assert rows["kid"].value == pytest.approx(direct["kernel_inception_distance_mean"], rel=1e-6)
     assert rows["kid"].std == pytest.approx(direct["kernel_inception_distance_std"], rel=1e-6)
-    # torch-fidelity takes eigenvalues of the non-symmetric 2048x2048 product S1 S2, whose
-    # ~2028 zero eigenvalues (n = 20 < 2048) come back as +-1e-13 noise and add sqrt(noise)
-    # each; hvqeval's symmetric low-rank path has none, so equality is to ~1e-4 here (the
-    # formula itself is checked to 1e-6 against scipy in test_metrics_formulas).
-    assert rows["fid"].value == pytest.approx(direct["frechet_inception_distance"], rel=2e-3)
     assert rows["isc"].value > 1.05  # the seeded network separates images (not a degenerate IS = 1)
-    assert rows["fid"].extra["warnings"]  # n = 20 < 2048 is reported
+    assert rows["fid"].value > 0 and rows["fid"].extra["feature_dim"] == 2048
+    assert rows["fid"].extra["warnings"]  # n = 12 < 2048 is reported
+    assert rows["fid"].feature_extractor == "inception-v3-compat" and rows["fid"].extra["official_weights"] is False
 
 
 def test_domain_extractor_is_fid_kid_equal_torch_fidelity_and_scipy(tmp_path, domain_weights):
