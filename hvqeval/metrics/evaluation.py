@@ -209,7 +209,7 @@ def evaluate(samples: str, reference: str | None, settings: EvalSettings,
                 device=device, num_workers=settings.num_workers, desc="sample features", progress=settings.progress,
             )
             cache_state, ref_features, ref_ids, ref_stats, ref_key = "off", None, None, None, None
-            if reference_source is not None:
+            if reference_source is not None and fid_layer is not None:  # IS alone ignores a reference
                 ref_features, ref_ids, ref_stats, cache_state, ref_key = _reference_features(
                     reference_source, extractor, fid_layer, network_factory, settings, device, cache)
         rows = _metric_rows(sample_source, reference_source, sample_features, ref_features, ref_ids, ref_stats,
