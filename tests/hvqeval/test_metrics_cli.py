@@ -117,3 +117,18 @@ def test_results_store_round_trip_and_torn_last_line(tmp_path):
     assert len(rows) == 2 and rows[0]["value"] == 1.5 and list(rows[0])[:3] == ["metric", "value", "std"]
     with pytest.warns(UserWarning):
         assert store.job_keys() == {"k1"}
+
+
+def test_fid_infinity_and_bootstrap_options(tmp_path, domain_weights):
+    samples = write_sample_set(tmp_path / "s", 40, size=16)
+    reference = write_image_folder(tmp_path / "r", 40, size=16)
+    result = run(["metrics", "--samples", str(samples), "--reference", str(reference), "--metrics", "fid",
+                  "--extractor", "domain", "--weights", str(domain_weights), "--fid-infinity", "--bootstrap", "10",
+                  "--results", str(tmp_path / "r.jsonl"), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["metric"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {"fid", "fid_infinity"}
+    interval = rows["fid"]["extra"]["bootstrap"]
+    assert interval["resamples"] == 10 and interval["low"] <= interval["high"]
+    points = rows["fid_infinity"]["extra"]["points"]
+    assert points[-1][0] == 40 and points[-1][1] == pytest.approx(rows["fid"]["value"], rel=1e-9)
