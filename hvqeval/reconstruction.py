@@ -29,6 +29,7 @@ from hvqeval.generate import (GenerationError, SamplerOptions, Temperatures, bat
 MANIFEST = "reconstructions.json"
 GRID = "grid.png"
 PAD = 2  # white pixels between grid cells
+BATCH_ROWS = 64  # sampled rows (images x samples) decoded in one pass
 
 
 @torch.no_grad()
@@ -45,13 +46,13 @@ def reconstruct(hierarchy, images: torch.Tensor, samples: int, *, from_level: in
     if not 1 <= level <= levels:
         raise GenerationError(f"--from-level must be 1..{levels} for this run, got {level}")
     device = next(hierarchy.parameters()).device
-    out = []
-    for n, image in enumerate(images):
-        codes = hierarchy.encode(image[None].to(device))[level - 1]  # (1, C, h, w)
-        codes = codes.expand(samples, *codes.shape[1:]).contiguous()  # (K, C, h, w)
-        pixels = decode_from(hierarchy, codes, level, temperatures, batch_generator(seed, first_index + n), options)
-        out.append(pixels.clamp(0, 255).to(torch.uint8).cpu())
-    return torch.stack(out)  # (N, K, 3, H, W)
+    codes = hierarchy.encode(images.to(device))[level - 1]  # (N, C, h, w)
+    codes = codes.repeat_interleave(samples, dim=0)  # (N*K, C, h, w): image n's K copies together
+    # One generator per image, each driving its own K rows: the same draws as image by image.
+    generators = [batch_generator(seed, first_index + n) for n in range(len(images))]
+    pixels = decode_from(hierarchy, codes, level, temperatures, generators, options)
+    out = pixels.clamp(0, 255).to(torch.uint8).cpu().reshape(len(images), samples, *pixels.shape[1:])
+    return out  # (N, K, 3, H, W)
 
 
 def grid(originals: torch.Tensor, reconstructions: torch.Tensor, pad: int = PAD) -> np.ndarray:
@@ -121,19 +122,25 @@ def write_reconstructions(run_dir: str | os.PathLike, images_spec: str, out: str
     hierarchy = load_run(run_dir, device)
     (out / "images").mkdir(parents=True, exist_ok=True)
     originals, recons, files, errors = [], [], [], []
-    for i in tqdm(range(count), desc="reconstructing", unit="img", disable=not progress, dynamic_ncols=True):
-        x = source[i]  # (3, H, W) uint8
-        r = reconstruct(hierarchy, x[None], samples, from_level=level, temperatures=temperatures,
-                        seed=seed, options=options, first_index=i)[0]  # (K, 3, H, W)
-        originals.append(x)
-        recons.append(r)
-        names = [f"images/{i:04d}_original.png"] + [f"images/{i:04d}_sample{k:02d}.png" for k in range(samples)]
-        for name, picture in zip(names, [x, *r]):
-            _save_png(picture.permute(1, 2, 0).numpy(), out / name)
-        error = float((r.float() - x.float()).abs().mean())
-        errors.append(error)
-        files.append({"index": i, "source": source.describe(i), "original": names[0], "samples": names[1:],
-                      "mean_abs_error": round(error, 4)})
+    chunk = max(1, BATCH_ROWS // samples)  # images decoded together: one sampling pass per chunk
+    bar = tqdm(total=count, desc="reconstructing", unit="img", disable=not progress, dynamic_ncols=True)
+    for start in range(0, count, chunk):
+        xs = torch.stack([source[i] for i in range(start, min(start + chunk, count))])  # (n, 3, H, W) uint8
+        rs = reconstruct(hierarchy, xs, samples, from_level=level, temperatures=temperatures,
+                         seed=seed, options=options, first_index=start)  # (n, K, 3, H, W)
+        for offset, (x, r) in enumerate(zip(xs, rs)):
+            i = start + offset
+            originals.append(x)
+            recons.append(r)
+            names = [f"images/{i:04d}_original.png"] + [f"images/{i:04d}_sample{k:02d}.png" for k in range(samples)]
+            for name, picture in zip(names, [x, *r]):
+                _save_png(picture.permute(1, 2, 0).numpy(), out / name)
+            error = float((r.float() - x.float()).abs().mean())
+            errors.append(error)
+            files.append({"index": i, "source": source.describe(i), "original": names[0], "samples": names[1:],
+                          "mean_abs_error": round(error, 4)})
+        bar.update(len(xs))
+    bar.close()
     _save_png(grid(torch.stack(originals), torch.stack(recons)), out / GRID)
     text = json.dumps({**meta, "grid": GRID, "grid_padding": PAD, "files": files}, indent=1)
     tmp = out / f".{MANIFEST}.tmp"

@@ -38,8 +38,18 @@ def draw(logits: torch.Tensor, uniform: torch.Tensor, temperature: float) -> tor
     return index.clamp(max=logits.shape[-1] - 1)
 
 
-def draw_uniforms(steps: int, batch: int, generator: torch.Generator | None, device) -> torch.Tensor:
-    """``(steps, B)`` uniforms in sampling order, from ``generator`` (or torch's global RNG)."""
+def draw_uniforms(steps: int, batch: int, generator, device) -> torch.Tensor:
+    """``(steps, B)`` uniforms in sampling order, from ``generator`` (or torch's global RNG).
+
+    ``generator`` may also be a sequence of G generators, one per group of ``B / G``
+    consecutive rows: each group then gets exactly the draws it would get alone, so
+    independent jobs (e.g. reconstructions of different images) can share one batch.
+    """
+    if isinstance(generator, (list, tuple)):
+        if not generator or batch % len(generator):
+            raise ModelsError(f"{len(generator)} generators cannot split a batch of {batch} rows evenly")
+        rows = batch // len(generator)
+        return torch.cat([draw_uniforms(steps, rows, g, device) for g in generator], dim=1)
     where = generator.device if generator is not None else "cpu"
     return torch.rand(steps, batch, generator=generator, device=where).to(device)
 
