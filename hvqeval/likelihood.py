@@ -167,7 +167,7 @@ def evaluate_run(run_dir, *, data: str | None = None, split: str = "val", limit:
 
     from hvqeval.generate import check_run, checkpoint_records, resolve_device
     from models.checkpoint import load_run
-    from models.train import FirstItems, default_data, open_images
+    from models.stage_data import FirstItems, default_data, open_images
 
     card = check_run(run_dir, need_prior=True)
     dev = resolve_device(device)

@@ -95,7 +95,9 @@ def level_codes(run_dir: str | os.PathLike, level: int, *, data: str | None = No
     directory = codes_dir(run_dir, level)
     meta = read_meta(directory)
     if meta is None or meta["source_step"] != load_checkpoint(path, card, f"level{level}")["step"]:
-        from models.train import Launch, TrainOptions, ensure_codes
+        from models.launch import Launch
+        from models.stage_data import ensure_codes
+        from models.train import TrainOptions
 
         dev = torch.device(device)
         ensure_codes(card, Path(run_dir), level, data, Launch(0, 1, dev),
