@@ -11,6 +11,11 @@ installed by ``.ci/run``, so any skip of a test not marked ``gpu`` is turned int
 from __future__ import annotations
 
 import os
+
+# One intra-op thread for torch in the tests and in the commands they start: the small
+# tensors of the test models gain nothing from threads, and on a shared 2-core machine
+# waiting threads make them many times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 import shutil
 from pathlib import Path
 
