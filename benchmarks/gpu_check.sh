@@ -14,6 +14,13 @@ TABLE="$OUT/summary.txt"
 
 row() { printf '%-44s %s\n' "$1" "$2" | tee -a "$TABLE"; }
 
+# torch-fidelity may be missing on a bare CUDA machine: install it from wheels carried in .whl/
+# (pip download torch-fidelity on a networked machine), without touching the machine's torch.
+if ! python3 -c "import torch_fidelity" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/hvqeval_site .whl/*.whl \
+    && export PYTHONPATH="$PYTHONPATH:/tmp/hvqeval_site"
+fi
+
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0), 'torch', torch.__version__)" \
   2>&1 | tee "$OUT/device.log" || { echo "no CUDA device: nothing to check"; exit 1; }
 
