@@ -27,7 +27,6 @@ network the error says which file to put where.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 from hvqeval.errors import HvqevalError, WeightsError
+from hvqeval.sample_set import sha256_file
 
 INCEPTION_ENV = "HVQEVAL_INCEPTION_WEIGHTS"
 INCEPTION_URL = (
@@ -86,14 +86,6 @@ def register_with_torch_fidelity() -> None:
         register_feature_extractor("resnet50", FeatureExtractorResNet50)
     if FIDELITY_NAME not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(FIDELITY_NAME, FeatureExtractorDomain)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
