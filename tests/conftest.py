@@ -48,6 +48,17 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped in CI, where every non-GPU requirement must be present: {reason}"
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """One intra-op torch thread per test (see OMP_NUM_THREADS above); restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     """Folder for test artifacts (screenshots, figures) kept after the run: artifacts/."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
 
 from models.config import ModelCard, load_card
 
@@ -37,10 +35,3 @@ def small_card(name: str, image_size: int = 16, batch: int = 4) -> ModelCard:
     return load_card(name, shrink_overrides(load_card(name), image_size, batch))
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: on a shared 2-core machine more threads only wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

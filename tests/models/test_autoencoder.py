@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +11,6 @@ import torch.nn.functional as F
 from models.autoencoder import LevelModel, OneHotLinear, msp_losses, sample_msp_masks
 from models.config import load_card
 
-sys.path.insert(0, str(Path(__file__).parent))
-from small_cards import single_thread  # noqa: E402,F401
 
 # CPU-sized versions of the tiny cards: 16x16 images, 4x4 codes, narrow networks.
 SMALL = [

@@ -15,7 +15,7 @@ from models.ema import Polyak
 from models.errors import CheckpointError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from small_cards import single_thread, small_card  # noqa: E402,F401
+from small_cards import small_card  # noqa: E402
 
 
 def _save_trained(path: Path, card, stage="level1") -> tuple[LevelModel, Polyak, torch.optim.Adam]:

@@ -18,7 +18,7 @@ from models.stage_data import open_level_input
 from models.train import TrainOptions, train_stage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from small_cards import single_thread, small_card  # noqa: E402,F401
+from small_cards import small_card  # noqa: E402
 
 PAPER_CARDS = ["imagenet128_ff", "imagenet128_msp", "imagenet256_ff", "imagenet256_msp"]
 OPTIONS = TrainOptions(steps=1, num_workers=0, progress=False, limit=4, log_every=1)

@@ -11,15 +11,6 @@ from models.errors import ModelsError
 from models.pixelcnn import ConditionalDecoder, GatedPixelCNN
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_level(layers=2, hidden=8, kernel_size=3):
     level = load_card("tiny_ff").level[0]
     return dataclasses.replace(level, local_model=LocalModelConfig(layers, hidden, kernel_size),

@@ -13,15 +13,6 @@ from models.nn.attention import CausalSelfAttention, timing_signal
 from models.prior import Prior, attention_positions
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def prior_config(**changes):
     base = dict(layers=2, hidden=8, residual_hidden=12, attention_layers=1, attention_heads=3,
                 dropout=0.0, kernel_size=3, timing="add")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import torch
 
 from models.nn.quantizer import VectorQuantizer
 
-sys.path.insert(0, str(Path(__file__).parent))
-from small_cards import single_thread  # noqa: E402,F401
 
 
 def _hand_codebook(vq: VectorQuantizer, vectors: list[list[float]]) -> None:

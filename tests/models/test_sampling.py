@@ -13,15 +13,6 @@ from models.sampling import draw, sample_decoder, sample_prior
 from models.sampling_cache import CachedSampler
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_decoder(channels=3, values=5, layers=3, hidden=9, seed=0):
     torch.manual_seed(seed)
     level = load_card("tiny_ff").level[0]

@@ -22,7 +22,7 @@ from models.stage_data import random_crops
 from models.train import TrainOptions, train_stage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from small_cards import shrink_overrides, single_thread, small_card  # noqa: E402,F401
+from small_cards import shrink_overrides, small_card  # noqa: E402
 
 OPTIONS = TrainOptions(num_workers=0, log_every=1, progress=False, limit=12)
 
