@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import ModelCard
+from models.nn.ordinal import ordinal_init_
 from models.nn.quantizer import CODE_DIM, VectorQuantizer
 from models.nn.resnet import Downsample, ResNet, Upsample
 from models.pixelcnn import ConditionalDecoder
@@ -39,10 +40,12 @@ class OneHotLinear(nn.Module):
     there is exactly zero whatever the value underneath.
     """
 
-    def __init__(self, channels: int, values: int, out_channels: int):
+    def __init__(self, channels: int, values: int, out_channels: int, ordinal: bool = False):
         super().__init__()
         self.channels, self.values = channels, values
         self.weight = nn.Parameter(torch.randn(channels * values, out_channels) / math.sqrt(channels))
+        if ordinal:  # pixel intensities (models.nn.ordinal)
+            ordinal_init_(self.weight, channels, values, scale=1 / math.sqrt(channels))
 
     def forward(self, x: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
         offsets = torch.arange(self.channels, device=x.device).view(1, -1, 1, 1) * self.values
@@ -107,7 +110,7 @@ class LevelModel(nn.Module):
 
         # Encoder: input features -> ResNet -> strided convs -> projection to C * d.
         if self.one_hot_input:
-            self.encoder_input = OneHotLinear(in_ch, in_values, enc.hidden)
+            self.encoder_input = OneHotLinear(in_ch, in_values, enc.hidden, ordinal=self.is_pixels)
             stem_channels = enc.hidden
         else:
             self.encoder_input = None
@@ -128,13 +131,13 @@ class LevelModel(nn.Module):
         )
         if self.is_msp:
             t = aux.teacher
-            self.teacher_input = OneHotLinear(in_ch, in_values, t.hidden)
+            self.teacher_input = OneHotLinear(in_ch, in_values, t.hidden, ordinal=self.is_pixels)
             self.teacher = ResNet(t.hidden, t.hidden, t.bottleneck, t.layers, in_ch * in_values)
         else:
             self.teacher_input = None
             self.teacher = None
         self.decoder = ConditionalDecoder(cfg, in_ch, in_values, codes.channels, codes.num_codes,
-                                          factor=self.factor)
+                                          factor=self.factor, ordinal_input=self.is_pixels)
 
     # ----------------------------------------------------------------------------------
     def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,23 +168,28 @@ class LevelModel(nn.Module):
         """
         x = x.long()
         q = self.quantizer(self.encoder_features(x))
-        aux_out = self.aux_decoder(q.quantized)
         metrics: dict[str, torch.Tensor] = {}
         if self.is_msp:
             b, _, h, w = x.shape
             aux = self.config.aux_decoder
             visible, middles = sample_msp_masks(b, h, w, aux.mask_size, aux.masks_per_image, x.device, generator)
-            teacher = self.teacher_logits(x, visible)  # (B, C, V, H, W)
-            student = self._logits(aux_out)
-            teacher_nll, distill = msp_losses(teacher, student, x, middles)
+            # Only the middles enter Algorithm 3's losses, so the C*V-way output convs of the
+            # teacher and the student run at those M positions only (M = B * masks per image).
+            at = middles[:, 0]  # (B, H, W) bool
+            teacher_rows = self.teacher.features(self.teacher_input(x, visible)).permute(0, 2, 3, 1)[at]
+            student_rows = self.aux_decoder[1].features(self.aux_decoder[0](q.quantized)).permute(0, 2, 3, 1)[at]
+            teacher = self.teacher.head_at(teacher_rows).float().view(-1, self.input_channels, self.input_values)
+            student = self.aux_decoder[1].head_at(student_rows).float().view(-1, self.input_channels,
+                                                                               self.input_values)
+            teacher_nll, distill = msp_losses_at(teacher, student, x.permute(0, 2, 3, 1)[at])
             aux_loss = teacher_nll + distill
             metrics["teacher_nll"] = teacher_nll.detach()
             metrics["distill_kl"] = distill.detach()
         elif self.predicts_logits:
-            aux_loss = F.cross_entropy(self._logits(aux_out).transpose(1, 2), x)
+            aux_loss = F.cross_entropy(self._logits(self.aux_decoder(q.quantized)).transpose(1, 2), x)
             metrics["aux_nll"] = aux_loss.detach()
         else:
-            aux_loss = F.mse_loss(aux_out.float(), pixels_to_unit(x))
+            aux_loss = F.mse_loss(self.aux_decoder(q.quantized).float(), pixels_to_unit(x))
             metrics["aux_mse"] = aux_loss.detach()
         codes = q.codes.detach()  # integer codes: the AR loss has no path back to the encoder
         subpixels = x.shape[1] * x.shape[2] * x.shape[3]
@@ -202,11 +210,15 @@ def msp_losses(teacher: torch.Tensor, student: torch.Tensor, x: torch.Tensor, mi
     ``teacher``/``student``: logits (B, C, V, H, W); ``x``: (B, C, H, W); ``middles``: bool (B, 1, H, W).
     Returns ``(L_MSP, L_dist)``: the teacher's NLL, and KL(sg[p_T] || p_A) for the student.
     """
-    b, c, v, h, w = teacher.shape
-    where = middles.expand(b, c, h, w)  # (B, C, H, W)
-    t = teacher.permute(0, 1, 3, 4, 2)[where]  # (M, V)
-    s = student.permute(0, 1, 3, 4, 2)[where]  # (M, V)
-    target = x[where]  # (M,)
+    at = middles[:, 0]  # (B, H, W)
+    return msp_losses_at(teacher.permute(0, 3, 4, 1, 2)[at], student.permute(0, 3, 4, 1, 2)[at],
+                         x.permute(0, 2, 3, 1)[at])
+
+
+def msp_losses_at(teacher: torch.Tensor, student: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``msp_losses`` on logits already taken at the M middles: ``(M, C, V)``, ``(M, C, V)``, ``x (M, C)``."""
+    v = teacher.shape[-1]
+    t, s, target = teacher.reshape(-1, v), student.reshape(-1, v), x.reshape(-1)  # (M*C, V), (M*C,)
     teacher_nll = F.cross_entropy(t, target)
     log_t = F.log_softmax(t.detach(), dim=-1)
     log_s = F.log_softmax(s, dim=-1)

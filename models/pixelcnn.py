@@ -23,6 +23,7 @@ from models.config import LevelConfig
 from models.errors import ModelsError
 from models.nn.gated import CenterMaskedConv2d, GatedLayer, channel_groups
 from models.nn.modulator import Modulator
+from models.nn.ordinal import ordinal_init_
 
 
 def check_values(x: torch.Tensor, channels: int, values: int, what: str) -> None:
@@ -44,13 +45,15 @@ class GatedPixelCNN(nn.Module):
 
     def __init__(self, channels: int, values: int, hidden: int, layers: int, kernel_size: int,
                  residual_hidden: int | None = None, dropout: float = 0.0,
-                 attention: dict[int, nn.Module] | None = None):
+                 attention: dict[int, nn.Module] | None = None, ordinal_input: bool = False):
         super().__init__()
         if hidden < channels:
             raise ModelsError(f"hidden width {hidden} must be >= the number of input channels {channels}")
         self.channels, self.values, self.hidden, self.kernel_size = channels, values, hidden, kernel_size
         self.embed_width = hidden
         self.embedding = nn.Embedding(channels * values, self.embed_width)  # row c*V + x: channel c
+        if ordinal_input:  # pixel intensities: nearby values start with similar features
+            ordinal_init_(self.embedding.weight, channels, values)
         self.register_buffer("offsets", torch.arange(channels) * values, persistent=False)
         in_groups = channel_groups(channels * self.embed_width, channels)
         self.layers = nn.ModuleList()
@@ -64,6 +67,9 @@ class GatedPixelCNN(nn.Module):
             CenterMaskedConv2d(groups_h, groups_h, (1, 1), strict=False),
             CenterMaskedConv2d(groups_h, channel_groups(channels * values, channels), (1, 1), strict=False),
         ])
+        if ordinal_input:  # logits smooth in the value too: a feature bump moves mass to nearby values
+            out_weight = self.head[1].weight.data.view(channels * values, hidden)
+            ordinal_init_(out_weight, channels, values, scale=1 / (3 * hidden) ** 0.5)
 
     @property
     def bias_channels(self) -> int:
@@ -76,10 +82,18 @@ class GatedPixelCNN(nn.Module):
         return e.permute(0, 1, 4, 2, 3).reshape(b, c * width, h, w)
 
     def head_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """``(B, hidden, H, W)`` → ``(B, C, V, H, W)``."""
-        out = self.head[1](torch.relu(self.head[0](torch.relu(h))))
-        b, _, hh, ww = out.shape
-        return out.view(b, self.channels, self.values, hh, ww)
+        """``(B, hidden, H, W)`` → ``(B, C, V, H, W)``.
+
+        The two 1x1 convs run as matrix products over positions, channels last: the logits
+        are stored ``(B, H, W, C, V)`` and returned as a permuted view, so the loss reads the
+        ``C * V`` logits of a position contiguously instead of copying the largest tensor
+        of the step twice (forward and backward).
+        """
+        b, _, hh, ww = h.shape
+        (w0, b0), (w1, b1) = [(m.masked_weight().flatten(1), m.bias) for m in self.head]
+        mid = torch.relu(F.linear(torch.relu(h).permute(0, 2, 3, 1), w0, b0))  # (B, H, W, hidden)
+        out = F.linear(mid, w1, b1)  # (B, H, W, C*V)
+        return out.view(b, hh, ww, self.channels, self.values).permute(0, 3, 4, 1, 2)
 
     def head_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The head's masked 1x1 convs as ``(in, out)`` matrices and biases, for ``head_step``."""
@@ -116,8 +130,9 @@ def sum_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     b, c, v, h, w = logits.shape
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # the sum over many sub-pixels needs full precision
-    flat = logits.permute(0, 1, 3, 4, 2).reshape(-1, v)
-    nll = F.cross_entropy(flat, x.long().reshape(-1), reduction="none")
+    # Position-major (B, H, W, C, V): a view of ``head_logits``' storage, no copy.
+    flat = logits.permute(0, 3, 4, 1, 2).reshape(-1, v)
+    nll = F.cross_entropy(flat, x.long().permute(0, 2, 3, 1).reshape(-1), reduction="none")
     return nll.view(b, -1).sum(dim=1)
 
 
@@ -129,12 +144,13 @@ class ConditionalDecoder(nn.Module):
     """
 
     def __init__(self, level: LevelConfig, input_channels: int, input_values: int,
-                 code_channels: int, code_values: int, *, factor: int):
+                 code_channels: int, code_values: int, *, factor: int, ordinal_input: bool = False):
         super().__init__()
         local = level.local_model
         self.input_channels, self.input_values = input_channels, input_values
         self.code_channels, self.code_values, self.factor = code_channels, code_values, factor
-        self.local = GatedPixelCNN(input_channels, input_values, local.hidden, local.layers, local.kernel_size)
+        self.local = GatedPixelCNN(input_channels, input_values, local.hidden, local.layers, local.kernel_size,
+                                   ordinal_input=ordinal_input)
         mod = level.modulator
         self.modulator = Modulator(code_channels, code_values, mod.hidden, mod.bottleneck, mod.layers,
                                    factor, self.local.bias_channels)

@@ -50,9 +50,16 @@ class ResNet(nn.Module):
         self.blocks = nn.Sequential(*(ResidualBlock(hidden, bottleneck) for _ in range(layers)))
         self.head = nn.Conv2d(hidden, out_channels, kernel_size=1)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the output 1x1 conv: ``(B, in, H, W) -> (B, hidden, H, W)`` (after ReLU)."""
+        return torch.relu(self.blocks(self.stem(x)))
+
+    def head_at(self, rows: torch.Tensor) -> torch.Tensor:
+        """The output 1x1 conv at selected positions: ``features`` rows ``(M, hidden) -> (M, out)``."""
+        return torch.nn.functional.linear(rows, self.head.weight.flatten(1), self.head.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.stem(x))  # (B, hidden, H, W)
-        return self.head(torch.relu(h))  # (B, out_channels, H, W)
+        return self.head(self.features(x))  # (B, out_channels, H, W)
 
 
 class Downsample(nn.Module):

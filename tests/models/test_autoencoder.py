@@ -164,3 +164,37 @@ def test_higher_level_feedforward_uses_categorical_nll_over_codes():
     # Untrained logits are near uniform over 256 values: NLL close to log(256) = 5.55 nats.
     assert abs(float(out.metrics["aux_nll"]) - math.log(256)) < 1.0
     assert out.codes.shape == (1, 1, 4, 4)
+
+
+def test_msp_training_losses_equal_the_full_map_losses():
+    """The forward pass computes the teacher/student heads at the middles only; the losses
+    must equal Algorithm 3 evaluated on the full logit maps with the same masks."""
+    model = small_level("msp").eval()
+    x = torch.randint(0, 256, (3, 3, 16, 16), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = model(x, generator=torch.Generator().manual_seed(9))
+        aux = model.config.aux_decoder
+        visible, middles = sample_msp_masks(3, 16, 16, aux.mask_size, aux.masks_per_image,
+                                            generator=torch.Generator().manual_seed(9))
+        teacher = model.teacher_logits(x, visible)
+        student = model._logits(model.aux_decoder(model.quantizer(model.encoder_features(x)).quantized))
+        want_nll, want_kl = msp_losses(teacher, student, x, middles)
+    assert math.isclose(float(out.metrics["teacher_nll"]), float(want_nll), rel_tol=1e-5)
+    assert math.isclose(float(out.metrics["distill_kl"]), float(want_kl), rel_tol=1e-5, abs_tol=1e-7)
+
+
+def test_pixel_embeddings_start_ordinal_and_code_embeddings_do_not():
+    """Level-1 input embeddings encode intensity smoothly (models.nn.ordinal); codes do not."""
+    model = small_level("msp")
+    emb = model.decoder.local.embedding.weight[:256]  # channel R: (256, width)
+    near = F.cosine_similarity(emb[100], emb[101], dim=0)
+    far = F.cosine_similarity(emb[100], emb[230], dim=0)
+    assert near > 0.85 and far < near - 0.3
+    enc = model.encoder_input.weight[:256]
+    assert F.cosine_similarity(enc[10], enc[11], dim=0) > 0.85
+    from models.hierarchy import build_stage_model
+
+    prior = build_stage_model(load_card("tiny_ff", SMALL), "prior")
+    codes = prior.prior.net.embedding.weight
+    consecutive = F.cosine_similarity(codes[:-1], codes[1:], dim=1)  # code indices have no order
+    assert consecutive.abs().mean() < 0.5
