@@ -6,11 +6,16 @@ validation splits to codes, stored in ``runs/<name>/codes/level<l>/``::
     train.codes.npy   (N, C, h, w) uint8 (bits <= 8) or uint16   numpy, memory-mapped on read
     train.labels.npy  (N,) int64 class ids
     val.codes.npy, val.labels.npy
-    meta.json         {"source_stage", "source_step", "bits", "splits": {split: N}, "class_names"}
+    meta.json         {"source_stage", "source_step", "limit", "bits", "splits": {split: N}, "class_names"}
 
 Images are encoded after the evaluation transform (rescale + centre crop, Section 7), so
 each image has exactly one code map; training crops of the next stage are taken from these
 maps. ``meta.json`` is written last: a folder without it is an unfinished extraction.
+``limit`` is the ``--limit`` the codes were extracted with (only the first ``limit`` items of
+every split; ``null``: all of them) and ``splits`` the number of items each split holds.
+``stale_reason`` decides whether a folder can serve a stage: codes of the first ``limit``
+items serve any stage that asks for at most that many (it reads the first ones), and
+codes of every item serve any stage.
 """
 
 from __future__ import annotations
@@ -40,6 +45,29 @@ def read_meta(directory: Path) -> dict | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _items(limit: int | None) -> str:
+    return "every item of each split" if limit is None else f"the first {limit} items of each split (--limit {limit})"
+
+
+def stale_reason(meta: dict | None, *, source_step: int, limit: int | None) -> str | None:
+    """Why the codes described by ``meta`` cannot serve a stage; ``None`` when they can.
+
+    ``source_step``: the step of the level's current checkpoint; ``limit``: the stage's
+    ``--limit`` (``None``: all items). Codes extracted before the limit was recorded are stale.
+    """
+    if meta is None:
+        return "no codes extracted yet"
+    if meta["source_step"] != source_step:
+        return (f"codes are of step {meta['source_step']} of {meta['source_stage']}, "
+                f"its checkpoint is at step {source_step}")
+    if "limit" not in meta:
+        return "codes do not record the --limit they were extracted with"
+    have = meta["limit"]
+    if have is not None and (limit is None or limit > have):
+        return f"codes hold {_items(have)}, this stage uses {_items(limit)}"
+    return None
 
 
 class CodesDataset(Dataset):
@@ -118,8 +146,10 @@ def finish_split(directory: Path, split: str) -> None:
         os.replace(tmp, final)
 
 
-def write_meta(directory: Path, *, source_stage: str, source_step: int, bits: int,
+def write_meta(directory: Path, *, source_stage: str, source_step: int, limit: int | None, bits: int,
                splits: dict[str, int], class_names: list[str]) -> None:
-    meta = {"source_stage": source_stage, "source_step": int(source_step), "bits": bits,
-            "splits": splits, "class_names": list(class_names)}
+    """Record a finished extraction; ``limit``: the ``--limit`` it used (``None``: every item)."""
+    meta = {"source_stage": source_stage, "source_step": int(source_step),
+            "limit": None if limit is None else int(limit), "bits": bits,
+            "splits": {split: int(n) for split, n in splits.items()}, "class_names": list(class_names)}
     atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2) + "\n")

@@ -3,12 +3,14 @@
 Level 1 reads ``models.data`` datasets at the card's image size with Section 7's training or
 evaluation transform; a dataset of fixed size that differs from the card is an error, not a
 silent rescale. Every later stage reads ``models.codes`` folders, which ``ensure_codes``
-(re)extracts with the level's Polyak-averaged encoder whenever its checkpoint has changed;
-under ``torchrun`` every process encodes its share of each split.
+(re)extracts with the level's Polyak-averaged encoder whenever its checkpoint has changed or
+they hold fewer items than the stage reads (``--limit``); under ``torchrun`` every process
+encodes its share of each split.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +18,8 @@ import torch
 from torch.utils.data import Dataset
 
 from models.checkpoint import checkpoint_path, load_checkpoint
-from models.codes import CodesDataset, codes_dir, create_split, fill_split, finish_split, read_meta, write_meta
+from models.codes import (META_FILE, CodesDataset, codes_dir, create_split, fill_split, finish_split, read_meta,
+                          stale_reason, write_meta)
 from models.config import ModelCard, TrainingConfig
 from models.errors import CheckpointError, DataError
 from models.launch import Launch, autocast_for
@@ -113,7 +116,11 @@ def random_crops(x: torch.Tensor, size: int, generator: torch.Generator | None =
 
 def ensure_codes(card: ModelCard, run_dir: Path, level_number: int, data: str | None,
                  launch: Launch, options: TrainOptions) -> Path:
-    """Extract level ``level_number``'s codes unless they exist for its current checkpoint."""
+    """Extract level ``level_number``'s codes unless they exist for its current checkpoint.
+
+    Codes are also re-extracted when they hold fewer items than the stage reads: extracted
+    with ``--limit N`` while this stage runs without one or with a larger one.
+    """
     for below in range(1, level_number + 1):  # report the lowest missing level
         if not checkpoint_path(run_dir, f"level{below}").is_file():
             raise CheckpointError(
@@ -126,8 +133,10 @@ def ensure_codes(card: ModelCard, run_dir: Path, level_number: int, data: str | 
     path = checkpoint_path(run_dir, stage)
     directory = codes_dir(run_dir, level_number)
     ckpt = load_checkpoint(path, card, stage)
-    meta = read_meta(directory)
-    if meta is None or meta["source_step"] != ckpt["step"]:
+    reason = stale_reason(read_meta(directory), source_step=ckpt["step"], limit=options.limit)
+    if reason is not None:
+        if options.progress and launch.is_main:
+            print(f"{directory}: extracting level {level_number} codes ({reason})", file=sys.stderr, flush=True)
         extract_level_codes(card, run_dir, level_number, ckpt, data, launch, options)
     return directory
 
@@ -148,6 +157,8 @@ def extract_level_codes(card: ModelCard, run_dir: Path, level_number: int, ckpt:
         with autocast_for(launch.device, options.precision):
             return model.encode(x)
 
+    if launch.is_main:  # the folder is an unfinished extraction until the new meta.json is written
+        (directory / META_FILE).unlink(missing_ok=True)
     splits: dict[str, int] = {}
     class_names: list[str] = []
     for split in ("train", "val"):
@@ -170,6 +181,7 @@ def extract_level_codes(card: ModelCard, run_dir: Path, level_number: int, ckpt:
             finish_split(directory, split)
         splits[split] = len(dataset)
     if launch.is_main:
-        write_meta(directory, source_stage=f"level{level_number}", source_step=ckpt["step"], bits=codes.bits,
+        write_meta(directory, source_stage=f"level{level_number}", source_step=ckpt["step"],
+                   limit=options.limit, bits=codes.bits,
                    splits=splits, class_names=class_names)
     launch.barrier()
