@@ -3,7 +3,7 @@
 Markers: ``slow``, ``gpu``, ``browser``, ``postgres`` (declared in pyproject.toml).
 
 Skip policy: on a user's machine, tests whose external requirement is missing (Chromium,
-the PostgreSQL server named by ``HVQEVAL_TEST_DATABASE_URL``, Debian's Fashion-MNIST
+Firefox, the PostgreSQL server named by ``HVQEVAL_TEST_DATABASE_URL``, Debian's Fashion-MNIST
 package) skip with a reason. In CI (``CI=true``) every requirement except a GPU is
 installed by ``.ci/run``, so any skip of a test not marked ``gpu`` is turned into a failure.
 """
@@ -24,6 +24,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 CHROMIUM = Path("/usr/bin/chromium")
+FIREFOX = Path("/usr/bin/firefox-esr")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -79,6 +80,16 @@ def chromium_path() -> Path:
     if not CHROMIUM.is_file() and shutil.which("chromium") is None:
         pytest.skip("Chromium not installed (apt-get install chromium)")
     return CHROMIUM if CHROMIUM.is_file() else Path(shutil.which("chromium"))
+
+
+@pytest.fixture(scope="session")
+def firefox_path() -> Path:
+    if FIREFOX.is_file():
+        return FIREFOX
+    found = shutil.which("firefox-esr") or shutil.which("firefox")
+    if found is None:
+        pytest.skip("Firefox not installed (apt-get install firefox-esr)")
+    return Path(found)
 
 
 @pytest.fixture
