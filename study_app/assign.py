@@ -21,6 +21,7 @@ How (see also the diagram in ``models.py``):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import re
@@ -31,12 +32,13 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from study_app.db import write_session, write_transaction
+from study_app.db import driver_transaction, write_session
 from study_app.models import Rater, Study
 
 UNKNOWN_REASONS = ("image-failed", "cannot-decide", "other")
 MAX_RESPONSE_MS = 24 * 3600 * 1000
 CLAIM_RETRIES = 5
+_SYSTEM_RANDOM = random.SystemRandom()
 
 
 def utcnow() -> dt.datetime:
@@ -112,9 +114,9 @@ class _Sql:
 class _Cursor:
     """The driver cursor of a transaction; timestamps go in as SQLAlchemy stores them."""
 
-    def __init__(self, conn):
-        self.dialect = conn.dialect.name
-        self.cursor = conn.connection.dbapi_connection.cursor()
+    def __init__(self, dialect: str, cursor):
+        self.dialect = dialect
+        self.cursor = cursor
 
     def time(self, value: dt.datetime):
         # SQLAlchemy's SQLite DateTime format, so ORM reads and these writes agree.
@@ -190,36 +192,46 @@ def _finish(cur: _Cursor, rater_id: int, now: dt.datetime, done: int) -> Finishe
     return Finished(cur.one(_CODE, {"rater": rater_id})[0], done)
 
 
+@contextlib.contextmanager
+def _transaction(engine: Engine):
+    with driver_transaction(engine) as cursor:
+        yield _Cursor(engine.dialect.name, cursor)
+
+
+def _next_locked(cur: _Cursor, study: Study, rater_id: int, done: int, rng) -> Task | Finished | Closed:
+    """``next_task`` inside a transaction that already holds the rater's row lock (``done``:
+    the rater's answered count read under that lock)."""
+    now = utcnow()
+    active = cur.one(_ACTIVE, {"rater": rater_id, "now": cur.time(now)})
+    if active is not None:
+        return _task(cur, study, active[0], active[1], active[2], done)
+    if done >= study.tasks_per_rater:
+        return _finish(cur, rater_id, now, done)
+    lease = new_token()
+    expires = now + dt.timedelta(seconds=study.lease_seconds)
+    claimed = cur.one(_CLAIM, {"lease": lease, "expires": cur.time(expires), "study": study.id,
+                               "now": cur.time(now), "rater": rater_id})
+    if claimed is None:
+        if cur.one(_STATUS, {"study": study.id})[0] != "open":
+            # No new tasks; whoever answered something gets their code.
+            return _finish(cur, rater_id, now, done) if done else Closed()
+        return _finish(cur, rater_id, now, done)
+    slot_id, item_id = claimed
+    left = "a" if study.kind == "rating" else (rng or _SYSTEM_RANDOM).choice("ab")
+    token = new_token()
+    cur.run(_INSERT_ASSIGNMENT, {"study": study.id, "token": token, "item": item_id, "rater": rater_id,
+                                 "slot": slot_id, "lease": lease, "left": left, "now": cur.time(now),
+                                 "expires": cur.time(expires)})
+    return _task(cur, study, token, item_id, left, done)
+
+
 def next_task(engine: Engine, study: Study, rater_id: int, rng: random.Random | None = None) -> Task | Finished | Closed:
     """The rater's open task, else a newly claimed one, else their completion code."""
-    rng = rng or random.SystemRandom()
     for _attempt in range(CLAIM_RETRIES):
         try:
-            with write_transaction(engine) as conn:
-                cur = _Cursor(conn)
+            with _transaction(engine) as cur:
                 done = cur.one(_LOCK_RATER, {"rater": rater_id})[0]
-                now = utcnow()
-                active = cur.one(_ACTIVE, {"rater": rater_id, "now": cur.time(now)})
-                if active is not None:
-                    return _task(cur, study, active[0], active[1], active[2], done)
-                if done >= study.tasks_per_rater:
-                    return _finish(cur, rater_id, now, done)
-                lease = new_token()
-                expires = now + dt.timedelta(seconds=study.lease_seconds)
-                claimed = cur.one(_CLAIM, {"lease": lease, "expires": cur.time(expires), "study": study.id,
-                                           "now": cur.time(now), "rater": rater_id})
-                if claimed is None:
-                    if cur.one(_STATUS, {"study": study.id})[0] != "open":
-                        # No new tasks; whoever answered something gets their code.
-                        return _finish(cur, rater_id, now, done) if done else Closed()
-                    return _finish(cur, rater_id, now, done)
-                slot_id, item_id = claimed
-                left = "a" if study.kind == "rating" else rng.choice("ab")
-                token = new_token()
-                cur.run(_INSERT_ASSIGNMENT, {"study": study.id, "token": token, "item": item_id, "rater": rater_id,
-                                             "slot": slot_id, "lease": lease, "left": left, "now": cur.time(now),
-                                             "expires": cur.time(expires)})
-                return _task(cur, study, token, item_id, left, done)
+                return _next_locked(cur, study, rater_id, done, rng)
         except _integrity_errors(engine):
             continue  # lost a race on UNIQUE(item, rater); the whole claim was rolled back
     raise AnswerRejected(503, "too many parallel requests for this rater; try again")
@@ -242,34 +254,67 @@ def parse_answer(kind: str, answer, reason) -> tuple[int | None, str | None, str
     return None, answer, None
 
 
-def submit(engine: Engine, study: Study, rater_id: int, assignment_token, answer, reason, response_ms) -> int:
-    """Store one answer; returns the rater's answered count. Raises AnswerRejected (nothing stored)."""
+def _check_submit(study: Study, assignment_token, answer, reason, response_ms):
     if not isinstance(assignment_token, str) or not 10 <= len(assignment_token) <= 40:
         raise AnswerRejected(400, "missing or malformed task id")
     if type(response_ms) is not int or not 0 <= response_ms <= MAX_RESPONSE_MS:
         raise AnswerRejected(400, f"response_ms must be an integer from 0 to {MAX_RESPONSE_MS}")
-    rating, side, unknown_reason = parse_answer(study.kind, answer, reason)
+    return parse_answer(study.kind, answer, reason)
+
+
+def _store(cur: _Cursor, study: Study, rater_id: int, assignment_token: str, parsed, response_ms: int) -> int:
+    """Store one validated answer in the open transaction; returns the rater's answered count
+    (and, by updating it, holds the rater's row lock until the transaction ends)."""
+    rating, side, unknown_reason = parsed
+    row = cur.one(_FIND_ASSIGNMENT, {"token": assignment_token, "rater": rater_id, "study": study.id})
+    if row is None:
+        raise AnswerRejected(404, "no such task for this rater")
+    assignment_id, item_id, slot_id, lease, left, filled, slot_lease = row
+    if filled and slot_lease == lease:
+        raise AnswerRejected(409, "this task was already answered")
+    if cur.run(_FILL_SLOT, {"slot": slot_id, "lease": lease}).rowcount != 1:
+        raise AnswerRejected(409, "this task expired and was given to someone else")
+    if side == "left":
+        choice = left
+    elif side == "right":
+        choice = "b" if left == "a" else "a"
+    else:
+        choice = side  # None for ratings, "unknown"
+    cur.run(_INSERT_ANSWER, {"study": study.id, "assignment": assignment_id, "item": item_id,
+                             "rater": rater_id, "left": left, "rating": rating, "choice": choice,
+                             "reason": unknown_reason, "ms": response_ms, "now": cur.time(utcnow())})
+    return cur.one(_COUNT_ANSWER, {"rater": rater_id})[0]
+
+
+def submit(engine: Engine, study: Study, rater_id: int, assignment_token, answer, reason, response_ms) -> int:
+    """Store one answer; returns the rater's answered count. Raises AnswerRejected (nothing stored)."""
+    parsed = _check_submit(study, assignment_token, answer, reason, response_ms)
     try:
-        with write_transaction(engine) as conn:
-            cur = _Cursor(conn)
-            row = cur.one(_FIND_ASSIGNMENT, {"token": assignment_token, "rater": rater_id, "study": study.id})
-            if row is None:
-                raise AnswerRejected(404, "no such task for this rater")
-            assignment_id, item_id, slot_id, lease, left, filled, slot_lease = row
-            if filled and slot_lease == lease:
-                raise AnswerRejected(409, "this task was already answered")
-            if cur.run(_FILL_SLOT, {"slot": slot_id, "lease": lease}).rowcount != 1:
-                raise AnswerRejected(409, "this task expired and was given to someone else")
-            if side == "left":
-                choice = left
-            elif side == "right":
-                choice = "b" if left == "a" else "a"
-            else:
-                choice = side  # None for ratings, "unknown"
-            cur.run(_INSERT_ANSWER, {"study": study.id, "assignment": assignment_id, "item": item_id,
-                                     "rater": rater_id, "left": left, "rating": rating, "choice": choice,
-                                     "reason": unknown_reason, "ms": response_ms, "now": cur.time(utcnow())})
-            return cur.one(_COUNT_ANSWER, {"rater": rater_id})[0]
+        with _transaction(engine) as cur:
+            return _store(cur, study, rater_id, assignment_token, parsed, response_ms)
     except _integrity_errors(engine):
         # Only reachable through a concurrent duplicate of this very answer: nothing stored twice.
         raise AnswerRejected(409, "this task was already answered") from None
+
+
+def submit_and_next(engine: Engine, study: Study, rater_id: int, assignment_token, answer, reason, response_ms,
+                    rng: random.Random | None = None) -> tuple[int, Task | Finished | Closed | None]:
+    """``submit`` then ``next_task`` in one transaction (one commit, one pool checkout; the
+    rater's row lock taken by the submit covers the claim): (answered count, next task).
+
+    Raises AnswerRejected exactly when ``submit`` would (nothing stored). If the combined
+    transaction hits a unique constraint, nothing of it was stored and the two steps run
+    separately, as ``submit`` and ``next_task`` do; the next task is None if that claim fails.
+    """
+    parsed = _check_submit(study, assignment_token, answer, reason, response_ms)
+    try:
+        with _transaction(engine) as cur:
+            done = _store(cur, study, rater_id, assignment_token, parsed, response_ms)
+            return done, _next_locked(cur, study, rater_id, done, rng)
+    except _integrity_errors(engine):
+        pass  # rolled back as a whole: a concurrent duplicate of this answer, or a lost claim race
+    done = submit(engine, study, rater_id, assignment_token, answer, reason, response_ms)
+    try:
+        return done, next_task(engine, study, rater_id, rng)
+    except AnswerRejected:
+        return done, None

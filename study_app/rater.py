@@ -27,6 +27,8 @@ bp = Blueprint("rater", __name__, url_prefix="/s/<public_id>")
 # URL parameters crowdsourcing platforms append to a study link (Prolific, MTurk, generic).
 PARTICIPANT_PARAMS = ("PROLIFIC_PID", "participant", "participant_id", "workerId", "worker_id", "pid")
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,100}$")
+IMAGE_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_IMAGE_URL_PREFIX: dict[str, str] = {}
 RATING_LABELS = ("1 – clearly not real", "2", "3", "4", "5 – looks completely real")
 
 
@@ -97,10 +99,22 @@ def task(public_id: str):
     return render_template("task.html", study=study, rating_labels=RATING_LABELS, reasons=assign.UNKNOWN_REASONS)
 
 
+def _image_url(token: str) -> str:
+    """``url_for("images.image", token=token)`` with one URL-map build per mount point instead of
+    one per image: image tokens are URL-safe base64, which the URL keeps as it is."""
+    if not IMAGE_TOKEN_RE.match(token):
+        return url_for("images.image", token=token)
+    root = request.script_root
+    prefix = _IMAGE_URL_PREFIX.get(root)
+    if prefix is None:
+        prefix = _IMAGE_URL_PREFIX[root] = url_for("images.image", token="T")[:-len("T.png")]
+    return f"{prefix}{token}.png"
+
+
 def _task_json(result, public_id: str):
     if isinstance(result, assign.Task):
         return {"state": "task", "task": result.token, "label": result.class_name,
-                "images": [url_for("images.image", token=t) for t in result.image_tokens],
+                "images": [_image_url(t) for t in result.image_tokens],
                 "done": result.done, "total": result.total}
     if isinstance(result, assign.Finished):
         if result.done == 0:
@@ -127,15 +141,12 @@ def api_answer(public_id: str):
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         abort(400, "expected a JSON object")
+    # The next task comes in the same response and from the same transaction (one round trip
+    # and one commit per answer). If no next task could be claimed, the answer is still
+    # stored and "next" is null; the page then asks api/next.
     try:
-        done = assign.submit(engine(), study, rater_id, body.get("task"), body.get("answer"), body.get("reason"),
-                             body.get("response_ms"))
+        done, following = assign.submit_and_next(engine(), study, rater_id, body.get("task"), body.get("answer"),
+                                                 body.get("reason"), body.get("response_ms"))
     except assign.AnswerRejected as err:
         return jsonify(error=err.message), err.status
-    # The answer is committed; the next task comes in the same response (one round trip per
-    # answer). A failure here leaves the answer stored; the page then asks api/next.
-    try:
-        following = _task_json(assign.next_task(engine(), study, rater_id), public_id)
-    except assign.AnswerRejected:
-        following = None
-    return jsonify(stored=True, done=done, next=following)
+    return jsonify(stored=True, done=done, next=None if following is None else _task_json(following, public_id))
