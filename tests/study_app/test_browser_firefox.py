@@ -126,7 +126,7 @@ def _viewport(client, width: int, height: int) -> None:
     assert client.execute_script("return [window.innerWidth, window.innerHeight]") == [width, height]
 
 
-def _wait(client, script: str, args=(), timeout: float = 15.0, what: str = "condition"):
+def _wait(client, script: str, args=(), timeout: float = 30.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = client.execute_script(script, script_args=list(args))
