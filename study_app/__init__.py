@@ -26,7 +26,8 @@ def create_app(test_config: dict | None = None):
     from flask_wtf.csrf import CSRFProtect
 
     from study_app import admin, db, images, rater, web
-    from study_app.security import RateLimiter, admin_password_hash_from_env, parse_rate, secret_key_from_env
+    from study_app.security import (RateLimiter, VerifiedCookieSessionInterface, admin_password_hash_from_env,
+                                    parse_rate, secret_key_from_env)
 
     instance_dir = os.environ.get("HVQEVAL_INSTANCE_DIR")
     app = Flask(__name__, instance_relative_config=True,
@@ -64,6 +65,7 @@ def create_app(test_config: dict | None = None):
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=app.config["PROXY_HOPS"])
 
+    app.session_interface = VerifiedCookieSessionInterface()
     app.extensions["study_rate_limiter"] = RateLimiter()
     CSRFProtect(app)
     web.init_app(app)

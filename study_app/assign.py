@@ -28,12 +28,11 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from study_app.db import driver_transaction, write_session
-from study_app.models import Rater, Study
+from study_app.db import driver_transaction
+from study_app.models import Study
 
 UNKNOWN_REASONS = ("image-failed", "cannot-decide", "other")
 MAX_RESPONSE_MS = 24 * 3600 * 1000
@@ -79,22 +78,16 @@ class Closed:
     pass
 
 
-def _insert(engine: Engine):
-    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-
-
 def enter(engine: Engine, study_id: int, participant: str) -> int:
     """The rater id for this participant of this study, created on first entry (race-free)."""
-    with write_session(engine) as session:
-        stmt = _insert(engine)(Rater).values(study_id=study_id, participant=participant, created_at=utcnow())
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["study_id", "participant"]))
-        return session.scalar(select(Rater.id).where(Rater.study_id == study_id, Rater.participant == participant))
+    with _transaction(engine) as cur:
+        cur.run(_ENTER, {"study": study_id, "participant": participant, "now": cur.time(utcnow())})
+        return cur.one(_RATER_ID, {"study": study_id, "participant": participant})[0]
 
 
 def record_consent(engine: Engine, rater_id: int) -> None:
-    with write_session(engine) as session:
-        session.execute(update(Rater).where(Rater.id == rater_id, Rater.consented_at.is_(None))
-                        .values(consented_at=utcnow()))
+    with _transaction(engine) as cur:
+        cur.run(_CONSENT, {"rater": rater_id, "now": cur.time(utcnow())})
 
 
 # The hot paths run prebuilt SQL straight on the driver's cursor inside a SQLAlchemy-managed
@@ -109,6 +102,19 @@ class _Sql:
     def __init__(self, sql: str, postgresql_only: str = "", sqlite_only: str = ""):
         self.sqlite = sql.format(lock=sqlite_only)
         self.postgresql = _PARAM.sub(r"%(\1)s", sql.format(lock=postgresql_only))
+
+
+@contextlib.contextmanager
+def _transaction(engine: Engine, write: bool = True):
+    with driver_transaction(engine, write) as cursor:
+        yield _Cursor(engine.dialect.name, cursor)
+
+
+def study_status(engine: Engine, study_id: int) -> str | None:
+    """The study's status as stored now ("open", "closed"; None if there is no such study)."""
+    with _transaction(engine, write=False) as cur:
+        row = cur.one(_STATUS, {"study": study_id})
+    return None if row is None else row[0]
 
 
 class _Cursor:
@@ -174,6 +180,12 @@ _INSERT_ANSWER = _Sql(
     'INSERT INTO answer (study_id, assignment_id, item_id, rater_id, "left", rating, choice, unknown_reason, '
     "response_ms, created_at) VALUES (:study, :assignment, :item, :rater, :left, :rating, :choice, :reason, :ms, :now)"
 )
+_ENTER = _Sql(
+    "INSERT INTO rater (study_id, participant, created_at, answered) VALUES (:study, :participant, :now, 0) "
+    "ON CONFLICT (study_id, participant) DO NOTHING"
+)
+_RATER_ID = _Sql("SELECT id FROM rater WHERE study_id = :study AND participant = :participant")
+_CONSENT = _Sql("UPDATE rater SET consented_at = :now WHERE id = :rater AND consented_at IS NULL")
 _COUNT_ANSWER = _Sql("UPDATE rater SET answered = answered + 1 WHERE id = :rater RETURNING answered")
 
 
@@ -190,12 +202,6 @@ def _task(cur: _Cursor, study: Study, token: str, item_id: int, left: str, done:
 def _finish(cur: _Cursor, rater_id: int, now: dt.datetime, done: int) -> Finished:
     cur.run(_FINISH, {"code": secrets.token_hex(6).upper(), "now": cur.time(now), "rater": rater_id})
     return Finished(cur.one(_CODE, {"rater": rater_id})[0], done)
-
-
-@contextlib.contextmanager
-def _transaction(engine: Engine):
-    with driver_transaction(engine) as cursor:
-        yield _Cursor(engine.dialect.name, cursor)
 
 
 def _next_locked(cur: _Cursor, study: Study, rater_id: int, done: int, rng) -> Task | Finished | Closed:

@@ -157,9 +157,10 @@ def write_transaction(engine: Engine):
 
 
 @contextlib.contextmanager
-def driver_transaction(engine: Engine):
+def driver_transaction(engine: Engine, write: bool = True):
     """A driver (DB-API) cursor inside one transaction, for the hot paths: BEGIN IMMEDIATE on
-    SQLite, psycopg's implicit BEGIN on PostgreSQL; commits on success, rolls back otherwise.
+    SQLite (plain BEGIN when not ``write``), psycopg's implicit BEGIN on PostgreSQL; commits on
+    success, rolls back otherwise.
 
     Skips SQLAlchemy's Connection layer (a few hundred microseconds of CPU per transaction)
     but not its pool: the connection comes from and goes back to the engine's pool, and one
@@ -170,7 +171,7 @@ def driver_transaction(engine: Engine):
     try:
         cursor = dbapi_connection.cursor()
         if engine.dialect.name == "sqlite":
-            cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         yield cursor
         dbapi_connection.commit()
     except BaseException as err:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
 from study_app import assign
@@ -29,6 +29,7 @@ PARTICIPANT_PARAMS = ("PROLIFIC_PID", "participant", "participant_id", "workerId
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,100}$")
 IMAGE_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 _IMAGE_URL_PREFIX: dict[str, str] = {}
+_EXAMPLES: dict[tuple, tuple[list, list]] = {}
 RATING_LABELS = ("1 – clearly not real", "2", "3", "4", "5 – looks completely real")
 
 
@@ -76,16 +77,29 @@ def consent(public_id: str):
             abort(400, "tick the box to agree before starting")
         assign.record_consent(engine(), rater_id)
         return redirect(url_for("rater.task", public_id=public_id))
-    with read_session(engine()) as s:
-        rows = s.execute(
-            select(Image.token, Image.class_name, Source.is_real)
-            .join(Source, Source.id == Image.source_id)
-            .where(Image.study_id == study.id, Image.is_example.is_(True))
-            .order_by(Image.id)
-        ).all()
-    real = [r for r in rows if r.is_real][:2]
-    generated = [r for r in rows if not r.is_real][:2]
+    real, generated = _examples(study)
     return render_template("consent.html", study=study, real=real, generated=generated)
+
+
+def _examples(study):
+    """(real, generated) instruction images of the study, two of each; they are fixed when the
+    study is created, so each process reads them once (keyed by the study's random public id
+    too, so a recreated database never serves another study's images)."""
+    key = (current_app.config["DATABASE_URL"], study.id, study.public_id)
+    found = _EXAMPLES.get(key)
+    if found is None:
+        with read_session(engine()) as s:
+            rows = s.execute(
+                select(Image.token, Image.class_name, Source.is_real)
+                .join(Source, Source.id == Image.source_id)
+                .where(Image.study_id == study.id, Image.is_example.is_(True))
+                .order_by(Image.id)
+            ).all()
+        found = ([r for r in rows if r.is_real][:2], [r for r in rows if not r.is_real][:2])
+        if len(_EXAMPLES) >= 256:
+            _EXAMPLES.clear()
+        _EXAMPLES[key] = found
+    return found
 
 
 @bp.route("/task")

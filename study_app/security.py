@@ -8,11 +8,14 @@ reverse proxy in front for that).
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import threading
 import time
 
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadSignature
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from study_app.errors import ConfigurationError
@@ -22,6 +25,46 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+SESSION_CACHE_SIZE = 20_000
+_IMMUTABLE = (str, int, float, bool, type(None), bytes)
+
+
+class VerifiedCookieSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, remembering each cookie whose signature checked out.
+
+    A rater sends the same session cookie with every answer; checking its HMAC and decoding it
+    again each time is a good part of a request's CPU. The cookie value determines its
+    contents, so a remembered cookie yields exactly what a fresh check would, as long as it is
+    not older than the session lifetime (checked on every use with the signing time, as
+    itsdangerous does). Only sessions of plain values are remembered, and each request gets
+    its own copy. One instance per app (the signing keys are the app's).
+    """
+
+    def __init__(self):
+        self._verified: dict[str, tuple[dict, int]] = {}
+
+    def open_session(self, app, request):
+        val = request.cookies.get(self.get_cookie_name(app))
+        if not val:
+            return super().open_session(app, request)
+        max_age = int(app.permanent_session_lifetime.total_seconds())
+        hit = self._verified.get(val)
+        if hit is not None and 0 <= int(time.time()) - hit[1] <= max_age:
+            return self.session_class(hit[0])
+        serializer = self.get_signing_serializer(app)
+        if serializer is None:
+            return None
+        try:
+            data, signed_at = serializer.loads(val, max_age=max_age, return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        if isinstance(data, dict) and all(isinstance(v, _IMMUTABLE) for v in data.values()):
+            if len(self._verified) >= SESSION_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[val] = (dict(data), int(signed_at.timestamp()))
+        return self.session_class(data)
+
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -33,6 +76,7 @@ SECURITY_HEADERS = {
 }
 
 
+@functools.lru_cache(maxsize=64)  # read on every request; a bad value raises (and is not cached)
 def parse_rate(text: str) -> tuple[int, float]:
     """'120/60' -> (120 requests, per 60 seconds)."""
     try:

@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, TooManyRequests
 
+from study_app import assign
 from study_app.db import get_engine, read_session
 from study_app.models import Study
 from study_app.security import SECURITY_HEADERS, parse_rate
@@ -23,15 +24,20 @@ def engine():
 
 
 def study_by_public_id(public_id: str, fresh: bool = False) -> Study | None:
-    """The study for a raters' link (cached for a few seconds per process unless ``fresh``;
-    the hot API paths re-read the status inside their own transaction)."""
+    """The study for a raters' link (cached for a few seconds per process; with ``fresh`` its
+    status, the one thing about a study that changes, is re-read from the database. The hot API
+    paths re-read the status inside their own transaction)."""
     if not isinstance(public_id, str) or not 8 <= len(public_id) <= 40:
         return None
     key = (current_app.config["DATABASE_URL"], public_id)
     hit = _study_cache.get(key)
     now = time.monotonic()
-    if hit is not None and now - hit[0] < STUDY_CACHE_SECONDS and not fresh:
-        return hit[1]
+    if hit is not None and now - hit[0] < STUDY_CACHE_SECONDS:
+        study = hit[1]
+        if not fresh:
+            return study
+        if study is not None and assign.study_status(engine(), study.id) == study.status:
+            return study
     with read_session(engine()) as s:
         study = s.scalar(select(Study).where(Study.public_id == public_id))
         if study is not None:
@@ -59,13 +65,20 @@ def _before_request():
         _limit(f"rater:{rater_id}", current_app.config["RATE_LIMIT_RATER"])
 
 
+_SECURITY_HEADER_ITEMS = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS.items())
+_HSTS = ("strict-transport-security", "Strict-Transport-Security", "max-age=31536000")
+
+
 def _after_request(response):
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if current_app.config.get("HTTPS"):
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    headers = response.headers
+    present = {name.lower() for name in headers.keys()}
+    for lower, name, value in _SECURITY_HEADER_ITEMS:  # a view's own value wins (setdefault)
+        if lower not in present:
+            headers.add(name, value)
+    if current_app.config.get("HTTPS") and _HSTS[0] not in present:
+        headers.add(_HSTS[1], _HSTS[2])
     if request.endpoint != "images.image" and request.endpoint != "static":
-        response.headers["Cache-Control"] = "no-store"
+        headers["Cache-Control"] = "no-store"
     return response
 
 
