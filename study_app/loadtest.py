@@ -5,7 +5,10 @@ staging deployment. Each simulated rater keeps one keep-alive connection and its
 cookie, enters through the study link, consents, asks ``POST api/next`` for its first task,
 then answers with ``POST api/answer`` (whose reply carries the next task) until it receives its
 completion code, exactly like ``static/rater.js``. Latencies of both calls are
-recorded. Standard library only (``http.client``), so the load generator stays cheap.
+recorded. Standard library only: a minimal HTTP/1.1 client on a plain socket (one write per
+request, Content-Length or chunked replies, keep-alive), because the load generator shares the
+machine's cores with the server it measures and ``http.client``'s header parsing costs more CPU
+than a rater's whole request handling in the server.
 """
 
 from __future__ import annotations
@@ -14,12 +17,115 @@ import http.client
 import json
 import random
 import re
+import socket
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class ServerClosed(ConnectionError):
+    """The server closed a kept-alive connection before answering (safe to retry)."""
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection: ``request`` sends a request in one write and returns
+    (status, headers as a list of (lower-case name, value), body). Enough HTTP for the study
+    server (Content-Length, chunked or read-to-close bodies); not a general client."""
+
+    def __init__(self, host: str, port: int, timeout: float):
+        self.host_header = f"{host}:{port}".encode("latin-1")
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.open = True
+
+    def close(self) -> None:
+        self.open = False
+        self.sock.close()
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def request(self, method: str, path: str, body: bytes | None, headers: dict):
+        lines = [f"{method} {path} HTTP/1.1".encode("latin-1"), b"Host: " + self.host_header]
+        lines += [f"{k}: {v}".encode("latin-1") for k, v in headers.items()]
+        if body is not None or method == "POST":
+            lines.append(b"Content-Length: %d" % len(body or b""))
+        self.sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + (body or b""))
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            if len(self.buf) > MAX_HEADER_BYTES:
+                raise http.client.HTTPException("response header too long")
+            if not self._fill():
+                if not self.buf:
+                    raise ServerClosed("server closed the connection")
+                raise http.client.IncompleteRead(bytes(self.buf))
+        head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+        del self.buf[:end + 4]
+        version, status, _reason = (head[0] + " ").split(" ", 2)
+        if not version.startswith("HTTP/1."):
+            raise http.client.BadStatusLine(head[0])
+        response_headers = []
+        length = None
+        chunked = close = False
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            name, value = name.strip().lower(), value.strip()
+            response_headers.append((name, value))
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+            elif name == "connection" and value.lower() == "close":
+                close = True
+        status = int(status)
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            data = b""
+        elif chunked:
+            data = self._read_chunked()
+        elif length is not None:
+            while len(self.buf) < length:
+                if not self._fill():
+                    raise http.client.IncompleteRead(bytes(self.buf), length - len(self.buf))
+            data = bytes(self.buf[:length])
+            del self.buf[:length]
+        else:  # no length: the body ends when the server closes
+            while self._fill():
+                pass
+            data, close = bytes(self.buf), True
+            self.buf.clear()
+        if close or version == "HTTP/1.0":
+            self.close()
+        return status, response_headers, data
+
+    def _line(self) -> bytes:
+        while (end := self.buf.find(b"\r\n")) < 0:
+            if not self._fill():
+                raise http.client.IncompleteRead(bytes(self.buf))
+        line = bytes(self.buf[:end])
+        del self.buf[:end + 2]
+        return line
+
+    def _read_chunked(self) -> bytes:
+        parts = []
+        while True:
+            size = int(self._line().split(b";", 1)[0], 16)
+            if size == 0:
+                while self._line():  # trailers up to the empty line
+                    pass
+                return b"".join(parts)
+            while len(self.buf) < size + 2:
+                if not self._fill():
+                    raise http.client.IncompleteRead(bytes(self.buf), size + 2 - len(self.buf))
+            parts.append(bytes(self.buf[:size]))
+            del self.buf[:size + 2]
 
 
 @dataclass
@@ -46,23 +152,22 @@ class SimulatedRater:
         self.think_s = think_ms / 1000
         self.cookie = ""
         self.csrf = ""
-        self.conn = None
+        self.conn: HttpConnection | None = None
         self.log = RaterLog(participant)
+        self._api_paths = {name: f"/s/{public_id}/api/{name}" for name in ("next", "answer")}
+        self._api_headers: dict = {}
 
     def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
         headers = dict(headers or {})
         if self.cookie:
             headers["Cookie"] = self.cookie
         for attempt in range(3):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            if self.conn is None or not self.conn.open:
+                self.conn = HttpConnection(self.host, self.port, self.timeout)
             try:
-                self.conn.request(method, path, body=body, headers=headers)
-                response = self.conn.getresponse()
-                data = response.read()
+                status, response_headers, data = self.conn.request(method, path, body, headers)
                 break
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                    http.client.CannotSendRequest):
+            except (ServerClosed, ConnectionResetError, BrokenPipeError):
                 # The server closed an idle keep-alive connection; a repeated POST is safe
                 # because the server stores an answer at most once.
                 self.conn.close()
@@ -70,18 +175,18 @@ class SimulatedRater:
                 self.log.reconnects += 1
                 if attempt == 2:
                     raise
-        for value in response.headers.get_all("Set-Cookie") or []:
-            name_value = value.split(";", 1)[0]
-            if name_value.startswith("session="):
-                self.cookie = name_value
-        self.log.statuses[response.status] = self.log.statuses.get(response.status, 0) + 1
-        return response.status, response.headers, data
+        for name, value in response_headers:
+            if name == "set-cookie":
+                name_value = value.split(";", 1)[0]
+                if name_value.startswith("session="):
+                    self.cookie = name_value
+        self.log.statuses[status] = self.log.statuses.get(status, 0) + 1
+        return status, response_headers, data
 
     def _api(self, name: str, payload: dict):
         body = json.dumps(payload).encode()
         start = time.perf_counter()
-        status, _h, data = self._request("POST", f"/s/{self.public_id}/api/{name}", body,
-                                         {"Content-Type": "application/json", "X-CSRFToken": self.csrf})
+        status, _h, data = self._request("POST", self._api_paths[name], body, self._api_headers)
         elapsed = (time.perf_counter() - start) * 1000
         return status, (json.loads(data) if data else {}), elapsed
 
@@ -92,6 +197,7 @@ class SimulatedRater:
             raise RuntimeError(f"entry answered {status}")
         status, _h, data = self._request("GET", f"/s/{self.public_id}/consent")
         self.csrf = CSRF_RE.search(data.decode()).group(1)
+        self._api_headers = {"Content-Type": "application/json", "X-CSRFToken": self.csrf}
         form = urllib.parse.urlencode({"agree": "yes", "csrf_token": self.csrf}).encode()
         status, _h, _ = self._request("POST", f"/s/{self.public_id}/consent", form,
                                       {"Content-Type": "application/x-www-form-urlencoded"})
