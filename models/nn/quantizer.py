@@ -18,7 +18,11 @@ is the identity from e to z) and the commitment loss beta * ||z - sg[e]||^2.
 The first training batch seeds every code with a random encoder output (data-dependent
 initialisation, so no code starts far from the data). Dead codes: a code whose smoothed cluster size N_k falls below ``dead_threshold`` is re-seeded
 with a random encoder output of the current batch (N_k and m_k reset to that single vector),
-so no code stays unused for long. Under ``torch.distributed`` the counts and sums are
+so no code stays unused for long. The default threshold of 1 (one vector's worth of smoothed
+mass, as in Jukebox's random restarts) re-seeds a code in the first step it goes unused;
+with 0.1 a code seeded with mass 1 stayed dead for ln(10) / (1 - decay) ~ 230 steps at decay
+0.99, and small runs spent those steps on a fraction of their codebook (measured on
+``shapes``: 29% of the codes used at step 250 against 69% with the threshold at 1). Under ``torch.distributed`` the counts and sums are
 all-reduced and re-seeding is decided on rank 0 and broadcast, so every process holds the
 same codebook. The codebook lives in buffers, not parameters: it is itself an average, so
 Polyak averaging (``models.ema``) copies it instead of averaging it again.
@@ -69,7 +73,7 @@ class VectorQuantizer(nn.Module):
         commitment: float = 0.25,
         decay: float = 0.99,
         eps: float = 1e-5,
-        dead_threshold: float = 0.1,
+        dead_threshold: float = 1.0,
     ):
         super().__init__()
         self.channels, self.num_codes, self.dim = channels, num_codes, dim
