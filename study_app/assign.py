@@ -143,7 +143,7 @@ _ACTIVE = _Sql(
     "WHERE a.rater_id = :rater AND s.lease_token = a.lease_token AND s.filled = false "
     "AND s.lease_expires_at > :now ORDER BY a.id LIMIT 1"
 )
-_CLAIM = _Sql(
+_CLAIM_SQL = (
     "UPDATE slot SET lease_token = :lease, lease_expires_at = :expires "
     "WHERE id = (SELECT s.id FROM slot s "
     "  WHERE s.study_id = :study AND s.filled = false "
@@ -152,12 +152,22 @@ _CLAIM = _Sql(
     "  AND EXISTS (SELECT 1 FROM study WHERE id = :study AND status = 'open') "
     "  ORDER BY s.slot_no, s.shuffle LIMIT 1{lock}) "
     "AND filled = false AND (lease_expires_at IS NULL OR lease_expires_at < :now) "
-    "RETURNING id, item_id",
-    postgresql_only=" FOR UPDATE SKIP LOCKED",
+    "RETURNING id, item_id"
 )
+_INSERT_ASSIGNMENT_COLUMNS = 'INSERT INTO assignment (study_id, token, item_id, rater_id, slot_id, lease_token, "left", issued_at, expires_at) '
+_ITEM_JOINS = "JOIN item i ON i.id = {item} JOIN image ia ON ia.id = i.image_a_id LEFT JOIN image ib ON ib.id = i.image_b_id"
+_CLAIM = _Sql(_CLAIM_SQL, postgresql_only=" FOR UPDATE SKIP LOCKED")
 _INSERT_ASSIGNMENT = _Sql(
-    'INSERT INTO assignment (study_id, token, item_id, rater_id, slot_id, lease_token, "left", issued_at, expires_at) '
-    "VALUES (:study, :token, :item, :rater, :slot, :lease, :left, :now, :expires)"
+    _INSERT_ASSIGNMENT_COLUMNS + "VALUES (:study, :token, :item, :rater, :slot, :lease, :left, :now, :expires)"
+)
+# PostgreSQL: claim, hand out and describe the task in one statement (one round trip, not three;
+# the same guarded UPDATE, and the INSERT runs exactly when the UPDATE claimed a slot).
+_CLAIM_ISSUE_PG = _Sql(
+    "WITH claimed AS (" + _CLAIM_SQL + "), "
+    "issued AS (" + _INSERT_ASSIGNMENT_COLUMNS +
+    "SELECT :study, :token, item_id, :rater, id, :lease, :left, :now, :expires FROM claimed RETURNING item_id) "
+    "SELECT i.class_name, ia.token, ib.token FROM issued " + _ITEM_JOINS.format(item="issued.item_id"),
+    postgresql_only=" FOR UPDATE SKIP LOCKED",
 )
 _ITEM = _Sql(
     "SELECT i.class_name, ia.token, ib.token FROM item i JOIN image ia ON ia.id = i.image_a_id "
@@ -176,17 +186,36 @@ _FIND_ASSIGNMENT = _Sql(
 _FILL_SLOT = _Sql(
     "UPDATE slot SET filled = true, lease_expires_at = NULL WHERE id = :slot AND lease_token = :lease AND filled = false"
 )
-_INSERT_ANSWER = _Sql(
+# PostgreSQL: find the assignment and fill its slot in one statement. The UPDATE changes the
+# slot only under the same conditions as _FILL_SLOT; the last column says whether it did.
+_FIND_FILL_PG = _Sql(
+    'WITH found AS (SELECT a.id, a.item_id, a.slot_id, a.lease_token, a."left", s.filled, s.lease_token AS slot_lease '
+    "  FROM assignment a JOIN slot s ON s.id = a.slot_id "
+    "  WHERE a.token = :token AND a.rater_id = :rater AND a.study_id = :study), "
+    "filled AS (UPDATE slot SET filled = true, lease_expires_at = NULL FROM found "
+    "  WHERE slot.id = found.slot_id AND slot.lease_token = found.lease_token AND slot.filled = false "
+    "  RETURNING slot.id) "
+    'SELECT found.id, found.item_id, found.slot_id, found.lease_token, found."left", found.filled, found.slot_lease, '
+    "EXISTS (SELECT 1 FROM filled) FROM found"
+)
+_INSERT_ANSWER_SQL = (
     'INSERT INTO answer (study_id, assignment_id, item_id, rater_id, "left", rating, choice, unknown_reason, '
     "response_ms, created_at) VALUES (:study, :assignment, :item, :rater, :left, :rating, :choice, :reason, :ms, :now)"
 )
+_INSERT_ANSWER = _Sql(_INSERT_ANSWER_SQL)
 _ENTER = _Sql(
     "INSERT INTO rater (study_id, participant, created_at, answered) VALUES (:study, :participant, :now, 0) "
     "ON CONFLICT (study_id, participant) DO NOTHING"
 )
 _RATER_ID = _Sql("SELECT id FROM rater WHERE study_id = :study AND participant = :participant")
 _CONSENT = _Sql("UPDATE rater SET consented_at = :now WHERE id = :rater AND consented_at IS NULL")
-_COUNT_ANSWER = _Sql("UPDATE rater SET answered = answered + 1 WHERE id = :rater RETURNING answered")
+_COUNT_ANSWER_SQL = "UPDATE rater SET answered = answered + 1 WHERE id = :rater RETURNING answered"
+_COUNT_ANSWER = _Sql(_COUNT_ANSWER_SQL)
+# PostgreSQL: store the answer and count it in one statement (both always run; a unique
+# violation of the INSERT fails the whole statement).
+_STORE_COUNT_PG = _Sql(
+    "WITH stored AS (" + _INSERT_ANSWER_SQL + " RETURNING id) " + _COUNT_ANSWER_SQL
+)
 
 
 def _integrity_errors(engine: Engine) -> tuple[type[BaseException], ...]:
@@ -194,7 +223,11 @@ def _integrity_errors(engine: Engine) -> tuple[type[BaseException], ...]:
 
 
 def _task(cur: _Cursor, study: Study, token: str, item_id: int, left: str, done: int) -> Task:
-    class_name, token_a, token_b = cur.one(_ITEM, {"item": item_id})
+    return _described(study, token, cur.one(_ITEM, {"item": item_id}), left, done)
+
+
+def _described(study: Study, token: str, item_row, left: str, done: int) -> Task:
+    class_name, token_a, token_b = item_row
     tokens = (token_a,) if token_b is None else ((token_a, token_b) if left == "a" else (token_b, token_a))
     return Task(token, class_name, tokens, done, study.tasks_per_rater)
 
@@ -213,18 +246,24 @@ def _next_locked(cur: _Cursor, study: Study, rater_id: int, done: int, rng) -> T
         return _task(cur, study, active[0], active[1], active[2], done)
     if done >= study.tasks_per_rater:
         return _finish(cur, rater_id, now, done)
-    lease = new_token()
+    lease, token = new_token(), new_token()
     expires = now + dt.timedelta(seconds=study.lease_seconds)
-    claimed = cur.one(_CLAIM, {"lease": lease, "expires": cur.time(expires), "study": study.id,
-                               "now": cur.time(now), "rater": rater_id})
+    left = "a" if study.kind == "rating" else (rng or _SYSTEM_RANDOM).choice("ab")
+    params = {"lease": lease, "expires": cur.time(expires), "study": study.id, "now": cur.time(now), "rater": rater_id}
+    if cur.dialect == "postgresql":
+        params.update(token=token, left=left)
+        issued = cur.one(_CLAIM_ISSUE_PG, params)
+        claimed = issued
+    else:
+        claimed = cur.one(_CLAIM, params)
     if claimed is None:
         if cur.one(_STATUS, {"study": study.id})[0] != "open":
             # No new tasks; whoever answered something gets their code.
             return _finish(cur, rater_id, now, done) if done else Closed()
         return _finish(cur, rater_id, now, done)
+    if cur.dialect == "postgresql":
+        return _described(study, token, issued, left, done)
     slot_id, item_id = claimed
-    left = "a" if study.kind == "rating" else (rng or _SYSTEM_RANDOM).choice("ab")
-    token = new_token()
     cur.run(_INSERT_ASSIGNMENT, {"study": study.id, "token": token, "item": item_id, "rater": rater_id,
                                  "slot": slot_id, "lease": lease, "left": left, "now": cur.time(now),
                                  "expires": cur.time(expires)})
@@ -272,13 +311,18 @@ def _store(cur: _Cursor, study: Study, rater_id: int, assignment_token: str, par
     """Store one validated answer in the open transaction; returns the rater's answered count
     (and, by updating it, holds the rater's row lock until the transaction ends)."""
     rating, side, unknown_reason = parsed
-    row = cur.one(_FIND_ASSIGNMENT, {"token": assignment_token, "rater": rater_id, "study": study.id})
+    find = {"token": assignment_token, "rater": rater_id, "study": study.id}
+    row = cur.one(_FIND_FILL_PG if cur.dialect == "postgresql" else _FIND_ASSIGNMENT, find)
     if row is None:
         raise AnswerRejected(404, "no such task for this rater")
-    assignment_id, item_id, slot_id, lease, left, filled, slot_lease = row
+    assignment_id, item_id, slot_id, lease, left, filled, slot_lease = row[:7]
     if filled and slot_lease == lease:
-        raise AnswerRejected(409, "this task was already answered")
-    if cur.run(_FILL_SLOT, {"slot": slot_id, "lease": lease}).rowcount != 1:
+        raise AnswerRejected(409, "this task was already answered")  # (nothing was changed)
+    if cur.dialect == "postgresql":
+        stored = row[7]
+    else:
+        stored = cur.run(_FILL_SLOT, {"slot": slot_id, "lease": lease}).rowcount == 1
+    if not stored:
         raise AnswerRejected(409, "this task expired and was given to someone else")
     if side == "left":
         choice = left
@@ -286,9 +330,11 @@ def _store(cur: _Cursor, study: Study, rater_id: int, assignment_token: str, par
         choice = "b" if left == "a" else "a"
     else:
         choice = side  # None for ratings, "unknown"
-    cur.run(_INSERT_ANSWER, {"study": study.id, "assignment": assignment_id, "item": item_id,
-                             "rater": rater_id, "left": left, "rating": rating, "choice": choice,
-                             "reason": unknown_reason, "ms": response_ms, "now": cur.time(utcnow())})
+    params = {"study": study.id, "assignment": assignment_id, "item": item_id, "rater": rater_id, "left": left,
+              "rating": rating, "choice": choice, "reason": unknown_reason, "ms": response_ms, "now": cur.time(utcnow())}
+    if cur.dialect == "postgresql":
+        return cur.one(_STORE_COUNT_PG, params)[0]
+    cur.run(_INSERT_ANSWER, params)
     return cur.one(_COUNT_ANSWER, {"rater": rater_id})[0]
 
 
