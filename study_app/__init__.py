@@ -23,11 +23,9 @@ from pathlib import Path
 
 def create_app(test_config: dict | None = None):
     from flask import Flask
-    from flask_wtf.csrf import CSRFProtect
-
     from study_app import admin, db, images, rater, web
-    from study_app.security import (RateLimiter, VerifiedCookieSessionInterface, admin_password_hash_from_env,
-                                    parse_rate, secret_key_from_env)
+    from study_app.security import (RateLimiter, StudyCSRFProtect, VerifiedCookieSessionInterface,
+                                    admin_password_hash_from_env, parse_rate, secret_key_from_env)
 
     instance_dir = os.environ.get("HVQEVAL_INSTANCE_DIR")
     app = Flask(__name__, instance_relative_config=True,
@@ -67,7 +65,7 @@ def create_app(test_config: dict | None = None):
 
     app.session_interface = VerifiedCookieSessionInterface()
     app.extensions["study_rate_limiter"] = RateLimiter()
-    CSRFProtect(app)
+    StudyCSRFProtect(app)
     web.init_app(app)
     app.register_blueprint(rater.bp)
     app.register_blueprint(images.bp)

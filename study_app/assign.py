@@ -126,7 +126,8 @@ class _Cursor:
 
     def time(self, value: dt.datetime):
         # SQLAlchemy's SQLite DateTime format, so ORM reads and these writes agree.
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f") if self.dialect == "sqlite" else value
+        # (isoformat with microseconds is strftime("%Y-%m-%d %H:%M:%S.%f"), several times faster)
+        return value.isoformat(" ", "microseconds") if self.dialect == "sqlite" else value
 
     def run(self, stmt: _Sql, params: dict):
         self.cursor.execute(getattr(stmt, self.dialect), params)

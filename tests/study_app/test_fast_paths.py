@@ -256,3 +256,18 @@ def test_load_generator_http_client_keeps_alive_and_reads_every_body_kind():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_csrf_token_is_looked_for_where_the_request_can_carry_it(app, db_url, sets, tmp_path, new_rater):
+    summary = create_study(db_url, StudySettings(
+        name="csrf", kind="rating", sources=(SourceSpec("ff", str(sets["ff"].path)),),
+        classes=(3,), per_class=2, answers_per_item=1, tasks_per_rater=2), tmp_path)
+    rater = new_rater(summary.public_id, "PID-5")
+    path = f"/s/{summary.public_id}/api/next"
+    assert rater.client.post(path, json={}).status_code == 400  # JSON without the header
+    assert rater.client.post(path, json={"csrf_token": rater.csrf}).status_code == 400  # not a form field
+    assert rater.client.post(path, json={}, headers={"X-CSRFToken": rater.csrf[:-3] + "abc"}).status_code == 400
+    assert rater.client.post(path, json={}, headers={"X-CSRFToken": rater.csrf}).status_code == 200
+    assert rater.client.post(path, data={"csrf_token": rater.csrf}).status_code == 200  # a form field counts
+    assert rater.client.post(path, data={"other": "x"}, headers={"X-CSRFToken": rater.csrf}).status_code == 200
+    assert rater.client.post(path, data={"other": "x"}).status_code == 400
