@@ -31,30 +31,37 @@ from hvqeval.errors import HvqevalError
 
 CARDS = {"ff": "tiny_ff", "msp": "tiny_msp"}
 LABELS = {"ff": "FF", "msp": "MSP"}
-# The tiny cards at half width and batch 16: a level-1 step costs about a quarter, so the
-# demo's budget buys ~4x more steps; with so few steps a higher learning rate pays (300 steps
-# of level 1 on shapes: 5.36 bits/dim at 3e-3 against 5.96 at the card's 1e-3). All of it is
+# The tiny cards at half width and batch 16, on 16x16 images with 8x8 level-1 codes (a factor
+# of 2, as the paper's level 1 at 256x256). Measured on 2 cores: a 32x32 level-1 step costs
+# 3x a 16x16 one, and a prior on 16x16 codes 5x one on 8x8 codes; at 32x32 the budget bought
+# ~250 steps per stage and the samples were colour blobs, at 16x16 it buys ~4x more and the
+# prior learns the class layouts (bits per code with the true class 1.37 against 2.39 with
+# another class after 3,000 prior steps). With few steps a higher learning rate pays (300
+# level-1 steps: 5.36 bits/dim at 3e-3 against 5.96 at the card's 1e-3). 8 MSP masks per
+# image cover about a quarter of a 16x16 image, as the card's 30 do at 32x32. All of it is
 # recorded in each run's config.json.
+IMAGE_SIZE = 16
 DEMO_CARD_SETTINGS = {
-    "ff": ["level.0.encoder.hidden=32", "level.0.encoder.bottleneck=16", "level.0.aux_decoder.hidden=32",
+    "ff": [f"model.image_size={IMAGE_SIZE}", "level.0.codes.resolution=8",
+           "level.0.encoder.hidden=32", "level.0.encoder.bottleneck=16", "level.0.aux_decoder.hidden=32",
            "level.0.aux_decoder.bottleneck=16", "level.0.modulator.hidden=32", "level.0.modulator.bottleneck=16",
            "level.0.training.batch_size=16", "prior.training.batch_size=16",
-           "level.0.training.learning_rate=3e-3", "prior.training.learning_rate=2e-3",
-           # 16x16 codes (factor 2, as the paper's level 1 at 256x256): after 300 steps the
-           # decoder already follows the codes (4.2 bits/dim with an image's own codes against
-           # 4.7 with another image's), while at 8x8 it still ignores them (4.29 vs 4.30).
-           "level.0.codes.resolution=16"],
+           "level.0.training.learning_rate=3e-3", "prior.training.learning_rate=2e-3"],
 }
 DEMO_CARD_SETTINGS["msp"] = DEMO_CARD_SETTINGS["ff"] + [
-    "level.0.aux_decoder.teacher.hidden=32", "level.0.aux_decoder.teacher.bottleneck=16"]
+    "level.0.aux_decoder.teacher.hidden=32", "level.0.aux_decoder.teacher.bottleneck=16",
+    "level.0.aux_decoder.masks_per_image=8"]
 DATASET_CARD_SETTINGS = {"shapes": []}  # card overrides per training dataset
 NUM_CLASSES = {"shapes": 10}
-PLAN_VERSION = 2
-# Step costs relative to a level-1 step of tiny_ff (measured with benchmarks/train_speed.py):
-# the MSP level also trains a teacher; the prior works on 16x16 codes instead of 32x32 pixels.
-MSP_COST = 1.3
+PLAN_VERSION = 3
+# Step costs relative to a level-1 step of the demo's tiny_ff (measured: 10.5 FF, 9.1 MSP and
+# 17 prior steps/s on 2 cores): the MSP level also trains a teacher; the prior works on 8x8
+# codes instead of 16x16 pixels. The prior gets PRIOR_STEPS_PER_LEVEL_STEP times the steps of
+# a level: it has to learn each class's global layout, which takes it the longest.
+MSP_COST = 1.15
 PRIOR_COST = 0.6
-FIXED_SECONDS = 300.0
+PRIOR_STEPS_PER_LEVEL_STEP = 4
+FIXED_SECONDS = 150.0
 MIN_STEPS = 10  # a --minutes 1 run is a smoke run: every step works, the models learn little
 # Training images per split: the prior's stage encodes the whole training split once
 # (Algorithm 1), so the demo uses the first 4,000 (400 per class) instead of 50,000.
@@ -169,13 +176,15 @@ class Demo:
         sec_level = self._time_stage("ff", ["--level", "1"], 6)
         budget = self.minutes * 60.0
         # Everything but training (classifier, sampling, metrics, studies, report) takes
-        # roughly FIXED_SECONDS; training gets the rest. One step of each of the four
-        # stages costs about (1 + MSP_COST + 2 * PRIOR_COST) level-1 FF steps.
+        # roughly FIXED_SECONDS; training gets the rest. One level step of each hierarchy
+        # and the prior steps that go with it cost about
+        # (1 + MSP_COST + 2 * PRIOR_STEPS_PER_LEVEL_STEP * PRIOR_COST) level-1 FF steps.
         train_budget = max(budget - FIXED_SECONDS, 0.3 * budget)
-        level_steps = int(train_budget / (sec_level * (1 + MSP_COST + 2 * PRIOR_COST)))
+        per_level_step = 1 + MSP_COST + 2 * PRIOR_STEPS_PER_LEVEL_STEP * PRIOR_COST
+        level_steps = int(train_budget / (sec_level * per_level_step))
         sec_prior = PRIOR_COST * sec_level
         level_steps = max(MIN_STEPS, min(level_steps, 3000))
-        prior_steps = level_steps
+        prior_steps = PRIOR_STEPS_PER_LEVEL_STEP * level_steps
         per_class = 4 if self.minutes < 3 else 10 if self.minutes < 10 else 20
         evaluation_images = 1000 if self.minutes < 3 else 5000
         classifier_steps = max(60, min(int(20 * self.minutes), 600))  # 300 reach ~100% accuracy
@@ -202,7 +211,7 @@ class Demo:
         results.parent.mkdir(parents=True, exist_ok=True)
         self.step("classifier", lambda: self.run_cli([
             "features", "train", "--data", self.data, "--out", str(weights), "--steps", str(plan.classifier_steps),
-            "--image-size", "32", "--device", "cpu"]))
+            "--image-size", str(IMAGE_SIZE), "--device", "cpu"]))
         for key in CARDS:
             run = self.path("runs", CARDS[key])
             self.step(f"train_{key}", lambda run=run, key=key: self._train(key, run, plan))

@@ -37,8 +37,11 @@ def png_data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def class_grid(sample_dir: Path, per_row: int = 10, scale: int = 2) -> tuple[Image.Image, list[str]]:
-    """One row per class (up to ``per_row`` samples each); returns the grid and row labels."""
+def class_grid(sample_dir: Path, per_row: int = 10, scale: int | None = None) -> tuple[Image.Image, list[str]]:
+    """One row per class (up to ``per_row`` samples each); returns the grid and row labels.
+
+    ``scale``: nearest-neighbour enlargement; by default images are shown at least 64 pixels wide.
+    """
     from hvqeval.sample_set import SampleSet
 
     sample_set = SampleSet.load(sample_dir)
@@ -55,13 +58,16 @@ def class_grid(sample_dir: Path, per_row: int = 10, scale: int = 2) -> tuple[Ima
             y, x = pad + r * (size + pad), pad + c * (size + pad)
             grid[y:y + size, x:x + size] = sample_set.uint8(index)
     image = Image.fromarray(grid)
+    scale = scale or max(2, 64 // size)
     return image.resize((image.width * scale, image.height * scale), Image.NEAREST), labels
 
 
-def _img(path: Path, alt: str, scale: int = 2) -> str:
+def _img(path: Path, alt: str) -> str:
+    """A figure enlarged (nearest neighbour) by 2-4x when it is small, inlined as a data URI."""
     with Image.open(path) as image:
         image = image.convert("RGB")
         if image.width < 600:
+            scale = min(4, max(2, 600 // image.width))
             image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
         return f'<img class="grid" alt="{html.escape(alt)}" src="{png_data_uri(image)}">'
 
