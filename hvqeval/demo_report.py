@@ -102,7 +102,7 @@ def provenance_html(results: Path) -> str:
 
 
 def build_report(demo: "Demo", plan: "DemoPlan", results: Path) -> str:
-    from hvqeval.demo import CARDS, LABELS
+    from hvqeval.demo import CARDS, IMAGE_SIZE, LABELS
 
     esc = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -110,7 +110,7 @@ def build_report(demo: "Demo", plan: "DemoPlan", results: Path) -> str:
            "<h1>Hierarchical autoregressive image models: demo report</h1>",
            f'<p>Two two-level hierarchies (a VQ autoencoder with a feed-forward or a masked self-prediction '
            f'auxiliary decoder, and a class-conditional attention prior on its codes; De Fauw et al. 2019) trained on '
-           f'<code>{esc(plan.data)}</code>: {plan.level_steps} steps for each level, {plan.prior_steps} for each '
+           f'<code>{esc(plan.data)}</code> at {IMAGE_SIZE}×{IMAGE_SIZE}: {plan.level_steps} steps for each level, {plan.prior_steps} for each '
            f'prior, {plan.per_class} samples per class. Everything below was made by the commands listed at the end.</p>']
 
     out.append("<h2>Samples per class</h2>")
