@@ -16,7 +16,7 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from werkzeug.exceptions import TooManyRequests
 
 from study_app import export, progress
-from study_app.security import check_admin_password, parse_rate
+from study_app.security import check_admin_password
 from study_app.web import engine
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -40,8 +40,7 @@ def login():
         abort(404, "the admin pages are off: set HVQEVAL_ADMIN_PASSWORD_HASH or HVQEVAL_ADMIN_PASSWORD")
     error = None
     if request.method == "POST":
-        count, period = parse_rate(current_app.config["RATE_LIMIT_LOGIN"])
-        if not current_app.extensions["study_rate_limiter"].hit(f"login:{request.remote_addr}", count, period):
+        if not current_app.extensions["study_rate_limits"].hit("login", request.remote_addr or "-"):
             raise TooManyRequests("too many login attempts; wait a minute")
         if check_admin_password(current_app.config["ADMIN_PASSWORD_HASH"], str(request.form.get("password", ""))):
             session.clear()

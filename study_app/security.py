@@ -1,23 +1,29 @@
 """Security plumbing of the web app: response headers, rate limits, secret key and admin password.
 
-Rate limits are fixed windows counted in the memory of each server process: with N
-gunicorn workers a client can reach at most N times the limit. They exist to stop a runaway
+Rate limits are fixed windows counted by the ``limits`` library in the storage named by
+``HVQEVAL_RATE_LIMIT_STORAGE``: ``memory://`` (the default) counts in each server process, so
+with N gunicorn workers a client can reach N times the limit; ``redis://HOST:PORT/DB`` counts
+once for all workers and hosts that share that Redis database. They exist to stop a runaway
 script or a stuck key from flooding the study, not as a defence against a botnet (put a
 reverse proxy in front for that).
 """
 
 from __future__ import annotations
 
-import functools
+import logging
 import os
+import re
 import secrets
-import threading
 import time
 
 from flask import current_app, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from itsdangerous import BadSignature
+from limits import RateLimitItemPerSecond
+from limits import errors as limits_errors
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from study_app.errors import ConfigurationError
@@ -100,40 +106,91 @@ SECURITY_HEADERS = {
 }
 
 
-@functools.lru_cache(maxsize=64)  # read on every request; a bad value raises (and is not cached)
-def parse_rate(text: str) -> tuple[int, float]:
-    """'120/60' -> (120 requests, per 60 seconds)."""
+def parse_rate(text: str, setting: str = "rate limit") -> tuple[int, int]:
+    """'120/60' -> (120 requests, per 60 seconds); ``setting`` names the value in the error."""
     try:
         count, _, seconds = str(text).partition("/")
         parsed = int(count), float(seconds or 60)
     except ValueError:
-        raise ConfigurationError(f"rate limit {text!r}: expected COUNT/SECONDS such as 120/60") from None
-    if parsed[0] < 1 or parsed[1] <= 0:
-        raise ConfigurationError(f"rate limit {text!r}: count and seconds must be positive")
-    return parsed
+        raise ConfigurationError(f"{setting}={text!r}: expected COUNT/SECONDS such as 120/60") from None
+    if parsed[0] < 1 or parsed[1] < 1 or not parsed[1].is_integer():
+        raise ConfigurationError(f"{setting}={text!r}: COUNT and SECONDS must be whole numbers of at least 1, "
+                                 "such as 120/60")
+    return parsed[0], int(parsed[1])
 
 
-class RateLimiter:
-    """Fixed-window counters per key (e.g. ``ip:1.2.3.4``, ``rater:17``) in this process."""
+DEFAULT_RATE_LIMIT_STORAGE = "memory://"
+STORAGE_SETTING = "HVQEVAL_RATE_LIMIT_STORAGE"
+# Redis calls on the request path give up quickly rather than holding a rater's request.
+_REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
+_REDIS_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+STORAGE_RETRY_SECONDS = 10.0
+_log = logging.getLogger(__name__)
 
-    def __init__(self):
-        self._windows: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
-        self._last_sweep = time.monotonic()
 
-    def hit(self, key: str, limit: int, period: float) -> bool:
-        """Count one request; False when the key is over its limit in the current window."""
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last_sweep > 300:  # forget idle keys so memory stays bounded
-                self._windows = {k: v for k, v in self._windows.items() if now - v[0] < 300}
-                self._last_sweep = now
-            start, count = self._windows.get(key, (now, 0))
-            if now - start >= period:
-                start, count = now, 0
-            count += 1
-            self._windows[key] = (start, count)
-            return count <= limit
+def _shown(uri: str) -> str:
+    """The storage URI without its password, for messages."""
+    return re.sub(r"://[^@/]*@", "://***@", uri)
+
+
+def open_rate_limit_storage(uri: str) -> Storage:
+    """The ``limits`` storage for ``uri``, checked once: an unknown scheme, a malformed URI or
+    an unreachable server is a one-line ConfigurationError naming HVQEVAL_RATE_LIMIT_STORAGE."""
+    shown = _shown(uri)
+    hint = "use memory:// (counts per server process) or redis://HOST:PORT/DB (shared by all workers)"
+    scheme = uri.partition("://")[0]
+    options = dict(_REDIS_TIMEOUTS) if scheme in _REDIS_SCHEMES else {}
+    try:
+        storage = storage_from_string(uri, wrap_exceptions=True, **options)
+    except Exception as exc:  # unknown scheme, missing client library, malformed host or port
+        reason = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).replace(uri, shown)
+        raise ConfigurationError(f"{STORAGE_SETTING}={shown!r}: {reason}; {hint}") from None
+    if not isinstance(storage, Storage):
+        raise ConfigurationError(f"{STORAGE_SETTING}={shown!r}: asynchronous storages cannot be used here; {hint}")
+    try:
+        healthy = storage.check()
+    except Exception:  # noqa: BLE001 - any failure of the check means the same to the operator
+        healthy = False
+    if not healthy:
+        raise ConfigurationError(f"{STORAGE_SETTING}={shown!r}: cannot reach the rate-limit storage; start it, "
+                                 f"or fix its host, port, database and password, or {hint}")
+    return storage
+
+
+def close_rate_limit_storage(storage: Storage) -> None:
+    """Close the storage's connections (a server's, before gunicorn forks its workers)."""
+    connection = getattr(storage, "get_connection", None)
+    if connection is not None:
+        connection().close()
+
+
+class RateLimits:
+    """Named fixed-window limits (``ip``, ``rater``, ``login``) over one ``limits`` storage.
+
+    The limits are parsed once (per app, i.e. per server process); a request only counts a hit.
+    Should the storage fail while serving (Redis restarted or unreachable), requests are let
+    through and limits are skipped for ``STORAGE_RETRY_SECONDS`` with one warning in the log:
+    a flood guard must not turn raters away with errors.
+    """
+
+    def __init__(self, storage: Storage, rates: dict[str, tuple[int, int]]):
+        self.storage = storage
+        self._limiter = FixedWindowRateLimiter(storage)
+        self._items = {name: RateLimitItemPerSecond(count, seconds, namespace=f"hvqeval-{name}")
+                       for name, (count, seconds) in rates.items()}
+        self._skip_until = 0.0
+
+    def hit(self, name: str, who: str) -> bool:
+        """Count one request of ``who`` against the limit ``name``; False when it is over the limit."""
+        if self._skip_until and time.monotonic() < self._skip_until:
+            return True
+        try:
+            return self._limiter.hit(self._items[name], who)
+        except limits_errors.StorageError as exc:
+            self._skip_until = time.monotonic() + STORAGE_RETRY_SECONDS
+            _log.warning("rate-limit storage failed (%s: %s); limits skipped for %.0f s",
+                         type(exc.storage_error).__name__, exc.storage_error, STORAGE_RETRY_SECONDS)
+            return True
 
 
 def secret_key_from_env(testing: bool) -> str:

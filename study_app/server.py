@@ -13,10 +13,14 @@ from study_app.errors import ConfigurationError
 
 
 def check_production_config() -> None:
-    """Refuse to serve without the settings production needs (before any worker starts)."""
-    from study_app.security import secret_key_from_env
+    """Refuse to serve without the settings production needs, or with a rate-limit storage that
+    cannot be used (before any worker starts, so the error is one line and not one per worker)."""
+    from study_app.security import (DEFAULT_RATE_LIMIT_STORAGE, close_rate_limit_storage, open_rate_limit_storage,
+                                    secret_key_from_env)
 
     secret_key_from_env(testing=False)
+    close_rate_limit_storage(open_rate_limit_storage(
+        os.environ.get("HVQEVAL_RATE_LIMIT_STORAGE") or DEFAULT_RATE_LIMIT_STORAGE))
 
 
 def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int = 2, threads: int = 4,

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 from study_app import assign
 from study_app.db import get_engine, read_session
 from study_app.models import Study
-from study_app.security import SECURITY_HEADERS, parse_rate
+from study_app.security import SECURITY_HEADERS
 
 STUDY_CACHE_SECONDS = 5.0
 _study_cache: dict[tuple[str, str], tuple[float, Study | None]] = {}
@@ -50,19 +50,18 @@ def _wants_json() -> bool:
     return "/api/" in request.path
 
 
-def _limit(key: str, rate: str) -> None:
-    count, period = parse_rate(rate)
-    if not current_app.extensions["study_rate_limiter"].hit(key, count, period):
-        raise TooManyRequests("too many requests; slow down and try again in a minute")
+TOO_MANY_REQUESTS = "too many requests; slow down and try again in a minute"
 
 
 def _before_request():
     if request.endpoint == "static":
         return
-    _limit(f"ip:{request.remote_addr}", current_app.config["RATE_LIMIT_IP"])
+    rate_limits = current_app.extensions["study_rate_limits"]
+    if not rate_limits.hit("ip", request.remote_addr or "-"):
+        raise TooManyRequests(TOO_MANY_REQUESTS)
     rater_id = session.get("rater_id")
-    if rater_id is not None and _wants_json():
-        _limit(f"rater:{rater_id}", current_app.config["RATE_LIMIT_RATER"])
+    if rater_id is not None and _wants_json() and not rate_limits.hit("rater", rater_id):
+        raise TooManyRequests(TOO_MANY_REQUESTS)
 
 
 _SECURITY_HEADER_ITEMS = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS.items())
