@@ -153,9 +153,8 @@ def test_remembered_session_cookies_are_still_checked(app, db_url, sets, tmp_pat
     assert rater.api("next").status_code in (400, 403)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # a SQLite file recreated is the case
 def test_consent_examples_are_per_study_even_with_reused_ids(db_url, sets, tmp_path, tmp_path_factory):
-    if db_url.startswith("postgresql"):
-        pytest.skip("the same SQLite file recreated is the case under test")
     app = create_app({"TESTING": True, "SECRET_KEY": SECRET, "DATABASE_URL": db_url, "RATE_LIMIT_RATER": "1000/60",
                       "RATE_LIMIT_IP": "1000/60"})
     first = create_study(db_url, StudySettings(
@@ -183,9 +182,8 @@ def test_consent_examples_are_per_study_even_with_reused_ids(db_url, sets, tmp_p
     assert two and not one & two
 
 
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 def test_idle_pooled_postgresql_connections_are_replaced_when_dead(db_url, monkeypatch):
-    if not db_url.startswith("postgresql"):
-        pytest.skip("pings are for PostgreSQL")
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
     engine = get_engine(db_url)
     with driver_transaction(engine, write=False) as cur:
