@@ -17,6 +17,9 @@ How (see also the diagram in ``models.py``):
   is locked first (``SELECT ... FOR UPDATE``) so one rater's parallel requests queue up.
 * **Submit** fills the slot only ``WHERE lease_token = <the rater's> AND NOT filled``; the
   answer row has ``UNIQUE(assignment_id)`` and ``UNIQUE(item_id, rater_id)``.
+* On SQLite the statements run from Python in one ``BEGIN IMMEDIATE`` transaction; on
+  PostgreSQL the same statements run inside the database, in the functions
+  ``hvqeval_answer`` and ``hvqeval_next_task`` (migration 0002), one call per request.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from study_app.db import driver_transaction
+from study_app.db import driver_statement, driver_transaction
 from study_app.models import Study
 
 UNKNOWN_REASONS = ("image-failed", "cannot-decide", "other")
@@ -80,28 +83,40 @@ class Closed:
 
 def enter(engine: Engine, study_id: int, participant: str) -> int:
     """The rater id for this participant of this study, created on first entry (race-free)."""
+    params = {"study": study_id, "participant": participant}
+    if engine.dialect.name == "postgresql":
+        # One statement: insert, or find the row that is there. Its snapshot cannot see a row
+        # that a concurrent first entry of the same participant committed meanwhile; the next
+        # statement can.
+        for _attempt in range(CLAIM_RETRIES):
+            with _statement(engine) as cur:
+                row = cur.one(_ENTER_PG, {**params, "now": utcnow()})
+            if row is not None:
+                return row[0]
+        raise AnswerRejected(503, "too many parallel entries for this participant; try again")
     with _transaction(engine) as cur:
-        cur.run(_ENTER, {"study": study_id, "participant": participant, "now": cur.time(utcnow())})
-        return cur.one(_RATER_ID, {"study": study_id, "participant": participant})[0]
+        cur.run(_ENTER, {**params, "now": cur.time(utcnow())})
+        return cur.one(_RATER_ID, params)[0]
 
 
 def record_consent(engine: Engine, rater_id: int) -> None:
-    with _transaction(engine) as cur:
+    with _statement(engine) as cur:
         cur.run(_CONSENT, {"rater": rater_id, "now": cur.time(utcnow())})
 
 
-# The hot paths run prebuilt SQL straight on the driver's cursor inside a SQLAlchemy-managed
-# transaction: one statement per step and no per-call statement building, so a claim or a
-# submit costs a handful of round trips and little CPU (docs/BENCHMARKS.md).
+# The hot paths run prebuilt SQL straight on the driver's cursor (no per-call statement
+# building): on SQLite a few statements inside one BEGIN IMMEDIATE transaction, on PostgreSQL
+# one call of a function of migration 0002 in autocommit, i.e. one round trip per request
+# (each round trip gives up the GIL and queues to get it back; docs/BENCHMARKS.md).
 _PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
 
 
 class _Sql:
     """One statement in both drivers' parameter styles (sqlite3 ``:name``, psycopg ``%(name)s``)."""
 
-    def __init__(self, sql: str, postgresql_only: str = "", sqlite_only: str = ""):
-        self.sqlite = sql.format(lock=sqlite_only)
-        self.postgresql = _PARAM.sub(r"%(\1)s", sql.format(lock=postgresql_only))
+    def __init__(self, sql: str):
+        self.sqlite = sql
+        self.postgresql = _PARAM.sub(r"%(\1)s", sql)
 
 
 @contextlib.contextmanager
@@ -110,10 +125,21 @@ def _transaction(engine: Engine, write: bool = True):
         yield _Cursor(engine.dialect.name, cursor)
 
 
+@contextlib.contextmanager
+def _statement(engine: Engine):
+    """For a single statement that is a whole transaction (one round trip on PostgreSQL)."""
+    with driver_statement(engine) as cursor:
+        yield _Cursor(engine.dialect.name, cursor)
+
+
 def study_status(engine: Engine, study_id: int) -> str | None:
     """The study's status as stored now ("open", "closed"; None if there is no such study)."""
-    with _transaction(engine, write=False) as cur:
-        row = cur.one(_STATUS, {"study": study_id})
+    if engine.dialect.name == "postgresql":
+        with _statement(engine) as cur:
+            row = cur.one(_STATUS, {"study": study_id})
+    else:
+        with _transaction(engine, write=False) as cur:
+            row = cur.one(_STATUS, {"study": study_id})
     return None if row is None else row[0]
 
 
@@ -137,38 +163,29 @@ class _Cursor:
         return self.run(stmt, params).fetchone()
 
 
-# Queues one rater's parallel requests (two tabs); SQLite already holds the write lock.
-_LOCK_RATER = _Sql("SELECT answered FROM rater WHERE id = :rater{lock}", postgresql_only=" FOR UPDATE")
+# SQLite runs these statements from Python inside BEGIN IMMEDIATE (writers are serialised, so
+# the claim needs no row lock); PostgreSQL runs the same statements inside the functions of
+# migration 0002 (row lock on the rater, FOR UPDATE SKIP LOCKED in the claim).
+_LOCK_RATER = _Sql("SELECT answered FROM rater WHERE id = :rater")
 _ACTIVE = _Sql(
     'SELECT a.token, a.item_id, a."left" FROM assignment a JOIN slot s ON s.id = a.slot_id '
     "WHERE a.rater_id = :rater AND s.lease_token = a.lease_token AND s.filled = false "
     "AND s.lease_expires_at > :now ORDER BY a.id LIMIT 1"
 )
-_CLAIM_SQL = (
+_CLAIM = _Sql(
     "UPDATE slot SET lease_token = :lease, lease_expires_at = :expires "
     "WHERE id = (SELECT s.id FROM slot s "
     "  WHERE s.study_id = :study AND s.filled = false "
     "  AND (s.lease_expires_at IS NULL OR s.lease_expires_at < :now) "
     "  AND NOT EXISTS (SELECT 1 FROM assignment a WHERE a.rater_id = :rater AND a.item_id = s.item_id) "
     "  AND EXISTS (SELECT 1 FROM study WHERE id = :study AND status = 'open') "
-    "  ORDER BY s.slot_no, s.shuffle LIMIT 1{lock}) "
+    "  ORDER BY s.slot_no, s.shuffle LIMIT 1) "
     "AND filled = false AND (lease_expires_at IS NULL OR lease_expires_at < :now) "
     "RETURNING id, item_id"
 )
-_INSERT_ASSIGNMENT_COLUMNS = 'INSERT INTO assignment (study_id, token, item_id, rater_id, slot_id, lease_token, "left", issued_at, expires_at) '
-_ITEM_JOINS = "JOIN item i ON i.id = {item} JOIN image ia ON ia.id = i.image_a_id LEFT JOIN image ib ON ib.id = i.image_b_id"
-_CLAIM = _Sql(_CLAIM_SQL, postgresql_only=" FOR UPDATE SKIP LOCKED")
 _INSERT_ASSIGNMENT = _Sql(
-    _INSERT_ASSIGNMENT_COLUMNS + "VALUES (:study, :token, :item, :rater, :slot, :lease, :left, :now, :expires)"
-)
-# PostgreSQL: claim, hand out and describe the task in one statement (one round trip, not three;
-# the same guarded UPDATE, and the INSERT runs exactly when the UPDATE claimed a slot).
-_CLAIM_ISSUE_PG = _Sql(
-    "WITH claimed AS (" + _CLAIM_SQL + "), "
-    "issued AS (" + _INSERT_ASSIGNMENT_COLUMNS +
-    "SELECT :study, :token, item_id, :rater, id, :lease, :left, :now, :expires FROM claimed RETURNING item_id) "
-    "SELECT i.class_name, ia.token, ib.token FROM issued " + _ITEM_JOINS.format(item="issued.item_id"),
-    postgresql_only=" FOR UPDATE SKIP LOCKED",
+    'INSERT INTO assignment (study_id, token, item_id, rater_id, slot_id, lease_token, "left", issued_at, expires_at) '
+    "VALUES (:study, :token, :item, :rater, :slot, :lease, :left, :now, :expires)"
 )
 _ITEM = _Sql(
     "SELECT i.class_name, ia.token, ib.token FROM item i JOIN image ia ON ia.id = i.image_a_id "
@@ -187,18 +204,6 @@ _FIND_ASSIGNMENT = _Sql(
 _FILL_SLOT = _Sql(
     "UPDATE slot SET filled = true, lease_expires_at = NULL WHERE id = :slot AND lease_token = :lease AND filled = false"
 )
-# PostgreSQL: find the assignment and fill its slot in one statement. The UPDATE changes the
-# slot only under the same conditions as _FILL_SLOT; the last column says whether it did.
-_FIND_FILL_PG = _Sql(
-    'WITH found AS (SELECT a.id, a.item_id, a.slot_id, a.lease_token, a."left", s.filled, s.lease_token AS slot_lease '
-    "  FROM assignment a JOIN slot s ON s.id = a.slot_id "
-    "  WHERE a.token = :token AND a.rater_id = :rater AND a.study_id = :study), "
-    "filled AS (UPDATE slot SET filled = true, lease_expires_at = NULL FROM found "
-    "  WHERE slot.id = found.slot_id AND slot.lease_token = found.lease_token AND slot.filled = false "
-    "  RETURNING slot.id) "
-    'SELECT found.id, found.item_id, found.slot_id, found.lease_token, found."left", found.filled, found.slot_lease, '
-    "EXISTS (SELECT 1 FROM filled) FROM found"
-)
 _INSERT_ANSWER_SQL = (
     'INSERT INTO answer (study_id, assignment_id, item_id, rater_id, "left", rating, choice, unknown_reason, '
     "response_ms, created_at) VALUES (:study, :assignment, :item, :rater, :left, :rating, :choice, :reason, :ms, :now)"
@@ -209,14 +214,31 @@ _ENTER = _Sql(
     "ON CONFLICT (study_id, participant) DO NOTHING"
 )
 _RATER_ID = _Sql("SELECT id FROM rater WHERE study_id = :study AND participant = :participant")
+_ENTER_PG = _Sql(
+    "WITH entered AS (INSERT INTO rater (study_id, participant, created_at, answered) "
+    "VALUES (:study, :participant, :now, 0) ON CONFLICT (study_id, participant) DO NOTHING RETURNING id) "
+    "SELECT id FROM entered UNION ALL "
+    "SELECT id FROM rater WHERE study_id = :study AND participant = :participant LIMIT 1"
+)
+# PostgreSQL: the whole of next_task / submit(_and_next) in one statement, by the functions of
+# migration 0002 (the same statements as below, run inside the database: one round trip).
+_NEXT_TASK_PG = _Sql(
+    "SELECT o_state, o_done, o_task, o_class_name, o_token_a, o_token_b, o_left, o_code FROM hvqeval_next_task("
+    ":study, :rater, NULL, :now, :lease, :token, :left, :expires, :tasks, :code)"
+)
+_ANSWER_PG = _Sql(
+    "SELECT o_outcome, o_state, o_done, o_task, o_class_name, o_token_a, o_token_b, o_left, o_code FROM hvqeval_answer("
+    ":study, :rater, :assignment, :rating, :side, :reason, :ms, :now, :with_next, "
+    ":lease, :token, :left, :expires, :tasks, :code)"
+)
+_PG_REJECTIONS = {
+    "no-task": (404, "no such task for this rater"),
+    "answered": (409, "this task was already answered"),
+    "expired": (409, "this task expired and was given to someone else"),
+}
 _CONSENT = _Sql("UPDATE rater SET consented_at = :now WHERE id = :rater AND consented_at IS NULL")
 _COUNT_ANSWER_SQL = "UPDATE rater SET answered = answered + 1 WHERE id = :rater RETURNING answered"
 _COUNT_ANSWER = _Sql(_COUNT_ANSWER_SQL)
-# PostgreSQL: store the answer and count it in one statement (both always run; a unique
-# violation of the INSERT fails the whole statement).
-_STORE_COUNT_PG = _Sql(
-    "WITH stored AS (" + _INSERT_ANSWER_SQL + " RETURNING id) " + _COUNT_ANSWER_SQL
-)
 
 
 def _integrity_errors(engine: Engine) -> tuple[type[BaseException], ...]:
@@ -239,8 +261,7 @@ def _finish(cur: _Cursor, rater_id: int, now: dt.datetime, done: int) -> Finishe
 
 
 def _next_locked(cur: _Cursor, study: Study, rater_id: int, done: int, rng) -> Task | Finished | Closed:
-    """``next_task`` inside a transaction that already holds the rater's row lock (``done``:
-    the rater's answered count read under that lock)."""
+    """``next_task`` inside a SQLite write transaction (``done``: the rater's answered count)."""
     now = utcnow()
     active = cur.one(_ACTIVE, {"rater": rater_id, "now": cur.time(now)})
     if active is not None:
@@ -251,19 +272,12 @@ def _next_locked(cur: _Cursor, study: Study, rater_id: int, done: int, rng) -> T
     expires = now + dt.timedelta(seconds=study.lease_seconds)
     left = "a" if study.kind == "rating" else (rng or _SYSTEM_RANDOM).choice("ab")
     params = {"lease": lease, "expires": cur.time(expires), "study": study.id, "now": cur.time(now), "rater": rater_id}
-    if cur.dialect == "postgresql":
-        params.update(token=token, left=left)
-        issued = cur.one(_CLAIM_ISSUE_PG, params)
-        claimed = issued
-    else:
-        claimed = cur.one(_CLAIM, params)
+    claimed = cur.one(_CLAIM, params)
     if claimed is None:
         if cur.one(_STATUS, {"study": study.id})[0] != "open":
             # No new tasks; whoever answered something gets their code.
             return _finish(cur, rater_id, now, done) if done else Closed()
         return _finish(cur, rater_id, now, done)
-    if cur.dialect == "postgresql":
-        return _described(study, token, issued, left, done)
     slot_id, item_id = claimed
     cur.run(_INSERT_ASSIGNMENT, {"study": study.id, "token": token, "item": item_id, "rater": rater_id,
                                  "slot": slot_id, "lease": lease, "left": left, "now": cur.time(now),
@@ -271,10 +285,48 @@ def _next_locked(cur: _Cursor, study: Study, rater_id: int, done: int, rng) -> T
     return _task(cur, study, token, item_id, left, done)
 
 
+def _pg_next_params(study: Study, rater_id: int, rng) -> dict:
+    """What a claim on PostgreSQL may use: fresh lease and assignment tokens, the side of image
+    A, the lease's end and a completion code (each used only if that step happens)."""
+    now = utcnow()
+    return {"study": study.id, "rater": rater_id, "now": now, "lease": new_token(), "token": new_token(),
+            "left": "a" if study.kind == "rating" else (rng or _SYSTEM_RANDOM).choice("ab"),
+            "expires": now + dt.timedelta(seconds=study.lease_seconds), "tasks": study.tasks_per_rater,
+            "code": secrets.token_hex(6).upper()}
+
+
+def _pg_next(study: Study, row) -> Task | Finished | Closed:
+    """A row (state, done, task, class_name, token_a, token_b, left, code) of the functions."""
+    state, done, token, class_name, token_a, token_b, left, code = row
+    if state == "task":
+        return _described(study, token, (class_name, token_a, token_b), left, done)
+    if state == "finished":
+        return Finished(code, done)
+    return Closed()
+
+
+def _pg_answer(engine: Engine, study: Study, rater_id: int, assignment_token: str, parsed, response_ms: int,
+               rng, with_next: bool) -> tuple[int, Task | Finished | Closed | None]:
+    """Store an answer (and claim the next task) on PostgreSQL in one statement."""
+    rating, side, unknown_reason = parsed
+    params = _pg_next_params(study, rater_id, rng)
+    params.update(assignment=assignment_token, rating=rating, side=side, reason=unknown_reason, ms=response_ms,
+                  with_next=with_next)
+    with _statement(engine) as cur:
+        row = cur.one(_ANSWER_PG, params)
+    outcome, done = row[0], row[2]
+    if outcome != "stored":
+        raise AnswerRejected(*_PG_REJECTIONS[outcome])
+    return done, (_pg_next(study, row[1:]) if with_next else None)  # row[1:] as in _NEXT_TASK_PG
+
+
 def next_task(engine: Engine, study: Study, rater_id: int, rng: random.Random | None = None) -> Task | Finished | Closed:
     """The rater's open task, else a newly claimed one, else their completion code."""
     for _attempt in range(CLAIM_RETRIES):
         try:
+            if engine.dialect.name == "postgresql":
+                with _statement(engine) as cur:
+                    return _pg_next(study, cur.run(_NEXT_TASK_PG, _pg_next_params(study, rater_id, rng)).fetchone())
             with _transaction(engine) as cur:
                 done = cur.one(_LOCK_RATER, {"rater": rater_id})[0]
                 return _next_locked(cur, study, rater_id, done, rng)
@@ -309,21 +361,17 @@ def _check_submit(study: Study, assignment_token, answer, reason, response_ms):
 
 
 def _store(cur: _Cursor, study: Study, rater_id: int, assignment_token: str, parsed, response_ms: int) -> int:
-    """Store one validated answer in the open transaction; returns the rater's answered count
-    (and, by updating it, holds the rater's row lock until the transaction ends)."""
+    """Store one validated answer in the open SQLite write transaction; returns the rater's
+    answered count."""
     rating, side, unknown_reason = parsed
     find = {"token": assignment_token, "rater": rater_id, "study": study.id}
-    row = cur.one(_FIND_FILL_PG if cur.dialect == "postgresql" else _FIND_ASSIGNMENT, find)
+    row = cur.one(_FIND_ASSIGNMENT, find)
     if row is None:
         raise AnswerRejected(404, "no such task for this rater")
-    assignment_id, item_id, slot_id, lease, left, filled, slot_lease = row[:7]
+    assignment_id, item_id, slot_id, lease, left, filled, slot_lease = row
     if filled and slot_lease == lease:
         raise AnswerRejected(409, "this task was already answered")  # (nothing was changed)
-    if cur.dialect == "postgresql":
-        stored = row[7]
-    else:
-        stored = cur.run(_FILL_SLOT, {"slot": slot_id, "lease": lease}).rowcount == 1
-    if not stored:
+    if cur.run(_FILL_SLOT, {"slot": slot_id, "lease": lease}).rowcount != 1:
         raise AnswerRejected(409, "this task expired and was given to someone else")
     if side == "left":
         choice = left
@@ -333,8 +381,6 @@ def _store(cur: _Cursor, study: Study, rater_id: int, assignment_token: str, par
         choice = side  # None for ratings, "unknown"
     params = {"study": study.id, "assignment": assignment_id, "item": item_id, "rater": rater_id, "left": left,
               "rating": rating, "choice": choice, "reason": unknown_reason, "ms": response_ms, "now": cur.time(utcnow())}
-    if cur.dialect == "postgresql":
-        return cur.one(_STORE_COUNT_PG, params)[0]
     cur.run(_INSERT_ANSWER, params)
     return cur.one(_COUNT_ANSWER, {"rater": rater_id})[0]
 
@@ -343,6 +389,8 @@ def submit(engine: Engine, study: Study, rater_id: int, assignment_token, answer
     """Store one answer; returns the rater's answered count. Raises AnswerRejected (nothing stored)."""
     parsed = _check_submit(study, assignment_token, answer, reason, response_ms)
     try:
+        if engine.dialect.name == "postgresql":
+            return _pg_answer(engine, study, rater_id, assignment_token, parsed, response_ms, None, False)[0]
         with _transaction(engine) as cur:
             return _store(cur, study, rater_id, assignment_token, parsed, response_ms)
     except _integrity_errors(engine):
@@ -361,6 +409,8 @@ def submit_and_next(engine: Engine, study: Study, rater_id: int, assignment_toke
     """
     parsed = _check_submit(study, assignment_token, answer, reason, response_ms)
     try:
+        if engine.dialect.name == "postgresql":
+            return _pg_answer(engine, study, rater_id, assignment_token, parsed, response_ms, rng, True)
         with _transaction(engine) as cur:
             done = _store(cur, study, rater_id, assignment_token, parsed, response_ms)
             return done, _next_locked(cur, study, rater_id, done, rng)

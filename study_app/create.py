@@ -24,7 +24,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from study_app.assign import new_token, utcnow
-from study_app.db import get_engine, upgrade, write_session
+from study_app.db import get_engine, refresh_statistics, upgrade, write_session
 from study_app.errors import StudyError, StudyExistsError, StudySourceError
 from study_app.models import Image, Item, Slot, Source, Study
 from study_app.pairing import design_pairs, uses_for_pairs
@@ -306,7 +306,10 @@ def create_study(database_url: str, settings: StudySettings, storage_dir: str | 
         slots = [dict(study_id=study.id, item_id=i, slot_no=s, shuffle=rng.randrange(2**31), filled=False)
                  for i in item_ids for s in range(k)]
         session.execute(insert(Slot), slots)
-        return StudySummary(study.name, study.kind, study.public_id, len(item_ids), len(item_ids) * k, tuple(classes))
+        summary = StudySummary(study.name, study.kind, study.public_id, len(item_ids), len(item_ids) * k,
+                               tuple(classes))
+    refresh_statistics(engine)
+    return summary
 
 
 def _class_of(src: _Loaded, file: str) -> int:

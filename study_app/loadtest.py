@@ -273,10 +273,13 @@ class LoadResult:
 
 
 def run_raters(host: str, port: int, public_id: str, count: int, kind: str, *, time_limit: float = 120.0,
-               fetch_images: bool = False, prefix: str = "sim", seed: int = 0, think_ms: float = 0.0) -> LoadResult:
+               fetch_images: bool = False, prefix: str = "sim", seed: int = 0, think_ms: float = 0.0,
+               arrival_s: float = 0.0) -> LoadResult:
     """Run ``count`` simulated raters in parallel threads until they finish or time runs out.
 
     ``think_ms``: mean pause between seeing a task and answering it (uniform in 0.5-1.5 times).
+    ``arrival_s``: raters open the study link one after another, evenly over this many seconds
+    (0: all at the same instant); once in, every rater keeps answering until the study is full.
     """
     deadline = time.monotonic() + time_limit
     raters = [SimulatedRater(host, port, public_id, f"{prefix}-{i}", kind, seed * 100_003 + i, fetch_images,
@@ -287,6 +290,8 @@ def run_raters(host: str, port: int, public_id: str, count: int, kind: str, *, t
 
     def work(i: int):
         start_gate.wait()
+        if arrival_s:
+            time.sleep(arrival_s * i / count)
         logs[i] = raters[i].run(deadline)
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(count)]

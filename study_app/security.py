@@ -10,19 +10,21 @@ reverse proxy in front for that).
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import re
 import secrets
+import threading
 import time
 
-from flask import current_app, request
+from flask import current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFProtect, same_origin
 from itsdangerous import BadSignature
 from limits import RateLimitItemPerSecond
 from limits import errors as limits_errors
-from limits.storage import Storage, storage_from_string
+from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -77,13 +79,49 @@ FORM_MIMETYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class StudyCSRFProtect(CSRFProtect):
-    """Flask-WTF's CSRF protection, looking for the token only where the request can carry it.
+    """Flask-WTF's CSRF protection, looking for the token only where the request can carry it,
+    and remembering the signed tokens it has verified.
 
     Flask-WTF looks in the form fields first, which makes every JSON API request go through
     form parsing machinery (a good part of its CPU) to find an empty form: only form-encoded
     bodies have form fields. For other bodies the token can only be in a header, so only the
-    headers are searched (the same result); validation itself is Flask-WTF's, unchanged.
+    headers are searched (the same result).
+
+    A rater's page sends the same signed token with every answer. With tokens valid for the
+    whole session (``WTF_CSRF_TIME_LIMIT`` None, as this app sets it) the signature check of
+    a token gives the same result every time, so a token whose signature checked out is
+    remembered with the raw token it carries; the request is accepted only if that raw token
+    is the one in this request's session, as Flask-WTF requires. Anything else (a new token,
+    another session, a time limit set) goes through Flask-WTF's own ``protect``.
     """
+
+    def __init__(self, app=None):
+        self._verified: dict[str, str] = {}
+        super().__init__(app)
+
+    def protect(self, apply_exemptions=False):
+        if apply_exemptions and (not request.endpoint or self._is_exempt()):
+            return
+        config = current_app.config
+        if request.method not in config["WTF_CSRF_METHODS"]:
+            return
+        field = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+        remember = config.get("WTF_CSRF_TIME_LIMIT", 3600) is None
+        signed = self._get_csrf_token()
+        known = self._verified.get(signed) if remember and signed else None
+        if known is None or not isinstance(session.get(field), str) or not hmac.compare_digest(session[field], known):
+            super().protect()  # validates, or answers 400 with Flask-WTF's reason
+            if remember and signed and isinstance(session.get(field), str):
+                if len(self._verified) >= SESSION_CACHE_SIZE:
+                    self._verified.clear()
+                self._verified[signed] = session[field]
+            return
+        if request.is_secure and config["WTF_CSRF_SSL_STRICT"]:
+            if not request.referrer:
+                self._error_response("The referrer header is missing.")
+            if not same_origin(request.referrer, f"https://{request.host}/"):
+                self._error_response("The referrer does not match the host.")
+        g.csrf_valid = True
 
     def _get_csrf_token(self):
         if request.mimetype in FORM_MIMETYPES:
@@ -133,6 +171,33 @@ def _shown(uri: str) -> str:
     return re.sub(r"://[^@/]*@", "://***@", uri)
 
 
+class InlineExpiryMemoryStorage(MemoryStorage):
+    """``limits``' in-memory storage (``memory://``) without a thread started per request.
+
+    ``MemoryStorage`` drops expired counters from a one-shot ``threading.Timer`` that every
+    counted hit re-creates once the previous one has run (10 ms later): under steady traffic
+    each request starts a thread and waits for it to start, which costs more than the rest of
+    the rate limiting. Here the same purge runs inline, at most once per ``PURGE_SECONDS``;
+    counting is unchanged (``get`` already drops an expired counter before it is read).
+    """
+
+    PURGE_SECONDS = 1.0
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options):
+        self._next_purge = 0.0
+        self._purge_lock = threading.Lock()
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # replaces the timer of MemoryStorage
+        now = time.monotonic()
+        if now >= self._next_purge and self._purge_lock.acquire(blocking=False):
+            try:
+                self._next_purge = now + self.PURGE_SECONDS
+                self._MemoryStorage__expire_events()
+            finally:
+                self._purge_lock.release()
+
+
 def open_rate_limit_storage(uri: str) -> Storage:
     """The ``limits`` storage for ``uri``, checked once: an unknown scheme, a malformed URI or
     an unreachable server is a one-line ConfigurationError naming HVQEVAL_RATE_LIMIT_STORAGE."""
@@ -141,7 +206,10 @@ def open_rate_limit_storage(uri: str) -> Storage:
     scheme = uri.partition("://")[0]
     options = dict(_REDIS_TIMEOUTS) if scheme in _REDIS_SCHEMES else {}
     try:
-        storage = storage_from_string(uri, wrap_exceptions=True, **options)
+        if scheme == "memory":
+            storage = InlineExpiryMemoryStorage(uri, wrap_exceptions=True)
+        else:
+            storage = storage_from_string(uri, wrap_exceptions=True, **options)
     except Exception as exc:  # unknown scheme, missing client library, malformed host or port
         reason = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).replace(uri, shown)
         raise ConfigurationError(f"{STORAGE_SETTING}={shown!r}: {reason}; {hint}") from None

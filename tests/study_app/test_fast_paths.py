@@ -269,3 +269,151 @@ def test_csrf_token_is_looked_for_where_the_request_can_carry_it(app, db_url, se
     assert rater.client.post(path, data={"csrf_token": rater.csrf}).status_code == 200  # a form field counts
     assert rater.client.post(path, data={"other": "x"}, headers={"X-CSRFToken": rater.csrf}).status_code == 200
     assert rater.client.post(path, data={"other": "x"}).status_code == 400
+
+
+def test_a_remembered_csrf_token_is_accepted_only_with_its_own_session(app, db_url, sets, tmp_path, new_rater):
+    summary = create_study(db_url, StudySettings(
+        name="csrfcache", kind="rating", sources=(SourceSpec("ff", str(sets["ff"].path)),),
+        classes=(3,), per_class=2, answers_per_item=1, tasks_per_rater=2), tmp_path)
+    first, second = new_rater(summary.public_id, "PID-A"), new_rater(summary.public_id, "PID-B")
+    path = f"/s/{summary.public_id}/api/next"
+    assert first.client.post(path, json={}, headers={"X-CSRFToken": first.csrf}).status_code == 200
+    assert first.csrf in app.extensions["csrf"]._verified  # remembered after its signature checked out
+    # The remembered token is still bound to the session that issued it.
+    assert second.client.post(path, json={}, headers={"X-CSRFToken": first.csrf}).status_code == 400
+    assert second.client.post(path, json={}, headers={"X-CSRFToken": second.csrf}).status_code == 200
+    assert first.client.post(path, json={}, headers={"X-CSRFToken": first.csrf}).status_code == 200
+    stranger = app.test_client()  # no session at all
+    assert stranger.post(path, json={}, headers={"X-CSRFToken": first.csrf}).status_code == 400
+
+
+def test_memory_rate_limits_start_no_thread_per_request_and_still_expire():
+    from limits import RateLimitItemPerSecond
+    from limits.strategies import FixedWindowRateLimiter
+
+    from study_app.security import InlineExpiryMemoryStorage, open_rate_limit_storage
+
+    storage = open_rate_limit_storage("memory://")
+    assert isinstance(storage, InlineExpiryMemoryStorage)
+    limiter, item = FixedWindowRateLimiter(storage), RateLimitItemPerSecond(3, 1)
+    time.sleep(0.05)  # the storage's one timer from its construction has run
+    before = threading.active_count()
+    hits = []
+    for _ in range(5):
+        hits.append(limiter.hit(item, "rater-1"))
+        time.sleep(0.015)  # longer than MemoryStorage's 10 ms timer
+    assert hits == [True, True, True, False, False]
+    assert threading.active_count() == before
+    limiter.hit(item, "rater-2")
+    time.sleep(1.05)
+    storage.PURGE_SECONDS = 0.0
+    limiter.hit(item, "rater-3")  # purges the counters whose window ended
+    assert [k for k in storage.storage if "rater-" in k] == [k for k in storage.storage if "rater-3" in k]
+    assert limiter.hit(item, "rater-1")  # a new window
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_hot_path_writers_hold_the_writer_queue_for_their_transaction(db_url, sets, tmp_path):
+    import fcntl
+    import os
+
+    engine, study = _study(db_url, sets, tmp_path)
+    queue = db._writer_queue(engine)
+    assert queue is not None and queue.path == engine.url.database + ".writers"
+    probe = os.open(queue.path, os.O_RDWR | os.O_CREAT)  # another open file, as another thread or process has
+
+    def queue_is_free() -> bool:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        return True
+
+    try:
+        assert queue_is_free()
+        with driver_transaction(engine) as cur:
+            assert not queue_is_free()  # held for the whole write transaction
+            cur.execute("UPDATE study SET seed = seed + 1 WHERE id = ?", (study.id,))
+        assert queue_is_free()
+        with driver_transaction(engine, write=False):
+            assert queue_is_free()  # readers do not queue
+        with pytest.raises(ZeroDivisionError):
+            with driver_transaction(engine):
+                1 / 0
+        assert queue_is_free()  # released on errors too
+        inside, overlaps = [], []
+
+        def write(n):
+            for _ in range(n):
+                with driver_transaction(engine) as cursor:
+                    inside.append(1)
+                    overlaps.append(len(inside) > 1)
+                    cursor.execute("UPDATE study SET seed = seed + 1 WHERE id = ?", (study.id,))
+                    inside.pop()
+
+        threads = [threading.Thread(target=write, args=(25,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(overlaps) == 100 and not any(overlaps)
+        with read_session(engine) as s:
+            assert s.scalar(select(Study.seed).where(Study.id == study.id)) == study.seed + 101
+    finally:
+        os.close(probe)
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_postgresql_hot_paths_are_one_round_trip_each_on_analysed_tables(db_url, sets, tmp_path):
+    from sqlalchemy.pool import StaticPool
+
+    _, study = _study(db_url, sets, tmp_path, k=2, tasks=4)
+    engine = create_engine(db_url, poolclass=StaticPool)  # one connection, traced below
+    try:
+        with engine.connect() as conn:  # create_study analysed the rows it brought in
+            slots = conn.execute(text("SELECT count(*) FROM slot")).scalar()
+            assert slots > 0 and conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'slot'::regclass")).scalar() == slots
+        pooled = engine.raw_connection()
+        connection = pooled.driver_connection
+        pooled.close()
+        trace_path = tmp_path / "protocol.trace"
+
+        def round_trips(call):
+            with open(trace_path, "w") as trace:
+                connection.pgconn.trace(trace.fileno())
+                try:
+                    result = call()
+                finally:
+                    connection.pgconn.untrace()
+            return result, trace_path.read_text().count("\tReadyForQuery")
+
+        rater, trips = round_trips(lambda: assign.enter(engine, study.id, "p1"))
+        assert trips == 1
+        task, trips = round_trips(lambda: assign.next_task(engine, study, rater))
+        assert trips == 1 and isinstance(task, assign.Task)
+        (done, following), trips = round_trips(
+            lambda: assign.submit_and_next(engine, study, rater, task.token, 4, None, 700))
+        assert trips == 1 and done == 1 and isinstance(following, assign.Task)
+        with pytest.raises(assign.AnswerRejected) as refused:  # a repeat: refused, still one round trip
+            round_trips(lambda: assign.submit_and_next(engine, study, rater, task.token, 4, None, 700))
+        assert refused.value.status == 409
+        assert len(_answers(engine)) == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_postgresql_functions_go_with_the_migration(db_url):
+    engine = get_engine(db_url)
+    names = "SELECT proname FROM pg_proc WHERE proname LIKE 'hvqeval%%' AND pg_function_is_visible(oid) ORDER BY 1"
+    with engine.connect() as conn:
+        assert [r[0] for r in conn.exec_driver_sql(names)] == ["hvqeval_answer", "hvqeval_next_task"]
+    db.downgrade(db_url, "0001")
+    try:
+        with engine.connect() as conn:
+            assert list(conn.exec_driver_sql(names)) == []
+    finally:
+        db.upgrade(db_url, "head")
+    with engine.connect() as conn:
+        assert [r[0] for r in conn.exec_driver_sql(names)] == ["hvqeval_answer", "hvqeval_next_task"]
