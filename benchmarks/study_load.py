@@ -68,6 +68,14 @@ def database(kind: str, tmp: Path, pg_url: str):
     return url.render_as_string(hide_password=False), cleanup
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU ticks of this machine so far: the share stolen by other virtual machines
+    on the same host tells how far the run was disturbed from outside."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    return sum(values[:8]), values[7]
+
+
 def run_one(kind: str, args, tmp: Path) -> dict:
     url, cleanup = database(kind, tmp, args.postgres_url)
     try:
@@ -84,16 +92,19 @@ def run_one(kind: str, args, tmp: Path) -> dict:
         with LocalServer(url, str(tmp), workers=args.workers, threads=args.threads,
                          worker_class=args.worker_class) as server:
             server_cpu0, client_cpu0 = process_tree_cpu_seconds(server.process.pid), time.process_time()
+            ticks0 = cpu_ticks()
             result = run_raters("127.0.0.1", server.port, summary.public_id, args.raters, "rating",
-                                time_limit=args.time_limit, fetch_images=args.fetch_images, think_ms=args.think_ms)
+                                time_limit=args.time_limit, fetch_images=args.fetch_images, think_ms=args.think_ms,
+                                arrival_s=args.arrival_s)
             server_cpu = process_tree_cpu_seconds(server.process.pid) - server_cpu0
             client_cpu = time.process_time() - client_cpu0
+            ticks = [b - a for a, b in zip(ticks0, cpu_ticks())]
         with read_session(get_engine(url)) as s:
             rows = s.execute(select(Answer.item_id, Answer.rater_id)).all()
             unfilled = s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False)))
         per_item = Counter(i for i, _ in rows)
         return {
-            "database": kind, "raters": args.raters, "think_ms": args.think_ms, "worker_class": args.worker_class, "workers": args.workers, "threads": args.threads,
+            "database": kind, "raters": args.raters, "think_ms": args.think_ms, "arrival_s": args.arrival_s, "worker_class": args.worker_class, "workers": args.workers, "threads": args.threads,
             "answers_needed": needed, "answers_stored": len(rows), "client_stored": result.answers,
             "lost": result.answers - len(rows), "duplicates": len(rows) - len(set(rows)),
             "items_over_k": sum(1 for n in per_item.values() if n > args.k), "unfilled_slots": unfilled,
@@ -107,6 +118,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "server_cpu_ms_per_answer": round(1000 * server_cpu / max(1, len(rows)), 2),
             "client_cpu_ms_per_answer": round(1000 * client_cpu / max(1, len(rows)), 2),
             "load_average": round(os.getloadavg()[0], 1),
+            "cpu_stolen_pct": round(100 * ticks[1] / max(1, ticks[0]), 1),
             "first_errors": result.errors[:3],
         }
     finally:
@@ -122,12 +134,15 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("-k", type=int, default=3, help="answers per item")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
+                        help="gunicorn workers (default as `hvqeval study serve`: 2 x cores + 1)")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--worker-class", choices=["gthread", "sync"], default="gthread")
     parser.add_argument("--time-limit", type=float, default=120.0)
     parser.add_argument("--think-ms", type=float, default=0.0,
                         help="mean pause of a rater before answering (0: answer at once, a closed loop)")
+    parser.add_argument("--arrival-s", type=float, default=0.0,
+                        help="raters open the study link evenly spread over this many seconds (0: all at once)")
     parser.add_argument("--fetch-images", action="store_true", help="also GET each task's images")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -141,13 +156,14 @@ def main() -> None:
         print(json.dumps(results, indent=1))
         return
     print("| database | raters | think ms | answers | s | answers/s | next p50 / p99 ms | submit p50 / p99 ms "
-          "| lost | dup | errors | server / client CPU ms per answer | load avg |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| lost | dup | errors | server / client CPU ms per answer | load avg | CPU stolen |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(f"| {r['database']} | {r['raters']} | {r['think_ms']:g} | {r['answers_stored']}/{r['answers_needed']} | "
               f"{r['seconds']} | {r['answers_per_s']} | {r['next_p50_ms']} / {r['next_p99_ms']} | "
               f"{r['submit_p50_ms']} / {r['submit_p99_ms']} | {r['lost']} | {r['duplicates']} | {r['errors']} | "
-              f"{r['server_cpu_ms_per_answer']} / {r['client_cpu_ms_per_answer']} | {r['load_average']} |")
+              f"{r['server_cpu_ms_per_answer']} / {r['client_cpu_ms_per_answer']} | {r['load_average']} | "
+              f"{r['cpu_stolen_pct']}% |")
         for err in r["first_errors"]:
             print(f"  error: {err}", file=sys.stderr)
 

@@ -1,7 +1,9 @@
 """Production server for the study app: gunicorn (pre-fork WSGI) running ``create_app``.
 
-Workers use threads (``gthread``) so a rater's keep-alive connection does not hold a whole
-process. The app is built in every worker after the fork (no preloading), so no database
+Workers are ``gthread`` workers, so a rater's idle keep-alive connection waits in the worker's
+poller and does not hold a whole process; by default each has one thread, because the threads
+of one process share one core (the GIL) and this app's requests are CPU-bound: more processes
+with one thread each give lower latency than fewer processes with many threads. The app is built in every worker after the fork (no preloading), so no database
 connection is ever shared between processes.
 """
 
@@ -23,7 +25,7 @@ def check_production_config() -> None:
         os.environ.get("HVQEVAL_RATE_LIMIT_STORAGE") or DEFAULT_RATE_LIMIT_STORAGE))
 
 
-def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int = 2, threads: int = 4,
+def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int = 2, threads: int = 1,
           timeout: int = 30, access_log: str | None = None, instance_dir: str | None = None,
           worker_class: str = "gthread") -> None:
     """Run gunicorn in the foreground until interrupted."""

@@ -165,9 +165,11 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
 
 @command.command(name="serve")
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address to listen on (HOST:PORT).")
-@click.option("--workers", type=int, default=min(4, (os.cpu_count() or 1) * 2), show_default=True,
+@click.option("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, show_default="2 x cores + 1",
               help="gunicorn worker processes.")
-@click.option("--threads", type=int, default=4, show_default=True, help="Threads per worker (gthread).")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Threads per worker (gthread). The threads of one process share one core (Python's GIL), "
+                   "so for this CPU-bound app more processes serve faster than more threads (docs/BENCHMARKS.md).")
 @click.option("--worker-class", type=click.Choice(["gthread", "sync"]), default="gthread", show_default=True,
               help="gunicorn workers: threads with keep-alive, or one request at a time per process.")
 @click.option("--access-log", default=None, help="Access log file ('-' for stderr).")

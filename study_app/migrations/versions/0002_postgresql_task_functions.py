@@ -29,7 +29,7 @@ CREATE FUNCTION hvqeval_next_task(
     p_tasks integer, p_code text,
     OUT o_state text, OUT o_done integer, OUT o_task text, OUT o_class_name text,
     OUT o_token_a text, OUT o_token_b text, OUT o_left text, OUT o_code text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_item integer;
     v_status text;
@@ -98,7 +98,7 @@ CREATE FUNCTION hvqeval_answer(
     p_tasks integer, p_code text,
     OUT o_outcome text, OUT o_done integer, OUT o_state text, OUT o_task text,
     OUT o_class_name text, OUT o_token_a text, OUT o_token_b text, OUT o_left text, OUT o_code text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     f record;
     v_choice text;
