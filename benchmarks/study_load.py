@@ -6,6 +6,12 @@ is full, then checks the database: every item has exactly k answers from k disti
 no answer lost (client-side "stored" count == rows), none doubled. Reports answers/s and the
 p50/p99 latency of "next task" and "submit", for SQLite and PostgreSQL side by side.
 
+By default the study is the size of the paper's rating study (2 models x 20 classes x 50
+images x 3 = 6,000 answers); the 200 raters open the link spread over 2 s and look at each
+image for 0.2-0.6 s (mean 400 ms) before answering. ``--arrival-s 0`` sends them all in at the
+same instant, ``--think-ms 0`` makes them answer at once (a closed loop: latency = raters /
+throughput).
+
     python benchmarks/study_load.py --raters 200 --database sqlite --database postgresql
 
 Bounded: loopback only, at most --raters threads, --time-limit seconds per backend.
@@ -76,7 +82,19 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(values[:8]), values[7]
 
 
+def default_workers(kind: str, postgres_url: str) -> int:
+    """gunicorn's 2 x cores + 1, except with PostgreSQL on this very machine: its backends do a
+    third of the CPU work of an answer there, and cores + 1 workers leave them their share
+    (measured in docs/BENCHMARKS.md)."""
+    from sqlalchemy.engine import make_url
+
+    cores = os.cpu_count() or 1
+    local = kind == "postgresql" and make_url(postgres_url).host in (None, "", "localhost", "127.0.0.1", "::1")
+    return cores + 1 if local else 2 * cores + 1
+
+
 def run_one(kind: str, args, tmp: Path) -> dict:
+    workers = args.workers or default_workers(kind, args.postgres_url)
     url, cleanup = database(kind, tmp, args.postgres_url)
     try:
         ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
@@ -89,7 +107,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
             classes=args.classes, per_class=args.per_class, answers_per_item=args.k, tasks_per_rater=tasks), tmp)
         dispose_engines()
-        with LocalServer(url, str(tmp), workers=args.workers, threads=args.threads,
+        with LocalServer(url, str(tmp), workers=workers, threads=args.threads,
                          worker_class=args.worker_class) as server:
             server_cpu0, client_cpu0 = process_tree_cpu_seconds(server.process.pid), time.process_time()
             ticks0 = cpu_ticks()
@@ -104,7 +122,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             unfilled = s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False)))
         per_item = Counter(i for i, _ in rows)
         return {
-            "database": kind, "raters": args.raters, "think_ms": args.think_ms, "arrival_s": args.arrival_s, "worker_class": args.worker_class, "workers": args.workers, "threads": args.threads,
+            "database": kind, "raters": args.raters, "think_ms": args.think_ms, "arrival_s": args.arrival_s, "worker_class": args.worker_class, "workers": workers, "threads": args.threads,
             "answers_needed": needed, "answers_stored": len(rows), "client_stored": result.answers,
             "lost": result.answers - len(rows), "duplicates": len(rows) - len(set(rows)),
             "items_over_k": sum(1 for n in per_item.values() if n > args.k), "unfilled_slots": unfilled,
@@ -131,17 +149,18 @@ def main() -> None:
     parser.add_argument("--raters", type=int, default=200)
     parser.add_argument("--database", action="append", choices=["sqlite", "postgresql"])
     parser.add_argument("--postgres-url", default=os.environ.get("HVQEVAL_TEST_DATABASE_URL", DEFAULT_PG))
-    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("-k", type=int, default=3, help="answers per item")
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
-                        help="gunicorn workers (default as `hvqeval study serve`: 2 x cores + 1)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gunicorn workers (default: 2 x cores + 1 as `hvqeval study serve` on SQLite; "
+                             "cores + 1 on a PostgreSQL server of this machine, whose processes need the cores too)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--worker-class", choices=["gthread", "sync"], default="gthread")
     parser.add_argument("--time-limit", type=float, default=120.0)
-    parser.add_argument("--think-ms", type=float, default=0.0,
+    parser.add_argument("--think-ms", type=float, default=400.0,
                         help="mean pause of a rater before answering (0: answer at once, a closed loop)")
-    parser.add_argument("--arrival-s", type=float, default=0.0,
+    parser.add_argument("--arrival-s", type=float, default=2.0,
                         help="raters open the study link evenly spread over this many seconds (0: all at once)")
     parser.add_argument("--fetch-images", action="store_true", help="also GET each task's images")
     parser.add_argument("--json", action="store_true")
@@ -155,11 +174,12 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=1))
         return
-    print("| database | raters | think ms | answers | s | answers/s | next p50 / p99 ms | submit p50 / p99 ms "
-          "| lost | dup | errors | server / client CPU ms per answer | load avg | CPU stolen |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| database | workers x threads | raters | arrival s | think ms | answers | s | answers/s | next p50 / p99 ms "
+          "| submit p50 / p99 ms | lost | dup | errors | server / client CPU ms per answer | load avg | CPU stolen |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {r['database']} | {r['raters']} | {r['think_ms']:g} | {r['answers_stored']}/{r['answers_needed']} | "
+        print(f"| {r['database']} | {r['workers']} x {r['threads']} | {r['raters']} | {r['arrival_s']:g} | {r['think_ms']:g} | "
+              f"{r['answers_stored']}/{r['answers_needed']} | "
               f"{r['seconds']} | {r['answers_per_s']} | {r['next_p50_ms']} / {r['next_p99_ms']} | "
               f"{r['submit_p50_ms']} / {r['submit_p99_ms']} | {r['lost']} | {r['duplicates']} | {r['errors']} | "
               f"{r['server_cpu_ms_per_answer']} / {r['client_cpu_ms_per_answer']} | {r['load_average']} | "
