@@ -38,6 +38,7 @@ from hvqeval.sample_set import SampleSetWriter  # noqa: E402
 from study_app.create import SourceSpec, StudySettings, create_study  # noqa: E402
 from study_app.db import dispose_engines, get_engine, read_session  # noqa: E402
 from study_app.loadtest import LocalServer, process_tree_cpu_seconds, run_raters  # noqa: E402
+from study_app.server import default_concurrency  # noqa: E402
 from study_app.models import Answer, Slot  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -82,32 +83,25 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(values[:8]), values[7]
 
 
-def default_workers(kind: str, postgres_url: str) -> int:
-    """gunicorn's 2 x cores + 1, except with PostgreSQL on this very machine: its backends do a
-    third of the CPU work of an answer there, and cores + 1 workers leave them their share
-    (measured in docs/BENCHMARKS.md)."""
-    from sqlalchemy.engine import make_url
-
-    cores = os.cpu_count() or 1
-    local = kind == "postgresql" and make_url(postgres_url).host in (None, "", "localhost", "127.0.0.1", "::1")
-    return cores + 1 if local else 2 * cores + 1
-
-
 def run_one(kind: str, args, tmp: Path) -> dict:
-    workers = args.workers or default_workers(kind, args.postgres_url)
     url, cleanup = database(kind, tmp, args.postgres_url)
+    default_workers, default_threads = default_concurrency(url)  # as `hvqeval study serve`
+    workers, threads = args.workers or default_workers, args.threads or default_threads
     try:
         ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
         msp = make_set(tmp / "msp", "bench_msp", args.classes, args.per_class, 2)
         items = 2 * args.classes * args.per_class
         needed = items * args.k
-        tasks = -(-needed // args.raters)  # ceil: the raters together can fill the study
+        # One task more than an even share: near the end a rater may find the open slots leased
+        # to others or on items they already rated and leave early, as on a crowd-sourcing
+        # platform; the others' spare task fills the study.
+        tasks = -(-needed // args.raters) + 1
         summary = create_study(url, StudySettings(
             name=f"bench-{kind}", kind="rating",
             sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
             classes=args.classes, per_class=args.per_class, answers_per_item=args.k, tasks_per_rater=tasks), tmp)
         dispose_engines()
-        with LocalServer(url, str(tmp), workers=workers, threads=args.threads,
+        with LocalServer(url, str(tmp), workers=workers, threads=threads,
                          worker_class=args.worker_class) as server:
             server_cpu0, client_cpu0 = process_tree_cpu_seconds(server.process.pid), time.process_time()
             ticks0 = cpu_ticks()
@@ -122,7 +116,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             unfilled = s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False)))
         per_item = Counter(i for i, _ in rows)
         return {
-            "database": kind, "raters": args.raters, "think_ms": args.think_ms, "arrival_s": args.arrival_s, "worker_class": args.worker_class, "workers": workers, "threads": args.threads,
+            "database": kind, "raters": args.raters, "think_ms": args.think_ms, "arrival_s": args.arrival_s, "worker_class": args.worker_class, "workers": workers, "threads": threads,
             "answers_needed": needed, "answers_stored": len(rows), "client_stored": result.answers,
             "lost": result.answers - len(rows), "duplicates": len(rows) - len(set(rows)),
             "items_over_k": sum(1 for n in per_item.values() if n > args.k), "unfilled_slots": unfilled,
@@ -153,9 +147,9 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("-k", type=int, default=3, help="answers per item")
     parser.add_argument("--workers", type=int, default=None,
-                        help="gunicorn workers (default: 2 x cores + 1 as `hvqeval study serve` on SQLite; "
-                             "cores + 1 on a PostgreSQL server of this machine, whose processes need the cores too)")
-    parser.add_argument("--threads", type=int, default=1)
+                        help="gunicorn workers (default as `hvqeval study serve`: 2 x cores + 1 of one thread "
+                             "on SQLite, 2 x cores of two threads on PostgreSQL)")
+    parser.add_argument("--threads", type=int, default=None, help="threads per worker (default: see --workers)")
     parser.add_argument("--worker-class", choices=["gthread", "sync"], default="gthread")
     parser.add_argument("--time-limit", type=float, default=120.0)
     parser.add_argument("--think-ms", type=float, default=400.0,

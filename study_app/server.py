@@ -1,9 +1,9 @@
 """Production server for the study app: gunicorn (pre-fork WSGI) running ``create_app``.
 
 Workers are ``gthread`` workers, so a rater's idle keep-alive connection waits in the worker's
-poller and does not hold a whole process; by default each has one thread, because the threads
-of one process share one core (the GIL) and this app's requests are CPU-bound: more processes
-with one thread each give lower latency than fewer processes with many threads. The app is built in every worker after the fork (no preloading), so no database
+poller and does not hold a whole process. The threads of one process share one core (the GIL)
+and this app's requests are mostly CPU, so it runs more processes with few threads each (see
+``default_concurrency``). The app is built in every worker after the fork (no preloading), so no database
 connection is ever shared between processes.
 """
 
@@ -12,6 +12,20 @@ from __future__ import annotations
 import os
 
 from study_app.errors import ConfigurationError
+
+
+def default_concurrency(database_url: str) -> tuple[int, int]:
+    """(workers, threads) for this machine and database, as measured in docs/BENCHMARKS.md.
+
+    SQLite: 2 x cores + 1 workers of one thread (gunicorn's rule of thumb); a request is all
+    CPU in this process, and threads of one process would share one core. PostgreSQL:
+    2 x cores workers of two threads; every commit waits for the server's WAL flush (and
+    the network), and the second thread computes meanwhile.
+    """
+    cores = os.cpu_count() or 1
+    if database_url.startswith("postgresql"):
+        return 2 * cores, 2
+    return 2 * cores + 1, 1
 
 
 def check_production_config() -> None:

@@ -165,11 +165,12 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
 
 @command.command(name="serve")
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address to listen on (HOST:PORT).")
-@click.option("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, show_default="2 x cores + 1",
-              help="gunicorn worker processes.")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="Threads per worker (gthread). The threads of one process share one core (Python's GIL), "
-                   "so for this CPU-bound app more processes serve faster than more threads (docs/BENCHMARKS.md).")
+@click.option("--workers", type=int, default=None,
+              help="gunicorn worker processes [default: 2 x cores + 1 on SQLite, 2 x cores on PostgreSQL].")
+@click.option("--threads", type=int, default=None,
+              help="Threads per worker (gthread) [default: 1 on SQLite, 2 on PostgreSQL]. The threads of one "
+                   "process share one core (Python's GIL), so more processes serve faster than more threads; "
+                   "on PostgreSQL a second thread works while the first waits for its commit (docs/BENCHMARKS.md).")
 @click.option("--worker-class", type=click.Choice(["gthread", "sync"]), default="gthread", show_default=True,
               help="gunicorn workers: threads with keep-alive, or one request at a time per process.")
 @click.option("--access-log", default=None, help="Access log file ('-' for stderr).")
@@ -178,10 +179,12 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
 def serve(bind, workers, threads, worker_class, access_log, instance_dir, database_url):
     """Run the study web app under gunicorn. Needs HVQEVAL_SECRET_KEY; admin pages need HVQEVAL_ADMIN_PASSWORD(_HASH)."""
     from study_app.db import dispose_engines, require_current_schema, upgrade
-    from study_app.server import check_production_config, serve as run_server
+    from study_app.server import check_production_config, default_concurrency, serve as run_server
 
     check_production_config()
     url = _database_url(database_url, instance_dir)
+    default_workers, default_threads = default_concurrency(url)
+    workers, threads = workers or default_workers, threads or default_threads
     upgrade(url)
     require_current_schema(url)
     dispose_engines()  # workers open their own connections after the fork
