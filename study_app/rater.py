@@ -49,7 +49,10 @@ def _rater_id(study) -> int:
 def _start(study, participant: str):
     if not PARTICIPANT_RE.match(participant):
         abort(400, "participant id: use 1-100 letters, digits or . _ @ : + -")
-    rater_id = assign.enter(engine(), study.id, participant)
+    try:
+        rater_id = assign.enter(engine(), study.id, participant)
+    except assign.AnswerRejected as err:  # parallel first entries of one participant kept colliding
+        abort(err.status, err.message)
     session.clear()
     session["study_id"], session["rater_id"] = study.id, rater_id
     return redirect(url_for("rater.consent", public_id=study.public_id))

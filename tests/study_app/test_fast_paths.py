@@ -417,3 +417,26 @@ def test_postgresql_functions_go_with_the_migration(db_url):
         db.upgrade(db_url, "head")
     with engine.connect() as conn:
         assert [r[0] for r in conn.exec_driver_sql(names)] == ["hvqeval_answer", "hvqeval_next_task"]
+
+
+def test_parallel_first_entries_of_one_participant_give_one_rater(db_url, sets, tmp_path):
+    from study_app.models import Rater
+
+    engine, study = _study(db_url, sets, tmp_path)
+    for round_no in range(5):
+        participant = f"twin-{round_no}"
+        gate = threading.Barrier(6)
+        ids = []
+
+        def enter():
+            gate.wait()
+            ids.append(assign.enter(engine, study.id, participant))
+
+        threads = [threading.Thread(target=enter) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(ids) == 6 and len(set(ids)) == 1
+        with read_session(engine) as s:
+            assert s.scalar(select(func.count()).select_from(Rater).where(Rater.participant == participant)) == 1
