@@ -86,7 +86,8 @@ def cpu_ticks() -> tuple[int, int]:
 def run_one(kind: str, args, tmp: Path) -> dict:
     url, cleanup = database(kind, tmp, args.postgres_url)
     default_workers, default_threads = default_concurrency(url)  # as `hvqeval study serve`
-    workers, threads = args.workers or default_workers, args.threads or default_threads
+    workers = default_workers if args.workers is None else args.workers
+    threads = default_threads if args.threads is None else args.threads
     try:
         ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
         msp = make_set(tmp / "msp", "bench_msp", args.classes, args.per_class, 2)
@@ -159,6 +160,8 @@ def main() -> None:
     parser.add_argument("--fetch-images", action="store_true", help="also GET each task's images")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if (args.workers is not None and args.workers < 1) or (args.threads is not None and args.threads < 1):
+        parser.error("--workers and --threads must be at least 1")
     if not 1 <= args.raters <= 500:
         parser.error("--raters must be between 1 and 500 (the load stays bounded)")
     results = []

@@ -126,20 +126,16 @@ def _transaction(engine: Engine, write: bool = True):
 
 
 @contextlib.contextmanager
-def _statement(engine: Engine):
+def _statement(engine: Engine, write: bool = True):
     """For a single statement that is a whole transaction (one round trip on PostgreSQL)."""
-    with driver_statement(engine) as cursor:
+    with driver_statement(engine, write) as cursor:
         yield _Cursor(engine.dialect.name, cursor)
 
 
 def study_status(engine: Engine, study_id: int) -> str | None:
     """The study's status as stored now ("open", "closed"; None if there is no such study)."""
-    if engine.dialect.name == "postgresql":
-        with _statement(engine) as cur:
-            row = cur.one(_STATUS, {"study": study_id})
-    else:
-        with _transaction(engine, write=False) as cur:
-            row = cur.one(_STATUS, {"study": study_id})
+    with _statement(engine, write=False) as cur:
+        row = cur.one(_STATUS, {"study": study_id})
     return None if row is None else row[0]
 
 
@@ -231,7 +227,9 @@ _ANSWER_PG = _Sql(
     ":study, :rater, :assignment, :rating, :side, :reason, :ms, :now, :with_next, "
     ":lease, :token, :left, :expires, :tasks, :code)"
 )
-_PG_REJECTIONS = {
+# Why a submit stores nothing, by the outcome names of hvqeval_answer (the SQLite path raises
+# the same).
+_REJECTIONS = {
     "no-task": (404, "no such task for this rater"),
     "answered": (409, "this task was already answered"),
     "expired": (409, "this task expired and was given to someone else"),
@@ -316,7 +314,7 @@ def _pg_answer(engine: Engine, study: Study, rater_id: int, assignment_token: st
         row = cur.one(_ANSWER_PG, params)
     outcome, done = row[0], row[2]
     if outcome != "stored":
-        raise AnswerRejected(*_PG_REJECTIONS[outcome])
+        raise AnswerRejected(*_REJECTIONS[outcome])
     return done, (_pg_next(study, row[1:]) if with_next else None)  # row[1:] as in _NEXT_TASK_PG
 
 
@@ -367,12 +365,12 @@ def _store(cur: _Cursor, study: Study, rater_id: int, assignment_token: str, par
     find = {"token": assignment_token, "rater": rater_id, "study": study.id}
     row = cur.one(_FIND_ASSIGNMENT, find)
     if row is None:
-        raise AnswerRejected(404, "no such task for this rater")
+        raise AnswerRejected(*_REJECTIONS["no-task"])
     assignment_id, item_id, slot_id, lease, left, filled, slot_lease = row
     if filled and slot_lease == lease:
-        raise AnswerRejected(409, "this task was already answered")  # (nothing was changed)
+        raise AnswerRejected(*_REJECTIONS["answered"])  # (nothing was changed)
     if cur.run(_FILL_SLOT, {"slot": slot_id, "lease": lease}).rowcount != 1:
-        raise AnswerRejected(409, "this task expired and was given to someone else")
+        raise AnswerRejected(*_REJECTIONS["expired"])
     if side == "left":
         choice = left
     elif side == "right":
@@ -395,7 +393,7 @@ def submit(engine: Engine, study: Study, rater_id: int, assignment_token, answer
             return _store(cur, study, rater_id, assignment_token, parsed, response_ms)
     except _integrity_errors(engine):
         # Only reachable through a concurrent duplicate of this very answer: nothing stored twice.
-        raise AnswerRejected(409, "this task was already answered") from None
+        raise AnswerRejected(*_REJECTIONS["answered"]) from None
 
 
 def submit_and_next(engine: Engine, study: Study, rater_id: int, assignment_token, answer, reason, response_ms,

@@ -209,50 +209,38 @@ def driver_transaction(engine: Engine, write: bool = True):
     but not its pool: the connection comes from and goes back to the engine's pool, and one
     that broke (server restart) is invalidated instead of being handed out again.
     """
-    if write and engine.dialect.name == "sqlite":
-        queue = _writer_queue(engine)
-        if queue is not None:
-            with queue.turn():
-                with _driver_transaction(engine, write) as cursor:
-                    yield cursor
-            return
-    with _driver_transaction(engine, write) as cursor:
-        yield cursor
-
-
-@contextlib.contextmanager
-def _driver_transaction(engine: Engine, write: bool = True):
-    """``driver_transaction`` without the writer queue."""
-    pooled = engine.raw_connection()
-    dbapi_connection = pooled.driver_connection
-    try:
-        cursor = dbapi_connection.cursor()
-        if engine.dialect.name == "sqlite":
-            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        yield cursor
-        dbapi_connection.commit()
-    except BaseException as err:
+    queue = _writer_queue(engine) if write and engine.dialect.name == "sqlite" else None
+    with queue.turn() if queue is not None else contextlib.nullcontext():
+        pooled = engine.raw_connection()
+        dbapi_connection = pooled.driver_connection
         try:
-            dbapi_connection.rollback()
-        except Exception:  # noqa: BLE001 - the connection is gone; invalidate it below
-            pooled.invalidate(err if isinstance(err, Exception) else None)
-            raise err from None
-        if isinstance(err, Exception) and engine.dialect.is_disconnect(err, dbapi_connection, None):
-            pooled.invalidate(err)
-        raise
-    finally:
-        pooled.close()
+            cursor = dbapi_connection.cursor()
+            if engine.dialect.name == "sqlite":
+                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            yield cursor
+            dbapi_connection.commit()
+        except BaseException as err:
+            try:
+                dbapi_connection.rollback()
+            except Exception:  # noqa: BLE001 - the connection is gone; invalidate it below
+                pooled.invalidate(err if isinstance(err, Exception) else None)
+                raise err from None
+            if isinstance(err, Exception) and engine.dialect.is_disconnect(err, dbapi_connection, None):
+                pooled.invalidate(err)
+            raise
+        finally:
+            pooled.close()
 
 
 @contextlib.contextmanager
-def driver_statement(engine: Engine):
+def driver_statement(engine: Engine, write: bool = True):
     """A driver cursor for statements that are each a whole transaction: on PostgreSQL the
     connection is in autocommit while the cursor is in use, so one statement costs one round
     trip (no BEGIN, no COMMIT); the hot paths call one function per request this way. On
-    SQLite (in process, no round trips) it is ``driver_transaction``.
+    SQLite (in process, no round trips) it is ``driver_transaction(engine, write)``.
     """
     if engine.dialect.name != "postgresql":
-        with driver_transaction(engine) as cursor:
+        with driver_transaction(engine, write) as cursor:
             yield cursor
         return
     pooled = engine.raw_connection()

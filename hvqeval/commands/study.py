@@ -165,9 +165,9 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
 
 @command.command(name="serve")
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address to listen on (HOST:PORT).")
-@click.option("--workers", type=int, default=None,
+@click.option("--workers", type=click.IntRange(min=1), default=None,
               help="gunicorn worker processes [default: 2 x cores + 1 on SQLite, 2 x cores on PostgreSQL].")
-@click.option("--threads", type=int, default=None,
+@click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads per worker (gthread) [default: 1 on SQLite, 2 on PostgreSQL]. The threads of one "
                    "process share one core (Python's GIL), so more processes serve faster than more threads; "
                    "on PostgreSQL a second thread works while the first waits for its commit (docs/BENCHMARKS.md).")
@@ -184,7 +184,8 @@ def serve(bind, workers, threads, worker_class, access_log, instance_dir, databa
     check_production_config()
     url = _database_url(database_url, instance_dir)
     default_workers, default_threads = default_concurrency(url)
-    workers, threads = workers or default_workers, threads or default_threads
+    workers = default_workers if workers is None else workers
+    threads = default_threads if threads is None else threads
     upgrade(url)
     require_current_schema(url)
     dispose_engines()  # workers open their own connections after the fork
