@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -75,12 +76,27 @@ def database(kind: str, tmp: Path, pg_url: str):
     return url.render_as_string(hide_password=False), cleanup
 
 
-def cpu_ticks() -> tuple[int, int]:
-    """(all, stolen) CPU ticks of this machine so far: the share stolen by other virtual machines
-    on the same host tells how far the run was disturbed from outside."""
+def cpu_ticks() -> tuple[int, int, int]:
+    """(all, idle, stolen) CPU ticks of this machine so far. The busy share says how close the
+    run came to the machine's capacity (server, load generator and PostgreSQL share its cores);
+    the share stolen by other virtual machines on the same host tells how far the run was
+    disturbed from outside."""
     with open("/proc/stat") as fh:
-        values = [int(v) for v in fh.readline().split()[1:]]
-    return sum(values[:8]), values[7]
+        # user nice system idle iowait irq softirq steal
+        values = [int(v) for v in fh.readline().split()[1:9]]
+    return sum(values), values[3] + values[4], values[7]
+
+
+def cpu_model() -> str:
+    """The processor's name, so that a recorded run says which machine it came from."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def run_one(kind: str, args, tmp: Path) -> dict:
@@ -131,7 +147,9 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "server_cpu_ms_per_answer": round(1000 * server_cpu / max(1, len(rows)), 2),
             "client_cpu_ms_per_answer": round(1000 * client_cpu / max(1, len(rows)), 2),
             "load_average": round(os.getloadavg()[0], 1),
-            "cpu_stolen_pct": round(100 * ticks[1] / max(1, ticks[0]), 1),
+            "machine_busy_pct": round(100 * (ticks[0] - ticks[1]) / max(1, ticks[0]), 1),
+            "cpu_stolen_pct": round(100 * ticks[2] / max(1, ticks[0]), 1),
+            "cpu": f"{cpu_model()}, {os.cpu_count()} cores",
             "first_errors": result.errors[:3],
         }
     finally:
@@ -172,17 +190,18 @@ def main() -> None:
         print(json.dumps(results, indent=1))
         return
     print("| database | workers x threads | raters | arrival s | think ms | answers | s | answers/s | next p50 / p99 ms "
-          "| submit p50 / p99 ms | lost | dup | errors | server / client CPU ms per answer | load avg | CPU stolen |")
+          "| submit p50 / p99 ms | lost | dup | errors | server / client CPU ms per answer | machine busy | CPU stolen |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(f"| {r['database']} | {r['workers']} x {r['threads']} | {r['raters']} | {r['arrival_s']:g} | {r['think_ms']:g} | "
               f"{r['answers_stored']}/{r['answers_needed']} | "
               f"{r['seconds']} | {r['answers_per_s']} | {r['next_p50_ms']} / {r['next_p99_ms']} | "
               f"{r['submit_p50_ms']} / {r['submit_p99_ms']} | {r['lost']} | {r['duplicates']} | {r['errors']} | "
-              f"{r['server_cpu_ms_per_answer']} / {r['client_cpu_ms_per_answer']} | {r['load_average']} | "
+              f"{r['server_cpu_ms_per_answer']} / {r['client_cpu_ms_per_answer']} | {r['machine_busy_pct']}% | "
               f"{r['cpu_stolen_pct']}% |")
         for err in r["first_errors"]:
             print(f"  error: {err}", file=sys.stderr)
+    print(f"\n{results[0]['cpu']}", file=sys.stderr)
 
 
 if __name__ == "__main__":
