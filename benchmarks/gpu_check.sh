@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # GPU check: runs the project's GPU tests and GPU benchmarks in one go on a CUDA machine that
 # has torch but no network, prints a short table and keeps full logs under $OUT (default
-# gpu_logs/). Target: under 5 minutes on one H100/H200.
+# gpu_logs/). Target: under 5 minutes on one H100/H200. The whole script stays within
+# BUDGET_S seconds (default 540): each step gets its own limit or what is left, whichever is
+# less, so one slow step cannot push the run past a fixed time slot.
 #
 #   bash benchmarks/gpu_check.sh
+#   BUDGET_S=300 OUT=/tmp/gpu bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_logs}"
@@ -11,8 +14,12 @@ mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 TABLE="$OUT/summary.txt"
 : > "$TABLE"
+BUDGET_S="${BUDGET_S:-540}"
+START_S=$SECONDS
 
 row() { printf '%-44s %s\n' "$1" "$2" | tee -a "$TABLE"; }
+# limit SECONDS: this step's own limit, or what is left of the budget if that is less (at least 1)
+limit() { local left=$(( BUDGET_S - (SECONDS - START_S) )); (( left < 1 )) && left=1; (( $1 < left )) && echo "$1" || echo "$left"; }
 
 # torch-fidelity may be missing on a bare CUDA machine: install it from wheels carried in .whl/
 # (pip download torch-fidelity on a networked machine), without touching the machine's torch.
@@ -25,13 +32,13 @@ python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; pr
   2>&1 | tee "$OUT/device.log" || { echo "no CUDA device: nothing to check"; exit 1; }
 
 # 1. GPU tests
-timeout 150 python3 -m pytest -q -m gpu tests -p no:cacheprovider > "$OUT/pytest_gpu.log" 2>&1
+timeout "$(limit 150)" python3 -m pytest -q -m gpu tests -p no:cacheprovider > "$OUT/pytest_gpu.log" 2>&1
 row "pytest -m gpu" "$(tail -n 1 "$OUT/pytest_gpu.log")"
 
 # 2. GPU benchmarks (each prints one 'RESULT <name> <value>' line per number)
 run_bench() {
-  local name=$1; shift
-  timeout "$@" > "$OUT/$name.log" 2>&1
+  local name=$1 seconds=$2; shift 2
+  timeout "$(limit "$seconds")" "$@" > "$OUT/$name.log" 2>&1
   local status=$?
   if grep -q '^RESULT' "$OUT/$name.log"; then
     grep '^RESULT' "$OUT/$name.log" | while read -r _ key value; do row "$key" "$value"; done
@@ -50,5 +57,6 @@ run_bench metrics_speed 240 python3 benchmarks/metrics_speed.py --gpu
 # bf16 autocast vs fp32 images/s and peak memory.
 run_bench train_speed 240 python3 benchmarks/train_speed.py --gpu
 
+row "total seconds" "$(( SECONDS - START_S )) of a $BUDGET_S s budget"
 echo
 echo "summary written to $TABLE"

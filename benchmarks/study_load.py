@@ -39,7 +39,7 @@ from hvqeval.sample_set import SampleSetWriter  # noqa: E402
 from study_app.create import SourceSpec, StudySettings, create_study  # noqa: E402
 from study_app.db import dispose_engines, get_engine, read_session  # noqa: E402
 from study_app.loadtest import LocalServer, process_tree_cpu_seconds, run_raters  # noqa: E402
-from study_app.server import default_concurrency  # noqa: E402
+from study_app.server import resolve_concurrency  # noqa: E402
 from study_app.models import Answer, Slot  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -101,9 +101,7 @@ def cpu_model() -> str:
 
 def run_one(kind: str, args, tmp: Path) -> dict:
     url, cleanup = database(kind, tmp, args.postgres_url)
-    default_workers, default_threads = default_concurrency(url)  # as `hvqeval study serve`
-    workers = default_workers if args.workers is None else args.workers
-    threads = default_threads if args.threads is None else args.threads
+    workers, threads = resolve_concurrency(url, args.workers, args.threads)  # as `hvqeval study serve`
     try:
         ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
         msp = make_set(tmp / "msp", "bench_msp", args.classes, args.per_class, 2)

@@ -28,6 +28,12 @@ def default_concurrency(database_url: str) -> tuple[int, int]:
     return 2 * cores + 1, 1
 
 
+def resolve_concurrency(database_url: str, workers: int | None, threads: int | None) -> tuple[int, int]:
+    """(workers, threads) as asked, with ``default_concurrency`` for what was left as None."""
+    default_workers, default_threads = default_concurrency(database_url)
+    return (default_workers if workers is None else workers, default_threads if threads is None else threads)
+
+
 def check_production_config() -> None:
     """Refuse to serve without the settings production needs, or with a rate-limit storage that
     cannot be used (before any worker starts, so the error is one line and not one per worker)."""
@@ -39,12 +45,14 @@ def check_production_config() -> None:
         os.environ.get("HVQEVAL_RATE_LIMIT_STORAGE") or DEFAULT_RATE_LIMIT_STORAGE))
 
 
-def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int = 2, threads: int = 1,
+def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int | None = None,
           timeout: int = 30, access_log: str | None = None, instance_dir: str | None = None,
           worker_class: str = "gthread") -> None:
-    """Run gunicorn in the foreground until interrupted."""
+    """Run gunicorn in the foreground until interrupted; workers and threads left as None take
+    ``default_concurrency`` for this machine and database."""
     from gunicorn.app.base import BaseApplication
 
+    workers, threads = resolve_concurrency(database_url, workers, threads)
     if workers < 1 or threads < 1:
         raise ConfigurationError("--workers and --threads must be at least 1")
     if worker_class not in ("gthread", "sync"):

@@ -179,13 +179,11 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
 def serve(bind, workers, threads, worker_class, access_log, instance_dir, database_url):
     """Run the study web app under gunicorn. Needs HVQEVAL_SECRET_KEY; admin pages need HVQEVAL_ADMIN_PASSWORD(_HASH)."""
     from study_app.db import dispose_engines, require_current_schema, upgrade
-    from study_app.server import check_production_config, default_concurrency, serve as run_server
+    from study_app.server import check_production_config, resolve_concurrency, serve as run_server
 
     check_production_config()
     url = _database_url(database_url, instance_dir)
-    default_workers, default_threads = default_concurrency(url)
-    workers = default_workers if workers is None else workers
-    threads = default_threads if threads is None else threads
+    workers, threads = resolve_concurrency(url, workers, threads)
     upgrade(url)
     require_current_schema(url)
     dispose_engines()  # workers open their own connections after the fork

@@ -99,6 +99,16 @@ def test_serve_refuses_to_start_without_a_secret_key(db_url, monkeypatch):
     assert result.exit_code == 1 and "HVQEVAL_SECRET_KEY" in result.output
 
 
+def test_serve_concurrency_defaults_depend_on_the_database_and_keep_what_was_asked(monkeypatch):
+    from study_app.server import resolve_concurrency
+
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert resolve_concurrency("sqlite:///x.sqlite3", None, None) == (7, 1)
+    assert resolve_concurrency("postgresql+psycopg://u@h/db", None, None) == (6, 2)
+    assert resolve_concurrency("postgresql+psycopg://u@h/db", 1, None) == (1, 2)
+    assert resolve_concurrency("sqlite:///x.sqlite3", None, 4) == (7, 4)
+
+
 def test_migrations_create_exactly_the_models_schema(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
