@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import uuid
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from hvqeval.sample_set import SampleSetWriter
 from study_app import create_app
 from study_app.db import dispose_engines, upgrade
 from study_app.models import Base
+from study_schemas import isolated_url
 
 SECRET = "test-secret-key-0123456789abcdef"
 CLASS_NAMES = {3: "ring (3)", 5: "square (5)", 7: "triangle (7)"}
@@ -31,25 +31,6 @@ def make_sample_set(path, model: str, per_class: int, classes=(3, 5, 7), size: i
         for _ in range(per_class):
             writer.add(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), c, CLASS_NAMES.get(c, f"c{c} ({c})"))
     return writer.close()
-
-
-def isolated_url(database_url: str):
-    """(url, cleanup): SQLite as is; PostgreSQL in a fresh schema via the connection's search_path."""
-    if not database_url.startswith("postgresql"):
-        return database_url, lambda: None
-    schema = f"study_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(database_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"})
-
-    def cleanup():
-        dispose_engines()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return url.render_as_string(hide_password=False), cleanup
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
 """Chromium (Playwright) through a whole rating session and a whole pairwise session against the
 production server, with mouse and keyboard, on a desktop and a phone-sized screen. Screenshots
-go to the artifacts folder."""
+go to the artifacts folder. Each runs on SQLite, and on PostgreSQL when HVQEVAL_TEST_DATABASE_URL
+is set (the production paths differ: PostgreSQL answers through the database functions)."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -14,6 +16,7 @@ from hvqeval.sample_set import SampleSetWriter
 from study_app.create import SourceSpec, StudySettings, create_study
 from study_app.db import dispose_engines, get_engine, read_session
 from study_app.loadtest import LocalServer
+from study_schemas import isolated_url
 from study_app.models import Answer, Study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -37,10 +40,17 @@ def _shapes_set(path, model: str, seed: int):
     return writer.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=[pytest.param("sqlite", id="sqlite"),
+                                        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
+def server(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
-    url = f"sqlite:///{tmp / 'study.sqlite3'}"
+    cleanup = lambda: None  # noqa: E731
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'study.sqlite3'}"
+    elif os.environ.get("HVQEVAL_TEST_DATABASE_URL"):
+        url, cleanup = isolated_url(os.environ["HVQEVAL_TEST_DATABASE_URL"])  # a fresh schema
+    else:
+        pytest.skip("PostgreSQL tests need HVQEVAL_TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
     ff, msp = _shapes_set(tmp / "ff", "tiny_ff", 1), _shapes_set(tmp / "msp", "tiny_msp", 2)
     rating = create_study(url, StudySettings(
         name="rate", kind="rating", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
@@ -49,9 +59,20 @@ def server(tmp_path_factory):
         name="pair", kind="pairwise", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("real", "real:shapes")),
         classes=CLASSES, per_class=3, pairs_per_class=6, answers_per_item=2, tasks_per_rater=4), tmp)
     dispose_engines()
-    with LocalServer(url, str(tmp), workers=1, threads=4) as srv:
-        yield {"base": f"http://127.0.0.1:{srv.port}", "url": url, "rating": rating, "pairwise": pairwise}
-    dispose_engines()
+    try:
+        with LocalServer(url, str(tmp), workers=1, threads=4) as srv:
+            # screenshots of the SQLite run keep their plain names
+            suffix = "" if request.param == "sqlite" else f"_{request.param}"
+            yield {"base": f"http://127.0.0.1:{srv.port}", "url": url, "rating": rating, "pairwise": pairwise,
+                   "shot": lambda name: artifacts_name(name, suffix)}
+    finally:
+        dispose_engines()
+        cleanup()
+
+
+def artifacts_name(name: str, suffix: str) -> str:
+    stem, ext = name.rsplit(".", 1)
+    return f"{stem}{suffix}.{ext}"
 
 
 def _answers(url, name):
@@ -79,13 +100,13 @@ def test_whole_rating_session_with_mouse_and_keys(browser, server, artifacts_dir
     _consent(page, server["base"], server["rating"].public_id, "browser-rater")
     captions = page.locator("figcaption").all_inner_texts()
     assert any(c.startswith("Real photograph") for c in captions) and any(c.startswith("Generated") for c in captions)
-    page.screenshot(path=str(artifacts_dir / "study_rating_consent.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / server["shot"]("study_rating_consent.png")), full_page=True)
     page.check("input[name=agree]")
     page.click("#start")
     _ready(page, 0, 5)
     assert re.fullmatch(r"(ring \(0\)|cross \(3\))", page.inner_text("#label"))
     assert page.evaluate("document.getElementById('img-0').naturalWidth") == 512
-    page.screenshot(path=str(artifacts_dir / "study_rating_task.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / server["shot"]("study_rating_task.png")), full_page=True)
     page.click("button.answer[data-answer='4']")  # mouse
     _ready(page, 1, 5)
     page.keyboard.press("2")  # keys 1-5
@@ -99,7 +120,7 @@ def test_whole_rating_session_with_mouse_and_keys(browser, server, artifacts_dir
     page.wait_for_selector("#done", state="visible", timeout=15000)
     code = page.inner_text("#code")
     assert re.fullmatch(r"[0-9A-F]{12}", code)
-    page.screenshot(path=str(artifacts_dir / "study_rating_done.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / server["shot"]("study_rating_done.png")), full_page=True)
     answers = _answers(server["url"], "rate")
     assert sorted(a.rating for a in answers if a.rating) == [1, 2, 4, 5]
     assert [(a.choice, a.unknown_reason) for a in answers if a.rating is None] == [("unknown", "cannot-decide")]
@@ -118,7 +139,7 @@ def test_whole_pairwise_session_on_a_phone_with_arrows_and_taps(browser, server,
     left, right = page.locator("#img-0").bounding_box(), page.locator("#img-1").bounding_box()
     assert left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 1  # side by side
     assert right["x"] + right["width"] <= 390  # both fit the phone's width
-    page.screenshot(path=str(artifacts_dir / "study_pairwise_phone.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / server["shot"]("study_pairwise_phone.png")), full_page=True)
     page.keyboard.press("ArrowLeft")
     _ready(page, 1, 4)
     page.keyboard.press("ArrowRight")
@@ -128,7 +149,7 @@ def test_whole_pairwise_session_on_a_phone_with_arrows_and_taps(browser, server,
     page.click("button.pick[data-answer='right']")
     page.wait_for_selector("#done", state="visible", timeout=15000)
     assert re.fullmatch(r"[0-9A-F]{12}", page.inner_text("#code"))
-    page.screenshot(path=str(artifacts_dir / "study_pairwise_phone_done.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / server["shot"]("study_pairwise_phone_done.png")), full_page=True)
     answers = _answers(server["url"], "pair")
     assert len(answers) == 4 and {a.choice for a in answers} <= {"a", "b"}
     body = page.content()
@@ -142,7 +163,7 @@ def test_pairwise_task_on_a_desktop(browser, server, artifacts_dir):
     page.check("input[name=agree]")
     page.click("#start")
     _ready(page, 0, 4)
-    page.screenshot(path=str(artifacts_dir / "study_pairwise_task.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / server["shot"]("study_pairwise_task.png")), full_page=True)
     page.keyboard.press("ArrowRight")
     _ready(page, 1, 4)
     assert len(_answers(server["url"], "pair")) >= 1

@@ -195,13 +195,13 @@ def test_whole_rating_session_in_firefox_with_clicks_and_keys(firefox, server, a
     _consent(firefox, server["base"], server["rating"].public_id, "firefox-rater")
     captions = [e.text for e in firefox.find_elements("css selector", "figcaption")]
     assert any(c.startswith("Real photograph") for c in captions) and any(c.startswith("Generated") for c in captions)
-    _screenshot(firefox, artifacts_dir / "study_rating_consent_firefox.png")
+    _screenshot(firefox, artifacts_dir / server["shot"]("study_rating_consent_firefox.png"))
     _css(firefox, "input[name=agree]").click()
     _css(firefox, "#start").click()
     _ready(firefox, 0, 5)
     assert re.fullmatch(r"(ring \(0\)|cross \(3\))", _css(firefox, "#label").text)
     assert firefox.execute_script("return document.getElementById('img-0').naturalWidth") == 512
-    _screenshot(firefox, artifacts_dir / "study_rating_task_firefox.png")
+    _screenshot(firefox, artifacts_dir / server["shot"]("study_rating_task_firefox.png"))
     _css(firefox, "button.answer[data-answer='4']").click()  # mouse
     _ready(firefox, 1, 5)
     _press(firefox, "2")  # keys 1-5
@@ -219,7 +219,7 @@ def test_whole_rating_session_in_firefox_with_clicks_and_keys(firefox, server, a
                  what="the completion code")
     assert re.fullmatch(r"[0-9A-F]{12}", code)
     assert firefox.execute_script("return document.getElementById('task').hidden") is True
-    _screenshot(firefox, artifacts_dir / "study_rating_done_firefox.png")
+    _screenshot(firefox, artifacts_dir / server["shot"]("study_rating_done_firefox.png"))
     stored_code, finished, answers = _answers(server["url"], "rate", "firefox-rater")
     assert stored_code == code and finished is not None
     assert [(a.rating, a.choice, a.unknown_reason) for a in answers] == [
@@ -239,7 +239,7 @@ def test_whole_pairwise_session_in_firefox_on_a_phone_with_arrows_and_taps(firef
     assert left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 1  # side by side
     assert right["x"] + right["width"] <= 390  # both fit the phone's width
     assert firefox.execute_script("return document.documentElement.scrollWidth") <= 390
-    _screenshot(firefox, artifacts_dir / "study_pairwise_phone_firefox.png")
+    _screenshot(firefox, artifacts_dir / server["shot"]("study_pairwise_phone_firefox.png"))
     _press(firefox, "\ue012")  # ArrowLeft
     _ready(firefox, 1, 4)
     _press(firefox, "\ue014")  # ArrowRight
@@ -253,7 +253,7 @@ def test_whole_pairwise_session_in_firefox_on_a_phone_with_arrows_and_taps(firef
                           " return !d.hidden && document.getElementById('code').textContent",
                  what="the completion code")
     assert re.fullmatch(r"[0-9A-F]{12}", code)
-    _screenshot(firefox, artifacts_dir / "study_pairwise_phone_done_firefox.png")
+    _screenshot(firefox, artifacts_dir / server["shot"]("study_pairwise_phone_done_firefox.png"))
     stored_code, finished, answers = _answers(server["url"], "pair", "firefox-phone-rater")
     assert stored_code == code and finished is not None
     # Each answer names the image on the side that was picked (left, right, left, right).

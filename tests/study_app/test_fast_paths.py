@@ -4,7 +4,6 @@ connections checked after idle time, and the load generator's own HTTP client.""
 
 from __future__ import annotations
 
-import datetime as dt
 import http.server
 import re
 import threading
