@@ -20,7 +20,6 @@ import statsmodels.api as sm
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from analysis.clustered import pigeonhole_weights
 from analysis.errors import AnalysisError
 
 BT_COLUMNS = ["model", "strength", "ci_low", "ci_high", "p_beats_reference", "n_answers", "n_wins"]

@@ -331,7 +331,7 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
         raise GenerationError("--per-class and --batch-size must be at least 1")
     run_dir = os.fspath(request.run)
     card = check_run(run_dir, need_prior=True)
-    classes = parse_classes(",".join(map(str, request.classes)), card.model.num_classes)
+    parse_classes(",".join(map(str, request.classes)), card.model.num_classes)  # refuses class ids the model lacks
     labels = run_class_names(run_dir, card)
     meta = _manifest_meta(request, card, run_dir)
     target = Path(out)

@@ -19,7 +19,6 @@ import json
 import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -3,7 +3,6 @@ and reports exactly what the CSV export of the same study gives."""
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 from click.testing import CliRunner
