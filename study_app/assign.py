@@ -253,8 +253,21 @@ def _described(study: Study, token: str, item_row, left: str, done: int) -> Task
     return Task(token, class_name, tokens, done, study.tasks_per_rater)
 
 
+def _completion_code() -> str:
+    return secrets.token_hex(6).upper()  # 12 hex digits, as raters type them into the platform
+
+
+def _side_of_a(study: Study, rng) -> str:
+    """Where image A of a new showing goes: random per showing in pairwise studies."""
+    return "a" if study.kind == "rating" else (rng or _SYSTEM_RANDOM).choice("ab")
+
+
+def _lease_end(study: Study, now: dt.datetime) -> dt.datetime:
+    return now + dt.timedelta(seconds=study.lease_seconds)
+
+
 def _finish(cur: _Cursor, rater_id: int, now: dt.datetime, done: int) -> Finished:
-    cur.run(_FINISH, {"code": secrets.token_hex(6).upper(), "now": cur.time(now), "rater": rater_id})
+    cur.run(_FINISH, {"code": _completion_code(), "now": cur.time(now), "rater": rater_id})
     return Finished(cur.one(_CODE, {"rater": rater_id})[0], done)
 
 
@@ -267,8 +280,8 @@ def _next_locked(cur: _Cursor, study: Study, rater_id: int, done: int, rng) -> T
     if done >= study.tasks_per_rater:
         return _finish(cur, rater_id, now, done)
     lease, token = new_token(), new_token()
-    expires = now + dt.timedelta(seconds=study.lease_seconds)
-    left = "a" if study.kind == "rating" else (rng or _SYSTEM_RANDOM).choice("ab")
+    expires = _lease_end(study, now)
+    left = _side_of_a(study, rng)
     params = {"lease": lease, "expires": cur.time(expires), "study": study.id, "now": cur.time(now), "rater": rater_id}
     claimed = cur.one(_CLAIM, params)
     if claimed is None:
@@ -288,9 +301,8 @@ def _pg_next_params(study: Study, rater_id: int, rng) -> dict:
     A, the lease's end and a completion code (each used only if that step happens)."""
     now = utcnow()
     return {"study": study.id, "rater": rater_id, "now": now, "lease": new_token(), "token": new_token(),
-            "left": "a" if study.kind == "rating" else (rng or _SYSTEM_RANDOM).choice("ab"),
-            "expires": now + dt.timedelta(seconds=study.lease_seconds), "tasks": study.tasks_per_rater,
-            "code": secrets.token_hex(6).upper()}
+            "left": _side_of_a(study, rng), "expires": _lease_end(study, now), "tasks": study.tasks_per_rater,
+            "code": _completion_code()}
 
 
 def _pg_next(study: Study, row) -> Task | Finished | Closed:

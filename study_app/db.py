@@ -200,19 +200,35 @@ def _writer_queue(engine: Engine) -> SqliteWriterQueue | None:
 
 
 @contextlib.contextmanager
+def _driver_connection(engine: Engine):
+    """``(pooled, driver connection)`` from the engine's pool, back to the pool on exit.
+
+    Skips SQLAlchemy's Connection layer (a few hundred microseconds of CPU per transaction)
+    but not its pool. A connection that broke in use (server restart, idle timeout) is
+    invalidated, so it is never handed out again; the callers invalidate it too when their
+    own clean-up (rollback, autocommit reset) fails.
+    """
+    pooled = engine.raw_connection()
+    dbapi_connection = pooled.driver_connection
+    try:
+        yield pooled, dbapi_connection
+    except Exception as err:
+        if pooled.is_valid and engine.dialect.is_disconnect(err, dbapi_connection, None):
+            pooled.invalidate(err)
+        raise
+    finally:
+        pooled.close()
+
+
+@contextlib.contextmanager
 def driver_transaction(engine: Engine, write: bool = True):
     """A driver (DB-API) cursor inside one transaction, for the hot paths: BEGIN IMMEDIATE on
     SQLite (plain BEGIN when not ``write``; writers queue first, see ``SqliteWriterQueue``),
     psycopg's implicit BEGIN on PostgreSQL; commits on success, rolls back otherwise.
-
-    Skips SQLAlchemy's Connection layer (a few hundred microseconds of CPU per transaction)
-    but not its pool: the connection comes from and goes back to the engine's pool, and one
-    that broke (server restart) is invalidated instead of being handed out again.
     """
     queue = _writer_queue(engine) if write and engine.dialect.name == "sqlite" else None
-    with queue.turn() if queue is not None else contextlib.nullcontext():
-        pooled = engine.raw_connection()
-        dbapi_connection = pooled.driver_connection
+    with queue.turn() if queue is not None else contextlib.nullcontext(), \
+            _driver_connection(engine) as (pooled, dbapi_connection):
         try:
             cursor = dbapi_connection.cursor()
             if engine.dialect.name == "sqlite":
@@ -222,14 +238,10 @@ def driver_transaction(engine: Engine, write: bool = True):
         except BaseException as err:
             try:
                 dbapi_connection.rollback()
-            except Exception:  # noqa: BLE001 - the connection is gone; invalidate it below
+            except Exception:  # noqa: BLE001 - the connection is gone: drop it, keep the first error
                 pooled.invalidate(err if isinstance(err, Exception) else None)
                 raise err from None
-            if isinstance(err, Exception) and engine.dialect.is_disconnect(err, dbapi_connection, None):
-                pooled.invalidate(err)
             raise
-        finally:
-            pooled.close()
 
 
 @contextlib.contextmanager
@@ -243,25 +255,15 @@ def driver_statement(engine: Engine, write: bool = True):
         with driver_transaction(engine, write) as cursor:
             yield cursor
         return
-    pooled = engine.raw_connection()
-    dbapi_connection = pooled.driver_connection
-    broken: Exception | None = None
-    try:
+    with _driver_connection(engine) as (pooled, dbapi_connection):
         dbapi_connection.autocommit = True
-        yield dbapi_connection.cursor()
-    except BaseException as err:
-        if isinstance(err, Exception) and engine.dialect.is_disconnect(err, dbapi_connection, None):
-            broken = err
-        raise
-    finally:
-        if broken is None:
+        try:
+            yield dbapi_connection.cursor()
+        finally:
             try:
                 dbapi_connection.autocommit = False  # as the pool hands connections out
             except Exception as err:  # noqa: BLE001 - e.g. closed by the server meanwhile
-                broken = err
-        if broken is not None:
-            pooled.invalidate(broken)  # never handed out again
-        pooled.close()
+                pooled.invalidate(err)
 
 
 STUDY_TABLES = ("study", "source", "image", "item", "slot", "rater", "assignment", "answer")

@@ -339,6 +339,14 @@ class LocalServer:
              "--workers", str(self.workers), "--threads", str(self.threads), "--worker-class", self.worker_class,
              "--database-url", self.database_url, "--instance-dir", self.instance_dir],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            self._wait_until_serving()
+        except BaseException:
+            self.__exit__(None, None, None)  # never leave a half-started server behind
+            raise
+        return self
+
+    def _wait_until_serving(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -348,10 +356,9 @@ class LocalServer:
                 conn.request("GET", "/static/study.css")
                 if conn.getresponse().status == 200:
                     conn.close()
-                    return self
+                    return
             except OSError:
                 time.sleep(0.2)
-        self.__exit__(None, None, None)
         raise RuntimeError("server did not start in time")
 
     def __exit__(self, *exc) -> None:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 
+import psycopg
 import pytest
 from flask import url_for
 from sqlalchemy import create_engine, func, select, text
@@ -194,6 +195,29 @@ def test_idle_pooled_postgresql_connections_are_replaced_when_dead(db_url, monke
     killer.dispose()
     time.sleep(0.2)
     with driver_transaction(engine, write=False) as cur:  # the dead one is pinged, dropped, replaced
+        cur.execute("SELECT pg_backend_pid()")
+        assert cur.fetchone()[0] != pid
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize("checkout", [driver_transaction, db.driver_statement], ids=["transaction", "statement"])
+def test_a_postgresql_connection_that_breaks_in_use_is_dropped_from_the_pool(db_url, monkeypatch, checkout):
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 1e9)  # no ping: only the in-use failure can drop it
+    engine = get_engine(db_url)
+    with checkout(engine) as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    killer = create_engine(db_url)
+    with pytest.raises(psycopg.OperationalError):
+        with checkout(engine) as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            assert cur.fetchone()[0] == pid  # the same pooled connection
+            with killer.begin() as conn:  # e.g. a server restart while a request runs
+                assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+            time.sleep(0.2)
+            cur.execute("SELECT 1")
+    killer.dispose()
+    with checkout(engine) as cur:  # a new connection, not the dead one
         cur.execute("SELECT pg_backend_pid()")
         assert cur.fetchone()[0] != pid
 

@@ -52,3 +52,16 @@ def test_120_parallel_raters_finish_a_study_through_gunicorn(db_url, sample_set_
     exported = export_rows(db_url, "load")
     answered = {log.participant for log in result.logs if log.answers}
     assert len(exported) == RATERS * 3 and len({r["rater"] for r in exported}) == len(answered)
+
+
+def test_a_server_whose_start_up_check_fails_is_stopped_not_left_running(tmp_path, monkeypatch):
+    import http.client
+
+    def garbled(self):  # a reply that is not HTTP, as from another program on the port
+        raise http.client.BadStatusLine("*, *::before { box-sizing: border-box; }")
+
+    monkeypatch.setattr(http.client.HTTPConnection, "getresponse", garbled)
+    server = LocalServer(f"sqlite:///{tmp_path / 'study.sqlite3'}", str(tmp_path), workers=1, threads=1)
+    with pytest.raises(http.client.BadStatusLine):
+        server.__enter__()
+    assert server.process is not None and server.process.poll() is not None  # the child was stopped
