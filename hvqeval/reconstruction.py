@@ -23,8 +23,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hvqeval.generate import (GenerationError, SamplerOptions, Temperatures, batch_generator, check_run,
-                              checkpoint_records, decode_from)
+from hvqeval.generate import (
+    GenerationError,
+    SamplerOptions,
+    Temperatures,
+    batch_generator,
+    check_run,
+    checkpoint_records,
+    decode_from,
+)
 
 MANIFEST = "reconstructions.json"
 GRID = "grid.png"

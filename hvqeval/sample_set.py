@@ -21,10 +21,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -85,7 +86,7 @@ class SampleSet:
         return (Path(path) / MANIFEST_NAME).is_file()
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SampleSet":
+    def load(cls, path: str | os.PathLike) -> SampleSet:
         root = Path(path)
         manifest_path = root / MANIFEST_NAME
         if not root.is_dir():
@@ -244,7 +245,7 @@ class SampleSetWriter:
         self.flush()
         return SampleSet.load(self.path)
 
-    def __enter__(self) -> "SampleSetWriter":
+    def __enter__(self) -> SampleSetWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -41,7 +41,12 @@ from models.datasets.imagenet_classes import (
 )
 from models.datasets.npz import NpzBatches
 from models.datasets.shapes import ShapesDataset
-from models.datasets.transforms import EvalTransform, TrainTransform, eval_transform, train_transform
+from models.datasets.transforms import (
+    EvalTransform,
+    TrainTransform,
+    eval_transform,
+    train_transform,
+)
 from models.errors import DataError
 
 __all__ = [

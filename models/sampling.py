@@ -24,34 +24,15 @@ from collections.abc import Callable, Iterator
 import torch
 from tqdm import tqdm
 
+from models.draws import draw, draw_uniforms
 from models.errors import ModelsError
+from models.pixelcnn import check_values
+from models.prior import check_class_ids
+from models.sampling_cache import CachedSampler
 
 SAMPLERS = ("cached", "naive")
 PRECISIONS = ("float32", "bfloat16")  # float32: the model's own dtype (float64 in tests)
 StepHook = Callable[[int, torch.Tensor], None]  # (step index, logits (B, V)) of each sub-pixel
-
-
-def draw(logits: torch.Tensor, uniform: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Inverse-CDF sample per row: logits ``(B, V)``, uniform ``(B,)`` in [0, 1) → ``(B,)`` long."""
-    cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
-    index = (cdf < (uniform * cdf[:, -1])[:, None]).sum(dim=-1)
-    return index.clamp(max=logits.shape[-1] - 1)
-
-
-def draw_uniforms(steps: int, batch: int, generator, device) -> torch.Tensor:
-    """``(steps, B)`` uniforms in sampling order, from ``generator`` (or torch's global RNG).
-
-    ``generator`` may also be a sequence of G generators, one per group of ``B / G``
-    consecutive rows: each group then gets exactly the draws it would get alone, so
-    independent jobs (e.g. reconstructions of different images) can share one batch.
-    """
-    if isinstance(generator, (list, tuple)):
-        if not generator or batch % len(generator):
-            raise ModelsError(f"{len(generator)} generators cannot split a batch of {batch} rows evenly")
-        rows = batch // len(generator)
-        return torch.cat([draw_uniforms(steps, rows, g, device) for g in generator], dim=1)
-    where = generator.device if generator is not None else "cpu"
-    return torch.rand(steps, batch, generator=generator, device=where).to(device)
 
 
 @contextlib.contextmanager
@@ -123,8 +104,6 @@ def sample_network(net, bias: torch.Tensor, height: int, width: int, temperature
             bias = bias.to(net.embedding.weight.dtype)
         if sampler == "naive":
             return naive_sample(net, bias, height, width, uniforms, temperature, on_step, progress)
-        from models.sampling_cache import CachedSampler
-
         engine = CachedSampler(net, bias, height, width, uniforms, temperature)
         with single_cpu_thread(bias.device):
             return engine.run(cuda_graph=cuda_graph, on_step=on_step, progress=progress)
@@ -136,8 +115,6 @@ def sample_decoder(decoder, codes: torch.Tensor, temperature: float = 1.0,
 
     ``options``: ``precision`` ("float32" | "bfloat16"), ``cuda_graph``, ``on_step``, ``progress``.
     """
-    from models.pixelcnn import check_values
-
     check_values(codes, decoder.code_channels, decoder.code_values, "codes")
     with evaluation(decoder):
         bias = decoder.condition(codes)  # (B, layers*2h, H, W)
@@ -153,8 +130,6 @@ def sample_prior(prior, class_ids: torch.Tensor, temperature: float = 1.0,
     ``size``: the code resolution, ``h`` or ``(h, w)`` (the card's ``top_codes.resolution``;
     the prior itself is resolution-free).
     """
-    from models.prior import check_class_ids
-
     if size is None:
         raise ModelsError("sample_prior needs the code resolution: pass size=(h, w)")
     height, width = (size, size) if isinstance(size, int) else size

@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
+from models.draws import draw
 from models.nn.attention import CONCAT_TIMING_WIDTH, step_allowed, timing_signal
-from models.sampling import draw
 
 
 class CachedSampler:

@@ -12,20 +12,27 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from models.checkpoint import checkpoint_path, load_checkpoint
-from models.codes import (META_FILE, CodesDataset, codes_dir, create_split, fill_split, finish_split, read_meta,
-                          stale_reason, write_meta)
+from models.codes import (
+    META_FILE,
+    CodesDataset,
+    codes_dir,
+    create_split,
+    fill_split,
+    finish_split,
+    read_meta,
+    stale_reason,
+    write_meta,
+)
 from models.config import ModelCard, TrainingConfig
 from models.errors import CheckpointError, DataError
 from models.launch import Launch, autocast_for
-
-if TYPE_CHECKING:
-    from models.train import TrainOptions
+from models.train_options import TrainOptions
 
 BUILTIN_DATASETS = ("shapes", "fashion_mnist")
 

@@ -28,28 +28,28 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from models.checkpoint import (LOG_FILE, checkpoint_path, init_run_dir, load_checkpoint, restore_rng_state,
-                               save_checkpoint, stage_names)
+from models.checkpoint import (
+    LOG_FILE,
+    checkpoint_path,
+    init_run_dir,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    stage_names,
+)
 from models.config import ModelCard
 from models.ema import Polyak
 from models.errors import ConfigError, DataError
 from models.hierarchy import build_stage_model
 from models.launch import Launch, autocast_for, setup_launch
-from models.stage_data import ensure_codes, open_level_input, random_crops, stage_input_level, stage_training
-
-@dataclass(frozen=True)
-class TrainOptions:
-    steps: int | None = None  # train until this step; default: the card's iterations
-    device: str | None = None  # default: cuda if available, else cpu
-    precision: str = "auto"  # "auto" (bf16 autocast on GPU), "bf16", "fp32"
-    num_workers: int = 2
-    checkpoint_every: int = 500  # steps
-    checkpoint_minutes: float = 10.0
-    log_every: int = 10
-    seed: int = 0
-    progress: bool = True
-    limit: int | None = None  # use only the first N items of every split (quick experiments)
-    eval_batch_size: int = 64  # code extraction and evaluation
+from models.stage_data import (
+    ensure_codes,
+    open_level_input,
+    random_crops,
+    stage_input_level,
+    stage_training,
+)
+from models.train_options import TrainOptions
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,16 @@ import click
 def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size, out, save_codes, model_label,
             device, precision, cuda_graph, max_batches, as_json) -> None:
     """Draw PER_CLASS samples of every chosen class into a sample set."""
-    from hvqeval.generate import (SampleRequest, SamplerOptions, check_run, generate_sample_set,
-                                  parse_classes, parse_temperatures, resolve_device, stage_list)
+    from hvqeval.generate import (
+        SampleRequest,
+        SamplerOptions,
+        check_run,
+        generate_sample_set,
+        parse_classes,
+        parse_temperatures,
+        resolve_device,
+        stage_list,
+    )
 
     card = check_run(run_dir, need_prior=True)
     request = SampleRequest(

@@ -71,7 +71,11 @@ class ImageFolder(ImageDataset):
     """Any of the three folder layouts, detected from what is on disk."""
 
     def __init__(self, root: str | Path, split: str = "train", *, transform: Transform | None = None) -> None:
-        from models.datasets.imagenet_classes import imagenet_class_id, imagenet_class_names, is_imagenet_wnid
+        from models.datasets.imagenet_classes import (
+            imagenet_class_id,
+            imagenet_class_names,
+            is_imagenet_wnid,
+        )
 
         root = Path(root)
         if not root.is_dir():

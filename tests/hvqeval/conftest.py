@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from metrics_helpers import write_image_folder, write_sample_set
 
 from hvqeval.metrics.domain import DomainClassifier, save_weights
 from hvqeval.metrics.seeded_weights import write_seeded_inception
-from metrics_helpers import write_image_folder, write_sample_set
 
 SHAPES_CLASSES = 10
 

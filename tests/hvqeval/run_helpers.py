@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from small_cards import small_card  # noqa: E402
-
 import pytest
 import torch
+from small_cards import small_card  # noqa: E402
 
 IMAGE_SIZE = 8
 _BUILT: dict[str, Path] = {}

@@ -12,8 +12,16 @@ import torch
 from click.testing import CliRunner
 
 from hvqeval.cli import cli
-from hvqeval.generate import (GenerationError, SampleRequest, Temperatures, batch_generator,
-                              generate_sample_set, load_sampled_codes, parse_classes, parse_temperatures)
+from hvqeval.generate import (
+    GenerationError,
+    SampleRequest,
+    Temperatures,
+    batch_generator,
+    generate_sample_set,
+    load_sampled_codes,
+    parse_classes,
+    parse_temperatures,
+)
 from hvqeval.sample_set import SampleSet, sha256_file
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from models.config import ModelCard, load_card
 
 

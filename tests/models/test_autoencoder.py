@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from models.autoencoder import LevelModel, OneHotLinear, msp_losses, sample_msp_masks
 from models.config import load_card
 
-
 # CPU-sized versions of the tiny cards: 16x16 images, 4x4 codes, narrow networks.
 SMALL = [
     "model.image_size=16", "level.0.codes.resolution=4", "level.0.codes.bits=4",

@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from models.autoencoder import LevelModel
-from models.checkpoint import (KEYS, atomic_write_bytes, capture_rng_state, checkpoint_card, checkpoint_paths,
-                               init_run_dir, load_checkpoint, restore_rng_state, save_checkpoint)
+from models.checkpoint import (
+    KEYS,
+    atomic_write_bytes,
+    capture_rng_state,
+    checkpoint_card,
+    checkpoint_paths,
+    init_run_dir,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from models.ema import Polyak
 from models.errors import CheckpointError
 

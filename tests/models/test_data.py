@@ -15,7 +15,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from models.data import DataError, eval_transform, open_dataset, train_transform
 
-
 # --------------------------------------------------------------------------- shapes
 
 def test_shapes_items_are_uint8_chw_with_balanced_labels():
@@ -407,7 +406,9 @@ def test_imagenet_class_table_matches_paper_table5():
 
 def test_imagenet_wnids_are_the_sorted_ilsvrc_synsets():
     import re
+
     from torchvision.datasets.imagenette import Imagenette
+
     from models.data import imagenet_class_id, imagenet_class_name, imagenet_wnid
 
     wnids = [imagenet_wnid(i) for i in range(1000)]
@@ -431,6 +432,7 @@ def test_imagenet_wnids_are_the_sorted_ilsvrc_synsets():
 
 def test_data_loader_is_seeded_and_uses_a_distributed_sampler_under_torch_distributed(tmp_path):
     import torch.distributed as dist
+
     from models.data import data_loader
 
     ds = open_dataset("shapes", "train", length=16, image_size=8)

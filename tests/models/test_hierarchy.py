@@ -13,8 +13,8 @@ import torch
 from models.checkpoint import load_run, stage_names
 from models.config import list_cards, load_card
 from models.hierarchy import build_stage_model
-from models.summary import count_parameters
 from models.stage_data import open_level_input
+from models.summary import count_parameters
 from models.train import TrainOptions, train_stage
 
 sys.path.insert(0, str(Path(__file__).parent))

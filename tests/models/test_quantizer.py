@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 import torch
 
 from models.nn.quantizer import VectorQuantizer
-
 
 
 def _hand_codebook(vq: VectorQuantizer, vectors: list[list[float]]) -> None:

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from hvqeval.cli import cli
 from models.checkpoint import load_checkpoint, load_run
-from models.config import load_card
 from models.codes import CodesDataset, codes_dir
+from models.config import load_card
 from models.ema import Polyak, polyak_decay_at
 from models.errors import CheckpointError, DataError
 from models.stage_data import random_crops
