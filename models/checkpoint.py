@@ -29,9 +29,7 @@ run stopped at any moment keeps its last complete checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.atomic_write import atomic_write_bytes, atomic_write_text
 from models.config import ModelCard, card_from_dict
 from models.errors import CheckpointError
 
@@ -70,29 +69,6 @@ def checkpoint_paths(run_dir: str | Path) -> dict[str, Path]:
     run_dir = Path(run_dir)
     card = read_run_config(run_dir)
     return {s: checkpoint_path(run_dir, s) for s in stage_names(card) if checkpoint_path(run_dir, s).is_file()}
-
-
-# --------------------------------------------------------------------------------------
-# Atomic writes
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file next to ``path``, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
 # --------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from models.checkpoint import atomic_write_text
+from models.atomic_write import atomic_write_text
 from models.errors import DataError
 
 META_FILE = "meta.json"

@@ -40,7 +40,7 @@ from models.datasets.imagenet_classes import (
     imagenet_wnid,
 )
 from models.datasets.npz import NpzBatches
-from models.datasets.shapes import ShapesDataset
+from models.datasets.shapes import CLASS_NAMES, ShapesDataset
 from models.datasets.transforms import (
     EvalTransform,
     TrainTransform,
@@ -50,13 +50,19 @@ from models.datasets.transforms import (
 from models.errors import DataError
 
 __all__ = [
-    "DataError", "EvalTransform", "FASHION_MNIST_ROOT", "IdxDataset", "ImageDataset", "ImageFolder",
+    "DataError", "EvalTransform", "builtin_class_names", "FASHION_MNIST_ROOT", "IdxDataset", "ImageDataset", "ImageFolder",
     "NpzBatches", "ShapesDataset", "TrainTransform", "class_label", "data_loader", "eval_transform",
     "imagenet_class_id", "imagenet_class_name", "imagenet_class_names", "imagenet_wnid", "open_dataset",
     "to_uint8_chw", "train_transform",
 ]
 
 BUILTIN_NAMES = ("shapes", "fashion_mnist")
+
+
+def builtin_class_names(name: str) -> list[str] | None:
+    """Class names of a built-in dataset (``shapes``, ``fashion_mnist``); ``None`` for others."""
+    table = {"shapes": CLASS_NAMES, "fashion_mnist": FASHION_CLASSES}.get(name)
+    return None if table is None else list(table)
 
 
 def open_dataset(path_or_name: str | Path, split: str = "train", *, image_size: int | None = None,

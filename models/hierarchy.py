@@ -23,6 +23,7 @@ from models.autoencoder import LevelModel, LevelOutput
 from models.config import ModelCard
 from models.errors import CheckpointError
 from models.prior import Prior
+from models.sampling import Temperatures, sample_decoder, sample_prior
 
 
 class PriorModel(nn.Module):
@@ -92,20 +93,26 @@ class Hierarchy(nn.Module):
         return terms
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
-               sampler: str = "cached", from_level: int | None = None, **options) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor, temperature: float | Temperatures = 1.0,
+               generator: torch.Generator | None = None, sampler: str = "cached",
+               from_level: int | None = None, keep: dict[int, torch.Tensor] | None = None,
+               **options) -> torch.Tensor:
         """Sample the levels below codes ``x_{l+1}`` of level ``from_level`` (1-based; default: top).
 
-        Algorithm 4 without the prior step: ``x~_l ~ D_l(. | x~_{l+1})`` down to pixels.
-        ``options`` go to ``models.sampling.sample_decoder`` (precision, progress, ...).
+        Algorithm 4 without the prior step: ``x~_l ~ D_l(. | x~_{l+1})`` down to pixels, level
+        ``l`` at temperature ``Temperatures.of(f"level{l}")``. ``keep`` (optional) receives the
+        sampled intermediate codes ``{l: x_{l+1}}`` for ``l < from_level``.
+        ``options`` go to ``models.sampling.sample_decoder`` (precision, cuda_graph, progress).
         """
-        from models.sampling import sample_decoder
-
+        temperatures = Temperatures.of_any(temperature)
         start = len(self.levels) if from_level is None else from_level
         current = codes
-        for level in reversed(list(self.levels)[:start]):
-            current = sample_decoder(level.decoder, current, temperature=temperature,
+        for index in reversed(range(start)):  # 0-based: the decoder of level index + 1
+            current = sample_decoder(self.levels[index].decoder, current,
+                                     temperature=temperatures.of(f"level{index + 1}"),
                                      generator=generator, sampler=sampler, **options)
+            if keep is not None and index > 0:
+                keep[index] = current
         return current
 
     @torch.no_grad()
@@ -119,20 +126,30 @@ class Hierarchy(nn.Module):
         return self.decode(codes, temperature, generator, sampler, from_level=start, **options)
 
     @torch.no_grad()
-    def sample_top(self, class_ids: torch.Tensor, temperature: float = 1.0,
-                   generator: torch.Generator | None = None, sampler: str = "cached", **options) -> torch.Tensor:
+    def sample_top(self, class_ids: torch.Tensor, temperature: float | Temperatures = 1.0,
+                   generator: torch.Generator | None = None, sampler: str = "cached",
+                   **options) -> torch.Tensor:
         """Top codes from the class-conditional prior: (B,) -> long (B, C, h, w)."""
-        from models.sampling import sample_prior
-
         if self.prior is None:
-            raise CheckpointError("this run has no trained prior yet; train it with 'hvqeval train --prior'")
+            raise CheckpointError("this run has no trained prior yet; train the prior stage first")
         top = self.card.top_codes
-        return sample_prior(self.prior, class_ids, temperature=temperature, generator=generator,
-                            sampler=sampler, size=top.resolution, **options)
+        return sample_prior(self.prior, class_ids,
+                            temperature=Temperatures.of_any(temperature).of("prior"),
+                            generator=generator, sampler=sampler,
+                            size=(top.resolution, top.resolution), **options)
 
     @torch.no_grad()
-    def sample(self, class_ids: torch.Tensor, temperature: float = 1.0,
-               generator: torch.Generator | None = None, sampler: str = "cached", **options) -> torch.Tensor:
-        """Ancestral sampling (Algorithm 4): class ids (B,) -> pixels, long (B, 3, H, W) in [0, 255]."""
-        top = self.sample_top(class_ids, temperature, generator, sampler, **options)
-        return self.decode(top, temperature, generator, sampler, **options)
+    def sample(self, class_ids: torch.Tensor, temperature: float | Temperatures = 1.0,
+               generator: torch.Generator | None = None, sampler: str = "cached",
+               keep: dict[int, torch.Tensor] | None = None, **options) -> torch.Tensor:
+        """Ancestral sampling (Algorithm 4) of one batch: class ids (B,) -> pixels (B, 3, H, W).
+
+        The one sampling driver: the prior at ``Temperatures.of("prior")``, then every level
+        down at its own temperature, all from ``generator`` (seed one per batch for batches
+        that do not depend on each other). Pixels are long in [0, 255]. ``keep`` (optional)
+        receives the codes of every level ``{l: x_{l+1}}``, the top codes included.
+        """
+        top = self.sample_top(class_ids, temperature, generator, sampler, **options)  # (B, C, h, w)
+        if keep is not None:
+            keep[len(self.levels)] = top
+        return self.decode(top, temperature, generator, sampler, keep=keep, **options)

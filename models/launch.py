@@ -36,16 +36,29 @@ class Launch:
             dist.barrier()
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The one device resolver: ``None`` -> cuda if available else cpu; "cpu", "cuda", "cuda:N".
+
+    A device name torch does not know, or CUDA on a machine without it, is a ``ConfigError``
+    (never a silent fall-back to the CPU).
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device} was requested but no CUDA device is available; use cpu")
+    return dev
+
+
 def setup_launch(device: str | None = None) -> Launch:
     """Join the ``torchrun`` process group if there is one; pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was requested but no CUDA device is available; use --device cpu")
         dev = torch.device("cuda", local_rank if world > 1 else (dev.index or 0))
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
@@ -32,6 +33,29 @@ from models.sampling_cache import CachedSampler
 
 SAMPLERS = ("cached", "naive")
 PRECISIONS = ("float32", "bfloat16")  # float32: the model's own dtype (float64 in tests)
+
+
+@dataclass(frozen=True)
+class Temperatures:
+    """Softmax temperature per stage (``prior``, ``level1`` ..); unnamed stages use ``default``."""
+
+    default: float = 1.0
+    per_stage: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def of_any(cls, temperature: float | Temperatures) -> Temperatures:
+        """A plain number is the temperature of every stage."""
+        return temperature if isinstance(temperature, Temperatures) else cls(float(temperature))
+
+    def of(self, stage: str) -> float:
+        return dict(self.per_stage).get(stage, self.default)
+
+    def record(self, stages: list[str]) -> float | dict[str, float]:
+        """What a manifest stores: one number if all stages share it, else ``{stage: T}``."""
+        values = {s: self.of(s) for s in stages}
+        return values[stages[0]] if len(set(values.values())) == 1 else values
+
+
 StepHook = Callable[[int, torch.Tensor], None]  # (step index, logits (B, V)) of each sub-pixel
 
 
