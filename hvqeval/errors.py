@@ -11,3 +11,7 @@ class SampleSetError(HvqevalError):
 
 class WeightsError(HvqevalError):
     """Pretrained weights are missing, unreadable or fail their checksum."""
+
+
+class GenerationError(HvqevalError):
+    """Bad input to sampling or reconstruction (run folder, classes, temperatures, --out)."""

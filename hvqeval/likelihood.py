@@ -165,9 +165,8 @@ def evaluate_run(run_dir, *, data: str | None = None, split: str = "val", limit:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from hvqeval.generate import check_run, checkpoint_records, resolve_device
-    from models.checkpoint import load_run
-    from models.stage_data import FirstItems, default_data, open_images
+    from hvqeval.run_folder import check_run, checkpoint_records
+    from models import FirstItems, default_data, load_run, open_images, resolve_device
 
     card = check_run(run_dir, need_prior=True)
     dev = resolve_device(device)

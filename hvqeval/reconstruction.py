@@ -23,15 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hvqeval.generate import (
-    GenerationError,
-    SamplerOptions,
-    Temperatures,
-    batch_generator,
-    check_run,
-    checkpoint_records,
-    decode_from,
-)
+from hvqeval.errors import GenerationError
+from hvqeval.run_folder import check_run, checkpoint_records
+from hvqeval.sampling import SamplerOptions, batch_generator
+from models import Temperatures
 
 MANIFEST = "reconstructions.json"
 GRID = "grid.png"
@@ -57,7 +52,8 @@ def reconstruct(hierarchy, images: torch.Tensor, samples: int, *, from_level: in
     codes = codes.repeat_interleave(samples, dim=0)  # (N*K, C, h, w): image n's K copies together
     # One generator per image, each driving its own K rows: the same draws as image by image.
     generators = [batch_generator(seed, first_index + n) for n in range(len(images))]
-    pixels = decode_from(hierarchy, codes, level, temperatures, generators, options)
+    pixels = hierarchy.decode(codes, temperatures, generators, options.sampler, from_level=level,
+                              **options.engine_options())
     out = pixels.clamp(0, 255).to(torch.uint8).cpu().reshape(len(images), samples, *pixels.shape[1:])
     return out  # (N, K, 3, H, W)
 

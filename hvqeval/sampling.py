@@ -16,7 +16,7 @@ changes which random numbers each image gets, so it is part of the recorded sett
 
 With ``save_codes`` the sampled codes of every level are kept in ``codes/batch_NNNNN.npz``
 (arrays ``codes_level{l}`` = the sampled x_{l+1}, ``class_ids``, ``files``) so images can be
-decoded again from any level (``load_sampled_codes`` + ``decode_from``).
+decoded again from any level (``load_sampled_codes`` + ``Hierarchy.decode``).
 """
 
 from __future__ import annotations
@@ -30,34 +30,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from hvqeval.errors import HvqevalError
+from hvqeval.errors import GenerationError
+from hvqeval.run_folder import check_run, checkpoint_records, run_class_names, stage_list
+from hvqeval.sample_set import SampleSetWriter
+from models import SAMPLERS, Temperatures, atomic_write_bytes, load_run
 
 CODES_FOLDER = "codes"
-SAMPLERS = ("cached", "naive")
-
-
-class GenerationError(HvqevalError):
-    """Bad input to sampling or reconstruction (run folder, classes, temperatures, --out)."""
 
 
 # --------------------------------------------------------------------------------------
 # Settings
-
-
-@dataclass(frozen=True)
-class Temperatures:
-    """Softmax temperature per stage (``prior``, ``level1`` ..); unnamed stages use ``default``."""
-
-    default: float = 1.0
-    per_stage: tuple[tuple[str, float], ...] = ()
-
-    def of(self, stage: str) -> float:
-        return dict(self.per_stage).get(stage, self.default)
-
-    def record(self, stages: list[str]) -> float | dict[str, float]:
-        """What the manifest stores: one number if all stages share it, else ``{stage: T}``."""
-        values = {s: self.of(s) for s in stages}
-        return values[stages[0]] if len(set(values.values())) == 1 else values
 
 
 def parse_temperatures(text: str, stages: list[str]) -> Temperatures:
@@ -124,67 +106,6 @@ def batch_generator(seed: int, batch_index: int) -> torch.Generator:
 
 
 # --------------------------------------------------------------------------------------
-# Run folders
-
-
-def stage_list(card) -> list[str]:
-    return [f"level{i + 1}" for i in range(len(card.level))] + ["prior"]
-
-
-def check_run(run_dir: str | os.PathLike, need_prior: bool = True):
-    """The run's card, after checking that every stage sampling needs has a checkpoint.
-
-    Raises ``GenerationError`` naming the first missing stage and the command that trains it.
-    """
-    from models.checkpoint import checkpoint_paths, read_run_config
-
-    card = read_run_config(run_dir)
-    present = checkpoint_paths(run_dir)
-    needed = stage_list(card) if need_prior else stage_list(card)[:-1]
-    for stage in needed:
-        if stage not in present:
-            flag = "--prior" if stage == "prior" else f"--level {stage.removeprefix('level')}"
-            raise GenerationError(
-                f"run {run_dir} has no trained {stage} ({stage}.pt missing); train it first: "
-                f"hvqeval train --config {card.name} --out {run_dir} {flag}"
-            )
-    return card
-
-
-def checkpoint_records(run_dir: str | os.PathLike) -> list[dict[str, str]]:
-    """``[{stage, path, sha256}]`` of the run's checkpoints (training order), for manifests."""
-    from hvqeval.sample_set import sha256_file
-    from models.checkpoint import checkpoint_paths
-
-    return [{"stage": stage, "path": os.fspath(path), "sha256": sha256_file(path)}
-            for stage, path in checkpoint_paths(run_dir).items()]
-
-
-def run_class_names(run_dir: str | os.PathLike, card) -> list[str]:
-    """Class labels ``"name (id)"`` of a run: ImageNet's table, the data's names, or the ids."""
-    from models.codes import codes_dir, read_meta
-    from models.data import class_label, imagenet_class_names
-
-    n = card.model.num_classes
-    names: list[str] | None = None
-    if card.model.dataset.lower().startswith("imagenet") and n == 1000:
-        names = imagenet_class_names()
-    if names is None:
-        meta = read_meta(codes_dir(run_dir, len(card.level)))
-        if meta and len(meta.get("class_names") or []) == n:
-            names = list(meta["class_names"])
-    if names is None and card.model.dataset in ("shapes", "fashion_mnist"):
-        from models.datasets.idx import FASHION_CLASSES
-        from models.datasets.shapes import CLASS_NAMES
-
-        builtin = CLASS_NAMES if card.model.dataset == "shapes" else FASHION_CLASSES
-        names = list(builtin) if len(builtin) == n else None
-    if names is None:
-        names = [str(i) for i in range(n)]
-    return [class_label(name, i) for i, name in enumerate(names)]
-
-
-# --------------------------------------------------------------------------------------
 # Ancestral sampling of one batch (Algorithm 4)
 
 
@@ -198,39 +119,13 @@ class SamplerOptions:
         return {"precision": self.precision, "cuda_graph": self.cuda_graph}
 
 
-def decode_from(hierarchy, codes: torch.Tensor, level: int, temperatures: Temperatures,
-                generator: torch.Generator, options: SamplerOptions = SamplerOptions(),
-                keep: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
-    """Sample levels ``level`` .. 1 given codes of level ``level`` (x_{level+1}): pixels (B, 3, H, W).
-
-    ``keep`` (optional) receives the sampled intermediate codes ``{l: x_{l+1}}`` for l < level.
-    """
-    from models.sampling import sample_decoder
-
-    current = codes
-    for index in reversed(range(level)):  # 0-based level index: decoder of level index+1
-        current = sample_decoder(hierarchy.levels[index].decoder, current,
-                                 temperature=temperatures.of(f"level{index + 1}"), generator=generator,
-                                 sampler=options.sampler, **options.engine_options())
-        if keep is not None and index > 0:
-            keep[index] = current
-    return current
-
-
 def sample_batch(hierarchy, class_ids: torch.Tensor, temperatures: Temperatures, generator: torch.Generator,
                  options: SamplerOptions = SamplerOptions()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """One batch of Algorithm 4: class ids (B,) -> (pixels long (B, 3, H, W), {level l: codes x_{l+1}})."""
-    from models.sampling import sample_prior
-
-    card = hierarchy.card
-    top = card.top_codes
-    levels = len(card.level)
-    device = hierarchy.prior.class_bias.weight.device
-    z = sample_prior(hierarchy.prior, class_ids.to(device), temperature=temperatures.of("prior"),
-                     generator=generator, sampler=options.sampler, size=(top.resolution, top.resolution),
-                     **options.engine_options())  # (B, C, h, w)
-    codes = {levels: z}
-    pixels = decode_from(hierarchy, z, levels, temperatures, generator, options, keep=codes)
+    """One batch of Algorithm 4 (``Hierarchy.sample``): class ids (B,) -> (pixels long (B, 3, H, W),
+    {level l: codes x_{l+1}})."""
+    codes: dict[int, torch.Tensor] = {}
+    pixels = hierarchy.sample(class_ids, temperatures, generator, options.sampler, keep=codes,
+                              **options.engine_options())
     return pixels, codes
 
 
@@ -292,10 +187,8 @@ def _save_codes(folder: Path, batch_index: int, codes: dict[int, torch.Tensor], 
                 files: list[str]) -> None:
     folder.mkdir(exist_ok=True)
     arrays = {f"codes_level{level}": c.cpu().numpy().astype(np.int32) for level, c in codes.items()}
-    target = folder / f"batch_{batch_index:05d}.npz"
-    tmp = folder / f".batch_{batch_index:05d}.tmp.npz"
-    np.savez_compressed(tmp, class_ids=class_ids.cpu().numpy().astype(np.int64), files=np.array(files), **arrays)
-    os.replace(tmp, target)
+    atomic_write_bytes(folder / f"batch_{batch_index:05d}.npz", lambda f: np.savez_compressed(
+        f, class_ids=class_ids.cpu().numpy().astype(np.int64), files=np.array(files), **arrays))
 
 
 def load_sampled_codes(sample_set: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -321,9 +214,6 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
     ``on_batch`` is called after each batch is safely on disk.
     """
     from tqdm import tqdm
-
-    from hvqeval.sample_set import SampleSetWriter
-    from models.checkpoint import load_run
 
     if request.options.sampler not in SAMPLERS:
         raise GenerationError(f"unknown sampler {request.options.sampler!r}; choose {' or '.join(SAMPLERS)}")
@@ -381,16 +271,3 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
     writer.flush()
     return SampleReport(Path(out), len(plan), len(writer) - already, already, batches_run,
                         len(writer) == len(plan), writer.manifest())
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None`` -> cuda if available else cpu; a CUDA request without CUDA is a user error."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise GenerationError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GenerationError("--device cuda was requested but no CUDA device is available; use --device cpu")
-    return dev

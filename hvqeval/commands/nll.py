@@ -33,10 +33,11 @@ import click
 def command(run_dir, data, split, limit, batch_size, workers, device, model_label, results_path, no_results,
             as_json) -> None:
     """Joint NLL of RUN on real images, per term and in total, in bits/dim."""
+    from hvqeval.commands import device_from_option
     from hvqeval.likelihood import evaluate_run
 
     outcome = evaluate_run(run_dir, data=data, split=split, limit=limit, batch_size=batch_size,
-                           num_workers=workers, device=device, model=model_label,
+                           num_workers=workers, device=device_from_option(device), model=model_label,
                            results=None if no_results else results_path)
     result = outcome.result
     if as_json:

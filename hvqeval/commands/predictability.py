@@ -38,12 +38,12 @@ import click
 def command(runs, level, data, layers, hidden, kernel_size, steps, batch_size, learning_rate, class_conditional,
             limit, seed, device, figure, results_path, no_results, as_json) -> None:
     """Validation NLL of a small prior trained on each run's level-LEVEL codes (Figure 5)."""
-    from hvqeval.generate import resolve_device
+    from hvqeval.commands import device_from_option
     from hvqeval.predictability import PredictabilityConfig, code_predictability, plot, result_row
 
     config = PredictabilityConfig(layers, hidden, kernel_size, steps, batch_size, learning_rate,
                                   class_conditional, seed)
-    dev = resolve_device(device)
+    dev = device_from_option(device)
     results = [code_predictability(run, level, config, data=data, limit=limit, device=dev) for run in runs]
     if not no_results:
         from hvqeval.results import ResultsStore

@@ -34,14 +34,16 @@ import click
 def command(run_dir, images_spec, samples_per_image, out, limit, from_level, temperature, seed, sampler,
             device, as_json) -> None:
     """Encode real images and draw K sampled reconstructions of each."""
-    from hvqeval.generate import SamplerOptions, check_run, parse_temperatures, resolve_device
+    from hvqeval.commands import device_from_option
     from hvqeval.reconstruction import GRID, write_reconstructions
+    from hvqeval.run_folder import check_run
+    from hvqeval.sampling import SamplerOptions, parse_temperatures
 
     card = check_run(run_dir, need_prior=False)
     temperatures = parse_temperatures(temperature, [f"level{i + 1}" for i in range(len(card.level))])
     report = write_reconstructions(run_dir, images_spec, out, samples_per_image, limit=limit,
                                    from_level=from_level, temperatures=temperatures, seed=seed,
-                                   options=SamplerOptions(sampler), device=resolve_device(device))
+                                   options=SamplerOptions(sampler), device=device_from_option(device))
     mae = sum(report.mean_abs_error) / len(report.mean_abs_error)
     if as_json:
         click.echo(json.dumps({"out": str(report.out), "grid": str(report.out / GRID), "images": report.images,

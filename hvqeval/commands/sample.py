@@ -42,15 +42,14 @@ import click
 def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size, out, save_codes, model_label,
             device, precision, cuda_graph, max_batches, as_json) -> None:
     """Draw PER_CLASS samples of every chosen class into a sample set."""
-    from hvqeval.generate import (
+    from hvqeval.commands import device_from_option
+    from hvqeval.run_folder import check_run, stage_list
+    from hvqeval.sampling import (
         SampleRequest,
         SamplerOptions,
-        check_run,
         generate_sample_set,
         parse_classes,
         parse_temperatures,
-        resolve_device,
-        stage_list,
     )
 
     card = check_run(run_dir, need_prior=True)
@@ -59,7 +58,7 @@ def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size,
         temperatures=parse_temperatures(temperature, stage_list(card)), seed=seed, batch_size=batch_size,
         options=SamplerOptions(sampler, precision, cuda_graph), save_codes=save_codes,
         model=model_label)
-    report = generate_sample_set(request, out, device=resolve_device(device), max_batches=max_batches)
+    report = generate_sample_set(request, out, device=device_from_option(device), max_batches=max_batches)
     summary = {"sample_set": str(report.path), "images": len(report.manifest["files"]), "total": report.total,
                "made_now": report.made_now, "already_there": report.already_there, "complete": report.complete,
                "model": report.manifest["model"], "temperature": report.manifest["temperature"], "seed": seed,

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from hvqeval.cli import cli
-from hvqeval.generate import batch_generator
+from hvqeval.sampling import batch_generator
 from hvqeval.reconstruction import PAD, reconstruct
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -12,17 +12,17 @@ import torch
 from click.testing import CliRunner
 
 from hvqeval.cli import cli
-from hvqeval.generate import (
-    GenerationError,
+from hvqeval.errors import GenerationError
+from hvqeval.sample_set import SampleSet, sha256_file
+from hvqeval.sampling import (
     SampleRequest,
-    Temperatures,
     batch_generator,
     generate_sample_set,
     load_sampled_codes,
     parse_classes,
     parse_temperatures,
 )
-from hvqeval.sample_set import SampleSet, sha256_file
+from models import Temperatures
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run_helpers import IMAGE_SIZE, build_tiny_run, copy_without, one_thread  # noqa: E402,F401
@@ -174,7 +174,6 @@ def test_cuda_sampling_matches_naive_and_runs_in_bfloat16_with_graphs(run, tmp_p
 
 @pytest.mark.slow
 def test_two_level_samples_decode_again_from_saved_codes(tmp_path_factory, tmp_path):
-    from hvqeval.generate import decode_from
     from models.checkpoint import load_run
     from models.sampling import sample_prior
 
@@ -189,6 +188,6 @@ def test_two_level_samples_decode_again_from_saved_codes(tmp_path_factory, tmp_p
     top = sample_prior(hierarchy.prior, torch.tensor([0, 5]), 0.9, gen, size=2)
     assert np.array_equal(top.numpy(), codes["codes_level2"])
     kept = {}
-    pixels = decode_from(hierarchy, top, 2, temperatures, gen, keep=kept)
+    pixels = hierarchy.decode(top, temperatures, gen, from_level=2, keep=kept)
     assert np.array_equal(kept[1].numpy(), codes["codes_level1"])
     assert np.array_equal(pixels.permute(0, 2, 3, 1).numpy().astype(np.uint8), _pixels(made))
