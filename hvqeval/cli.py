@@ -1,52 +1,78 @@
 """The one command line of the project: ``hvqeval``.
 
-Each sub-command lives in its own module under ``hvqeval/commands`` and exposes a click
-object named ``command``; heavy imports (torch, Flask, pandas) happen inside the command
-bodies so ``hvqeval --help`` stays fast. Only commands that work are registered here.
+``COMMANDS`` below is the whole command table: each sub-command lives in its own module
+under ``hvqeval/commands`` and exposes a click object named ``command``. A module is imported
+only when its command runs (or ``--help`` lists it), and heavy libraries (torch, Flask,
+pandas) are imported inside the command bodies, so ``hvqeval metrics`` never loads the web app.
 
-User mistakes raise the packages' own error types (``models.errors.ModelsError``,
-``hvqeval.errors.HvqevalError``, ``study_app.errors.StudyError``,
-``analysis.errors.AnalysisError``); they are printed as one ``Error: ...`` line with exit
-status 1, never as a traceback.
+User mistakes raise the packages' own error types (``USER_ERRORS``); they are printed as one
+``Error: ...`` line with exit status 1, never as a traceback.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import sys
 
 import click
 
-from analysis.errors import AnalysisError
 from hvqeval import __version__
-from hvqeval.errors import HvqevalError
-from models.errors import ModelsError
-from study_app.errors import StudyError
 
-USER_ERRORS = (ModelsError, HvqevalError, StudyError, AnalysisError)
+# name -> module in hvqeval/commands; `hvqeval --help` lists them in this order.
+COMMANDS = {
+    "models": "hvqeval.commands.models",
+    "data": "hvqeval.commands.data",
+    "train": "hvqeval.commands.train",
+    "sample": "hvqeval.commands.sample",
+    "reconstruct": "hvqeval.commands.reconstruct",
+    "nll": "hvqeval.commands.nll",
+    "metrics": "hvqeval.commands.metrics",
+    "neighbours": "hvqeval.commands.neighbours",
+    "features": "hvqeval.commands.features",
+    "study": "hvqeval.commands.study",
+    "report": "hvqeval.commands.report",
+    "demo": "hvqeval.commands.demo",
+    "predictability": "hvqeval.commands.predictability",
+}
 
-# Every module in hvqeval/commands exposing a click object named `command` is registered;
-# `hvqeval --help` lists them in this order, then any others alphabetically.
-COMMAND_ORDER = [
-    "models", "data", "train", "sample", "reconstruct", "nll", "metrics", "neighbours",
-    "features", "study", "report", "demo",
-]
+# module -> the base class of its user errors. Read from sys.modules, not imported: an error of
+# a package can only have been raised once its errors module is loaded, and importing them all
+# here would load torch and Flask for every command.
+USER_ERRORS = {
+    "models.errors": "ModelsError",
+    "hvqeval.errors": "HvqevalError",
+    "study_app.errors": "StudyError",
+    "analysis.errors": "AnalysisError",
+}
+
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    """The user-error base classes of the packages loaded so far."""
+    return tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS.items()
+                 if module in sys.modules)
 
 
 class HvqevalGroup(click.Group):
-    """Top-level group that turns user errors into one line and Ctrl-C into a clean exit."""
+    """Top-level group: commands from the table, user errors as one line, clean Ctrl-C."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)  # table order, not alphabetical
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(COMMANDS[name]).command
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as err:
-            raise click.ClickException(str(err)) from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted; finished work is kept: rerun the same command to continue.", err=True)
             ctx.exit(130)
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)  # registration order, not alphabetical
+        except Exception as err:
+            if isinstance(err, user_error_types()):
+                raise click.ClickException(str(err)) from None
+            raise
 
 
 @click.group(cls=HvqevalGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,18 +84,6 @@ def cli() -> None:
     Models with Auxiliary Decoders", with IS/FID, likelihood bounds, nearest neighbours,
     human-study web app and the paper's tables.
     """
-
-
-def _command_modules() -> list[str]:
-    import hvqeval.commands as package
-
-    found = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")}
-    return [n for n in COMMAND_ORDER if n in found] + sorted(found - set(COMMAND_ORDER))
-
-
-for _name in _command_modules():
-    _module = importlib.import_module(f"hvqeval.commands.{_name}")
-    cli.add_command(_module.command)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ cached reference statistics.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ class ImageSource(Dataset):
         self.target_size = image_size
         self._transform = None
         if image_size is not None:
-            from models.data import eval_transform
+            from models import eval_transform
 
             self._transform = eval_transform(int(image_size))
         self.converted_to_rgb = 0
@@ -370,8 +371,7 @@ class DatasetSource(ImageSource):
     def __init__(self, spec: str, name: str, split: str, *, image_size: int | None = None,
                  seed: int = 0, length: int | None = None):
         super().__init__(spec, image_size=None)
-        from models.data import eval_transform, open_dataset
-        from models.errors import DataError
+        from models import DataError, eval_transform, open_dataset
 
         self.name, self.split = name, split
         kwargs: dict[str, Any] = {}
@@ -425,8 +425,6 @@ class DatasetSource(ImageSource):
         return self.dataset[index][0]
 
     def fingerprint(self) -> Any:
-        from models import data
-
         meta: dict[str, Any] = {"repr": repr(self.dataset), "format": self.dataset.format,
                                 "split": self.split, "length": len(self.dataset),
                                 "seed": getattr(self.dataset, "seed", None)}
@@ -435,8 +433,8 @@ class DatasetSource(ImageSource):
             files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
             meta["files"] = [[str(p), *_file_stat(p)] for p in files]
         if self.dataset.format == "shapes":  # the renderer's code defines the pixels
-            meta["renderer"] = hashlib.sha256(Path(data.__file__).parent.joinpath(
-                "datasets", "shapes.py").read_bytes()).hexdigest()
+            renderer = Path(inspect.getfile(type(self.dataset)))  # models/datasets/shapes.py
+            meta["renderer"] = hashlib.sha256(renderer.read_bytes()).hexdigest()
         return meta
 
 

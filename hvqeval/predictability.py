@@ -81,9 +81,15 @@ def describe_aux_decoder(card, level: int) -> str:
 def level_codes(run_dir: str | os.PathLike, level: int, *, data: str | None = None,
                 device: str | torch.device = "cpu", progress: bool = True):
     """Train and validation ``CodesDataset`` of level ``level``, extracting them if needed."""
-    from models.checkpoint import checkpoint_path, load_checkpoint, read_run_config
-    from models.codes import CodesDataset, codes_dir, read_meta
-    from models.errors import DataError
+    from models import (
+        CodesDataset,
+        DataError,
+        checkpoint_path,
+        codes_dir,
+        load_checkpoint,
+        read_meta,
+        read_run_config,
+    )
 
     card = read_run_config(run_dir)
     if not 1 <= level <= len(card.level):
@@ -95,9 +101,7 @@ def level_codes(run_dir: str | os.PathLike, level: int, *, data: str | None = No
     directory = codes_dir(run_dir, level)
     meta = read_meta(directory)
     if meta is None or meta["source_step"] != load_checkpoint(path, card, f"level{level}")["step"]:
-        from models.launch import Launch
-        from models.stage_data import ensure_codes
-        from models.train import TrainOptions
+        from models import Launch, TrainOptions, ensure_codes
 
         dev = torch.device(device)
         ensure_codes(card, Path(run_dir), level, data, Launch(0, 1, dev),
@@ -118,8 +122,7 @@ def _stack(dataset, indices) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def build_small_prior(config: PredictabilityConfig, channels: int, values: int, num_classes: int):
-    from models.config import PriorConfig, TrainingConfig
-    from models.prior import Prior
+    from models import Prior, PriorConfig, TrainingConfig
 
     prior_config = PriorConfig(
         layers=config.layers, hidden=config.hidden, residual_hidden=config.hidden, timing="add",
@@ -163,7 +166,7 @@ def train_and_validate(train, val, channels: int, values: int, num_classes: int,
     def save() -> None:
         if path is None:
             return
-        from models.checkpoint import atomic_write_bytes
+        from models import atomic_write_bytes
 
         state = {"model": prior.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                  "generator": generator.get_state(), "recent": recent, "config": asdict(config)}

@@ -98,7 +98,7 @@ def write_reconstructions(run_dir: str | os.PathLike, images_spec: str, out: str
     from tqdm import tqdm
 
     from hvqeval.inputs import open_images
-    from models.checkpoint import load_run
+    from models import load_run
 
     if samples < 1:
         raise GenerationError("--samples-per-image must be at least 1")

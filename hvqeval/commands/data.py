@@ -33,8 +33,7 @@ def check(path: str, split: str, all_errors: bool, headers_only: bool, class_map
     """
     from tqdm import tqdm
 
-    from models.data import open_dataset
-    from models.datasets.check import check_dataset
+    from models import check_dataset, open_dataset
 
     dataset = open_dataset(path, split, class_map=class_map, length=length)
 

@@ -41,8 +41,7 @@ def train(data, out, image_size, steps, batch_size, lr, seed, widths, val_size, 
     from hvqeval.errors import HvqevalError
     from hvqeval.metrics.domain import save_weights, train_classifier
     from hvqeval.metrics.features import pick_device, sha256_file
-    from models.data import eval_transform, open_dataset
-    from models.errors import DataError
+    from models import DataError, eval_transform, open_dataset
 
     device = pick_device(device)
     if steps < 1 or batch_size < 1:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from models.config import ModelCard, compression_ratio, downsampling_factor, list_cards, load_card
+if TYPE_CHECKING:
+    from models import ModelCard
 
 # Paper notation next to the card keys they correspond to (Table 4).
 _PAPER_NAMES = {
@@ -38,7 +40,7 @@ def _lines(data, prefix: str = "", indent: int = 0):
 
 def parameter_lines(card: ModelCard) -> list[str]:
     """Trainable parameters of every network, per stage (counted on the meta device)."""
-    from models.summary import count_parameters, format_count
+    from models import count_parameters, format_count
 
     rows = count_parameters(card)
     out = ["parameters:"]
@@ -52,6 +54,8 @@ def parameter_lines(card: ModelCard) -> list[str]:
 
 def card_summary(card: ModelCard) -> list[str]:
     """Human-readable lines: the hierarchy at a glance, then every resolved value."""
+    from models import compression_ratio, downsampling_factor
+
     out = [f"{card.name}: {card.model.description}", f"source: {card.model.source}", ""]
     out.append(f"hierarchy: {len(card.level) + 1} levels ({len(card.level)} autoencoder(s) + prior)")
     for i, lvl in enumerate(card.level):
@@ -82,6 +86,8 @@ def command(ctx: click.Context, as_json: bool) -> None:
     """List the model cards (models/configs/*.toml)."""
     if ctx.invoked_subcommand is not None:
         return
+    from models import list_cards, load_card
+
     names = list_cards()
     if as_json:
         click.echo(json.dumps(names))
@@ -98,6 +104,8 @@ def command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved card as JSON.")
 def show(name: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Print the resolved card NAME (a built-in name or a path to a .toml file)."""
+    from models import load_card
+
     card = load_card(name, overrides)
     if as_json:
         click.echo(card.to_json())

@@ -40,11 +40,15 @@ def command(card_name, data, run_dir, level, train_prior, train_all, steps, over
     """Train a stage of a hierarchical model into the run folder --out."""
     from pathlib import Path
 
-    from models.checkpoint import CONFIG_FILE, read_run_config
-    from models.config import load_card
-    from models.errors import ConfigError
-    from models.launch import setup_launch
-    from models.train import TrainOptions, train_stage
+    from models import (
+        CONFIG_FILE,
+        ConfigError,
+        TrainOptions,
+        load_card,
+        read_run_config,
+        setup_launch,
+        train_stage,
+    )
 
     chosen = [flag for flag, on in (("--level", level is not None), ("--prior", train_prior), ("--all", train_all)) if on]
     if len(chosen) != 1:

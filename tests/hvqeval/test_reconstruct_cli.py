@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from hvqeval.cli import cli
-from hvqeval.sampling import batch_generator
 from hvqeval.reconstruction import PAD, reconstruct
+from hvqeval.sampling import batch_generator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run_helpers import IMAGE_SIZE, build_tiny_run, copy_without, one_thread  # noqa: E402,F401
