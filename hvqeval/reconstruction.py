@@ -26,7 +26,7 @@ from PIL import Image
 from hvqeval.errors import GenerationError
 from hvqeval.run_folder import check_run, checkpoint_records
 from hvqeval.sampling import SamplerOptions, batch_generator
-from models import Temperatures
+from models import Temperatures, atomic_write_bytes, atomic_write_text
 
 MANIFEST = "reconstructions.json"
 GRID = "grid.png"
@@ -84,9 +84,7 @@ class ReconstructionReport:
 
 
 def _save_png(array_hwc: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array_hwc, mode="RGB").save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, lambda f: Image.fromarray(array_hwc, mode="RGB").save(f, format="PNG"))
 
 
 def write_reconstructions(run_dir: str | os.PathLike, images_spec: str, out: str | os.PathLike, samples: int, *,
@@ -146,7 +144,5 @@ def write_reconstructions(run_dir: str | os.PathLike, images_spec: str, out: str
     bar.close()
     _save_png(grid(torch.stack(originals), torch.stack(recons)), out / GRID)
     text = json.dumps({**meta, "grid": GRID, "grid_padding": PAD, "files": files}, indent=1)
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, manifest_path)
+    atomic_write_text(manifest_path, text)
     return ReconstructionReport(out, count, samples, level, errors)

@@ -20,9 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from hvqeval.errors import SampleSetError
+from models import atomic_write_bytes
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -43,19 +43,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -81,10 +68,6 @@ class SampleSet:
         ]
 
     # ------------------------------------------------------------------ loading
-    @classmethod
-    def is_sample_set(cls, path: str | os.PathLike) -> bool:
-        return (Path(path) / MANIFEST_NAME).is_file()
-
     @classmethod
     def load(cls, path: str | os.PathLike) -> SampleSet:
         root = Path(path)
@@ -227,9 +210,7 @@ class SampleSetWriter:
             raise ValueError(f"expected a ({size}, {size}, 3) uint8 image, got {image_hwc.shape} {image_hwc.dtype}")
         name = f"{len(self.files):06d}.png"
         target = self.path / name
-        tmp = self.path / f".{name}.tmp"
-        Image.fromarray(image_hwc, mode="RGB").save(tmp, format="PNG")
-        os.replace(tmp, target)
+        atomic_write_bytes(target, lambda f: Image.fromarray(image_hwc, mode="RGB").save(f, format="PNG"))
         entry = {"file": name, "class_id": int(class_id), "class_name": class_name, "sha256": sha256_file(target)}
         self.files.append(entry)
         return SampleFile(**entry)
@@ -239,7 +220,7 @@ class SampleSetWriter:
 
     def flush(self) -> None:
         data = json.dumps(self.manifest(), indent=1).encode("utf-8")
-        _atomic_write_bytes(self.path / MANIFEST_NAME, data)
+        atomic_write_bytes(self.path / MANIFEST_NAME, lambda f: f.write(data))
 
     def close(self) -> SampleSet:
         self.flush()
@@ -250,7 +231,3 @@ class SampleSetWriter:
 
     def __exit__(self, *exc) -> None:
         self.flush()
-
-
-def sample_file_dict(entry: SampleFile) -> dict[str, Any]:
-    return asdict(entry)

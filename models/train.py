@@ -1,4 +1,4 @@
-"""Training of one stage of a hierarchy, and of a whole hierarchy in order (Algorithm 1).
+"""Training of one stage of a hierarchy (Algorithm 1 runs it stage by stage, bottom-up).
 
 Stages are ``level1 .. levelN`` (encoder + quantiser + auxiliary decoder + AR decoder, trained
 simultaneously, Section 4) and ``prior``. Level 1 reads images (``models.data``); every later
@@ -223,13 +223,6 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
     if launch.is_main and not math.isfinite(last_metrics.get("loss", 0.0)):
         raise DataError(f"training {stage} diverged (loss {last_metrics['loss']}); lower the learning rate")
     return StageResult(stage, step, step - start_step, path, time.perf_counter() - started, last_metrics)
-
-
-def train_hierarchy(card: ModelCard, run_dir: str | Path, data: str | None = None,
-                    options: TrainOptions = TrainOptions()) -> list[StageResult]:
-    """Algorithm 1: every level bottom-up, extracting codes in between, then the prior."""
-    launch = setup_launch(options.device)
-    return [train_stage(card, run_dir, stage, data, options, launch) for stage in stage_names(card)]
 
 
 @torch.no_grad()
