@@ -34,7 +34,7 @@ def command(run_dir, data, split, limit, batch_size, workers, device, model_labe
             as_json) -> None:
     """Joint NLL of RUN on real images, per term and in total, in bits/dim."""
     from hvqeval.commands import device_from_option
-    from hvqeval.likelihood import evaluate_run
+    from hvqeval.nll import evaluate_run
 
     outcome = evaluate_run(run_dir, data=data, split=split, limit=limit, batch_size=batch_size,
                            num_workers=workers, device=device_from_option(device), model=model_label,

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from hvqeval.cli import cli
-from hvqeval.likelihood import nats_to_bits_per_dim, summarise
+from hvqeval.nll import nats_to_bits_per_dim, summarise
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run_helpers import IMAGE_SIZE, build_tiny_run, copy_without, one_thread, tiny_card  # noqa: E402,F401
