@@ -190,6 +190,10 @@ def print_table(rows: list[dict], threads: int) -> None:
           flush=True)
 
 
+# Result keys keep the short names; models speaks torch's dtype names.
+DTYPE_NAMES = {"bf16": "bfloat16", "fp32": "float32"}
+
+
 def _throughput(card_name: str, stage: str, batch: int, precision: str, steps: int, warmup: int) -> dict:
     device = torch.device("cuda")
     card = load_card(card_name)
@@ -208,11 +212,11 @@ def _throughput(card_name: str, stage: str, batch: int, precision: str, steps: i
     y = torch.randint(0, card.model.num_classes, (batch,), device=device)
     torch.cuda.reset_peak_memory_stats()
     for i in range(warmup):
-        optimisation_step(model, model, polyak, optimizer, x, y, i, device, precision)
+        optimisation_step(model, model, polyak, optimizer, x, y, i, device, DTYPE_NAMES[precision])
     torch.cuda.synchronize()
     start = time.perf_counter()
     for i in range(steps):
-        optimisation_step(model, model, polyak, optimizer, x, y, warmup + i, device, precision)
+        optimisation_step(model, model, polyak, optimizer, x, y, warmup + i, device, DTYPE_NAMES[precision])
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     return {"card": card_name, "stage": stage, "batch": batch, "precision": precision,

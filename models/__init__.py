@@ -46,9 +46,9 @@ from models.data import (
 from models.datasets.check import check_dataset
 from models.errors import CheckpointError, ConfigError, DataError, ModelsError
 from models.hierarchy import Hierarchy
-from models.launch import Launch, resolve_device, setup_launch
+from models.launch import PRECISIONS, Launch, resolve_device, setup_launch
 from models.prior import Prior
-from models.sampling import PRECISIONS, SAMPLERS, Temperatures
+from models.sampling import SAMPLERS, Temperatures
 from models.stage_data import FirstItems, default_data, ensure_codes, open_images
 from models.summary import count_parameters, format_count
 from models.train import StageResult, train_stage

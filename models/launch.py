@@ -18,6 +18,10 @@ import torch.distributed as dist
 
 from models.errors import ConfigError
 
+# The one precision vocabulary (torch's dtype names), for training, extraction and sampling.
+# float32 means the model's own dtype (float64 in some tests).
+PRECISIONS = ("float32", "bfloat16")
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -68,9 +72,11 @@ def setup_launch(device: str | None = None) -> Launch:
 
 
 def autocast_for(device: torch.device, precision: str):
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    """The arithmetic of a training or extraction step: ``"auto"`` (bfloat16 autocast on GPUs,
+    float32 elsewhere) or one of ``PRECISIONS``."""
+    if precision not in ("auto", *PRECISIONS):
+        raise ConfigError(f"precision must be auto, {' or '.join(PRECISIONS)}, got {precision!r}")
+    use_bf16 = precision == "bfloat16" or (precision == "auto" and device.type == "cuda")
     if not use_bf16:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -27,12 +27,12 @@ from tqdm import tqdm
 
 from models.draws import draw, draw_uniforms
 from models.errors import ModelsError
+from models.launch import PRECISIONS
 from models.pixelcnn import check_values
 from models.prior import check_class_ids
 from models.sampling_cache import CachedSampler
 
 SAMPLERS = ("cached", "naive")
-PRECISIONS = ("float32", "bfloat16")  # float32: the model's own dtype (float64 in tests)
 
 
 @dataclass(frozen=True)

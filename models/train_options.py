@@ -13,7 +13,7 @@ from dataclasses import dataclass
 class TrainOptions:
     steps: int | None = None  # train until this step; default: the card's iterations
     device: str | None = None  # default: cuda if available, else cpu
-    precision: str = "auto"  # "auto" (bf16 autocast on GPU), "bf16", "fp32"
+    precision: str = "auto"  # "auto" (bfloat16 autocast on GPUs), "float32", "bfloat16"
     num_workers: int = 2
     checkpoint_every: int = 500  # steps
     checkpoint_minutes: float = 10.0

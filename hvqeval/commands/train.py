@@ -16,6 +16,8 @@ import os
 
 import click
 
+# Earlier spellings of the precision names, still accepted on the command line.
+SHORT_PRECISIONS = {"bf16": "bfloat16", "fp32": "float32"}
 
 @click.command(name="train")
 @click.option("--config", "card_name", metavar="CARD",
@@ -28,8 +30,9 @@ import click
 @click.option("--steps", type=click.IntRange(min=1), help="Train each stage until this step (default: the card's iterations).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a card value (repeatable).")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
-              help="auto = bf16 autocast on GPUs, fp32 on CPUs.")
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16", *SHORT_PRECISIONS]),
+              default="auto", show_default=True,
+              help="auto = bfloat16 autocast on GPUs, float32 on CPUs (bf16 and fp32 are accepted too).")
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Data-loading processes.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N items of each split (quick runs).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True, metavar="STEPS")
@@ -66,7 +69,7 @@ def command(card_name, data, run_dir, level, train_prior, train_all, steps, over
                           f"--level must be 1..{len(card.level)} (the prior is --prior)")
     stages = [f"level{i + 1}" for i in range(len(card.level))] + ["prior"] if train_all else (
         ["prior"] if train_prior else [f"level{level}"])
-    options = TrainOptions(steps=steps, device=device, precision=precision, num_workers=workers,
+    options = TrainOptions(steps=steps, device=device, precision=SHORT_PRECISIONS.get(precision, precision), num_workers=workers,
                            checkpoint_every=checkpoint_every, seed=seed, progress=True, limit=limit)
     launch = setup_launch(device)
     results = []
