@@ -26,7 +26,7 @@ from PIL import Image
 from hvqeval.errors import GenerationError
 from hvqeval.run_folder import check_run, checkpoint_records
 from hvqeval.sampling import SamplerOptions, batch_generator
-from models import Temperatures, atomic_write_bytes, atomic_write_text
+from models import Stage, Temperatures, atomic_write_bytes, atomic_write_text
 
 MANIFEST = "reconstructions.json"
 GRID = "grid.png"
@@ -111,7 +111,7 @@ def write_reconstructions(run_dir: str | os.PathLike, images_spec: str, out: str
             "checkpoints": [c for c in checkpoint_records(run_dir) if c["stage"] != "prior"],
             "images": str(images_spec), "preprocessing": source.preprocessing, "count": count,
             "samples_per_image": samples, "from_level": level,
-            "temperature": temperatures.record([f"level{i + 1}" for i in range(level)]),
+            "temperature": temperatures.record(Stage.all_of(card)[:level]),
             "seed": seed, "sampler": options.sampler, "image_size": card.model.image_size}
     manifest_path = out / MANIFEST
     if manifest_path.is_file():

@@ -15,6 +15,7 @@ import os
 from hvqeval.errors import GenerationError
 from hvqeval.sample_set import sha256_file
 from models import (
+    Stage,
     builtin_class_names,
     checkpoint_paths,
     class_label,
@@ -25,11 +26,6 @@ from models import (
 )
 
 
-def stage_list(card) -> list[str]:
-    """Stages of a card in training order: ``level1`` .. ``levelN``, ``prior``."""
-    return [f"level{i + 1}" for i in range(len(card.level))] + ["prior"]
-
-
 def check_run(run_dir: str | os.PathLike, need_prior: bool = True):
     """The run's card, after checking that every stage sampling needs has a checkpoint.
 
@@ -37,10 +33,10 @@ def check_run(run_dir: str | os.PathLike, need_prior: bool = True):
     """
     card = read_run_config(run_dir)
     present = checkpoint_paths(run_dir)
-    needed = stage_list(card) if need_prior else stage_list(card)[:-1]
+    needed = Stage.all_of(card) if need_prior else Stage.all_of(card)[:-1]
     for stage in needed:
         if stage not in present:
-            flag = "--prior" if stage == "prior" else f"--level {stage.removeprefix('level')}"
+            flag = "--prior" if stage.is_prior else f"--level {stage.level}"
             raise GenerationError(
                 f"run {run_dir} has no trained {stage} ({stage}.pt missing); train it first: "
                 f"hvqeval train --config {card.name} --out {run_dir} {flag}"

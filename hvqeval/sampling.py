@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from hvqeval.errors import GenerationError
-from hvqeval.run_folder import check_run, checkpoint_records, run_class_names, stage_list
+from hvqeval.run_folder import check_run, checkpoint_records, run_class_names
 from hvqeval.sample_set import SampleSetWriter
-from models import SAMPLERS, Temperatures, atomic_write_bytes, load_run
+from models import SAMPLERS, Stage, Temperatures, atomic_write_bytes, load_run
 
 CODES_FOLDER = "codes"
 
@@ -171,7 +171,7 @@ def _manifest_meta(request: SampleRequest, card, run_dir: str) -> dict[str, Any]
         "card": card.name,
         "run": run_dir,
         "checkpoints": checkpoint_records(run_dir),
-        "temperature": request.temperatures.record(stage_list(card)),
+        "temperature": request.temperatures.record(Stage.all_of(card)),
         "seed": int(request.seed),
         "sampler": request.options.sampler,
         "precision": request.options.precision,

@@ -49,6 +49,7 @@ from models.hierarchy import Hierarchy
 from models.launch import PRECISIONS, Launch, resolve_device, setup_launch
 from models.prior import Prior
 from models.sampling import SAMPLERS, Temperatures
+from models.stage import Stage
 from models.stage_data import FirstItems, default_data, ensure_codes, open_images
 from models.summary import count_parameters, format_count
 from models.train import StageResult, train_stage
@@ -57,7 +58,7 @@ from models.train_options import TrainOptions
 __all__ = [
     "CONFIG_FILE", "CheckpointError", "CodesDataset", "ConfigError", "DataError", "FirstItems",
     "Hierarchy", "Launch", "ModelCard", "ModelsError", "PRECISIONS", "Prior", "PriorConfig",
-    "SAMPLERS", "StageResult", "Temperatures", "TrainOptions", "TrainingConfig",
+    "SAMPLERS", "Stage", "StageResult", "Temperatures", "TrainOptions", "TrainingConfig",
     "atomic_write_bytes", "atomic_write_text", "builtin_class_names", "check_dataset",
     "checkpoint_path", "checkpoint_paths", "class_label", "codes_dir", "compression_ratio",
     "count_parameters", "default_data", "downsampling_factor", "ensure_codes", "eval_transform",

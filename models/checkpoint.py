@@ -40,6 +40,7 @@ import torch
 from models.atomic_write import atomic_write_bytes, atomic_write_text
 from models.config import ModelCard, card_from_dict
 from models.errors import CheckpointError
+from models.stage import Stage
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -55,11 +56,6 @@ def code_version() -> str:
         return "unknown"
 
 
-def stage_names(card: ModelCard) -> list[str]:
-    """Training order of Algorithm 1: ``level1 .. levelN``, then ``prior``."""
-    return [f"level{i + 1}" for i in range(len(card.level))] + ["prior"]
-
-
 def checkpoint_path(run_dir: str | Path, stage: str) -> Path:
     return Path(run_dir) / f"{stage}.pt"
 
@@ -68,7 +64,7 @@ def checkpoint_paths(run_dir: str | Path) -> dict[str, Path]:
     """Existing checkpoints of a run, ``{stage: path}`` in training order."""
     run_dir = Path(run_dir)
     card = read_run_config(run_dir)
-    return {s: checkpoint_path(run_dir, s) for s in stage_names(card) if checkpoint_path(run_dir, s).is_file()}
+    return {s: checkpoint_path(run_dir, s) for s in Stage.all_of(card) if checkpoint_path(run_dir, s).is_file()}
 
 
 # --------------------------------------------------------------------------------------
@@ -167,7 +163,7 @@ def save_checkpoint(path: str | Path, *, model_class: str, card: ModelCard, stag
     payload = {
         "format_version": FORMAT_VERSION,
         "model_class": model_class,
-        "model_config": {"card": card.to_dict(), "stage": stage},
+        "model_config": {"card": card.to_dict(), "stage": str(stage)},  # plain str: weights_only loads
         "state_dict": _to_cpu(state_dict),
         "ema_state_dict": _to_cpu(ema_state_dict),
         "optimizer": _to_cpu(optimizer),
@@ -242,7 +238,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", require_pr
         return model
 
     levels = []
-    for stage in stage_names(card)[:-1]:
+    for stage in Stage.all_of(card)[:-1]:
         if not checkpoint_path(run_dir, stage).is_file():
             break
         levels.append(load(stage))

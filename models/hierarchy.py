@@ -24,6 +24,7 @@ from models.config import ModelCard
 from models.errors import CheckpointError
 from models.prior import Prior
 from models.sampling import Temperatures, sample_decoder, sample_prior
+from models.stage import Stage
 
 
 class PriorModel(nn.Module):
@@ -48,10 +49,8 @@ class PriorModel(nn.Module):
 
 def build_stage_model(card: ModelCard, stage: str) -> nn.Module:
     """The network trained in ``stage`` (``level1``.. or ``prior``)."""
-    if stage == "prior":
-        return PriorModel(card)
-    index = int(stage.removeprefix("level")) - 1
-    return LevelModel(card, index)
+    stage = Stage(stage)
+    return PriorModel(card) if stage.is_prior else LevelModel(card, stage.index)
 
 
 class Hierarchy(nn.Module):
@@ -87,7 +86,7 @@ class Hierarchy(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         inputs = [x.long()] + self.encode(x)
         for i, level in enumerate(self.levels):
-            terms[f"level{i + 1}"] = level.decoder.nll(inputs[i], inputs[i + 1])
+            terms[Stage.of_level(i + 1)] = level.decoder.nll(inputs[i], inputs[i + 1])
         if self.prior is not None:
             terms["prior"] = self.prior.nll(inputs[-1], class_ids.long())
         return terms
@@ -109,7 +108,7 @@ class Hierarchy(nn.Module):
         current = codes
         for index in reversed(range(start)):  # 0-based: the decoder of level index + 1
             current = sample_decoder(self.levels[index].decoder, current,
-                                     temperature=temperatures.of(f"level{index + 1}"),
+                                     temperature=temperatures.of(Stage.of_level(index + 1)),
                                      generator=generator, sampler=sampler, **options)
             if keep is not None and index > 0:
                 keep[index] = current

@@ -32,6 +32,7 @@ from models.codes import (
 from models.config import ModelCard, TrainingConfig
 from models.errors import CheckpointError, DataError
 from models.launch import Launch, autocast_for
+from models.stage import Stage
 from models.train_options import TrainOptions
 
 BUILTIN_DATASETS = ("shapes", "fashion_mnist")
@@ -39,16 +40,14 @@ BUILTIN_DATASETS = ("shapes", "fashion_mnist")
 
 
 def stage_training(card: ModelCard, stage: str) -> TrainingConfig:
-    return card.prior.training if stage == "prior" else card.level[level_index(stage)].training
-
-
-def level_index(stage: str) -> int:
-    return int(stage.removeprefix("level")) - 1
+    stage = Stage(stage)
+    return card.prior.training if stage.is_prior else card.level[stage.index].training
 
 
 def stage_input_level(card: ModelCard, stage: str) -> int:
     """0-based index of the level whose input this stage models (prior: len(levels))."""
-    return len(card.level) if stage == "prior" else level_index(stage)
+    stage = Stage(stage)
+    return len(card.level) if stage.is_prior else stage.index
 
 
 def default_data(card: ModelCard, data: str | None) -> str:
@@ -129,14 +128,14 @@ def ensure_codes(card: ModelCard, run_dir: Path, level_number: int, data: str | 
     with ``--limit N`` while this stage runs without one or with a larger one.
     """
     for below in range(1, level_number + 1):  # report the lowest missing level
-        if not checkpoint_path(run_dir, f"level{below}").is_file():
+        if not checkpoint_path(run_dir, Stage.of_level(below)).is_file():
             raise CheckpointError(
                 f"{run_dir} has no trained level {below} (level{below}.pt missing); train it first: "
                 f"hvqeval train --config {card.name} --out {run_dir} --level {below}"
             )
     if level_number > 1:  # this level's input must be current too
         ensure_codes(card, run_dir, level_number - 1, data, launch, options)
-    stage = f"level{level_number}"
+    stage = Stage.of_level(level_number)
     path = checkpoint_path(run_dir, stage)
     directory = codes_dir(run_dir, level_number)
     ckpt = load_checkpoint(path, card, stage)
@@ -188,7 +187,7 @@ def extract_level_codes(card: ModelCard, run_dir: Path, level_number: int, ckpt:
             finish_split(directory, split)
         splits[split] = len(dataset)
     if launch.is_main:
-        write_meta(directory, source_stage=f"level{level_number}", source_step=ckpt["step"],
+        write_meta(directory, source_stage=Stage.of_level(level_number), source_step=ckpt["step"],
                    limit=options.limit, bits=codes.bits,
                    splits=splits, class_names=class_names)
     launch.barrier()

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.checkpoint import stage_names
 from models.config import ModelCard
+from models.stage import Stage
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def count_parameters(card: ModelCard) -> list[NetworkCount]:
 
     rows: list[NetworkCount] = []
     with torch.device("meta"):
-        for stage in stage_names(card):
+        for stage in Stage.all_of(card):
             model = build_stage_model(card, stage)
             if stage == "prior":
                 parts = {"prior": model.prior}

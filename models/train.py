@@ -35,13 +35,13 @@ from models.checkpoint import (
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
-    stage_names,
 )
 from models.config import ModelCard
 from models.ema import Polyak
 from models.errors import ConfigError, DataError
 from models.hierarchy import build_stage_model
 from models.launch import Launch, autocast_for, setup_launch
+from models.stage import Stage
 from models.stage_data import (
     ensure_codes,
     open_level_input,
@@ -117,8 +117,8 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
                 options: TrainOptions = TrainOptions(), launch: Launch | None = None) -> StageResult:
     """Train (or resume) one stage of ``card`` in ``run_dir`` until ``options.steps`` / the card's iterations."""
     run_dir = Path(run_dir)
-    if stage not in stage_names(card):
-        raise ConfigError(f"card '{card.name}' has stages {', '.join(stage_names(card))}; got '{stage}'")
+    if stage not in Stage.all_of(card):
+        raise ConfigError(f"card '{card.name}' has stages {', '.join(Stage.all_of(card))}; got '{stage}'")
     launch = launch or setup_launch(options.device)
     if launch.is_main:
         init_run_dir(run_dir, card)

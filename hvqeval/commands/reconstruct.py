@@ -38,9 +38,10 @@ def command(run_dir, images_spec, samples_per_image, out, limit, from_level, tem
     from hvqeval.reconstruction import GRID, write_reconstructions
     from hvqeval.run_folder import check_run
     from hvqeval.sampling import SamplerOptions, parse_temperatures
+    from models import Stage
 
     card = check_run(run_dir, need_prior=False)
-    temperatures = parse_temperatures(temperature, [f"level{i + 1}" for i in range(len(card.level))])
+    temperatures = parse_temperatures(temperature, Stage.all_of(card)[:-1])
     report = write_reconstructions(run_dir, images_spec, out, samples_per_image, limit=limit,
                                    from_level=from_level, temperatures=temperatures, seed=seed,
                                    options=SamplerOptions(sampler), device=device_from_option(device))

@@ -43,7 +43,7 @@ def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size,
             device, precision, cuda_graph, max_batches, as_json) -> None:
     """Draw PER_CLASS samples of every chosen class into a sample set."""
     from hvqeval.commands import device_from_option
-    from hvqeval.run_folder import check_run, stage_list
+    from hvqeval.run_folder import check_run
     from hvqeval.sampling import (
         SampleRequest,
         SamplerOptions,
@@ -51,11 +51,12 @@ def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size,
         parse_classes,
         parse_temperatures,
     )
+    from models import Stage
 
     card = check_run(run_dir, need_prior=True)
     request = SampleRequest(
         run=run_dir, classes=tuple(parse_classes(classes, card.model.num_classes)), per_class=per_class,
-        temperatures=parse_temperatures(temperature, stage_list(card)), seed=seed, batch_size=batch_size,
+        temperatures=parse_temperatures(temperature, Stage.all_of(card)), seed=seed, batch_size=batch_size,
         options=SamplerOptions(sampler, precision, cuda_graph), save_codes=save_codes,
         model=model_label)
     report = generate_sample_set(request, out, device=device_from_option(device), max_batches=max_batches)

@@ -46,6 +46,7 @@ def command(card_name, data, run_dir, level, train_prior, train_all, steps, over
     from models import (
         CONFIG_FILE,
         ConfigError,
+        Stage,
         TrainOptions,
         load_card,
         read_run_config,
@@ -67,8 +68,7 @@ def command(card_name, data, run_dir, level, train_prior, train_all, steps, over
     if level is not None and level > len(card.level):
         raise ConfigError(f"card '{card.name}' has {len(card.level)} autoencoder level(s); "
                           f"--level must be 1..{len(card.level)} (the prior is --prior)")
-    stages = [f"level{i + 1}" for i in range(len(card.level))] + ["prior"] if train_all else (
-        ["prior"] if train_prior else [f"level{level}"])
+    stages = Stage.all_of(card) if train_all else [Stage.PRIOR if train_prior else Stage.of_level(level)]
     options = TrainOptions(steps=steps, device=device, precision=SHORT_PRECISIONS.get(precision, precision), num_workers=workers,
                            checkpoint_every=checkpoint_every, seed=seed, progress=True, limit=limit)
     launch = setup_launch(device)

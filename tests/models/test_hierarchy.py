@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import load_run, stage_names
+from models import Stage
+from models.checkpoint import load_run
 from models.config import list_cards, load_card
 from models.hierarchy import build_stage_model
 from models.stage_data import open_level_input
@@ -25,7 +26,7 @@ OPTIONS = TrainOptions(steps=1, num_workers=0, progress=False, limit=4, log_ever
 
 
 def _train_all(card, run_dir):
-    return [train_stage(card, run_dir, stage, options=OPTIONS) for stage in stage_names(card)]
+    return [train_stage(card, run_dir, stage, options=OPTIONS) for stage in Stage.all_of(card)]
 
 
 @pytest.mark.parametrize("name", list_cards())
@@ -42,7 +43,7 @@ def test_one_batch_train_checkpoint_reload_every_card(name, tmp_path):
     assert [tuple(c.shape[1:]) for c in codes] == [
         (lvl.codes.channels, lvl.codes.resolution, lvl.codes.resolution) for lvl in card.level]
     terms = hierarchy.nll_terms(x, y)
-    assert list(terms) == stage_names(card)
+    assert list(terms) == Stage.all_of(card)
     for stage, value in terms.items():
         assert value.shape == (2,) and torch.isfinite(value).all() and (value > 0).all(), stage
     # The prior term is the prior's NLL of the top codes the encoders produce.
