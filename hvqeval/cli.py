@@ -52,6 +52,33 @@ def user_error_types() -> tuple[type[Exception], ...]:
                  if module in sys.modules)
 
 
+def user_message(err: Exception, command: click.Command | None) -> str:
+    """One line for a user error; the command line adds what only it knows.
+
+    Library errors name the problem in the library's terms. When one names the argument at
+    fault (``err.argument``) and the command has one option of that name, the option is put
+    first (``--data: ...``); a ``MissingStageError`` gets the command that trains the stage.
+    """
+    text = str(err)
+    stage = getattr(err, "stage", None)
+    if stage is not None:
+        flag = "--prior" if stage.is_prior else f"--level {stage.level}"
+        text += f": hvqeval train --config {err.card_name} --out {err.run_dir} {flag}"
+    flags = {max(option.opts, key=len) for option in _options(command)
+             if option.name == getattr(err, "argument", None)}
+    return f"{flags.pop()}: {text}" if len(flags) == 1 else text
+
+
+def _options(command: click.Command | None) -> list[click.Option]:
+    """Every option of ``command`` and of its sub-commands (``hvqeval data check --split``)."""
+    if command is None:
+        return []
+    found = [p for p in command.params if isinstance(p, click.Option)]
+    for sub in getattr(command, "commands", {}).values():
+        found += _options(sub)
+    return found
+
+
 class HvqevalGroup(click.Group):
     """Top-level group: commands from the table, user errors as one line, clean Ctrl-C."""
 
@@ -71,7 +98,8 @@ class HvqevalGroup(click.Group):
             ctx.exit(130)
         except Exception as err:
             if isinstance(err, user_error_types()):
-                raise click.ClickException(str(err)) from None
+                command = self.get_command(ctx, ctx.invoked_subcommand or "")
+                raise click.ClickException(user_message(err, command)) from None
             raise
 
 

@@ -21,6 +21,7 @@ from models.checkpoint import (
     CONFIG_FILE,
     checkpoint_path,
     checkpoint_paths,
+    init_run_dir,
     load_checkpoint,
     load_run,
     read_run_config,
@@ -44,7 +45,7 @@ from models.data import (
     train_transform,
 )
 from models.datasets.check import check_dataset
-from models.errors import CheckpointError, ConfigError, DataError, ModelsError
+from models.errors import CheckpointError, ConfigError, DataError, MissingStageError, ModelsError
 from models.hierarchy import Hierarchy
 from models.launch import PRECISIONS, Launch, resolve_device, setup_launch
 from models.prior import Prior
@@ -57,12 +58,12 @@ from models.train_options import TrainOptions
 
 __all__ = [
     "CONFIG_FILE", "CheckpointError", "CodesDataset", "ConfigError", "DataError", "FirstItems",
-    "Hierarchy", "Launch", "ModelCard", "ModelsError", "PRECISIONS", "Prior", "PriorConfig",
+    "Hierarchy", "Launch", "MissingStageError", "ModelCard", "ModelsError", "PRECISIONS", "Prior", "PriorConfig",
     "SAMPLERS", "Stage", "StageResult", "Temperatures", "TrainOptions", "TrainingConfig",
     "atomic_write_bytes", "atomic_write_text", "builtin_class_names", "check_dataset",
     "checkpoint_path", "checkpoint_paths", "class_label", "codes_dir", "compression_ratio",
     "count_parameters", "default_data", "downsampling_factor", "ensure_codes", "eval_transform",
-    "format_count", "imagenet_class_names", "list_cards", "load_card", "load_checkpoint",
+    "format_count", "imagenet_class_names", "init_run_dir", "list_cards", "load_card", "load_checkpoint",
     "load_run", "open_dataset", "open_images", "read_meta", "read_run_config", "resolve_device",
     "setup_launch", "train_stage", "train_transform",
 ]

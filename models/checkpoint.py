@@ -39,7 +39,7 @@ import torch
 
 from models.atomic_write import atomic_write_bytes, atomic_write_text
 from models.config import ModelCard, card_from_dict
-from models.errors import CheckpointError
+from models.errors import CheckpointError, MissingStageError
 from models.stage import Stage
 
 FORMAT_VERSION = 1
@@ -74,7 +74,8 @@ def checkpoint_paths(run_dir: str | Path) -> dict[str, Path]:
 def read_run_config(run_dir: str | Path) -> ModelCard:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} is not a run folder (no {CONFIG_FILE}); train one with 'hvqeval train'")
+        raise CheckpointError(f"{run_dir} is not a run folder (no {CONFIG_FILE}); train a model into it first",
+                              argument="run_dir")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -114,8 +115,8 @@ def init_run_dir(run_dir: str | Path, card: ModelCard) -> None:
         if diff:
             raise CheckpointError(
                 f"run folder {run_dir} was started with card '{existing.name}', which differs from "
-                f"this card '{card.name}' at '{diff}'; use a new --out folder or the same card and --set values"
-            )
+                f"this card '{card.name}' at '{diff}'; use a new run folder, or the same card and overrides",
+                argument="run_dir")
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, card.to_json() + "\n")
@@ -209,7 +210,7 @@ def load_checkpoint(path: str | Path, card: ModelCard | None = None, stage: str 
         if diff:
             raise CheckpointError(
                 f"checkpoint {path} was trained with card '{saved_card['model']['name']}', which differs "
-                f"from card '{card.name}' at '{diff}'; use that card, or a new --out folder for this one"
+                f"from card '{card.name}' at '{diff}'; use that card, or a new run folder for this one"
             )
     if stage is not None and saved_stage != stage:
         raise CheckpointError(f"checkpoint {path} holds stage '{saved_stage}', expected '{stage}'")
@@ -243,13 +244,13 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", require_pr
             break
         levels.append(load(stage))
     if not levels:
-        raise CheckpointError(f"{run_dir} has no trained level yet; train it with "
-                              f"'hvqeval train --config {card.name} --out {run_dir} --all'")
+        raise MissingStageError(f"{run_dir} has no trained level yet; train its stages first",
+                                run_dir=str(run_dir), card_name=card.name, stage=Stage.of_level(1))
     prior = None
     if len(levels) == len(card.level) and checkpoint_path(run_dir, "prior").is_file():
         prior = load("prior")
     elif require_prior:
-        raise CheckpointError(f"{run_dir} has no trained prior yet; train it with "
-                              f"'hvqeval train --config {card.name} --out {run_dir} --prior' (after every level)")
+        raise MissingStageError(f"{run_dir} has no trained prior yet; train the prior (after every level)",
+                                run_dir=str(run_dir), card_name=card.name, stage=Stage.PRIOR)
     hierarchy = Hierarchy(card, levels, prior)
     return hierarchy.to(device).eval()

@@ -48,7 +48,7 @@ def read_meta(directory: Path) -> dict | None:
 
 
 def _items(limit: int | None) -> str:
-    return "every item of each split" if limit is None else f"the first {limit} items of each split (--limit {limit})"
+    return "every item of each split" if limit is None else f"the first {limit} items of each split (limit {limit})"
 
 
 def stale_reason(meta: dict | None, *, source_step: int, limit: int | None) -> str | None:

@@ -30,7 +30,7 @@ from models.codes import (
     write_meta,
 )
 from models.config import ModelCard, TrainingConfig
-from models.errors import CheckpointError, DataError
+from models.errors import DataError, MissingStageError
 from models.launch import Launch, autocast_for
 from models.stage import Stage
 from models.train_options import TrainOptions
@@ -55,8 +55,8 @@ def default_data(card: ModelCard, data: str | None) -> str:
         return data
     if card.model.dataset in BUILTIN_DATASETS:
         return card.model.dataset
-    raise DataError(f"card '{card.name}' trains on '{card.model.dataset}' images: pass --data PATH "
-                    "(an ImageNet class-folder root, an npz file, or an image folder)")
+    raise DataError(f"card '{card.name}' trains on '{card.model.dataset}' images: name where they are "
+                    "(an ImageNet class-folder root, an npz file, or an image folder)", argument="data")
 
 
 def open_images(card: ModelCard, data: str, split: str, train: bool) -> Dataset:
@@ -68,8 +68,8 @@ def open_images(card: ModelCard, data: str, split: str, train: bool) -> Dataset:
     if dataset.image_size is not None and dataset.image_size != size:
         raise DataError(
             f"{data} has {dataset.image_size}x{dataset.image_size} images but card '{card.name}' expects "
-            f"{size}x{size}; use data of that size or a card for it (e.g. --set model.image_size="
-            f"{dataset.image_size} with matching code resolutions)"
+            f"{size}x{size}; use data of that size or a card for it (e.g. model.image_size = "
+            f"{dataset.image_size} with matching code resolutions)", argument="data"
         )
     dataset.transform = train_transform(size) if train else eval_transform(size)
     return dataset
@@ -129,10 +129,9 @@ def ensure_codes(card: ModelCard, run_dir: Path, level_number: int, data: str | 
     """
     for below in range(1, level_number + 1):  # report the lowest missing level
         if not checkpoint_path(run_dir, Stage.of_level(below)).is_file():
-            raise CheckpointError(
-                f"{run_dir} has no trained level {below} (level{below}.pt missing); train it first: "
-                f"hvqeval train --config {card.name} --out {run_dir} --level {below}"
-            )
+            raise MissingStageError(
+                f"{run_dir} has no trained level {below} (level{below}.pt missing); train that stage first",
+                run_dir=str(run_dir), card_name=card.name, stage=Stage.of_level(below))
     if level_number > 1:  # this level's input must be current too
         ensure_codes(card, run_dir, level_number - 1, data, launch, options)
     stage = Stage.of_level(level_number)

@@ -166,7 +166,7 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
     steps_per_epoch = len(sampler) // per_rank
     if steps_per_epoch == 0:
         raise DataError(f"the training data has {len(dataset)} items, fewer than one batch of "
-                        f"{cfg.batch_size}; use more data or a smaller --set ...training.batch_size")
+                        f"{cfg.batch_size}; use more data or a smaller training.batch_size in the card")
     crop = min(cfg.crop, card.level_input(index)[2])
     batches = _batches(dataset, sampler, per_rank, start_step, steps_per_epoch, options, launch.device)
     if ckpt:

@@ -53,7 +53,7 @@ def resolve_split_folder(root: Path, split: str) -> tuple[Path, str | None]:
     present = [s for s in SPLIT_NAMES if (root / s).is_dir()]
     if present:
         raise DataError(f"{root}: missing split folder '{split}/' (found {', '.join(p + '/' for p in present)}); "
-                        f"pass --split {present[0]} or add {root / split}")
+                        f"choose split '{present[0]}' or add {root / split}", argument="split")
     return root, None
 
 

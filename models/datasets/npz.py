@@ -53,7 +53,8 @@ def npz_files_for_split(path: Path, split: str) -> list[Path]:
     known = sorted({f.name.split("_", 1)[0] for f in files if "_" in f.name} & {"train", "val", "test"})
     if known:
         raise DataError(f"{path}: no npz batches for split {split!r} (found {', '.join(known)}); "
-                        f"pass --split {known[0]} or point at the folder that holds the {split} batches")
+                        f"choose split '{known[0]}' or point at the folder that holds the {split} batches",
+                        argument="split")
     return files
 
 

@@ -56,8 +56,8 @@ def test_check_missing_split_folder(imagenet):
     result = run(imagenet, "--split", "test")
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == (
-        f"Error: {imagenet}: missing split folder 'test/' (found train/, val/); "
-        f"pass --split train or add {imagenet / 'test'}")
+        f"Error: --split: {imagenet}: missing split folder 'test/' (found train/, val/); "
+        f"choose split 'train' or add {imagenet / 'test'}")
 
 
 def test_check_broken_folder_names_the_broken_file(imagenet):

@@ -88,7 +88,7 @@ def test_checkpoint_from_another_card_fails_clearly(tmp_path):
         load_checkpoint(tmp_path / "level1.pt", card, "prior")
     # A run folder refuses a second card too.
     init_run_dir(tmp_path / "run", card)
-    with pytest.raises(CheckpointError, match=r"started with card 'tiny_msp'.*new --out folder"):
+    with pytest.raises(CheckpointError, match=r"started with card 'tiny_msp'.*new run folder"):
         init_run_dir(tmp_path / "run", other)
 
 

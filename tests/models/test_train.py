@@ -106,8 +106,9 @@ def test_run_folder_config_log_and_codes(tmp_path):
 
 def test_level_before_the_one_below_exists_fails_clearly(tmp_path):
     card = small_card("imagenet256_msp")
-    with pytest.raises(CheckpointError, match=r"no trained level 1 .*--level 1"):
+    with pytest.raises(CheckpointError, match=r"no trained level 1 .*train that stage first") as caught:
         train_stage(card, tmp_path, "level2", options=_options(1))
+    assert caught.value.stage == "level1" and caught.value.argument == "run_dir"  # the CLI adds --level 1
     with pytest.raises(CheckpointError, match=r"no trained level 1"):
         train_stage(card, tmp_path, "prior", options=_options(1))
 
