@@ -8,7 +8,7 @@ from PIL import Image
 from scipy.special import log_softmax, softmax
 
 from hvqeval.sample_set import SampleSetWriter
-from models.data import open_dataset
+from models import open_dataset
 
 
 def write_sample_set(path, n: int, *, size: int = 32, seed: int = 5, model: str = "tiny_ff"):

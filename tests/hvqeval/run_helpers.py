@@ -39,7 +39,7 @@ def build_tiny_run(root: Path, name: str = "tiny_ff", image_size: int = IMAGE_SI
     ``imagenet256_msp`` at 16x16 gives a two-level hierarchy: 16x16 pixels -> 3x4x4 codes ->
     1x2x2 codes -> prior.
     """
-    from models.train import TrainOptions, train_stage
+    from models import TrainOptions, train_stage
 
     key = f"{root}:{name}:{image_size}"
     if key not in _BUILT:

@@ -48,8 +48,7 @@ def test_bits_per_dim_normalisation_by_hand():
 
 
 def test_terms_match_hierarchy_nll_terms_and_sum_to_the_total(run, tmp_path):
-    from models.checkpoint import load_run
-    from models.data import open_dataset
+    from models import load_run, open_dataset
 
     results = tmp_path / "results.jsonl"
     out = _nll("--run", run, "--data", "shapes", "--limit", 5, "--batch-size", 5, "--json", "--results", results)
@@ -138,8 +137,7 @@ def test_predictability_command_reports_and_stores(run, tmp_path):
 
 @pytest.mark.slow
 def test_two_level_hierarchy_has_three_terms_that_sum(tmp_path_factory):
-    from models.checkpoint import load_run
-    from models.data import open_dataset
+    from models import load_run, open_dataset
 
     run = build_tiny_run(tmp_path_factory.getbasetemp(), "imagenet256_msp", image_size=16)
     out = _nll("--run", run, "--limit", 3, "--batch-size", 3, "--json", "--no-results")

@@ -34,7 +34,7 @@ def _png(path: Path) -> np.ndarray:
 
 
 def test_grid_has_the_original_first_then_the_samples(run, tmp_path):
-    from models.data import open_dataset
+    from models import open_dataset
 
     out = tmp_path / "rc"
     result = _reconstruct("--run", run, "--images", "shapes:val", "--limit", 3, "--samples-per-image", 2,
@@ -57,7 +57,7 @@ def test_grid_has_the_original_first_then_the_samples(run, tmp_path):
     # Two draws from the same codes differ (the decoder is stochastic) ...
     assert not np.array_equal(_png(out / manifest["files"][0]["samples"][0]), _png(out / manifest["files"][0]["samples"][1]))
     # ... and image 2 redrawn by hand: its codes, then the decoder with the generator of (seed 4, image 2).
-    from models.checkpoint import load_run
+    from models import load_run
     from models.sampling import sample_decoder
 
     hierarchy = load_run(run)

@@ -101,7 +101,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_files(run, tmp_path):
 
 
 def test_saved_codes_and_a_batch_redrawn_by_hand(run, tmp_path):
-    from models.checkpoint import load_run
+    from models import load_run
     from models.sampling import sample_decoder, sample_prior
 
     made = _ok(run, tmp_path / "s", *BASE, "--save-codes")
@@ -174,7 +174,7 @@ def test_cuda_sampling_matches_naive_and_runs_in_bfloat16_with_graphs(run, tmp_p
 
 @pytest.mark.slow
 def test_two_level_samples_decode_again_from_saved_codes(tmp_path_factory, tmp_path):
-    from models.checkpoint import load_run
+    from models import load_run
     from models.sampling import sample_prior
 
     run = build_tiny_run(tmp_path_factory.getbasetemp(), "imagenet256_msp", image_size=16)
