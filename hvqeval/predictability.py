@@ -6,7 +6,8 @@ at the end of training: codes that keep less local detail are easier to predict.
 
     codes of level N (run folder, codes/levelN/{train,val})  (B, C, h, w), 2**bits values
       -> gated PixelCNN (models.prior.Prior, no attention; class-conditional on request)
-      -> Adam for ``steps`` steps on random training batches (seeded)
+      -> Adam for ``steps`` steps on random training batches (seeded), each step
+         ``models.optimisation_step`` as in training, without the Polyak average
       -> validation NLL in bits per code sub-dimension, mean +- standard error over maps
 
 Training state is kept in ``<run>/predictability/level<N>-<settings hash>.pt``: a stopped run
@@ -149,8 +150,11 @@ def train_and_validate(train, val, channels: int, values: int, num_classes: int,
     n_val = len(val) if limit is None else min(limit, len(val))
     if n_train == 0 or n_val < 2:
         raise PredictabilityError(f"need training codes and at least 2 validation maps, found {n_train} / {n_val}")
+    from models import PriorModel, optimisation_step
+
     torch.manual_seed(config.seed)
     prior = build_small_prior(config, channels, values, num_classes).to(device)
+    model = PriorModel(prior=prior)  # the training interface of every stage: (codes, classes) -> loss
     optimizer = torch.optim.Adam(prior.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     recent: list[float] = []
@@ -180,13 +184,11 @@ def train_and_validate(train, val, channels: int, values: int, num_classes: int,
             index = torch.randint(0, n_train, (config.batch_size,), generator=generator)
             z, y = _stack(train, index)
             y = y if config.class_conditional else torch.zeros_like(y)
-            dims = z.shape[1] * z.shape[2] * z.shape[3]
-            loss = prior.nll(z.to(device), y.to(device)).mean() / dims  # nats per code sub-dimension
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            # models.train's step: Adam on the mean NLL in nats per code sub-dimension (no Polyak).
+            out = optimisation_step(model, model, None, optimizer, z.to(device), y.to(device), step,
+                                    torch.device(device), precision="float32")
             step += 1
-            recent.append(float(loss.detach()) / math.log(2))
+            recent.append(float(out.loss.detach()) / math.log(2))
             bar.update(1)
             bar.set_postfix(bpd=f"{recent[-1]:.3f}")
             if step % save_every == 0:

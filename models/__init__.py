@@ -46,24 +46,24 @@ from models.data import (
 )
 from models.datasets.check import check_dataset
 from models.errors import CheckpointError, ConfigError, DataError, MissingStageError, ModelsError
-from models.hierarchy import Hierarchy
+from models.hierarchy import Hierarchy, PriorModel
 from models.launch import PRECISIONS, Launch, resolve_device, setup_launch
 from models.prior import Prior
 from models.sampling import SAMPLERS, Temperatures
 from models.stage import Stage
 from models.stage_data import FirstItems, default_data, ensure_codes, open_images
 from models.summary import count_parameters, format_count
-from models.train import StageResult, train_stage
+from models.train import StageResult, optimisation_step, train_stage
 from models.train_options import TrainOptions
 
 __all__ = [
     "CONFIG_FILE", "CheckpointError", "CodesDataset", "ConfigError", "DataError", "FirstItems",
-    "Hierarchy", "Launch", "MissingStageError", "ModelCard", "ModelsError", "PRECISIONS", "Prior", "PriorConfig",
+    "Hierarchy", "Launch", "MissingStageError", "ModelCard", "ModelsError", "PRECISIONS", "Prior", "PriorConfig", "PriorModel",
     "SAMPLERS", "Stage", "StageResult", "Temperatures", "TrainOptions", "TrainingConfig",
     "atomic_write_bytes", "atomic_write_text", "builtin_class_names", "check_dataset",
     "checkpoint_path", "checkpoint_paths", "class_label", "codes_dir", "compression_ratio",
     "count_parameters", "default_data", "downsampling_factor", "ensure_codes", "eval_transform",
     "format_count", "imagenet_class_names", "init_run_dir", "list_cards", "load_card", "load_checkpoint",
-    "load_run", "open_dataset", "open_images", "read_meta", "read_run_config", "resolve_device",
+    "load_run", "open_dataset", "optimisation_step", "open_images", "read_meta", "read_run_config", "resolve_device",
     "setup_launch", "train_stage", "train_transform",
 ]

@@ -28,13 +28,16 @@ from models.stage import Stage
 
 
 class PriorModel(nn.Module):
-    """Training wrapper of ``models.prior.Prior`` on the top-level codes of a card."""
+    """Training wrapper of ``models.prior.Prior``: the card's prior on its top-level codes, or
+    a given ``prior`` on any codes (code predictability trains a small one this way)."""
 
-    def __init__(self, card: ModelCard):
+    def __init__(self, card: ModelCard | None = None, prior: Prior | None = None):
         super().__init__()
-        top = card.top_codes
+        if prior is None:
+            top = card.top_codes
+            prior = Prior(card.prior, top.channels, top.num_codes, card.model.num_classes)
         self.card = card
-        self.prior = Prior(card.prior, top.channels, top.num_codes, card.model.num_classes)
+        self.prior = prior
 
     def forward(self, z: torch.Tensor, class_ids: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> LevelOutput:

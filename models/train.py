@@ -97,19 +97,22 @@ def _batches(dataset: Dataset, sampler: DistributedSampler, per_rank: int, step:
             step += 1
 
 
-def optimisation_step(train_model: torch.nn.Module, model: torch.nn.Module, polyak: Polyak,
+def optimisation_step(train_model: torch.nn.Module, model: torch.nn.Module, polyak: Polyak | None,
                       optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, step: int,
                       device: torch.device, precision: str = "auto"):
     """One Adam step on a batch, then the Polyak update; returns the stage's ``LevelOutput``.
 
-    ``train_model`` is ``model`` itself or its DistributedDataParallel wrapper.
+    The one definition of a training step: every stage, and code predictability's small prior
+    (no Polyak average: ``polyak=None``). ``train_model`` is ``model`` itself or its
+    DistributedDataParallel wrapper.
     """
     with autocast_for(device, precision):
         out = train_model(x, y)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     optimizer.step()
-    polyak.update(model, step)
+    if polyak is not None:
+        polyak.update(model, step)
     return out
 
 
