@@ -7,7 +7,10 @@ README) without importing the evaluation suite. :func:`table1` returns one row p
 model               model label as stored
 is_mean, is_std     Inception Score and its std over splits (metric ``isc``)
 fid                 FID (metric ``fid``)
-nll_bpd             joint NLL bound in bits/dim (metric ``nll_bpd``)
+nll_bpd             NLL in bits/dim (metric ``nll_bpd``): the joint bound of a hierarchy, or
+                    the exact NLL of a single-level model (the Appendix D PixelCNN baseline)
+nll_kind            "bound" or "exact" (the row's ``extra.nll_kind``; rows without it are
+                    bounds); "" when the model has no NLL
 <m>_n               number of samples behind metric m (``is_n``, ``fid_n``, ``nll_n``)
 <m>_setting         "feature extractor / n / reference / splits" behind metric m
 =================== ===============================================================
@@ -35,7 +38,7 @@ SETTING_FIELDS = {
     "fid": ("feature_extractor", "weights_sha256", "n", "reference", "reference_id", "resize"),
     "nll": ("n", "reference"),
 }
-TABLE1_COLUMNS = ["model", "is_mean", "is_std", "fid", "nll_bpd", "is_n", "fid_n", "nll_n",
+TABLE1_COLUMNS = ["model", "is_mean", "is_std", "fid", "nll_bpd", "nll_kind", "is_n", "fid_n", "nll_n",
                   "is_setting", "fid_setting", "nll_setting"]
 
 
@@ -64,6 +67,13 @@ def load_results(path: str | Path) -> pd.DataFrame:
                "feature_extractor", "weights_sha256", "resize", "created_at"]
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=columns + [c for c in frame.columns if c not in columns])
+
+
+def nll_kind(row: pd.Series) -> str:
+    """``"exact"`` or ``"bound"`` of an ``nll_bpd`` row (rows written before the field: bounds)."""
+    extra = row.get("extra")
+    kind = extra.get("nll_kind") if isinstance(extra, dict) else None
+    return kind if kind in ("exact", "bound") else "bound"
 
 
 def _setting(row: pd.Series, fields: tuple[str, ...]) -> tuple:
@@ -129,6 +139,7 @@ def table1(
         rows_out.append({
             "model": model, "is_mean": get("is", "value"), "is_std": get("is", "std"),
             "fid": get("fid", "value"), "nll_bpd": get("nll", "value"),
+            "nll_kind": nll_kind(c["nll"]) if "nll" in c else "",
             "is_n": get("is", "n"), "fid_n": get("fid", "n"), "nll_n": get("nll", "n"),
             **{f"{k}_setting": _describe(k, c[k]) if k in c else "" for k in METRICS},
         })

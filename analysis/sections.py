@@ -53,13 +53,17 @@ def table1_section(results: pd.DataFrame, models=None, feature_extractor=None, r
         "Model": table["model"],
         "IS": [fmt_pm(m, s, 2) + (mark("is") if pd.notna(m) else "") for m, s in zip(table["is_mean"], table["is_std"])],
         "FID": [fmt(v, 2) + (mark("fid") if pd.notna(v) else "") for v in table["fid"]],
-        "Joint NLL": [f"{fmt(v, 3)} bits/dim" if pd.notna(v) else "–" for v in table["nll_bpd"]],
+        "Joint NLL": [f"{fmt(v, 3)} bits/dim" + (" (exact)" if kind == "exact" else "") if pd.notna(v) else "–"
+                      for v, kind in zip(table["nll_bpd"], table["nll_kind"])],
     })
     settings = []
     for key, name in (("is", "IS"), ("fid", "FID"), ("nll", "NLL")):
         used = sorted({s for s in table[f"{key}_setting"] if s})
         if len(used) == 1:
             settings.append(f"{name}: {used[0]}")
+    if (table["nll_kind"] == "exact").any():
+        settings.append("NLL marked (exact): a single-level PixelCNN on pixels, whose likelihood is exact; "
+                        "the other NLLs are joint bounds over pixels and codes (Appendix F)")
     notes_out = settings + [n.replace("MIXED", "† mixed") for n in notes]
     return Section("Table 1: IS, FID and joint NLL", table, display, tuple(notes_out))
 

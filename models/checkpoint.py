@@ -270,7 +270,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", require_pr
         if not checkpoint_path(run_dir, stage).is_file():
             break
         levels.append(load(stage))
-    if not levels:
+    if not levels and card.level:
         raise CheckpointError(f"{run_dir} has no trained level yet; train it with "
                               f"'hvqeval train --config {card.name} --out {run_dir} --all'")
     prior = None
