@@ -29,7 +29,7 @@ USER_ERRORS = (ModelsError, HvqevalError, StudyError, AnalysisError)
 # `hvqeval --help` lists them in this order, then any others alphabetically.
 COMMAND_ORDER = [
     "models", "data", "train", "sample", "reconstruct", "nll", "metrics", "neighbours",
-    "features", "study", "report", "demo",
+    "features", "sweep", "plot", "study", "report", "demo",
 ]
 
 
