@@ -191,8 +191,8 @@ def training_curves(logs: dict[str, pd.DataFrame]):
             for stage, series in log.groupby("stage", sort=False):
                 series = series[series[key].notna()]
                 if len(series):
-                    label = f"{run} {stage}" if len(logs) > 1 else str(stage)
-                    ax.plot(series["step"], series[key], label=label)
+                    name = f"{run} {stage}" if len(logs) > 1 else str(stage)
+                    ax.plot(series["step"], series[key], label=name)
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

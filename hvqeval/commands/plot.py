@@ -55,7 +55,14 @@ def _finish(fig, out: str, records: list[dict], as_json: bool) -> None:
 
 
 def _records(frame) -> list[dict]:
-    return json.loads(frame.to_json(orient="records"))
+    """DataFrame rows as JSON-ready dicts at full float precision (NaN -> null)."""
+    import math
+
+    def plain(value):
+        value = value.item() if hasattr(value, "item") else value
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    return [{k: plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
 @click.group(name="plot")
