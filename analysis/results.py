@@ -15,6 +15,9 @@ nll_kind            "bound" or "exact" (the row's ``extra.nll_kind``; rows witho
 <m>_setting         "feature extractor / n / reference / splits" behind metric m
 =================== ===============================================================
 
+Rows written by ``hvqeval sweep`` (``extra.sweep``) are left out, with a note: they are the
+points of the temperature figure (``analysis.curves.sweep_points``), not Table 1 rows.
+
 A column never silently mixes numbers made differently: when two models' IS or FID come from
 different feature extractors, sample counts, references or split counts, :func:`table1` raises
 :class:`~analysis.errors.ResultsError` unless ``allow_mixed`` is set, in which case the returned
@@ -102,6 +105,13 @@ def table1(
     """Table 1 and notes (superseded duplicates, mixed settings). See module docstring."""
     notes: list[str] = []
     frame = results
+    if "extra" in frame:
+        # Temperature-sweep rows (``hvqeval sweep``) belong to the temperature figure, not here.
+        swept = frame["extra"].map(lambda e: isinstance(e, dict) and isinstance(e.get("sweep"), dict))
+        if swept.any():
+            notes.append(f"{int(swept.sum())} temperature-sweep row(s) left out (see the temperature "
+                         "figure, `hvqeval plot temperature`)")
+            frame = frame[~swept]
     if models:
         missing = [m for m in models if m not in set(frame["model"])]
         if missing:

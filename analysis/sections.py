@@ -235,3 +235,34 @@ def strengths_section(responses: pd.DataFrame, opts: StatOptions, reference: str
         png = plots.strengths(table)
         figures = (Figure("Bradley–Terry strengths", png),) if png else ()
     return Section("Bradley–Terry strengths", table, display, notes, figures)
+
+
+def curves_section(results: pd.DataFrame | None = None, logs: dict[str, pd.DataFrame] | None = None,
+                   metrics: tuple[str, ...] = ("fid", "isc")) -> Section:
+    """Temperature curves (``hvqeval sweep`` rows) and training curves (runs' logs) as figures.
+
+    ``results``: ``analysis.results.load_results``; ``logs``: run label ->
+    ``analysis.curves.training_log``. Either may be missing; the table lists the sweep points.
+    """
+    from analysis.curves import sweep_points
+    from analysis.errors import ResultsError
+
+    figures, notes = [], []
+    points = pd.DataFrame(columns=["model", "temperature", "metric", "value", "std", "n"])
+    if results is not None:
+        try:
+            points = sweep_points(results, list(metrics))
+        except ResultsError as err:
+            notes.append(str(err))
+        else:
+            fig = plots.temperature_curve(points, metrics)
+            figures.append(Figure("Sample quality against temperature", plots.encode_png(fig)))
+    if logs:
+        fig = plots.training_curves(logs)
+        figures.append(Figure("Training curves: loss, bits/dim and codebook use", plots.encode_png(fig)))
+    display = pd.DataFrame({
+        "Model": points["model"], "Temperature": [fmt(t, 3) for t in points["temperature"]],
+        "Metric": points["metric"],
+        "Value": [fmt_pm(v, s, 3) if pd.notna(s) else fmt(v, 3) for v, s in zip(points["value"], points["std"])],
+    })
+    return Section("Temperature and training curves", points, display, tuple(notes), tuple(figures))
