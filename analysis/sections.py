@@ -259,10 +259,12 @@ def curves_section(results: pd.DataFrame | None = None, logs: dict[str, pd.DataF
             figures.append(Figure("Sample quality against temperature", plots.encode_png(fig)))
     if logs:
         fig = plots.training_curves(logs)
-        figures.append(Figure("Training curves: loss, bits/dim and codebook use", plots.encode_png(fig)))
+        title = "Training curves: loss, bits/dim and codebook use"
+        figures.append(Figure(title, plots.encode_png(fig)))
     display = pd.DataFrame({
         "Model": points["model"], "Temperature": [fmt(t, 3) for t in points["temperature"]],
         "Metric": points["metric"],
-        "Value": [fmt_pm(v, s, 3) if pd.notna(s) else fmt(v, 3) for v, s in zip(points["value"], points["std"])],
+        "Value": [fmt_pm(v, s, 3) if pd.notna(s) else fmt(v, 3)
+                  for v, s in zip(points["value"], points["std"])],
     })
     return Section("Temperature and training curves", points, display, tuple(notes), tuple(figures))

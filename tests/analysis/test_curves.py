@@ -1,4 +1,4 @@
-"""Curves data (analysis.curves) and the report section built from them; Table 1 leaves sweeps out."""
+"""Curves data (analysis.curves), the report section made from it; Table 1 leaves sweeps out."""
 
 from __future__ import annotations
 
@@ -15,13 +15,25 @@ from analysis.sections import curves_section
 
 
 def _row(metric, value, model, extra=None, std=None):
-    return {"metric": metric, "value": value, "std": std, "model": model, "n": 100, "splits": 10,
-            "feature_extractor": "domain:shapes", "reference": "shapes:val", "created_at": "2026-01-01",
-            "extra": extra or {}}
+    return {
+        "metric": metric,
+        "value": value,
+        "std": std,
+        "model": model,
+        "n": 100,
+        "splits": 10,
+        "feature_extractor": "domain:shapes",
+        "reference": "shapes:val",
+        "created_at": "2026-01-01",
+        "extra": extra or {},
+    }
 
 
 def _sweep(t):
-    return {"sweep": {"key": "k1", "parameter": "temperature", "value": t, "model": "ff"}, "temperature": t}
+    return {
+        "sweep": {"key": "k1", "parameter": "temperature", "value": t, "model": "ff"},
+        "temperature": t,
+    }
 
 
 @pytest.fixture
@@ -42,25 +54,40 @@ def test_table1_leaves_sweep_rows_out_with_a_note(results):
 
 def test_curves_section_has_the_points_and_both_figures(results, tmp_path):
     log = tmp_path / "log.jsonl"
-    records = [{"stage": "level1", "step": s, "loss": 5.0 - s, "bpd": 7.0 - s, "usage": 0.5} for s in (10, 20)]
+    records = [
+        {"stage": "level1", "step": s, "loss": 5.0 - s, "bpd": 7.0 - s, "usage": 0.5}
+        for s in (10, 20)
+    ]
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
     section = curves_section(results, {"ff": training_log(tmp_path)})
     assert section.table[["temperature", "metric", "value"]].values.tolist() == [
-        [0.9, "fid", 31.0], [1.0, "fid", 30.0], [0.9, "isc", 4.9], [1.0, "isc", 5.0]]
-    assert [f.title.split(":")[0] for f in section.figures] == ["Sample quality against temperature",
-                                                                "Training curves"]
+        [0.9, "fid", 31.0],
+        [1.0, "fid", 30.0],
+        [0.9, "isc", 4.9],
+        [1.0, "isc", 5.0],
+    ]
+    assert [f.title.split(":")[0] for f in section.figures] == [
+        "Sample quality against temperature",
+        "Training curves",
+    ]
     for figure in section.figures:
         assert base64.b64decode(figure.png_base64).startswith(b"\x89PNG")
     # No sweep rows: a note instead of the figure, the training curves still drawn.
-    plain = curves_section(results[results["extra"].map(lambda e: "sweep" not in e)],
-                           {"ff": training_log(tmp_path)})
+    plain = curves_section(
+        results[results["extra"].map(lambda e: "sweep" not in e)], {"ff": training_log(tmp_path)}
+    )
     assert len(plain.figures) == 1 and "no temperature-sweep rows" in plain.notes[0]
 
 
 def test_training_log_keeps_the_last_record_of_a_resumed_step_and_skips_a_torn_line(tmp_path):
-    lines = [{"stage": "prior", "step": 10, "loss": 3.0}, {"stage": "prior", "step": 20, "loss": 2.0},
-             {"stage": "prior", "step": 20, "loss": 1.5}]  # resumed from step 10, step 20 logged again
-    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"stage": "pr')
+    lines = [
+        {"stage": "prior", "step": 10, "loss": 3.0},
+        {"stage": "prior", "step": 20, "loss": 2.0},
+        {"stage": "prior", "step": 20, "loss": 1.5},
+    ]  # resumed from step 10, step 20 logged again
+    (tmp_path / "log.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in lines) + '{"stage": "pr'
+    )
     with pytest.warns(UserWarning, match="incomplete"):
         log = training_log(tmp_path)
     assert log[["step", "loss"]].values.tolist() == [[10, 3.0], [20, 1.5]]
