@@ -178,20 +178,27 @@ def test_nll_is_exact_and_equals_chain_rule_bits_per_dim(run, tmp_path):
     assert shown["tiny_pixelcnn"].endswith("(exact)") and not shown["tiny_ff"].endswith("(exact)")
 
 
-def test_reconstruct_refuses_a_single_level_run(run, tmp_path):
-    out = _cli(
-        "reconstruct",
-        "--run",
-        run,
-        "--images",
-        "shapes:val",
-        "--limit",
-        1,
-        "--samples-per-image",
-        1,
-        "--out",
-        tmp_path / "r",
-        "--device",
-        "cpu",
-    )
-    assert out.exit_code == 1 and "single-level" in out.output and "Traceback" not in out.output
+def test_commands_that_need_codes_refuse_a_single_level_run(run, tmp_path):
+    calls = [
+        [
+            "reconstruct",
+            "--run",
+            run,
+            "--images",
+            "shapes:val",
+            "--limit",
+            1,
+            "--samples-per-image",
+            1,
+            "--out",
+            tmp_path / "r",
+            "--device",
+            "cpu",
+        ],
+        ["predictability", "--run", run, "--level", 1, "--steps", 1, "--no-results"],
+        ["train", "--out", run, "--level", 1, "--steps", 1],
+    ]
+    for args in calls:
+        out = _cli(*args)
+        assert out.exit_code == 1, (args[0], out.output)
+        assert "single-level PixelCNN" in out.output and "Traceback" not in out.output
