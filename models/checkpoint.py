@@ -243,7 +243,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", require_pr
         if not checkpoint_path(run_dir, stage).is_file():
             break
         levels.append(load(stage))
-    if not levels:
+    if not levels and card.level:
         raise MissingStageError(f"{run_dir} has no trained level yet; train its stages first",
                                 run_dir=str(run_dir), card_name=card.name, stage=Stage.of_level(1))
     prior = None

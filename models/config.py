@@ -15,6 +15,10 @@ Data flow of one level (shapes for the 128x128 feed-forward card)::
     z_l   (B, C_code, 32, 32) integer codes, 2**bits values per channel  (= x_{l+1})
       | modulator (pixel-shuffle upsampling) -> per-layer biases of the local model
     p(x_l | z_l)  gated PixelCNN over x_l
+
+A card with no ``[[level]]`` table is a one-level model in the paper's sense: the prior is a
+class-conditional gated PixelCNN directly on the pixels (the Appendix D baseline), its "top
+codes" are the image itself (3 channels of 8 bits at ``image_size``) and its NLL is exact.
 """
 
 from __future__ import annotations
@@ -151,10 +155,14 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """A whole hierarchy: ``levels`` bottom-up, then the prior on the last level's codes."""
+    """A whole hierarchy: ``levels`` bottom-up, then the prior on the last level's codes.
+
+    ``level`` may be empty: the prior then models the pixels (single-level PixelCNN baseline).
+    """
 
     model: ModelInfo
-    level: tuple[LevelConfig, ...]
+    # kw_only so the default can precede ``prior`` while keeping the saved key order.
+    level: tuple[LevelConfig, ...] = field(default=(), kw_only=True)
     prior: PriorConfig
     path: str = field(default="", compare=False)
 
@@ -174,7 +182,16 @@ class ModelCard:
         return codes.channels, codes.num_codes, codes.resolution
 
     @property
+    def is_single_level(self) -> bool:
+        """True for a card without autoencoders: one PixelCNN on pixels, exact likelihood."""
+        return not self.level
+
+    @property
     def top_codes(self) -> CodesConfig:
+        """What the prior models: the last level's codes, or the pixels of a single-level card."""
+        if not self.level:
+            info = self.model
+            return CodesConfig(channels=info.image_channels, bits=PIXEL_BITS, resolution=info.image_size)
         return self.level[-1].codes
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,8 +231,8 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
         return value
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
-        if not isinstance(value, list) or not value:
-            raise ConfigError(f"{source}: key '{where}' must be a non-empty array of tables")
+        if not isinstance(value, list):  # empty: a card without autoencoder levels
+            raise ConfigError(f"{source}: key '{where}' must be an array of tables")
         return tuple(_convert(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):

@@ -67,7 +67,8 @@ def card_summary(card: ModelCard) -> list[str]:
             f"compression {compression_ratio(card, i):g}x, aux decoder {lvl.aux_decoder.kind}"
         )
     top = card.top_codes
-    out.append(f"  prior on {top.resolution}x{top.resolution}x{top.channels} codes, {card.model.num_classes} classes")
+    what = "pixels (single-level PixelCNN, exact NLL)" if card.is_single_level else "codes"
+    out.append(f"  prior on {top.resolution}x{top.resolution}x{top.channels} {what}, {card.model.num_classes} classes")
     out.append("")
     out.extend(parameter_lines(card))
     out.append("")
