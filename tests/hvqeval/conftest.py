@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hvqeval.metrics.domain import DomainClassifier, save_weights
-from hvqeval.metrics.seeded_weights import write_seeded_inception
+from seeded_weights import write_seeded_inception
 from metrics_helpers import write_image_folder, write_sample_set
 
 SHAPES_CLASSES = 10
