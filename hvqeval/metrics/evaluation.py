@@ -28,7 +28,7 @@ from hvqeval.inputs import ImageSource, SampleSetSource, open_images
 from hvqeval.metrics import fidelity
 from hvqeval.metrics.features import (Extractor, build_network, fp32_mode, images_to_features, pick_device,
                                       resolve_extractor)
-from hvqeval.metrics.reference_cache import ReferenceCache, reference_key
+from hvqeval.metrics.reference_cache import ReferenceCache, content_sha256, reference_key
 from hvqeval.results import ResultRow, library_versions, utc_now
 
 METRICS = ("isc", "fid", "kid", "prc")
@@ -109,7 +109,7 @@ def _reference_features(reference_source: ImageSource, extractor: Extractor, lay
                         settings: EvalSettings, device: str, cache: ReferenceCache | None):
     """(features (N, D) memmap, class ids or None, FidStatistics, "hit"/"miss"/"off")."""
     key, parts = reference_key(
-        content_key=reference_source.content_key, preprocessing=reference_source.preprocessing,
+        content_key=content_sha256(reference_source), preprocessing=reference_source.preprocessing,
         extractor=extractor.label, fidelity_name=extractor.info.fidelity_name, layers=[layer],
         weights_sha256=extractor.weights_sha256, tf32=settings.tf32,
     )

@@ -29,14 +29,30 @@ from hvqeval.metrics.evaluation import EvalSettings
 from hvqeval.metrics.features import register_with_torch_fidelity
 
 # hvqeval name -> torch-fidelity's key in DEFAULTS
-SAME_DEFAULTS = {"seed": "rng_seed", "splits": "isc_splits", "kid_subsets": "kid_subsets",
-                 "kid_subset_size": "kid_subset_size", "prc_neighbourhood": "prc_neighborhood",
-                 "batch_size": "batch_size"}
+SAME_DEFAULTS = {
+    "seed": "rng_seed",
+    "splits": "isc_splits",
+    "kid_subsets": "kid_subsets",
+    "kid_subset_size": "kid_subset_size",
+    "prc_neighbourhood": "prc_neighborhood",
+    "batch_size": "batch_size",
+}
 
 
 def metrics_json(args, tmp_path):
-    result = CliRunner().invoke(cli, ["metrics", *args, "--results", str(tmp_path / "results.jsonl"),
-                                      "--device", "cpu", "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "metrics",
+            *args,
+            "--results",
+            str(tmp_path / "results.jsonl"),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return {row["metric"]: row for row in json.loads(result.stdout)}
 
@@ -48,11 +64,17 @@ def test_every_shared_default_equals_torch_fidelity():
         assert getattr(settings, ours) == DEFAULTS[theirs], ours
         assert cli_defaults[ours] == DEFAULTS[theirs], f"--{ours.replace('_', '-')}"
     assert DEFAULTS["samples_shuffle"] is True  # IS splits of shuffled samples, as hvqeval does
-    for function, names in ((fidelity.logits_to_isc, {"seed": "rng_seed", "splits": "isc_splits"}),
-                            (fidelity.features_to_kid, {"seed": "rng_seed", "subsets": "kid_subsets",
-                                                        "subset_size": "kid_subset_size"}),
-                            (fidelity.features_to_prc, {"neighbourhood": "prc_neighborhood",
-                                                        "batch_size": "prc_batch_size"})):
+    for function, names in (
+        (fidelity.logits_to_isc, {"seed": "rng_seed", "splits": "isc_splits"}),
+        (
+            fidelity.features_to_kid,
+            {"seed": "rng_seed", "subsets": "kid_subsets", "subset_size": "kid_subset_size"},
+        ),
+        (
+            fidelity.features_to_prc,
+            {"neighbourhood": "prc_neighborhood", "batch_size": "prc_batch_size"},
+        ),
+    ):
         parameters = inspect.signature(function).parameters
         for ours, theirs in names.items():
             assert parameters[ours].default == DEFAULTS[theirs], f"{function.__name__}({ours})"
@@ -65,14 +87,36 @@ def test_inception_is_kid_prc_at_defaults_equal_calculate_metrics(tmp_path, ince
     # it is passed to both sides alike.
     samples = write_image_folder(tmp_path / "samples", 12, size=16, seed=3, class_folders=False)
     reference = write_image_folder(tmp_path / "reference", 12, size=16, seed=4, class_folders=False)
-    rows = metrics_json(["--samples", str(samples), "--reference", str(reference), "--metrics", "isc,fid,kid,prc",
-                         "--inception-weights", str(inception_weights), "--kid-subset-size", "12"], tmp_path)
+    rows = metrics_json(
+        [
+            "--samples",
+            str(samples),
+            "--reference",
+            str(reference),
+            "--metrics",
+            "isc,fid,kid,prc",
+            "--inception-weights",
+            str(inception_weights),
+            "--kid-subset-size",
+            "12",
+        ],
+        tmp_path,
+    )
     # torch-fidelity computes PRC with VGG-16 unless told otherwise (and refuses two extractors in
     # one call), so it is given the InceptionV3 hvqeval uses for every metric; the rows say so.
     direct = torch_fidelity.calculate_metrics(
-        input1=str(samples), input2=str(reference), isc=True, fid=True, kid=True, prc=True, cuda=False,
-        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(inception_weights),
-        kid_subset_size=12, cache=False, verbose=False,
+        input1=str(samples),
+        input2=str(reference),
+        isc=True,
+        fid=True,
+        kid=True,
+        prc=True,
+        cuda=False,
+        feature_extractor="inception-v3-compat",
+        feature_extractor_weights_path=str(inception_weights),
+        kid_subset_size=12,
+        cache=False,
+        verbose=False,
     )
     assert rows["isc"]["seed"] == 2020 and rows["isc"]["splits"] == 10
     assert rows["isc"]["value"] == pytest.approx(direct["inception_score_mean"], rel=1e-6)
@@ -84,7 +128,9 @@ def test_inception_is_kid_prc_at_defaults_equal_calculate_metrics(tmp_path, ince
     assert rows["recall"]["value"] == pytest.approx(direct["recall"], rel=1e-6)
     assert rows["precision"]["extra"]["neighbourhood"] == 3
     assert "VGG-16" in rows["precision"]["extra"]["differs_from_torch_fidelity"]
-    assert rows["isc"]["value"] > 1.05  # the seeded network separates images (IS = 1 would hide bugs)
+    assert (
+        rows["isc"]["value"] > 1.05
+    )  # the seeded network separates images (IS = 1 would hide bugs)
     # n = 12 <= D = 2048: the deliberate difference is named in the row.
     fid = rows["fid"]["extra"]
     assert fid["fid_sqrt"] == fidelity.FID_SQRT and fid["feature_dim"] == 2048
@@ -115,12 +161,31 @@ def test_fid_above_2048_equals_calculate_metrics(tmp_path, wide_domain_weights):
     n = 2100  # > D = 2048, so both covariances have full rank
     samples = write_image_folder(tmp_path / "samples", n, size=8, seed=5, class_folders=False)
     reference = write_image_folder(tmp_path / "reference", n, size=8, seed=6, class_folders=False)
-    rows = metrics_json(["--samples", str(samples), "--reference", str(reference), "--metrics", "fid",
-                         "--extractor", "domain", "--weights", str(wide_domain_weights)], tmp_path)
+    rows = metrics_json(
+        [
+            "--samples",
+            str(samples),
+            "--reference",
+            str(reference),
+            "--metrics",
+            "fid",
+            "--extractor",
+            "domain",
+            "--weights",
+            str(wide_domain_weights),
+        ],
+        tmp_path,
+    )
     register_with_torch_fidelity()
     direct = torch_fidelity.calculate_metrics(
-        input1=str(samples), input2=str(reference), fid=True, cuda=False, feature_extractor="hvqeval-domain",
-        feature_extractor_weights_path=str(wide_domain_weights), feature_layer_fid="pool", cache=False,
+        input1=str(samples),
+        input2=str(reference),
+        fid=True,
+        cuda=False,
+        feature_extractor="hvqeval-domain",
+        feature_extractor_weights_path=str(wide_domain_weights),
+        feature_layer_fid="pool",
+        cache=False,
         verbose=False,
     )
     assert rows["fid"]["extra"]["feature_dim"] == 2048 and rows["fid"]["n"] == n
