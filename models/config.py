@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,9 +31,9 @@ from typing import Any, Literal
 
 from models.errors import ConfigError
 
-if sys.version_info >= (3, 11):
+try:
     import tomllib
-else:  # Python 3.10: the same parser, published as tomli (a dependency there)
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli (a dependency there)
     import tomli as tomllib
 
 # Paper, Appendix A: masks per image as a function of the MSP mask size.
