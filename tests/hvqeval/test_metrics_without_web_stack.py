@@ -17,15 +17,26 @@ from pathlib import Path
 from metrics_helpers import write_image_folder, write_sample_set
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WEB_STACK = ["flask", "flask_wtf", "flask_limiter", "werkzeug", "sqlalchemy", "alembic", "gunicorn",
-             "limits", "redis", "psycopg"]
+WEB_STACK = [
+    "flask",
+    "flask_wtf",
+    "flask_limiter",
+    "werkzeug",
+    "sqlalchemy",
+    "alembic",
+    "gunicorn",
+    "limits",
+    "redis",
+    "psycopg",
+]
 
 
 def blocked_env(tmp_path):
     site = tmp_path / "block_web_stack"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
-        "import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in WEB_STACK))
+        "import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in WEB_STACK)
+    )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO_ROOT), env.get("PYTHONPATH", "")])
     env["HVQEVAL_CACHE"] = str(tmp_path / "cache")
@@ -33,8 +44,15 @@ def blocked_env(tmp_path):
 
 
 def run(args, env, cwd):
-    return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, *args],
+        check=False,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_the_block_really_hides_the_web_stack(tmp_path):
@@ -52,10 +70,32 @@ def test_metrics_help_and_a_real_run_without_flask_or_sqlalchemy(tmp_path, domai
 
     samples = write_sample_set(tmp_path / "samples", 20, size=16)
     reference = write_image_folder(tmp_path / "reference", 20, size=16)
-    result = run(["-m", "hvqeval", "metrics", "--samples", str(samples), "--reference", str(reference),
-                  "--metrics", "isc,fid,kid", "--extractor", "domain", "--weights", str(domain_weights),
-                  "--splits", "2", "--kid-subset-size", "10", "--results", str(tmp_path / "results.jsonl"),
-                  "--json"], env, tmp_path)
+    result = run(
+        [
+            "-m",
+            "hvqeval",
+            "metrics",
+            "--samples",
+            str(samples),
+            "--reference",
+            str(reference),
+            "--metrics",
+            "isc,fid,kid",
+            "--extractor",
+            "domain",
+            "--weights",
+            str(domain_weights),
+            "--splits",
+            "2",
+            "--kid-subset-size",
+            "10",
+            "--results",
+            str(tmp_path / "results.jsonl"),
+            "--json",
+        ],
+        env,
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     rows = {row["metric"]: row for row in json.loads(result.stdout)}
     assert set(rows) == {"isc", "fid", "kid"}

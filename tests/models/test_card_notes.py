@@ -21,7 +21,9 @@ def test_table4_r_and_timing_are_marked_as_interpretations(name):
     card = load_card(name)
     assert kinds(card, "prior.residual_hidden") == {"interpretation"}
     assert kinds(card, "prior.timing") == {"interpretation"}
-    assert "residual filter size" in card.notes_for("prior.residual_hidden")[0].text  # Table 4's words
+    assert (
+        "residual filter size" in card.notes_for("prior.residual_hidden")[0].text
+    )  # Table 4's words
 
 
 def test_level_two_aux_decoder_width_of_imagenet256_ff_is_not_in_paper():
@@ -53,7 +55,9 @@ def test_models_show_prints_the_notes():
 def test_a_note_on_a_key_the_card_lacks_is_one_clear_error():
     data, source = read_card_data("tiny_ff")
     data["note"] = [{"key": "prior.residual_width", "kind": "interpretation", "text": "typo"}]
-    with pytest.raises(ConfigError, match="note\\[0\\].key 'prior.residual_width' is not a key of this card"):
+    with pytest.raises(
+        ConfigError, match="note\\[0\\].key 'prior.residual_width' is not a key of this card"
+    ):
         card_from_dict(data, source)
     data["note"] = [{"key": "prior.layers", "kind": "guess", "text": "x"}]
     with pytest.raises(ConfigError, match="note\\[0\\].kind"):

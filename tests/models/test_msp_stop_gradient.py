@@ -34,12 +34,15 @@ def test_teacher_parameters_get_exactly_the_gradient_of_the_teacher_nll():
 
     # The teacher's NLL alone, on the same masks (the generator drives only the masks).
     aux = model.config.aux_decoder
-    visible, middles = sample_msp_masks(2, 16, 16, aux.mask_size, aux.masks_per_image, x.device,
-                                        torch.Generator().manual_seed(3))
+    visible, middles = sample_msp_masks(
+        2, 16, 16, aux.mask_size, aux.masks_per_image, x.device, torch.Generator().manual_seed(3)
+    )
     logits = model.teacher_logits(x.long(), visible)  # (B, C, V, H, W)
     at = middles[:, 0]  # (B, H, W)
     rows = logits.permute(0, 3, 4, 1, 2)[at]  # (M, C, V)
-    nll = F.cross_entropy(rows.reshape(-1, rows.shape[-1]), x.long().permute(0, 2, 3, 1)[at].reshape(-1))
+    nll = F.cross_entropy(
+        rows.reshape(-1, rows.shape[-1]), x.long().permute(0, 2, 3, 1)[at].reshape(-1)
+    )
     assert torch.isclose(nll, out.metrics["teacher_nll"], rtol=1e-5)
     from_nll = torch.autograd.grad(nll, params, allow_unused=True)
 
