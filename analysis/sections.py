@@ -168,12 +168,15 @@ def table5_sections(responses: pd.DataFrame, opts: StatOptions) -> list[Section]
     sections = []
     for (study, a, b), part in table.groupby(["study", "model_a", "model_b"], sort=False):
         part = part.reset_index(drop=True)
-        display = _preference_display(part, opts, True).rename(columns={"A": f"{a} (A)", "B": f"{b} (B)"})
+        display = _preference_display(part, opts, True)
+        # The paper's layout (Table 5): class, then B's column (feed-forward), then A's (MSP).
+        order = ["Class", "B", "A"] + [c for c in display.columns if c not in ("Class", "B", "A")]
+        display = display[order].rename(columns={"A": f"{a} (A)", "B": f"{b} (B)"})
         figures = ()
         if opts.figures:
             png = plots.preference_bars(part, a, b, opts.label(["sample A", "sample B", "raters"]))
             figures = (Figure(f"{study}: % preferring {a} per class", png),) if png else ()
-        sections.append(Section(f"Table 5: {study} — preference per class, {a} vs {b}, sorted by {a}'s share",
+        sections.append(Section(f"Table 5: {study} — preference per class, {b} vs {a}, sorted by {b}'s share",
                                 part, display, tuple(_test_notes(opts, True)), figures))
     return sections
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,6 +34,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.errors import ConfigError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli (a dependency there)
+    import tomli as tomllib
 
 # Paper, Appendix A: masks per image as a function of the MSP mask size.
 MSP_MASKS_PER_IMAGE = {1: 30, 3: 30, 5: 10, 7: 10, 9: 3, 11: 3, 13: 3, 15: 3, 17: 1, 19: 1}
@@ -154,6 +158,20 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class CardNote:
+    """Where a card value comes from when it is not read straight off the paper.
+
+    ``key`` is a card key (``prior.residual_hidden``, ``level.1.aux_decoder.hidden``); ``kind``
+    says whether the value is missing from the paper or an interpretation of what it says;
+    ``text`` gives the reasoning (and, for paper figures under another convention, both).
+    """
+
+    key: str
+    kind: Literal["not in paper", "interpretation", "paper convention"]
+    text: str
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """A whole hierarchy: ``levels`` bottom-up, then the prior on the last level's codes.
 
@@ -164,6 +182,7 @@ class ModelCard:
     # kw_only so the default can precede ``prior`` while keeping the saved key order.
     level: tuple[LevelConfig, ...] = field(default=(), kw_only=True)
     prior: PriorConfig
+    note: tuple[CardNote, ...] = ()  # [[note]] tables: provenance of values (printed by `models show`)
     path: str = field(default="", compare=False)
 
     @property
@@ -198,7 +217,13 @@ class ModelCard:
         data = dataclasses.asdict(self)
         data.pop("path")
         data["level"] = list(data["level"])
+        data["note"] = list(data["note"])
+        if not data["note"]:
+            data.pop("note")  # cards without notes keep their resolved form unchanged
         return data
+
+    def notes_for(self, key: str) -> list[CardNote]:
+        return [n for n in self.note if n.key == key]
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -402,7 +427,24 @@ def validate(card: ModelCard, source: str) -> ModelCard:
 def card_from_dict(data: dict[str, Any], source: str = "<card>") -> ModelCard:
     """Build and validate a card from parsed TOML (or a saved ``config.json``)."""
     card = _build(ModelCard, data, "", source)
-    return dataclasses.replace(validate(card, source), path=source)
+    card = validate(card, source)
+    _check_note_keys(card, source)
+    return dataclasses.replace(card, path=source)
+
+
+def _check_note_keys(card: ModelCard, source: str) -> None:
+    """Every ``[[note]]`` must name a key of the card (``level.1.aux_decoder.hidden``)."""
+    data = card.to_dict()
+    for i, note in enumerate(card.note):
+        node: Any = data
+        for part in note.key.split("."):
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict) and part in node and part != "note":
+                node = node[part]
+            else:
+                raise ConfigError(f"{source}: note[{i}].key {note.key!r} is not a key of this card "
+                                  "(write it like prior.residual_hidden or level.1.aux_decoder.hidden)")
 
 
 def _parse_override_value(text: str) -> Any:

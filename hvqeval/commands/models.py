@@ -73,10 +73,14 @@ def card_summary(card: ModelCard) -> list[str]:
     out.extend(parameter_lines(card))
     out.append("")
     data = card.to_dict()
+    notes = data.pop("note", [])
     for i, lvl in enumerate(data.pop("level")):
         out.append(f"[level {i + 1}]")
         out.extend(_lines(lvl, f"level.{i}", 1))
     out.extend(_lines(data))
+    if notes:  # the card's [[note]] tables: values that are interpretations or not in the paper
+        out.extend(["", "notes:"])
+        out.extend(f"  {n['key']} ({n['kind']}): {n['text']}" for n in notes)
     return out
 
 
