@@ -132,17 +132,37 @@ def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
     return None if a == b else prefix
 
 
+def _value_at(data: Any, where: str) -> Any:
+    """The value at a dotted key of ``first_difference`` ("(not set)" where one side lacks it)."""
+    for part in where.split(" (")[0].split("."):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, (list, tuple)) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return "(not set)"
+    return data
+
+
 def init_run_dir(run_dir: str | Path, card: ModelCard) -> None:
     """Create the run folder with ``config.json``, or check that it belongs to this card."""
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if path.is_file():
         existing = read_run_config(run_dir)
-        diff = first_difference(existing.to_dict(), card.to_dict())
+        was, now = existing.to_dict(), card.to_dict()
+        diff = first_difference(was, now)
         if diff:
+            if existing.name != card.name:
+                raise CheckpointError(
+                    f"run folder {run_dir} was started with card '{existing.name}', which differs from "
+                    f"this card '{card.name}' at '{diff}'; use a new --out folder or the same card and --set values"
+                )
+            # Same card, other --set values: say which value, not "card X differs from card X".
             raise CheckpointError(
-                f"run folder {run_dir} was started with card '{existing.name}', which differs from "
-                f"this card '{card.name}' at '{diff}'; use a new --out folder or the same card and --set values"
+                f"run folder {run_dir} was started with {diff} = {_value_at(was, diff)!r}, but this command "
+                f"gives {_value_at(now, diff)!r}; leave out --config and --set to continue the run as it "
+                "was started, or use a new --out folder"
             )
         return
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -278,6 +298,6 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", require_pr
         prior = load("prior")
     elif require_prior:
         raise CheckpointError(f"{run_dir} has no trained prior yet; train it with "
-                              f"'hvqeval train --config {card.name} --out {run_dir} --prior' (after every level)")
+                              f"'hvqeval train --out {run_dir} --prior' (after every level)")
     hierarchy = Hierarchy(card, levels, prior)
     return hierarchy.to(device).eval()
