@@ -41,9 +41,10 @@ DATASET_CARD_SETTINGS: dict[str, list[str]] = {"shapes": []}  # card overrides p
 NUM_CLASSES = {"shapes": 10}
 DATASET_NAMES = {"shapes": "shapes data set"}
 PLAN_VERSION = 4
-# Training images per split: the prior's stage encodes the whole training split once
-# (Algorithm 1), so the demo uses the first 4,000 (400 per class) instead of 50,000.
-TRAIN_ARGS = ["--workers", "0", "--limit", "4000"]
+# Training images per split: the prior's stage encodes the whole training split (and as many
+# validation images) once (Algorithm 1), so the demo uses the first 4,000 (400 per class)
+# instead of 50,000, and 1,000 in runs under 5 minutes, where that encoding would otherwise
+# take a large part of the budget on a busy machine.
 UNIFORM_BITS_PER_DIM = 8.0  # a model that gives every 8-bit sub-pixel value 1/256
 
 # Training stages in the order they run: (step name, model key, stage flags, share weight).
@@ -61,8 +62,8 @@ TRAINING_STAGES = [
 # (measured); only their proportions matter: they are scaled by how much slower the finished
 # steps of this run were than their own figure here (``TimeBudget.slowdown``).
 REFERENCE_SECONDS = {
-    "classifier": 6.0, "sample": 6.0, "reconstruct": 4.0, "metrics": 8.0, "nll": 5.0,
-    "neighbours": 5.0, "metrics_real": 6.0, "study": 2.0, "report": 2.0,
+    "classifier": 12.0, "sample": 1.0, "reconstruct": 1.0, "metrics": 2.0, "nll": 2.5,
+    "neighbours": 1.0, "metrics_real": 2.0, "study": 1.0, "report": 1.0,
 }
 MIN_STAGE_STEPS = 5  # a stage always trains a few steps, so that every later step has a model
 
@@ -82,6 +83,9 @@ class DemoPlan:
     per_class: int
     study_per_class: int
     evaluation_images: int  # reference images for FID; a fifth of it held-out images for the NLL
+    train_images: int  # first N images of each split the models train on
+    classifier_batch: int
+    classifier_val: int  # validation images for the classifier's accuracy
 
     @property
     def seconds(self) -> float:
@@ -94,7 +98,12 @@ def make_plan(minutes: float, data: str) -> DemoPlan:
         version=PLAN_VERSION, data=data, minutes=minutes,
         classifier_steps=max(60, min(int(20 * minutes), 600)),  # 300 reach ~100% accuracy
         per_class=per_class, study_per_class=min(per_class, 10),
-        evaluation_images=1000 if minutes < 3 else 5000)
+        evaluation_images=1000 if minutes < 3 else 5000, train_images=1000 if minutes < 5 else 4000,
+        classifier_batch=32 if minutes < 5 else 64, classifier_val=500 if minutes < 5 else 2000)
+
+
+def train_args(plan: DemoPlan) -> list[str]:
+    return ["--workers", "0", "--limit", str(plan.train_images)]
 
 
 def reference_key(step: str) -> str:

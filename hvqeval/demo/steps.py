@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from hvqeval.demo.plan import (
     CARDS,
     DATASET_CARD_SETTINGS,
@@ -30,12 +32,12 @@ from hvqeval.demo.plan import (
     MIN_STAGE_STEPS,
     NUM_CLASSES,
     PLAN_VERSION,
-    TRAIN_ARGS,
     TRAINING_STAGES,
     DemoError,
     DemoPlan,
     TimeBudget,
     make_plan,
+    train_args,
 )
 
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (cli.HvqevalGroup)
@@ -72,7 +74,16 @@ class Demo:
         self.commands: list[str] = []
         self.started = clock()
         self.plan = self.load_plan()
-        self.budget = TimeBudget(self.plan, sum(s.get("seconds", 0.0) for s in self.steps.values()), clock)
+        # The budget counts from the start of this process (Python and the imports take seconds
+        # on a busy machine), plus what the steps finished by earlier runs took.
+        started_ago = max(time.time() - psutil.Process().create_time(), 0.0) if clock is time.monotonic else 0.0
+        earlier = sum(s.get("seconds", 0.0) for s in self.steps.values())
+        self.budget = TimeBudget(self.plan, earlier + started_ago, clock)
+        # Import the heavy libraries now, so that the first step's time (which re-plans the
+        # rest) is the step's own and not the import's.
+        import torchvision  # noqa: F401
+
+        import hvqeval.cli  # noqa: F401
 
     # ------------------------------------------------------------------ plumbing
     def path(self, *parts: str) -> Path:
@@ -152,6 +163,7 @@ class Demo:
         steps: list[tuple[str, Callable[[], dict[str, Any] | None]]] = [
             ("classifier", lambda: self.run_cli([
                 "features", "train", "--data", data, "--out", str(weights), "--steps", str(plan.classifier_steps),
+                "--batch-size", str(plan.classifier_batch), "--val-size", str(plan.classifier_val),
                 "--image-size", str(IMAGE_SIZE), "--device", "cpu"]))]
         for key, card in CARDS.items():
             run, samples = self.path("runs", card), self.path("samples", card)
@@ -175,7 +187,7 @@ class Demo:
                     "nll", "--run", str(run), "--data", data, "--split", "test",
                     "--limit", str(plan.evaluation_images // 5), "--device", "cpu", "--results", str(results)])),
                 (f"neighbours_{key}", lambda samples=samples, card=card: self.run_cli([
-                    "neighbours", "--samples", str(samples), "--dataset", f"{data}:train:4000", "--space", "pixel",
+                    "neighbours", "--samples", str(samples), "--dataset", f"{data}:train:{plan.train_images}", "--space", "pixel",
                     "--k", "8", "--limit", "6", "--device", "cpu", "--cache-dir", cache,
                     "--out", str(self.path("neighbours", card))])),
             ]
@@ -225,13 +237,18 @@ class Demo:
         stages_left = [s for s, *_ in TRAINING_STAGES if s not in done]
         others_left = [s for s, _ in self.order() if s not in done and s not in stages_left]
         seconds = self.budget.share(name, stages_left, others_left)
+        others = self.budget.expected(others_left)
+        if others > self.budget.left():
+            self.echo(f"[demo] the steps after training need about {others:.0f} s on this machine now, more than "
+                      f"the {max(self.budget.left(), 0):.0f} s left: this run will overrun --minutes "
+                      f"{self.plan.minutes:g}; each training stage gets its {MIN_STAGE_STEPS} steps only")
         self.echo(f"[demo] {name}: {seconds:.0f} s of the {self.budget.left():.0f} s left "
                   f"({self.budget.slowdown():.1f}x the idle machine's time so far)")
         run = self.path("runs", CARDS[key])
         deadline = self.clock() + seconds
         chunk = min(max(seconds / 4, 5.0), 30.0)
         base = [] if (run / "config.json").exists() else self.card_args(key)
-        step, per_step, overhead = 0, None, 0.0
+        step, per_step, overhead, per_step_seen = 0, None, 0.0, 0
         while True:
             if per_step is None:  # a few steps to learn the speed (a resumed run says where it is)
                 target = max(step + 3, MIN_STAGE_STEPS)
@@ -242,13 +259,16 @@ class Demo:
                 target = step + max(1, MIN_STAGE_STEPS - step, min(fit, int(chunk / per_step)))
             started = self.clock()
             printed = self.run_cli(["train", *base, "--out", str(run), *flags, "--steps", str(target),
-                                    *TRAIN_ARGS, "--checkpoint-every", "100", "--json"], capture=True)
+                                    *train_args(self.plan), "--checkpoint-every", "100", "--json"], capture=True)
             result = json.loads(printed)[0]
             base, step = [], result["step"]
             if result["steps_trained"] > 0:
                 per_step = result["seconds"] / result["steps_trained"]
-                # building the model, loading data and checkpoints: paid again by every chunk
-                overhead = max(self.clock() - started - result["seconds"], 0.0)
+                # Building the model, loading data and checkpoints: paid again by every chunk (the
+                # least seen, as the prior's first chunk also encodes the training split once).
+                cost = max(self.clock() - started - result["seconds"], 0.0)
+                overhead = cost if per_step_seen == 0 else min(overhead, cost)
+                per_step_seen += 1
                 self.echo(f"[demo] {name}: step {step}, {1 / per_step:.1f} steps/s, "
                           f"{max(deadline - self.clock(), 0):.0f} s of its share left")
         return {"step": step, "share_seconds": round(seconds, 1)}
