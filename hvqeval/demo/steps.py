@@ -57,7 +57,10 @@ class Demo:
     """Runs the demo's steps in order, skipping the finished ones."""
 
     def __init__(self, out: Path, minutes: float, data: str, database_url: str | None,
-                 echo: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic):
+                 echo: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
+                 seconds_before: float = 0.0):
+        """``seconds_before``: time already spent on this run before the demo started (the
+        process's start-up), counted against the budget."""
         if data not in DATASET_CARD_SETTINGS:
             raise DemoError(f"--data must be one of {', '.join(DATASET_CARD_SETTINGS)}, got {data!r}")
         if minutes < 1:
@@ -74,11 +77,9 @@ class Demo:
         self.commands: list[str] = []
         self.started = clock()
         self.plan = self.load_plan()
-        # The budget counts from the start of this process (Python and the imports take seconds
-        # on a busy machine), plus what the steps finished by earlier runs took.
-        started_ago = max(time.time() - psutil.Process().create_time(), 0.0) if clock is time.monotonic else 0.0
+        # The budget counts what the steps finished by earlier runs took, plus this run's time.
         earlier = sum(s.get("seconds", 0.0) for s in self.steps.values())
-        self.budget = TimeBudget(self.plan, earlier + started_ago, clock)
+        self.budget = TimeBudget(self.plan, earlier + seconds_before, clock)
         # Import the heavy libraries now, so that the first step's time (which re-plans the
         # rest) is the step's own and not the import's.
         import torchvision  # noqa: F401
@@ -339,6 +340,9 @@ def run_demo(out: str | Path, minutes: float, data: str, database_url: str | Non
              echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     import sys
 
+    # The budget counts from the start of this process: Python and the imports take seconds on
+    # a busy machine, and the user waits for them too.
+    started_ago = max(time.time() - psutil.Process().create_time(), 0.0)
     demo = Demo(Path(out), minutes, data, database_url,
-                echo=echo or (lambda line: print(line, file=sys.stderr, flush=True)))
+                echo=echo or (lambda line: print(line, file=sys.stderr, flush=True)), seconds_before=started_ago)
     return demo.run()
