@@ -16,7 +16,8 @@ from typing import Any
 
 from hvqeval.demo.plan import CARDS, LABELS, TRAINING_STAGES, UNIFORM_BITS_PER_DIM
 
-# "Far" means: IS under half the real images' IS; FID more than twice the real images' FID
+# "Far" means: IS less than half as far above 1 (its least value: every image gives the same
+# class probabilities) as the real images' IS; FID more than twice the real images' FID
 # plus 10 (FID of two samples of the same images is not 0 at these n); a joint NLL that saves
 # less than a quarter of the uniform model's bits (above 6 of 8 bits per sub-pixel).
 IS_FRACTION = 0.5
@@ -68,14 +69,15 @@ def assess(results: Path, steps: dict[str, Any], real_label: str) -> list[ModelQ
                if stage_key == key and name in steps and "step" in steps[name]}
         q = ModelQuality(LABELS[key], card, got, values.get((card, "isc")), values.get((card, "fid")),
                          values.get((card, "nll_bpd")), real_isc, real_fid)
-        if q.isc is not None and real_isc is not None and q.isc < IS_FRACTION * real_isc:
+        if q.isc is not None and real_isc is not None and q.isc - 1 < IS_FRACTION * (real_isc - 1):
             q.warnings.append(f"IS {q.isc:.2f} against {real_isc:.2f} for real images: "
                               "its samples are mostly not recognisable as their classes")
         if q.fid is not None and real_fid is not None and q.fid > FID_FACTOR * real_fid + FID_MARGIN:
             q.warnings.append(f"FID {q.fid:.1f} against {real_fid:.1f} for real images: "
                               "its samples look unlike the data")
         if q.nll_bpd is not None and q.nll_bpd > NLL_FRACTION * UNIFORM_BITS_PER_DIM:
-            q.warnings.append(f"{q.nll_bpd:.2f} bits/dim, near a uniform model's "
+            near = "no better than" if q.nll_bpd >= UNIFORM_BITS_PER_DIM else "near"
+            q.warnings.append(f"{q.nll_bpd:.2f} bits/dim, {near} a uniform model's "
                               f"{UNIFORM_BITS_PER_DIM:g}: it has learnt little of the pixels")
         out.append(q)
     return out

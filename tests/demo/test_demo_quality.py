@@ -58,6 +58,18 @@ def test_the_latest_row_of_a_metric_counts(tmp_path):
     assert ff.isc == 7.0 and ff.warnings == []
 
 
+def test_is_is_judged_by_how_far_above_one_it_is(tmp_path):
+    # A weak classifier gives real images an IS of 1.44; samples at 1.008 are at its floor.
+    results = _results(tmp_path, [
+        {"model": REAL, "metric": "isc", "value": 1.44}, {"model": "tiny_ff", "metric": "isc", "value": 1.008},
+        {"model": "tiny_msp", "metric": "isc", "value": 1.30}, {"model": "tiny_ff", "metric": "nll_bpd", "value": 8.3},
+    ])
+    ff, msp = assess(results, _steps(5, 5), REAL)
+    assert "IS 1.01 against 1.44" in ff.warnings[0]
+    assert "8.30 bits/dim, no better than a uniform model's 8" in ff.warnings[1]
+    assert msp.warnings == []
+
+
 def test_plan_sizes_follow_the_budget():
     short, long = make_plan(2, "shapes"), make_plan(30, "shapes")
     assert short.train_images < long.train_images
