@@ -204,7 +204,8 @@ def test_ctrl_c_in_every_step_stops_at_once_and_a_rerun_finishes_the_same_steps(
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         _wait_for_line(process, r"^\$ hvqeval train .*--level 1", timeout=900)
-        time.sleep(2)  # inside the command: building the model or training
+        # At once: the line is printed just before the command starts, which takes far longer
+        # than this to build its model, so the signal lands inside the command.
         process.send_signal(signal.SIGINT)
         rest = process.communicate(timeout=120)[1]
     finally:
