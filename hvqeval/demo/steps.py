@@ -122,7 +122,8 @@ class Demo:
         self.echo(f"[demo] {name} ...")
         start = self.clock()
         first = len(self.commands)
-        extra = func() or {}
+        result = func()
+        extra = result if isinstance(result, dict) else {}  # training stages report their step
         seconds = self.clock() - start
         self.budget.record(name, seconds)
         self.steps[name] = {"seconds": round(seconds, 1), "finished_at": _now(),
