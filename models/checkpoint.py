@@ -254,6 +254,12 @@ def load_checkpoint(path: str | Path, card: ModelCard | None = None, stage: str 
     saved_stage = ckpt["model_config"]["stage"]
     if card is not None:
         diff = first_difference(saved_card, card.to_dict())
+        if diff and saved_card["model"]["name"] == card.name:  # same card, other --set values
+            raise CheckpointError(
+                f"checkpoint {path} was trained with {diff} = {_value_at(saved_card, diff)!r}, not "
+                f"{_value_at(card.to_dict(), diff)!r}; use the run folder's own card (leave out --config "
+                "and --set), or a new --out folder for this one"
+            )
         if diff:
             raise CheckpointError(
                 f"checkpoint {path} was trained with card '{saved_card['model']['name']}', which differs "

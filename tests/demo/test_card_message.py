@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from hvqeval.cli import cli
@@ -27,3 +28,13 @@ def test_same_card_other_settings_names_the_value_that_differs(tmp_path):
     ok = CliRunner().invoke(cli, ["train", "--out", run, "--level", "1", "--steps", "2", "--workers", "0",
                                   "--limit", "32"])
     assert ok.exit_code == 0, ok.output
+
+    # Loading its checkpoint with the card's plain values names the value too.
+    from models.checkpoint import load_checkpoint
+    from models.config import load_card
+    from models.errors import CheckpointError
+
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "run" / "level1.pt", load_card("tiny_msp", ()), "level1")
+    assert "differs from card 'tiny_msp'" not in str(err.value)
+    assert "was trained with level.0.aux_decoder.bottleneck = 16, not" in str(err.value)
