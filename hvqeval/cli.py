@@ -82,7 +82,14 @@ def _options(command: click.Command | None) -> list[click.Option]:
 
 
 class HvqevalGroup(click.Group):
-    """Top-level group: commands from the table, user errors as one line, clean Ctrl-C."""
+    """Top-level group: commands from the table, user errors as one line, clean Ctrl-C.
+
+    Commands can run other commands in the same process (``hvqeval demo``, ``hvqeval sweep``):
+    ``depth`` counts the invocations under way, so only the outermost one prints the interrupt
+    message (the inner ones still stop with status 130).
+    """
+
+    depth = 0
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)  # table order, not alphabetical
@@ -93,16 +100,21 @@ class HvqevalGroup(click.Group):
         return importlib.import_module(COMMANDS[name]).command
 
     def invoke(self, ctx: click.Context):
+        HvqevalGroup.depth += 1
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            click.echo("\nInterrupted; finished work is kept: rerun the same command to continue.", err=True)
+            if HvqevalGroup.depth == 1:
+                click.echo("\nInterrupted; finished work is kept: rerun the same command to continue.",
+                           err=True)
             ctx.exit(130)
         except Exception as err:
             if isinstance(err, user_error_types()):
                 command = self.get_command(ctx, ctx.invoked_subcommand or "")
                 raise click.ClickException(user_message(err, command)) from None
             raise
+        finally:
+            HvqevalGroup.depth -= 1
 
 
 @click.group(cls=HvqevalGroup, context_settings={"help_option_names": ["-h", "--help"]})

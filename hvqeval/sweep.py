@@ -141,7 +141,10 @@ def run_cli_in_process(args: list[str], echo: Callable[[str], None]) -> Any:
 
     echo("$ hvqeval " + " ".join(shlex.quote(a) for a in args))
     with contextlib.redirect_stdout(sys.stderr):
-        return cli.main(args=args, prog_name="hvqeval", standalone_mode=False)
+        status = cli.main(args=args, prog_name="hvqeval", standalone_mode=False)
+    if status == 130:  # the command was stopped by Ctrl-C and saved its work: stop the sweep too
+        raise KeyboardInterrupt
+    return status
 
 
 def temperature_sweep(

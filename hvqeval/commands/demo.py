@@ -39,6 +39,8 @@ def command(out: str, minutes: float, database_url: str | None, as_json: bool) -
         click.echo(f"  {q.summary()}")
     if any(q.warnings for q in quality):
         click.echo(f"  Note: {ADVICE}.")
+    for cut in summary["cuts"]:
+        click.echo(f"  Cut to fit --minutes: {cut}.")
     click.echo("studies: serve them with this line (it reads the secret key and admin password files "
                "the demo wrote), then open a link in a browser:")
     click.echo(f"  {summary['serve_command']}")

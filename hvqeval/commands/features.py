@@ -30,10 +30,12 @@ def command() -> None:
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--widths", default="32,64,128", show_default=True, help="Channels of the three conv stages.")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop training after this many seconds even before --steps (at least one step).")
 @click.option("--val-size", default=2000, show_default=True, help="Validation images used for the accuracy.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
-def train(data, out, image_size, steps, batch_size, lr, seed, widths, val_size, device, as_json):
+def train(data, out, image_size, steps, batch_size, lr, seed, widths, max_seconds, val_size, device, as_json):
     """Train the classifier on DATA's train split and write its weights to OUT."""
     import torch
     from torch.utils.data import Subset
@@ -72,7 +74,7 @@ def train(data, out, image_size, steps, batch_size, lr, seed, widths, val_size, 
     torch.manual_seed(seed)
     model, stats = train_classifier(train_set, val_set, class_names=class_names, image_size=size, steps=steps,
                                     batch_size=batch_size, lr=lr, seed=seed, device=device,
-                                    widths=stage_widths)
+                                    widths=stage_widths, max_seconds=max_seconds)
     dataset_name = "shapes" if data == "shapes" else str(getattr(train_set, "format", data))
     if data == "fashion_mnist":
         dataset_name = "fashion_mnist"
@@ -83,4 +85,5 @@ def train(data, out, image_size, steps, batch_size, lr, seed, widths, val_size, 
         click.echo(json.dumps(summary, indent=1))
     else:
         click.echo(f"wrote {out} (sha256 {summary['sha256'][:12]}...): {dataset_name} classifier at {size}x{size}, "
-                   f"validation accuracy {stats['val_accuracy']:.3f} on {stats['val_size']} images")
+                   f"validation accuracy {stats['val_accuracy']:.3f} on {stats['val_size']} images after "
+                   f"{stats['steps']} of {stats['planned_steps']} steps")

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 
 from hvqeval.errors import HvqevalError
 
-CARDS = {"ff": "tiny_ff", "msp": "tiny_msp"}
-LABELS = {"ff": "FF", "msp": "MSP"}
+CARDS = {"ff": "tiny_ff", "msp": "tiny_msp"}  # the two-level hierarchies
+# The single-level baseline (Appendix D): a gated PixelCNN on pixels, a Table 1 row beside them.
+BASELINE = {"pixelcnn": "tiny_pixelcnn"}
+MODELS = {**CARDS, **BASELINE}
+LABELS = {"ff": "FF", "msp": "MSP", "pixelcnn": "PixelCNN"}
 # The tiny cards at half width and batch 16, on 16x16 images with 8x8 level-1 codes (a factor
 # of 2, as the paper's level 1 at 256x256). Measured on 2 cores: a 32x32 level-1 step costs
 # 3x a 16x16 one, and a prior on 16x16 codes 5x one on 8x8 codes; at 32x32 the budget bought
@@ -37,10 +40,15 @@ DEMO_CARD_SETTINGS = {
 DEMO_CARD_SETTINGS["msp"] = DEMO_CARD_SETTINGS["ff"] + [
     "level.0.aux_decoder.teacher.hidden=32", "level.0.aux_decoder.teacher.bottleneck=16",
     "level.0.aux_decoder.masks_per_image=8"]
+# The baseline at 16x16 and a third of its width: at the card's width a step took ~6.6 s on a
+# heavily shared 2-core machine, so it would get a handful of steps in the demo's time.
+DEMO_CARD_SETTINGS["pixelcnn"] = [
+    f"model.image_size={IMAGE_SIZE}", "prior.hidden=32", "prior.residual_hidden=64", "prior.layers=4",
+    "prior.training.batch_size=16", "prior.training.learning_rate=2e-3"]
 DATASET_CARD_SETTINGS: dict[str, list[str]] = {"shapes": []}  # card overrides per training dataset
 NUM_CLASSES = {"shapes": 10}
 DATASET_NAMES = {"shapes": "shapes data set"}
-PLAN_VERSION = 4
+PLAN_VERSION = 5
 # Training images per split: the prior's stage encodes the whole training split (and as many
 # validation images) once (Algorithm 1), so the demo uses the first 4,000 (400 per class)
 # instead of 50,000, and 1,000 in runs under 5 minutes, where that encoding would otherwise
@@ -57,14 +65,29 @@ TRAINING_STAGES = [
     ("train_ff_prior", "ff", ("--prior",), 2.4),
     ("train_msp_level1", "msp", ("--level", "1"), 1.15),
     ("train_msp_prior", "msp", ("--prior",), 2.4),
+    ("train_pixelcnn_prior", "pixelcnn", ("--prior",), 1.0),
 ]
+# The temperature sweep: a few values on one model, sampled and scored like its samples.
+SWEEP_MODEL = "msp"
+SWEEP_VALUES = "0.9,1.1"
+# The domain classifier trains for at most this share of --minutes: under heavy load its 60
+# steps took 394 s, more than a 3-minute demo's whole budget.
+CLASSIFIER_SHARE = 0.08
 # Seconds the other steps take on an idle 2-core machine with the plan of a short run
 # (measured); only their proportions matter: they are scaled by how much slower the finished
 # steps of this run were than their own figure here (``TimeBudget.slowdown``).
 REFERENCE_SECONDS = {
     "classifier": 12.0, "sample": 1.0, "reconstruct": 1.0, "metrics": 2.0, "nll": 2.5,
-    "neighbours": 1.0, "metrics_real": 2.0, "study": 1.0, "report": 1.0,
+    "neighbours": 1.0, "metrics_real": 2.0, "study": 1.0, "report": 1.0, "sweep": 3.0, "plot": 2.0,
 }
+# Steps whose time grows with the evaluation sizes (samples per class, NLL images): when what is
+# left of the budget cannot pay for them at the plan's sizes, the sizes are cut by a power of 2
+# (``TimeBudget.fit_scale``), down to MIN_SCALE; the report says what was cut.
+SIZED = {"sample", "metrics", "nll", "metrics_real", "sweep"}
+MIN_SCALE = 1 / 16
+# Share of the classifier's idle time that does not shrink with its steps (data set-up and the
+# validation pass), for reading a classifier stopped by its time share as a speed measurement.
+CLASSIFIER_FIXED = 0.3
 MIN_STAGE_STEPS = 5  # a stage always trains a few steps, so that every later step has a model
 
 
@@ -102,12 +125,21 @@ def make_plan(minutes: float, data: str) -> DemoPlan:
         # same classifier, so a weaker one still gives honest reference values.
         classifier_steps=60 if minutes < 10 else 120 if minutes < 30 else 300,
         per_class=per_class, study_per_class=min(per_class, 10),
-        evaluation_images=1000 if minutes < 3 else 5000, train_images=1000 if minutes < 5 else 4000,
+        evaluation_images=1000 if minutes < 5 else 5000, train_images=1000 if minutes < 5 else 4000,
         classifier_batch=32 if minutes < 10 else 64, classifier_val=500 if minutes < 5 else 2000)
 
 
 def train_args(plan: DemoPlan) -> list[str]:
     return ["--workers", "0", "--limit", str(plan.train_images)]
+
+
+def sizes(plan: DemoPlan, scale: float) -> dict[str, int]:
+    """Evaluation sizes at ``scale`` (1.0: the plan's): samples per class for sampling and the
+    sweep, held-out images for the NLL. The FID reference stays the plan's, so every model's FID
+    is against the same images."""
+    per_class = max(1, round(plan.per_class * scale))
+    return {"per_class": per_class, "sweep_per_class": max(1, per_class // 2),
+            "nll_images": max(20, int(plan.evaluation_images // 5 * scale))}
 
 
 def reference_key(step: str) -> str:
@@ -132,6 +164,8 @@ class TimeBudget:
         self.clock = clock
         self.started = clock()
         self.measured: dict[str, float] = {}  # step -> seconds, other steps finished in this run
+        self.fractions: dict[str, float] = {}  # step -> share of its reference work it did
+        self.scales: dict[str, float] = {}  # step -> evaluation scale it ran at
 
     def spent(self) -> float:
         return self.earlier_seconds + self.clock() - self.started
@@ -139,32 +173,54 @@ class TimeBudget:
     def left(self) -> float:
         return self.plan.seconds - self.spent()
 
-    def record(self, step: str, seconds: float) -> None:
+    def record(self, step: str, seconds: float, fraction: float = 1.0, scale: float = 1.0) -> None:
+        """``fraction``: the share of its reference work the step did (a classifier stopped by
+        its time share); ``scale``: the evaluation scale it ran at."""
         if reference_key(step) in REFERENCE_SECONDS:
             self.measured[step] = seconds
+            self.fractions[step] = fraction
+            self.scales[step] = scale
 
     def slowdown(self) -> float:
         """How much slower than on the idle reference machine this run's other steps were
         (1.0 before any was measured)."""
         if not self.measured:
             return 1.0
-        reference = sum(REFERENCE_SECONDS[reference_key(s)] for s in self.measured)
+        reference = sum(REFERENCE_SECONDS[reference_key(s)] * self.fractions.get(s, 1.0) for s in self.measured)
         return max(sum(self.measured.values()) / reference, 0.25)
 
-    def expected(self, steps: list[str]) -> float:
-        """Expected seconds of the other steps ``steps`` (not yet done): a step of a model
-        whose twin ran in this run (``metrics_ff`` for ``metrics_msp``) is expected to take what
-        the twin took; the rest their reference figure times the slowdown."""
-        total, slowdown = 0.0, self.slowdown()
+    def expected_parts(self, steps: list[str]) -> tuple[float, float]:
+        """Expected seconds of the other steps ``steps`` (not yet done), as (fixed, sized at
+        scale 1): a step of a model whose twin ran in this run (``metrics_ff`` for
+        ``metrics_msp``) is expected to take what the twin took (divided by the twin's scale if
+        sized); the rest their reference figure times the slowdown."""
+        fixed = sized = 0.0
+        slowdown = self.slowdown()
         for step in steps:
-            twin = next((s for s in self.measured if reference_key(s) == reference_key(step)
-                         and reference_key(step) in ("sample", "reconstruct", "metrics", "nll",
-                                                     "neighbours")), None)
-            total += self.measured[twin] if twin else REFERENCE_SECONDS[reference_key(step)] * slowdown
-        return total
+            key = reference_key(step)
+            twin = next((s for s in self.measured if reference_key(s) == key
+                         and key in ("sample", "reconstruct", "metrics", "nll", "neighbours")), None)
+            if key in SIZED:
+                sized += self.measured[twin] / self.scales[twin] if twin else REFERENCE_SECONDS[key] * slowdown
+            else:
+                fixed += self.measured[twin] if twin else REFERENCE_SECONDS[key] * slowdown
+        return fixed, sized
 
-    def share(self, stage: str, stages_left: list[str], other_steps_left: list[str]) -> float:
+    def expected(self, steps: list[str], scale: float = 1.0) -> float:
+        fixed, sized = self.expected_parts(steps)
+        return fixed + sized * scale
+
+    def fit_scale(self, steps: list[str], scale: float) -> float:
+        """The largest evaluation scale, ``scale`` or a power-of-2 cut of it (not below
+        MIN_SCALE), at which ``steps`` are expected to end within what is left."""
+        fixed, sized = self.expected_parts(steps)
+        while scale > MIN_SCALE and fixed + sized * scale > self.left():
+            scale /= 2
+        return scale
+
+    def share(self, stage: str, stages_left: list[str], other_steps_left: list[str],
+              scale: float = 1.0) -> float:
         """Seconds for training stage ``stage`` (the first of ``stages_left``)."""
         weights = {name: weight for name, _, _, weight in TRAINING_STAGES}
-        training = self.left() - self.expected(other_steps_left)
+        training = self.left() - self.expected(other_steps_left, scale)
         return max(training, 0.0) * weights[stage] / sum(weights[s] for s in stages_left)

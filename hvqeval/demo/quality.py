@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hvqeval.demo.plan import CARDS, LABELS, TRAINING_STAGES, UNIFORM_BITS_PER_DIM
+from hvqeval.demo.plan import LABELS, MODELS, TRAINING_STAGES, UNIFORM_BITS_PER_DIM
 
 # "Far" means: IS less than half as far above 1 (its least value: every image gives the same
 # class probabilities) as the real images' IS; FID more than twice the real images' FID
@@ -64,7 +64,7 @@ def assess(results: Path, steps: dict[str, Any], real_label: str) -> list[ModelQ
     values = latest_values(results)
     real_isc, real_fid = values.get((real_label, "isc")), values.get((real_label, "fid"))
     out = []
-    for key, card in CARDS.items():
+    for key, card in MODELS.items():
         got = {name.rsplit("_", 1)[1]: steps[name]["step"] for name, stage_key, _, _ in TRAINING_STAGES
                if stage_key == key and name in steps and "step" in steps[name]}
         q = ModelQuality(LABELS[key], card, got, values.get((card, "isc")), values.get((card, "fid")),

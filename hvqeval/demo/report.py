@@ -21,7 +21,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hvqeval.demo.plan import CARDS, IMAGE_SIZE, LABELS, UNIFORM_BITS_PER_DIM, DemoPlan
+from hvqeval.demo.plan import (
+    CARDS,
+    IMAGE_SIZE,
+    LABELS,
+    MODELS,
+    SWEEP_MODEL,
+    SWEEP_VALUES,
+    UNIFORM_BITS_PER_DIM,
+    DemoPlan,
+)
 from hvqeval.demo.quality import ADVICE, ModelQuality
 
 
@@ -36,6 +45,8 @@ class ReportInputs:
     training_steps: dict[str, int]  # step name ("train_ff_level1") -> steps it got
     quality: list[ModelQuality]
     real_label: str
+    cuts: list[str]  # what the time budget cut, in words ("" when nothing)
+    per_class: int  # samples per class every model got
 
 CSS = (
     "body{font-family:system-ui,sans-serif;max-width:72em;margin:2em auto;padding:0 1em;color:#222}"
@@ -152,21 +163,27 @@ def build_report(inputs: ReportInputs) -> str:
     plan, steps = inputs.plan, inputs.training_steps
     trained = ", ".join(f"{LABELS[key]} {steps.get(f'train_{key}_level1', 0)} level-1 and "
                         f"{steps.get(f'train_{key}_prior', 0)} prior steps" for key in CARDS)
+    trained += "; " + ", ".join(f"{LABELS[key]} {steps.get(f'train_{key}_prior', 0)} steps"
+                                for key in MODELS if key not in CARDS)
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            "<title>hvqeval demo report</title>", f"<style>{CSS}</style></head><body>",
            "<h1>Hierarchical autoregressive image models: demo report</h1>",
            (f'<p>Two two-level hierarchies (a VQ autoencoder with a feed-forward or a masked self-prediction '
            f'auxiliary decoder, and a class-conditional attention prior on its codes; De Fauw et al. 2019) trained on '
-           f'<code>{esc(plan.data)}</code> at {IMAGE_SIZE}×{IMAGE_SIZE} for a {plan.minutes:g}-minute budget, each '
-           f'stage for its share of the time: {esc(trained)}; {plan.per_class} samples per class. Everything below '
-           "was made by the commands listed at the end.</p>")]
+           f'<code>{esc(plan.data)}</code> at {IMAGE_SIZE}×{IMAGE_SIZE}, beside the single-level baseline (a '
+           f'class-conditional gated PixelCNN on pixels, Appendix D), for a {plan.minutes:g}-minute budget, each '
+           f'stage for its share of the time: {esc(trained)}; {inputs.per_class} samples per class. Everything '
+           "below was made by the commands listed at the end.</p>")]
+    if inputs.cuts:
+        out.append('<p class="warning"><strong>Cut to fit the budget:</strong> '
+                   + "; ".join(esc(c) for c in inputs.cuts) + ".</p>")
 
     out.append("<h2>How good are these models?</h2>")
     out.append(quality_html(inputs.quality, inputs.real_label))
 
     out.append("<h2>Samples per class</h2>")
     out.append('<p class="note">Ancestral sampling (Algorithm 4), temperature 1.0, cached sampler. One row per class.</p>')
-    for key, card in CARDS.items():
+    for key, card in MODELS.items():
         sample_dir = inputs.out / "samples" / card
         if not sample_dir.exists():
             continue
@@ -189,6 +206,17 @@ def build_report(inputs: ReportInputs) -> str:
     out.append('<p class="note">IS and FID use the domain classifier trained by <code>hvqeval features train</code> '
                "(not InceptionV3: these images are not ImageNet); the joint NLL is the Appendix F bound in bits per "
                "pixel sub-dimension on held-out images, dominated by the pixel term.</p>")
+
+    out.append("<h2>Temperature and training curves</h2>")
+    temperature, training = inputs.out / "figures" / "temperature.png", inputs.out / "figures" / "training.png"
+    if temperature.exists():
+        out.append(f"<figure>{_img(temperature, 'FID and IS against temperature')}<figcaption>{LABELS[SWEEP_MODEL]} "
+                   f"sampled at temperatures {esc(SWEEP_VALUES)} (<code>hvqeval sweep temperature</code>; "
+                   "fewer samples per class than the table, so compare the points with each other)</figcaption>"
+                   "</figure>")
+    if training.exists():
+        out.append(f"<figure>{_img(training, 'training curves')}<figcaption>Every run's "
+                   "<code>log.jsonl</code>: loss, bits/dim and codebook use against step</figcaption></figure>")
 
     out.append("<h2>Nearest neighbours in pixel space</h2>")
     out.append('<p class="note">Each row: a sample (left) and its 8 nearest training images by L2 distance '

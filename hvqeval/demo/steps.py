@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import os
-import secrets
 import shlex
 import time
 from collections.abc import Callable
@@ -25,20 +24,30 @@ import psutil
 
 from hvqeval.demo.plan import (
     CARDS,
+    CLASSIFIER_FIXED,
+    CLASSIFIER_SHARE,
     DATASET_CARD_SETTINGS,
     DATASET_NAMES,
     DEMO_CARD_SETTINGS,
     IMAGE_SIZE,
+    LABELS,
     MIN_STAGE_STEPS,
+    MODELS,
     NUM_CLASSES,
     PLAN_VERSION,
+    SIZED,
+    SWEEP_MODEL,
+    SWEEP_VALUES,
     TRAINING_STAGES,
     DemoError,
     DemoPlan,
     TimeBudget,
     make_plan,
+    reference_key,
+    sizes,
     train_args,
 )
+from hvqeval.demo.studies import serve_command, study_links, study_specs
 
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (cli.HvqevalGroup)
 
@@ -80,6 +89,9 @@ class Demo:
         # The budget counts what the steps finished by earlier runs took, plus this run's time.
         earlier = sum(s.get("seconds", 0.0) for s in self.steps.values())
         self.budget = TimeBudget(self.plan, earlier + seconds_before, clock)
+        # Evaluation scale (1.0: the plan's sizes); it only goes down, and a rerun keeps the
+        # smallest one a finished step ran at.
+        self.scale = min((s["scale"] for s in self.steps.values() if "scale" in s), default=1.0)
         # Import the heavy libraries now, so that the first step's time (which re-plans the
         # rest) is the step's own and not the import's.
         import torchvision  # noqa: F401
@@ -120,18 +132,23 @@ class Demo:
             self.commands.extend(self.steps[name].get("commands", []))
             return
         self.echo(f"[demo] {name} ...")
+        sized = reference_key(name) in SIZED
+        if sized:
+            self.fit_scale()
         start = self.clock()
         first = len(self.commands)
         result = func()
         extra = result if isinstance(result, dict) else {}  # training stages report their step
+        if sized:
+            extra = {**extra, "scale": self.scale}
         seconds = self.clock() - start
-        self.budget.record(name, seconds)
+        self.budget.record(name, seconds, fraction=extra.get("fraction", 1.0), scale=extra.get("scale", 1.0))
         self.steps[name] = {"seconds": round(seconds, 1), "finished_at": _now(),
                             "commands": self.commands[first:], **extra}
         atomic_write_text(self.steps_path, json.dumps(self.steps, indent=1))
 
     def card_args(self, key: str) -> list[str]:
-        args = ["--config", CARDS[key]]
+        args = ["--config", MODELS[key]]
         for setting in DEMO_CARD_SETTINGS[key] + DATASET_CARD_SETTINGS[self.data]:
             args += ["--set", setting]
         return args
@@ -156,54 +173,112 @@ class Demo:
 
     def order(self) -> list[tuple[str, Callable[[], dict[str, Any] | None]]]:
         """Every step in the order it runs. Each model is evaluated right after its training,
-        so the second model's share is planned with what the first one's steps really took."""
+        so the next model's share is planned with what the earlier ones' steps really took.
+        Sized steps read the evaluation sizes when they start (``self.sizes``)."""
         plan, data = self.plan, self.data
-        weights = self.path("weights", f"{data}_classifier.pt")
+        weights = str(self.path("weights", f"{data}_classifier.pt"))
         results = self.path("results", "results.jsonl")
         cache = str(self.path("cache"))
-        n_samples = NUM_CLASSES[data] * plan.per_class
-        steps: list[tuple[str, Callable[[], dict[str, Any] | None]]] = [
-            ("classifier", lambda: self.run_cli([
-                "features", "train", "--data", data, "--out", str(weights), "--steps", str(plan.classifier_steps),
-                "--batch-size", str(plan.classifier_batch), "--val-size", str(plan.classifier_val),
-                "--image-size", str(IMAGE_SIZE), "--device", "cpu"]))]
-        for key, card in CARDS.items():
+        metric_args = ["--reference", f"{data}:val:{plan.evaluation_images}", "--metrics", "isc,fid",
+                       "--extractor", "domain", "--weights", weights, "--splits", "10", "--device", "cpu",
+                       "--cache-dir", cache]
+        steps: list[tuple[str, Callable[[], dict[str, Any] | None]]] = [("classifier", self.train_classifier)]
+        for key, card in MODELS.items():
             run, samples = self.path("runs", card), self.path("samples", card)
             for name, stage_key, flags, _ in TRAINING_STAGES:
                 if stage_key == key:
                     steps.append((name, lambda name=name, key=key, flags=flags: self.train_stage(name, key, flags)))
             steps += [
-                (f"sample_{key}", lambda run=run, samples=samples: self.run_cli([
-                    "sample", "--run", str(run), "--classes", "all", "--per-class", str(plan.per_class),
+                (f"sample_{key}", lambda run=run, samples=samples: self.sized_step("per_class", lambda n: self.run_cli([
+                    "sample", "--run", str(run), "--classes", "all", "--per-class", str(n),
                     "--temperature", "1.0", "--seed", "0", "--sampler", "cached", "--batch-size", "60",
-                    "--out", str(samples), "--device", "cpu"])),
-                (f"reconstruct_{key}", lambda run=run, card=card: self.run_cli([
-                    "reconstruct", "--run", str(run), "--images", f"{data}:test", "--limit", "5",
-                    "--samples-per-image", "3", "--seed", "0", "--out", str(self.path("reconstructions", card)),
-                    "--device", "cpu"])),
+                    "--out", str(samples), "--device", "cpu"]))),
                 (f"metrics_{key}", lambda samples=samples: self.run_cli([
-                    "metrics", "--samples", str(samples), "--reference", f"{data}:val:{plan.evaluation_images}",
-                    "--metrics", "isc,fid", "--extractor", "domain", "--weights", str(weights), "--splits", "10",
-                    "--device", "cpu", "--cache-dir", cache, "--results", str(results)])),
-                (f"nll_{key}", lambda run=run: self.run_cli([
+                    "metrics", "--samples", str(samples), *metric_args, "--results", str(results)])),
+                (f"nll_{key}", lambda run=run: self.sized_step("nll_images", lambda n: self.run_cli([
                     "nll", "--run", str(run), "--data", data, "--split", "test",
-                    "--limit", str(plan.evaluation_images // 5), "--device", "cpu", "--results", str(results)])),
-                (f"neighbours_{key}", lambda samples=samples, card=card: self.run_cli([
-                    "neighbours", "--samples", str(samples), "--dataset", f"{data}:train:{plan.train_images}", "--space", "pixel",
-                    "--k", "8", "--limit", "6", "--device", "cpu", "--cache-dir", cache,
-                    "--out", str(self.path("neighbours", card))])),
+                    "--limit", str(n), "--device", "cpu", "--results", str(results)]))),
             ]
-        # The real images scored like a model's samples (same n, same reference): the IS and
-        # FID a perfect model would get with these settings.
+            if key in CARDS:  # hierarchies only: the baseline has no codes to reconstruct from
+                steps += [
+                    (f"reconstruct_{key}", lambda run=run, card=card: self.run_cli([
+                        "reconstruct", "--run", str(run), "--images", f"{data}:test", "--limit", "5",
+                        "--samples-per-image", "3", "--seed", "0",
+                        "--out", str(self.path("reconstructions", card)), "--device", "cpu"])),
+                    (f"neighbours_{key}", lambda samples=samples, card=card: self.run_cli([
+                        "neighbours", "--samples", str(samples), "--dataset", f"{data}:train:{plan.train_images}",
+                        "--space", "pixel", "--k", "8", "--limit", "6", "--device", "cpu", "--cache-dir", cache,
+                        "--out", str(self.path("neighbours", card))])),
+                ]
+            if key == SWEEP_MODEL:  # FID and IS against temperature (issue: sweeps and plots)
+                steps.append((f"sweep_{key}", lambda run=run, card=card: self.sized_step(
+                    "sweep_per_class", lambda n: self.run_cli([
+                        "sweep", "temperature", "--run", str(run), "--values", SWEEP_VALUES, "--per-class", str(n),
+                        "--model", LABELS[SWEEP_MODEL], "--out", str(self.path("samples", f"{card}_temperature")),
+                        *metric_args, "--results", str(self.sweep_results)], capture=True))))
+        # The real images scored like a model's samples (same n as the fewest any model got, same
+        # reference): the IS and FID a perfect model would get with these settings.
         steps.append(("metrics_real", lambda: self.run_cli([
-            "metrics", "--samples", f"{data}:test:{n_samples}", "--model", self.real_label,
-            "--reference", f"{data}:val:{plan.evaluation_images}", "--metrics", "isc,fid", "--extractor", "domain",
-            "--weights", str(weights), "--splits", "10", "--device", "cpu", "--cache-dir", cache,
-            "--results", str(results)])))
-        for name, args in self.study_specs().items():
-            steps.append((f"study_{name}", lambda args=args: self.run_cli(args)))
-        steps.append(("report", lambda: self.write_report(results)))
+            "metrics", "--samples", f"{data}:test:{NUM_CLASSES[data] * self.sampled_per_class()}",
+            "--model", self.real_label, *metric_args, "--results", str(results)])))
+        for name in study_specs(self.out, data, self.database_url, 1):
+            steps.append((f"study_{name}", lambda name=name: self.run_cli(study_specs(
+                self.out, data, self.database_url, min(plan.study_per_class, self.sampled_per_class()))[name])))
+        steps += [
+            ("plot_temperature", lambda: self.run_cli([
+                "plot", "temperature", "--results", str(self.sweep_results),
+                "--out", str(self.path("figures", "temperature.png"))], capture=True)),
+            ("plot_training", lambda: self.run_cli([
+                "plot", "training", *(a for card in MODELS.values() for a in ("--run", str(self.path("runs", card)))),
+                "--out", str(self.path("figures", "training.png"))], capture=True)),
+            ("report", lambda: self.write_report(results)),
+        ]
         return steps
+
+    @property
+    def sweep_results(self) -> Path:
+        """The sweep's rows have their own store, so Table 1 and the quality checks read only
+        the samples at temperature 1.0."""
+        return self.path("results", "temperature.jsonl")
+
+    # ------------------------------------------------------------------ sizes
+    def fit_scale(self) -> None:
+        """Cut the evaluation sizes (by powers of 2) when the steps left would not end within
+        the budget at the current sizes."""
+        done = set(self.steps)
+        training = {s for s, *_ in TRAINING_STAGES}
+        others_left = [s for s, _ in self.order() if s not in done and s not in training]
+        scale = self.budget.fit_scale(others_left, self.scale)
+        if scale < self.scale:
+            self.echo(f"[demo] {self.budget.left():.0f} s left: cutting the evaluation sizes to {scale:g} of the "
+                      f"plan's ({sizes(self.plan, scale)}) to end within --minutes {self.plan.minutes:g}")
+            self.scale = scale
+
+    def sized_step(self, size: str, func: Callable[[int], Any]) -> dict[str, Any]:
+        """Run ``func`` with the evaluation size ``size`` at the current scale; the size is recorded."""
+        n = sizes(self.plan, self.scale)[size]
+        func(n)
+        return {size: n}
+
+    def sampled_per_class(self) -> int:
+        """Samples per class of the model with the fewest (every model has at least these)."""
+        got = [self.steps[f"sample_{key}"]["per_class"] for key in MODELS
+               if "per_class" in self.steps.get(f"sample_{key}", {})]
+        return min(got, default=sizes(self.plan, self.scale)["per_class"])
+
+    def cuts(self) -> list[str]:
+        """What the time budget cut, in plain words, for the report and the console."""
+        out = []
+        classifier = self.steps.get("classifier", {})
+        if classifier.get("classifier_steps", self.plan.classifier_steps) < self.plan.classifier_steps:
+            out.append(f"the domain classifier trained {classifier['classifier_steps']} of its "
+                       f"{self.plan.classifier_steps} steps (its time share ran out); IS and FID rest on it")
+        if self.scale < 1:
+            planned, used = sizes(self.plan, 1.0), sizes(self.plan, self.scale)
+            out.append(f"evaluation sizes were cut to {self.scale:g} of the plan's to end on time: samples per "
+                       f"class {self.sampled_per_class()} (planned {planned['per_class']}), NLL images "
+                       f"down to {used['nll_images']} (planned {planned['nll_images']})")
+        return out
 
     @property
     def real_label(self) -> str:
@@ -222,11 +297,26 @@ class Demo:
                 "database_url": self.database_url, "plan": asdict(self.plan),
                 "seconds_this_run": round(elapsed, 1), "seconds_all_runs": round(self.budget.spent(), 1),
                 "training_steps": self.training_steps(), "quality": [q.as_dict() for q in quality],
-                "serve_command": self.serve_command()}
+                "cuts": self.cuts(), "serve_command": self.serve_command()}
 
     def training_steps(self) -> dict[str, int]:
         """Steps each finished training stage got, e.g. ``{"train_ff_level1": 412, ...}``."""
         return {name: self.steps[name]["step"] for name, *_ in TRAINING_STAGES if name in self.steps}
+
+    def train_classifier(self) -> dict[str, Any]:
+        """``hvqeval features train`` for at most its share of the budget (``--max-seconds``)."""
+        plan = self.plan
+        seconds = max(CLASSIFIER_SHARE * plan.seconds, 1.0)
+        printed = self.run_cli([
+            "features", "train", "--data", self.data, "--out", str(self.path("weights", f"{self.data}_classifier.pt")),
+            "--steps", str(plan.classifier_steps), "--max-seconds", f"{seconds:.0f}",
+            "--batch-size", str(plan.classifier_batch), "--val-size", str(plan.classifier_val),
+            "--image-size", str(IMAGE_SIZE), "--device", "cpu", "--json"], capture=True)
+        stats = json.loads(printed)
+        done = stats["steps"] / plan.classifier_steps
+        # A classifier stopped by time measures the machine's speed over the part it did.
+        return {"classifier_steps": stats["steps"], "val_accuracy": stats["val_accuracy"],
+                "fraction": CLASSIFIER_FIXED + (1 - CLASSIFIER_FIXED) * done}
 
     def train_stage(self, name: str, key: str, flags: tuple[str, ...]) -> dict[str, Any]:
         """Train one stage for its share of the time left, as ``hvqeval train`` chunks.
@@ -238,15 +328,15 @@ class Demo:
         done = set(self.steps)
         stages_left = [s for s, *_ in TRAINING_STAGES if s not in done]
         others_left = [s for s, _ in self.order() if s not in done and s not in stages_left]
-        seconds = self.budget.share(name, stages_left, others_left)
-        others = self.budget.expected(others_left)
+        seconds = self.budget.share(name, stages_left, others_left, self.scale)
+        others = self.budget.expected(others_left, self.scale)
         if others > self.budget.left():
             self.echo(f"[demo] the steps after training need about {others:.0f} s on this machine now, more than "
                       f"the {max(self.budget.left(), 0):.0f} s left: this run will overrun --minutes "
                       f"{self.plan.minutes:g}; each training stage gets its {MIN_STAGE_STEPS} steps only")
         self.echo(f"[demo] {name}: {seconds:.0f} s of the {self.budget.left():.0f} s left "
                   f"({self.budget.slowdown():.1f}x the idle machine's time so far)")
-        run = self.path("runs", CARDS[key])
+        run = self.path("runs", MODELS[key])
         deadline = self.clock() + seconds
         chunk = min(max(seconds / 4, 5.0), 30.0)
         base = [] if (run / "config.json").exists() else self.card_args(key)
@@ -276,53 +366,11 @@ class Demo:
         return {"step": step, "share_seconds": round(seconds, 1)}
 
     # ------------------------------------------------------------------ studies
-    def study_specs(self) -> dict[str, list[str]]:
-        ff, msp = (str(self.path("samples", card)) for card in CARDS.values())
-        per_class = self.plan.study_per_class
-        common = ["--classes", str(NUM_CLASSES[self.data]), "--per-class", str(per_class),
-                  "--database-url", self.database_url, "--instance-dir", str(self.path("instance")),
-                  "--tasks-per-rater", "20", "--json"]
-        pairs = ["--pairs-per-class", str(2 * per_class)]
-        return {
-            "demo-rating": ["study", "create", "rating", "--name", "demo-rating", "--model", f"FF={ff}",
-                            "--model", f"MSP={msp}", "--real", f"real={self.data}", *common],
-            "demo-ff-vs-msp": ["study", "create", "pairwise", "--name", "demo-ff-vs-msp", "--a", f"FF={ff}",
-                               "--b", f"MSP={msp}", *pairs, *common],
-            "demo-msp-vs-real": ["study", "create", "pairwise", "--name", "demo-msp-vs-real", "--a", f"MSP={msp}",
-                                 "--b", f"real=real:{self.data}", *pairs, *common],
-        }
-
-    def secret_files(self) -> dict[str, Path]:
-        """The web app's secret key and an admin password (for the progress pages), written
-        once into the demo folder, readable by this user only."""
-        files = {"HVQEVAL_SECRET_KEY": self.path("secret_key"), "HVQEVAL_ADMIN_PASSWORD": self.path("admin_password")}
-        for variable, path in files.items():
-            if not path.exists():
-                value = secrets.token_hex(32) if variable == "HVQEVAL_SECRET_KEY" else secrets.token_urlsafe(12)
-                tmp = path.with_name(f".{path.name}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(value + "\n")
-                os.replace(tmp, path)
-        return files
-
     def serve_command(self) -> str:
-        """The line that serves the studies, as a user pastes it into bash."""
-        env = " ".join(f'{variable}="$(cat {shlex.quote(str(path))})"'
-                       for variable, path in self.secret_files().items())
-        return (f"{env} hvqeval study serve --database-url {shlex.quote(self.database_url)} "
-                f"--instance-dir {shlex.quote(str(self.path('instance')))} --bind 127.0.0.1:8000")
+        return serve_command(self.out, self.database_url)
 
     def study_links(self) -> dict[str, str]:
-        """Raters' entry links of the demo's studies (opaque ids, participant id in the URL)."""
-        from sqlalchemy import select
-
-        from study_app.db import get_engine, read_session
-        from study_app.models import Study
-
-        with read_session(get_engine(self.database_url)) as session:
-            rows = session.execute(select(Study.name, Study.public_id).where(Study.name.like("demo-%"))).all()
-        return {name: f"http://127.0.0.1:8000/s/{public_id}/?PROLIFIC_PID=demo-rater-1" for name, public_id in rows}
+        return study_links(self.database_url)
 
     # ------------------------------------------------------------------ report
     def write_report(self, results: Path) -> None:
@@ -333,7 +381,8 @@ class Demo:
             out=self.out, plan=self.plan, results=results, commands=list(self.commands),
             serve_command=self.serve_command(), study_links=self.study_links(),
             training_steps=self.training_steps(),
-            quality=assess(results, self.steps, self.real_label), real_label=self.real_label)
+            quality=assess(results, self.steps, self.real_label), real_label=self.real_label,
+            cuts=self.cuts(), per_class=self.sampled_per_class())
         atomic_write_text(self.path("report.html"), build_report(inputs))
 
 

@@ -164,8 +164,15 @@ class FeatureExtractorDomain(FeatureExtractorBase):
 
 def train_classifier(train_set, val_set, *, class_names: list[str], image_size: int, steps: int,
                      batch_size: int, lr: float, seed: int, device: str, widths=DEFAULT_WIDTHS,
-                     progress: bool = True) -> tuple[DomainClassifier, dict[str, Any]]:
-    """Train on ``(uint8 image, class_id)`` datasets; returns the model and its val accuracy."""
+                     progress: bool = True, max_seconds: float | None = None,
+                     ) -> tuple[DomainClassifier, dict[str, Any]]:
+    """Train on ``(uint8 image, class_id)`` datasets; returns the model and its val accuracy.
+
+    ``max_seconds``: stop after the step that crosses this much training time, even before
+    ``steps`` (at least one step); ``stats["steps"]`` says how many ran.
+    """
+    import time
+
     from torch.utils.data import DataLoader, RandomSampler
     from tqdm import tqdm
 
@@ -178,6 +185,7 @@ def train_classifier(train_set, val_set, *, class_names: list[str], image_size: 
     loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True)
     model.train()
     losses = []
+    started = time.monotonic()
     with tqdm(total=steps, desc="training domain classifier", unit="step", disable=not progress,
               file=None, leave=False) as bar:
         for images, labels in loader:  # (B, 3, H, W) uint8, (B,)
@@ -191,6 +199,8 @@ def train_classifier(train_set, val_set, *, class_names: list[str], image_size: 
             losses.append(float(loss.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if max_seconds is not None and time.monotonic() - started >= max_seconds:
+                break
     model.eval()
     correct = total = 0
     with torch.no_grad():
@@ -198,7 +208,7 @@ def train_classifier(train_set, val_set, *, class_names: list[str], image_size: 
             pred = model(images.to(device)).argmax(dim=1).cpu()
             correct += int((pred == torch.as_tensor(labels)).sum())
             total += len(pred)
-    stats = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+    stats = {"steps": len(losses), "planned_steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
              "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
              "val_accuracy": correct / max(1, total), "val_size": total}
     return model.cpu(), stats
