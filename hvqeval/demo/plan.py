@@ -89,6 +89,11 @@ MIN_SCALE = 1 / 16
 # validation pass), for reading a classifier stopped by its time share as a speed measurement.
 CLASSIFIER_FIXED = 0.3
 MIN_STAGE_STEPS = 5  # a stage always trains a few steps, so that every later step has a model
+# Seconds of a stage's first MIN_STAGE_STEPS steps on an idle 2-core machine (building the
+# model and the data, the prior's encoding of the training split): a stage costs at least this
+# times the slowdown however short its share, so the shares keep it for the stages still to come.
+STAGE_FLOOR_SECONDS = {"train_ff_level1": 11.0, "train_ff_prior": 6.0, "train_msp_level1": 11.0,
+                       "train_msp_prior": 6.0, "train_pixelcnn_prior": 2.0}
 
 
 class DemoError(HvqevalError):
@@ -137,7 +142,7 @@ def sizes(plan: DemoPlan, scale: float) -> dict[str, int]:
     """Evaluation sizes at ``scale`` (1.0: the plan's): samples per class for sampling and the
     sweep, held-out images for the NLL. The FID reference stays the plan's, so every model's FID
     is against the same images."""
-    per_class = max(1, round(plan.per_class * scale))
+    per_class = max(2, round(plan.per_class * scale))  # 2: pairwise studies need 2 distinct pairs
     return {"per_class": per_class, "sweep_per_class": max(1, per_class // 2),
             "nll_images": max(20, int(plan.evaluation_images // 5 * scale))}
 
@@ -220,7 +225,9 @@ class TimeBudget:
 
     def share(self, stage: str, stages_left: list[str], other_steps_left: list[str],
               scale: float = 1.0) -> float:
-        """Seconds for training stage ``stage`` (the first of ``stages_left``)."""
+        """Seconds for training stage ``stage`` (the first of ``stages_left``): its floor, plus
+        its weight's part of what is left after the other steps and every stage's floor."""
         weights = {name: weight for name, _, _, weight in TRAINING_STAGES}
-        training = self.left() - self.expected(other_steps_left, scale)
-        return max(training, 0.0) * weights[stage] / sum(weights[s] for s in stages_left)
+        floors = {s: STAGE_FLOOR_SECONDS[s] * self.slowdown() for s in stages_left}
+        training = self.left() - self.expected(other_steps_left, scale) - sum(floors.values())
+        return floors[stage] + max(training, 0.0) * weights[stage] / sum(weights[s] for s in stages_left)

@@ -21,7 +21,7 @@ def study_specs(out: Path, data: str, database_url: str, per_class: int) -> dict
     common = ["--classes", str(NUM_CLASSES[data]), "--per-class", str(per_class),
               "--database-url", database_url, "--instance-dir", str(out / "instance"),
               "--tasks-per-rater", "20", "--json"]
-    pairs = ["--pairs-per-class", str(2 * per_class)]
+    pairs = ["--pairs-per-class", str(per_class * min(per_class, 2))]  # at most the per_class**2 there are
     return {
         "demo-rating": ["study", "create", "rating", "--name", "demo-rating", "--model", f"FF={ff}",
                         "--model", f"MSP={msp}", "--real", f"real={data}", *common],

@@ -54,3 +54,17 @@ def test_domain_extractor_without_weights_says_how_to_train(tmp_path, small_samp
                                       "--extractor", "domain", "--weights", str(bogus),
                                       "--results", str(tmp_path / "r.jsonl")])
     assert result.exit_code == 1 and "not a domain classifier" in result.stderr
+
+
+def test_max_seconds_stops_training_early_and_says_how_many_steps_ran(tmp_path):
+    out = tmp_path / "classifier.pt"
+    # A limit far below one step's time: the first step crosses it, so training stops there.
+    trained = CliRunner().invoke(cli, ["features", "train", "--data", "shapes", "--out", str(out), "--steps", "500",
+                                       "--max-seconds", "0.0001", "--batch-size", "8", "--image-size", "16",
+                                       "--widths", "4,8,8", "--val-size", "20", "--json"], catch_exceptions=False)
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads(trained.stdout)
+    assert summary["steps"] == 1 and summary["planned_steps"] == 500
+    assert load_weights(out).image_size == 16
+    bad = CliRunner().invoke(cli, ["features", "train", "--data", "shapes", "--out", str(out), "--max-seconds", "0"])
+    assert bad.exit_code == 2 and "--max-seconds" in bad.output
