@@ -42,13 +42,15 @@ def test_demo_writes_report_results_and_studies(demo_dir):
     assert summary["report"] == str(out / "report.html")
     report = (out / "report.html").read_text()
     for heading in ("Samples per class", "Sampled reconstructions", "Table 1: IS, FID and joint NLL",
-                    "Nearest neighbours in pixel space", "Human studies", "How each number was made"):
+                    "Temperature and training curves", "Nearest neighbours in pixel space", "Human studies",
+                    "How each number was made"):
         assert heading in report
-    # Figures are embedded, so the report is one self-contained file.
-    assert report.count("data:image/png;base64,") >= 2 + 2 + 2
+    # Figures are embedded, so the report is one self-contained file: 3 sample grids, 2
+    # reconstructions, the temperature and training curves, neighbours.
+    assert report.count("data:image/png;base64,") >= 3 + 2 + 2 + 2
     rows = [json.loads(line) for line in (out / "results" / "results.jsonl").read_text().splitlines()]
     metrics = {(r["model"], r["metric"]) for r in rows}
-    for model in ("tiny_ff", "tiny_msp"):
+    for model in ("tiny_ff", "tiny_msp", "tiny_pixelcnn"):  # the hierarchies and the baseline
         assert {(model, "isc"), (model, "fid"), (model, "nll_bpd")} <= metrics
     assert all(r["feature_extractor"].startswith("domain") for r in rows if r["metric"] in ("isc", "fid"))
     # Every Table 1 value appears in the report.
@@ -57,6 +59,50 @@ def test_demo_writes_report_results_and_studies(demo_dir):
             assert f"{r['value']:.2f}" in report
     assert set(summary["studies"]) == {"demo-rating", "demo-ff-vs-msp", "demo-msp-vs-real"}
     assert "hvqeval study serve" in summary["serve_command"]
+
+
+def test_report_has_the_baseline_row_a_temperature_curve_and_training_curves(demo_dir):
+    out, summary, stderr = demo_dir
+    report = (out / "report.html").read_text()
+    # Table 1 holds the single-level baseline beside the hierarchies, its NLL marked exact.
+    table = report.split("<h2>Table 1: IS, FID and joint NLL</h2>")[1].split("<h2>")[0]
+    assert "tiny_pixelcnn" in table and "tiny_ff" in table and "(exact)" in table
+    assert "PixelCNN (tiny_pixelcnn)" in report  # and in the quality table
+    # The sweep ran through its command, two temperatures of one model, rows in their own store.
+    assert "$ hvqeval sweep temperature --run " in stderr
+    sweep = [json.loads(line) for line in (out / "results" / "temperature.jsonl").read_text().splitlines()]
+    assert {r["extra"]["sweep"]["value"] for r in sweep} == {0.9, 1.1}
+    assert {r["extra"]["sweep"]["model"] for r in sweep} == {"MSP"} and {r["metric"] for r in sweep} == {"isc", "fid"}
+    rows = [json.loads(line) for line in (out / "results" / "results.jsonl").read_text().splitlines()]
+    assert not any("sweep" in (r.get("extra") or {}) for r in rows)  # Table 1 reads temperature 1.0 only
+    # The figures are the plot commands' PNGs, embedded in the report.
+    for name in ("temperature", "training"):
+        figure = out / "figures" / f"{name}.png"
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"$ hvqeval plot {name} " in stderr
+    assert "--run " + str(out / "runs" / "tiny_pixelcnn") in stderr.split("$ hvqeval plot training")[1]
+    section = report.split("<h2>Temperature and training curves</h2>")[1].split("<h2>")[0]
+    assert section.count("data:image/png;base64,") == 2
+
+
+def test_what_the_budget_cut_is_recorded_and_reported(demo_dir):
+    out, summary, _ = demo_dir
+    import torch
+
+    steps = json.loads((out / "steps.json").read_text())
+    planned = summary["plan"]["classifier_steps"]
+    trained = steps["classifier"]["classifier_steps"]
+    meta = torch.load(out / "weights" / "shapes_classifier.pt", map_location="cpu", weights_only=True)
+    assert 1 <= trained <= planned and meta["meta"]["steps"] == trained
+    report = (out / "report.html").read_text()
+    if trained < planned:
+        assert f"the domain classifier trained {trained} of its {planned} steps" in report
+    # Every sized step records the sizes it ran at; the samples hold that many per class.
+    per_class = steps["sample_ff"]["per_class"]
+    assert 2 <= per_class <= summary["plan"]["per_class"]
+    assert len(list((out / "samples" / "tiny_ff").rglob("*.png"))) == 10 * per_class
+    if steps["sample_ff"]["scale"] < 1:
+        assert "evaluation sizes were cut to" in report and summary["cuts"]
 
 
 def _checkpoint_step(path) -> int:
@@ -213,6 +259,7 @@ def test_ctrl_c_in_every_step_stops_at_once_and_a_rerun_finishes_the_same_steps(
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, rest[-2000:]
+    assert rest.count("Interrupted; finished work is kept") == 1  # the command's, not the demo's too
     assert "[demo] train_ff_prior" not in rest and "$ hvqeval" not in rest  # nothing ran after it
     steps = json.loads((out / "steps.json").read_text())
     assert "classifier" in steps and "train_ff_level1" not in steps

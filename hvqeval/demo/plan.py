@@ -1,11 +1,13 @@
 """What the demo trains and how its ``--minutes`` are shared out (no torch, no CLI here).
 
-The sizes that do not depend on the machine (samples per class, evaluation images,
-classifier steps) are fixed from ``--minutes`` on the first run and saved in ``plan.json``.
-Training is not a step count: each training stage gets a wall-clock share of what is left
-of the budget, worked out again just before it starts from what every finished step really
-took on this machine (``TimeBudget``), so a machine that gets busier midway gets fewer
-training steps instead of a longer run.
+The planned sizes (samples per class, evaluation images, classifier steps) are fixed from
+``--minutes`` on the first run and saved in ``plan.json``. Nothing that trains is a fixed
+step count: the classifier stops at CLASSIFIER_SHARE of the budget, and each training stage
+gets a wall-clock share of what is left, worked out again just before it starts from what
+every finished step really took on this machine (``TimeBudget``), so a machine that gets
+busier midway gets fewer training steps instead of a longer run. Evaluation sizes shrink the
+same way: before each sized step the steps left must fit what is left (``fit_scale``), or
+the sizes are halved until they do (``sizes``).
 """
 
 from __future__ import annotations
