@@ -29,6 +29,7 @@ from hvqeval.demo.plan import (
     DATASET_CARD_SETTINGS,
     DATASET_NAMES,
     DEMO_CARD_SETTINGS,
+    EVALUATION_MARGIN,
     IMAGE_SIZE,
     LABELS,
     MIN_STAGE_STEPS,
@@ -92,6 +93,7 @@ class Demo:
         # Evaluation scale (1.0: the plan's sizes); it only goes down, and a rerun keeps the
         # smallest one a finished step ran at.
         self.scale = min((s["scale"] for s in self.steps.values() if "scale" in s), default=1.0)
+        self.sweep_scale = self.scale  # the sweep's own (its rows are not compared with Table 1's)
         # Import the heavy libraries now, so that the first step's time (which re-plans the
         # rest) is the step's own and not the import's.
         import torchvision  # noqa: F401
@@ -133,16 +135,18 @@ class Demo:
             return
         self.echo(f"[demo] {name} ...")
         sized = reference_key(name) in SIZED
+        sweep = reference_key(name) == "sweep"
         if sized:
-            self.fit_scale()
+            self.fit_scale(sweep)
         start = self.clock()
         first = len(self.commands)
         result = func()
         extra = result if isinstance(result, dict) else {}  # training stages report their step
         if sized:
-            extra = {**extra, "scale": self.scale}
+            extra = {**extra, **({"sweep_scale": self.sweep_scale} if sweep else {"scale": self.scale})}
         seconds = self.clock() - start
-        self.budget.record(name, seconds, fraction=extra.get("fraction", 1.0), scale=extra.get("scale", 1.0))
+        self.budget.record(name, seconds, fraction=extra.get("fraction", 1.0),
+                           scale=extra.get("scale", extra.get("sweep_scale", 1.0)))
         self.steps[name] = {"seconds": round(seconds, 1), "finished_at": _now(),
                             "commands": self.commands[first:], **extra}
         atomic_write_text(self.steps_path, json.dumps(self.steps, indent=1))
@@ -212,7 +216,7 @@ class Demo:
                 ]
             if key == SWEEP_MODEL:  # FID and IS against temperature (issue: sweeps and plots)
                 steps.append((f"sweep_{key}", lambda run=run, card=card: self.sized_step(
-                    "sweep_per_class", lambda n: self.run_cli([
+                    "sweep_per_class", scale=self.sweep_scale, func=lambda n: self.run_cli([
                         "sweep", "temperature", "--run", str(run), "--values", SWEEP_VALUES, "--per-class", str(n),
                         "--model", LABELS[SWEEP_MODEL], "--out", str(self.path("samples", f"{card}_temperature")),
                         *metric_args, "--results", str(self.sweep_results)], capture=True))))
@@ -242,21 +246,29 @@ class Demo:
         return self.path("results", "temperature.jsonl")
 
     # ------------------------------------------------------------------ sizes
-    def fit_scale(self) -> None:
+    def fit_scale(self, sweep: bool) -> None:
         """Cut the evaluation sizes (by powers of 2) when the steps left would not end within
-        the budget at the current sizes."""
+        the budget at the current sizes: Table 1's sizes once, at the first model's evaluation
+        (every model then gets the same), the sweep's at its start."""
         done = set(self.steps)
-        training = {s for s, *_ in TRAINING_STAGES}
+        training = [s for s, *_ in TRAINING_STAGES]
         others_left = [s for s, _ in self.order() if s not in done and s not in training]
-        scale = self.budget.fit_scale(others_left, self.scale)
+        stages_left = tuple(s for s in training if s not in done)
+        if sweep:
+            self.sweep_scale = self.budget.fit_scale(others_left, self.scale, stages_left)
+            return
+        if any("scale" in step for step in self.steps.values()):
+            return  # fixed by the first model's evaluation
+        scale = self.budget.fit_scale(others_left, self.scale, stages_left, EVALUATION_MARGIN)
         if scale < self.scale:
             self.echo(f"[demo] {self.budget.left():.0f} s left: cutting the evaluation sizes to {scale:g} of the "
                       f"plan's ({sizes(self.plan, scale)}) to end within --minutes {self.plan.minutes:g}")
             self.scale = scale
 
-    def sized_step(self, size: str, func: Callable[[int], Any]) -> dict[str, Any]:
-        """Run ``func`` with the evaluation size ``size`` at the current scale; the size is recorded."""
-        n = sizes(self.plan, self.scale)[size]
+    def sized_step(self, size: str, func: Callable[[int], Any], scale: float | None = None) -> dict[str, Any]:
+        """Run ``func`` with the evaluation size ``size`` at ``scale`` (default: Table 1's); the
+        size is recorded."""
+        n = sizes(self.plan, self.scale if scale is None else scale)[size]
         func(n)
         return {size: n}
 
