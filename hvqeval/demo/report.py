@@ -163,8 +163,8 @@ def build_report(inputs: ReportInputs) -> str:
     plan, steps = inputs.plan, inputs.training_steps
     trained = ", ".join(f"{LABELS[key]} {steps.get(f'train_{key}_level1', 0)} level-1 and "
                         f"{steps.get(f'train_{key}_prior', 0)} prior steps" for key in CARDS)
-    trained += "; " + ", ".join(f"{LABELS[key]} {steps.get(f'train_{key}_prior', 0)} steps"
-                                for key in MODELS if key not in CARDS)
+    trained += "".join(f"; {LABELS[key]} {steps[f'train_{key}_prior']} steps"
+                       for key in MODELS if key not in CARDS and f"train_{key}_prior" in steps)
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            "<title>hvqeval demo report</title>", f"<style>{CSS}</style></head><body>",
            "<h1>Hierarchical autoregressive image models: demo report</h1>",

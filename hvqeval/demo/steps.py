@@ -35,6 +35,7 @@ from hvqeval.demo.plan import (
     MIN_STAGE_STEPS,
     MODELS,
     NUM_CLASSES,
+    OPTIONAL,
     PLAN_VERSION,
     SIZED,
     SWEEP_MODEL,
@@ -132,6 +133,12 @@ class Demo:
         if name in self.steps:
             self.echo(f"[demo] {name}: done earlier, reused")
             self.commands.extend(self.steps[name].get("commands", []))
+            return
+        skip = self.skip_reason(name)
+        if skip:
+            self.echo(f"[demo] {name}: left out, {skip}")
+            self.steps[name] = {"seconds": 0.0, "finished_at": _now(), "skipped": skip}
+            atomic_write_text(self.steps_path, json.dumps(self.steps, indent=1))
             return
         self.echo(f"[demo] {name} ...")
         sized = reference_key(name) in SIZED
@@ -233,7 +240,8 @@ class Demo:
                 "plot", "temperature", "--results", str(self.sweep_results),
                 "--out", str(self.path("figures", "temperature.png"))], capture=True)),
             ("plot_training", lambda: self.run_cli([
-                "plot", "training", *(a for card in MODELS.values() for a in ("--run", str(self.path("runs", card)))),
+                "plot", "training", *(a for card in MODELS.values() if (self.path("runs", card, "log.jsonl")).exists()
+                                      for a in ("--run", str(self.path("runs", card)))),
                 "--out", str(self.path("figures", "training.png"))], capture=True)),
             ("report", lambda: self.write_report(results)),
         ]
@@ -265,6 +273,30 @@ class Demo:
                       f"plan's ({sizes(self.plan, scale)}) to end within --minutes {self.plan.minutes:g}")
             self.scale = scale
 
+    def skip_reason(self, name: str) -> str | None:
+        """Why the optional step ``name`` is left out (its group was, or the group does not fit
+        what is left beside the steps every report needs), or None to run it."""
+        group = next((g for g, members in OPTIONAL.items() if name in members), None)
+        if group is None:
+            return None
+        members = OPTIONAL[group]
+        if any("skipped" in self.steps.get(m, {}) for m in members):
+            return f"as {group} is"
+        if name != members[0]:
+            return None
+        done, optional = set(self.steps), {m for ms in OPTIONAL.values() for m in ms}
+        training = {s for s, *_ in TRAINING_STAGES}
+        left = [s for s, _ in self.order() if s not in done]
+        needed = [s for s in left if s not in optional]
+        cost = (self.budget.expected([s for s in needed if s not in training], self.scale)
+                + self.budget.floors([s for s in needed if s in training]))
+        extra = (self.budget.expected([s for s in members if s not in training], self.scale)
+                 + self.budget.floors([s for s in members if s in training]))
+        if cost + extra <= self.budget.left():
+            return None
+        return (f"no time left for {group}: about {extra:.0f} s on this machine now, beside {cost:.0f} s for the "
+                f"steps every report needs, with {max(self.budget.left(), 0):.0f} s left")
+
     def sized_step(self, size: str, func: Callable[[int], Any], scale: float | None = None) -> dict[str, Any]:
         """Run ``func`` with the evaluation size ``size`` at ``scale`` (default: Table 1's); the
         size is recorded."""
@@ -290,6 +322,9 @@ class Demo:
             out.append(f"evaluation sizes were cut to {self.scale:g} of the plan's to end on time: samples per "
                        f"class {self.sampled_per_class()} (planned {planned['per_class']}), NLL images "
                        f"down to {used['nll_images']} (planned {planned['nll_images']})")
+        for group, members in OPTIONAL.items():
+            if "skipped" in self.steps.get(members[0], {}):
+                out.append(f"{group} was left out ({self.steps[members[0]]['skipped']})")
         return out
 
     @property

@@ -66,11 +66,14 @@ def test_the_second_model_is_planned_with_what_the_first_ones_steps_took():
     assert budget.expected(["nll_msp"]) == pytest.approx(REFERENCE_SECONDS["nll"] * budget.slowdown())
 
 
-def test_no_time_left_gives_only_the_floor():
+def test_no_time_left_gives_no_share():
     clock = Clock()
     budget = TimeBudget(make_plan(1, "shapes"), earlier_seconds=0.0, clock=clock)
     clock.now += 120.0
-    assert budget.share(STAGES[0], STAGES, OTHERS) == STAGE_FLOOR_SECONDS[STAGES[0]]
+    assert budget.share(STAGES[0], STAGES, OTHERS) == 0.0
+    # Time for the other steps and the floors, but none beyond: still only the minimum steps.
+    clock.now -= 120.0 - (60.0 - budget.expected(OTHERS) - sum(STAGE_FLOOR_SECONDS.values()))
+    assert budget.share(STAGES[0], STAGES, OTHERS) == 0.0
 
 
 def test_evaluation_sizes_are_cut_by_powers_of_two_until_the_steps_left_fit():
@@ -106,3 +109,17 @@ def test_a_classifier_stopped_by_time_reads_as_a_slow_machine():
     # It did half its reference work in its reference time: the machine is twice as slow.
     budget.record("classifier", REFERENCE_SECONDS["classifier"], fraction=0.5)
     assert budget.slowdown() == pytest.approx(2.0)
+
+
+def test_the_floors_of_the_stages_still_to_train_are_kept_out_of_the_evaluation():
+    clock = Clock()
+    plan = make_plan(3, "shapes")
+    budget = TimeBudget(plan, earlier_seconds=0.0, clock=clock)
+    steps = ["sample_ff", "metrics_ff", "nll_ff", "report"]
+    full = budget.expected(steps)
+    clock.now += plan.seconds - full  # exactly enough for the evaluation at the plan's sizes
+    assert budget.fit_scale(steps, 1.0) == 1.0
+    # ... but not once the next model's stages need their first steps too, nor with a margin.
+    assert budget.fit_scale(steps, 1.0, ("train_msp_level1", "train_msp_prior")) < 1.0
+    assert budget.fit_scale(steps, 1.0, margin=1.3) < 1.0
+    assert budget.floors(("train_msp_level1",)) == STAGE_FLOOR_SECONDS["train_msp_level1"]
