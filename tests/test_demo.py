@@ -30,7 +30,9 @@ pytestmark = [pytest.mark.slow]
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, "-m", "hvqeval", "demo", "--out", str(out), "--minutes", "1", "--json"],
+    # --all-steps: a 1-minute budget cannot pay for the baseline and the sweep, which the tests check.
+    result = subprocess.run([sys.executable, "-m", "hvqeval", "demo", "--out", str(out), "--minutes", "1", "--all-steps",
+                             "--json"],
                             capture_output=True, text=True, env=env, timeout=1500, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
@@ -265,7 +267,7 @@ def test_ctrl_c_in_every_step_stops_at_once_and_a_rerun_finishes_the_same_steps(
     assert "classifier" in steps and "train_ff_level1" not in steps
 
     # 2) An interrupt at the first command of every later step, one rerun each.
-    names = [name for name, _ in Demo(out, 1, "shapes", None, echo=lambda line: None).order()]
+    names = [name for name, _ in Demo(out, 1, "shapes", None, echo=lambda line: None, all_steps=True).order()]
     for target in names[1:]:
         armed = []
 
@@ -278,13 +280,13 @@ def test_ctrl_c_in_every_step_stops_at_once_and_a_rerun_finishes_the_same_steps(
                 raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
-            Demo(out, 1, "shapes", None, echo=echo).run()
+            Demo(out, 1, "shapes", None, echo=echo, all_steps=True).run()
         steps = json.loads((out / "steps.json").read_text())
         assert target not in steps, f"interrupted step {target} was recorded as done"
         assert set(names[:names.index(target)]) <= set(steps)
 
     # 3) The last rerun finishes; the steps and the report match an uninterrupted run's.
-    summary = Demo(out, 1, "shapes", None, echo=lambda line: None).run()
+    summary = Demo(out, 1, "shapes", None, echo=lambda line: None, all_steps=True).run()
     steps = json.loads((out / "steps.json").read_text())
     uninterrupted = json.loads((demo_dir[0] / "steps.json").read_text())
     assert list(steps) == names and set(steps) == set(uninterrupted)

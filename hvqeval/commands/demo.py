@@ -16,8 +16,11 @@ import click
               help="Wall-clock budget of the whole run; training gets what the other steps leave.")
 @click.option("--database-url", default=None,
               help="Study database (default: SQLite in the demo folder).")
+@click.option("--all-steps", is_flag=True,
+              help="Run the baseline and the temperature sweep even when --minutes cannot pay for them "
+                   "(by default they are left out, and reported, when time runs short).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-def command(out: str, minutes: float, database_url: str | None, as_json: bool) -> None:
+def command(out: str, minutes: float, database_url: str | None, all_steps: bool, as_json: bool) -> None:
     """Train FF and MSP hierarchies, sample, evaluate, and set up human studies.
 
     Rerunning the same command reuses every finished step and continues the one that was
@@ -29,7 +32,7 @@ def command(out: str, minutes: float, database_url: str | None, as_json: bool) -
 
     # The sub-commands print their own summaries; keep stdout for the demo's summary.
     with contextlib.redirect_stdout(sys.stderr):
-        summary = run_demo(out, minutes, "shapes", database_url)
+        summary = run_demo(out, minutes, "shapes", database_url, all_steps=all_steps)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

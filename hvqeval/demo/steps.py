@@ -69,9 +69,10 @@ class Demo:
 
     def __init__(self, out: Path, minutes: float, data: str, database_url: str | None,
                  echo: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
-                 seconds_before: float = 0.0):
+                 seconds_before: float = 0.0, all_steps: bool = False):
         """``seconds_before``: time already spent on this run before the demo started (the
-        process's start-up), counted against the budget."""
+        process's start-up), counted against the budget; ``all_steps``: run the optional
+        extras (``OPTIONAL``) even when the budget cannot pay for them."""
         if data not in DATASET_CARD_SETTINGS:
             raise DemoError(f"--data must be one of {', '.join(DATASET_CARD_SETTINGS)}, got {data!r}")
         if minutes < 1:
@@ -81,6 +82,7 @@ class Demo:
         self.data = data
         self.echo = echo
         self.clock = clock
+        self.all_steps = all_steps
         self.out.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or f"sqlite:///{self.out / 'study.sqlite3'}"
         self.steps_path = self.out / "steps.json"
@@ -277,7 +279,7 @@ class Demo:
         """Why the optional step ``name`` is left out (its group was, or the group does not fit
         what is left beside the steps every report needs), or None to run it."""
         group = next((g for g, members in OPTIONAL.items() if name in members), None)
-        if group is None:
+        if group is None or self.all_steps:
             return None
         members = OPTIONAL[group]
         if any("skipped" in self.steps.get(m, {}) for m in members):
@@ -434,12 +436,13 @@ class Demo:
 
 
 def run_demo(out: str | Path, minutes: float, data: str, database_url: str | None,
-             echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+             echo: Callable[[str], None] | None = None, all_steps: bool = False) -> dict[str, Any]:
     import sys
 
     # The budget counts from the start of this process: Python and the imports take seconds on
     # a busy machine, and the user waits for them too.
     started_ago = max(time.time() - psutil.Process().create_time(), 0.0)
     demo = Demo(Path(out), minutes, data, database_url,
-                echo=echo or (lambda line: print(line, file=sys.stderr, flush=True)), seconds_before=started_ago)
+                echo=echo or (lambda line: print(line, file=sys.stderr, flush=True)), seconds_before=started_ago,
+                all_steps=all_steps)
     return demo.run()

@@ -37,3 +37,10 @@ def test_an_extra_that_does_not_fit_is_left_out_whole_and_reported(tmp_path):
     first = OPTIONAL["the PixelCNN baseline"][0]
     assert demo.skip_reason(first).startswith("no time left for the PixelCNN baseline")
     assert demo.skip_reason("sample_pixelcnn") is None  # not decided until its first step is
+
+
+def test_all_steps_runs_the_extras_whatever_the_time(tmp_path):
+    clock = Clock()
+    demo = Demo(tmp_path / "demo", 3, "shapes", None, echo=lambda line: None, clock=clock, all_steps=True)
+    clock.now += 1000.0  # far over budget
+    assert all(demo.skip_reason(name) is None for members in OPTIONAL.values() for name in members)
