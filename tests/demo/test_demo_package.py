@@ -1,4 +1,4 @@
-"""The demo package's modules depend one way: __init__ -> steps -> report -> quality -> studies -> plan."""
+"""The demo package's modules depend one way: __init__ -> steps -> cuts, report -> quality -> studies -> plan."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import hvqeval.demo
 
-ORDER = ["plan", "studies", "quality", "report", "steps", "__init__"]  # each may import only those before it
+ORDER = ["plan", "studies", "quality", "report", "cuts", "steps", "__init__"]  # each may import only those before it
 
 
 def _demo_imports(path: Path) -> set[str]:
