@@ -50,11 +50,12 @@ DEMO_CARD_SETTINGS["pixelcnn"] = [
 DATASET_CARD_SETTINGS: dict[str, list[str]] = {"shapes": []}  # card overrides per training dataset
 NUM_CLASSES = {"shapes": 10}
 DATASET_NAMES = {"shapes": "shapes data set"}
-PLAN_VERSION = 5
+PLAN_VERSION = 6
 # Training images per split: the prior's stage encodes the whole training split (and as many
 # validation images) once (Algorithm 1), so the demo uses the first 4,000 (400 per class)
-# instead of 50,000, and 1,000 in runs under 5 minutes, where that encoding would otherwise
-# take a large part of the budget on a busy machine.
+# instead of 50,000, 1,000 in runs under 5 minutes and 400 under 4, where that encoding
+# would otherwise take a large part of the budget on a busy machine (a 5-step prior stage
+# took 50 s with 1,000 at load average 5).
 UNIFORM_BITS_PER_DIM = 8.0  # a model that gives every 8-bit sub-pixel value 1/256
 
 # Training stages in the order they run: (step name, model key, stage flags, share weight).
@@ -142,8 +143,10 @@ def make_plan(minutes: float, data: str) -> DemoPlan:
         # same classifier, so a weaker one still gives honest reference values.
         classifier_steps=60 if minutes < 10 else 120 if minutes < 30 else 300,
         per_class=per_class, study_per_class=min(per_class, 10),
-        evaluation_images=1000 if minutes < 5 else 5000, train_images=1000 if minutes < 5 else 4000,
-        classifier_batch=32 if minutes < 10 else 64, classifier_val=500 if minutes < 5 else 2000)
+        evaluation_images=1000 if minutes < 5 else 5000,
+        train_images=400 if minutes < 4 else 1000 if minutes < 5 else 4000,
+        classifier_batch=32 if minutes < 10 else 64,
+        classifier_val=200 if minutes < 4 else 500 if minutes < 5 else 2000)
 
 
 def train_args(plan: DemoPlan) -> list[str]:

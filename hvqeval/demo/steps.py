@@ -274,7 +274,7 @@ class Demo(BudgetCuts):
 
     def training_steps(self) -> dict[str, int]:
         """Steps each finished training stage got, e.g. ``{"train_ff_level1": 412, ...}``."""
-        return {name: self.steps[name]["step"] for name, *_ in TRAINING_STAGES if name in self.steps}
+        return {name: self.steps[name]["step"] for name, *_ in TRAINING_STAGES if "step" in self.steps.get(name, {})}
 
     def train_classifier(self) -> dict[str, Any]:
         """``hvqeval features train`` for at most its share of the budget (``--max-seconds``)."""
