@@ -100,8 +100,12 @@ class BudgetCuts:
         out = []
         classifier = self.steps.get("classifier", {})
         if classifier.get("classifier_steps", self.plan.classifier_steps) < self.plan.classifier_steps:
+            accuracy = classifier.get("val_accuracy", 0.0)
+            verdict = ("IS and FID rest on it" if accuracy >= 0.5 else
+                       f"it tells the classes apart on {accuracy:.0%} of held-out images, so IS and FID cannot "
+                       "tell good samples from bad in this run")
             out.append(f"the domain classifier trained {classifier['classifier_steps']} of its "
-                       f"{self.plan.classifier_steps} steps (its time share ran out); IS and FID rest on it")
+                       f"{self.plan.classifier_steps} steps (its time share ran out); {verdict}")
         if self.scale < 1:
             planned, used = sizes(self.plan, 1.0), sizes(self.plan, self.scale)
             out.append(f"evaluation sizes were cut to {self.scale:g} of the plan's to end on time: samples per "

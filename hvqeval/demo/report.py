@@ -107,7 +107,10 @@ def table1_html(results: Path) -> str:
     if not results.exists():
         return '<p class="note">No results yet.</p>'
     try:
-        section = table1_section(load_results(results))
+        # The models only: the real images are the reference row of the quality table (their rows
+        # are read from a data set, not a sample folder, so their settings differ in the resize).
+        frame = load_results(results)
+        section = table1_section(frame, models=[m for m in MODELS.values() if m in set(frame["model"])])
     except AnalysisError as err:
         return f'<p class="note">Table 1 could not be made: {html.escape(str(err))}</p>'
     parts = [section.display.to_html(index=False, border=0, na_rep="–")]
