@@ -40,7 +40,7 @@ from study_app.create import SourceSpec, StudySettings, create_study  # noqa: E4
 from study_app.db import dispose_engines, get_engine, read_session  # noqa: E402
 from study_app.loadtest import LocalServer, process_tree_cpu_seconds, run_raters  # noqa: E402
 from study_app.server import resolve_concurrency  # noqa: E402
-from study_app.models import Answer, Slot  # noqa: E402
+from study_app.schema import Answer, Slot  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

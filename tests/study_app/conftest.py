@@ -15,8 +15,9 @@ from sqlalchemy.engine import make_url
 
 from hvqeval.sample_set import SampleSetWriter
 from study_app import create_app
-from study_app.db import dispose_engines, upgrade
-from study_app.models import Base
+from study_app.db import upgrade
+from study_schemas import dispose_all
+from study_app.schema import Base
 from study_schemas import isolated_url
 
 SECRET = "test-secret-key-0123456789abcdef"
@@ -48,12 +49,12 @@ def _migrated_databases(tmp_path_factory):
             else:
                 url = f"sqlite:///{tmp_path_factory.mktemp('template') / 'template.sqlite3'}"
             upgrade(url)
-            dispose_engines()
+            dispose_all()
             made[database_url] = url
         return made[database_url]
 
     yield get
-    dispose_engines()
+    dispose_all()
     for cleanup in cleanups:
         cleanup()
 
@@ -69,7 +70,7 @@ def db_url(database_url, _migrated_databases):
         shutil.copyfile(make_url(template).database, path)
         url = database_url
     yield url
-    dispose_engines()
+    dispose_all()
     if database_url.startswith("postgresql"):
         engine = create_engine(url)
         tables = ", ".join(f'"{t}"' for t in Base.metadata.tables)

@@ -14,10 +14,11 @@ from sqlalchemy import select
 
 from hvqeval.sample_set import SampleSetWriter
 from study_app.create import SourceSpec, StudySettings, create_study
-from study_app.db import dispose_engines, get_engine, read_session
-from study_app.loadtest import LocalServer
+from study_app.db import session_scope
+from study_schemas import dispose_all, engine_for
+from study_server import LocalServer
 from study_schemas import isolated_url
-from study_app.models import Answer, Study
+from study_app.schema import Answer, Study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CLASSES = (0, 3)
@@ -58,7 +59,7 @@ def server(request, tmp_path_factory):
     pairwise = create_study(url, StudySettings(
         name="pair", kind="pairwise", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("real", "real:shapes")),
         classes=CLASSES, per_class=3, pairs_per_class=6, answers_per_item=2, tasks_per_rater=4), tmp)
-    dispose_engines()
+    dispose_all()
     try:
         with LocalServer(url, str(tmp), workers=1, threads=4) as srv:
             # screenshots of the SQLite run keep their plain names
@@ -66,7 +67,7 @@ def server(request, tmp_path_factory):
             yield {"base": f"http://127.0.0.1:{srv.port}", "url": url, "rating": rating, "pairwise": pairwise,
                    "shot": lambda name: artifacts_name(name, suffix)}
     finally:
-        dispose_engines()
+        dispose_all()
         cleanup()
 
 
@@ -76,7 +77,7 @@ def artifacts_name(name: str, suffix: str) -> str:
 
 
 def _answers(url, name):
-    with read_session(get_engine(url)) as s:
+    with session_scope(engine_for(url)) as s:
         study_id = s.scalar(select(Study.id).where(Study.name == name))
         return s.execute(select(Answer.rating, Answer.choice, Answer.unknown_reason)
                          .where(Answer.study_id == study_id)).all()

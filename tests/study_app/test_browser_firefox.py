@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import select
 from test_browser import server  # noqa: F401  (module-scoped production server with a rating and a pairwise study)
 
-from study_app.db import get_engine, read_session
-from study_app.models import Answer, Rater, Study
+from study_app.db import session_scope
+from study_schemas import engine_for
+from study_app.schema import Answer, Rater, Study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -182,7 +183,7 @@ def _consent(client, base: str, public_id: str, participant: str) -> None:
 
 
 def _answers(url: str, study: str, participant: str):
-    with read_session(get_engine(url)) as s:
+    with session_scope(engine_for(url)) as s:
         rater = s.scalar(select(Rater).join(Study, Study.id == Rater.study_id)
                          .where(Study.name == study, Rater.participant == participant))
         answers = s.execute(select(Answer.left, Answer.rating, Answer.choice, Answer.unknown_reason, Answer.response_ms)

@@ -13,9 +13,10 @@ from click.testing import CliRunner
 
 from hvqeval.cli import cli
 from study_app import assign
-from study_app.db import get_engine, read_session
+from study_app.db import session_scope
+from study_schemas import engine_for
 from study_app.export import EXPORT_COLUMNS, export_rows
-from study_app.models import Base, Source, Study
+from study_app.schema import Base, Source, Study
 
 
 def _invoke(*args):
@@ -30,8 +31,8 @@ def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["items"] == 3 * 2 * 3 and summary["answers_needed"] == 36  # 3 sources x 2 classes x 3 images
-    engine = get_engine(db_url)
-    with read_session(engine) as s:
+    engine = engine_for(db_url)
+    with session_scope(engine) as s:
         study = s.query(Study).filter_by(name="table2").one()
         s.expunge(study)
         real = s.query(Source).filter_by(label="real").one()
@@ -113,7 +114,7 @@ def test_migrations_create_exactly_the_models_schema(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    with get_engine(db_url).connect() as conn:
+    with engine_for(db_url).connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
 

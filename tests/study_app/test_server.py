@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from study_app.create import SourceSpec, StudySettings, create_study
-from study_app.db import dispose_engines, get_engine, read_session
+from study_app.db import session_scope
+from study_schemas import dispose_all, engine_for
 from study_app.export import export_rows
 from study_app.loadtest import LocalServer, run_raters
-from study_app.models import Answer, Slot
+from study_app.schema import Answer, Slot
 
 RATERS = 120
 # Raters arrive until the study is full, as on a crowd-sourcing platform. The capacity is
@@ -31,7 +32,7 @@ def test_120_parallel_raters_finish_a_study_through_gunicorn(db_url, sample_set_
         name="load", kind="rating", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
         classes=(3, 5, 7), per_class=20, answers_per_item=3, tasks_per_rater=3), tmp_path)
     assert summary.answers_needed == RATERS * 3
-    dispose_engines()  # the server processes open their own connections
+    dispose_all()  # the server processes open their own connections
     with LocalServer(db_url, str(tmp_path), workers=2, threads=8) as server:
         result = run_raters("127.0.0.1", server.port, summary.public_id, RATERS + SPARE_RATERS, "rating",
                             time_limit=90, fetch_images=True)
@@ -41,8 +42,8 @@ def test_120_parallel_raters_finish_a_study_through_gunicorn(db_url, sample_set_
                for log in result.logs), Counter((log.state, log.answers) for log in result.logs)
     assert all(log.answers <= 3 for log in result.logs)
     assert result.answers == RATERS * 3  # every 200 "stored" on the client side ...
-    engine = get_engine(db_url)
-    with read_session(engine) as s:
+    engine = engine_for(db_url)
+    with session_scope(engine) as s:
         rows = s.execute(select(Answer.item_id, Answer.rater_id)).all()
         unfilled = s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False)))
     assert len(rows) == RATERS * 3  # ... is one row in the database: nothing lost

@@ -12,10 +12,11 @@ from werkzeug.security import generate_password_hash
 
 from study_app import create_app
 from study_app.create import SourceSpec, StudySettings, create_study
-from study_app.db import get_engine, read_session
+from study_app.db import session_scope
+from study_schemas import engine_for
 from study_app.errors import ConfigurationError
 from study_app.export import EXPORT_COLUMNS
-from study_app.models import Answer, Assignment, Rater
+from study_app.schema import Answer, Assignment, Rater
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def pairwise(db_url, sets, tmp_path):
 
 
 def _count(db_url, model):
-    with read_session(get_engine(db_url)) as s:
+    with session_scope(engine_for(db_url)) as s:
         return s.scalar(select(func.count()).select_from(model))
 
 
@@ -63,7 +64,7 @@ def test_pairwise_task_shows_two_opaque_images_and_stores_side(pairwise, new_rat
     body = str(task)
     assert "ff" not in body.replace(task["task"], "").replace("".join(task["images"]), "") and "msp" not in body
     assert rater.answer(task["task"], "right").status_code == 200
-    with read_session(get_engine(db_url)) as s:
+    with session_scope(engine_for(db_url)) as s:
         left, choice = s.execute(select(Answer.left, Answer.choice)).one()
     assert choice == ("b" if left == "a" else "a")  # "right" is whichever model was not on the left
 
@@ -157,7 +158,7 @@ def test_unknown_answers_are_stored_with_reason(pairwise, new_rater, db_url):
     rater = new_rater(pairwise.public_id, "unsure")
     task = rater.next()["task"]
     assert rater.answer(task, "unknown", reason="image-failed").status_code == 200
-    with read_session(get_engine(db_url)) as s:
+    with session_scope(engine_for(db_url)) as s:
         assert s.execute(select(Answer.choice, Answer.unknown_reason, Answer.rating)).one() == (
             "unknown", "image-failed", None)
 
@@ -174,7 +175,7 @@ def test_entry_needs_a_participant_id_and_consent(rating, app, db_url):
     assert client.get(f"/s/{rating.public_id}/task").status_code == 302  # consent first
     page = client.get(f"/s/{rating.public_id}/consent")
     assert b"ignore blur and other scaling artifacts" in page.data
-    with read_session(get_engine(db_url)) as s:
+    with session_scope(engine_for(db_url)) as s:
         assert s.scalars(select(Rater.participant)).all() == ["W123"]
 
 
