@@ -69,23 +69,33 @@ def test_pairwise_task_shows_two_opaque_images_and_stores_side(pairwise, new_rat
     assert choice == ("b" if left == "a" else "a")  # "right" is whichever model was not on the left
 
 
-def test_question_for_real_images(db_url, sets, tmp_path):
+def test_question_and_words_for_real_images(db_url, sets, sample_set_factory, tmp_path):
     from study_app.create import QUESTION_PAIRWISE, QUESTION_PAIRWISE_REAL
 
     assert QUESTION_PAIRWISE == "Which image looks the most realistic?"
+    real = sample_set_factory("real", "real", 6, seed=9)  # stands for images written from a data set
     summary = create_study(db_url, StudySettings(
         name="vsreal", kind="pairwise", sources=(SourceSpec("ff", str(sets["ff"].path)),
-                                                 SourceSpec("real", "real:shapes")),
+                                                 SourceSpec("real", str(real.path), dataset="shapes")),
         classes=(3,), per_class=2, pairs_per_class=4), tmp_path)
     app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "DATABASE_URL": db_url,
                       "IMAGE_CACHE_DIR": str(tmp_path / "c")})
     client = app.test_client()
     page = client.get(f"/s/{summary.public_id}/?participant=x1", follow_redirects=True)
     assert page.status_code == 200
+    assert b"Real image (shapes data set)" in page.data and b"shapes data set, others were made" in page.data
+    assert b"photograph" not in page.data.lower()
     csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page.data).group(1).decode()
     task = client.post(f"/s/{summary.public_id}/consent", data={"agree": "yes", "csrf_token": csrf},
                        follow_redirects=True)
     assert QUESTION_PAIRWISE_REAL.encode() in task.data.replace(b"&#34;", b'"')
+
+
+def test_a_study_without_real_images_never_mentions_photographs_or_real_images(pairwise, new_rater):
+    rater = new_rater(pairwise.public_id, "words")
+    page = rater.get(f"/s/{pairwise.public_id}/consent")
+    assert page.status_code == 200 and b"made by computer programs" in page.data
+    assert b"photo" not in page.data.lower() and b"Real image" not in page.data
 
 
 def test_images_are_512_bilinear_and_only_for_their_rater(rating, new_rater, app):
@@ -198,12 +208,14 @@ def test_rate_limit_per_rater_and_per_ip(rating, db_url, tmp_path):
     page = client.get(f"/s/{rating.public_id}/?PROLIFIC_PID=speedy", follow_redirects=True)
     csrf = re.search(rb'name="csrf-token" content="([^"]+)"', page.data).group(1).decode()
     client.post(f"/s/{rating.public_id}/consent", data={"agree": "yes", "csrf_token": csrf})
-    codes = [client.post(f"/s/{rating.public_id}/api/next", headers={"X-CSRFToken": csrf}).status_code
-             for _ in range(7)]
+    responses = [client.post(f"/s/{rating.public_id}/api/next", headers={"X-CSRFToken": csrf}) for _ in range(7)]
+    codes = [r.status_code for r in responses]
     assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]  # 5 API calls per rater per minute
+    assert 0 < int(responses[-1].headers["Retry-After"]) <= 60 and "slow down" in responses[-1].get_json()["error"]
     other = app.test_client()
-    codes = [other.get(f"/s/{rating.public_id}/").status_code for _ in range(4)]
-    assert codes[-1] == 429  # the address has used up its 12 requests (7 API + 3 pages + 2 above)
+    codes = [other.get(f"/s/{rating.public_id}/").status_code for _ in range(12)]
+    # Pages count against the address (12 a minute); API calls count against the rater instead.
+    assert codes[:9] == [200] * 9 and codes[-1] == 429
 
 
 def test_admin_login_progress_close_and_export(rating, new_rater, db_url, tmp_path):
@@ -244,14 +256,39 @@ def test_admin_pages_are_off_without_a_password(rating, app):
 
 
 def test_production_refuses_to_start_without_secret_key(monkeypatch, db_url):
-    monkeypatch.delenv("HVQEVAL_SECRET_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="HVQEVAL_SECRET_KEY"):
         create_app({"DATABASE_URL": db_url})
-    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "short")
     with pytest.raises(ConfigurationError, match="too short"):
-        create_app({"DATABASE_URL": db_url})
-    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "x" * 40)
-    assert create_app({"DATABASE_URL": db_url}).config["SECRET_KEY"] == "x" * 40
+        create_app({"DATABASE_URL": db_url, "SECRET_KEY": "short"})
+    assert create_app({"DATABASE_URL": db_url, "SECRET_KEY": "x" * 40}).config["SECRET_KEY"] == "x" * 40
+
+
+def test_create_app_takes_its_settings_from_its_argument_not_the_environment(monkeypatch, db_url):
+    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "e" * 40)
+    monkeypatch.setenv("HVQEVAL_RATE_LIMIT_RATER", "lots")
+    with pytest.raises(ConfigurationError, match="secret key"):
+        create_app({"DATABASE_URL": db_url})  # the environment is the CLI's to read
+    app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "x" * 40})
+    assert app.config["SECRET_KEY"] == "x" * 40 and app.config["RATE_LIMIT_RATER"] == "240/60"
+
+
+@pytest.mark.parametrize("setting, value", [("RATE_LIMIT_RATER", "lots"), ("RATE_LIMIT_IP", "0/60"),
+                                            ("RATE_LIMIT_STORAGE", "memcached://x"), ("PROXY_HOPS", "two"),
+                                            ("HTTPS", "yes")])
+def test_every_bad_setting_is_one_configuration_error_line(db_url, setting, value):
+    with pytest.raises(ConfigurationError) as err:
+        create_app({"DATABASE_URL": db_url, "SECRET_KEY": "x" * 40, setting: value})
+    assert "\n" not in str(err.value) and repr(value)[1:-1] in str(err.value)
+
+
+def test_healthz_says_whether_the_database_is_current(app, db_url):
+    from study_app.db import downgrade
+
+    ok = app.test_client().get("/healthz")
+    assert ok.status_code == 200 and ok.get_json()["status"] == "ok"
+    downgrade(db_url, "0002")
+    stale = app.test_client().get("/healthz")
+    assert stale.status_code == 503 and "needs 0003" in stale.get_json()["reason"]
 
 
 def test_nothing_is_stored_for_assignments_after_bad_requests(rating, new_rater, db_url):
