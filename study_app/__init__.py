@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from study_app.settings import DEFAULTS, check_settings, limit_string
+from study_app.settings import check_settings, limit_string
 
 
 def create_app(config: dict | None = None):
@@ -29,8 +29,7 @@ def create_app(config: dict | None = None):
     from study_app import admin, images, rater, web
     from study_app.db import make_engine
 
-    config = {**DEFAULTS, **(config or {})}
-    config = check_settings(config)
+    config = check_settings(config or {})
     app = Flask(__name__, instance_path=config.get("INSTANCE_DIR") and str(Path(config["INSTANCE_DIR"]).resolve()))
     app.config.from_mapping(
         IMAGE_CACHE_DIR=str(Path(app.instance_path) / "cache" / "images"),

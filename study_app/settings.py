@@ -66,7 +66,7 @@ def limit_string(text: str) -> str:
 def check_settings(config: dict) -> dict:
     """The settings with their types checked and defaults filled in; ConfigurationError (one
     line naming the setting and what to do) for the first bad one. No I/O."""
-    config = dict(config)
+    config = {**DEFAULTS, **config}  # Flask's and the libraries' own keys pass through
     if not config.get("DATABASE_URL"):
         raise ConfigurationError("no study database: set HVQEVAL_STUDY_DATABASE_URL or pass --database-url")
     key = config.get("SECRET_KEY")

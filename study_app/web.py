@@ -16,6 +16,9 @@ from study_app.schema import Study
 from study_app.security import HSTS, SECURITY_HEADERS
 
 
+TOO_MANY_REQUESTS = "too many requests; slow down and try again in a minute"
+
+
 def engine() -> Engine:
     return current_app.extensions["study_engine"]
 
@@ -63,7 +66,7 @@ def _http_error(err: HTTPException):
     if isinstance(err, CSRFError):
         message = "the form expired or was not sent by this site; reload the page and try again"
     if err.code == 429:
-        message = "too many requests; slow down and try again in a minute"
+        message = TOO_MANY_REQUESTS
     response = err.get_response()  # keeps the headers of the error (Retry-After on 429)
     if _wants_json():
         body = jsonify(error=message)
