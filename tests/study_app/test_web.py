@@ -320,3 +320,60 @@ def test_no_request_body_causes_a_server_error(rating, new_rater, db_url, answer
     assert stored <= 3  # tasks_per_rater; nothing beyond what the rater may answer
     if response.status_code == 200:
         assert type(response_ms) is int and 0 <= response_ms
+
+
+def test_served_images_are_the_bilinear_upscale_not_nearest(rating, new_rater, db_url):
+    """Appendix G: "upscaled to 512×512 using bilinear interpolation"."""
+    from io import BytesIO
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from study_app.schema import Image, Source
+
+    rater = new_rater(rating.public_id, "looker")
+    url = rater.next()["images"][0]
+    token = url.rsplit("/", 1)[1][:-len(".png")]
+    with session_scope(engine_for(db_url)) as s:
+        file, folder = s.execute(select(Image.file, Source.path).join(Source, Source.id == Image.source_id)
+                                 .where(Image.token == token)).one()
+    served = np.asarray(PILImage.open(BytesIO(rater.client.get(url).data)).convert("RGB"))  # (512, 512, 3)
+    with PILImage.open(Path(folder) / file) as original:
+        bilinear = np.asarray(original.convert("RGB").resize((512, 512), PILImage.Resampling.BILINEAR))
+        nearest = np.asarray(original.convert("RGB").resize((512, 512), PILImage.Resampling.NEAREST))
+    assert served.shape == (512, 512, 3) and np.array_equal(served, bilinear)
+    assert not np.array_equal(served, nearest)  # random 8x8 images: the two upscales differ
+
+
+def test_pairwise_side_of_a_is_drawn_from_the_study_seed_and_both_sides_occur(db_url, sets, tmp_path, new_rater):
+    from study_app.assign import side_of_a
+    from study_app.schema import Image, Item, Study
+
+    summary = create_study(db_url, StudySettings(
+        name="sides", kind="pairwise", sources=(SourceSpec("ff", str(sets["ff"].path)),
+                                                SourceSpec("msp", str(sets["msp"].path))),
+        classes=(3, 5, 7), per_class=4, pairs_per_class=8, answers_per_item=2, tasks_per_rater=6, seed=11),
+        tmp_path)
+    shown = {}  # task token -> (participant, image tokens in display order)
+    for i in range(4):
+        rater = new_rater(summary.public_id, f"side{i}")
+        for _ in range(6):
+            task = rater.next()
+            shown[task["task"]] = (f"side{i}", [u.rsplit("/", 1)[1][:-len(".png")] for u in task["images"]])
+            assert rater.answer(task["task"], "left").status_code == 200
+    with session_scope(engine_for(db_url)) as s:
+        study = s.scalar(select(Study).where(Study.name == "sides"))
+        s.expunge(study)
+        handed = s.execute(select(Assignment.token, Assignment.left, Item.number, Image.token)
+                           .join(Item, Item.id == Assignment.item_id).join(Image, Image.id == Item.image_a_id)).all()
+        lefts = s.execute(select(Answer.left, Answer.choice)).all()
+    assert len(handed) == len(shown) == 24
+    for task, left, number, token_a in handed:
+        participant, display = shown[task]
+        assert (display[0] == token_a) == (left == "a")  # the page shows A where the database says
+        assert side_of_a(study, number, participant) == left  # drawn from the seed, item and rater
+    assert {left for _, left, _, _ in handed} == {"a", "b"}  # A on the left in some tasks, right in others
+    assert all(left == choice for left, choice in lefts)  # "left" chose whichever model was on the left
+    study.seed = 12  # another seed draws other sides for the same raters and items
+    assert any(side_of_a(study, number, shown[task][0]) != left for task, left, number, _ in handed)
