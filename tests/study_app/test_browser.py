@@ -1,7 +1,7 @@
 """Chromium (Playwright) through a whole rating session and a whole pairwise session against the
 production server, with mouse and keyboard, on a desktop and a phone-sized screen. Screenshots
 go to the artifacts folder. Each runs on SQLite, and on PostgreSQL when HVQEVAL_TEST_DATABASE_URL
-is set (the production paths differ: PostgreSQL answers through the database functions)."""
+is set (the same SQLAlchemy statements, with PostgreSQL's row locks)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 
 from hvqeval.sample_set import SampleSetWriter
-from study_app.create import SourceSpec, StudySettings, create_study
+from hvqeval.commands.study import _create as create_study  # writes the real images, as the CLI does
+from study_app.create import SourceSpec, StudySettings
 from study_app.db import session_scope
-from study_schemas import dispose_all, engine_for
+from study_schemas import dispose_all, engine_for, isolated_url
 from study_server import LocalServer
-from study_schemas import isolated_url
 from study_app.schema import Answer, Study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -100,7 +100,7 @@ def test_whole_rating_session_with_mouse_and_keys(browser, server, artifacts_dir
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     _consent(page, server["base"], server["rating"].public_id, "browser-rater")
     captions = page.locator("figcaption").all_inner_texts()
-    assert any(c.startswith("Real photograph") for c in captions) and any(c.startswith("Generated") for c in captions)
+    assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(c.startswith("Generated") for c in captions)
     page.screenshot(path=str(artifacts_dir / server["shot"]("study_rating_consent.png")), full_page=True)
     page.check("input[name=agree]")
     page.click("#start")

@@ -195,7 +195,7 @@ def test_whole_rating_session_in_firefox_with_clicks_and_keys(firefox, server, a
     _viewport(firefox, 1280, 900)
     _consent(firefox, server["base"], server["rating"].public_id, "firefox-rater")
     captions = [e.text for e in firefox.find_elements("css selector", "figcaption")]
-    assert any(c.startswith("Real photograph") for c in captions) and any(c.startswith("Generated") for c in captions)
+    assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(c.startswith("Generated") for c in captions)
     _screenshot(firefox, artifacts_dir / server["shot"]("study_rating_consent_firefox.png"))
     _css(firefox, "input[name=agree]").click()
     _css(firefox, "#start").click()
