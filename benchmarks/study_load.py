@@ -40,8 +40,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hvqeval.sample_set import SampleSetWriter  # noqa: E402
-from study_app.create import SourceSpec, StudySettings, create_study  # noqa: E402
+from hvqeval.sample_set import SampleSetWriter
+from study_app.create import SourceSpec, StudySettings, create_study
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LOCUSTFILE = REPO / "benchmarks" / "study_locustfile.py"
@@ -98,10 +98,10 @@ def cpu_model() -> str:
 def start_server(url: str, tmp: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "HVQEVAL_SECRET_KEY": "benchmark-secret-key-0123456789abcdef",
            "HVQEVAL_RATE_LIMIT_RATER": "1000/60", "HVQEVAL_RATE_LIMIT_IP": "1000000/60"}
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 - the server writes to it while it runs
     server = subprocess.Popen([sys.executable, "-m", "hvqeval", "study", "serve", "--bind", f"127.0.0.1:{port}",
                                "--database-url", url, "--instance-dir", str(tmp / "instance")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"),
-                              start_new_session=True)
+                              env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -152,7 +152,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", f"http://127.0.0.1:{port}",
              "-u", str(args.raters), "-r", str(args.raters / args.arrival_s), "--run-time", f"{int(args.time_limit)}s",
              "--csv", str(csv_prefix), "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "10"],
-            env=env, capture_output=True, text=True, timeout=args.time_limit + 120)
+            env=env, capture_output=True, text=True, timeout=args.time_limit + 120, check=False)
         seconds = time.monotonic() - started  # arrival of the first rater to the last one's code
         ticks1 = cpu_ticks()
         totals = json.loads(result_file.read_text())

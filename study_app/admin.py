@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from study_app import export, progress
 from study_app.security import check_admin_password

@@ -55,7 +55,7 @@ class SourceSpec:
         return self.location[len(REAL_PREFIX):] if self.location.startswith(REAL_PREFIX) else None
 
     @classmethod
-    def parse(cls, text: str, force_real: bool = False) -> "SourceSpec":
+    def parse(cls, text: str, force_real: bool = False) -> SourceSpec:
         label, sep, location = text.partition("=")
         if not sep or not label.strip() or not location.strip():
             raise StudyError(f"expected LABEL=SAMPLE_SET (or LABEL=real:DATASET), got {text!r}")
@@ -101,11 +101,11 @@ def _load(spec: SourceSpec) -> SampleSetFiles:
     return loaded
 
 
-def generated_sources(settings: "StudySettings") -> list[SampleSetFiles]:
+def generated_sources(settings: StudySettings) -> list[SampleSetFiles]:
     return [_load(s) for s in settings.sources if not s.is_real]
 
 
-def choose_classes(settings: "StudySettings") -> list[int]:
+def choose_classes(settings: StudySettings) -> list[int]:
     """The classes of the study: those asked for, or ``classes`` of them drawn with the seed
     among those every generated sample set has ``per_class`` images of."""
     generated = generated_sources(settings)

@@ -15,7 +15,6 @@ from study_app.errors import DatabaseError
 from study_app.schema import Study
 from study_app.security import HSTS, SECURITY_HEADERS
 
-
 TOO_MANY_REQUESTS = "too many requests; slow down and try again in a minute"
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Self
 
 
 def free_port() -> int:
@@ -34,7 +35,7 @@ class LocalServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> Self:
         env = {**os.environ, "HVQEVAL_RATE_LIMIT_RATER": "1000000/60", "HVQEVAL_RATE_LIMIT_IP": "1000000/60",
                **self.env}
         env.setdefault("HVQEVAL_SECRET_KEY", "test-server-secret-key-0123456789")
@@ -118,7 +119,7 @@ class SimulatedRater:
         response.raise_for_status()
         return response.json()
 
-    def run(self, answer_for, think=lambda: None, fetch_images: bool = False) -> "SimulatedRater":
+    def run(self, answer_for, think=lambda: None, fetch_images: bool = False) -> SimulatedRater:
         """Answer until finished; ``answer_for(task)`` gives the answer of a task."""
         self.enter()
         current = self.api("next")

@@ -101,8 +101,8 @@ def test_the_project_never_overrides_or_calls_private_library_names():
 @pytest.mark.parametrize("source", [
     # the CSRF subclass and the limits storage subclass of the old study app
     "from flask_wtf.csrf import CSRFProtect\nclass C(CSRFProtect):\n    def _get_csrf_token(self):\n        pass\n",
-    "from limits.storage import MemoryStorage\nclass M(MemoryStorage):\n"
-    "    def _MemoryStorage__schedule_expiry(self):\n        self._MemoryStorage__expire_events()\n",
+    ("from limits.storage import MemoryStorage\nclass M(MemoryStorage):\n"
+     "    def _MemoryStorage__schedule_expiry(self):\n        self._MemoryStorage__expire_events()\n"),
     "import limits\nlimits.storage._x = 1\n",
     "import sqlalchemy.orm\nsqlalchemy.orm._state_session(None)\n",
     "from flask_limiter import _extension\n_extension._check()\n",

@@ -214,8 +214,15 @@ def all_command(results, **params) -> None:
     """Every table the inputs allow in one report (use --format html for figures)."""
     from analysis.report import Report
     from analysis.results import load_results
-    from analysis.sections import (agreement_section, quality_section, strengths_section, table1_section,
-                                   table2_sections, table3_section, table5_sections)
+    from analysis.sections import (
+        agreement_section,
+        quality_section,
+        strengths_section,
+        table1_section,
+        table2_sections,
+        table3_section,
+        table5_sections,
+    )
 
     sections, notes, extra = [], [], {}
     if results is not None:

@@ -69,7 +69,7 @@ def _common(f):
 
 
 def _class_label(names: list[str], class_id: int) -> str:
-    import models.data as data
+    from models import data
 
     if hasattr(data, "class_label"):
         return data.class_label(names[class_id], class_id)
@@ -127,7 +127,13 @@ def _create(url: str, settings, instance_dir: str):
     """Write the real images the study needs as sample sets, then create the study."""
     from dataclasses import replace
 
-    from study_app.create import EXAMPLES_PER_SOURCE, SourceSpec, choose_classes, create_study, generated_sources
+    from study_app.create import (
+        EXAMPLES_PER_SOURCE,
+        SourceSpec,
+        choose_classes,
+        create_study,
+        generated_sources,
+    )
 
     if any(s.real_dataset for s in settings.sources) or settings.examples_real:
         classes = choose_classes(settings)
@@ -266,7 +272,8 @@ def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, dat
     before anything is served; the first problem is one line.
     """
     from study_app.db import current_revision, head_revision, make_engine, upgrade
-    from study_app.server import check_before_serving, serve as run_server
+    from study_app.server import check_before_serving
+    from study_app.server import serve as run_server
     from study_app.settings import check_settings, settings_from_environment
 
     config = settings_from_environment(os.environ)

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from study_schemas import dispose_all, isolated_url
 
 from hvqeval.sample_set import SampleSetWriter
 from study_app import create_app
 from study_app.db import upgrade
-from study_schemas import dispose_all
 from study_app.schema import Base
-from study_schemas import isolated_url
 
 SECRET = "test-secret-key-0123456789abcdef"
 CLASS_NAMES = {3: "ring (3)", 5: "square (5)", 7: "triangle (7)"}

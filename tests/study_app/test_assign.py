@@ -9,11 +9,11 @@ from collections import Counter
 
 import pytest
 from sqlalchemy import func, select, update
+from study_schemas import engine_for
 
 from study_app import assign
 from study_app.create import SourceSpec, StudySettings, create_study
 from study_app.db import session_scope
-from study_schemas import engine_for
 from study_app.schema import Answer, Assignment, Slot, Study
 
 

@@ -11,13 +11,15 @@ import re
 import numpy as np
 import pytest
 from sqlalchemy import select
-
-from hvqeval.sample_set import SampleSetWriter
-from hvqeval.commands.study import _create as create_study  # writes the real images, as the CLI does
-from study_app.create import SourceSpec, StudySettings
-from study_app.db import session_scope
 from study_schemas import dispose_all, engine_for, isolated_url
 from study_server import LocalServer
+
+from hvqeval.commands.study import (
+    _create as create_study,  # writes the real images, as the CLI does
+)
+from hvqeval.sample_set import SampleSetWriter
+from study_app.create import SourceSpec, StudySettings
+from study_app.db import session_scope
 from study_app.schema import Answer, Study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -45,7 +47,7 @@ def _shapes_set(path, model: str, seed: int):
                                         pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
 def server(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
-    cleanup = lambda: None  # noqa: E731
+    cleanup = lambda: None
     if request.param == "sqlite":
         url = f"sqlite:///{tmp / 'study.sqlite3'}"
     elif os.environ.get("HVQEVAL_TEST_DATABASE_URL"):

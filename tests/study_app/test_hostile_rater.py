@@ -8,6 +8,7 @@ import re
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
+from study_schemas import engine_for
 
 from hvqeval.cli import cli
 from study_app.create import SourceSpec, StudySettings, create_study
@@ -15,7 +16,6 @@ from study_app.db import session_scope
 from study_app.errors import StudySourceError
 from study_app.progress import set_status
 from study_app.schema import Answer, Assignment, Rater, Study
-from study_schemas import engine_for
 
 
 @pytest.fixture

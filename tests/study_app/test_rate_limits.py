@@ -38,7 +38,7 @@ class Rater:
     def __init__(self, client, public_id: str):
         self.client, self.public_id, self.csrf = client, public_id, None
 
-    def enter(self, participant: str) -> "Rater":
+    def enter(self, participant: str) -> Rater:
         page = self.client.get(f"/s/{self.public_id}/?PROLIFIC_PID={participant}", follow_redirects=True)
         self.csrf = re.search(rb'name="csrf-token" content="([^"]+)"', page.data).group(1).decode()
         consent = self.client.post(f"/s/{self.public_id}/consent", data={"agree": "yes", "csrf_token": self.csrf})

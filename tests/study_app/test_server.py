@@ -12,13 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from sqlalchemy import func, select
+from study_schemas import dispose_all, engine_for
+from study_server import LocalServer, SimulatedRater
 
 from study_app.create import SourceSpec, StudySettings, create_study
 from study_app.db import session_scope
 from study_app.export import export_rows
 from study_app.schema import Answer, Assignment, Slot
-from study_schemas import dispose_all, engine_for
-from study_server import LocalServer, SimulatedRater
 
 RATERS = 120
 # Raters arrive until the study is full, as on a crowd-sourcing platform. The capacity is

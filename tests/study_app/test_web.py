@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from study_schemas import engine_for
 from werkzeug.security import generate_password_hash
 
 from study_app import create_app
 from study_app.create import SourceSpec, StudySettings, create_study
 from study_app.db import session_scope
-from study_schemas import engine_for
 from study_app.errors import ConfigurationError
 from study_app.export import EXPORT_COLUMNS
 from study_app.schema import Answer, Assignment, Rater
