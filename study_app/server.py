@@ -35,11 +35,15 @@ def check_before_serving(config: dict, bind: str) -> dict:
 
 
 def check_port_free(bind: str) -> None:
+    if bind.startswith(("unix:", "fd://")):
+        return  # gunicorn reports its own errors for these
     host, _, port = bind.rpartition(":")
     if not port.isdigit():
         raise ConfigurationError(f"--bind {bind!r}: expected HOST:PORT such as 127.0.0.1:8000")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        with socket.create_server((host.strip("[]") or "0.0.0.0", int(port))):
+        with socket.create_server((host, int(port)), family=family):
             pass
     except OSError as err:
         raise ConfigurationError(f"cannot listen on {bind}: {err.strerror or err}; is another server "
