@@ -8,7 +8,7 @@ import re
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
-from study_schemas import engine_for
+from study_schemas import RaterClient, engine_for
 
 from hvqeval.cli import cli
 from study_app.create import SourceSpec, StudySettings, create_study
@@ -141,8 +141,6 @@ def test_raters_see_no_error_after_postgresql_terminates_the_app_connections(dat
         with admin.begin() as conn:
             return len(conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                          "WHERE application_name = :name"), {"name": name}).all())
-
-    from conftest import RaterClient
 
     raters = []
     for i in range(4):
