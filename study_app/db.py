@@ -1,8 +1,9 @@
 """Database engines, transactions and schema migrations of the study app.
 
 SQLite (the default, a file in the instance folder) runs in WAL mode with a busy timeout, and
-every transaction starts with ``BEGIN IMMEDIATE``: writers queue for the write lock up front, so
-two writers never both read and then both try to upgrade to a write lock (SQLite's deadlock).
+every writing transaction starts with ``BEGIN IMMEDIATE``: writers queue for the write lock up
+front, so two writers never both read and then both try to upgrade to a write lock (SQLite's
+deadlock); read-only ones (``session_scope(engine, read_only=True)``) start with a plain ``BEGIN``.
 That is the recipe of SQLAlchemy's SQLite dialect documentation ("Serializable isolation /
 Savepoints / Transactional DDL"). PostgreSQL runs at READ COMMITTED; ``assign.py`` takes the row
 locks it needs. Pooled connections are pinged before use (``pool_pre_ping``), so a restarted or
@@ -80,7 +81,9 @@ def _begin_immediate_on_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers need no write lock: in WAL mode they read a snapshot beside the one writer.
+        reading = connection.get_execution_options().get("read_only", False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 def run_transaction(engine: Engine, work):
@@ -100,11 +103,13 @@ def run_transaction(engine: Engine, work):
 
 
 @contextlib.contextmanager
-def session_scope(engine: Engine):
-    """An ORM session in one transaction, committed on success."""
+def session_scope(engine: Engine, read_only: bool = False):
+    """An ORM session in one transaction, committed on success. ``read_only`` transactions
+    take no write lock on SQLite (plain ``BEGIN``); they must not write."""
     from sqlalchemy.orm import Session
 
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    bind = engine.execution_options(read_only=True) if read_only else engine
+    with Session(bind, expire_on_commit=False) as session, session.begin():
         yield session
 
 

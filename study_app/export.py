@@ -36,7 +36,7 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
     """
     image_a, image_b = aliased(Image), aliased(Image)
     source_a, source_b = aliased(Source), aliased(Source)
-    with session_scope(engine) as session:
+    with session_scope(engine, read_only=True) as session:
         study = session.execute(select(Study.id, Study.kind).where(Study.name == study_name)).first()
         if study is None:
             names = session.scalars(select(Study.name).order_by(Study.name)).all()

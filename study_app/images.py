@@ -58,7 +58,7 @@ def image(token: str):
             or_(Item.image_a_id == Image.id, Item.image_b_id == Image.id))
         query = query.where(Image.study_id == session.get("study_id"),
                             or_(Image.is_example.is_(True), own_assignment))
-    with session_scope(engine()) as s:
+    with session_scope(engine(), read_only=True) as s:
         row = s.execute(query).first()
     if row is None:
         abort(404)

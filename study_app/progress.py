@@ -41,14 +41,14 @@ class StudyProgress:
 
 
 def study_names(engine: Engine) -> list[str]:
-    with session_scope(engine) as s:
+    with session_scope(engine, read_only=True) as s:
         return list(s.scalars(select(Study.name).order_by(Study.created_at, Study.id)))
 
 
 def study_progress(engine: Engine, name: str) -> StudyProgress | None:
     now = utcnow()
     src_a, src_b, img_a, img_b = aliased(Source), aliased(Source), aliased(Image), aliased(Image)
-    with session_scope(engine) as s:
+    with session_scope(engine, read_only=True) as s:
         study = s.scalar(select(Study).where(Study.name == name))
         if study is None:
             return None

@@ -84,7 +84,7 @@ def consent(public_id: str):
             abort(400, "tick the box to agree before starting")
         assign.record_consent(engine(), rater_id)
         return redirect(url_for("rater.task", public_id=public_id))
-    with session_scope(engine()) as s:
+    with session_scope(engine(), read_only=True) as s:
         rows = s.execute(
             select(Image.token, Image.class_name, Source.is_real, Source.dataset)
             .join(Source, Source.id == Image.source_id)
@@ -99,7 +99,7 @@ def consent(public_id: str):
 def task(public_id: str):
     study = _study(public_id)
     rater_id = _rater_id(study)
-    with session_scope(engine()) as s:
+    with session_scope(engine(), read_only=True) as s:
         consented = s.scalar(select(Rater.consented_at).where(Rater.id == rater_id))
     if consented is None:
         return redirect(url_for("rater.consent", public_id=public_id))

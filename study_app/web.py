@@ -26,7 +26,7 @@ def study_by_public_id(public_id: str) -> Study | None:
     """The study of a raters' link (read on every request: its status may change)."""
     if not isinstance(public_id, str) or not 8 <= len(public_id) <= 40:
         return None
-    with session_scope(engine()) as session:
+    with session_scope(engine(), read_only=True) as session:
         study = session.scalar(select(Study).where(Study.public_id == public_id))
         if study is not None:
             session.expunge(study)
