@@ -39,16 +39,16 @@ class Rater(HttpUser):
         page = self.client.get(f"{base}/?PROLIFIC_PID={self.participant}", name="entry + consent page")
         self.csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
         self.client.post(f"{base}/consent", data={"agree": "yes", "csrf_token": self.csrf}, name="consent + task page")
-        self.current = self._api("next", {})
-        self._show()
+        self.current = self.call_api("next", {})
+        self.show_task()
 
-    def _api(self, name: str, body: dict):
+    def call_api(self, name: str, body: dict):
         reply = self.client.post(f"/s/{PUBLIC_ID}/api/{name}", json=body, headers={"X-CSRFToken": self.csrf},
                                  name=f"api/{name}")
         reply.raise_for_status()
         return reply.json()
 
-    def _show(self):
+    def show_task(self):
         """Fetch the images of the current task, or stop when there is none."""
         state = self.current["state"] if self.current else "unavailable"
         if state != "task":
@@ -60,13 +60,13 @@ class Rater(HttpUser):
     @task
     def answer(self):
         answer = self.rng.randint(1, 5) if KIND == "rating" else self.rng.choice(["left", "right"])
-        reply = self._api("answer", {"task": self.current["task"], "answer": answer,
+        reply = self.call_api("answer", {"task": self.current["task"], "answer": answer,
                                      "response_ms": self.rng.randint(2000, 4000)})
         if reply.get("stored"):
             _totals["stored"] += 1
             _totals["stored_tasks"].append(self.current["task"])
         self.current = reply["next"]
-        self._show()
+        self.show_task()
 
 
 @events.test_stop.add_listener

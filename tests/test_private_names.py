@@ -17,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = {"models", "hvqeval", "study_app", "analysis", "benchmarks", "tests"}
+# Libraries that patch the interpreter when imported (gevent's monkey-patching, via locust).
+IMPORT_SIDE_EFFECTS = {"locust", "gevent"}
 SCANNED = ("models", "hvqeval", "study_app", "analysis", "benchmarks", "tests")
 
 
@@ -51,6 +53,8 @@ def _private(name: str) -> bool:
 def _library_class_has(dotted: str, name: str) -> bool:
     """True when the library class ``module.Class`` has attribute ``name`` (so defining it overrides)."""
     module, _, attribute = dotted.rpartition(".")
+    if module.split(".")[0] in IMPORT_SIDE_EFFECTS:
+        return False  # importing it would change this process; its subclasses define public names
     try:
         return hasattr(getattr(importlib.import_module(module), attribute), name)
     except Exception:  # noqa: BLE001 - not importable here (e.g. an optional extra)

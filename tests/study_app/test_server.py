@@ -82,10 +82,12 @@ def test_a_server_killed_mid_study_and_restarted_loses_and_doubles_nothing(db_ur
     def rate(participant: str) -> int:
         rater = SimulatedRater(f"http://127.0.0.1:{port}", summary.public_id, participant)
         rng = random.Random(participant)
+        entered = False
         while True:
             try:
-                if rater.csrf is None:
-                    rater.enter()
+                if not entered:
+                    rater.enter()  # again if the kill cut it short: a rater must consent first
+                    entered = True
                 current = rater.api("next")
                 while current["state"] == "task":
                     reply = rater.api("answer", {"task": current["task"], "answer": rng.randint(1, 5),
