@@ -221,8 +221,8 @@ def _build(engine, settings: StudySettings) -> StudySummary:
                          path=str(src.path), sample_set_id=src.sample_set_id, manifest_sha256=src.manifest_sha256)
             session.add(row)
             session.flush()
-            rows = [dict(study_id=study.id, source_id=row.id, token=new_token(), file=f, sha256=h, class_id=cid,
-                         class_name=cname, is_example=is_ex)
+            rows = [{"study_id": study.id, "source_id": row.id, "token": new_token(), "file": f, "sha256": h, "class_id": cid,
+                         "class_name": cname, "is_example": is_ex}
                     for (f, h, cname, cid, is_ex) in files_examples + files_items]
             ids = session.scalars(insert(Image).returning(Image.id, sort_by_parameter_order=True), rows).all()
             return row.id, [(r["file"], i) for r, i in zip(rows, ids)]
@@ -250,11 +250,11 @@ def _build(engine, settings: StudySettings) -> StudySummary:
                 for ia, ib in design.pairs:
                     item_rows.append((c, files_a[ia][2], image_ids[(0, files_a[ia][0])],
                                       image_ids[(1, files_b[ib][0])]))
-        rows = [dict(study_id=study.id, number=n + 1, class_id=c, class_name=cname, image_a_id=a, image_b_id=b)
+        rows = [{"study_id": study.id, "number": n + 1, "class_id": c, "class_name": cname, "image_a_id": a, "image_b_id": b}
                 for n, (c, cname, a, b) in enumerate(item_rows)]
         item_ids = session.scalars(insert(Item).returning(Item.id, sort_by_parameter_order=True), rows).all()
         k = settings.answers_per_item
-        slots = [dict(study_id=study.id, item_id=i, slot_no=s, shuffle=rng.randrange(2**31), filled=False)
+        slots = [{"study_id": study.id, "item_id": i, "slot_no": s, "shuffle": rng.randrange(2**31), "filled": False}
                  for i in item_ids for s in range(k)]
         session.execute(insert(Slot), slots)
         summary = StudySummary(study.name, study.kind, study.public_id, len(item_ids), len(item_ids) * k,
