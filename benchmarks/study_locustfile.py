@@ -17,7 +17,6 @@ import json
 import os
 import random
 import re
-
 from urllib.parse import urlencode
 
 from locust import FastHttpUser, between, events, task
