@@ -195,13 +195,13 @@ def test_the_printed_serve_command_starts_the_server_as_printed(demo_dir, browse
 
 @pytest.mark.browser
 def test_a_person_can_answer_the_demo_rating_study(demo_dir, browser, artifacts_dir):
-    from study_app.db import dispose_engines, get_engine, read_session
-    from study_app.loadtest import LocalServer
-    from study_app.models import Answer, Study
+    from study_server import LocalServer
+
+    from study_app.db import make_engine, session_scope
+    from study_app.schema import Answer, Study
 
     out, summary, _ = demo_dir
     url = summary["database_url"]
-    dispose_engines()
     with LocalServer(url, str(out / "instance"), workers=1, threads=4) as server:
         link = summary["studies"]["demo-rating"].replace("http://127.0.0.1:8000", f"http://127.0.0.1:{server.port}")
         page = browser.new_page(viewport={"width": 1100, "height": 900})
@@ -226,8 +226,7 @@ def test_a_person_can_answer_the_demo_rating_study(demo_dir, browser, artifacts_
                 "document.getElementById('progress-text').textContent.startsWith(n + ' /')", arg=answered, timeout=20000)
         assert re.fullmatch(r"[0-9A-F]{12}", page.inner_text("#code"))
         page.screenshot(path=str(artifacts_dir / "demo_rating_done.png"))
-    dispose_engines()
-    with read_session(get_engine(url)) as session:
+    with session_scope(make_engine(url)) as session:
         study_id = session.scalar(select(Study.id).where(Study.name == "demo-rating"))
         ratings = session.scalars(select(Answer.rating).where(Answer.study_id == study_id)).all()
     assert len(ratings) == answered > 0

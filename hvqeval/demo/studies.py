@@ -59,9 +59,9 @@ def study_links(database_url: str) -> dict[str, str]:
     """Raters' entry links of the demo's studies (opaque ids, participant id in the URL)."""
     from sqlalchemy import select
 
-    from study_app.db import get_engine, read_session
-    from study_app.models import Study
+    from study_app.db import open_database, session_scope
+    from study_app.schema import Study
 
-    with read_session(get_engine(database_url)) as session:
+    with open_database(database_url) as engine, session_scope(engine) as session:
         rows = session.execute(select(Study.name, Study.public_id).where(Study.name.like("demo-%"))).all()
     return {name: f"http://127.0.0.1:8000/s/{public_id}/?PROLIFIC_PID=demo-rater-1" for name, public_id in rows}

@@ -25,8 +25,9 @@ import pytest
 from sqlalchemy import select
 from test_browser import server  # noqa: F401  (module-scoped production server with a rating and a pairwise study)
 
-from study_app.db import get_engine, read_session
-from study_app.models import Answer, Rater, Study
+from study_app.db import session_scope
+from study_schemas import engine_for
+from study_app.schema import Answer, Rater, Study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -249,7 +250,7 @@ def _consent(client, base: str, public_id: str, participant: str) -> None:
 
 
 def _answers(url: str, study: str, participant: str):
-    with read_session(get_engine(url)) as s:
+    with session_scope(engine_for(url)) as s:
         rater = s.scalar(select(Rater).join(Study, Study.id == Rater.study_id)
                          .where(Study.name == study, Rater.participant == participant))
         answers = s.execute(select(Answer.left, Answer.rating, Answer.choice, Answer.unknown_reason, Answer.response_ms)
@@ -266,7 +267,7 @@ def _rating_session(firefox, server, artifacts_dir):  # noqa: F811
     _viewport(firefox, 1280, 900)
     _consent(firefox, server["base"], server["rating"].public_id, "firefox-rater")
     captions = [e.text for e in firefox.find_elements("css selector", "figcaption")]
-    assert any(c.startswith("Real photograph") for c in captions) and any(c.startswith("Generated") for c in captions)
+    assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(c.startswith("Generated") for c in captions)
     _screenshot(firefox, artifacts_dir / server["shot"]("study_rating_consent_firefox.png"))
     _css(firefox, "input[name=agree]").click()
     _css(firefox, "#start").click()
