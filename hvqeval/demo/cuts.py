@@ -54,8 +54,10 @@ class BudgetCuts:
             return  # fixed by the first model's evaluation
         scale = self.budget.fit_scale(others_left, self.scale, stages_left, EVALUATION_MARGIN)
         if scale < self.scale:
-            self.echo(f"[demo] {self.budget.left():.0f} s left: cutting the evaluation sizes to {scale:g} of the "
-                      f"plan's ({sizes(self.plan, scale)}) to end within --minutes {self.plan.minutes:g}")
+            self.echo(
+                f"[demo] {self.budget.left():.0f} s left: cutting the evaluation sizes to {scale:g} of the "
+                f"plan's ({sizes(self.plan, scale)}) to end within --minutes {self.plan.minutes:g}"
+            )
             self.scale = scale
 
     def skip_reason(self, name: str) -> str | None:
@@ -73,16 +75,22 @@ class BudgetCuts:
         training = {s for s, *_ in TRAINING_STAGES}
         left = [s for s, _ in self.order() if s not in done]
         needed = [s for s in left if s not in optional]
-        cost = (self.budget.expected([s for s in needed if s not in training], self.scale)
-                + self.budget.floors([s for s in needed if s in training]))
-        extra = (self.budget.expected([s for s in members if s not in training], self.scale)
-                 + self.budget.floors([s for s in members if s in training]))
+        cost = self.budget.expected(
+            [s for s in needed if s not in training], self.scale
+        ) + self.budget.floors([s for s in needed if s in training])
+        extra = self.budget.expected(
+            [s for s in members if s not in training], self.scale
+        ) + self.budget.floors([s for s in members if s in training])
         if cost + extra <= self.budget.left():
             return None
-        return (f"no time left for {group}: about {extra:.0f} s on this machine now, beside {cost:.0f} s for the "
-                f"steps every report needs, with {max(self.budget.left(), 0):.0f} s left")
+        return (
+            f"no time left for {group}: about {extra:.0f} s on this machine now, beside {cost:.0f} s for the "
+            f"steps every report needs, with {max(self.budget.left(), 0):.0f} s left"
+        )
 
-    def sized_step(self, size: str, func: Callable[[int], Any], scale: float | None = None) -> dict[str, Any]:
+    def sized_step(
+        self, size: str, func: Callable[[int], Any], scale: float | None = None
+    ) -> dict[str, Any]:
         """Run ``func`` with the evaluation size ``size`` at ``scale`` (default: Table 1's); the
         size is recorded."""
         n = sizes(self.plan, self.scale if scale is None else scale)[size]
@@ -91,26 +99,39 @@ class BudgetCuts:
 
     def sampled_per_class(self) -> int:
         """Samples per class of the model with the fewest (every model has at least these)."""
-        got = [self.steps[f"sample_{key}"]["per_class"] for key in MODELS
-               if "per_class" in self.steps.get(f"sample_{key}", {})]
+        got = [
+            self.steps[f"sample_{key}"]["per_class"]
+            for key in MODELS
+            if "per_class" in self.steps.get(f"sample_{key}", {})
+        ]
         return min(got, default=sizes(self.plan, self.scale)["per_class"])
 
     def cuts(self) -> list[str]:
         """What the time budget cut, in plain words, for the report and the console."""
         out = []
         classifier = self.steps.get("classifier", {})
-        if classifier.get("classifier_steps", self.plan.classifier_steps) < self.plan.classifier_steps:
+        if (
+            classifier.get("classifier_steps", self.plan.classifier_steps)
+            < self.plan.classifier_steps
+        ):
             accuracy = classifier.get("val_accuracy", 0.0)
-            verdict = ("IS and FID rest on it" if accuracy >= 0.5 else
-                       f"it tells the classes apart on {accuracy:.0%} of held-out images, so IS and FID cannot "
-                       "tell good samples from bad in this run")
-            out.append(f"the domain classifier trained {classifier['classifier_steps']} of its "
-                       f"{self.plan.classifier_steps} steps (its time share ran out); {verdict}")
+            verdict = (
+                "IS and FID rest on it"
+                if accuracy >= 0.5
+                else f"it tells the classes apart on {accuracy:.0%} of held-out images, so IS and FID cannot "
+                "tell good samples from bad in this run"
+            )
+            out.append(
+                f"the domain classifier trained {classifier['classifier_steps']} of its "
+                f"{self.plan.classifier_steps} steps (its time share ran out); {verdict}"
+            )
         if self.scale < 1:
             planned, used = sizes(self.plan, 1.0), sizes(self.plan, self.scale)
-            out.append(f"evaluation sizes were cut to {self.scale:g} of the plan's to end on time: samples per "
-                       f"class {self.sampled_per_class()} (planned {planned['per_class']}), NLL images "
-                       f"down to {used['nll_images']} (planned {planned['nll_images']})")
+            out.append(
+                f"evaluation sizes were cut to {self.scale:g} of the plan's to end on time: samples per "
+                f"class {self.sampled_per_class()} (planned {planned['per_class']}), NLL images "
+                f"down to {used['nll_images']} (planned {planned['nll_images']})"
+            )
         for group, members in OPTIONAL.items():
             if "skipped" in self.steps.get(members[0], {}):
                 out.append(f"{group} was left out ({self.steps[members[0]]['skipped']})")

@@ -32,21 +32,36 @@ LABELS = {"ff": "FF", "msp": "MSP", "pixelcnn": "PixelCNN"}
 # recorded in each run's config.json.
 IMAGE_SIZE = 16
 DEMO_CARD_SETTINGS = {
-    "ff": [f"model.image_size={IMAGE_SIZE}", "level.0.codes.resolution=8",
-           "level.0.encoder.hidden=32", "level.0.encoder.bottleneck=16", "level.0.aux_decoder.hidden=32",
-           "level.0.aux_decoder.bottleneck=16", "level.0.modulator.hidden=32",
-           "level.0.modulator.bottleneck=16", "level.0.training.batch_size=16",
-           "prior.training.batch_size=16", "level.0.training.learning_rate=3e-3",
-           "prior.training.learning_rate=2e-3"],
+    "ff": [
+        f"model.image_size={IMAGE_SIZE}",
+        "level.0.codes.resolution=8",
+        "level.0.encoder.hidden=32",
+        "level.0.encoder.bottleneck=16",
+        "level.0.aux_decoder.hidden=32",
+        "level.0.aux_decoder.bottleneck=16",
+        "level.0.modulator.hidden=32",
+        "level.0.modulator.bottleneck=16",
+        "level.0.training.batch_size=16",
+        "prior.training.batch_size=16",
+        "level.0.training.learning_rate=3e-3",
+        "prior.training.learning_rate=2e-3",
+    ],
 }
 DEMO_CARD_SETTINGS["msp"] = DEMO_CARD_SETTINGS["ff"] + [
-    "level.0.aux_decoder.teacher.hidden=32", "level.0.aux_decoder.teacher.bottleneck=16",
-    "level.0.aux_decoder.masks_per_image=8"]
+    "level.0.aux_decoder.teacher.hidden=32",
+    "level.0.aux_decoder.teacher.bottleneck=16",
+    "level.0.aux_decoder.masks_per_image=8",
+]
 # The baseline at 16x16 and a third of its width: at the card's width a step took ~6.6 s on a
 # heavily shared 2-core machine, so it would get a handful of steps in the demo's time.
 DEMO_CARD_SETTINGS["pixelcnn"] = [
-    f"model.image_size={IMAGE_SIZE}", "prior.hidden=32", "prior.residual_hidden=64", "prior.layers=4",
-    "prior.training.batch_size=16", "prior.training.learning_rate=2e-3"]
+    f"model.image_size={IMAGE_SIZE}",
+    "prior.hidden=32",
+    "prior.residual_hidden=64",
+    "prior.layers=4",
+    "prior.training.batch_size=16",
+    "prior.training.learning_rate=2e-3",
+]
 DATASET_CARD_SETTINGS: dict[str, list[str]] = {"shapes": []}  # card overrides per training dataset
 NUM_CLASSES = {"shapes": 10}
 DATASET_NAMES = {"shapes": "shapes data set"}
@@ -77,7 +92,12 @@ SWEEP_VALUES = "0.9,1.1"
 # steps every report needs (decided at the group's first step; the report says so).
 OPTIONAL = {
     "the temperature sweep": ("sweep_msp", "plot_temperature"),
-    "the PixelCNN baseline": ("train_pixelcnn_prior", "sample_pixelcnn", "metrics_pixelcnn", "nll_pixelcnn"),
+    "the PixelCNN baseline": (
+        "train_pixelcnn_prior",
+        "sample_pixelcnn",
+        "metrics_pixelcnn",
+        "nll_pixelcnn",
+    ),
 }
 # The domain classifier trains for at most this share of --minutes: under heavy load its 60
 # steps took 394 s, more than a 3-minute demo's whole budget.
@@ -86,8 +106,17 @@ CLASSIFIER_SHARE = 0.08
 # (measured); only their proportions matter: they are scaled by how much slower the finished
 # steps of this run were than their own figure here (``TimeBudget.slowdown``).
 REFERENCE_SECONDS = {
-    "classifier": 12.0, "sample": 1.0, "reconstruct": 1.0, "metrics": 2.0, "nll": 2.5,
-    "neighbours": 1.0, "metrics_real": 2.0, "study": 1.0, "report": 1.0, "sweep": 3.0, "plot": 2.0,
+    "classifier": 12.0,
+    "sample": 1.0,
+    "reconstruct": 1.0,
+    "metrics": 2.0,
+    "nll": 2.5,
+    "neighbours": 1.0,
+    "metrics_real": 2.0,
+    "study": 1.0,
+    "report": 1.0,
+    "sweep": 3.0,
+    "plot": 2.0,
 }
 # Steps whose time grows with the evaluation sizes (samples per class, NLL images): when what is
 # left of the budget cannot pay for them at the plan's sizes, the sizes are cut by a power of 2
@@ -105,8 +134,13 @@ MIN_STAGE_STEPS = 5  # a stage always trains a few steps, so that every later st
 # Seconds of a stage's first MIN_STAGE_STEPS steps on an idle 2-core machine (building the
 # model and the data, the prior's encoding of the training split): a stage costs at least this
 # times the slowdown however short its share, so the shares keep it for the stages still to come.
-STAGE_FLOOR_SECONDS = {"train_ff_level1": 11.0, "train_ff_prior": 6.0, "train_msp_level1": 11.0,
-                       "train_msp_prior": 6.0, "train_pixelcnn_prior": 2.0}
+STAGE_FLOOR_SECONDS = {
+    "train_ff_level1": 11.0,
+    "train_ff_prior": 6.0,
+    "train_msp_level1": 11.0,
+    "train_msp_prior": 6.0,
+    "train_pixelcnn_prior": 2.0,
+}
 
 
 class DemoError(HvqevalError):
@@ -136,17 +170,21 @@ class DemoPlan:
 def make_plan(minutes: float, data: str) -> DemoPlan:
     per_class = 4 if minutes < 3 else 10 if minutes < 10 else 20
     return DemoPlan(
-        version=PLAN_VERSION, data=data, minutes=minutes,
+        version=PLAN_VERSION,
+        data=data,
+        minutes=minutes,
         # 60 steps reach ~90% validation accuracy on shapes at 16x16, 300 ~100%. The classifier
         # is the largest step with a fixed size: on a heavily shared 2-core machine 300 steps
         # took 6 minutes, so it grows only with long budgets. The real images are scored with the
         # same classifier, so a weaker one still gives honest reference values.
         classifier_steps=60 if minutes < 10 else 120 if minutes < 30 else 300,
-        per_class=per_class, study_per_class=min(per_class, 10),
+        per_class=per_class,
+        study_per_class=min(per_class, 10),
         evaluation_images=1000 if minutes < 5 else 5000,
         train_images=400 if minutes < 4 else 1000 if minutes < 5 else 4000,
         classifier_batch=32 if minutes < 10 else 64,
-        classifier_val=200 if minutes < 4 else 500 if minutes < 5 else 2000)
+        classifier_val=200 if minutes < 4 else 500 if minutes < 5 else 2000,
+    )
 
 
 def train_args(plan: DemoPlan) -> list[str]:
@@ -158,8 +196,11 @@ def sizes(plan: DemoPlan, scale: float) -> dict[str, int]:
     sweep, held-out images for the NLL. The FID reference stays the plan's, so every model's FID
     is against the same images."""
     per_class = max(2, round(plan.per_class * scale))  # 2: pairwise studies need 2 distinct pairs
-    return {"per_class": per_class, "sweep_per_class": max(2, per_class // 2),
-            "nll_images": max(20, int(plan.evaluation_images // 5 * scale))}
+    return {
+        "per_class": per_class,
+        "sweep_per_class": max(2, per_class // 2),
+        "nll_images": max(20, int(plan.evaluation_images // 5 * scale)),
+    }
 
 
 def reference_key(step: str) -> str:
@@ -206,7 +247,9 @@ class TimeBudget:
         (1.0 before any was measured)."""
         if not self.measured:
             return 1.0
-        reference = sum(REFERENCE_SECONDS[reference_key(s)] * self.fractions.get(s, 1.0) for s in self.measured)
+        reference = sum(
+            REFERENCE_SECONDS[reference_key(s)] * self.fractions.get(s, 1.0) for s in self.measured
+        )
         return max(sum(self.measured.values()) / reference, 0.25)
 
     def expected_parts(self, steps: list[str]) -> tuple[float, float]:
@@ -218,10 +261,21 @@ class TimeBudget:
         slowdown = self.slowdown()
         for step in steps:
             key = reference_key(step)
-            twin = next((s for s in self.measured if reference_key(s) == key
-                         and key in ("sample", "reconstruct", "metrics", "nll", "neighbours")), None)
+            twin = next(
+                (
+                    s
+                    for s in self.measured
+                    if reference_key(s) == key
+                    and key in ("sample", "reconstruct", "metrics", "nll", "neighbours")
+                ),
+                None,
+            )
             if key in SIZED:
-                sized += self.measured[twin] / self.scales[twin] if twin else REFERENCE_SECONDS[key] * slowdown
+                sized += (
+                    self.measured[twin] / self.scales[twin]
+                    if twin
+                    else REFERENCE_SECONDS[key] * slowdown
+                )
             else:
                 fixed += self.measured[twin] if twin else REFERENCE_SECONDS[key] * slowdown
         return fixed, sized
@@ -230,8 +284,9 @@ class TimeBudget:
         fixed, sized = self.expected_parts(steps)
         return fixed + sized * scale
 
-    def fit_scale(self, steps: list[str], scale: float, stages_left: tuple[str, ...] = (),
-                  margin: float = 1.0) -> float:
+    def fit_scale(
+        self, steps: list[str], scale: float, stages_left: tuple[str, ...] = (), margin: float = 1.0
+    ) -> float:
         """The largest evaluation scale, ``scale`` or a power-of-2 cut of it (not below
         MIN_SCALE), at which ``steps`` (``margin`` times their expected time) and the floors of
         the training stages ``stages_left`` are expected to end within what is left."""
@@ -245,8 +300,9 @@ class TimeBudget:
         """Seconds the training ``stages`` take at least on this machine now."""
         return sum(STAGE_FLOOR_SECONDS[s] for s in stages) * self.slowdown()
 
-    def share(self, stage: str, stages_left: list[str], other_steps_left: list[str],
-              scale: float = 1.0) -> float:
+    def share(
+        self, stage: str, stages_left: list[str], other_steps_left: list[str], scale: float = 1.0
+    ) -> float:
         """Seconds for training stage ``stage`` (the first of ``stages_left``): its floor, plus
         its weight's part of what is left after the other steps and every stage's floor; 0
         when nothing is left beyond them."""

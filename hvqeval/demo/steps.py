@@ -65,16 +65,28 @@ def atomic_write_text(path: Path, text: str) -> None:
 class Demo(BudgetCuts):
     """Runs the demo's steps in order, skipping the finished ones."""
 
-    def __init__(self, out: Path, minutes: float, data: str, database_url: str | None,
-                 echo: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
-                 seconds_before: float = 0.0, all_steps: bool = False):
+    def __init__(
+        self,
+        out: Path,
+        minutes: float,
+        data: str,
+        database_url: str | None,
+        echo: Callable[[str], None] = print,
+        clock: Callable[[], float] = time.monotonic,
+        seconds_before: float = 0.0,
+        all_steps: bool = False,
+    ):
         """``seconds_before``: time already spent on this run before the demo started (the
         process's start-up), counted against the budget; ``all_steps``: run the optional
         extras (``OPTIONAL``) even when the budget cannot pay for them."""
         if data not in DATASET_CARD_SETTINGS:
-            raise DemoError(f"--data must be one of {', '.join(DATASET_CARD_SETTINGS)}, got {data!r}")
+            raise DemoError(
+                f"--data must be one of {', '.join(DATASET_CARD_SETTINGS)}, got {data!r}"
+            )
         if minutes < 1:
-            raise DemoError(f"--minutes must be at least 1 (the demo needs time to train), got {minutes:g}")
+            raise DemoError(
+                f"--minutes must be at least 1 (the demo needs time to train), got {minutes:g}"
+            )
         self.out = out.resolve()  # printed paths work from any folder
         self.minutes = minutes
         self.data = data
@@ -84,7 +96,9 @@ class Demo(BudgetCuts):
         self.out.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or f"sqlite:///{self.out / 'study.sqlite3'}"
         self.steps_path = self.out / "steps.json"
-        self.steps: dict[str, Any] = json.loads(self.steps_path.read_text()) if self.steps_path.exists() else {}
+        self.steps: dict[str, Any] = (
+            json.loads(self.steps_path.read_text()) if self.steps_path.exists() else {}
+        )
         self.commands: list[str] = []
         self.started = clock()
         self.plan = self.load_plan()
@@ -150,12 +164,23 @@ class Demo(BudgetCuts):
         result = func()
         extra = result if isinstance(result, dict) else {}  # training stages report their step
         if sized:
-            extra = {**extra, **({"sweep_scale": self.sweep_scale} if sweep else {"scale": self.scale})}
+            extra = {
+                **extra,
+                **({"sweep_scale": self.sweep_scale} if sweep else {"scale": self.scale}),
+            }
         seconds = self.clock() - start
-        self.budget.record(name, seconds, fraction=extra.get("fraction", 1.0),
-                           scale=extra.get("scale", extra.get("sweep_scale", 1.0)))
-        self.steps[name] = {"seconds": round(seconds, 1), "finished_at": _now(),
-                            "commands": self.commands[first:], **extra}
+        self.budget.record(
+            name,
+            seconds,
+            fraction=extra.get("fraction", 1.0),
+            scale=extra.get("scale", extra.get("sweep_scale", 1.0)),
+        )
+        self.steps[name] = {
+            "seconds": round(seconds, 1),
+            "finished_at": _now(),
+            "commands": self.commands[first:],
+            **extra,
+        }
         atomic_write_text(self.steps_path, json.dumps(self.steps, indent=1))
 
     def card_args(self, key: str) -> list[str]:
@@ -173,13 +198,19 @@ class Demo(BudgetCuts):
             return plan
         stored = json.loads(plan_path.read_text())
         if stored.get("version") != PLAN_VERSION:
-            raise DemoError(f"{plan_path} was written by another version of the demo; "
-                            "use another --out folder or delete that one")
+            raise DemoError(
+                f"{plan_path} was written by another version of the demo; "
+                "use another --out folder or delete that one"
+            )
         plan = DemoPlan(**stored)
         if plan.data != self.data:
-            raise DemoError(f"{self.out} holds a demo on {plan.data!r}; use another --out for --data {self.data}")
+            raise DemoError(
+                f"{self.out} holds a demo on {plan.data!r}; use another --out for --data {self.data}"
+            )
         if plan.minutes != self.minutes:
-            self.echo(f"[demo] keeping the budget of the first run in this folder ({plan.minutes:g} minutes)")
+            self.echo(
+                f"[demo] keeping the budget of the first run in this folder ({plan.minutes:g} minutes)"
+            )
         return plan
 
     def order(self) -> list[tuple[str, Callable[[], dict[str, Any] | None]]]:
@@ -190,59 +221,249 @@ class Demo(BudgetCuts):
         weights = str(self.path("weights", f"{data}_classifier.pt"))
         results = self.path("results", "results.jsonl")
         cache = str(self.path("cache"))
-        metric_args = ["--reference", f"{data}:val:{plan.evaluation_images}", "--metrics", "isc,fid",
-                       "--extractor", "domain", "--weights", weights, "--splits", "10", "--device", "cpu",
-                       "--cache-dir", cache]
-        steps: list[tuple[str, Callable[[], dict[str, Any] | None]]] = [("classifier", self.train_classifier)]
+        metric_args = [
+            "--reference",
+            f"{data}:val:{plan.evaluation_images}",
+            "--metrics",
+            "isc,fid",
+            "--extractor",
+            "domain",
+            "--weights",
+            weights,
+            "--splits",
+            "10",
+            "--device",
+            "cpu",
+            "--cache-dir",
+            cache,
+        ]
+        steps: list[tuple[str, Callable[[], dict[str, Any] | None]]] = [
+            ("classifier", self.train_classifier)
+        ]
         for key, card in MODELS.items():
             run, samples = self.path("runs", card), self.path("samples", card)
             for name, stage_key, flags, _ in TRAINING_STAGES:
                 if stage_key == key:
-                    steps.append((name, lambda name=name, key=key, flags=flags: self.train_stage(name, key, flags)))
+                    steps.append(
+                        (
+                            name,
+                            lambda name=name, key=key, flags=flags: self.train_stage(
+                                name, key, flags
+                            ),
+                        )
+                    )
             steps += [
-                (f"sample_{key}", lambda run=run, samples=samples: self.sized_step("per_class", lambda n: self.run_cli([
-                    "sample", "--run", str(run), "--classes", "all", "--per-class", str(n),
-                    "--temperature", "1.0", "--seed", "0", "--sampler", "cached", "--batch-size", "60",
-                    "--out", str(samples), "--device", "cpu"]))),
-                (f"metrics_{key}", lambda samples=samples: self.run_cli([
-                    "metrics", "--samples", str(samples), *metric_args, "--results", str(results)])),
-                (f"nll_{key}", lambda run=run: self.sized_step("nll_images", lambda n: self.run_cli([
-                    "nll", "--run", str(run), "--data", data, "--split", "test",
-                    "--limit", str(n), "--device", "cpu", "--results", str(results)]))),
+                (
+                    f"sample_{key}",
+                    lambda run=run, samples=samples: self.sized_step(
+                        "per_class",
+                        lambda n: self.run_cli(
+                            [
+                                "sample",
+                                "--run",
+                                str(run),
+                                "--classes",
+                                "all",
+                                "--per-class",
+                                str(n),
+                                "--temperature",
+                                "1.0",
+                                "--seed",
+                                "0",
+                                "--sampler",
+                                "cached",
+                                "--batch-size",
+                                "60",
+                                "--out",
+                                str(samples),
+                                "--device",
+                                "cpu",
+                            ]
+                        ),
+                    ),
+                ),
+                (
+                    f"metrics_{key}",
+                    lambda samples=samples: self.run_cli(
+                        [
+                            "metrics",
+                            "--samples",
+                            str(samples),
+                            *metric_args,
+                            "--results",
+                            str(results),
+                        ]
+                    ),
+                ),
+                (
+                    f"nll_{key}",
+                    lambda run=run: self.sized_step(
+                        "nll_images",
+                        lambda n: self.run_cli(
+                            [
+                                "nll",
+                                "--run",
+                                str(run),
+                                "--data",
+                                data,
+                                "--split",
+                                "test",
+                                "--limit",
+                                str(n),
+                                "--device",
+                                "cpu",
+                                "--results",
+                                str(results),
+                            ]
+                        ),
+                    ),
+                ),
             ]
             if key in CARDS:  # hierarchies only: the baseline has no codes to reconstruct from
                 steps += [
-                    (f"reconstruct_{key}", lambda run=run, card=card: self.run_cli([
-                        "reconstruct", "--run", str(run), "--images", f"{data}:test", "--limit", "5",
-                        "--samples-per-image", "3", "--seed", "0",
-                        "--out", str(self.path("reconstructions", card)), "--device", "cpu"])),
-                    (f"neighbours_{key}", lambda samples=samples, card=card: self.run_cli([
-                        "neighbours", "--samples", str(samples), "--dataset", f"{data}:train:{plan.train_images}",
-                        "--space", "pixel", "--k", "8", "--limit", "6", "--device", "cpu", "--cache-dir", cache,
-                        "--out", str(self.path("neighbours", card))])),
+                    (
+                        f"reconstruct_{key}",
+                        lambda run=run, card=card: self.run_cli(
+                            [
+                                "reconstruct",
+                                "--run",
+                                str(run),
+                                "--images",
+                                f"{data}:test",
+                                "--limit",
+                                "5",
+                                "--samples-per-image",
+                                "3",
+                                "--seed",
+                                "0",
+                                "--out",
+                                str(self.path("reconstructions", card)),
+                                "--device",
+                                "cpu",
+                            ]
+                        ),
+                    ),
+                    (
+                        f"neighbours_{key}",
+                        lambda samples=samples, card=card: self.run_cli(
+                            [
+                                "neighbours",
+                                "--samples",
+                                str(samples),
+                                "--dataset",
+                                f"{data}:train:{plan.train_images}",
+                                "--space",
+                                "pixel",
+                                "--k",
+                                "8",
+                                "--limit",
+                                "6",
+                                "--device",
+                                "cpu",
+                                "--cache-dir",
+                                cache,
+                                "--out",
+                                str(self.path("neighbours", card)),
+                            ]
+                        ),
+                    ),
                 ]
             if key == SWEEP_MODEL:  # FID and IS against temperature (issue: sweeps and plots)
-                steps.append((f"sweep_{key}", lambda run=run, card=card: self.sized_step(
-                    "sweep_per_class", scale=self.sweep_scale, func=lambda n: self.run_cli([
-                        "sweep", "temperature", "--run", str(run), "--values", SWEEP_VALUES, "--per-class", str(n),
-                        "--model", LABELS[SWEEP_MODEL], "--out", str(self.path("samples", f"{card}_temperature")),
-                        *metric_args, "--results", str(self.sweep_results)], capture=True))))
+                steps.append(
+                    (
+                        f"sweep_{key}",
+                        lambda run=run, card=card: self.sized_step(
+                            "sweep_per_class",
+                            scale=self.sweep_scale,
+                            func=lambda n: self.run_cli(
+                                [
+                                    "sweep",
+                                    "temperature",
+                                    "--run",
+                                    str(run),
+                                    "--values",
+                                    SWEEP_VALUES,
+                                    "--per-class",
+                                    str(n),
+                                    "--model",
+                                    LABELS[SWEEP_MODEL],
+                                    "--out",
+                                    str(self.path("samples", f"{card}_temperature")),
+                                    *metric_args,
+                                    "--results",
+                                    str(self.sweep_results),
+                                ],
+                                capture=True,
+                            ),
+                        ),
+                    )
+                )
         # The real images scored like a model's samples (same n as the fewest any model got, same
         # reference): the IS and FID a perfect model would get with these settings.
-        steps.append(("metrics_real", lambda: self.run_cli([
-            "metrics", "--samples", f"{data}:test:{NUM_CLASSES[data] * self.sampled_per_class()}",
-            "--model", self.real_label, *metric_args, "--results", str(results)])))
+        steps.append(
+            (
+                "metrics_real",
+                lambda: self.run_cli(
+                    [
+                        "metrics",
+                        "--samples",
+                        f"{data}:test:{NUM_CLASSES[data] * self.sampled_per_class()}",
+                        "--model",
+                        self.real_label,
+                        *metric_args,
+                        "--results",
+                        str(results),
+                    ]
+                ),
+            )
+        )
         for name in study_specs(self.out, data, self.database_url, 1):
-            steps.append((f"study_{name}", lambda name=name: self.run_cli(study_specs(
-                self.out, data, self.database_url, min(plan.study_per_class, self.sampled_per_class()))[name])))
+            steps.append(
+                (
+                    f"study_{name}",
+                    lambda name=name: self.run_cli(
+                        study_specs(
+                            self.out,
+                            data,
+                            self.database_url,
+                            min(plan.study_per_class, self.sampled_per_class()),
+                        )[name]
+                    ),
+                )
+            )
         steps += [
-            ("plot_temperature", lambda: self.run_cli([
-                "plot", "temperature", "--results", str(self.sweep_results),
-                "--out", str(self.path("figures", "temperature.png"))], capture=True)),
-            ("plot_training", lambda: self.run_cli([
-                "plot", "training", *(a for card in MODELS.values() if (self.path("runs", card, "log.jsonl")).exists()
-                                      for a in ("--run", str(self.path("runs", card)))),
-                "--out", str(self.path("figures", "training.png"))], capture=True)),
+            (
+                "plot_temperature",
+                lambda: self.run_cli(
+                    [
+                        "plot",
+                        "temperature",
+                        "--results",
+                        str(self.sweep_results),
+                        "--out",
+                        str(self.path("figures", "temperature.png")),
+                    ],
+                    capture=True,
+                ),
+            ),
+            (
+                "plot_training",
+                lambda: self.run_cli(
+                    [
+                        "plot",
+                        "training",
+                        *(
+                            a
+                            for card in MODELS.values()
+                            if (self.path("runs", card, "log.jsonl")).exists()
+                            for a in ("--run", str(self.path("runs", card)))
+                        ),
+                        "--out",
+                        str(self.path("figures", "training.png")),
+                    ],
+                    capture=True,
+                ),
+            ),
             ("report", lambda: self.write_report(results)),
         ]
         return steps
@@ -266,30 +487,64 @@ class Demo(BudgetCuts):
 
         quality = assess(self.path("results", "results.jsonl"), self.steps, self.real_label)
         elapsed = self.clock() - self.started
-        return {"out": str(self.out), "report": str(self.path("report.html")), "studies": self.study_links(),
-                "database_url": self.database_url, "plan": asdict(self.plan),
-                "seconds_this_run": round(elapsed, 1), "seconds_all_runs": round(self.budget.spent(), 1),
-                "training_steps": self.training_steps(), "quality": [q.as_dict() for q in quality],
-                "cuts": self.cuts(), "serve_command": self.serve_command()}
+        return {
+            "out": str(self.out),
+            "report": str(self.path("report.html")),
+            "studies": self.study_links(),
+            "database_url": self.database_url,
+            "plan": asdict(self.plan),
+            "seconds_this_run": round(elapsed, 1),
+            "seconds_all_runs": round(self.budget.spent(), 1),
+            "training_steps": self.training_steps(),
+            "quality": [q.as_dict() for q in quality],
+            "cuts": self.cuts(),
+            "serve_command": self.serve_command(),
+        }
 
     def training_steps(self) -> dict[str, int]:
         """Steps each finished training stage got, e.g. ``{"train_ff_level1": 412, ...}``."""
-        return {name: self.steps[name]["step"] for name, *_ in TRAINING_STAGES if "step" in self.steps.get(name, {})}
+        return {
+            name: self.steps[name]["step"]
+            for name, *_ in TRAINING_STAGES
+            if "step" in self.steps.get(name, {})
+        }
 
     def train_classifier(self) -> dict[str, Any]:
         """``hvqeval features train`` for at most its share of the budget (``--max-seconds``)."""
         plan = self.plan
         seconds = max(CLASSIFIER_SHARE * plan.seconds, 1.0)
-        printed = self.run_cli([
-            "features", "train", "--data", self.data, "--out", str(self.path("weights", f"{self.data}_classifier.pt")),
-            "--steps", str(plan.classifier_steps), "--max-seconds", f"{seconds:.0f}",
-            "--batch-size", str(plan.classifier_batch), "--val-size", str(plan.classifier_val),
-            "--image-size", str(IMAGE_SIZE), "--device", "cpu", "--json"], capture=True)
+        printed = self.run_cli(
+            [
+                "features",
+                "train",
+                "--data",
+                self.data,
+                "--out",
+                str(self.path("weights", f"{self.data}_classifier.pt")),
+                "--steps",
+                str(plan.classifier_steps),
+                "--max-seconds",
+                f"{seconds:.0f}",
+                "--batch-size",
+                str(plan.classifier_batch),
+                "--val-size",
+                str(plan.classifier_val),
+                "--image-size",
+                str(IMAGE_SIZE),
+                "--device",
+                "cpu",
+                "--json",
+            ],
+            capture=True,
+        )
         stats = json.loads(printed)
         done = stats["steps"] / plan.classifier_steps
         # A classifier stopped by time measures the machine's speed over the part it did.
-        return {"classifier_steps": stats["steps"], "val_accuracy": stats["val_accuracy"],
-                "fraction": CLASSIFIER_FIXED + (1 - CLASSIFIER_FIXED) * done}
+        return {
+            "classifier_steps": stats["steps"],
+            "val_accuracy": stats["val_accuracy"],
+            "fraction": CLASSIFIER_FIXED + (1 - CLASSIFIER_FIXED) * done,
+        }
 
     def train_stage(self, name: str, key: str, flags: tuple[str, ...]) -> dict[str, Any]:
         """Train one stage for its share of the time left, as ``hvqeval train`` chunks.
@@ -304,11 +559,15 @@ class Demo(BudgetCuts):
         seconds = self.budget.share(name, stages_left, others_left, self.scale)
         others = self.budget.expected(others_left, self.scale)
         if others > self.budget.left():
-            self.echo(f"[demo] the steps after training need about {others:.0f} s on this machine now, more than "
-                      f"the {max(self.budget.left(), 0):.0f} s left: this run will overrun --minutes "
-                      f"{self.plan.minutes:g}; each training stage gets its {MIN_STAGE_STEPS} steps only")
-        self.echo(f"[demo] {name}: {seconds:.0f} s of the {self.budget.left():.0f} s left "
-                  f"({self.budget.slowdown():.1f}x the idle machine's time so far)")
+            self.echo(
+                f"[demo] the steps after training need about {others:.0f} s on this machine now, more than "
+                f"the {max(self.budget.left(), 0):.0f} s left: this run will overrun --minutes "
+                f"{self.plan.minutes:g}; each training stage gets its {MIN_STAGE_STEPS} steps only"
+            )
+        self.echo(
+            f"[demo] {name}: {seconds:.0f} s of the {self.budget.left():.0f} s left "
+            f"({self.budget.slowdown():.1f}x the idle machine's time so far)"
+        )
         run = self.path("runs", MODELS[key])
         deadline = self.clock() + seconds
         chunk = min(max(seconds / 4, 5.0), 30.0)
@@ -323,8 +582,22 @@ class Demo(BudgetCuts):
                     break
                 target = step + max(1, MIN_STAGE_STEPS - step, min(fit, int(chunk / per_step)))
             started = self.clock()
-            printed = self.run_cli(["train", *base, "--out", str(run), *flags, "--steps", str(target),
-                                    *train_args(self.plan), "--checkpoint-every", "100", "--json"], capture=True)
+            printed = self.run_cli(
+                [
+                    "train",
+                    *base,
+                    "--out",
+                    str(run),
+                    *flags,
+                    "--steps",
+                    str(target),
+                    *train_args(self.plan),
+                    "--checkpoint-every",
+                    "100",
+                    "--json",
+                ],
+                capture=True,
+            )
             result = json.loads(printed)[0]
             base, step = [], result["step"]
             if result["steps_trained"] > 0:
@@ -334,8 +607,10 @@ class Demo(BudgetCuts):
                 cost = max(self.clock() - started - result["seconds"], 0.0)
                 overhead = cost if per_step_seen == 0 else min(overhead, cost)
                 per_step_seen += 1
-                self.echo(f"[demo] {name}: step {step}, {1 / per_step:.1f} steps/s, "
-                          f"{max(deadline - self.clock(), 0):.0f} s of its share left")
+                self.echo(
+                    f"[demo] {name}: step {step}, {1 / per_step:.1f} steps/s, "
+                    f"{max(deadline - self.clock(), 0):.0f} s of its share left"
+                )
         return {"step": step, "share_seconds": round(seconds, 1)}
 
     # ------------------------------------------------------------------ studies
@@ -351,22 +626,41 @@ class Demo(BudgetCuts):
         from hvqeval.demo.report import ReportInputs, build_report
 
         inputs = ReportInputs(
-            out=self.out, plan=self.plan, results=results, commands=list(self.commands),
-            serve_command=self.serve_command(), study_links=self.study_links(),
+            out=self.out,
+            plan=self.plan,
+            results=results,
+            commands=list(self.commands),
+            serve_command=self.serve_command(),
+            study_links=self.study_links(),
             training_steps=self.training_steps(),
-            quality=assess(results, self.steps, self.real_label), real_label=self.real_label,
-            cuts=self.cuts(), per_class=self.sampled_per_class())
+            quality=assess(results, self.steps, self.real_label),
+            real_label=self.real_label,
+            cuts=self.cuts(),
+            per_class=self.sampled_per_class(),
+        )
         atomic_write_text(self.path("report.html"), build_report(inputs))
 
 
-def run_demo(out: str | Path, minutes: float, data: str, database_url: str | None,
-             echo: Callable[[str], None] | None = None, all_steps: bool = False) -> dict[str, Any]:
+def run_demo(
+    out: str | Path,
+    minutes: float,
+    data: str,
+    database_url: str | None,
+    echo: Callable[[str], None] | None = None,
+    all_steps: bool = False,
+) -> dict[str, Any]:
     import sys
 
     # The budget counts from the start of this process: Python and the imports take seconds on
     # a busy machine, and the user waits for them too.
     started_ago = max(time.time() - psutil.Process().create_time(), 0.0)
-    demo = Demo(Path(out), minutes, data, database_url,
-                echo=echo or (lambda line: print(line, file=sys.stderr, flush=True)), seconds_before=started_ago,
-                all_steps=all_steps)
+    demo = Demo(
+        Path(out),
+        minutes,
+        data,
+        database_url,
+        echo=echo or (lambda line: print(line, file=sys.stderr, flush=True)),
+        seconds_before=started_ago,
+        all_steps=all_steps,
+    )
     return demo.run()

@@ -31,15 +31,19 @@ def test_shares_split_what_is_left_after_the_other_steps_by_weight():
     clock.now += 100.0
     assert budget.spent() == pytest.approx(150.0)
     assert budget.left() == pytest.approx(450.0)
-    expected_others = sum(REFERENCE_SECONDS[k] for k in ("sample", "metrics", "nll", "study", "report"))
+    expected_others = sum(
+        REFERENCE_SECONDS[k] for k in ("sample", "metrics", "nll", "study", "report")
+    )
     assert budget.expected(OTHERS) == pytest.approx(expected_others)
     shares = [budget.share(s, STAGES[i:], OTHERS) for i, s in enumerate(STAGES)]
     # With no time passing, the shares of every stage add up to all the training time left.
     first = budget.share(STAGES[0], STAGES, OTHERS)
     # Each stage gets its floor (its first few steps) and a weighted part of the rest.
     floors = sum(STAGE_FLOOR_SECONDS.values())
-    assert first == pytest.approx(STAGE_FLOOR_SECONDS[STAGES[0]]
-                                  + (450.0 - expected_others - floors) * WEIGHTS[STAGES[0]] / sum(WEIGHTS.values()))
+    assert first == pytest.approx(
+        STAGE_FLOOR_SECONDS[STAGES[0]]
+        + (450.0 - expected_others - floors) * WEIGHTS[STAGES[0]] / sum(WEIGHTS.values())
+    )
     assert shares[-1] == pytest.approx(450.0 - expected_others)
 
 
@@ -50,11 +54,15 @@ def test_a_slower_machine_leaves_less_time_for_training():
     clock.now += 3 * REFERENCE_SECONDS["classifier"]
     budget.record("classifier", 3 * REFERENCE_SECONDS["classifier"])  # three times slower than idle
     assert budget.slowdown() == pytest.approx(3.0)
-    assert budget.expected(OTHERS) == pytest.approx(3 * sum(REFERENCE_SECONDS[k] for k in
-                                                             ("sample", "metrics", "nll", "study", "report")))
+    assert budget.expected(OTHERS) == pytest.approx(
+        3 * sum(REFERENCE_SECONDS[k] for k in ("sample", "metrics", "nll", "study", "report"))
+    )
     # Beyond its floor (which is 3x as long too), the stage gets less than on the idle machine.
     floor = STAGE_FLOOR_SECONDS[STAGES[0]]
-    assert budget.share(STAGES[0], STAGES, OTHERS) - 3 * floor < idle_share - floor - 3 * REFERENCE_SECONDS["classifier"] / 8
+    assert (
+        budget.share(STAGES[0], STAGES, OTHERS) - 3 * floor
+        < idle_share - floor - 3 * REFERENCE_SECONDS["classifier"] / 8
+    )
 
 
 def test_the_second_model_is_planned_with_what_the_first_ones_steps_took():
@@ -63,7 +71,9 @@ def test_the_second_model_is_planned_with_what_the_first_ones_steps_took():
     budget.record("train_ff_level1", 300.0)  # training stages are not "other" steps
     assert "train_ff_level1" not in budget.measured
     assert budget.expected(["metrics_msp"]) == pytest.approx(40.0)
-    assert budget.expected(["nll_msp"]) == pytest.approx(REFERENCE_SECONDS["nll"] * budget.slowdown())
+    assert budget.expected(["nll_msp"]) == pytest.approx(
+        REFERENCE_SECONDS["nll"] * budget.slowdown()
+    )
 
 
 def test_no_time_left_gives_no_share():
@@ -86,7 +96,9 @@ def test_evaluation_sizes_are_cut_by_powers_of_two_until_the_steps_left_fit():
     fixed = sum(REFERENCE_SECONDS[reference_key(s)] for s in steps if reference_key(s) not in SIZED)
     sized = sum(REFERENCE_SECONDS[reference_key(s)] for s in steps if reference_key(s) in SIZED)
     assert budget.fit_scale(steps, 1.0) == 1.0  # plenty of time: the plan's sizes
-    clock.now += plan.seconds - (fixed + sized / 3)  # left: the fixed steps and a third of the sized
+    clock.now += plan.seconds - (
+        fixed + sized / 3
+    )  # left: the fixed steps and a third of the sized
     assert budget.fit_scale(steps, 1.0) == 0.25  # 1/2 of them is still too much, 1/4 fits
     assert budget.fit_scale(steps, 0.125) == 0.125  # it never grows back
     clock.now += plan.seconds  # nothing left: the smallest sizes, not zero

@@ -41,6 +41,8 @@ def test_an_extra_that_does_not_fit_is_left_out_whole_and_reported(tmp_path):
 
 def test_all_steps_runs_the_extras_whatever_the_time(tmp_path):
     clock = Clock()
-    demo = Demo(tmp_path / "demo", 3, "shapes", None, echo=lambda line: None, clock=clock, all_steps=True)
+    demo = Demo(
+        tmp_path / "demo", 3, "shapes", None, echo=lambda line: None, clock=clock, all_steps=True
+    )
     clock.now += 1000.0  # far over budget
     assert all(demo.skip_reason(name) is None for members in OPTIONAL.values() for name in members)

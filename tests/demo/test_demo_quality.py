@@ -18,26 +18,40 @@ def _results(tmp_path, rows):
 
 
 def _steps(level, prior, baseline=5):
-    steps = {f"train_{k}_{s}": {"seconds": 1.0, "step": n} for k in ("ff", "msp")
-             for s, n in (("level1", level), ("prior", prior))}
+    steps = {
+        f"train_{k}_{s}": {"seconds": 1.0, "step": n}
+        for k in ("ff", "msp")
+        for s, n in (("level1", level), ("prior", prior))
+    }
     return {**steps, "train_pixelcnn_prior": {"seconds": 1.0, "step": baseline}}
 
 
 def test_a_model_far_from_the_real_images_gets_a_warning_naming_the_reference(tmp_path):
-    results = _results(tmp_path, [
-        {"model": REAL, "metric": "isc", "value": 8.5}, {"model": REAL, "metric": "fid", "value": 3.0},
-        # FF: noise (the first report); MSP: close to the real images
-        {"model": "tiny_ff", "metric": "isc", "value": 1.12}, {"model": "tiny_ff", "metric": "fid", "value": 153.0},
-        {"model": "tiny_ff", "metric": "nll_bpd", "value": 7.4},
-        {"model": "tiny_msp", "metric": "isc", "value": 7.9}, {"model": "tiny_msp", "metric": "fid", "value": 9.0},
-        {"model": "tiny_msp", "metric": "nll_bpd", "value": 2.1},
-        # The single-level baseline is judged against the same references.
-        {"model": "tiny_pixelcnn", "metric": "isc", "value": 1.5}, {"model": "tiny_pixelcnn", "metric": "fid", "value": 60.0},
-        {"model": "tiny_pixelcnn", "metric": "nll_bpd", "value": 3.0},
-    ])
+    results = _results(
+        tmp_path,
+        [
+            {"model": REAL, "metric": "isc", "value": 8.5},
+            {"model": REAL, "metric": "fid", "value": 3.0},
+            # FF: noise (the first report); MSP: close to the real images
+            {"model": "tiny_ff", "metric": "isc", "value": 1.12},
+            {"model": "tiny_ff", "metric": "fid", "value": 153.0},
+            {"model": "tiny_ff", "metric": "nll_bpd", "value": 7.4},
+            {"model": "tiny_msp", "metric": "isc", "value": 7.9},
+            {"model": "tiny_msp", "metric": "fid", "value": 9.0},
+            {"model": "tiny_msp", "metric": "nll_bpd", "value": 2.1},
+            # The single-level baseline is judged against the same references.
+            {"model": "tiny_pixelcnn", "metric": "isc", "value": 1.5},
+            {"model": "tiny_pixelcnn", "metric": "fid", "value": 60.0},
+            {"model": "tiny_pixelcnn", "metric": "nll_bpd", "value": 3.0},
+        ],
+    )
     ff, msp, baseline = assess(results, _steps(11, 40, 90), REAL)
     assert ff.steps == {"level1": 11, "prior": 40}
-    assert (baseline.label, baseline.card, baseline.steps) == ("PixelCNN", "tiny_pixelcnn", {"prior": 90})
+    assert (baseline.label, baseline.card, baseline.steps) == (
+        "PixelCNN",
+        "tiny_pixelcnn",
+        {"prior": 90},
+    )
     assert len(baseline.warnings) == 2 and "IS 1.50" in baseline.warnings[0]
     assert (ff.real_isc, ff.real_fid, ff.uniform_bpd) == (8.5, 3.0, 8.0)
     assert len(ff.warnings) == 3
@@ -51,26 +65,36 @@ def test_a_model_far_from_the_real_images_gets_a_warning_naming_the_reference(tm
     assert "PixelCNN (tiny_pixelcnn)" in page and "90 prior" in page
     assert f"Reference: {REAL}" in page and "8.50" in page and "3.00" in page
     assert "uniform model" in page and "8.000 bits/dim" in page
-    assert page.count('class="warning"') == 3  # FF's and the baseline's warnings and the advice; none for MSP
+    assert (
+        page.count('class="warning"') == 3
+    )  # FF's and the baseline's warnings and the advice; none for MSP
     assert "11 level1, 40 prior" in page
 
 
 def test_the_latest_row_of_a_metric_counts(tmp_path):
-    results = _results(tmp_path, [
-        {"model": REAL, "metric": "isc", "value": 8.0},
-        {"model": "tiny_ff", "metric": "isc", "value": 1.0},
-        {"model": "tiny_ff", "metric": "isc", "value": 7.0},  # recomputed after more training
-    ])
+    results = _results(
+        tmp_path,
+        [
+            {"model": REAL, "metric": "isc", "value": 8.0},
+            {"model": "tiny_ff", "metric": "isc", "value": 1.0},
+            {"model": "tiny_ff", "metric": "isc", "value": 7.0},  # recomputed after more training
+        ],
+    )
     ff, *_ = assess(results, _steps(5, 5), REAL)
     assert ff.isc == 7.0 and ff.warnings == []
 
 
 def test_is_is_judged_by_how_far_above_one_it_is(tmp_path):
     # A weak classifier gives real images an IS of 1.44; samples at 1.008 are at its floor.
-    results = _results(tmp_path, [
-        {"model": REAL, "metric": "isc", "value": 1.44}, {"model": "tiny_ff", "metric": "isc", "value": 1.008},
-        {"model": "tiny_msp", "metric": "isc", "value": 1.30}, {"model": "tiny_ff", "metric": "nll_bpd", "value": 8.3},
-    ])
+    results = _results(
+        tmp_path,
+        [
+            {"model": REAL, "metric": "isc", "value": 1.44},
+            {"model": "tiny_ff", "metric": "isc", "value": 1.008},
+            {"model": "tiny_msp", "metric": "isc", "value": 1.30},
+            {"model": "tiny_ff", "metric": "nll_bpd", "value": 8.3},
+        ],
+    )
     ff, msp, _ = assess(results, _steps(5, 5), REAL)
     assert "IS 1.01 against 1.44" in ff.warnings[0]
     assert "8.30 bits/dim, no better than a uniform model's 8" in ff.warnings[1]
