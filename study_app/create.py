@@ -97,7 +97,8 @@ def _load(spec: SourceSpec) -> SampleSetFiles:
         raise StudySourceError(f"source {spec.label}: real images of {spec.real_dataset} must be written as a "
                                "sample set first (hvqeval study create does this)")
     loaded = read_sample_set(spec.label, spec.location)
-    loaded.dataset = spec.dataset  # a generated set may name its training data: not real images
+    if spec.dataset is not None:  # real images the CLI wrote for this study
+        loaded.dataset = spec.dataset
     return loaded
 
 

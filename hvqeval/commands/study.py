@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import sys
 from pathlib import Path
@@ -68,55 +67,20 @@ def _common(f):
     return f
 
 
-def _class_label(names: list[str], class_id: int) -> str:
-    from models import class_label
-
-    return class_label(names[class_id], class_id)
-
-
 def _write_real_images(dataset_name: str, split: str, label: str, classes: list[int], count: int,
                        size: int, seed: int, out: Path) -> Path:
-    """Draw ``count`` real images per class, preprocess them as in training (rescale the
-    shortest side, centre crop), and write them as a sample set at ``out``."""
-    import numpy as np
-
-    from hvqeval.sample_set import SampleSetWriter
-    from models import ModelsError, eval_transform, open_dataset
+    """``count`` real images per class as a sample set at ``out`` (``hvqeval samples
+    from-dataset``: preprocessed as in training, the manifest naming the dataset)."""
+    from hvqeval.image_import import ImageImportError, write_dataset_images
     from study_app.errors import StudySourceError
 
-    try:
-        kwargs = {"image_size": size} if dataset_name == "shapes" else {}
-        dataset = open_dataset(dataset_name, split, transform=eval_transform(size), **kwargs)
-    except ModelsError as err:
-        raise StudySourceError(f"real images {label}: {err}") from None
-    bad = [c for c in classes if not 0 <= c < dataset.num_classes]
-    if bad:
-        raise StudySourceError(f"real images {label}: dataset {dataset_name} has no class(es) {bad} "
-                               f"(it has {dataset.num_classes} classes)")
-    wanted = {c: count for c in classes}
-    order = list(range(len(dataset)))
-    random.Random(seed).shuffle(order)
-    targets = getattr(dataset, "targets", None)  # labels without decoding, where a reader offers them
     if out.exists():
-        shutil.rmtree(out)
-    writer = SampleSetWriter(out, model=label, image_size=size, dataset=dataset_name, split=split, seed=seed,
-                             preprocessing="rescale shortest side, centre crop (eval_transform)")
-    for index in order:
-        if not any(wanted.values()):
-            break
-        if targets is not None and wanted.get(int(targets[index]), 0) == 0:
-            continue
-        image, class_id = dataset[index]  # (3, size, size) uint8
-        if wanted.get(class_id, 0) == 0:
-            continue
-        writer.add(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), class_id,
-                   _class_label(dataset.class_names, class_id))
-        wanted[class_id] -= 1
-    short = {c: n for c, n in wanted.items() if n}
-    if short:
-        raise StudySourceError(f"real images {label}: {dataset_name}:{split} has too few images of class(es) "
-                               f"{sorted(short)} (need {count} each)")
-    writer.close()
+        shutil.rmtree(out)  # the study's own copy, rewritten by every create
+    try:
+        write_dataset_images(dataset_name, split, out, per_class=count, classes=classes, image_size=size,
+                             seed=seed, model=label)
+    except ImageImportError as err:
+        raise StudySourceError(f"real images {label}: {err}") from None
     return out
 
 
