@@ -1,7 +1,7 @@
 """``hvqeval study``: create, serve and export human studies (paper Section 7.3, Appendix G).
 
     hvqeval study create rating   --name NAME --model LABEL=SET ... [--real LABEL=DATASET] ...
-    hvqeval study create pairwise --name NAME --a LABEL=SET --b LABEL=SET ...
+    hvqeval study create pairwise --name NAME --source LABEL=SET --source LABEL=SET ... [--pair A:B]
     hvqeval study pairings --n-a 50 --n-b 50 --uses 10 --seed 0 [--out pairs.csv]
     hvqeval study serve    [--bind 127.0.0.1:8000] [--workers 4] [--secret-key-file PATH]
     hvqeval study export   --study NAME --out responses.csv
@@ -104,7 +104,7 @@ def _create(url: str, settings, instance_dir: str):
         for spec in settings.sources:
             if spec.real_dataset:
                 out = _write_real_images(spec.real_dataset, settings.real_split, spec.label, classes,
-                                         settings.per_class + EXAMPLES_PER_SOURCE, size, settings.seed,
+                                         settings.count_of(spec.label) + EXAMPLES_PER_SOURCE, size, settings.seed,
                                          study_dir / f"real-{spec.label}")
                 spec = SourceSpec(spec.label, str(out), dataset=spec.real_dataset)
             sources.append(spec)
@@ -162,24 +162,50 @@ def create_rating(models, reals, ratings_per_item, name, classes, per_class, tas
 
 
 @create.command(name="pairwise")
-@click.option("--a", "source_a", required=True, metavar="LABEL=SET",
-              help="Model A's sample set (LABEL=real:DATASET for real images).")
-@click.option("--b", "source_b", required=True, metavar="LABEL=SET", help="Model B, as --a.")
-@click.option("--pairs-per-class", type=int, default=500, show_default=True,
-              help="Pairs per class; each sample is used pairs/per-class times.")
+@click.option("--source", "sources", multiple=True, metavar="LABEL=SET",
+              help="A source to compare (sample set, or LABEL=real:DATASET); repeat for M >= 2 sources.")
+@click.option("--a", "source_a", default=None, metavar="LABEL=SET", help="Two-source form: source A (as --source).")
+@click.option("--b", "source_b", default=None, metavar="LABEL=SET", help="Two-source form: source B.")
+@click.option("--pair", "pairs", multiple=True, metavar="A:B",
+              help="Compare only these source pairs (A shown as model A in the export) [default: all pairs].")
+@click.option("--uses", type=int, default=None,
+              help="Uses of each sample per source pair [default: 10]; the smaller source's samples are used "
+                   "as evenly as the counts allow.")
+@click.option("--count", "counts", multiple=True, metavar="LABEL=N",
+              help="Images per class of one source, when it differs from --per-class.")
+@click.option("--pairs-per-class", type=int, default=None,
+              help="Instead of --uses: exactly this many pairs per class and source pair.")
 @click.option("--raters-per-pair", type=int, default=3, show_default=True, help="k distinct raters per pair.")
 @_common
-def create_pairwise(source_a, source_b, pairs_per_class, raters_per_pair, name, classes, per_class, tasks_per_rater,
-                    lease_seconds, seed, real_split, examples_real, instance_dir, as_json, database_url):
-    """Side-by-side preference (Tables 3 and 5): which image looks the most realistic / is real."""
+def create_pairwise(sources, source_a, source_b, pairs, uses, counts, pairs_per_class, raters_per_pair, name,
+                    classes, per_class, tasks_per_rater, lease_seconds, seed, real_split, examples_real,
+                    instance_dir, as_json, database_url):
+    """Side-by-side preference (Tables 3 and 5) among two or more sources: which image looks the
+    most realistic (or, when every pair holds real images, which is real)."""
     from study_app.create import SourceSpec, StudySettings
+    from study_app.errors import StudyError
+    from study_app.source_pairs import parse_pair
 
+    texts = [t for t in (source_a, source_b) if t] + list(sources)
+    if len(texts) < 2:
+        raise StudyError("a pairwise study needs two or more sources: --source LABEL=SET (repeat), or --a and --b")
     url = _database_url(database_url, instance_dir)
-    settings = StudySettings(name=name, kind="pairwise", sources=(SourceSpec.parse(source_a), SourceSpec.parse(source_b)),
+    settings = StudySettings(name=name, kind="pairwise", sources=tuple(SourceSpec.parse(t) for t in texts),
                              classes=_classes(classes), per_class=per_class, answers_per_item=raters_per_pair,
                              tasks_per_rater=tasks_per_rater, lease_seconds=lease_seconds, seed=seed,
-                             pairs_per_class=pairs_per_class, real_split=real_split, examples_real=examples_real)
+                             pairs_per_class=pairs_per_class, real_split=real_split, examples_real=examples_real,
+                             pairs=tuple(parse_pair(p) for p in pairs), uses=uses,
+                             counts=tuple(_count(c) for c in counts))
     _report(_create(url, settings, instance_dir), url, as_json)
+
+
+def _count(text: str) -> tuple[str, int]:
+    from study_app.errors import StudyError
+
+    label, sep, value = text.partition("=")
+    if not sep or not label.strip() or not value.strip().isdigit():
+        raise StudyError(f"--count: expected LABEL=N (images per class of that source), got {text!r}")
+    return label.strip(), int(value)
 
 
 @command.command(name="pairings")

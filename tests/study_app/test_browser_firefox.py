@@ -23,10 +23,10 @@ import time
 
 import pytest
 from sqlalchemy import select
+from study_schemas import engine_for
 from test_browser import server  # noqa: F401  (module-scoped production server with a rating and a pairwise study)
 
 from study_app.db import session_scope
-from study_schemas import engine_for
 from study_app.schema import Answer, Rater, Study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
