@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -26,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from study_app.assign import new_token, utcnow
 from study_app.db import make_engine, session_scope, upgrade
 from study_app.errors import StudyError, StudyExistsError, StudySourceError
+from study_app.platforms import origin
 from study_app.sample_sets import SampleSetFiles, check_images, read_sample_set
 from study_app.schema import Image, Item, Slot, Source, Study
 from study_app.source_pairs import design_seed, pair_design, source_pairs
@@ -84,6 +86,8 @@ class StudySettings:
     pairs: tuple[tuple[str, str], ...] = ()  # pairwise: source pairs (labels) compared; () = all
     uses: int | None = None  # pairwise: uses of each sample per source pair (None: 10, or pairs_per_class)
     counts: tuple[tuple[str, int], ...] = ()  # images per class of a source, other than per_class
+    completion_code: str | None = None  # one code for every rater (Prolific); None: random per rater
+    completion_url: str | None = None  # where finished raters are redirected (Prolific)
 
     def count_of(self, label: str) -> int:
         return dict(self.counts).get(label, self.per_class)
@@ -153,6 +157,7 @@ def create_study(database_url: str, settings: StudySettings, storage_dir: str | 
             raise StudyError(f"{name} must be at least 1, got {value}")
     if not settings.name or len(settings.name) > 100 or not settings.name.replace("-", "").replace("_", "").isalnum():
         raise StudyError(f"study name {settings.name!r}: use 1-100 letters, digits, '-' or '_'")
+    check_completion(settings.completion_code, settings.completion_url)
     labels = [s.label for s in settings.sources]
     if len(set(labels)) != len(labels):
         raise StudyError(f"source labels must differ, got {labels}")
@@ -221,7 +226,8 @@ def _build(engine, settings: StudySettings) -> StudySummary:
         study = Study(name=settings.name, public_id=secrets.token_urlsafe(12), kind=settings.kind, status="open",
                       question=question, answers_per_item=settings.answers_per_item,
                       tasks_per_rater=settings.tasks_per_rater, lease_seconds=settings.lease_seconds,
-                      seed=settings.seed, settings_json=json.dumps(asdict(settings)), created_at=utcnow())
+                      seed=settings.seed, settings_json=json.dumps(asdict(settings)), created_at=utcnow(),
+                      completion_code=settings.completion_code, completion_url=settings.completion_url)
         session.add(study)
         try:
             session.flush()
@@ -274,6 +280,14 @@ def _build(engine, settings: StudySettings) -> StudySummary:
         summary = StudySummary(study.name, study.kind, study.public_id, len(item_ids), len(item_ids) * k,
                                tuple(classes))
     return summary
+
+
+def check_completion(code: str | None, url: str | None) -> None:
+    """A completion code raters can type (1-40 letters, digits, - or _) and an http(s) URL."""
+    if code is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", code):
+        raise StudyError(f"--completion-code {code!r}: use 1-40 letters, digits, '-' or '_'")
+    if url is not None and (origin(url) is None or len(url) > 2000):
+        raise StudyError(f"--completion-url {url!r}: give the absolute http(s) URL the platform gave you")
 
 
 def _class_of(src: SampleSetFiles, file: str) -> int:

@@ -3,7 +3,8 @@
 Columns (README, "Human studies", documents each)::
 
     study, kind, rater, item, class_id, class_name, model_a, sample_a, model_b, sample_b,
-    left, rating, choice, unknown_reason, response_ms, created_at
+    left, rating, choice, unknown_reason, response_ms, created_at,
+    platform, platform_study, platform_session, completion_code
 
 Flask-free on purpose: ``hvqeval report --database URL --study NAME`` (the CLI layer) reads
 answers with ``read_export`` and hands ``analysis`` the rows.
@@ -25,6 +26,7 @@ from study_app.schema import Answer, Image, Item, Rater, Source, Study
 EXPORT_COLUMNS = (
     "study", "kind", "rater", "item", "class_id", "class_name", "model_a", "sample_a", "model_b", "sample_b",
     "left", "rating", "choice", "unknown_reason", "response_ms", "created_at",
+    "platform", "platform_study", "platform_session", "completion_code",
 )
 
 
@@ -46,7 +48,8 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
                    source_a.label, source_a.sample_set_id, image_a.file,
                    source_b.label, source_b.sample_set_id, image_b.file,
                    Answer.left, Answer.rating, Answer.choice, Answer.unknown_reason, Answer.response_ms,
-                   Answer.created_at)
+                   Answer.created_at, Rater.platform, Rater.platform_study, Rater.platform_session,
+                   Rater.completion_code)
             .select_from(Answer)
             .join(Rater, Rater.id == Answer.rater_id)
             .join(Item, Item.id == Answer.item_id)
@@ -59,7 +62,7 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
         )
         rows = []
         for (rater, number, class_id, class_name, model_a, set_a, file_a, model_b, set_b, file_b,
-             left, rating, choice, reason, ms, created) in session.execute(query):
+             left, rating, choice, reason, ms, created, platform, p_study, p_session, code) in session.execute(query):
             rows.append({
                 "study": study_name, "kind": study.kind, "rater": rater, "item": number,
                 "class_id": class_id, "class_name": class_name,
@@ -67,6 +70,8 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
                 "model_b": model_b, "sample_b": f"{set_b}/{file_b}" if file_b is not None else None,
                 "left": left, "rating": rating, "choice": choice, "unknown_reason": reason,
                 "response_ms": ms, "created_at": created.isoformat(timespec="milliseconds") + "Z",
+                "platform": platform, "platform_study": p_study, "platform_session": p_session,
+                "completion_code": code,
             })
         return rows
 

@@ -5,6 +5,7 @@
     hvqeval study pairings --n-a 50 --n-b 50 --uses 10 --seed 0 [--out pairs.csv]
     hvqeval study serve    [--bind 127.0.0.1:8000] [--workers 4] [--secret-key-file PATH]
     hvqeval study export   --study NAME --out responses.csv
+    hvqeval study codes    STUDY [--check platform.csv]
     hvqeval study list | open NAME | close NAME | migrate | hash-password
 """
 
@@ -59,6 +60,10 @@ def _common(f):
                      help="Dataset for the example real images on the instructions page when no source is real."),
         click.option("--instance-dir", default="instance", show_default=True,
                      help="Where the default database and the preprocessed real images live."),
+        click.option("--completion-code", default=None,
+                     help="One completion code for every rater (Prolific's study code) [default: random per rater]."),
+        click.option("--completion-url", default=None,
+                     help="Where a rater is redirected once the last answer is stored (Prolific's completion URL)."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         _db_option,
     ]
@@ -148,7 +153,7 @@ def create() -> None:
 @click.option("--ratings-per-item", type=int, default=3, show_default=True, help="k distinct raters per image.")
 @_common
 def create_rating(models, reals, ratings_per_item, name, classes, per_class, tasks_per_rater, lease_seconds, seed,
-                  real_split, examples_real, instance_dir, as_json, database_url):
+                  real_split, examples_real, instance_dir, completion_code, completion_url, as_json, database_url):
     """Realism ratings 1-5 (Table 2): every image rated by k different raters."""
     from study_app.create import SourceSpec, StudySettings
 
@@ -157,7 +162,8 @@ def create_rating(models, reals, ratings_per_item, name, classes, per_class, tas
     settings = StudySettings(name=name, kind="rating", sources=sources, classes=_classes(classes),
                              per_class=per_class, answers_per_item=ratings_per_item, tasks_per_rater=tasks_per_rater,
                              lease_seconds=lease_seconds, seed=seed, real_split=real_split,
-                             examples_real=examples_real)
+                             examples_real=examples_real, completion_code=completion_code,
+                             completion_url=completion_url)
     _report(_create(url, settings, instance_dir), url, as_json)
 
 
@@ -179,7 +185,7 @@ def create_rating(models, reals, ratings_per_item, name, classes, per_class, tas
 @_common
 def create_pairwise(sources, source_a, source_b, pairs, uses, counts, pairs_per_class, raters_per_pair, name,
                     classes, per_class, tasks_per_rater, lease_seconds, seed, real_split, examples_real,
-                    instance_dir, as_json, database_url):
+                    instance_dir, completion_code, completion_url, as_json, database_url):
     """Side-by-side preference (Tables 3 and 5) among two or more sources: which image looks the
     most realistic (or, when every pair holds real images, which is real)."""
     from study_app.create import SourceSpec, StudySettings
@@ -195,7 +201,8 @@ def create_pairwise(sources, source_a, source_b, pairs, uses, counts, pairs_per_
                              tasks_per_rater=tasks_per_rater, lease_seconds=lease_seconds, seed=seed,
                              pairs_per_class=pairs_per_class, real_split=real_split, examples_real=examples_real,
                              pairs=tuple(parse_pair(p) for p in pairs), uses=uses,
-                             counts=tuple(_count(c) for c in counts))
+                             counts=tuple(_count(c) for c in counts), completion_code=completion_code,
+                             completion_url=completion_url)
     _report(_create(url, settings, instance_dir), url, as_json)
 
 
@@ -308,6 +315,40 @@ def export_cmd(study_name, out, database_url):
 
     count = write_csv(_database_url(database_url), study_name, out)
     click.echo(f"wrote {count} answers to {out}", err=True)
+
+
+@command.command(name="codes")
+@click.argument("study_name", metavar="STUDY")
+@click.option("--check", "check_file", type=click.Path(dir_okay=False), default=None,
+              help="A platform's CSV of submissions (participant id and pasted completion code) to check.")
+@click.option("--json", "as_json", is_flag=True)
+@_db_option
+def codes_cmd(study_name, check_file, as_json, database_url):
+    """The completion code of every rater; with --check, the submissions whose code does not match
+    (exit status 1 when there is any)."""
+    from dataclasses import asdict
+
+    from study_app.codes import check_codes, rater_codes, read_pasted
+    from study_app.db import open_database
+
+    with open_database(_database_url(database_url)) as engine:
+        stored = rater_codes(engine, study_name)
+    if check_file is None:
+        if as_json:
+            click.echo(json.dumps([asdict(r) for r in stored]))
+        for r in [] if as_json else stored:
+            click.echo(f"{r.participant}\t{r.platform or '-'}\t{r.answered}\t{r.completion_code or '-'}")
+        return
+    pasted = read_pasted(check_file)
+    mismatches = check_codes(stored, pasted)
+    if as_json:
+        click.echo(json.dumps({"checked": len(pasted), "mismatches": [asdict(m) for m in mismatches]}))
+    else:
+        for m in mismatches:
+            click.echo(f"{m.participant}\tpasted {m.pasted or '-'}\tstored {m.stored or '-'}\t{m.problem}")
+        click.echo(f"{len(pasted)} submission(s) checked, {len(mismatches)} mismatch(es)", err=True)
+    if mismatches:
+        sys.exit(1)
 
 
 @command.command(name="list")
