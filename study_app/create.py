@@ -88,6 +88,7 @@ class StudySettings:
     counts: tuple[tuple[str, int], ...] = ()  # images per class of a source, other than per_class
     completion_code: str | None = None  # one code for every rater (Prolific); None: random per rater
     completion_url: str | None = None  # where finished raters are redirected (Prolific)
+    no_examples: bool = False  # said explicitly: instructions without example images
 
     def count_of(self, label: str) -> int:
         return dict(self.counts).get(label, self.per_class)
@@ -215,6 +216,15 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             check_images(src, [f for f, _h, _n in picked + examples[s_index]])
     for src in example_sources:
         check_images(src, [f for files in src.by_class.values() for f, _h, _n in files])
+    if not settings.no_examples:
+        # The instructions show examples of every source; one that has no image beyond those the
+        # study asks about would leave them out silently.
+        bare = [src.label for i, src in enumerate(loaded) if not examples[i]]
+        if bare:
+            raise StudySourceError(
+                f"source(s) {', '.join(bare)} have no image left for the instructions' examples (every image "
+                f"of the study's classes is a task); add images, lower --per-class / --count, or pass "
+                f"--no-examples")
 
     compared = source_pairs([s.label for s in loaded], settings.pairs) if settings.kind == "pairwise" else []
     # "Which image is real?" only when every pair holds real images against generated ones

@@ -64,6 +64,8 @@ def _common(f):
                      help="One completion code for every rater (Prolific's study code) [default: random per rater]."),
         click.option("--completion-url", default=None,
                      help="Where a rater is redirected once the last answer is stored (Prolific's completion URL)."),
+        click.option("--no-examples", is_flag=True,
+                     help="Create the study even when a source has no image left for the instructions' examples."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         _db_option,
     ]
@@ -153,7 +155,8 @@ def create() -> None:
 @click.option("--ratings-per-item", type=int, default=3, show_default=True, help="k distinct raters per image.")
 @_common
 def create_rating(models, reals, ratings_per_item, name, classes, per_class, tasks_per_rater, lease_seconds, seed,
-                  real_split, examples_real, instance_dir, completion_code, completion_url, as_json, database_url):
+                  real_split, examples_real, instance_dir, completion_code, completion_url, no_examples, as_json,
+                  database_url):
     """Realism ratings 1-5 (Table 2): every image rated by k different raters."""
     from study_app.create import SourceSpec, StudySettings
 
@@ -163,7 +166,7 @@ def create_rating(models, reals, ratings_per_item, name, classes, per_class, tas
                              per_class=per_class, answers_per_item=ratings_per_item, tasks_per_rater=tasks_per_rater,
                              lease_seconds=lease_seconds, seed=seed, real_split=real_split,
                              examples_real=examples_real, completion_code=completion_code,
-                             completion_url=completion_url)
+                             completion_url=completion_url, no_examples=no_examples)
     _report(_create(url, settings, instance_dir), url, as_json)
 
 
@@ -185,7 +188,7 @@ def create_rating(models, reals, ratings_per_item, name, classes, per_class, tas
 @_common
 def create_pairwise(sources, source_a, source_b, pairs, uses, counts, pairs_per_class, raters_per_pair, name,
                     classes, per_class, tasks_per_rater, lease_seconds, seed, real_split, examples_real,
-                    instance_dir, completion_code, completion_url, as_json, database_url):
+                    instance_dir, completion_code, completion_url, no_examples, as_json, database_url):
     """Side-by-side preference (Tables 3 and 5) among two or more sources: which image looks the
     most realistic (or, when every pair holds real images, which is real)."""
     from study_app.create import SourceSpec, StudySettings
@@ -202,7 +205,7 @@ def create_pairwise(sources, source_a, source_b, pairs, uses, counts, pairs_per_
                              pairs_per_class=pairs_per_class, real_split=real_split, examples_real=examples_real,
                              pairs=tuple(parse_pair(p) for p in pairs), uses=uses,
                              counts=tuple(_count(c) for c in counts), completion_code=completion_code,
-                             completion_url=completion_url)
+                             completion_url=completion_url, no_examples=no_examples)
     _report(_create(url, settings, instance_dir), url, as_json)
 
 

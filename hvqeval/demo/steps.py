@@ -282,6 +282,8 @@ class Demo:
         common = ["--classes", str(NUM_CLASSES[self.data]), "--per-class", str(per_class),
                   "--database-url", self.database_url, "--instance-dir", str(self.path("instance")),
                   "--tasks-per-rater", "20", "--json"]
+        if self.plan.study_per_class >= self.plan.per_class:  # every sample is a task: none left to show
+            common.append("--no-examples")
         pairs = ["--pairs-per-class", str(2 * per_class)]
         return {
             "demo-rating": ["study", "create", "rating", "--name", "demo-rating", "--model", f"FF={ff}",

@@ -32,7 +32,7 @@ def test_database_and_csv_give_the_same_report(tmp_path):
     ff, msp = _sample_set(tmp_path / "ff", "tiny_ff", 1), _sample_set(tmp_path / "msp", "tiny_msp", 2)
     create_study(url, StudySettings(name="ab", kind="pairwise", sources=(SourceSpec("MSP", str(msp.path)),
                  SourceSpec("FF", str(ff.path))), classes=(3, 5), per_class=2, pairs_per_class=4,
-                 answers_per_item=3, tasks_per_rater=8), tmp_path)
+                 answers_per_item=3, tasks_per_rater=8, no_examples=True), tmp_path)
     engine = make_engine(url)
     with session_scope(engine) as session:
         study = session.scalar(select(Study).where(Study.name == "ab"))

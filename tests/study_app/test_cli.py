@@ -244,3 +244,13 @@ def test_serve_with_a_secret_key_file_serves_the_study(db_url, sets, tmp_path):
         output = server.communicate(timeout=30)[0]
     assert status == "ok", output
     assert output.startswith(f"serving on http://127.0.0.1:{port}")
+
+
+def test_study_without_example_images_is_refused_unless_said(db_url, sets):
+    args = ["create", "rating", "--name", "bare", "--model", f"ff={sets['ff'].path}", "--classes", "1",
+            "--per-class", "6", "--database-url", db_url]  # the sets hold 6 images per class: none left over
+    refused = CliRunner().invoke(cli, ["study", *args])
+    assert refused.exit_code == 1 and refused.output.startswith("Error: ") and "--no-examples" in refused.output
+    assert "ff" in refused.output and len(refused.output.strip().splitlines()) == 1
+    assert json.loads(_invoke("list", "--json", "--database-url", db_url).output) == []
+    assert _invoke(*args, "--no-examples").exit_code == 0

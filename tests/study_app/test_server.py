@@ -33,7 +33,7 @@ def _study(db_url, sample_set_factory, tmp_path, per_class=20):
     msp = sample_set_factory("msp", "tiny_msp", per_class, seed=2)
     return create_study(db_url, StudySettings(
         name="load", kind="rating", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
-        classes=(3, 5, 7), per_class=per_class, answers_per_item=3, tasks_per_rater=3), tmp_path)
+        classes=(3, 5, 7), per_class=per_class, answers_per_item=3, tasks_per_rater=3, no_examples=True), tmp_path)
 
 
 def _stored(db_url):
