@@ -19,7 +19,9 @@ from study_server import LocalServer
 from test_browser import _ready, _shapes_set
 
 from hvqeval.cli import cli
-from hvqeval.commands.study import _create as create_study  # writes the real images, as the CLI does
+from hvqeval.commands.study import (
+    _create as create_study,  # writes the real images, as the CLI does
+)
 from hvqeval.image_import import import_images
 from study_app.create import SourceSpec, StudySettings
 from study_app.db import session_scope
