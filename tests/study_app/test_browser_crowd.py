@@ -10,19 +10,20 @@ import csv
 import json
 from urllib.parse import parse_qs
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 from sqlalchemy import func, select
 from study_schemas import dispose_all, engine_for
 from study_server import LocalServer
-from test_browser import _ready, _shapes_set
 
 from hvqeval.cli import cli
 from hvqeval.commands.study import (
     _create as create_study,  # writes the real images, as the CLI does
 )
 from hvqeval.image_import import import_images
+from hvqeval.sample_set import SampleSetWriter
 from study_app.create import SourceSpec, StudySettings
 from study_app.db import session_scope
 from study_app.schema import Rater
@@ -32,18 +33,42 @@ PROLIFIC = "https://app.prolific.com/submissions/complete?cc=C0DE42"
 SANDBOX = "https://workersandbox.mturk.com"
 
 
+def shapes_set(path, model: str, seed: int, classes=(0, 3)):
+    """Stand-in 'generated' images: 5 shapes images per class with a model-specific colour shift."""
+    from models import class_label, open_dataset
+
+    dataset = open_dataset("shapes", "train", image_size=32, seed=seed, length=400)
+    writer = SampleSetWriter(path, model=model, image_size=32, seed=seed)
+    counts = dict.fromkeys(classes, 0)
+    for i in range(len(dataset)):
+        image, class_id = dataset[i]  # (3, 32, 32) uint8
+        if counts.get(class_id, 99) < 5:
+            hwc = image.permute(1, 2, 0).numpy().astype(np.int16)
+            hwc[..., seed % 3] += 40
+            writer.add(np.clip(hwc, 0, 255).astype(np.uint8), class_id,
+                       class_label(dataset.class_names[class_id], class_id))
+            counts[class_id] += 1
+    return writer.close()
+
+
+def ready(page, done: int, total: int):
+    page.wait_for_function(
+        "([d, t]) => document.getElementById('progress-text').textContent === d + ' / ' + t"
+        " && !document.querySelector('#task button.answer').disabled", arg=[done, total], timeout=15000)
+
+
 def _answer_all(page, total: int):
     for n in range(total):
-        _ready(page, n, total)
+        ready(page, n, total)
         page.keyboard.press("ArrowLeft" if n % 2 else "ArrowRight")
 
 
 def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifacts_dir):
     url = f"sqlite:///{tmp_path / 'study.sqlite3'}"
-    ff = _shapes_set(tmp_path / "ff", "tiny_ff", 1)
+    ff = shapes_set(tmp_path / "ff", "tiny_ff", 1)
     flat = tmp_path / "biggan_pngs"
     for c in (0, 3):
-        for i, f in enumerate(_shapes_set(tmp_path / f"src{c}", "other", 2).files):
+        for i, f in enumerate(shapes_set(tmp_path / f"src{c}", "other", 2).files):
             if f.class_id == c:
                 (flat / str(c)).mkdir(parents=True, exist_ok=True)
                 Image.open(tmp_path / f"src{c}" / f.file).save(flat / str(c) / f"img{i}.png")
