@@ -147,9 +147,10 @@ def test_the_printed_serve_command_starts_the_server_as_printed(demo_dir, browse
 
 @pytest.mark.browser
 def test_a_person_can_answer_the_demo_rating_study(demo_dir, browser, artifacts_dir):
+    from study_server import LocalServer
+
     from study_app.db import make_engine, session_scope
     from study_app.schema import Answer, Study
-    from study_server import LocalServer
 
     out, summary, _ = demo_dir
     url = summary["database_url"]
