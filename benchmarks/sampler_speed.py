@@ -50,8 +50,14 @@ def _build(card, which: str):
         return Prior(card.prior, codes.channels, codes.num_codes, card.model.num_classes)
     channels, values, _ = card.level_input(0)
     codes = card.level[0].codes
-    return ConditionalDecoder(card.level[0], channels, values, codes.channels, codes.num_codes,
-                              factor=downsampling_factor(card, 0))
+    return ConditionalDecoder(
+        card.level[0],
+        channels,
+        values,
+        codes.channels,
+        codes.num_codes,
+        factor=downsampling_factor(card, 0),
+    )
 
 
 def inputs(card, which: str, batch: int, device: str):
@@ -75,7 +81,9 @@ def sample(model, which, card, cond, sampler, stop_after=None, **options):
         if stop_after is not None and steps[0] >= stop_after:
             raise Stop
 
-    kwargs = dict(generator=torch.Generator().manual_seed(2), sampler=sampler, on_step=count, **options)
+    kwargs = dict(
+        generator=torch.Generator().manual_seed(2), sampler=sampler, on_step=count, **options
+    )
     try:
         if which == "prior":
             res = card.top_codes.resolution
@@ -98,7 +106,11 @@ def cpu_worker(card_name, which, batch, sampler, threads, queue):
     start = time.perf_counter()
     x, steps = sample(model, which, card, cond, sampler)
     seconds = time.perf_counter() - start
-    queue.put(dict(seconds=seconds, steps=steps, peak_mib=(peak_rss_kib() - base) / 1024, samples=x.numpy()))
+    queue.put(
+        dict(
+            seconds=seconds, steps=steps, peak_mib=(peak_rss_kib() - base) / 1024, samples=x.numpy()
+        )
+    )
 
 
 def run_cpu(args) -> dict:
@@ -108,14 +120,19 @@ def run_cpu(args) -> dict:
         row = {}
         for sampler in ("naive", "cached"):
             queue = ctx.Queue()
-            proc = ctx.Process(target=cpu_worker, args=(args.card, which, args.batch, sampler, args.threads, queue))
+            proc = ctx.Process(
+                target=cpu_worker, args=(args.card, which, args.batch, sampler, args.threads, queue)
+            )
             proc.start()
             row[sampler] = queue.get()
             proc.join()
         row["identical"] = bool((row["naive"].pop("samples") == row["cached"].pop("samples")).all())
         row["speedup"] = row["naive"]["seconds"] / row["cached"]["seconds"]
         results[which] = row
-    total = {s: results["prior"][s]["seconds"] + results["decoder"][s]["seconds"] for s in ("naive", "cached")}
+    total = {
+        s: results["prior"][s]["seconds"] + results["decoder"][s]["seconds"]
+        for s in ("naive", "cached")
+    }
     results["end_to_end_speedup"] = total["naive"] / total["cached"]
     return results
 
@@ -139,15 +156,25 @@ def engine_run(net, bias, height, width, sampler, stop_after=None, **options) ->
     base = torch.cuda.memory_allocated() if cuda else 0
     start = time.perf_counter()
     try:
-        sample_network(net, bias, height, width, generator=torch.Generator().manual_seed(2),
-                       sampler=sampler, on_step=count, **options)
+        sample_network(
+            net,
+            bias,
+            height,
+            width,
+            generator=torch.Generator().manual_seed(2),
+            sampler=sampler,
+            on_step=count,
+            **options,
+        )
     except Stop:
         pass
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else float("nan")
-    return dict(seconds=seconds, steps=steps[0], per_step_ms=1000 * seconds / steps[0], peak_mib=peak)
+    return dict(
+        seconds=seconds, steps=steps[0], per_step_ms=1000 * seconds / steps[0], peak_mib=peak
+    )
 
 
 def run_gpu(args) -> dict:
@@ -161,11 +188,21 @@ def run_gpu(args) -> dict:
     res = card.top_codes.resolution
     # Warm-up (library initialisation, kernel selection), untimed: a few steps of each.
     sample(prior, "prior", card, labels, "cached", stop_after=3, **fast)
-    sample(decoder, "decoder", card, inputs(card, "decoder", args.batch, dev), "cached", stop_after=3, **fast)
+    sample(
+        decoder,
+        "decoder",
+        card,
+        inputs(card, "decoder", args.batch, dev),
+        "cached",
+        stop_after=3,
+        **fast,
+    )
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     sync()
     start = time.perf_counter()
-    codes = sample_prior(prior, labels, size=(res, res), generator=torch.Generator().manual_seed(2), **fast)
+    codes = sample_prior(
+        prior, labels, size=(res, res), generator=torch.Generator().manual_seed(2), **fast
+    )
     images = sample_decoder(decoder, codes, generator=torch.Generator().manual_seed(3), **fast)
     sync()
     results = {"end_to_end_s": time.perf_counter() - start}
@@ -180,10 +217,24 @@ def run_gpu(args) -> dict:
         stop = args.naive_rows * width * net.channels if which == "decoder" else None
         row = {}
         for sampler in ("naive", "cached"):
-            engine_run(net, bias, height, width, sampler, stop_after=3, cuda_graph=cuda and sampler == "cached")
-            row[sampler] = engine_run(net, bias, height, width, sampler,
-                                      stop_after=stop if sampler == "naive" else None,
-                                      cuda_graph=cuda and sampler == "cached")
+            engine_run(
+                net,
+                bias,
+                height,
+                width,
+                sampler,
+                stop_after=3,
+                cuda_graph=cuda and sampler == "cached",
+            )
+            row[sampler] = engine_run(
+                net,
+                bias,
+                height,
+                width,
+                sampler,
+                stop_after=stop if sampler == "naive" else None,
+                cuda_graph=cuda and sampler == "cached",
+            )
         row["speedup"] = row["naive"]["per_step_ms"] / row["cached"]["per_step_ms"]
         row["extrapolated"] = row["naive"]["steps"] < row["cached"]["steps"]
         results[which] = row
@@ -194,28 +245,44 @@ def run_gpu(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", action="store_true", help="CUDA, imagenet128_ff, batch 25")
-    parser.add_argument("--card", default=None, help="model card (default: tiny_ff on CPU, imagenet128_ff on GPU)")
-    parser.add_argument("--batch", type=int, default=None, help="samples per batch (default 4 on CPU, 25 on GPU)")
+    parser.add_argument(
+        "--card", default=None, help="model card (default: tiny_ff on CPU, imagenet128_ff on GPU)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="samples per batch (default 4 on CPU, 25 on GPU)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per sampler process")
-    parser.add_argument("--naive-rows", type=int, default=1, help="GPU: rows the naive decoder samples")
+    parser.add_argument(
+        "--naive-rows", type=int, default=1, help="GPU: rows the naive decoder samples"
+    )
     parser.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # cpu: dry run of --gpu
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     args.card = args.card or ("imagenet128_ff" if args.gpu else "tiny_ff")
     args.batch = args.batch or (25 if args.gpu else 4)
     results = run_gpu(args) if args.gpu else run_cpu(args)
-    results["setup"] = dict(card=args.card, batch=args.batch, device=torch.cuda.get_device_name(0)
-                            if args.gpu and args.device == "cuda" else f"cpu x{args.threads} thread(s)", torch=torch.__version__)
+    results["setup"] = dict(
+        card=args.card,
+        batch=args.batch,
+        device=torch.cuda.get_device_name(0)
+        if args.gpu and args.device == "cuda"
+        else f"cpu x{args.threads} thread(s)",
+        torch=torch.__version__,
+    )
     print(f"{'network':8} {'sampler':7} {'steps':>6} {'seconds':>9} {'ms/step':>8} {'peak MiB':>9}")
     for which in ("prior", "decoder"):
         for sampler in ("naive", "cached"):
             r = results[which][sampler]
-            print(f"{which:8} {sampler:7} {r['steps']:6d} {r['seconds']:9.2f} "
-                  f"{1000 * r['seconds'] / r['steps']:8.3f} {r['peak_mib']:9.1f}")
+            print(
+                f"{which:8} {sampler:7} {r['steps']:6d} {r['seconds']:9.2f} "
+                f"{1000 * r['seconds'] / r['steps']:8.3f} {r['peak_mib']:9.1f}"
+            )
         note = " (naive extrapolated per step)" if results[which].get("extrapolated") else ""
         print(f"RESULT sampler_{which}_speedup {results[which]['speedup']:.1f}x{note}")
         for sampler in ("naive", "cached"):
-            print(f"RESULT sampler_{which}_{sampler}_peak_mib {results[which][sampler]['peak_mib']:.0f}")
+            print(
+                f"RESULT sampler_{which}_{sampler}_peak_mib {results[which][sampler]['peak_mib']:.0f}"
+            )
         if "identical" in results[which]:
             print(f"RESULT sampler_{which}_identical {results[which]['identical']}")
     if "end_to_end_speedup" in results:

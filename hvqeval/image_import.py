@@ -48,7 +48,9 @@ def class_table(classes_of: str) -> list[str]:
         return imagenet_class_names()
     table = builtin_class_names(classes_of)
     if table is None:
-        raise ImageImportError(f"--classes-of {classes_of!r}: choose imagenet, shapes or fashion_mnist")
+        raise ImageImportError(
+            f"--classes-of {classes_of!r}: choose imagenet, shapes or fashion_mnist"
+        )
     return table
 
 
@@ -56,7 +58,9 @@ def imagenet_wnids() -> dict[str, int]:
     """{wnid: class id} from the class index the models package ships (its own data file)."""
     from importlib import resources
 
-    text = resources.files("models").joinpath("resources/imagenet_class_index.json").read_text("utf-8")
+    text = (
+        resources.files("models").joinpath("resources/imagenet_class_index.json").read_text("utf-8")
+    )
     return {wnid: int(i) for i, (wnid, _) in json.loads(text).items()}
 
 
@@ -72,46 +76,65 @@ def read_class_map(path: str | Path) -> dict[str, int]:
         if not row or not "".join(row).strip():
             continue
         if len(row) != 2:
-            raise ImageImportError(f"--class-map {path} line {line}: expected 'folder,class_id', got {row}")
+            raise ImageImportError(
+                f"--class-map {path} line {line}: expected 'folder,class_id', got {row}"
+            )
         folder, value = row[0].strip(), row[1].strip()
         if not value.lstrip("-").isdigit():
             if line == 1:
                 continue  # header
-            raise ImageImportError(f"--class-map {path} line {line}: class id {value!r} is not an integer")
+            raise ImageImportError(
+                f"--class-map {path} line {line}: class id {value!r} is not an integer"
+            )
         mapping[folder] = int(value)
     if not mapping:
-        raise ImageImportError(f"--class-map {path} maps no folders (expected rows 'folder,class_id')")
+        raise ImageImportError(
+            f"--class-map {path} maps no folders (expected rows 'folder,class_id')"
+        )
     return mapping
 
 
-def folder_class_id(folder: Path, table: list[str], classes_of: str,
-                    class_map: dict[str, int] | None) -> int:
+def folder_class_id(
+    folder: Path, table: list[str], classes_of: str, class_map: dict[str, int] | None
+) -> int:
     """The class id a class sub-folder stands for; an unknown one is an error naming it."""
     name = folder.name
     if class_map is not None:
         if name not in class_map:
-            raise ImageImportError(f"{folder}: class folder {name!r} is not in the --class-map; add a row "
-                                   f"'{name},CLASS_ID' or remove the folder")
+            raise ImageImportError(
+                f"{folder}: class folder {name!r} is not in the --class-map; add a row "
+                f"'{name},CLASS_ID' or remove the folder"
+            )
         class_id = class_map[name]
     elif name.isdigit():
         class_id = int(name)
     elif re.fullmatch(r"n\d{8}", name) and classes_of == "imagenet":
         wnids = imagenet_wnids()
         if name not in wnids:
-            raise ImageImportError(f"{folder}: class folder {name!r} is not one of the 1000 ImageNet wnids; "
-                                   "rename it or pass --class-map CSV")
+            raise ImageImportError(
+                f"{folder}: class folder {name!r} is not one of the 1000 ImageNet wnids; "
+                "rename it or pass --class-map CSV"
+            )
         class_id = wnids[name]
     else:
         wanted = name.replace("_", " ").casefold()
         matches = [i for i, n in enumerate(table) if n.casefold() == wanted]
         if len(matches) != 1:
-            why = "names several classes" if matches else "is not a class id, ImageNet wnid or class name"
-            raise ImageImportError(f"{folder}: class folder {name!r} {why} of {classes_of}; rename it to the "
-                                   "class id or pass --class-map CSV")
+            why = (
+                "names several classes"
+                if matches
+                else "is not a class id, ImageNet wnid or class name"
+            )
+            raise ImageImportError(
+                f"{folder}: class folder {name!r} {why} of {classes_of}; rename it to the "
+                "class id or pass --class-map CSV"
+            )
         class_id = matches[0]
     if not 0 <= class_id < len(table):
-        raise ImageImportError(f"{folder}: class {class_id} is not a class of {classes_of} "
-                               f"(0..{len(table) - 1}); fix the folder name or --class-map")
+        raise ImageImportError(
+            f"{folder}: class {class_id} is not a class of {classes_of} "
+            f"(0..{len(table) - 1}); fix the folder name or --class-map"
+        )
     return class_id
 
 
@@ -130,9 +153,17 @@ def _staged(out: Path) -> Iterator[Path]:
         raise
 
 
-def import_images(src: str | Path, out: str | Path, *, model: str, classes_of: str = "imagenet",
-                  class_map: str | Path | None = None, class_id: int | None = None,
-                  resize: int | None = None, progress: bool = False) -> SampleSet:
+def import_images(
+    src: str | Path,
+    out: str | Path,
+    *,
+    model: str,
+    classes_of: str = "imagenet",
+    class_map: str | Path | None = None,
+    class_id: int | None = None,
+    resize: int | None = None,
+    progress: bool = False,
+) -> SampleSet:
     """Write the images of ``src`` as the sample set ``out`` (see the module docstring)."""
     from tqdm import tqdm
 
@@ -146,7 +177,9 @@ def import_images(src: str | Path, out: str | Path, *, model: str, classes_of: s
     try:
         if src.is_dir():
             if (src / MANIFEST_NAME).is_file():
-                raise ImageImportError(f"{src} is already a sample set ({MANIFEST_NAME}); use it as it is")
+                raise ImageImportError(
+                    f"{src} is already a sample set ({MANIFEST_NAME}); use it as it is"
+                )
             source = FolderSource(str(src), image_size=resize)
         elif src.is_file() and src.suffix in (".npz", ".npy"):
             source = ArraySource(str(src), image_size=resize)
@@ -169,37 +202,62 @@ def import_images(src: str | Path, out: str | Path, *, model: str, classes_of: s
         labels = source.class_ids
         bad = np.flatnonzero((labels < 0) | (labels >= len(table)))
         if len(bad):
-            raise ImageImportError(f"{src}: image {bad[0]} has label {labels[bad[0]]}, not a class of "
-                                   f"{classes_of} (0..{len(table) - 1})")
+            raise ImageImportError(
+                f"{src}: image {bad[0]} has label {labels[bad[0]]}, not a class of "
+                f"{classes_of} (0..{len(table) - 1})"
+            )
     else:
         if class_id is None:
-            raise ImageImportError(f"{src} has no class labels (flat folder or array without labels); pass "
-                                   "--class-id N for all its images, or use class sub-folders")
+            raise ImageImportError(
+                f"{src} has no class labels (flat folder or array without labels); pass "
+                "--class-id N for all its images, or use class sub-folders"
+            )
         if not 0 <= class_id < len(table):
-            raise ImageImportError(f"--class-id {class_id} is not a class of {classes_of} (0..{len(table) - 1})")
+            raise ImageImportError(
+                f"--class-id {class_id} is not a class of {classes_of} (0..{len(table) - 1})"
+            )
         labels = np.full(len(source), class_id, dtype=np.int64)
 
     from models import class_label
 
-    meta = {"source": str(src.resolve()), "source_kind": source.kind, "classes_of": classes_of,
-            "resize": None if resize is None else RESIZE_FILTER.format(size=resize)}
+    meta = {
+        "source": str(src.resolve()),
+        "source_kind": source.kind,
+        "classes_of": classes_of,
+        "resize": None if resize is None else RESIZE_FILTER.format(size=resize),
+    }
     with _staged(out) as stage:
         writer = SampleSetWriter(stage, model=model, image_size=size, **meta)
-        for index in tqdm(range(len(source)), desc=f"import {src.name}", unit="img", disable=not progress):
+        for index in tqdm(
+            range(len(source)), desc=f"import {src.name}", unit="img", disable=not progress
+        ):
             try:
                 image = source[index]  # (3, size, size) uint8
             except InputError as err:
                 raise ImageImportError(str(err)) from None
             cid = int(labels[index])
-            writer.add(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), cid, class_label(table[cid], cid))
+            writer.add(
+                np.ascontiguousarray(image.permute(1, 2, 0).numpy()),
+                cid,
+                class_label(table[cid], cid),
+            )
             writer.files[-1]["source_file"] = source.describe(index)
         writer.flush()
     return SampleSet.load(out)
 
 
-def write_dataset_images(dataset_name: str, split: str, out: str | Path, *, per_class: int,
-                         classes: list[int] | None = None, image_size: int | None = None, seed: int = 0,
-                         model: str | None = None, progress: bool = False) -> SampleSet:
+def write_dataset_images(
+    dataset_name: str,
+    split: str,
+    out: str | Path,
+    *,
+    per_class: int,
+    classes: list[int] | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+    model: str | None = None,
+    progress: bool = False,
+) -> SampleSet:
     """``per_class`` real images of each class (all classes by default) as the sample set ``out``.
 
     Images are drawn in an order shuffled by ``seed`` and preprocessed with ``eval_transform``
@@ -221,24 +279,42 @@ def write_dataset_images(dataset_name: str, split: str, out: str | Path, *, per_
         raise ImageImportError(f"{dataset_name}: {err}") from None
     size = dataset.image_size
     if size is None:
-        raise ImageImportError(f"{dataset_name}:{split} has images of different sizes; pass --image-size SIZE")
+        raise ImageImportError(
+            f"{dataset_name}:{split} has images of different sizes; pass --image-size SIZE"
+        )
     classes = list(range(dataset.num_classes)) if classes is None else list(classes)
     bad = [c for c in classes if not 0 <= c < dataset.num_classes]
     if bad:
-        raise ImageImportError(f"dataset {dataset_name} has no class(es) {bad} (it has {dataset.num_classes})")
+        raise ImageImportError(
+            f"dataset {dataset_name} has no class(es) {bad} (it has {dataset.num_classes})"
+        )
     wanted = {c: per_class for c in classes}
     order = list(range(len(dataset)))
     random.Random(seed).shuffle(order)
-    targets = getattr(dataset, "targets", None)  # labels without decoding, where a reader offers them
+    targets = getattr(
+        dataset, "targets", None
+    )  # labels without decoding, where a reader offers them
     if dataset_name == "shapes":
         preprocessing = f"rendered at {size}x{size}"
     else:
         preprocessing = "none" if image_size is None else RESIZE_FILTER.format(size=size)
-    meta = {"real": True, "dataset": dataset_name, "split": split, "seed": seed, "preprocessing": preprocessing}
+    meta = {
+        "real": True,
+        "dataset": dataset_name,
+        "split": split,
+        "seed": seed,
+        "preprocessing": preprocessing,
+    }
     with _staged(Path(out)) as stage:
-        writer = SampleSetWriter(stage, model=model or f"real-{dataset_name}", image_size=size, **meta)
-        bar = tqdm(total=per_class * len(classes), desc=f"{dataset_name}:{split}", unit="img",
-                   disable=not progress)
+        writer = SampleSetWriter(
+            stage, model=model or f"real-{dataset_name}", image_size=size, **meta
+        )
+        bar = tqdm(
+            total=per_class * len(classes),
+            desc=f"{dataset_name}:{split}",
+            unit="img",
+            disable=not progress,
+        )
         for index in order:
             if not any(wanted.values()):
                 break
@@ -247,15 +323,22 @@ def write_dataset_images(dataset_name: str, split: str, out: str | Path, *, per_
             image, class_id = dataset[index]  # (3, size, size) uint8
             if wanted.get(class_id, 0) == 0:
                 continue
-            writer.add(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), class_id,
-                       class_label(dataset.class_names[class_id], class_id))
-            writer.files[-1]["source_index"] = index  # item of DATASET:SPLIT, to trace the image back
+            writer.add(
+                np.ascontiguousarray(image.permute(1, 2, 0).numpy()),
+                class_id,
+                class_label(dataset.class_names[class_id], class_id),
+            )
+            writer.files[-1]["source_index"] = (
+                index  # item of DATASET:SPLIT, to trace the image back
+            )
             wanted[class_id] -= 1
             bar.update()
         bar.close()
         short = sorted(c for c, n in wanted.items() if n)
         if short:
-            raise ImageImportError(f"{dataset_name}:{split} has too few images of class(es) {short} "
-                                   f"(need {per_class} each); lower --per-class")
+            raise ImageImportError(
+                f"{dataset_name}:{split} has too few images of class(es) {short} "
+                f"(need {per_class} each); lower --per-class"
+            )
         writer.flush()
     return SampleSet.load(out)

@@ -63,7 +63,12 @@ class SampleSet:
         self.manifest = manifest
         self.manifest_sha256 = manifest_sha256
         self.files = [
-            SampleFile(f["file"], int(f["class_id"]), str(f.get("class_name", "")), str(f.get("sha256", "")))
+            SampleFile(
+                f["file"],
+                int(f["class_id"]),
+                str(f.get("class_name", "")),
+                str(f.get("sha256", "")),
+            )
             for f in manifest["files"]
         ]
 
@@ -73,7 +78,9 @@ class SampleSet:
         root = Path(path)
         manifest_path = root / MANIFEST_NAME
         if not root.is_dir():
-            raise SampleSetError(f"sample set {root} does not exist (expected a folder with {MANIFEST_NAME})")
+            raise SampleSetError(
+                f"sample set {root} does not exist (expected a folder with {MANIFEST_NAME})"
+            )
         if not manifest_path.is_file():
             raise SampleSetError(f"{root} is not a sample set: {MANIFEST_NAME} is missing")
         raw = manifest_path.read_bytes()
@@ -100,7 +107,9 @@ class SampleSet:
                 raise SampleSetError(f"{manifest_path}: files[{i}] needs 'file' and 'class_id'")
             name = entry["file"]
             if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
-                raise SampleSetError(f"{manifest_path}: files[{i}] has an invalid file name {name!r}")
+                raise SampleSetError(
+                    f"{manifest_path}: files[{i}] has an invalid file name {name!r}"
+                )
             if name in seen:
                 raise SampleSetError(f"{manifest_path}: file {name} is listed twice")
             seen.add(name)
@@ -186,7 +195,11 @@ class SampleSetWriter:
         manifest_path = self.path / MANIFEST_NAME
         if manifest_path.is_file():
             existing = SampleSet.load(self.path).manifest
-            old = {k: v for k, v in existing.items() if k not in ("files", "format_version", "created_at")}
+            old = {
+                k: v
+                for k, v in existing.items()
+                if k not in ("files", "format_version", "created_at")
+            }
             new = json.loads(json.dumps(self.meta))
             if old != new:
                 changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -207,11 +220,20 @@ class SampleSetWriter:
         image_hwc = np.asarray(image_hwc)
         size = self.meta["image_size"]
         if image_hwc.dtype != np.uint8 or image_hwc.shape != (size, size, 3):
-            raise ValueError(f"expected a ({size}, {size}, 3) uint8 image, got {image_hwc.shape} {image_hwc.dtype}")
+            raise ValueError(
+                f"expected a ({size}, {size}, 3) uint8 image, got {image_hwc.shape} {image_hwc.dtype}"
+            )
         name = f"{len(self.files):06d}.png"
         target = self.path / name
-        atomic_write_bytes(target, lambda f: Image.fromarray(image_hwc, mode="RGB").save(f, format="PNG"))
-        entry = {"file": name, "class_id": int(class_id), "class_name": class_name, "sha256": sha256_file(target)}
+        atomic_write_bytes(
+            target, lambda f: Image.fromarray(image_hwc, mode="RGB").save(f, format="PNG")
+        )
+        entry = {
+            "file": name,
+            "class_id": int(class_id),
+            "class_name": class_name,
+            "sha256": sha256_file(target),
+        }
         self.files.append(entry)
         return SampleFile(**entry)
 

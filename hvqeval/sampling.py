@@ -53,15 +53,19 @@ def parse_temperatures(text: str, stages: list[str]) -> Temperatures:
         try:
             number = float(value)
         except ValueError:
-            raise GenerationError(f"temperature {part!r} is not a number; use e.g. 0.98 or "
-                                  "prior=0.97,level1=1.0") from None
+            raise GenerationError(
+                f"temperature {part!r} is not a number; use e.g. 0.98 or prior=0.97,level1=1.0"
+            ) from None
         if not number > 0 or not np.isfinite(number):
-            raise GenerationError(f"temperature must be a positive number, got {part!r} (1.0 = as trained)")
+            raise GenerationError(
+                f"temperature must be a positive number, got {part!r} (1.0 = as trained)"
+            )
         if not sep:
             default = number
         elif stage not in stages:
-            raise GenerationError(f"temperature for unknown stage {stage!r}; this run has stages "
-                                  f"{', '.join(stages)}")
+            raise GenerationError(
+                f"temperature for unknown stage {stage!r}; this run has stages {', '.join(stages)}"
+            )
         else:
             named[stage] = number
     return Temperatures(default, tuple(sorted(named.items())))
@@ -83,14 +87,20 @@ def parse_classes(text: str, num_classes: int) -> list[int]:
             else:
                 ids.append(int(part))
         except ValueError:
-            raise GenerationError(f"--classes: {part!r} is not a class id; use e.g. 0,1,2 or 0-9 or all") from None
+            raise GenerationError(
+                f"--classes: {part!r} is not a class id; use e.g. 0,1,2 or 0-9 or all"
+            ) from None
     if not ids:
         raise GenerationError("--classes is empty; use e.g. 0,1,2 or all")
     bad = [i for i in ids if not 0 <= i < num_classes]
     if bad:
-        raise GenerationError(f"class {bad[0]} is out of range: this model has classes 0..{num_classes - 1}")
+        raise GenerationError(
+            f"class {bad[0]} is out of range: this model has classes 0..{num_classes - 1}"
+        )
     if len(set(ids)) != len(ids):
-        raise GenerationError(f"--classes lists class {next(i for i in ids if ids.count(i) > 1)} twice")
+        raise GenerationError(
+            f"--classes lists class {next(i for i in ids if ids.count(i) > 1)} twice"
+        )
     return ids
 
 
@@ -119,13 +129,19 @@ class SamplerOptions:
         return {"precision": self.precision, "cuda_graph": self.cuda_graph}
 
 
-def sample_batch(hierarchy, class_ids: torch.Tensor, temperatures: Temperatures, generator: torch.Generator,
-                 options: SamplerOptions = SamplerOptions()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+def sample_batch(
+    hierarchy,
+    class_ids: torch.Tensor,
+    temperatures: Temperatures,
+    generator: torch.Generator,
+    options: SamplerOptions = SamplerOptions(),
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """One batch of Algorithm 4 (``Hierarchy.sample``): class ids (B,) -> (pixels long (B, 3, H, W),
     {level l: codes x_{l+1}})."""
     codes: dict[int, torch.Tensor] = {}
-    pixels = hierarchy.sample(class_ids, temperatures, generator, options.sampler, keep=codes,
-                              **options.engine_options())
+    pixels = hierarchy.sample(
+        class_ids, temperatures, generator, options.sampler, keep=codes, **options.engine_options()
+    )
     return pixels, codes
 
 
@@ -183,12 +199,21 @@ def _manifest_meta(request: SampleRequest, card, run_dir: str) -> dict[str, Any]
     }
 
 
-def _save_codes(folder: Path, batch_index: int, codes: dict[int, torch.Tensor], class_ids: torch.Tensor,
-                files: list[str]) -> None:
+def _save_codes(
+    folder: Path,
+    batch_index: int,
+    codes: dict[int, torch.Tensor],
+    class_ids: torch.Tensor,
+    files: list[str],
+) -> None:
     folder.mkdir(exist_ok=True)
     arrays = {f"codes_level{level}": c.cpu().numpy().astype(np.int32) for level, c in codes.items()}
-    atomic_write_bytes(folder / f"batch_{batch_index:05d}.npz", lambda f: np.savez_compressed(
-        f, class_ids=class_ids.cpu().numpy().astype(np.int64), files=np.array(files), **arrays))
+    atomic_write_bytes(
+        folder / f"batch_{batch_index:05d}.npz",
+        lambda f: np.savez_compressed(
+            f, class_ids=class_ids.cpu().numpy().astype(np.int64), files=np.array(files), **arrays
+        ),
+    )
 
 
 def load_sampled_codes(sample_set: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -205,9 +230,15 @@ def load_sampled_codes(sample_set: str | os.PathLike) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in merged.items()}
 
 
-def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, device: str | torch.device = "cpu",
-                        max_batches: int | None = None, progress: bool = True,
-                        on_batch: BatchHook | None = None) -> SampleReport:
+def generate_sample_set(
+    request: SampleRequest,
+    out: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    max_batches: int | None = None,
+    progress: bool = True,
+    on_batch: BatchHook | None = None,
+) -> SampleReport:
     """Write (or continue) the sample set ``out`` for ``request``; see the module docstring.
 
     ``max_batches`` stops after that many batches in this call (rerun to continue);
@@ -216,24 +247,37 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
     from tqdm import tqdm
 
     if request.options.sampler not in SAMPLERS:
-        raise GenerationError(f"unknown sampler {request.options.sampler!r}; choose {' or '.join(SAMPLERS)}")
+        raise GenerationError(
+            f"unknown sampler {request.options.sampler!r}; choose {' or '.join(SAMPLERS)}"
+        )
     if request.per_class < 1 or request.batch_size < 1:
         raise GenerationError("--per-class and --batch-size must be at least 1")
     run_dir = os.fspath(request.run)
     card = check_run(run_dir, need_prior=True)
-    parse_classes(",".join(map(str, request.classes)), card.model.num_classes)  # refuses class ids the model lacks
+    parse_classes(
+        ",".join(map(str, request.classes)), card.model.num_classes
+    )  # refuses class ids the model lacks
     labels = run_class_names(run_dir, card)
     meta = _manifest_meta(request, card, run_dir)
     target = Path(out)
-    if target.is_dir() and not (target / "manifest.json").is_file() and any(
-            not p.name.startswith(".") for p in target.iterdir()):
-        raise GenerationError(f"{out} already holds files but no sample-set manifest; choose an empty or new --out")
-    writer = SampleSetWriter(out, model=request.model or card.name, image_size=card.model.image_size, **meta)
+    if (
+        target.is_dir()
+        and not (target / "manifest.json").is_file()
+        and any(not p.name.startswith(".") for p in target.iterdir())
+    ):
+        raise GenerationError(
+            f"{out} already holds files but no sample-set manifest; choose an empty or new --out"
+        )
+    writer = SampleSetWriter(
+        out, model=request.model or card.name, image_size=card.model.image_size, **meta
+    )
     plan = request.plan()
     done = len(writer)
     if done > len(plan) or [f["class_id"] for f in writer.files] != plan[:done]:
-        raise GenerationError(f"{out} holds files that do not follow this request's class plan; "
-                              "choose another --out folder or delete it")
+        raise GenerationError(
+            f"{out} holds files that do not follow this request's class plan; "
+            "choose another --out folder or delete it"
+        )
     already = done
     hierarchy = None
     codes_folder = Path(out) / CODES_FOLDER
@@ -241,8 +285,14 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
     first_batch = done // size
     batches = range(first_batch, -(-len(plan) // size))
     batches_run = 0
-    with tqdm(total=len(plan), initial=done, desc=f"sampling {Path(out).name}", unit="img",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(plan),
+        initial=done,
+        desc=f"sampling {Path(out).name}",
+        unit="img",
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
         for b in batches:
             if max_batches is not None and batches_run >= max_batches:
                 break
@@ -250,9 +300,16 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
                 hierarchy = load_run(run_dir, device, require_prior=True)
             start, stop = b * size, min((b + 1) * size, len(plan))
             class_ids = torch.tensor(plan[start:stop], dtype=torch.long)
-            pixels, codes = sample_batch(hierarchy, class_ids, request.temperatures,
-                                         batch_generator(request.seed, b), request.options)
-            images = pixels.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+            pixels, codes = sample_batch(
+                hierarchy,
+                class_ids,
+                request.temperatures,
+                batch_generator(request.seed, b),
+                request.options,
+            )
+            images = (
+                pixels.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            )  # (B, H, W, 3)
             names = []
             for i in range(len(images)):  # a batch redone after a crash skips its finished images
                 if start + i < len(writer):
@@ -269,5 +326,12 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
             if on_batch is not None:
                 on_batch(b, len(writer))
     writer.flush()
-    return SampleReport(Path(out), len(plan), len(writer) - already, already, batches_run,
-                        len(writer) == len(plan), writer.manifest())
+    return SampleReport(
+        Path(out),
+        len(plan),
+        len(writer) - already,
+        already,
+        batches_run,
+        len(writer) == len(plan),
+        writer.manifest(),
+    )

@@ -20,8 +20,20 @@ from study_app.db import session_scope
 from study_app.errors import StudyError, StudyNotFoundError
 from study_app.schema import Rater, Study
 
-PARTICIPANT_COLUMNS = ("participant_id", "participant id", "prolific_pid", "workerid", "participant")
-CODE_COLUMNS = ("completion_code", "completion code", "answer.completion_code", "answer.surveycode", "code")
+PARTICIPANT_COLUMNS = (
+    "participant_id",
+    "participant id",
+    "prolific_pid",
+    "workerid",
+    "participant",
+)
+CODE_COLUMNS = (
+    "completion_code",
+    "completion code",
+    "answer.completion_code",
+    "answer.surveycode",
+    "code",
+)
 
 
 @dataclass(frozen=True)
@@ -47,9 +59,18 @@ def rater_codes(engine: Engine, study_name: str) -> list[RaterCode]:
         study_id = s.scalar(select(Study.id).where(Study.name == study_name))
         if study_id is None:
             raise StudyNotFoundError(f"no study named {study_name!r}; see `hvqeval study list`")
-        rows = s.execute(select(Rater.participant, Rater.platform, Rater.platform_study, Rater.platform_session,
-                                Rater.answered, Rater.completion_code)
-                         .where(Rater.study_id == study_id).order_by(Rater.id)).all()
+        rows = s.execute(
+            select(
+                Rater.participant,
+                Rater.platform,
+                Rater.platform_study,
+                Rater.platform_session,
+                Rater.answered,
+                Rater.completion_code,
+            )
+            .where(Rater.study_id == study_id)
+            .order_by(Rater.id)
+        ).all()
     return [RaterCode(*r) for r in rows]
 
 
@@ -58,8 +79,10 @@ def _column(header: list[str], names: tuple[str, ...], what: str, path: Path) ->
     for name in names:
         if name in lowered:
             return lowered.index(name)
-    raise StudyError(f"--check {path}: no {what} column (expected one of {', '.join(names)}); "
-                     f"found {', '.join(header) or 'no header'}")
+    raise StudyError(
+        f"--check {path}: no {what} column (expected one of {', '.join(names)}); "
+        f"found {', '.join(header) or 'no header'}"
+    )
 
 
 def read_pasted(path: str | Path) -> dict[str, str]:
@@ -71,7 +94,9 @@ def read_pasted(path: str | Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError) as err:
         raise StudyError(f"--check {path}: cannot read it ({err})") from None
     if not rows:
-        raise StudyError(f"--check {path} is empty; export the submissions from the platform as CSV")
+        raise StudyError(
+            f"--check {path} is empty; export the submissions from the platform as CSV"
+        )
     who = _column(rows[0], PARTICIPANT_COLUMNS, "participant", path)
     code = _column(rows[0], CODE_COLUMNS, "completion-code", path)
     pasted = {}
@@ -79,7 +104,9 @@ def read_pasted(path: str | Path) -> dict[str, str]:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) <= max(who, code):
-            raise StudyError(f"--check {path} line {line}: {len(row)} cells, expected {len(rows[0])}")
+            raise StudyError(
+                f"--check {path} line {line}: {len(row)} cells, expected {len(rows[0])}"
+            )
         pasted[row[who].strip()] = row[code].strip()
     return pasted
 
@@ -93,10 +120,16 @@ def check_codes(stored: list[RaterCode], pasted: dict[str, str]) -> list[Mismatc
         if rater is None:
             found.append(Mismatch(participant, code, None, "never entered this study"))
         elif rater.completion_code is None:
-            found.append(Mismatch(participant, code, None, f"did not finish ({rater.answered} answers)"))
+            found.append(
+                Mismatch(participant, code, None, f"did not finish ({rater.answered} answers)")
+            )
         elif code.upper() != rater.completion_code.upper():
             found.append(Mismatch(participant, code, rater.completion_code, "wrong code"))
     for rater in stored:
         if rater.completion_code is not None and rater.participant not in pasted:
-            found.append(Mismatch(rater.participant, None, rater.completion_code, "finished but no submission"))
+            found.append(
+                Mismatch(
+                    rater.participant, None, rater.completion_code, "finished but no submission"
+                )
+            )
     return found

@@ -55,7 +55,7 @@ class SourceSpec:
     @property
     def real_dataset(self) -> str | None:
         """The data set of real images still to be written (``real:DATASET``), else None."""
-        return self.location[len(REAL_PREFIX):] if self.location.startswith(REAL_PREFIX) else None
+        return self.location[len(REAL_PREFIX) :] if self.location.startswith(REAL_PREFIX) else None
 
     @classmethod
     def parse(cls, text: str, force_real: bool = False) -> SourceSpec:
@@ -84,9 +84,13 @@ class StudySettings:
     examples_real: str | None = None  # dataset for example real images when no source is real
     examples_real_set: str | None = None  # the sample set the CLI wrote for those examples
     pairs: tuple[tuple[str, str], ...] = ()  # pairwise: source pairs (labels) compared; () = all
-    uses: int | None = None  # pairwise: uses of each sample per source pair (None: 10, or pairs_per_class)
+    uses: int | None = (
+        None  # pairwise: uses of each sample per source pair (None: 10, or pairs_per_class)
+    )
     counts: tuple[tuple[str, int], ...] = ()  # images per class of a source, other than per_class
-    completion_code: str | None = None  # one code for every rater (Prolific); None: random per rater
+    completion_code: str | None = (
+        None  # one code for every rater (Prolific); None: random per rater
+    )
     completion_url: str | None = None  # where finished raters are redirected (Prolific)
     no_examples: bool = False  # said explicitly: instructions without example images
 
@@ -106,8 +110,10 @@ class StudySummary:
 
 def _load(spec: SourceSpec) -> SampleSetFiles:
     if spec.real_dataset is not None:
-        raise StudySourceError(f"source {spec.label}: real images of {spec.real_dataset} must be written as a "
-                               "sample set first (hvqeval study create does this)")
+        raise StudySourceError(
+            f"source {spec.label}: real images of {spec.real_dataset} must be written as a "
+            "sample set first (hvqeval study create does this)"
+        )
     loaded = read_sample_set(spec.label, spec.location)
     if spec.dataset is not None:  # real images the CLI wrote for this study
         loaded.dataset = spec.dataset
@@ -127,7 +133,9 @@ def choose_classes(settings: StudySettings) -> list[int]:
     return _choose_classes(settings.classes, generated, settings, settings.seed)
 
 
-def _choose_classes(requested, generated: list[SampleSetFiles], settings: StudySettings, seed: int) -> list[int]:
+def _choose_classes(
+    requested, generated: list[SampleSetFiles], settings: StudySettings, seed: int
+) -> list[int]:
     need = settings.per_class
     eligible = None
     for src in generated:
@@ -138,25 +146,42 @@ def _choose_classes(requested, generated: list[SampleSetFiles], settings: StudyS
         if requested < 1:
             raise StudyError(f"--classes must be at least 1, got {requested}")
         if len(eligible) < requested:
-            raise StudySourceError(f"only {len(eligible)} class(es) have {need} images in every sample set; "
-                                   f"ask for fewer classes or fewer images per class")
+            raise StudySourceError(
+                f"only {len(eligible)} class(es) have {need} images in every sample set; "
+                f"ask for fewer classes or fewer images per class"
+            )
         return sorted(random.Random(seed).sample(eligible, requested))
     for c in requested:
         if c not in eligible:
-            counts = {s.label: f"{len(s.by_class.get(c, []))}/{settings.count_of(s.label)}" for s in generated}
-            raise StudySourceError(f"class {c} does not have {need} images in every sample set ({counts})")
+            counts = {
+                s.label: f"{len(s.by_class.get(c, []))}/{settings.count_of(s.label)}"
+                for s in generated
+            }
+            raise StudySourceError(
+                f"class {c} does not have {need} images in every sample set ({counts})"
+            )
     return sorted(set(requested))
 
 
-def create_study(database_url: str, settings: StudySettings, storage_dir: str | Path = "instance") -> StudySummary:
+def create_study(
+    database_url: str, settings: StudySettings, storage_dir: str | Path = "instance"
+) -> StudySummary:
     """Build a study (sources, images, items, slots) in one transaction; see the module docstring."""
     if settings.kind not in ("rating", "pairwise"):
         raise StudyError(f"unknown study kind {settings.kind!r}; use rating or pairwise")
-    for name, value in (("per-class", settings.per_class), ("answers per item", settings.answers_per_item),
-                        ("tasks per rater", settings.tasks_per_rater), ("lease seconds", settings.lease_seconds)):
+    for name, value in (
+        ("per-class", settings.per_class),
+        ("answers per item", settings.answers_per_item),
+        ("tasks per rater", settings.tasks_per_rater),
+        ("lease seconds", settings.lease_seconds),
+    ):
         if value < 1:
             raise StudyError(f"{name} must be at least 1, got {value}")
-    if not settings.name or len(settings.name) > 100 or not settings.name.replace("-", "").replace("_", "").isalnum():
+    if (
+        not settings.name
+        or len(settings.name) > 100
+        or not settings.name.replace("-", "").replace("_", "").isalnum()
+    ):
         raise StudyError(f"study name {settings.name!r}: use 1-100 letters, digits, '-' or '_'")
     check_completion(settings.completion_code, settings.completion_url)
     labels = [s.label for s in settings.sources]
@@ -164,11 +189,19 @@ def create_study(database_url: str, settings: StudySettings, storage_dir: str | 
         raise StudyError(f"source labels must differ, got {labels}")
     for label, count in settings.counts:
         if label not in labels or count < 1:
-            raise StudyError(f"--count {label}={count}: name a source and a positive number of images per class")
+            raise StudyError(
+                f"--count {label}={count}: name a source and a positive number of images per class"
+            )
     if settings.kind == "pairwise":
         for x, y in source_pairs(labels, settings.pairs):  # feasibility check first
-            pair_design(settings.count_of(labels[x]), settings.count_of(labels[y]), (labels[x], labels[y]),
-                        settings.uses, settings.pairs_per_class, 0)
+            pair_design(
+                settings.count_of(labels[x]),
+                settings.count_of(labels[y]),
+                (labels[x], labels[y]),
+                settings.uses,
+                settings.pairs_per_class,
+                0,
+            )
     elif not settings.sources:
         raise StudyError("a rating study needs at least one --model LABEL=SAMPLE_SET")
 
@@ -177,7 +210,9 @@ def create_study(database_url: str, settings: StudySettings, storage_dir: str | 
     try:
         with session_scope(engine) as session:
             if session.scalar(select(Study.id).where(Study.name == settings.name)) is not None:
-                raise StudyExistsError(f"a study named {settings.name!r} already exists; choose another --name")
+                raise StudyExistsError(
+                    f"a study named {settings.name!r} already exists; choose another --name"
+                )
         return _build(engine, settings)
     finally:
         engine.dispose()
@@ -199,8 +234,9 @@ def _build(engine, settings: StudySettings) -> StudySummary:
         need = settings.count_of(src.label)
         short = [c for c in classes if len(src.by_class.get(c, [])) < need]
         if short:
-            raise StudySourceError(f"source {src.label}: too few images of class(es) {short} "
-                                   f"(need {need} each)")
+            raise StudySourceError(
+                f"source {src.label}: too few images of class(es) {short} (need {need} each)"
+            )
 
     rng = random.Random(settings.seed)
     chosen: dict[tuple[int, int], list[tuple[str, str, str]]] = {}  # (source index, class) -> files
@@ -224,36 +260,76 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             raise StudySourceError(
                 f"source(s) {', '.join(bare)} have no image left for the instructions' examples (every image "
                 f"of the study's classes is a task); add images, lower --per-class / --count, or pass "
-                f"--no-examples")
+                f"--no-examples"
+            )
 
-    compared = source_pairs([s.label for s in loaded], settings.pairs) if settings.kind == "pairwise" else []
+    compared = (
+        source_pairs([s.label for s in loaded], settings.pairs)
+        if settings.kind == "pairwise"
+        else []
+    )
     # "Which image is real?" only when every pair holds real images against generated ones
-    real_in_every_pair = bool(compared) and all(bool(loaded[x].dataset) != bool(loaded[y].dataset)
-                                                for x, y in compared)
-    question = QUESTION_RATING if settings.kind == "rating" else (
-        QUESTION_PAIRWISE_REAL if real_in_every_pair else QUESTION_PAIRWISE)
+    real_in_every_pair = bool(compared) and all(
+        bool(loaded[x].dataset) != bool(loaded[y].dataset) for x, y in compared
+    )
+    question = (
+        QUESTION_RATING
+        if settings.kind == "rating"
+        else (QUESTION_PAIRWISE_REAL if real_in_every_pair else QUESTION_PAIRWISE)
+    )
     with session_scope(engine) as session:
-        study = Study(name=settings.name, public_id=secrets.token_urlsafe(12), kind=settings.kind, status="open",
-                      question=question, answers_per_item=settings.answers_per_item,
-                      tasks_per_rater=settings.tasks_per_rater, lease_seconds=settings.lease_seconds,
-                      seed=settings.seed, settings_json=json.dumps(asdict(settings)), created_at=utcnow(),
-                      completion_code=settings.completion_code, completion_url=settings.completion_url)
+        study = Study(
+            name=settings.name,
+            public_id=secrets.token_urlsafe(12),
+            kind=settings.kind,
+            status="open",
+            question=question,
+            answers_per_item=settings.answers_per_item,
+            tasks_per_rater=settings.tasks_per_rater,
+            lease_seconds=settings.lease_seconds,
+            seed=settings.seed,
+            settings_json=json.dumps(asdict(settings)),
+            created_at=utcnow(),
+            completion_code=settings.completion_code,
+            completion_url=settings.completion_url,
+        )
         session.add(study)
         try:
             session.flush()
         except IntegrityError:
-            raise StudyExistsError(f"a study named {settings.name!r} already exists; choose another --name") from None
+            raise StudyExistsError(
+                f"a study named {settings.name!r} already exists; choose another --name"
+            ) from None
         image_ids: dict[tuple[int, str], int] = {}
 
         def add_source(src: SampleSetFiles, files_examples, files_items) -> int:
-            row = Source(study_id=study.id, label=src.label, is_real=src.dataset is not None, dataset=src.dataset,
-                         path=str(src.path), sample_set_id=src.sample_set_id, manifest_sha256=src.manifest_sha256)
+            row = Source(
+                study_id=study.id,
+                label=src.label,
+                is_real=src.dataset is not None,
+                dataset=src.dataset,
+                path=str(src.path),
+                sample_set_id=src.sample_set_id,
+                manifest_sha256=src.manifest_sha256,
+            )
             session.add(row)
             session.flush()
-            rows = [{"study_id": study.id, "source_id": row.id, "token": new_token(), "file": f, "sha256": h, "class_id": cid,
-                         "class_name": cname, "is_example": is_ex}
-                    for (f, h, cname, cid, is_ex) in files_examples + files_items]
-            ids = session.scalars(insert(Image).returning(Image.id, sort_by_parameter_order=True), rows).all()
+            rows = [
+                {
+                    "study_id": study.id,
+                    "source_id": row.id,
+                    "token": new_token(),
+                    "file": f,
+                    "sha256": h,
+                    "class_id": cid,
+                    "class_name": cname,
+                    "is_example": is_ex,
+                }
+                for (f, h, cname, cid, is_ex) in files_examples + files_items
+            ]
+            ids = session.scalars(
+                insert(Image).returning(Image.id, sort_by_parameter_order=True), rows
+            ).all()
             return row.id, [(r["file"], i) for r, i in zip(rows, ids)]
 
         for s_index, src in enumerate(loaded):
@@ -263,7 +339,15 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             for file, image_id in pairs:
                 image_ids.setdefault((s_index, file), image_id)
         for src in example_sources:
-            add_source(src, [(f, h, n, _class_of(src, f), True) for fs in src.by_class.values() for f, h, n in fs], [])
+            add_source(
+                src,
+                [
+                    (f, h, n, _class_of(src, f), True)
+                    for fs in src.by_class.values()
+                    for f, h, n in fs
+                ],
+                [],
+            )
 
         item_rows = []
         for c in classes:
@@ -274,21 +358,58 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             else:
                 for p_index, (x, y) in enumerate(compared):
                     files_a, files_b = chosen[(x, c)], chosen[(y, c)]
-                    design = pair_design(len(files_a), len(files_b), (loaded[x].label, loaded[y].label),
-                                         settings.uses, settings.pairs_per_class,
-                                         design_seed(settings.seed, c, p_index))
+                    design = pair_design(
+                        len(files_a),
+                        len(files_b),
+                        (loaded[x].label, loaded[y].label),
+                        settings.uses,
+                        settings.pairs_per_class,
+                        design_seed(settings.seed, c, p_index),
+                    )
                     for ia, ib in design.pairs:
-                        item_rows.append((c, files_a[ia][2], image_ids[(x, files_a[ia][0])],
-                                          image_ids[(y, files_b[ib][0])]))
-        rows = [{"study_id": study.id, "number": n + 1, "class_id": c, "class_name": cname, "image_a_id": a, "image_b_id": b}
-                for n, (c, cname, a, b) in enumerate(item_rows)]
-        item_ids = session.scalars(insert(Item).returning(Item.id, sort_by_parameter_order=True), rows).all()
+                        item_rows.append(
+                            (
+                                c,
+                                files_a[ia][2],
+                                image_ids[(x, files_a[ia][0])],
+                                image_ids[(y, files_b[ib][0])],
+                            )
+                        )
+        rows = [
+            {
+                "study_id": study.id,
+                "number": n + 1,
+                "class_id": c,
+                "class_name": cname,
+                "image_a_id": a,
+                "image_b_id": b,
+            }
+            for n, (c, cname, a, b) in enumerate(item_rows)
+        ]
+        item_ids = session.scalars(
+            insert(Item).returning(Item.id, sort_by_parameter_order=True), rows
+        ).all()
         k = settings.answers_per_item
-        slots = [{"study_id": study.id, "item_id": i, "slot_no": s, "shuffle": rng.randrange(2**31), "filled": False}
-                 for i in item_ids for s in range(k)]
+        slots = [
+            {
+                "study_id": study.id,
+                "item_id": i,
+                "slot_no": s,
+                "shuffle": rng.randrange(2**31),
+                "filled": False,
+            }
+            for i in item_ids
+            for s in range(k)
+        ]
         session.execute(insert(Slot), slots)
-        summary = StudySummary(study.name, study.kind, study.public_id, len(item_ids), len(item_ids) * k,
-                               tuple(classes))
+        summary = StudySummary(
+            study.name,
+            study.kind,
+            study.public_id,
+            len(item_ids),
+            len(item_ids) * k,
+            tuple(classes),
+        )
     return summary
 
 
@@ -297,7 +418,9 @@ def check_completion(code: str | None, url: str | None) -> None:
     if code is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", code):
         raise StudyError(f"--completion-code {code!r}: use 1-40 letters, digits, '-' or '_'")
     if url is not None and (origin(url) is None or len(url) > 2000):
-        raise StudyError(f"--completion-url {url!r}: give the absolute http(s) URL the platform gave you")
+        raise StudyError(
+            f"--completion-url {url!r}: give the absolute http(s) URL the platform gave you"
+        )
 
 
 def _class_of(src: SampleSetFiles, file: str) -> int:

@@ -73,7 +73,9 @@ def uses_for_pairs(n_a: int, n_b: int, pairs: int) -> tuple[int, int]:
     return pairs // n_a, pairs // n_b
 
 
-def design_pairs(n_a: int, n_b: int, uses_a: int, uses_b: int | None = None, seed: int = 0) -> PairingDesign:
+def design_pairs(
+    n_a: int, n_b: int, uses_a: int, uses_b: int | None = None, seed: int = 0
+) -> PairingDesign:
     """A random design with exact uses and no repeated pair (see module docstring)."""
     uses_b = uses_a if uses_b is None else uses_b
     num_pairs = check_feasible(n_a, n_b, uses_a, uses_b)
@@ -90,18 +92,26 @@ def check_uses(n_a: int, n_b: int, uses: int, names: tuple[str, str] = ("A", "B"
         raise PairingError(
             f"infeasible pairing {names[0]} vs {names[1]}: each sample used {uses} times needs {uses} different "
             f"partners, but {small} has only {min(n_a, n_b)} samples per class; lower --uses to at most "
-            f"{min(n_a, n_b)} or use more samples")
+            f"{min(n_a, n_b)} or use more samples"
+        )
     return uses * max(n_a, n_b)
 
 
-def design_uneven(n_a: int, n_b: int, uses: int, seed: int = 0,
-                  names: tuple[str, str] = ("A", "B")) -> PairingDesign:
+def design_uneven(
+    n_a: int, n_b: int, uses: int, seed: int = 0, names: tuple[str, str] = ("A", "B")
+) -> PairingDesign:
     """Pairs between sets of unequal size: every sample of the larger set used exactly ``uses``
     times, those of the smaller set floor or ceil of P / n_small times (as even as the counts
     allow), no repeated pair. Equal sizes give ``design_pairs(n, n, uses, uses, seed)``."""
     num_pairs = check_uses(n_a, n_b, uses, names)
-    return PairingDesign(n_a, n_b, num_pairs // n_a, num_pairs // n_b, seed,
-                         _random_design(n_a, n_b, num_pairs, seed))
+    return PairingDesign(
+        n_a,
+        n_b,
+        num_pairs // n_a,
+        num_pairs // n_b,
+        seed,
+        _random_design(n_a, n_b, num_pairs, seed),
+    )
 
 
 def _random_design(n_a: int, n_b: int, num_pairs: int, seed: int) -> tuple[tuple[int, int], ...]:

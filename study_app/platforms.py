@@ -83,7 +83,9 @@ def entry_from_args(args, hosts: tuple[str, ...]) -> PlatformEntry:
             if found is None or found not in hosts:
                 raise PlatformError("turkSubmitTo: not an MTurk submit address this server accepts")
             submit_to = found
-        return PlatformEntry("mturk", _short(args, "hitId"), _short(args, "assignmentId"), submit_to)
+        return PlatformEntry(
+            "mturk", _short(args, "hitId"), _short(args, "assignmentId"), submit_to
+        )
     if args.get("PROLIFIC_PID"):
         return PlatformEntry("prolific", _short(args, "STUDY_ID"), _short(args, "SESSION_ID"))
     return PlatformEntry(None)
@@ -95,9 +97,16 @@ def record(engine: Engine, rater_id: int, entry: PlatformEntry) -> None:
     if entry.platform is None:
         return
     with session_scope(engine) as s:
-        s.execute(update(Rater).where(Rater.id == rater_id).values(
-            platform=entry.platform, platform_study=entry.study, platform_session=entry.session,
-            submit_to=entry.submit_to))
+        s.execute(
+            update(Rater)
+            .where(Rater.id == rater_id)
+            .values(
+                platform=entry.platform,
+                platform_study=entry.study,
+                platform_session=entry.session,
+                submit_to=entry.submit_to,
+            )
+        )
 
 
 def external_submit_url(submit_to: str) -> str:

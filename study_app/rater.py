@@ -41,7 +41,14 @@ from study_app.web import engine, study_by_public_id
 bp = Blueprint("rater", __name__, url_prefix="/s/<public_id>")
 
 # URL parameters crowdsourcing platforms append to a study link (Prolific, MTurk, generic).
-PARTICIPANT_PARAMS = ("PROLIFIC_PID", "participant", "participant_id", "workerId", "worker_id", "pid")
+PARTICIPANT_PARAMS = (
+    "PROLIFIC_PID",
+    "participant",
+    "participant_id",
+    "workerId",
+    "worker_id",
+    "pid",
+)
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,100}$")
 RATING_LABELS = ("1 – clearly not real", "2", "3", "4", "5 – looks completely real")
 
@@ -97,9 +104,13 @@ def entry(public_id: str):
     study = _study(public_id)
     if request.method == "POST":
         return _start(study, str(request.form.get("participant", "")).strip())
-    if platforms.is_preview(request.args):  # MTurk preview: instructions and examples, nothing claimed
+    if platforms.is_preview(
+        request.args
+    ):  # MTurk preview: instructions and examples, nothing claimed
         real, generated = _examples(study)
-        return render_template("consent.html", study=study, real=real, generated=generated, preview=True)
+        return render_template(
+            "consent.html", study=study, real=real, generated=generated, preview=True
+        )
     for name in PARTICIPANT_PARAMS:
         if request.args.get(name):
             hosts = platforms.allowed_hosts(current_app.config["MTURK_SUBMIT_HOSTS"])
@@ -123,7 +134,9 @@ def consent(public_id: str):
         assign.record_consent(engine(), rater_id)
         return redirect(url_for("rater.task", public_id=public_id))
     real, generated = _examples(study)
-    return render_template("consent.html", study=study, real=real, generated=generated, preview=False)
+    return render_template(
+        "consent.html", study=study, real=real, generated=generated, preview=False
+    )
 
 
 @bp.route("/task")
@@ -134,14 +147,21 @@ def task(public_id: str):
         consented = s.scalar(select(Rater.consented_at).where(Rater.id == rater_id))
     if consented is None:
         return redirect(url_for("rater.consent", public_id=public_id))
-    return render_template("task.html", study=study, rating_labels=RATING_LABELS, reasons=assign.UNKNOWN_REASONS)
+    return render_template(
+        "task.html", study=study, rating_labels=RATING_LABELS, reasons=assign.UNKNOWN_REASONS
+    )
 
 
 def _task_json(result, study):
     if isinstance(result, assign.Task):
-        return {"state": "task", "task": result.token, "label": result.class_name,
-                "images": [url_for("images.image", token=t) for t in result.image_tokens],
-                "done": result.done, "total": result.total}
+        return {
+            "state": "task",
+            "task": result.token,
+            "label": result.class_name,
+            "images": [url_for("images.image", token=t) for t in result.image_tokens],
+            "done": result.done,
+            "total": result.total,
+        }
     if isinstance(result, assign.Finished):
         if result.done == 0:
             return {"state": "unavailable", "done": 0}
@@ -175,8 +195,16 @@ def api_answer(public_id: str):
         abort(400, "expected a JSON object")
     # The next task comes in the same response and from the same transaction.
     try:
-        done, following = assign.submit(engine(), study, rater_id, body.get("task"), body.get("answer"),
-                                        body.get("reason"), body.get("response_ms"), with_next=True)
+        done, following = assign.submit(
+            engine(),
+            study,
+            rater_id,
+            body.get("task"),
+            body.get("answer"),
+            body.get("reason"),
+            body.get("response_ms"),
+            with_next=True,
+        )
     except assign.AnswerRejected as err:
         return jsonify(error=err.message), err.status
     return jsonify(stored=True, done=done, next=_task_json(following, study))
@@ -189,22 +217,35 @@ def complete(public_id: str):
     study = _study(public_id)
     rater_id = _rater_id(study)
     with session_scope(engine(), read_only=True) as s:
-        rater = s.execute(select(Rater.completion_code, Rater.platform, Rater.platform_session, Rater.submit_to)
-                          .where(Rater.id == rater_id)).one()
+        rater = s.execute(
+            select(
+                Rater.completion_code, Rater.platform, Rater.platform_session, Rater.submit_to
+            ).where(Rater.id == rater_id)
+        ).one()
     if rater.completion_code is None:
         abort(403, "answer all your tasks first; the completion step comes after the last answer")
     if rater.platform == "mturk" and rater.submit_to and rater.platform_session:
         action = platforms.external_submit_url(rater.submit_to)
-        response = current_app.make_response(render_template(
-            "mturk_submit.html", study=study, action=action, assignment_id=rater.platform_session,
-            code=rater.completion_code))
+        response = current_app.make_response(
+            render_template(
+                "mturk_submit.html",
+                study=study,
+                action=action,
+                assignment_id=rater.platform_session,
+                code=rater.completion_code,
+            )
+        )
         # this one form may post to MTurk (the app's policy allows only itself otherwise)
         from study_app.security import CONTENT_SECURITY_POLICY
 
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
-            "form-action 'self'", f"form-action 'self' {rater.submit_to}")
+            "form-action 'self'", f"form-action 'self' {rater.submit_to}"
+        )
         return response
     if study.completion_url:
         return redirect(study.completion_url)
-    return render_template("message.html", title="Thank you!",
-                           message=f"All your answers are stored. Your completion code is {rater.completion_code}.")
+    return render_template(
+        "message.html",
+        title="Thank you!",
+        message=f"All your answers are stored. Your completion code is {rater.completion_code}.",
+    )

@@ -20,10 +20,14 @@ from study_app.pairing import PairingDesign, design_pairs, design_uneven, uses_f
 DEFAULT_USES = 10  # the paper: 50 samples per class and model, each in 10 of 500 pairs
 
 
-def source_pairs(labels: list[str], listed: tuple[tuple[str, str], ...] = ()) -> list[tuple[int, int]]:
+def source_pairs(
+    labels: list[str], listed: tuple[tuple[str, str], ...] = ()
+) -> list[tuple[int, int]]:
     """Indices (x, y) of the compared sources: all pairs in order, or those listed."""
     if len(labels) < 2:
-        raise StudyError("a pairwise study compares at least two sources (--source LABEL=SET, twice or more)")
+        raise StudyError(
+            "a pairwise study compares at least two sources (--source LABEL=SET, twice or more)"
+        )
     if not listed:
         return list(combinations(range(len(labels)), 2))
     index = {label: i for i, label in enumerate(labels)}
@@ -31,16 +35,22 @@ def source_pairs(labels: list[str], listed: tuple[tuple[str, str], ...] = ()) ->
     for x, y in listed:
         for label in (x, y):
             if label not in index:
-                raise StudyError(f"--pair {x}:{y}: no source labelled {label!r} (sources: {', '.join(labels)})")
+                raise StudyError(
+                    f"--pair {x}:{y}: no source labelled {label!r} (sources: {', '.join(labels)})"
+                )
         if x == y:
-            raise StudyError(f"--pair {x}:{y} compares a source with itself; name two different sources")
+            raise StudyError(
+                f"--pair {x}:{y} compares a source with itself; name two different sources"
+            )
         if frozenset((x, y)) in seen:
             raise StudyError(f"--pair {x}:{y} is listed twice (in either order)")
         seen.add(frozenset((x, y)))
         found.append((index[x], index[y]))
     unused = [label for label in labels if not any(index[label] in p for p in found)]
     if unused:
-        raise StudyError(f"source(s) {', '.join(unused)} are in no --pair; list a pair for each or drop them")
+        raise StudyError(
+            f"source(s) {', '.join(unused)} are in no --pair; list a pair for each or drop them"
+        )
     return found
 
 
@@ -52,8 +62,14 @@ def parse_pair(text: str) -> tuple[str, str]:
     return x.strip(), y.strip()
 
 
-def pair_design(n_a: int, n_b: int, names: tuple[str, str], uses: int | None, pairs_per_class: int | None,
-                seed: int) -> PairingDesign:
+def pair_design(
+    n_a: int,
+    n_b: int,
+    names: tuple[str, str],
+    uses: int | None,
+    pairs_per_class: int | None,
+    seed: int,
+) -> PairingDesign:
     """The design of one source pair in one class (PairingError when infeasible, naming the pair)."""
     if pairs_per_class is not None:
         if uses is not None:

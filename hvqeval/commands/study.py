@@ -1,12 +1,12 @@
 """``hvqeval study``: create, serve and export human studies (paper Section 7.3, Appendix G).
 
-    hvqeval study create rating   --name NAME --model LABEL=SET ... [--real LABEL=DATASET] ...
-    hvqeval study create pairwise --name NAME --source LABEL=SET --source LABEL=SET ... [--pair A:B]
-    hvqeval study pairings --n-a 50 --n-b 50 --uses 10 --seed 0 [--out pairs.csv]
-    hvqeval study serve    [--bind 127.0.0.1:8000] [--workers 4] [--secret-key-file PATH]
-    hvqeval study export   --study NAME --out responses.csv
-    hvqeval study codes    STUDY [--check platform.csv]
-    hvqeval study list | open NAME | close NAME | migrate | hash-password
+hvqeval study create rating   --name NAME --model LABEL=SET ... [--real LABEL=DATASET] ...
+hvqeval study create pairwise --name NAME --source LABEL=SET --source LABEL=SET ... [--pair A:B]
+hvqeval study pairings --n-a 50 --n-b 50 --uses 10 --seed 0 [--out pairs.csv]
+hvqeval study serve    [--bind 127.0.0.1:8000] [--workers 4] [--secret-key-file PATH]
+hvqeval study export   --study NAME --out responses.csv
+hvqeval study codes    STUDY [--check platform.csv]
+hvqeval study list | open NAME | close NAME | migrate | hash-password
 """
 
 from __future__ import annotations
@@ -19,14 +19,18 @@ from pathlib import Path
 
 import click
 
-DB_HELP = ("SQLAlchemy URL of the study database (default: $HVQEVAL_STUDY_DATABASE_URL, else "
-           "sqlite:///instance/study.sqlite3; deployments: postgresql+psycopg://user@host/db).")
+DB_HELP = (
+    "SQLAlchemy URL of the study database (default: $HVQEVAL_STUDY_DATABASE_URL, else "
+    "sqlite:///instance/study.sqlite3; deployments: postgresql+psycopg://user@host/db)."
+)
 
 
 def _database_url(value: str | None, instance_dir: str = "instance") -> str:
     from study_app.db import default_database_url, normalise_url
 
-    return normalise_url(value or os.environ.get("HVQEVAL_STUDY_DATABASE_URL") or default_database_url(instance_dir))
+    return normalise_url(
+        value or os.environ.get("HVQEVAL_STUDY_DATABASE_URL") or default_database_url(instance_dir)
+    )
 
 
 def _db_option(f):
@@ -41,31 +45,72 @@ def _classes(value: str):
             return tuple(int(v) for v in value.split(",") if v.strip())
         return int(value)
     except ValueError:
-        raise StudyError(f"--classes: give a count (20) or class ids (649,388,933), got {value!r}") from None
+        raise StudyError(
+            f"--classes: give a count (20) or class ids (649,388,933), got {value!r}"
+        ) from None
 
 
 def _common(f):
     options = [
         click.option("--name", required=True, help="Study name (letters, digits, - and _)."),
-        click.option("--classes", "classes", required=True,
-                     help="How many classes (chosen with --seed among those every set has), or a list of class ids."),
-        click.option("--per-class", type=int, default=50, show_default=True, help="Images per class and source."),
-        click.option("--tasks-per-rater", type=int, default=50, show_default=True,
-                     help="Answers a rater gives before the completion code."),
-        click.option("--lease-seconds", type=int, default=600, show_default=True,
-                     help="An unanswered task returns to the pool after this long."),
+        click.option(
+            "--classes",
+            "classes",
+            required=True,
+            help="How many classes (chosen with --seed among those every set has), or a list of class ids.",
+        ),
+        click.option(
+            "--per-class",
+            type=int,
+            default=50,
+            show_default=True,
+            help="Images per class and source.",
+        ),
+        click.option(
+            "--tasks-per-rater",
+            type=int,
+            default=50,
+            show_default=True,
+            help="Answers a rater gives before the completion code.",
+        ),
+        click.option(
+            "--lease-seconds",
+            type=int,
+            default=600,
+            show_default=True,
+            help="An unanswered task returns to the pool after this long.",
+        ),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--real-split", default="val", show_default=True, help="Dataset split for real images."),
-        click.option("--examples-real", default=None, metavar="DATASET",
-                     help="Dataset for the example real images on the instructions page when no source is real."),
-        click.option("--instance-dir", default="instance", show_default=True,
-                     help="Where the default database and the preprocessed real images live."),
-        click.option("--completion-code", default=None,
-                     help="One completion code for every rater (Prolific's study code) [default: random per rater]."),
-        click.option("--completion-url", default=None,
-                     help="Where a rater is redirected once the last answer is stored (Prolific's completion URL)."),
-        click.option("--no-examples", is_flag=True,
-                     help="Create the study even when a source has no image left for the instructions' examples."),
+        click.option(
+            "--real-split", default="val", show_default=True, help="Dataset split for real images."
+        ),
+        click.option(
+            "--examples-real",
+            default=None,
+            metavar="DATASET",
+            help="Dataset for the example real images on the instructions page when no source is real.",
+        ),
+        click.option(
+            "--instance-dir",
+            default="instance",
+            show_default=True,
+            help="Where the default database and the preprocessed real images live.",
+        ),
+        click.option(
+            "--completion-code",
+            default=None,
+            help="One completion code for every rater (Prolific's study code) [default: random per rater].",
+        ),
+        click.option(
+            "--completion-url",
+            default=None,
+            help="Where a rater is redirected once the last answer is stored (Prolific's completion URL).",
+        ),
+        click.option(
+            "--no-examples",
+            is_flag=True,
+            help="Create the study even when a source has no image left for the instructions' examples.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         _db_option,
     ]
@@ -74,8 +119,16 @@ def _common(f):
     return f
 
 
-def _write_real_images(dataset_name: str, split: str, label: str, classes: list[int], count: int,
-                       size: int, seed: int, out: Path) -> Path:
+def _write_real_images(
+    dataset_name: str,
+    split: str,
+    label: str,
+    classes: list[int],
+    count: int,
+    size: int,
+    seed: int,
+    out: Path,
+) -> Path:
     """``count`` real images per class as a sample set at ``out`` (``hvqeval samples
     from-dataset``: preprocessed as in training, the manifest naming the dataset)."""
     from hvqeval.image_import import ImageImportError, write_dataset_images
@@ -84,8 +137,16 @@ def _write_real_images(dataset_name: str, split: str, label: str, classes: list[
     if out.exists():
         shutil.rmtree(out)  # the study's own copy, rewritten by every create
     try:
-        write_dataset_images(dataset_name, split, out, per_class=count, classes=classes, image_size=size,
-                             seed=seed, model=label)
+        write_dataset_images(
+            dataset_name,
+            split,
+            out,
+            per_class=count,
+            classes=classes,
+            image_size=size,
+            seed=seed,
+            model=label,
+        )
     except ImageImportError as err:
         raise StudySourceError(f"real images {label}: {err}") from None
     return out
@@ -110,17 +171,35 @@ def _create(url: str, settings, instance_dir: str):
         sources = []
         for spec in settings.sources:
             if spec.real_dataset:
-                out = _write_real_images(spec.real_dataset, settings.real_split, spec.label, classes,
-                                         settings.count_of(spec.label) + EXAMPLES_PER_SOURCE, size, settings.seed,
-                                         study_dir / f"real-{spec.label}")
+                out = _write_real_images(
+                    spec.real_dataset,
+                    settings.real_split,
+                    spec.label,
+                    classes,
+                    settings.count_of(spec.label) + EXAMPLES_PER_SOURCE,
+                    size,
+                    settings.seed,
+                    study_dir / f"real-{spec.label}",
+                )
                 spec = SourceSpec(spec.label, str(out), dataset=spec.real_dataset)
             sources.append(spec)
         examples_set = None
         if settings.examples_real and not any(s.dataset for s in sources):
-            examples_set = str(_write_real_images(settings.examples_real, settings.real_split, "examples-real",
-                                                  classes[:1], EXAMPLES_PER_SOURCE, size, settings.seed,
-                                                  study_dir / "examples-real"))
-        settings = replace(settings, sources=tuple(sources), classes=tuple(classes), examples_real_set=examples_set)
+            examples_set = str(
+                _write_real_images(
+                    settings.examples_real,
+                    settings.real_split,
+                    "examples-real",
+                    classes[:1],
+                    EXAMPLES_PER_SOURCE,
+                    size,
+                    settings.seed,
+                    study_dir / "examples-real",
+                )
+            )
+        settings = replace(
+            settings, sources=tuple(sources), classes=tuple(classes), examples_real_set=examples_set
+        )
     return create_study(url, settings, instance_dir)
 
 
@@ -130,10 +209,16 @@ def _report(summary, database_url: str, as_json: bool) -> None:
     from sqlalchemy.engine import make_url
 
     if as_json:
-        click.echo(json.dumps({**asdict(summary), "database_url": make_url(database_url).render_as_string()}))
+        click.echo(
+            json.dumps(
+                {**asdict(summary), "database_url": make_url(database_url).render_as_string()}
+            )
+        )
         return
-    click.echo(f"created {summary.kind} study {summary.name}: {summary.items} items, "
-               f"{summary.answers_needed} answers needed, classes {list(summary.classes)}")
+    click.echo(
+        f"created {summary.kind} study {summary.name}: {summary.items} items, "
+        f"{summary.answers_needed} answers needed, classes {list(summary.classes)}"
+    )
     click.echo(f"raters' link: <server>/s/{summary.public_id}/?PROLIFIC_PID=<participant id>")
 
 
@@ -148,47 +233,147 @@ def create() -> None:
 
 
 @create.command(name="rating")
-@click.option("--model", "models", multiple=True, required=True, metavar="LABEL=SET",
-              help="A sample set to rate, named LABEL in the export (repeatable).")
-@click.option("--real", "reals", multiple=True, metavar="LABEL=DATASET",
-              help="Real images from a dataset (same preprocessing as training), rated like a model.")
-@click.option("--ratings-per-item", type=int, default=3, show_default=True, help="k distinct raters per image.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    metavar="LABEL=SET",
+    help="A sample set to rate, named LABEL in the export (repeatable).",
+)
+@click.option(
+    "--real",
+    "reals",
+    multiple=True,
+    metavar="LABEL=DATASET",
+    help="Real images from a dataset (same preprocessing as training), rated like a model.",
+)
+@click.option(
+    "--ratings-per-item",
+    type=int,
+    default=3,
+    show_default=True,
+    help="k distinct raters per image.",
+)
 @_common
-def create_rating(models, reals, ratings_per_item, name, classes, per_class, tasks_per_rater, lease_seconds, seed,
-                  real_split, examples_real, instance_dir, completion_code, completion_url, no_examples, as_json,
-                  database_url):
+def create_rating(
+    models,
+    reals,
+    ratings_per_item,
+    name,
+    classes,
+    per_class,
+    tasks_per_rater,
+    lease_seconds,
+    seed,
+    real_split,
+    examples_real,
+    instance_dir,
+    completion_code,
+    completion_url,
+    no_examples,
+    as_json,
+    database_url,
+):
     """Realism ratings 1-5 (Table 2): every image rated by k different raters."""
     from study_app.create import SourceSpec, StudySettings
 
     url = _database_url(database_url, instance_dir)
-    sources = tuple(SourceSpec.parse(m) for m in models) + tuple(SourceSpec.parse(r, force_real=True) for r in reals)
-    settings = StudySettings(name=name, kind="rating", sources=sources, classes=_classes(classes),
-                             per_class=per_class, answers_per_item=ratings_per_item, tasks_per_rater=tasks_per_rater,
-                             lease_seconds=lease_seconds, seed=seed, real_split=real_split,
-                             examples_real=examples_real, completion_code=completion_code,
-                             completion_url=completion_url, no_examples=no_examples)
+    sources = tuple(SourceSpec.parse(m) for m in models) + tuple(
+        SourceSpec.parse(r, force_real=True) for r in reals
+    )
+    settings = StudySettings(
+        name=name,
+        kind="rating",
+        sources=sources,
+        classes=_classes(classes),
+        per_class=per_class,
+        answers_per_item=ratings_per_item,
+        tasks_per_rater=tasks_per_rater,
+        lease_seconds=lease_seconds,
+        seed=seed,
+        real_split=real_split,
+        examples_real=examples_real,
+        completion_code=completion_code,
+        completion_url=completion_url,
+        no_examples=no_examples,
+    )
     _report(_create(url, settings, instance_dir), url, as_json)
 
 
 @create.command(name="pairwise")
-@click.option("--source", "sources", multiple=True, metavar="LABEL=SET",
-              help="A source to compare (sample set, or LABEL=real:DATASET); repeat for M >= 2 sources.")
-@click.option("--a", "source_a", default=None, metavar="LABEL=SET", help="Two-source form: source A (as --source).")
-@click.option("--b", "source_b", default=None, metavar="LABEL=SET", help="Two-source form: source B.")
-@click.option("--pair", "pairs", multiple=True, metavar="A:B",
-              help="Compare only these source pairs (A shown as model A in the export) [default: all pairs].")
-@click.option("--uses", type=int, default=None,
-              help="Uses of each sample per source pair [default: 10]; the smaller source's samples are used "
-                   "as evenly as the counts allow.")
-@click.option("--count", "counts", multiple=True, metavar="LABEL=N",
-              help="Images per class of one source, when it differs from --per-class.")
-@click.option("--pairs-per-class", type=int, default=None,
-              help="Instead of --uses: exactly this many pairs per class and source pair.")
-@click.option("--raters-per-pair", type=int, default=3, show_default=True, help="k distinct raters per pair.")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="LABEL=SET",
+    help="A source to compare (sample set, or LABEL=real:DATASET); repeat for M >= 2 sources.",
+)
+@click.option(
+    "--a",
+    "source_a",
+    default=None,
+    metavar="LABEL=SET",
+    help="Two-source form: source A (as --source).",
+)
+@click.option(
+    "--b", "source_b", default=None, metavar="LABEL=SET", help="Two-source form: source B."
+)
+@click.option(
+    "--pair",
+    "pairs",
+    multiple=True,
+    metavar="A:B",
+    help="Compare only these source pairs (A shown as model A in the export) [default: all pairs].",
+)
+@click.option(
+    "--uses",
+    type=int,
+    default=None,
+    help="Uses of each sample per source pair [default: 10]; the smaller source's samples are used "
+    "as evenly as the counts allow.",
+)
+@click.option(
+    "--count",
+    "counts",
+    multiple=True,
+    metavar="LABEL=N",
+    help="Images per class of one source, when it differs from --per-class.",
+)
+@click.option(
+    "--pairs-per-class",
+    type=int,
+    default=None,
+    help="Instead of --uses: exactly this many pairs per class and source pair.",
+)
+@click.option(
+    "--raters-per-pair", type=int, default=3, show_default=True, help="k distinct raters per pair."
+)
 @_common
-def create_pairwise(sources, source_a, source_b, pairs, uses, counts, pairs_per_class, raters_per_pair, name,
-                    classes, per_class, tasks_per_rater, lease_seconds, seed, real_split, examples_real,
-                    instance_dir, completion_code, completion_url, no_examples, as_json, database_url):
+def create_pairwise(
+    sources,
+    source_a,
+    source_b,
+    pairs,
+    uses,
+    counts,
+    pairs_per_class,
+    raters_per_pair,
+    name,
+    classes,
+    per_class,
+    tasks_per_rater,
+    lease_seconds,
+    seed,
+    real_split,
+    examples_real,
+    instance_dir,
+    completion_code,
+    completion_url,
+    no_examples,
+    as_json,
+    database_url,
+):
     """Side-by-side preference (Tables 3 and 5) among two or more sources: which image looks the
     most realistic (or, when every pair holds real images, which is real)."""
     from study_app.create import SourceSpec, StudySettings
@@ -197,15 +382,30 @@ def create_pairwise(sources, source_a, source_b, pairs, uses, counts, pairs_per_
 
     texts = [t for t in (source_a, source_b) if t] + list(sources)
     if len(texts) < 2:
-        raise StudyError("a pairwise study needs two or more sources: --source LABEL=SET (repeat), or --a and --b")
+        raise StudyError(
+            "a pairwise study needs two or more sources: --source LABEL=SET (repeat), or --a and --b"
+        )
     url = _database_url(database_url, instance_dir)
-    settings = StudySettings(name=name, kind="pairwise", sources=tuple(SourceSpec.parse(t) for t in texts),
-                             classes=_classes(classes), per_class=per_class, answers_per_item=raters_per_pair,
-                             tasks_per_rater=tasks_per_rater, lease_seconds=lease_seconds, seed=seed,
-                             pairs_per_class=pairs_per_class, real_split=real_split, examples_real=examples_real,
-                             pairs=tuple(parse_pair(p) for p in pairs), uses=uses,
-                             counts=tuple(_count(c) for c in counts), completion_code=completion_code,
-                             completion_url=completion_url, no_examples=no_examples)
+    settings = StudySettings(
+        name=name,
+        kind="pairwise",
+        sources=tuple(SourceSpec.parse(t) for t in texts),
+        classes=_classes(classes),
+        per_class=per_class,
+        answers_per_item=raters_per_pair,
+        tasks_per_rater=tasks_per_rater,
+        lease_seconds=lease_seconds,
+        seed=seed,
+        pairs_per_class=pairs_per_class,
+        real_split=real_split,
+        examples_real=examples_real,
+        pairs=tuple(parse_pair(p) for p in pairs),
+        uses=uses,
+        counts=tuple(_count(c) for c in counts),
+        completion_code=completion_code,
+        completion_url=completion_url,
+        no_examples=no_examples,
+    )
     _report(_create(url, settings, instance_dir), url, as_json)
 
 
@@ -214,7 +414,9 @@ def _count(text: str) -> tuple[str, int]:
 
     label, sep, value = text.partition("=")
     if not sep or not label.strip() or not value.strip().isdigit():
-        raise StudyError(f"--count: expected LABEL=N (images per class of that source), got {text!r}")
+        raise StudyError(
+            f"--count: expected LABEL=N (images per class of that source), got {text!r}"
+        )
     return label.strip(), int(value)
 
 
@@ -222,10 +424,19 @@ def _count(text: str) -> tuple[str, int]:
 @click.option("--n-a", type=int, required=True, help="Samples of model A.")
 @click.option("--n-b", type=int, required=True, help="Samples of model B.")
 @click.option("--uses", type=int, default=None, help="Uses of every sample (both sides).")
-@click.option("--uses-a", type=int, default=None, help="Uses of every A sample (instead of --uses).")
-@click.option("--uses-b", type=int, default=None, help="Uses of every B sample (instead of --uses).")
+@click.option(
+    "--uses-a", type=int, default=None, help="Uses of every A sample (instead of --uses)."
+)
+@click.option(
+    "--uses-b", type=int, default=None, help="Uses of every B sample (instead of --uses)."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the design to this CSV.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the design to this CSV.",
+)
 def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
     """Print a pairing design (CSV columns pair, a, b): every sample used exactly u times, no repeated pair."""
     import csv
@@ -247,20 +458,40 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
     if out:
         with open(out, "w", encoding="utf-8") as fh:
             fh.write(buffer.getvalue())
-    click.echo(f"{design.num_pairs} pairs: {n_a} A samples x {uses_a} uses, {n_b} B samples x {uses_b} uses, "
-               f"no repeated pair (seed {seed})", err=True)
+    click.echo(
+        f"{design.num_pairs} pairs: {n_a} A samples x {uses_a} uses, {n_b} B samples x {uses_b} uses, "
+        f"no repeated pair (seed {seed})",
+        err=True,
+    )
 
 
 @command.command(name="serve")
-@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address to listen on (HOST:PORT).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="gunicorn worker processes [default: 2 x cores + 1].")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads per worker [default: 2].")
-@click.option("--secret-key-file", type=click.Path(dir_okay=False), default=None,
-              help="File holding the secret key that signs sessions [default: $HVQEVAL_SECRET_KEY_FILE, "
-                   "else $HVQEVAL_SECRET_KEY].")
+@click.option(
+    "--bind", default="127.0.0.1:8000", show_default=True, help="Address to listen on (HOST:PORT)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="gunicorn worker processes [default: 2 x cores + 1].",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="Threads per worker [default: 2]."
+)
+@click.option(
+    "--secret-key-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File holding the secret key that signs sessions [default: $HVQEVAL_SECRET_KEY_FILE, "
+    "else $HVQEVAL_SECRET_KEY].",
+)
 @click.option("--access-log", default=None, help="Access log file ('-' for stderr).")
-@click.option("--instance-dir", default="instance", show_default=True, help="Image cache (and default database).")
+@click.option(
+    "--instance-dir",
+    default="instance",
+    show_default=True,
+    help="Image cache (and default database).",
+)
 @_db_option
 def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, database_url):
     """Run the study web app under gunicorn. Needs a secret key; admin pages need HVQEVAL_ADMIN_PASSWORD(_HASH).
@@ -290,9 +521,13 @@ def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, dat
     config = check_before_serving(config, bind)
 
     def ready(workers, threads):
-        click.echo(f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True)
+        click.echo(
+            f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True
+        )
 
-    run_server(config, bind=bind, workers=workers, threads=threads, access_log=access_log, on_ready=ready)
+    run_server(
+        config, bind=bind, workers=workers, threads=threads, access_log=access_log, on_ready=ready
+    )
 
 
 def _read_secret_key(path: str) -> str:
@@ -301,10 +536,14 @@ def _read_secret_key(path: str) -> str:
     try:
         key = Path(path).read_text(encoding="utf-8").strip()
     except OSError as err:
-        raise ConfigurationError(f"--secret-key-file {path}: {err.strerror or err}; write a key there with "
-                                 "`python -c 'import secrets; print(secrets.token_hex(32))' > KEYFILE`") from None
+        raise ConfigurationError(
+            f"--secret-key-file {path}: {err.strerror or err}; write a key there with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))' > KEYFILE`"
+        ) from None
     if not key:
-        raise ConfigurationError(f"--secret-key-file {path} is empty; write a key of 16 or more random characters")
+        raise ConfigurationError(
+            f"--secret-key-file {path} is empty; write a key of 16 or more random characters"
+        )
     return key
 
 
@@ -322,8 +561,13 @@ def export_cmd(study_name, out, database_url):
 
 @command.command(name="codes")
 @click.argument("study_name", metavar="STUDY")
-@click.option("--check", "check_file", type=click.Path(dir_okay=False), default=None,
-              help="A platform's CSV of submissions (participant id and pasted completion code) to check.")
+@click.option(
+    "--check",
+    "check_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A platform's CSV of submissions (participant id and pasted completion code) to check.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @_db_option
 def codes_cmd(study_name, check_file, as_json, database_url):
@@ -340,15 +584,21 @@ def codes_cmd(study_name, check_file, as_json, database_url):
         if as_json:
             click.echo(json.dumps([asdict(r) for r in stored]))
         for r in [] if as_json else stored:
-            click.echo(f"{r.participant}\t{r.platform or '-'}\t{r.answered}\t{r.completion_code or '-'}")
+            click.echo(
+                f"{r.participant}\t{r.platform or '-'}\t{r.answered}\t{r.completion_code or '-'}"
+            )
         return
     pasted = read_pasted(check_file)
     mismatches = check_codes(stored, pasted)
     if as_json:
-        click.echo(json.dumps({"checked": len(pasted), "mismatches": [asdict(m) for m in mismatches]}))
+        click.echo(
+            json.dumps({"checked": len(pasted), "mismatches": [asdict(m) for m in mismatches]})
+        )
     else:
         for m in mismatches:
-            click.echo(f"{m.participant}\tpasted {m.pasted or '-'}\tstored {m.stored or '-'}\t{m.problem}")
+            click.echo(
+                f"{m.participant}\tpasted {m.pasted or '-'}\tstored {m.stored or '-'}\t{m.problem}"
+            )
         click.echo(f"{len(pasted)} submission(s) checked, {len(mismatches)} mismatch(es)", err=True)
     if mismatches:
         sys.exit(1)
@@ -367,11 +617,15 @@ def list_cmd(as_json, database_url):
     with open_database(_database_url(database_url)) as engine:
         found = [study_progress(engine, n) for n in study_names(engine)]
     if as_json:
-        click.echo(json.dumps([{k: v for k, v in asdict(p).items() if k != "groups"} for p in found]))
+        click.echo(
+            json.dumps([{k: v for k, v in asdict(p).items() if k != "groups"} for p in found])
+        )
         return
     for p in found:
-        click.echo(f"{p.name:24s} {p.kind:9s} {p.status:7s} {p.done}/{p.needed} answers, {p.raters} raters, "
-                   f"link /s/{p.public_id}/")
+        click.echo(
+            f"{p.name:24s} {p.kind:9s} {p.status:7s} {p.done}/{p.needed} answers, {p.raters} raters, "
+            f"link /s/{p.public_id}/"
+        )
     if not found:
         click.echo("no studies", err=True)
 

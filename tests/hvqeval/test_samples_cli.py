@@ -30,7 +30,9 @@ def _images(n, size=12, seed=0):
 
 def _error(result) -> str:
     assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip() and "img/s" not in line]  # not tqdm
+    lines = [
+        line for line in result.output.splitlines() if line.strip() and "img/s" not in line
+    ]  # not tqdm
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     return lines[0]
 
@@ -39,8 +41,19 @@ def test_flat_folder_keeps_pixels_and_records_sha256(tmp_path):
     images = _images(3)
     for i, image in enumerate(images):
         _png(tmp_path / "flat" / f"img{i}.png", image)
-    result = _samples("import", tmp_path / "flat", "--model", "BigGAN", "--out", tmp_path / "set",
-                      "--classes-of", "shapes", "--class-id", 7, "--json")
+    result = _samples(
+        "import",
+        tmp_path / "flat",
+        "--model",
+        "BigGAN",
+        "--out",
+        tmp_path / "set",
+        "--classes-of",
+        "shapes",
+        "--class-id",
+        7,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.splitlines()[-1])["classes"] == {"7": 3}
     s = SampleSet.load(tmp_path / "set")
@@ -56,12 +69,23 @@ def test_class_folders_by_id_name_and_wnid(tmp_path):
     _png(tmp_path / "ids" / "3" / "a.png", images[0])
     _png(tmp_path / "ids" / "two_discs" / "b.png", images[1])
     _png(tmp_path / "ids" / "Triangle" / "c.png", images[2])
-    result = _samples("import", tmp_path / "ids", "--model", "m", "--out", tmp_path / "s1", "--classes-of", "shapes")
+    result = _samples(
+        "import",
+        tmp_path / "ids",
+        "--model",
+        "m",
+        "--out",
+        tmp_path / "s1",
+        "--classes-of",
+        "shapes",
+    )
     assert result.exit_code == 0, result.output
     by_class = {f.class_id: i for i, f in enumerate(SampleSet.load(tmp_path / "s1").files)}
     s1 = SampleSet.load(tmp_path / "s1")
     assert sorted(by_class) == [1, 3, 7]
-    assert np.array_equal(s1.uint8(by_class[3]), images[0]) and np.array_equal(s1.uint8(by_class[1]), images[1])
+    assert np.array_equal(s1.uint8(by_class[3]), images[0]) and np.array_equal(
+        s1.uint8(by_class[1]), images[1]
+    )
 
     _png(tmp_path / "wnids" / "n03743016" / "a.png", images[0])  # megalith
     _png(tmp_path / "wnids" / "n01440764" / "b.png", images[1])  # tench
@@ -75,44 +99,97 @@ def test_class_map_csv(tmp_path):
     _png(tmp_path / "src" / "cats" / "a.png", _images(1)[0])
     _png(tmp_path / "src" / "dogs" / "b.png", _images(1, seed=1)[0])
     (tmp_path / "map.csv").write_text("folder,class_id\ncats,281\ndogs,207\n")
-    result = _samples("import", tmp_path / "src", "--model", "m", "--out", tmp_path / "s",
-                      "--class-map", tmp_path / "map.csv")
+    result = _samples(
+        "import",
+        tmp_path / "src",
+        "--model",
+        "m",
+        "--out",
+        tmp_path / "s",
+        "--class-map",
+        tmp_path / "map.csv",
+    )
     assert result.exit_code == 0, result.output
     assert sorted(f.class_id for f in SampleSet.load(tmp_path / "s").files) == [207, 281]
     (tmp_path / "map.csv").write_text("cats,281\n")
-    line = _error(_samples("import", tmp_path / "src", "--model", "m", "--out", tmp_path / "s2",
-                           "--class-map", tmp_path / "map.csv"))
+    line = _error(
+        _samples(
+            "import",
+            tmp_path / "src",
+            "--model",
+            "m",
+            "--out",
+            tmp_path / "s2",
+            "--class-map",
+            tmp_path / "map.csv",
+        )
+    )
     assert "dogs" in line and "--class-map" in line and not (tmp_path / "s2").exists()
 
 
 def test_npz_with_labels(tmp_path):
     images = _images(4)
     np.savez(tmp_path / "x.npz", images, labels=np.array([3, 3, 5, 9]))
-    result = _samples("import", tmp_path / "x.npz", "--model", "m", "--out", tmp_path / "s", "--classes-of", "shapes")
+    result = _samples(
+        "import",
+        tmp_path / "x.npz",
+        "--model",
+        "m",
+        "--out",
+        tmp_path / "s",
+        "--classes-of",
+        "shapes",
+    )
     assert result.exit_code == 0, result.output
     s = SampleSet.load(tmp_path / "s")
     assert [f.class_id for f in s.files] == [3, 3, 5, 9]
     assert all(np.array_equal(s.uint8(i), images[i]) for i in range(4))
     np.savez(tmp_path / "bad.npz", images, labels=np.array([3, 3, 10, 9]))
-    line = _error(_samples("import", tmp_path / "bad.npz", "--model", "m", "--out", tmp_path / "s3",
-                           "--classes-of", "shapes"))
+    line = _error(
+        _samples(
+            "import",
+            tmp_path / "bad.npz",
+            "--model",
+            "m",
+            "--out",
+            tmp_path / "s3",
+            "--classes-of",
+            "shapes",
+        )
+    )
     assert "bad.npz" in line and "image 2" in line and "label 10" in line
 
 
 def test_mixed_sizes_refused_unless_resize_which_the_manifest_states(tmp_path):
     _png(tmp_path / "src" / "a.png", _images(1, size=12)[0])
     _png(tmp_path / "src" / "b.png", _images(1, size=20)[0])
-    line = _error(_samples("import", tmp_path / "src", "--model", "m", "--out", tmp_path / "s", "--class-id", 0))
+    line = _error(
+        _samples(
+            "import", tmp_path / "src", "--model", "m", "--out", tmp_path / "s", "--class-id", 0
+        )
+    )
     assert "b.png" in line and "--resize SIZE" in line and not (tmp_path / "s").exists()
-    result = _samples("import", tmp_path / "src", "--model", "m", "--out", tmp_path / "s", "--class-id", 0,
-                      "--resize", 8)
+    result = _samples(
+        "import",
+        tmp_path / "src",
+        "--model",
+        "m",
+        "--out",
+        tmp_path / "s",
+        "--class-id",
+        0,
+        "--resize",
+        8,
+    )
     assert result.exit_code == 0, result.output
     s = SampleSet.load(tmp_path / "s")
     assert s.image_size == 8 and s.uint8(1).shape == (8, 8, 3)
     assert "antialiased bilinear" in s.manifest["resize"] and "8" in s.manifest["resize"]
 
 
-@pytest.mark.parametrize("case", ["corrupt", "corrupt-resized", "unknown-folder", "no-labels", "out-exists", "missing"])
+@pytest.mark.parametrize(
+    "case", ["corrupt", "corrupt-resized", "unknown-folder", "no-labels", "out-exists", "missing"]
+)
 def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
     src = tmp_path / "src"
     _png(src / "3" / "a.png", _images(1)[0])
@@ -121,7 +198,9 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
     if case.startswith("corrupt"):
         (src / "3" / "broken.png").write_bytes(b"\x89PNG not really")
         expect = "broken.png"
-        if case == "corrupt-resized":  # found while writing (headers are not read first): cleaned up
+        if (
+            case == "corrupt-resized"
+        ):  # found while writing (headers are not read first): cleaned up
             args += ["--resize", 8]
     elif case == "unknown-folder":
         _png(src / "spaceships" / "b.png", _images(1)[0])
@@ -144,12 +223,29 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
 
 
 def test_from_dataset_writes_real_images_marked_real(tmp_path):
-    result = _samples("from-dataset", "shapes", "--split", "val", "--per-class", 2, "--classes", "3,5",
-                      "--image-size", 16, "--out", tmp_path / "real", "--json")
+    result = _samples(
+        "from-dataset",
+        "shapes",
+        "--split",
+        "val",
+        "--per-class",
+        2,
+        "--classes",
+        "3,5",
+        "--image-size",
+        16,
+        "--out",
+        tmp_path / "real",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     s = SampleSet.load(tmp_path / "real")
     s.verify()
-    assert s.manifest["real"] is True and s.manifest["dataset"] == "shapes" and s.manifest["split"] == "val"
+    assert (
+        s.manifest["real"] is True
+        and s.manifest["dataset"] == "shapes"
+        and s.manifest["split"] == "val"
+    )
     assert sorted(f.class_id for f in s.files) == [3, 3, 5, 5] and s.image_size == 16
     # every image is the dataset item the manifest names, of the class it says
     dataset = open_dataset("shapes", "val", image_size=16)
@@ -158,6 +254,16 @@ def test_from_dataset_writes_real_images_marked_real(tmp_path):
     for i, (f, index) in enumerate(zip(s.files, indices)):
         image, class_id = dataset[index]
         assert class_id == f.class_id and np.array_equal(image.permute(1, 2, 0).numpy(), s.uint8(i))
-    line = _error(_samples("from-dataset", "shapes", "--per-class", 2, "--classes", "3,12",
-                           "--out", tmp_path / "bad"))
+    line = _error(
+        _samples(
+            "from-dataset",
+            "shapes",
+            "--per-class",
+            2,
+            "--classes",
+            "3,12",
+            "--out",
+            tmp_path / "bad",
+        )
+    )
     assert "12" in line and not (tmp_path / "bad").exists()

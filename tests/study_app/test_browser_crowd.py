@@ -45,8 +45,11 @@ def shapes_set(path, model: str, seed: int, classes=(0, 3)):
         if counts.get(class_id, 99) < 5:
             hwc = image.permute(1, 2, 0).numpy().astype(np.int16)
             hwc[..., seed % 3] += 40
-            writer.add(np.clip(hwc, 0, 255).astype(np.uint8), class_id,
-                       class_label(dataset.class_names[class_id], class_id))
+            writer.add(
+                np.clip(hwc, 0, 255).astype(np.uint8),
+                class_id,
+                class_label(dataset.class_names[class_id], class_id),
+            )
             counts[class_id] += 1
     return writer.close()
 
@@ -54,7 +57,10 @@ def shapes_set(path, model: str, seed: int, classes=(0, 3)):
 def ready(page, done: int, total: int):
     page.wait_for_function(
         "([d, t]) => document.getElementById('progress-text').textContent === d + ' / ' + t"
-        " && !document.querySelector('#task button.answer').disabled", arg=[done, total], timeout=15000)
+        " && !document.querySelector('#task button.answer').disabled",
+        arg=[done, total],
+        timeout=15000,
+    )
 
 
 def _answer_all(page, total: int):
@@ -74,10 +80,21 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
                 Image.open(tmp_path / f"src{c}" / f.file).save(flat / str(c) / f"img{i}.png")
     imported = import_images(flat, tmp_path / "imported", model="BigGAN", classes_of="shapes")
     settings = StudySettings(
-        name="crowd", kind="pairwise", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("biggan", str(imported.path)),
-                                                SourceSpec("real", "real:shapes")),
-        classes=(0, 3), per_class=2, uses=1, answers_per_item=2, tasks_per_rater=4,
-        completion_code="C0DE42", completion_url=PROLIFIC)
+        name="crowd",
+        kind="pairwise",
+        sources=(
+            SourceSpec("ff", str(ff.path)),
+            SourceSpec("biggan", str(imported.path)),
+            SourceSpec("real", "real:shapes"),
+        ),
+        classes=(0, 3),
+        per_class=2,
+        uses=1,
+        answers_per_item=2,
+        tasks_per_rater=4,
+        completion_code="C0DE42",
+        completion_url=PROLIFIC,
+    )
     summary = create_study(url, settings, tmp_path)
     assert summary.items == 2 * 3 * 2  # 2 classes x 3 source pairs x 2 pairs
     dispose_all()
@@ -89,14 +106,19 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
         page.check("input[name=agree]")
         page.click("#start")
         # (the browser then leaves for Prolific's site, which this machine cannot reach)
-        with page.expect_response(lambda r: r.url.endswith("/complete"), timeout=15000) as completion:
+        with page.expect_response(
+            lambda r: r.url.endswith("/complete"), timeout=15000
+        ) as completion:
             _answer_all(page, 4)
         assert completion.value.status == 302 and completion.value.headers["location"] == PROLIFIC
 
         # MTurk preview: instructions and examples, nothing stored
         preview = browser.new_page()
         preview.goto(base + "?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
-        assert preview.locator("#preview").is_visible() and preview.locator("input[name=agree]").count() == 0
+        assert (
+            preview.locator("#preview").is_visible()
+            and preview.locator("input[name=agree]").count() == 0
+        )
         assert preview.locator("figcaption").count() >= 2
         with session_scope(engine_for(url)) as s:
             assert s.scalar(select(func.count()).select_from(Rater)) == 1
@@ -122,13 +144,24 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
 
     out = tmp_path / "responses.csv"
     runner = CliRunner()
-    assert runner.invoke(cli, ["study", "export", "--study", "crowd", "--out", str(out),
-                               "--database-url", url]).exit_code == 0
+    assert (
+        runner.invoke(
+            cli, ["study", "export", "--study", "crowd", "--out", str(out), "--database-url", url]
+        ).exit_code
+        == 0
+    )
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 8 and len({(r["rater"], r["item"]) for r in rows}) == 8  # every answer once
-    assert {r["rater"]: (r["platform"], r["platform_study"], r["platform_session"], r["completion_code"])
-            for r in rows} == {"pp1": ("prolific", "st9", "se7", "C0DE42"), "W1": ("mturk", "H1", "A77", "C0DE42")}
+    assert {
+        r["rater"]: (
+            r["platform"],
+            r["platform_study"],
+            r["platform_session"],
+            r["completion_code"],
+        )
+        for r in rows
+    } == {"pp1": ("prolific", "st9", "se7", "C0DE42"), "W1": ("mturk", "H1", "A77", "C0DE42")}
     assert {r["left"] for r in rows} <= {"a", "b"} and all(r["choice"] in ("a", "b") for r in rows)
     report = runner.invoke(cli, ["report", "table3", "--responses", str(out), "--json"])
     assert report.exit_code == 0, report.output

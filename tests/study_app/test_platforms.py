@@ -25,10 +25,24 @@ SANDBOX = "https://workersandbox.mturk.com"
 
 
 def _make(db_url, sets, tmp_path, **extra):
-    create_study(db_url, StudySettings(
-        name="crowd", kind="pairwise", sources=(SourceSpec("ff", str(sets["ff"].path)),
-                                                SourceSpec("msp", str(sets["msp"].path))),
-        classes=(3,), per_class=2, pairs_per_class=4, answers_per_item=2, tasks_per_rater=2, **extra), tmp_path)
+    create_study(
+        db_url,
+        StudySettings(
+            name="crowd",
+            kind="pairwise",
+            sources=(
+                SourceSpec("ff", str(sets["ff"].path)),
+                SourceSpec("msp", str(sets["msp"].path)),
+            ),
+            classes=(3,),
+            per_class=2,
+            pairs_per_class=4,
+            answers_per_item=2,
+            tasks_per_rater=2,
+            **extra,
+        ),
+        tmp_path,
+    )
     with session_scope(engine_for(db_url)) as s:
         study = s.scalar(select(Study))
         s.expunge(study)
@@ -36,16 +50,27 @@ def _make(db_url, sets, tmp_path, **extra):
 
 
 def _app(db_url, tmp_path, **config):
-    return create_app({"TESTING": True, "SECRET_KEY": SECRET, "DATABASE_URL": db_url,
-                       "IMAGE_CACHE_DIR": str(tmp_path / "cache"), "RATE_LIMIT_RATER": "100000/60",
-                       "RATE_LIMIT_IP": "100000/60", **config})
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": db_url,
+            "IMAGE_CACHE_DIR": str(tmp_path / "cache"),
+            "RATE_LIMIT_RATER": "100000/60",
+            "RATE_LIMIT_IP": "100000/60",
+            **config,
+        }
+    )
 
 
 def _consent(rater: RaterClient, query: str):
     r = rater.get(f"/s/{rater.public_id}/?{query}", follow_redirects=True)
     assert r.status_code == 200, r.data
-    r = rater.client.post(f"/s/{rater.public_id}/consent", data={"agree": "yes", "csrf_token": rater.csrf},
-                          follow_redirects=True)
+    r = rater.client.post(
+        f"/s/{rater.public_id}/consent",
+        data={"agree": "yes", "csrf_token": rater.csrf},
+        follow_redirects=True,
+    )
     rater._remember(r)
     assert r.status_code == 200
 
@@ -63,8 +88,12 @@ def test_prolific_ids_stored_and_redirect_only_after_the_last_answer(db_url, set
     first = rater.answer(task["task"], "left").get_json()
     assert first["next"]["state"] == "task" and "code" not in first["next"]
     last = rater.answer(first["next"]["task"], "right").get_json()
-    assert last["stored"] and last["next"] == {"state": "finished", "code": "C0DE42", "done": 2,
-                                               "complete": f"/s/{study.public_id}/complete"}
+    assert last["stored"] and last["next"] == {
+        "state": "finished",
+        "code": "C0DE42",
+        "done": 2,
+        "complete": f"/s/{study.public_id}/complete",
+    }
     done = rater.get(f"/s/{study.public_id}/complete")
     assert done.status_code == 302 and done.headers["Location"] == PROLIFIC_URL
 
@@ -72,8 +101,14 @@ def test_prolific_ids_stored_and_redirect_only_after_the_last_answer(db_url, set
 def test_mturk_preview_claims_nothing_and_submit_posts_the_assignment(db_url, sets, tmp_path):
     study = _make(db_url, sets, tmp_path)
     app = _app(db_url, tmp_path)
-    preview = app.test_client().get(f"/s/{study.public_id}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
-    assert preview.status_code == 200 and b"This is a preview" in preview.data and b"Instructions" in preview.data
+    preview = app.test_client().get(
+        f"/s/{study.public_id}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1"
+    )
+    assert (
+        preview.status_code == 200
+        and b"This is a preview" in preview.data
+        and b"Instructions" in preview.data
+    )
     assert b'name="agree"' not in preview.data and re.search(rb"<img [^>]*example", preview.data)
     with session_scope(engine_for(db_url)) as s:
         assert s.scalar(select(func.count()).select_from(Rater)) == 0
@@ -88,19 +123,32 @@ def test_mturk_preview_claims_nothing_and_submit_posts_the_assignment(db_url, se
     page = rater.get(f"/s/{study.public_id}/complete")
     assert page.status_code == 200
     form = page.data.decode()
-    assert f'action="{SANDBOX}/mturk/externalSubmit"' in form and 'name="assignmentId" value="A77"' in form
+    assert (
+        f'action="{SANDBOX}/mturk/externalSubmit"' in form
+        and 'name="assignmentId" value="A77"' in form
+    )
     assert f'value="{finished["code"]}"' in form
     assert f"form-action 'self' {SANDBOX}" in page.headers["Content-Security-Policy"]
     with session_scope(engine_for(db_url)) as s:
-        row = s.execute(select(Rater.participant, Rater.platform, Rater.platform_study, Rater.platform_session,
-                               Rater.submit_to)).one()
+        row = s.execute(
+            select(
+                Rater.participant,
+                Rater.platform,
+                Rater.platform_study,
+                Rater.platform_session,
+                Rater.submit_to,
+            )
+        ).one()
     assert tuple(row) == ("W1", "mturk", "H1", "A77", SANDBOX)
 
 
 def test_turk_submit_to_elsewhere_is_refused(db_url, sets, tmp_path):
     study = _make(db_url, sets, tmp_path)
-    r = _app(db_url, tmp_path).test_client().get(
-        f"/s/{study.public_id}/?workerId=W1&assignmentId=A1&turkSubmitTo=https://evil.example")
+    r = (
+        _app(db_url, tmp_path)
+        .test_client()
+        .get(f"/s/{study.public_id}/?workerId=W1&assignmentId=A1&turkSubmitTo=https://evil.example")
+    )
     assert r.status_code == 400
     with session_scope(engine_for(db_url)) as s:
         assert s.scalar(select(func.count()).select_from(Rater)) == 0
@@ -122,12 +170,18 @@ def test_codes_in_export_admin_and_check(db_url, sets, tmp_path):
 
     out = tmp_path / "responses.csv"
     runner = CliRunner()
-    assert runner.invoke(cli, ["study", "export", "--study", "crowd", "--out", str(out),
-                               "--database-url", db_url]).exit_code == 0
+    assert (
+        runner.invoke(
+            cli,
+            ["study", "export", "--study", "crowd", "--out", str(out), "--database-url", db_url],
+        ).exit_code
+        == 0
+    )
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert {(r["rater"], r["completion_code"], r["platform"], r["platform_session"]) for r in rows} == {
-        ("P1", codes["P1"], "prolific", "sess-P1"), ("P2", codes["P2"], "prolific", "sess-P2")}
+    assert {
+        (r["rater"], r["completion_code"], r["platform"], r["platform_session"]) for r in rows
+    } == {("P1", codes["P1"], "prolific", "sess-P1"), ("P2", codes["P2"], "prolific", "sess-P2")}
 
     admin = app.test_client()
     login = admin.get("/admin/login")
@@ -138,34 +192,69 @@ def test_codes_in_export_admin_and_check(db_url, sets, tmp_path):
 
     pasted = tmp_path / "prolific.csv"
     pasted.write_text(f"Participant id,Completion code\nP1,{codes['P1'].lower()}\nP3,XYZ\n")
-    result = runner.invoke(cli, ["study", "codes", "crowd", "--check", str(pasted), "--json",
-                                 "--database-url", db_url])
+    result = runner.invoke(
+        cli, ["study", "codes", "crowd", "--check", str(pasted), "--json", "--database-url", db_url]
+    )
     assert result.exit_code == 1
     found = json.loads(result.output)
     assert found["checked"] == 2
     assert {(m["participant"], m["problem"]) for m in found["mismatches"]} == {
-        ("P3", "never entered this study"), ("P2", "finished but no submission")}
+        ("P3", "never entered this study"),
+        ("P2", "finished but no submission"),
+    }
     pasted.write_text(f"Participant id,Completion code\nP1,{codes['P1']}\nP2,{codes['P2']}\n")
-    ok = runner.invoke(cli, ["study", "codes", "crowd", "--check", str(pasted), "--database-url", db_url])
+    ok = runner.invoke(
+        cli, ["study", "codes", "crowd", "--check", str(pasted), "--database-url", db_url]
+    )
     assert ok.exit_code == 0 and "0 mismatch(es)" in ok.output
     pasted.write_text(f"Participant id,Completion code\nP1,{codes['P1']}\nP2,WRONG\n")
-    bad = runner.invoke(cli, ["study", "codes", "crowd", "--check", str(pasted), "--database-url", db_url])
+    bad = runner.invoke(
+        cli, ["study", "codes", "crowd", "--check", str(pasted), "--database-url", db_url]
+    )
     assert bad.exit_code == 1 and "P2\tpasted WRONG" in bad.output and "wrong code" in bad.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--completion-code", "has space"], "--completion-code"),
-    (["--completion-url", "app.prolific.com/x"], "--completion-url"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--completion-code", "has space"], "--completion-code"),
+        (["--completion-url", "app.prolific.com/x"], "--completion-url"),
+    ],
+)
 def test_bad_completion_settings_are_one_line(db_url, sets, args, message):
-    result = CliRunner().invoke(cli, ["study", "create", "rating", "--name", "x", "--model", f"ff={sets['ff'].path}",
-                                      "--classes", "1", "--per-class", "2", "--database-url", db_url, *args])
-    assert result.exit_code == 1 and result.output.startswith("Error: ") and message in result.output
+    result = CliRunner().invoke(
+        cli,
+        [
+            "study",
+            "create",
+            "rating",
+            "--name",
+            "x",
+            "--model",
+            f"ff={sets['ff'].path}",
+            "--classes",
+            "1",
+            "--per-class",
+            "2",
+            "--database-url",
+            db_url,
+            *args,
+        ],
+    )
+    assert (
+        result.exit_code == 1 and result.output.startswith("Error: ") and message in result.output
+    )
 
 
 def test_check_file_without_the_columns_is_one_line(db_url, sets, tmp_path):
     _make(db_url, sets, tmp_path)
     (tmp_path / "x.csv").write_text("id,value\n1,2\n")
-    result = CliRunner().invoke(cli, ["study", "codes", "crowd", "--check", str(tmp_path / "x.csv"),
-                                      "--database-url", db_url])
-    assert result.exit_code == 1 and result.output.startswith("Error: ") and "no participant column" in result.output
+    result = CliRunner().invoke(
+        cli,
+        ["study", "codes", "crowd", "--check", str(tmp_path / "x.csv"), "--database-url", db_url],
+    )
+    assert (
+        result.exit_code == 1
+        and result.output.startswith("Error: ")
+        and "no participant column" in result.output
+    )
