@@ -190,7 +190,7 @@ def table1(
     for model in order:
         c = cells[model]
 
-        def get(key, field):
+        def get(key, field, c=c):
             return c[key][field] if key in c and pd.notna(c[key][field]) else np.nan
 
         rows_out.append(

@@ -318,8 +318,11 @@ def _answers(url: str, study: str, participant: str):
 
 
 def test_whole_rating_session_in_firefox_with_clicks_and_keys(
-    firefox, server, artifacts_dir, evidence
-):  # noqa: F811
+    firefox,
+    server,  # noqa: F811  (the fixture imported from test_browser)
+    artifacts_dir,
+    evidence,
+):
     with evidence():
         _rating_session(firefox, server, artifacts_dir)
 
@@ -373,8 +376,8 @@ def _rating_session(firefox, server, artifacts_dir):  # noqa: F811
 
 def test_whole_pairwise_session_in_firefox_on_a_phone_with_arrows_and_taps(
     firefox,
-    server,
-    artifacts_dir,  # noqa: F811
+    server,  # noqa: F811  (the fixture imported from test_browser)
+    artifacts_dir,
     evidence,
 ):
     with evidence():
