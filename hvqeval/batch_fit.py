@@ -44,14 +44,28 @@ def _probe_peak(hierarchy, batch: int, temperatures, options, device: torch.devi
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
-    runs = [lambda: hierarchy.sample_top(torch.zeros(batch, dtype=torch.long, device=device), temperatures,
-                                         generator, options.sampler, **engine)]
+    runs = [
+        lambda: hierarchy.sample_top(
+            torch.zeros(batch, dtype=torch.long, device=device),
+            temperatures,
+            generator,
+            options.sampler,
+            **engine,
+        )
+    ]
     for level in range(1, len(hierarchy.levels) + 1):
         codes = card.level[level - 1].codes  # what decoder ``level`` conditions on: x_{level+1}
         shape = (batch, codes.channels, codes.resolution, codes.resolution)
-        runs.append(lambda shape=shape, level=level: hierarchy.decode(
-            torch.zeros(shape, dtype=torch.long, device=device), temperatures, generator, options.sampler,
-            from_level=level, **engine))
+        runs.append(
+            lambda shape=shape, level=level: hierarchy.decode(
+                torch.zeros(shape, dtype=torch.long, device=device),
+                temperatures,
+                generator,
+                options.sampler,
+                from_level=level,
+                **engine,
+            )
+        )
     for run in runs:
         try:
             run()

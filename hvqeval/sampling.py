@@ -30,6 +30,7 @@ x_{l+1}, ``class_ids``, ``files``) so images can be decoded again from any level
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +175,7 @@ class SampleReport:
     manifest: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None
     processes: int = 1
+    seconds: float = 0.0  # drawing and writing in this call (model loading and batch fitting excluded)
 
 
 BatchHook = Callable[[int, int], None]  # (last batch index of a round, images in the set so far)
@@ -275,7 +277,7 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
     shard.barrier()  # nobody writes before every rank has read the set
     plan, size_px = request.plan(), card.model.image_size
     done = already = len(writer)
-    batches_run, size = 0, request.batch_size
+    batches_run, size, seconds = 0, request.batch_size, 0.0
     if done < len(plan):
         hierarchy = load_run(run_dir, device, require_prior=True)
         if size is None:  # the same on every rank: the smallest that fits, at most an even share
@@ -285,6 +287,7 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
         if shard.is_main:
             writer.flush()  # the manifest exists before the first PNG: a kill leaves a valid set
         codes_folder = Path(out) / CODES_FOLDER
+        began = time.perf_counter()
         with tqdm(total=len(plan), initial=done, desc=f"sampling {Path(out).name}", unit="img",
                   disable=not (progress and shard.is_main), dynamic_ncols=True) as bar:
             for batches in shard.rounds(done // size, -(-len(plan) // size)):
@@ -309,6 +312,7 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
                 bar.update(len(merged))
                 if on_batch is not None:
                     on_batch(batches[-1], done)
+        seconds = time.perf_counter() - began
     report_manifest = writer.manifest() if shard.is_main else {}
     return SampleReport(Path(out), len(plan), done - already, already, batches_run, done == len(plan),
-                        report_manifest, size, shard.world)
+                        report_manifest, size, shard.world, seconds)

@@ -47,7 +47,6 @@ def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size,
     """Draw PER_CLASS samples of every chosen class into a sample set."""
     from hvqeval.commands import device_from_option
     from hvqeval.run_folder import check_run
-    from hvqeval.sharding import join, leave
     from hvqeval.sampling import (
         SampleRequest,
         SamplerOptions,
@@ -55,6 +54,7 @@ def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size,
         parse_classes,
         parse_temperatures,
     )
+    from hvqeval.sharding import join, leave
     from models import Stage
 
     size = _batch_size(batch_size)
@@ -74,7 +74,8 @@ def command(run_dir, classes, per_class, temperature, seed, sampler, batch_size,
     summary = {"sample_set": str(report.path), "images": len(report.manifest["files"]), "total": report.total,
                "made_now": report.made_now, "already_there": report.already_there, "complete": report.complete,
                "model": report.manifest["model"], "temperature": report.manifest["temperature"], "seed": seed,
-               "sampler": sampler, "batch_size": report.batch_size, "processes": report.processes}
+               "sampler": sampler, "batch_size": report.batch_size, "processes": report.processes,
+               "seconds": round(report.seconds, 3)}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     elif report.complete:

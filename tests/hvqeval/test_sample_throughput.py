@@ -24,8 +24,14 @@ from models import Temperatures, load_run
 sys.path.insert(0, str(Path(__file__).parent))
 from run_helpers import build_tiny_run, one_thread  # noqa: E402,F401
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-       "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "CUDA_VISIBLE_DEVICES": "",
+    "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+    ),
+}
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +57,11 @@ def test_images_do_not_depend_on_the_batch_size(run, tmp_path):
     assert (one["batch_size"], four["batch_size"], auto["batch_size"]) == (1, 4, min(CPU_BATCH, 9))
     assert _files(tmp_path / "b1") == _files(tmp_path / "b4") == _files(tmp_path / "auto")
     manifest = SampleSet.load(tmp_path / "b4").manifest
-    assert manifest["batch_size"] == 4 and manifest["processes"] == 1 and "per image" in manifest["seeding"]
+    assert (
+        manifest["batch_size"] == 4
+        and manifest["processes"] == 1
+        and "per image" in manifest["seeding"]
+    )
     # A set started at batch size 4 may be finished at another size (only the speed changes).
     part = tmp_path / "mixed"
     _cli(*base, "--out", part, "--batch-size", 4, "--max-batches", 1)
@@ -61,15 +71,33 @@ def test_images_do_not_depend_on_the_batch_size(run, tmp_path):
 
 
 def test_bad_batch_size_is_one_line(run, tmp_path):
-    result = CliRunner().invoke(cli, ["sample", "--run", str(run), "--per-class", "1", "--out",
-                                      str(tmp_path / "x"), "--batch-size", "lots"])
-    assert result.exit_code == 2 and "--batch-size" in result.output and "neither a positive whole number" in result.output
+    result = CliRunner().invoke(
+        cli,
+        [
+            "sample",
+            "--run",
+            str(run),
+            "--per-class",
+            "1",
+            "--out",
+            str(tmp_path / "x"),
+            "--batch-size",
+            "lots",
+        ],
+    )
+    assert (
+        result.exit_code == 2
+        and "--batch-size" in result.output
+        and "neither a positive whole number" in result.output
+    )
     assert not (tmp_path / "x").exists()
 
 
 def test_largest_batch_on_the_cpu_is_the_fixed_cpu_batch(run):
     hierarchy = load_run(run)
-    assert largest_batch(hierarchy, Temperatures(), SamplerOptions(), torch.device("cpu")) == CPU_BATCH
+    assert (
+        largest_batch(hierarchy, Temperatures(), SamplerOptions(), torch.device("cpu")) == CPU_BATCH
+    )
 
 
 def test_shards_take_every_batch_once_in_single_process_order():
@@ -84,12 +112,27 @@ def test_shards_take_every_batch_once_in_single_process_order():
 @pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_bytes(run, tmp_path):
     """A real SIGKILL of a sampling process: the set it leaves is valid, and a rerun finishes it."""
-    args = ["--run", str(run), "--classes", "all", "--per-class", "8", "--batch-size", "2", "--seed", "3"]
+    args = [
+        "--run",
+        str(run),
+        "--classes",
+        "all",
+        "--per-class",
+        "8",
+        "--batch-size",
+        "2",
+        "--seed",
+        "3",
+    ]
     whole = _cli(*args, "--out", tmp_path / "whole")
     assert whole["complete"] and whole["total"] == 80
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "hvqeval", "sample", *args, "--out", str(out)],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hvqeval", "sample", *args, "--out", str(out)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -108,16 +151,44 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_bytes(run, tmp_path)
     again = _cli(*args, "--out", out)
     assert again["already_there"] == len(left) and again["complete"]
     assert _files(out) == _files(tmp_path / "whole")
-    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == [f for f, _ in _files(out)]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == [
+        f for f, _ in _files(out)
+    ]
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes_write_the_single_process_set(run, tmp_path):
-    args = ["--run", str(run), "--classes", "1,2,3", "--per-class", "5", "--batch-size", "2", "--seed", "9",
-            "--device", "cpu", "--save-codes"]
+    args = [
+        "--run",
+        str(run),
+        "--classes",
+        "1,2,3",
+        "--per-class",
+        "5",
+        "--batch-size",
+        "2",
+        "--seed",
+        "9",
+        "--device",
+        "cpu",
+        "--save-codes",
+    ]
     single = _cli(*args, "--out", tmp_path / "one")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "hvqeval", "--", "sample", *args, "--out", str(tmp_path / "two"), "--json"]  # "--": torchrun would read --run
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "hvqeval",
+        "--",
+        "sample",
+        *args,
+        "--out",
+        str(tmp_path / "two"),
+        "--json",
+    ]  # "--": torchrun would read --run
     done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)  # one summary: rank 0 reports
@@ -128,5 +199,8 @@ def test_torchrun_two_processes_write_the_single_process_set(run, tmp_path):
     assert two["files"] == one["files"]
     from hvqeval.sampling import load_sampled_codes
 
-    codes_one, codes_two = load_sampled_codes(tmp_path / "one"), load_sampled_codes(tmp_path / "two")
+    codes_one, codes_two = (
+        load_sampled_codes(tmp_path / "one"),
+        load_sampled_codes(tmp_path / "two"),
+    )
     assert all((codes_one[k] == codes_two[k]).all() for k in codes_one)
