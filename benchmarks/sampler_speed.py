@@ -260,34 +260,45 @@ def load_average() -> str:
 
 
 def run_processes(args) -> dict:
-    """``hvqeval sample`` with 1 process, then with N under torchrun: throughputs and bytes."""
+    """``hvqeval sample`` with 1 process and with N under torchrun, ``--repeat`` rounds in
+    alternating order (the machine's load drifts): throughputs, ratios and bytes."""
     from hvqeval.sample_set import SampleSet
 
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="sampler_speed_") as tmp:
         root = Path(tmp)
         run = tiny_run(root / "run", args.card)
-        results = {"load_before": load_average()}
-        results["one"] = sample_command(run, root / "one", args, 1)
-        results["many"] = sample_command(run, root / "many", args, args.processes)
-        results["load_after"] = load_average()
-        sets = [SampleSet.load(root / name) for name in ("one", "many")]
-        results["identical"] = all(
-            a.file == b.file and (root / "one" / a.file).read_bytes() == (root / "many" / b.file).read_bytes()
-            for a, b in zip(sets[0].files, sets[1].files, strict=True))
-    results["speedup"] = results["many"]["images_per_s"] / results["one"]["images_per_s"]
-    results["wall_speedup"] = results["one"]["wall_s"] / results["many"]["wall_s"]
-    return results
+        for r in range(args.repeat):
+            result = {"load_before": load_average()}
+            order = [("one", 1), ("many", args.processes)]
+            for key, n in order if r % 2 == 0 else order[::-1]:
+                result[key] = sample_command(run, root / f"{key}{r}", args, n)
+            result["load_after"] = load_average()
+            sets = [SampleSet.load(root / f"{name}{r}") for name in ("one", "many")]
+            result["identical"] = all(
+                a.file == b.file
+                and (root / f"one{r}" / a.file).read_bytes() == (root / f"many{r}" / b.file).read_bytes()
+                for a, b in zip(sets[0].files, sets[1].files, strict=True))
+            result["speedup"] = result["many"]["images_per_s"] / result["one"]["images_per_s"]
+            result["wall_speedup"] = result["one"]["wall_s"] / result["many"]["wall_s"]
+            rounds.append(result)
+    speedups = sorted(r["speedup"] for r in rounds)
+    return {"rounds": rounds, "median_speedup": speedups[len(speedups) // 2],
+            "identical": all(r["identical"] for r in rounds)}
 
 
 def print_processes(results: dict, args) -> None:
-    print(f"{'processes':10} {'images':>7} {'seconds':>8} {'images/s':>9} {'wall s':>8} {'wall images/s':>14}")
-    for key, n in (("one", 1), ("many", args.processes)):
-        r = results[key]
-        print(f"{n:<10d} {r['images']:7d} {r['seconds']:8.1f} {r['images_per_s']:9.2f} {r['wall_s']:8.1f} "
-              f"{r['wall_images_per_s']:14.2f}")
-    print(f"load average before / after: {results['load_before']} / {results['load_after']}")
-    print(f"RESULT sample_{args.processes}proc_speedup {results['speedup']:.2f}x")
-    print(f"RESULT sample_{args.processes}proc_wall_speedup {results['wall_speedup']:.2f}x")
+    print(f"{'round':6} {'processes':10} {'images':>7} {'seconds':>8} {'images/s':>9} {'wall s':>8} "
+          f"{'wall images/s':>14}  load average before / after")
+    for i, result in enumerate(results["rounds"]):
+        for key, n in (("one", 1), ("many", args.processes)):
+            r = result[key]
+            print(f"{i:<6d} {n:<10d} {r['images']:7d} {r['seconds']:8.1f} {r['images_per_s']:9.2f} "
+                  f"{r['wall_s']:8.1f} {r['wall_images_per_s']:14.2f}  {result['load_before']} / "
+                  f"{result['load_after']}")
+        print(f"       ratio {result['speedup']:.2f}x (wall {result['wall_speedup']:.2f}x), "
+              f"identical {result['identical']}")
+    print(f"RESULT sample_{args.processes}proc_speedup {results['median_speedup']:.2f}x (median)")
     print(f"RESULT sample_{args.processes}proc_identical {results['identical']}")
 
 
@@ -308,6 +319,15 @@ def random_hierarchy(card_name: str, device: str):
     return Hierarchy(card, levels, prior).eval()
 
 
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_gib(device) -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.device(device).type == "cuda" else float("nan")
+
+
 def timed_sample(hierarchy, batch: int, options, device, decoder_rows: int | None = None) -> dict:
     """``Hierarchy.sample`` of one batch as ``hvqeval sample`` draws it; with ``decoder_rows`` the
     pixel decoder stops after that many rows and its time is extrapolated per step."""
@@ -315,87 +335,89 @@ def timed_sample(hierarchy, batch: int, options, device, decoder_rows: int | Non
 
     card = hierarchy.card
     class_ids = torch.arange(batch, device=device) % card.model.num_classes
-    generators = [batch_generator(0, i) for i in range(batch)]
+    generators = [batch_generator(0, i) for i in range(batch)]  # one per image, as hvqeval sample
     engine = options.engine_options()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     top = hierarchy.sample_top(class_ids, 1.0, generators, "cached", **engine)
-    torch.cuda.synchronize()
+    _sync(device)
     prior_s = time.perf_counter() - start
     if decoder_rows is None:
         hierarchy.decode(top, 1.0, generators, "cached", **engine)
-        torch.cuda.synchronize()
+        _sync(device)
         total = time.perf_counter() - start
         return dict(batch=batch, seconds=total, prior_s=prior_s, extrapolated=False,
-                    samples_per_s=batch / total, peak_gib=torch.cuda.max_memory_allocated() / 2**30)
+                    samples_per_s=batch / total, peak_gib=_peak_gib(device))
+    # Only the pixel decoder (level 1) is cut short; levels above it run in full.
     size = card.model.image_size
-    steps, limit = [0], decoder_rows * size * 3
+    row, steps, limit, marks = 3 * size, [0], decoder_rows * 3 * size, []
 
     class Stop(Exception):
         pass
 
     def count(step, logits):
         steps[0] = step + 1
-        if steps[0] == 3 * size:  # the first row, with graph capture and conditioning: untimed
-            torch.cuda.synchronize()
+        if steps[0] == row:  # after the first row (graph capture, conditioning): start the clock
+            _sync(device)
             marks.append(time.perf_counter())
         if steps[0] >= limit:
-            torch.cuda.synchronize()
+            _sync(device)
+            marks.append(time.perf_counter())
             raise Stop
 
-    marks: list[float] = []
+    codes = top
+    for index in reversed(range(1, len(hierarchy.levels))):  # the levels above the pixels, in full
+        codes = sample_decoder(hierarchy.levels[index].decoder, codes, 1.0, generators, "cached", **engine)
     decode_start = time.perf_counter()
     try:
-        hierarchy.decode(top, 1.0, generators, "cached", on_step=count, **engine)
+        hierarchy.decode(codes, 1.0, generators, "cached", from_level=1, on_step=count, **engine)
     except Stop:
         pass
-    end = time.perf_counter()
-    per_step = (end - marks[0]) / (limit - 3 * size)
-    first_row = marks[0] - decode_start
-    decoder_s = first_row + per_step * (size * size * 3 - 3 * size)
-    total = prior_s + decoder_s
+    per_step = (marks[1] - marks[0]) / (limit - row)
+    above_s = decode_start - start - prior_s
+    decoder_s = (marks[0] - decode_start) + per_step * (size * size * 3 - row)
+    total = prior_s + above_s + decoder_s
     return dict(batch=batch, seconds=total, prior_s=prior_s, decoder_per_step_ms=1000 * per_step,
-                extrapolated=True, samples_per_s=batch / total,
-                peak_gib=torch.cuda.max_memory_allocated() / 2**30)
+                extrapolated=True, samples_per_s=batch / total, peak_gib=_peak_gib(device))
 
 
 def run_gpu_throughput(args) -> dict:
     from hvqeval.batch_fit import largest_batch
     from hvqeval.sampling import SamplerOptions
+    from models import Temperatures
 
-    device = torch.device("cuda")
-    options = SamplerOptions("cached", "bfloat16", True)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"  # --device cpu: a dry run of this path on small cards
+    options = SamplerOptions("cached", "bfloat16" if cuda else "float32", cuda)
     results = {}
-    hierarchy = random_hierarchy("imagenet128_ff", device)
-    fit = largest_batch(hierarchy, _temperatures(), options, device)
+    hierarchy = random_hierarchy(args.card128, device)
+    fit = largest_batch(hierarchy, Temperatures(), options, device)
     batch = args.batch or fit
-    results["imagenet128_ff"] = dict(fit=fit, **timed_sample(hierarchy, batch, options, device, args.decoder_rows))
+    results["best_batch"] = dict(card=args.card128, fit=fit,
+                                 **timed_sample(hierarchy, batch, options, device, args.decoder_rows))
     del hierarchy
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     hierarchy = random_hierarchy(args.card256, device)
-    results[args.card256] = timed_sample(hierarchy, 9, options, device)
+    results["nine"] = dict(card=args.card256, **timed_sample(hierarchy, 9, options, device))
     return results
 
 
-def _temperatures():
-    from models import Temperatures
-
-    return Temperatures()
-
-
 def print_gpu_throughput(results: dict, args) -> None:
-    a = results["imagenet128_ff"]
-    b = results[args.card256]
-    print(f"imagenet128_ff: batch {a['batch']} (fits: {a['fit']}), prior {a['prior_s']:.1f} s, decoder "
-          f"{a['decoder_per_step_ms']:.2f} ms/step over 49,152 steps (extrapolated from "
-          f"{args.decoder_rows} rows), {a['samples_per_s']:.1f} samples/s, peak {a['peak_gib']:.1f} GiB")
-    print(f"{args.card256}: 9 samples end to end in {b['seconds']:.1f} s (prior {b['prior_s']:.1f} s), "
+    a, b = results["best_batch"], results["nine"]
+    size = 3 * load_card(a["card"]).model.image_size ** 2
+    print(f"{a['card']}: batch {a['batch']} (largest that fits: {a['fit']}), prior {a['prior_s']:.1f} s, "
+          f"pixel decoder {a['decoder_per_step_ms']:.2f} ms/step x {size:,} steps (timed over "
+          f"{args.decoder_rows} rows, extrapolated), {a['samples_per_s']:.2f} samples/s, "
+          f"peak {a['peak_gib']:.1f} GiB")
+    print(f"{b['card']}: 9 samples end to end in {b['seconds']:.1f} s (prior {b['prior_s']:.1f} s), "
           f"peak {b['peak_gib']:.1f} GiB")
-    print(f"RESULT sample_in128_best_batch {a['batch']}")
-    print(f"RESULT sample_in128_samples_per_s {a['samples_per_s']:.1f} (target >= 55; decoder extrapolated)")
-    print(f"RESULT sample_in128_peak_gib {a['peak_gib']:.1f}")
-    print(f"RESULT sample_in256_9_samples_s {b['seconds']:.1f} (target <= 60)")
+    print(f"RESULT sample_best_batch {a['batch']}")
+    print(f"RESULT sample_best_batch_samples_per_s {a['samples_per_s']:.1f} (target >= 55, {a['card']}; extrapolated)")
+    print(f"RESULT sample_best_batch_peak_gib {a['peak_gib']:.1f}")
+    print(f"RESULT sample_9_samples_s {b['seconds']:.1f} (target <= 60, {b['card']})")
 
 
 def main() -> None:
@@ -410,10 +432,12 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=0,
                         help="CPU: hvqeval sample under torchrun with this many processes vs one")
     parser.add_argument("--per-class", type=int, default=16, help="--processes: images per class (10 classes)")
+    parser.add_argument("--repeat", type=int, default=3, help="--processes: rounds, in alternating order")
     parser.add_argument("--gpu-throughput", action="store_true",
                         help="CUDA: imagenet128_ff at the best batch, then 9 samples of --card256")
     parser.add_argument("--decoder-rows", type=int, default=4, help="--gpu-throughput: decoder rows timed")
-    parser.add_argument("--card256", default="imagenet256_ff", help="--gpu-throughput: the 256x256 card")
+    parser.add_argument("--card128", default="imagenet128_ff", help="--gpu-throughput: the best-batch card")
+    parser.add_argument("--card256", default="imagenet256_ff", help="--gpu-throughput: the 9-sample card")
     args = parser.parse_args()
     if args.processes:
         args.card, args.batch = args.card or "tiny_ff", args.batch or 8
@@ -424,7 +448,8 @@ def main() -> None:
         return
     if args.gpu_throughput:
         results = run_gpu_throughput(args)
-        results["setup"] = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__)
+        results["setup"] = dict(device=torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
+                                torch=torch.__version__)
         print_gpu_throughput(results, args)
         if args.json:
             print(json.dumps(results))
