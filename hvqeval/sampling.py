@@ -131,7 +131,8 @@ class SamplerOptions:
         return {"precision": self.precision, "cuda_graph": self.cuda_graph}
 
 
-def sample_batch(hierarchy, class_ids: torch.Tensor, temperatures: Temperatures, generator: torch.Generator,
+def sample_batch(hierarchy, class_ids: torch.Tensor, temperatures: Temperatures,
+                 generator: torch.Generator | list[torch.Generator],
                  options: SamplerOptions = SamplerOptions()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """One batch of Algorithm 4 (``Hierarchy.sample``): class ids (B,) -> (pixels long (B, 3, H, W),
     {level l: codes x_{l+1}})."""
