@@ -83,5 +83,6 @@ def largest_batch(hierarchy, temperatures, options, device: torch.device) -> int
     small, large = (_probe_peak(hierarchy, b, temperatures, options, device) for b in PROBE)
     per_image = max((large - small) / (PROBE[1] - PROBE[0]), 1.0)
     fixed = max(small - per_image, 0.0)
+    torch.cuda.empty_cache()  # blocks the probes left in torch's cache count as free
     free, _ = torch.cuda.mem_get_info(device)
     return max(1, int((free * HEADROOM - fixed) // per_image))

@@ -304,7 +304,8 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
                     if request.save_codes:
                         _save_codes(codes_folder, start, codes, class_ids,
                                     [image_name(i) for i in range(start, stop)])
-                merged = sorted((e for part in shard.gather(entries) for e in part), key=lambda e: e["file"])
+                merged = sorted((e for part in shard.gather(entries) for e in part),
+                                key=lambda e: int(Path(e["file"]).stem))  # image index order
                 if shard.is_main:
                     writer.extend(merged)
                     writer.flush()
