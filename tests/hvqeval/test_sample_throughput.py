@@ -204,3 +204,18 @@ def test_torchrun_two_processes_write_the_single_process_set(run, tmp_path):
         load_sampled_codes(tmp_path / "two"),
     )
     assert all((codes_one[k] == codes_two[k]).all() for k in codes_one)
+
+
+@pytest.mark.gpu
+def test_largest_batch_on_cuda_is_measured_and_gives_the_same_images(run, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    hierarchy = load_run(run, "cuda")
+    fit = largest_batch(hierarchy, Temperatures(), SamplerOptions(), torch.device("cuda"))
+    assert fit > CPU_BATCH  # 8x8 images on a GPU: far more than the CPU's fixed batch
+    base = ("--run", run, "--classes", "0,1", "--per-class", 5, "--seed", 4, "--device", "cuda")
+    auto = _cli(*base, "--out", tmp_path / "auto")
+    fixed = _cli(*base, "--out", tmp_path / "fixed", "--batch-size", 3)
+    assert auto["batch_size"] == 10  # all ten images fit at once
+    assert fixed["batch_size"] == 3
+    assert _files(tmp_path / "auto") == _files(tmp_path / "fixed")
