@@ -1,7 +1,8 @@
 """Work split over the processes of a ``torchrun`` launch (sampling, NLL, feature extraction).
 
-Under ``torchrun --nproc_per_node=N`` (or several nodes through its rendezvous) every process
-runs the same command. ``join`` enters the process group that torchrun describes in the
+Under ``torchrun --nproc_per_node=N -m hvqeval -- <command> ...`` (or several nodes through its
+rendezvous) every process runs the same command; the ``--`` keeps torchrun from reading the
+command's options (``--run`` would match its ``--run-path``). ``join`` enters the process group that torchrun describes in the
 environment (``models.setup_launch``: gloo on CPUs, NCCL on GPUs, one GPU per local rank);
 without torchrun it is a world of one and nothing is initialised.
 

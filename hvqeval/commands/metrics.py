@@ -1,7 +1,7 @@
 """``hvqeval metrics``: IS / FID / KID / precision-recall of a sample set (paper Section 6, Table 1).
 
     hvqeval metrics --samples samples/tiny_ff --reference shapes:val --metrics isc,fid,kid
-    torchrun --nproc_per_node=8 -m hvqeval -- metrics --samples samples/in128 --reference /data/imagenet:val
+    torchrun --standalone --nproc_per_node=8 -m hvqeval -- metrics --samples samples/in128 --reference /data/imagenet:val
     hvqeval metrics batch spec.toml
 
 Every value is appended to the results store (``--results``, default

@@ -2,7 +2,7 @@
 
     hvqeval nll --run runs/tiny --data shapes --split val --limit 2000
     hvqeval nll --run runs/in128 --data /data/imagenet --split val --json
-    torchrun --nproc_per_node=8 -m hvqeval -- nll --run runs/in128 --data /data/imagenet --split val
+    torchrun --standalone --nproc_per_node=8 -m hvqeval -- nll --run runs/in128 --data /data/imagenet --split val
 
 Prints every term (-log D_l for each level, -log P for the prior) and the total in bits per
 pixel sub-dimension (H x W x 3) with standard errors over images, and appends the rows

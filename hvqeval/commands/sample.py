@@ -3,12 +3,14 @@
     hvqeval sample --run runs/tiny --classes all --per-class 50 --temperature 0.98 --out samples/tiny
     hvqeval sample --run runs/in128 --classes 0-19 --per-class 50 --temperature prior=0.97,level1=1.0 \\
         --sampler cached --precision bfloat16 --out samples/in128_t097
-    torchrun --nproc_per_node=8 -m hvqeval sample --run runs/in128 --classes all --per-class 50 ...
+    torchrun --standalone --nproc_per_node=8 -m hvqeval -- sample --run runs/in128 --classes all --per-class 50 ...
 
 Writes lossless PNGs and ``manifest.json`` (see ``hvqeval.sample_set``) as batches finish.
 Stopping the command keeps every finished batch; rerunning it continues and yields the same
 files as a run that was never interrupted. Under ``torchrun`` the batches are shared out
-over the processes (``hvqeval.sharding``) and the files are the same as with one process.
+over the processes (``hvqeval.sharding``) and the files are the same as with one process
+(the ``--`` after ``-m hvqeval`` ends torchrun's options: it would take ``--run`` for its
+``--run-path``).
 """
 
 from __future__ import annotations
