@@ -1,4 +1,4 @@
-"""Figures for the HTML report (matplotlib, Agg backend), returned as base64-encoded PNG.
+"""Figures (matplotlib): for the HTML report as base64-encoded PNG, and for `hvqeval plot`.
 
 - rating distributions per model (Table 2's data, Section 7.3),
 - per-class preference bars with intervals (Table 5, Appendix G),
@@ -100,3 +100,145 @@ def strengths(bt: pd.DataFrame) -> str | None:
     ax.axvline(0, color="grey", ls="--", lw=1)
     ax.set_xlabel("Bradley-Terry strength (log-odds vs reference)")
     return _encode(fig)
+
+
+# --------------------------------------------------------------------------------------
+# Figures from results and training logs (``hvqeval plot``; the demo report embeds them).
+# Built on ``matplotlib.figure.Figure`` directly, so no pyplot state is touched; the data
+# come from ``analysis.curves`` and each plotted line carries its series label.
+
+METRIC_LABELS = {"fid": "FID (lower is better)", "isc": "Inception Score (higher is better)",
+                 "kid": "KID", "nll_bpd": "NLL (bits/dim)"}
+LOG_PANELS = (("loss", "training loss"), ("bpd", "bits/dim (autoregressive term)"),
+              ("usage", "codebook use (fraction of codes)"))
+
+
+def _figure(panels: int, width: float = 4.2, height: float = 3.2):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * panels, height), layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def encode_png(fig) -> str:
+    """A ``Figure`` as a base64 PNG for the HTML report."""
+    return _encode(fig)
+
+
+def save_figure(fig, path) -> None:
+    """Write ``fig`` as PNG or SVG (by the suffix) atomically: a stopped write leaves no file."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg"):
+        from analysis.errors import AnalysisError
+
+        raise AnalysisError(f"figure file {path} must end in .png or .svg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format=fmt, dpi=150)
+    os.replace(tmp, path)
+
+
+def temperature_curve(points: pd.DataFrame, metrics: tuple[str, ...] = ("fid", "isc")):
+    """FID / IS against the sampling temperature, one panel per metric, one line per model.
+
+    ``points``: :func:`analysis.curves.sweep_points`. IS carries its std over splits as bars.
+    """
+    present = [m for m in metrics if m in set(points["metric"])]
+    if not present:
+        from analysis.errors import ResultsError
+
+        raise ResultsError(f"no sweep rows of {', '.join(metrics)} to plot")
+    fig, axes = _figure(len(present))
+    multi = points.groupby("model")["sweep"].nunique().to_dict()
+    for ax, metric in zip(axes, present):
+        part = points[points["metric"] == metric]
+        for (model, sweep), series in part.groupby(["model", "sweep"], sort=False):
+            label = f"{model} [{sweep[:6]}]" if multi.get(model, 1) > 1 else str(model)
+            line, = ax.plot(series["temperature"], series["value"], "o-", label=label)
+            if series["std"].notna().any():
+                ax.errorbar(series["temperature"], series["value"], yerr=series["std"].fillna(0),
+                            fmt="none",
+                            ecolor=line.get_color(), capsize=3)
+        ax.set_xlabel("sampling temperature")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle("Sample quality against temperature", fontsize="medium")
+    return fig
+
+
+def training_curves(logs: dict[str, pd.DataFrame]):
+    """Loss, bits/dim and codebook use against step, one line per (run, stage).
+
+    ``logs``: run label -> :func:`analysis.curves.training_log`. Panels without data are left out.
+    """
+    panels = [(key, label) for key, label in LOG_PANELS
+              if any(key in log.columns and log[key].notna().any() for log in logs.values())]
+    if not panels:
+        from analysis.errors import ResultsError
+
+        raise ResultsError("the training logs hold none of " + ", ".join(k for k, _ in LOG_PANELS))
+    fig, axes = _figure(len(panels))
+    for ax, (key, label) in zip(axes, panels):
+        for run, log in logs.items():
+            if key not in log.columns:
+                continue
+            for stage, series in log.groupby("stage", sort=False):
+                series = series[series[key].notna()]
+                if len(series):
+                    name = f"{run} {stage}" if len(logs) > 1 else str(stage)
+                    ax.plot(series["step"], series[key], label=name)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle("Training curves", fontsize="medium")
+    return fig
+
+
+def predictability_curve(points: pd.DataFrame):
+    """Figure 5: validation NLL of a small prior on the codes against the auxiliary decoder.
+
+    Left: against decoder layers (feed-forward red circles, MSP blue squares at the most common
+    mask size); right (when MSP points exist): MSP against mask size at the most common depth.
+    ``points``: :func:`analysis.curves.predictability_points`.
+    """
+    msp = points[points["kind"] == "msp"]
+    fig, axes = _figure(2 if len(msp) else 1)
+    left = axes[0]
+    mask = msp["mask_size"].mode().iloc[0] if len(msp) else None
+    msp_label = f"MSP {mask:g}x{mask:g}" if mask is not None else "MSP"
+    for kind, style, label in (("feedforward", "o-", "feed-forward"), ("msp", "s-", msp_label)):
+        series = points[points["kind"] == kind]
+        if kind == "msp":
+            series = series[series["mask_size"] == mask]
+        if len(series):
+            color = "tab:red" if kind == "feedforward" else "tab:blue"
+            left.plot(series["layers"], series["value"], style, color=color, label=label)
+            left.errorbar(series["layers"], series["value"], yerr=series["std"].fillna(0),
+                          fmt="none",
+                          ecolor=color, capsize=3)
+    left.set_xlabel("auxiliary decoder layers")
+    left.set_ylabel("NLL (bits/dim)")
+    left.legend(fontsize="small")
+    left.grid(alpha=0.3)
+    if len(msp):
+        right = axes[1]
+        depth = msp["layers"].mode().iloc[0]
+        series = msp[msp["layers"] == depth]
+        right.plot(series["mask_size"], series["value"], "^-", color="tab:orange",
+                   label=f"MSP, {depth:g} layers")
+        right.errorbar(series["mask_size"], series["value"], yerr=series["std"].fillna(0),
+                       fmt="none",
+                       ecolor="tab:orange", capsize=3)
+        right.set_xlabel("mask size")
+        right.set_ylabel("NLL (bits/dim)")
+        right.legend(fontsize="small")
+        right.grid(alpha=0.3)
+    fig.suptitle("Code predictability (Figure 5)", fontsize="medium")
+    return fig

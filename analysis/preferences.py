@@ -108,7 +108,13 @@ def preference_table(
     responses: pd.DataFrame, by_class: bool = False, interval: str = "cluster", confidence: float = 0.95,
     n_boot: int = 1000, seed: int = 0, alternative: str = "greater",
 ) -> pd.DataFrame:
-    """Table 3 (``by_class=False``, in order of appearance) or Table 5 (per class, sorted by A's share)."""
+    """Table 3 (``by_class=False``, in order of appearance) or Table 5 (per class).
+
+    Table 5's rows are sorted as in the paper (Appendix G): by B's share ascending within each
+    study. The paper's study has A = MSP and B = feed-forward (its Table 3 row), and its Table 5
+    lists the feed-forward column first, rising from 36.24% to 59.93%; the report layer puts
+    B's column first.
+    """
     keys = ["study", "model_a", "model_b"] + (["class_name"] if by_class else [])
     pairs = responses[responses["kind"] == "pairwise"]
     rows = [
@@ -125,6 +131,6 @@ def preference_table(
             if ok.any():
                 table.loc[p[ok].index, "p_holm"] = multipletests(p[ok].to_numpy(), method="holm")[1]
         order = table.groupby(["study", "model_a", "model_b"], sort=False).ngroup()
-        table = (table.assign(_order=order).sort_values(["_order", "pct_a"], ascending=[True, False], kind="stable")
+        table = (table.assign(_order=order).sort_values(["_order", "pct_b"], ascending=[True, True], kind="stable")
                  .drop(columns="_order"))
     return table.reset_index(drop=True)

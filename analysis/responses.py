@@ -66,7 +66,7 @@ def read_responses_csv(path: str | Path) -> pd.DataFrame:
 
 
 def responses_from_records(records: Iterable[Mapping], source: str) -> pd.DataFrame:
-    """Validate export rows given as dicts (``study_app.export.export_rows``)."""
+    """Validate export rows given as dicts (a study database's rows, read by the CLI)."""
     records = list(records)
     raw = pd.DataFrame.from_records(records, columns=list(COLUMNS) if not records else None)
 
@@ -175,30 +175,17 @@ def validate_responses(raw: pd.DataFrame, source: str = "responses", header_line
 
 def load_responses(
     csv_paths: Iterable[str | Path] = (),
-    database_url: str | None = None,
+    frames: Iterable[pd.DataFrame] = (),
     studies: Iterable[str] = (),
 ) -> pd.DataFrame:
-    """Answers from export CSVs and/or a study database, optionally restricted to named studies.
-
-    The database is read with ``study_app.export.export_rows`` (SQLAlchemy only, no Flask); a
-    database needs at least one ``studies`` name.
-    """
+    """Answers from export CSVs and already validated frames (``responses_from_records`` of a
+    study database's rows, which the CLI reads), optionally restricted to named studies."""
     studies = list(studies)
-    frames = [read_responses_csv(p) for p in csv_paths]
-    if database_url:
-        if not studies:
-            raise ResponsesError("--database needs --study NAME (one or more)")
-        try:
-            from study_app.export import export_rows
-        except ImportError as err:
-            raise ResponsesError(f"cannot read a study database: {err}; export a CSV with "
-                                 "`hvqeval study export` and pass --responses") from None
-        for name in studies:
-            frames.append(responses_from_records(export_rows(database_url, name), source=f"study {name!r}"))
+    frames = [read_responses_csv(p) for p in csv_paths] + list(frames)
     if not frames:
         raise ResponsesError("no responses given: pass --responses CSV or --database URL --study NAME")
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if studies and not database_url:
+    if studies:
         present = set(df["study"])
         unknown = [s for s in studies if s not in present]
         if unknown and len(df):

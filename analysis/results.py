@@ -7,10 +7,16 @@ README) without importing the evaluation suite. :func:`table1` returns one row p
 model               model label as stored
 is_mean, is_std     Inception Score and its std over splits (metric ``isc``)
 fid                 FID (metric ``fid``)
-nll_bpd             joint NLL bound in bits/dim (metric ``nll_bpd``)
+nll_bpd             NLL in bits/dim (metric ``nll_bpd``): the joint bound of a hierarchy, or
+                    the exact NLL of a single-level model (the Appendix D PixelCNN baseline)
+nll_kind            "bound" or "exact" (the row's ``extra.nll_kind``; rows without it are
+                    bounds); "" when the model has no NLL
 <m>_n               number of samples behind metric m (``is_n``, ``fid_n``, ``nll_n``)
 <m>_setting         "feature extractor / n / reference / splits" behind metric m
 =================== ===============================================================
+
+Rows written by ``hvqeval sweep`` (``extra.sweep``) are left out, with a note: they are the
+points of the temperature figure (``analysis.curves.sweep_points``), not Table 1 rows.
 
 A column never silently mixes numbers made differently: when two models' IS or FID come from
 different feature extractors, sample counts, references or split counts, :func:`table1` raises
@@ -35,7 +41,7 @@ SETTING_FIELDS = {
     "fid": ("feature_extractor", "weights_sha256", "n", "reference", "reference_id", "resize"),
     "nll": ("n", "reference"),
 }
-TABLE1_COLUMNS = ["model", "is_mean", "is_std", "fid", "nll_bpd", "is_n", "fid_n", "nll_n",
+TABLE1_COLUMNS = ["model", "is_mean", "is_std", "fid", "nll_bpd", "nll_kind", "is_n", "fid_n", "nll_n",
                   "is_setting", "fid_setting", "nll_setting"]
 
 
@@ -66,6 +72,13 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return frame.reindex(columns=columns + [c for c in frame.columns if c not in columns])
 
 
+def nll_kind(row: pd.Series) -> str:
+    """``"exact"`` or ``"bound"`` of an ``nll_bpd`` row (rows written before the field: bounds)."""
+    extra = row.get("extra")
+    kind = extra.get("nll_kind") if isinstance(extra, dict) else None
+    return kind if kind in ("exact", "bound") else "bound"
+
+
 def _setting(row: pd.Series, fields: tuple[str, ...]) -> tuple:
     return tuple(None if pd.isna(row.get(f)) else row.get(f) for f in fields)
 
@@ -92,6 +105,13 @@ def table1(
     """Table 1 and notes (superseded duplicates, mixed settings). See module docstring."""
     notes: list[str] = []
     frame = results
+    if "extra" in frame:
+        # Temperature-sweep rows (``hvqeval sweep``) belong to the temperature figure, not here.
+        swept = frame["extra"].map(lambda e: isinstance(e, dict) and isinstance(e.get("sweep"), dict))
+        if swept.any():
+            notes.append(f"{int(swept.sum())} temperature-sweep row(s) left out (see the temperature "
+                         "figure, `hvqeval plot temperature`)")
+            frame = frame[~swept]
     if models:
         missing = [m for m in models if m not in set(frame["model"])]
         if missing:
@@ -129,6 +149,7 @@ def table1(
         rows_out.append({
             "model": model, "is_mean": get("is", "value"), "is_std": get("is", "std"),
             "fid": get("fid", "value"), "nll_bpd": get("nll", "value"),
+            "nll_kind": nll_kind(c["nll"]) if "nll" in c else "",
             "is_n": get("is", "n"), "fid_n": get("fid", "n"), "nll_n": get("nll", "n"),
             **{f"{k}_setting": _describe(k, c[k]) if k in c else "" for k in METRICS},
         })

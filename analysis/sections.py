@@ -53,13 +53,17 @@ def table1_section(results: pd.DataFrame, models=None, feature_extractor=None, r
         "Model": table["model"],
         "IS": [fmt_pm(m, s, 2) + (mark("is") if pd.notna(m) else "") for m, s in zip(table["is_mean"], table["is_std"])],
         "FID": [fmt(v, 2) + (mark("fid") if pd.notna(v) else "") for v in table["fid"]],
-        "Joint NLL": [f"{fmt(v, 3)} bits/dim" if pd.notna(v) else "–" for v in table["nll_bpd"]],
+        "Joint NLL": [f"{fmt(v, 3)} bits/dim" + (" (exact)" if kind == "exact" else "") if pd.notna(v) else "–"
+                      for v, kind in zip(table["nll_bpd"], table["nll_kind"])],
     })
     settings = []
     for key, name in (("is", "IS"), ("fid", "FID"), ("nll", "NLL")):
         used = sorted({s for s in table[f"{key}_setting"] if s})
         if len(used) == 1:
             settings.append(f"{name}: {used[0]}")
+    if (table["nll_kind"] == "exact").any():
+        settings.append("NLL marked (exact): a single-level PixelCNN on pixels, whose likelihood is exact; "
+                        "the other NLLs are joint bounds over pixels and codes (Appendix F)")
     notes_out = settings + [n.replace("MIXED", "† mixed") for n in notes]
     return Section("Table 1: IS, FID and joint NLL", table, display, tuple(notes_out))
 
@@ -164,12 +168,15 @@ def table5_sections(responses: pd.DataFrame, opts: StatOptions) -> list[Section]
     sections = []
     for (study, a, b), part in table.groupby(["study", "model_a", "model_b"], sort=False):
         part = part.reset_index(drop=True)
-        display = _preference_display(part, opts, True).rename(columns={"A": f"{a} (A)", "B": f"{b} (B)"})
+        display = _preference_display(part, opts, True)
+        # The paper's layout (Table 5): class, then B's column (feed-forward), then A's (MSP).
+        order = ["Class", "B", "A"] + [c for c in display.columns if c not in ("Class", "B", "A")]
+        display = display[order].rename(columns={"A": f"{a} (A)", "B": f"{b} (B)"})
         figures = ()
         if opts.figures:
             png = plots.preference_bars(part, a, b, opts.label(["sample A", "sample B", "raters"]))
             figures = (Figure(f"{study}: % preferring {a} per class", png),) if png else ()
-        sections.append(Section(f"Table 5: {study} — preference per class, {a} vs {b}, sorted by {a}'s share",
+        sections.append(Section(f"Table 5: {study} — preference per class, {b} vs {a}, sorted by {b}'s share",
                                 part, display, tuple(_test_notes(opts, True)), figures))
     return sections
 
@@ -231,3 +238,36 @@ def strengths_section(responses: pd.DataFrame, opts: StatOptions, reference: str
         png = plots.strengths(table)
         figures = (Figure("Bradley–Terry strengths", png),) if png else ()
     return Section("Bradley–Terry strengths", table, display, notes, figures)
+
+
+def curves_section(results: pd.DataFrame | None = None, logs: dict[str, pd.DataFrame] | None = None,
+                   metrics: tuple[str, ...] = ("fid", "isc")) -> Section:
+    """Temperature curves (``hvqeval sweep`` rows) and training curves (runs' logs) as figures.
+
+    ``results``: ``analysis.results.load_results``; ``logs``: run label ->
+    ``analysis.curves.training_log``. Either may be missing; the table lists the sweep points.
+    """
+    from analysis.curves import sweep_points
+    from analysis.errors import ResultsError
+
+    figures, notes = [], []
+    points = pd.DataFrame(columns=["model", "temperature", "metric", "value", "std", "n"])
+    if results is not None:
+        try:
+            points = sweep_points(results, list(metrics))
+        except ResultsError as err:
+            notes.append(str(err))
+        else:
+            fig = plots.temperature_curve(points, metrics)
+            figures.append(Figure("Sample quality against temperature", plots.encode_png(fig)))
+    if logs:
+        fig = plots.training_curves(logs)
+        title = "Training curves: loss, bits/dim and codebook use"
+        figures.append(Figure(title, plots.encode_png(fig)))
+    display = pd.DataFrame({
+        "Model": points["model"], "Temperature": [fmt(t, 3) for t in points["temperature"]],
+        "Metric": points["metric"],
+        "Value": [fmt_pm(v, s, 3) if pd.notna(s) else fmt(v, 3)
+                  for v, s in zip(points["value"], points["std"])],
+    })
+    return Section("Temperature and training curves", points, display, tuple(notes), tuple(figures))

@@ -62,7 +62,9 @@ def write_shapes_folder(path: Path, n: int, size: int, seed: int) -> Path:
 def inception_weights(args, tmp: Path) -> str:
     if args.inception_weights:
         return args.inception_weights
-    from hvqeval.metrics.seeded_weights import write_seeded_inception
+    # The seeded-weights writer is a test tool (tests/hvqeval/seeded_weights.py), not product code.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "hvqeval"))
+    from seeded_weights import write_seeded_inception
 
     return str(write_seeded_inception(tmp / "inception-seeded.pth", seed=0))
 

@@ -1,48 +1,50 @@
-"""Load benchmark of the human-study server (paper Appendix G collects 6,000 + 30,000 answers).
+"""Realistic load benchmark of the human-study server, with locust as the raters.
 
-Starts ``hvqeval study serve`` (gunicorn) on 127.0.0.1, lets N simulated raters (threads with
-keep-alive connections, see ``study_app.loadtest``) enter, consent and answer until the study
-is full, then checks the database: every item has exactly k answers from k distinct raters,
-no answer lost (client-side "stored" count == rows), none doubled. Reports answers/s and the
-p50/p99 latency of "next task" and "submit", for SQLite and PostgreSQL side by side.
+Starts ``hvqeval study serve`` (gunicorn, its default workers and threads) on 127.0.0.1 over a
+fresh rating study, then runs locust (``benchmarks/study_locustfile.py``, headless) with
+``--raters`` raters arriving evenly over ``--arrival-s`` seconds; each rater enters, consents,
+and answers until the study is full, thinking ``--think-min``..``--think-max`` seconds (uniform)
+before each answer and fetching each task's images, as a browser does. Afterwards the database
+is checked: every item has exactly k answers from k distinct raters, every answer a rater was
+told was stored is one row (none lost, none doubled). Reported per request kind: count,
+failures, p50/p95/p99 latency; and answers/s.
 
-By default the study is the size of the paper's rating study (2 models x 20 classes x 50
-images x 3 = 6,000 answers); the 200 raters open the link spread over 2 s and look at each
-image for 0.2-0.6 s (mean 400 ms) before answering. ``--arrival-s 0`` sends them all in at the
-same instant, ``--think-ms 0`` makes them answer at once (a closed loop: latency = raters /
-throughput).
+The target (docs/BENCHMARKS.md): 500 raters over 10 s, think 2-4 s, p99 of every rater
+request < 250 ms, 0 errors, 0 lost, 0 duplicates, exactly k per item, on SQLite and PostgreSQL.
+``--think-min 0 --think-max 0`` with fewer raters measures the peak answers/s instead.
 
-    python benchmarks/study_load.py --raters 200 --database sqlite --database postgresql
+    pip install -e '.[bench]'
+    python benchmarks/study_load.py --database sqlite --database postgresql
 
-Bounded: loopback only, at most --raters threads, --time-limit seconds per backend.
+Bounded: loopback only, --time-limit seconds of load per database.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hvqeval.sample_set import SampleSetWriter  # noqa: E402
-from study_app.create import SourceSpec, StudySettings, create_study  # noqa: E402
-from study_app.db import dispose_engines, get_engine, read_session  # noqa: E402
-from study_app.loadtest import LocalServer, process_tree_cpu_seconds, run_raters  # noqa: E402
-from study_app.server import resolve_concurrency  # noqa: E402
-from study_app.models import Answer, Slot  # noqa: E402
+from hvqeval.sample_set import SampleSetWriter
+from study_app.create import SourceSpec, StudySettings, create_study
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+LOCUSTFILE = REPO / "benchmarks" / "study_locustfile.py"
 
 
 def make_set(path: Path, model: str, classes: int, per_class: int, seed: int):
@@ -67,28 +69,22 @@ def database(kind: str, tmp: Path, pg_url: str):
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
 
     def cleanup():
-        dispose_engines()
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
-    url = make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False), cleanup
+    return make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False), cleanup
 
 
-def cpu_ticks() -> tuple[int, int, int]:
-    """(all, idle, stolen) CPU ticks of this machine so far. The busy share says how close the
-    run came to the machine's capacity (server, load generator and PostgreSQL share its cores);
-    the share stolen by other virtual machines on the same host tells how far the run was
-    disturbed from outside."""
+def cpu_ticks() -> tuple[int, int]:
+    """(all, idle) CPU ticks of this machine so far: how busy it was during a run."""
     with open("/proc/stat") as fh:
-        # user nice system idle iowait irq softirq steal
         values = [int(v) for v in fh.readline().split()[1:9]]
-    return sum(values), values[3] + values[4], values[7]
+    return sum(values), values[3] + values[4]
 
 
 def cpu_model() -> str:
-    """The processor's name, so that a recorded run says which machine it came from."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -99,107 +95,130 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def start_server(url: str, tmp: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "HVQEVAL_SECRET_KEY": "benchmark-secret-key-0123456789abcdef",
+           "HVQEVAL_RATE_LIMIT_RATER": "1000/60", "HVQEVAL_RATE_LIMIT_IP": "1000000/60"}
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 - the server writes to it while it runs
+    server = subprocess.Popen([sys.executable, "-m", "hvqeval", "study", "serve", "--bind", f"127.0.0.1:{port}",
+                               "--database-url", url, "--instance-dir", str(tmp / "instance")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError((tmp / "server.log").read_text())
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("server did not start")
+
+
+def latencies(csv_prefix: Path) -> dict:
+    """Per request name: count, failures, p50/p95/p99/max ms (locust's ``--csv`` statistics)."""
+    out = {}
+    with open(f"{csv_prefix}_stats.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            out[row["Name"]] = {"count": int(row["Request Count"]), "failures": int(row["Failure Count"]),
+                                "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"]),
+                                "p99_ms": float(row["99%"]), "max_ms": float(row["Max Response Time"])}
+    return out
+
+
 def run_one(kind: str, args, tmp: Path) -> dict:
+    from sqlalchemy import func, select
+
+    from study_app.db import make_engine, session_scope
+    from study_app.schema import Answer, Assignment, Slot
+
     url, cleanup = database(kind, tmp, args.postgres_url)
-    workers, threads = resolve_concurrency(url, args.workers, args.threads)  # as `hvqeval study serve`
+    server = None
     try:
         ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
         msp = make_set(tmp / "msp", "bench_msp", args.classes, args.per_class, 2)
-        items = 2 * args.classes * args.per_class
-        needed = items * args.k
-        # One task more than an even share: near the end a rater may find the open slots leased
-        # to others or on items they already rated and leave early, as on a crowd-sourcing
-        # platform; the others' spare task fills the study.
-        tasks = -(-needed // args.raters) + 1
+        needed = 2 * args.classes * args.per_class * args.k
         summary = create_study(url, StudySettings(
-            name=f"bench-{kind}", kind="rating",
-            sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
-            classes=args.classes, per_class=args.per_class, answers_per_item=args.k, tasks_per_rater=tasks), tmp)
-        dispose_engines()
-        with LocalServer(url, str(tmp), workers=workers, threads=threads,
-                         worker_class=args.worker_class) as server:
-            server_cpu0, client_cpu0 = process_tree_cpu_seconds(server.process.pid), time.process_time()
-            ticks0 = cpu_ticks()
-            result = run_raters("127.0.0.1", server.port, summary.public_id, args.raters, "rating",
-                                time_limit=args.time_limit, fetch_images=args.fetch_images, think_ms=args.think_ms,
-                                arrival_s=args.arrival_s)
-            server_cpu = process_tree_cpu_seconds(server.process.pid) - server_cpu0
-            client_cpu = time.process_time() - client_cpu0
-            ticks = [b - a for a, b in zip(ticks0, cpu_ticks())]
-        with read_session(get_engine(url)) as s:
+            name="bench", kind="rating", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
+            classes=args.classes, per_class=args.per_class, answers_per_item=args.k,
+            tasks_per_rater=args.tasks_per_rater), tmp)
+        port = 20000 + os.getpid() % 20000
+        server = start_server(url, tmp, port)
+        result_file, csv_prefix = tmp / "locust-totals.json", tmp / "locust"
+        env = {**os.environ, "STUDY_PUBLIC_ID": summary.public_id, "STUDY_KIND": "rating",
+               "THINK_MIN_S": str(args.think_min), "THINK_MAX_S": str(args.think_max),
+               "RESULT_FILE": str(result_file)}
+        ticks0, started = cpu_ticks(), time.monotonic()
+        load = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", f"http://127.0.0.1:{port}",
+             "-u", str(args.raters), "-r", str(args.raters / args.arrival_s), "--run-time", f"{int(args.time_limit)}s",
+             "--csv", str(csv_prefix), "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "10"],
+            env=env, capture_output=True, text=True, timeout=args.time_limit + 120, check=False)
+        seconds = time.monotonic() - started  # arrival of the first rater to the last one's code
+        ticks1 = cpu_ticks()
+        totals = json.loads(result_file.read_text())
+        engine = make_engine(url)
+        with session_scope(engine) as s:
             rows = s.execute(select(Answer.item_id, Answer.rater_id)).all()
             unfilled = s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False)))
-        per_item = Counter(i for i, _ in rows)
+            answered_tasks = set(s.scalars(select(Assignment.token).join(Answer, Answer.assignment_id == Assignment.id)))
+        engine.dispose()
+        per_item = Counter(item for item, _ in rows)
+        told = totals["stored_tasks"]
+        stats = latencies(csv_prefix)
+        rater_requests = {name: v for name, v in stats.items() if name != "Aggregated"}
+        busy = 1 - (ticks1[1] - ticks0[1]) / max(1, ticks1[0] - ticks0[0])
         return {
-            "database": kind, "raters": args.raters, "think_ms": args.think_ms, "arrival_s": args.arrival_s, "worker_class": args.worker_class, "workers": workers, "threads": threads,
-            "answers_needed": needed, "answers_stored": len(rows), "client_stored": result.answers,
-            "lost": result.answers - len(rows), "duplicates": len(rows) - len(set(rows)),
-            "items_over_k": sum(1 for n in per_item.values() if n > args.k), "unfilled_slots": unfilled,
-            "errors": len(result.errors), "seconds": round(result.seconds, 2),
-            "answers_per_s": round(len(rows) / result.seconds, 1),
-            "next_p50_ms": round(result.percentile("next", 50), 1), "next_p99_ms": round(result.percentile("next", 99), 1),
-            "submit_p50_ms": round(result.percentile("answer", 50), 1),
-            "submit_p99_ms": round(result.percentile("answer", 99), 1),
-            # CPU per stored answer (both calls), independent of what else runs on the machine;
-            # the server's PostgreSQL processes are not included.
-            "server_cpu_ms_per_answer": round(1000 * server_cpu / max(1, len(rows)), 2),
-            "client_cpu_ms_per_answer": round(1000 * client_cpu / max(1, len(rows)), 2),
-            "load_average": round(os.getloadavg()[0], 1),
-            "machine_busy_pct": round(100 * (ticks[0] - ticks[1]) / max(1, ticks[0]), 1),
-            "cpu_stolen_pct": round(100 * ticks[2] / max(1, ticks[0]), 1),
-            "cpu": f"{cpu_model()}, {os.cpu_count()} cores",
-            "first_errors": result.errors[:3],
+            "database": kind, "raters": args.raters, "arrival_s": args.arrival_s,
+            "think_s": [args.think_min, args.think_max], "answers_needed": needed,
+            "answers_stored": len(rows), "told_stored": len(told),
+            "lost": len(set(told) - answered_tasks), "duplicates": len(told) - len(set(told)) + len(rows) - len(set(rows)),
+            "exactly_k": set(per_item.values()) == {args.k} and unfilled == 0 and len(per_item) * args.k == needed,
+            "errors": sum(v["failures"] for v in rater_requests.values()) + (load.returncode not in (0, 1)),
+            "seconds": round(seconds, 1), "answers_per_s": round(len(rows) / seconds, 1),
+            "p99_ms_worst_request": max(v["p99_ms"] for v in rater_requests.values()),
+            "requests": stats, "machine_busy": round(busy, 2),
+            "locust_exit": load.returncode, "locust_tail": load.stderr[:3000] if load.returncode else "",
         }
     finally:
-        dispose_engines()
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
         cleanup()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raters", type=int, default=200)
     parser.add_argument("--database", action="append", choices=["sqlite", "postgresql"])
     parser.add_argument("--postgres-url", default=os.environ.get("HVQEVAL_TEST_DATABASE_URL", DEFAULT_PG))
+    parser.add_argument("--raters", type=int, default=500)
+    parser.add_argument("--arrival-s", type=float, default=10.0)
+    parser.add_argument("--think-min", type=float, default=2.0)
+    parser.add_argument("--think-max", type=float, default=4.0)
     parser.add_argument("--classes", type=int, default=20)
-    parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("--per-class", type=int, default=50, help="images per class and model")
     parser.add_argument("-k", type=int, default=3, help="answers per item")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="gunicorn workers (default as `hvqeval study serve`: 2 x cores + 1 of one thread "
-                             "on SQLite, 2 x cores of two threads on PostgreSQL)")
-    parser.add_argument("--threads", type=int, default=None, help="threads per worker (default: see --workers)")
-    parser.add_argument("--worker-class", choices=["gthread", "sync"], default="gthread")
-    parser.add_argument("--time-limit", type=float, default=120.0)
-    parser.add_argument("--think-ms", type=float, default=400.0,
-                        help="mean pause of a rater before answering (0: answer at once, a closed loop)")
-    parser.add_argument("--arrival-s", type=float, default=2.0,
-                        help="raters open the study link evenly spread over this many seconds (0: all at once)")
-    parser.add_argument("--fetch-images", action="store_true", help="also GET each task's images")
+    parser.add_argument("--tasks-per-rater", type=int, default=15,
+                        help="more than the study needs per rater, so the study fills")
+    parser.add_argument("--time-limit", type=float, default=180.0, help="seconds of load at most per database")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if (args.workers is not None and args.workers < 1) or (args.threads is not None and args.threads < 1):
-        parser.error("--workers and --threads must be at least 1")
-    if not 1 <= args.raters <= 500:
-        parser.error("--raters must be between 1 and 500 (the load stays bounded)")
     results = []
-    for kind in args.database or ["sqlite", "postgresql"]:
-        with tempfile.TemporaryDirectory() as tmp:
+    for kind in args.database or ["sqlite"]:
+        with tempfile.TemporaryDirectory(prefix=f"study-bench-{kind}-") as tmp:
             results.append(run_one(kind, args, Path(tmp)))
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
     if args.json:
-        print(json.dumps(results, indent=1))
+        print(json.dumps({"machine": machine, "results": results}, indent=2))
         return
-    print("| database | workers x threads | raters | arrival s | think ms | answers | s | answers/s | next p50 / p99 ms "
-          "| submit p50 / p99 ms | lost | dup | errors | server / client CPU ms per answer | machine busy | CPU stolen |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
     for r in results:
-        print(f"| {r['database']} | {r['workers']} x {r['threads']} | {r['raters']} | {r['arrival_s']:g} | {r['think_ms']:g} | "
-              f"{r['answers_stored']}/{r['answers_needed']} | "
-              f"{r['seconds']} | {r['answers_per_s']} | {r['next_p50_ms']} / {r['next_p99_ms']} | "
-              f"{r['submit_p50_ms']} / {r['submit_p99_ms']} | {r['lost']} | {r['duplicates']} | {r['errors']} | "
-              f"{r['server_cpu_ms_per_answer']} / {r['client_cpu_ms_per_answer']} | {r['machine_busy_pct']}% | "
-              f"{r['cpu_stolen_pct']}% |")
-        for err in r["first_errors"]:
-            print(f"  error: {err}", file=sys.stderr)
-    print(f"\n{results[0]['cpu']}", file=sys.stderr)
+        print(f"{r['database']:10s} {r['answers_stored']}/{r['answers_needed']} answers in {r['seconds']} s "
+              f"({r['answers_per_s']} answers/s), worst p99 {r['p99_ms_worst_request']:.0f} ms, errors {r['errors']}, "
+              f"lost {r['lost']}, duplicates {r['duplicates']}, exactly k {r['exactly_k']}, "
+              f"machine busy {r['machine_busy']:.0%}")
+        for name, v in r["requests"].items():
+            print(f"    {name:24s} n={v['count']:6d} fail={v['failures']} p50={v['p50_ms']:.0f} "
+                  f"p95={v['p95_ms']:.0f} p99={v['p99_ms']:.0f} max={v['max_ms']:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ COMMANDS = {
     "metrics": "hvqeval.commands.metrics",
     "neighbours": "hvqeval.commands.neighbours",
     "features": "hvqeval.commands.features",
+    "sweep": "hvqeval.commands.sweep",
+    "plot": "hvqeval.commands.plot",
     "study": "hvqeval.commands.study",
     "report": "hvqeval.commands.report",
     "demo": "hvqeval.commands.demo",

@@ -12,6 +12,10 @@ denominator for all terms, so the per-term numbers add up to the total::
 
     bpd_term(image) = nats_term(image) / (H * W * 3 * ln 2)
 
+For a single-level card (no autoencoder, ``ModelCard.is_single_level``: the Appendix D
+PixelCNN baseline) the only term is the PixelCNN on the pixels and the number is the exact
+NLL of the pixels, not a bound: ``NllResult.exact`` and the rows' ``extra.nll_kind`` say which.
+
 Means are over images; the standard error is the sample standard deviation (ddof = 1) of the
 per-image values divided by sqrt(n).
 """
@@ -56,13 +60,19 @@ class NllResult:
     total: TermStat
     n: int
     dims: int  # H * W * 3
+    exact: bool = False  # single-level model: the exact NLL of the pixels, not the joint bound
     per_image: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def kind(self) -> str:
+        """``"exact"`` (single-level model) or ``"bound"`` (joint NLL over pixels and codes)."""
+        return "exact" if self.exact else "bound"
 
     def term(self, name: str) -> TermStat:
         return next(t for t in self.terms if t.name == name)
 
     def to_dict(self) -> dict:
-        return {"n": self.n, "dims": self.dims, "unit": "bits/dim",
+        return {"n": self.n, "dims": self.dims, "unit": "bits/dim", "nll_kind": self.kind,
                 "total": {"bpd": self.total.bpd, "stderr": self.total.stderr},
                 "terms": {t.name: {"bpd": t.bpd, "stderr": t.stderr, "bits_per_own_dim": t.bits_per_own_dim,
                                    "share": t.bpd / self.total.bpd if self.total.bpd else float("nan")}
@@ -99,7 +109,8 @@ def summarise(per_image_nats: dict[str, np.ndarray], card) -> NllResult:
         stats.append(TermStat(name, mean, se, mean * dims / own[name]))
     mean, se = mean_and_stderr(total)
     per_image = {**bpd, TOTAL: total}
-    return NllResult(tuple(stats), TermStat(TOTAL, mean, se, mean), len(total), dims, per_image)
+    return NllResult(tuple(stats), TermStat(TOTAL, mean, se, mean), len(total), dims,
+                     exact=not card.level, per_image=per_image)
 
 
 @torch.no_grad()
@@ -162,6 +173,7 @@ def result_rows(result: NllResult, *, model: str, reference: str, reference_id: 
                    tf32=bool(torch.backends.cuda.matmul.allow_tf32),
                    versions=versions, created_at=now,
                    extra={**extra, "unit": "bits/dim", "dims": result.dims, "std_is": "standard error",
+                          "nll_kind": result.kind,
                           "bits_per_own_dim": stat.bits_per_own_dim})
         rows.append(row)
     return rows

@@ -94,6 +94,9 @@ def level_codes(run_dir: str | os.PathLike, level: int, *, data: str | None = No
 
     card = read_run_config(run_dir)
     if not 1 <= level <= len(card.level):
+        if not card.level:
+            raise PredictabilityError(f"card '{card.name}' is a single-level PixelCNN on pixels: it has "
+                                      "no codes to model; use a run of a hierarchy")
         raise PredictabilityError(f"card '{card.name}' has level(s) 1..{len(card.level)}; got --level {level}")
     path = checkpoint_path(run_dir, f"level{level}")
     if not path.is_file():

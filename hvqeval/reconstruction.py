@@ -103,6 +103,9 @@ def write_reconstructions(run_dir: str | os.PathLike, images_spec: str, out: str
     card = check_run(run_dir, need_prior=False)
     source = open_images(images_spec, image_size=card.model.image_size, default_split="val")
     count = len(source) if limit is None else min(limit, len(source))
+    if not card.level:
+        raise GenerationError(f"card '{card.name}' is a single-level PixelCNN on pixels: it has no codes to "
+                              "reconstruct from; use a run of a hierarchy")
     level = len(card.level) if from_level is None else from_level
     if not 1 <= level <= len(card.level):
         raise GenerationError(f"--from-level must be 1..{len(card.level)} for card '{card.name}', got {level}")

@@ -12,14 +12,13 @@ NLL bounds) is appended here together with every setting that changes it, so tha
      "versions": {"hvqeval": ..., "torch": ..., "torch_fidelity": ...},
      "created_at": "...", "extra": {...}}
 
-Appends are single ``write`` calls of one line under an exclusive ``flock`` followed by
-``fsync``, so concurrent writers and a crash never leave a half line that breaks readers;
+Appends are single ``write`` calls of one line under an exclusive file lock (``portalocker``:
+``flock`` on Linux and macOS, ``LockFileEx`` on Windows) followed by ``fsync``, so concurrent writers and a crash never leave a half line that breaks readers;
 a torn last line (power loss) is skipped with a warning on read.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
@@ -28,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
+
+import portalocker
 
 from hvqeval.errors import HvqevalError
 
@@ -111,13 +112,13 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = "".join(lines).encode("utf-8")
         with open(self.path, "ab") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            portalocker.lock(fh, portalocker.LOCK_EX)  # blocks until other writers are done
             try:
                 fh.write(payload)
                 fh.flush()
                 os.fsync(fh.fileno())
             finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                portalocker.unlock(fh)
         return len(lines)
 
     def read(self) -> list[dict[str, Any]]:

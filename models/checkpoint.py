@@ -105,18 +105,37 @@ def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
     return None if a == b else prefix
 
 
+def _value_at(data: Any, where: str) -> Any:
+    """The value at a dotted key of ``first_difference`` ("(not set)" where one side lacks it)."""
+    for part in where.split(" (")[0].split("."):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, (list, tuple)) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return "(not set)"
+    return data
+
+
 def init_run_dir(run_dir: str | Path, card: ModelCard) -> None:
     """Create the run folder with ``config.json``, or check that it belongs to this card."""
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if path.is_file():
         existing = read_run_config(run_dir)
-        diff = first_difference(existing.to_dict(), card.to_dict())
+        was, now = existing.to_dict(), card.to_dict()
+        diff = first_difference(was, now)
         if diff:
+            if existing.name != card.name:
+                raise CheckpointError(
+                    f"run folder {run_dir} was started with card '{existing.name}', which differs from "
+                    f"this card '{card.name}' at '{diff}'; use a new run folder, or the same card and "
+                    "overrides", argument="run_dir")
+            # Same card, other --set values: say which value, not "card X differs from card X".
             raise CheckpointError(
-                f"run folder {run_dir} was started with card '{existing.name}', which differs from "
-                f"this card '{card.name}' at '{diff}'; use a new run folder, or the same card and overrides",
-                argument="run_dir")
+                f"run folder {run_dir} was started with {diff} = {_value_at(was, diff)!r}, but this card "
+                f"gives {_value_at(now, diff)!r}; continue the run with the card and overrides it was "
+                "started with (its config.json), or use a new run folder", argument="run_dir")
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, card.to_json() + "\n")
@@ -207,6 +226,12 @@ def load_checkpoint(path: str | Path, card: ModelCard | None = None, stage: str 
     saved_stage = ckpt["model_config"]["stage"]
     if card is not None:
         diff = first_difference(saved_card, card.to_dict())
+        if diff and saved_card["model"]["name"] == card.name:  # same card, other --set values
+            raise CheckpointError(
+                f"checkpoint {path} was trained with {diff} = {_value_at(saved_card, diff)!r}, not "
+                f"{_value_at(card.to_dict(), diff)!r}; use the run folder's own card (its config.json), or "
+                "a new run folder for this one"
+            )
         if diff:
             raise CheckpointError(
                 f"checkpoint {path} was trained with card '{saved_card['model']['name']}', which differs "
@@ -243,7 +268,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", require_pr
         if not checkpoint_path(run_dir, stage).is_file():
             break
         levels.append(load(stage))
-    if not levels:
+    if not levels and card.level:
         raise MissingStageError(f"{run_dir} has no trained level yet; train its stages first",
                                 run_dir=str(run_dir), card_name=card.name, stage=Stage.of_level(1))
     prior = None

@@ -15,6 +15,10 @@ Data flow of one level (shapes for the 128x128 feed-forward card)::
     z_l   (B, C_code, 32, 32) integer codes, 2**bits values per channel  (= x_{l+1})
       | modulator (pixel-shuffle upsampling) -> per-layer biases of the local model
     p(x_l | z_l)  gated PixelCNN over x_l
+
+A card with no ``[[level]]`` table is a one-level model in the paper's sense: the prior is a
+class-conditional gated PixelCNN directly on the pixels (the Appendix D baseline), its "top
+codes" are the image itself (3 channels of 8 bits at ``image_size``) and its NLL is exact.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +34,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.errors import ConfigError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli (a dependency there)
+    import tomli as tomllib
 
 # Paper, Appendix A: masks per image as a function of the MSP mask size.
 MSP_MASKS_PER_IMAGE = {1: 30, 3: 30, 5: 10, 7: 10, 9: 3, 11: 3, 13: 3, 15: 3, 17: 1, 19: 1}
@@ -150,12 +158,31 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class CardNote:
+    """Where a card value comes from when it is not read straight off the paper.
+
+    ``key`` is a card key (``prior.residual_hidden``, ``level.1.aux_decoder.hidden``); ``kind``
+    says whether the value is missing from the paper or an interpretation of what it says;
+    ``text`` gives the reasoning (and, for paper figures under another convention, both).
+    """
+
+    key: str
+    kind: Literal["not in paper", "interpretation", "paper convention"]
+    text: str
+
+
+@dataclass(frozen=True)
 class ModelCard:
-    """A whole hierarchy: ``levels`` bottom-up, then the prior on the last level's codes."""
+    """A whole hierarchy: ``levels`` bottom-up, then the prior on the last level's codes.
+
+    ``level`` may be empty: the prior then models the pixels (single-level PixelCNN baseline).
+    """
 
     model: ModelInfo
-    level: tuple[LevelConfig, ...]
+    # kw_only so the default can precede ``prior`` while keeping the saved key order.
+    level: tuple[LevelConfig, ...] = field(default=(), kw_only=True)
     prior: PriorConfig
+    note: tuple[CardNote, ...] = ()  # [[note]] tables: provenance of values (printed by `models show`)
     path: str = field(default="", compare=False)
 
     @property
@@ -174,14 +201,29 @@ class ModelCard:
         return codes.channels, codes.num_codes, codes.resolution
 
     @property
+    def is_single_level(self) -> bool:
+        """True for a card without autoencoders: one PixelCNN on pixels, exact likelihood."""
+        return not self.level
+
+    @property
     def top_codes(self) -> CodesConfig:
+        """What the prior models: the last level's codes, or the pixels of a single-level card."""
+        if not self.level:
+            info = self.model
+            return CodesConfig(channels=info.image_channels, bits=PIXEL_BITS, resolution=info.image_size)
         return self.level[-1].codes
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.pop("path")
         data["level"] = list(data["level"])
+        data["note"] = list(data["note"])
+        if not data["note"]:
+            data.pop("note")  # cards without notes keep their resolved form unchanged
         return data
+
+    def notes_for(self, key: str) -> list[CardNote]:
+        return [n for n in self.note if n.key == key]
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -214,8 +256,8 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
         return value
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
-        if not isinstance(value, list) or not value:
-            raise ConfigError(f"{source}: key '{where}' must be a non-empty array of tables")
+        if not isinstance(value, list):  # empty: a card without autoencoder levels
+            raise ConfigError(f"{source}: key '{where}' must be an array of tables")
         return tuple(_convert(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -385,7 +427,24 @@ def validate(card: ModelCard, source: str) -> ModelCard:
 def card_from_dict(data: dict[str, Any], source: str = "<card>") -> ModelCard:
     """Build and validate a card from parsed TOML (or a saved ``config.json``)."""
     card = _build(ModelCard, data, "", source)
-    return dataclasses.replace(validate(card, source), path=source)
+    card = validate(card, source)
+    _check_note_keys(card, source)
+    return dataclasses.replace(card, path=source)
+
+
+def _check_note_keys(card: ModelCard, source: str) -> None:
+    """Every ``[[note]]`` must name a key of the card (``level.1.aux_decoder.hidden``)."""
+    data = card.to_dict()
+    for i, note in enumerate(card.note):
+        node: Any = data
+        for part in note.key.split("."):
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict) and part in node and part != "note":
+                node = node[part]
+            else:
+                raise ConfigError(f"{source}: note[{i}].key {note.key!r} is not a key of this card "
+                                  "(write it like prior.residual_hidden or level.1.aux_decoder.hidden)")
 
 
 def _parse_override_value(text: str) -> Any:

@@ -1,79 +1,68 @@
 """Human-study web app (paper Section 7.3, Appendix G): realism ratings and pairwise preferences.
 
-The Flask application factory, in the flaskr shape: ``create_app(test_config=None)`` reads
-its settings from the environment (or ``test_config``), keeps its SQLite database and image
-cache in the instance folder, and registers one blueprint per concern:
+The Flask application factory, in the flaskr shape: ``create_app(config)`` takes every setting
+in ``config`` (the CLI reads the environment and its options and passes them; the app never
+reads ``os.environ``), and registers one blueprint per concern:
 
 * ``rater``  – entry link, instructions/consent, the task page and its JSON API;
 * ``images`` – 512×512 upscaled images behind opaque ids;
-* ``admin``  – password-protected progress pages, open/close, export download.
+* ``admin``  – password-protected progress pages, open/close, export download;
 
-Environment: ``HVQEVAL_SECRET_KEY`` (required outside tests), ``HVQEVAL_STUDY_DATABASE_URL``,
-``HVQEVAL_INSTANCE_DIR`` (database and image cache; default ``instance/`` next to the package),
-``HVQEVAL_ADMIN_PASSWORD_HASH`` or ``HVQEVAL_ADMIN_PASSWORD``, ``HVQEVAL_RATE_LIMIT_RATER``,
-``HVQEVAL_RATE_LIMIT_IP`` (``COUNT/SECONDS``), ``HVQEVAL_RATE_LIMIT_STORAGE`` (``memory://``, per
-server process, or ``redis://HOST:PORT/DB``, shared by all workers), ``HVQEVAL_HTTPS=1`` (Secure cookies, HSTS),
-``HVQEVAL_PROXY_HOPS`` (trusted reverse proxies for the client address).
+plus ``GET /healthz`` for load balancers. Security parts are the libraries' own: Flask's signed
+cookie sessions, Flask-WTF's CSRF protection, Flask-Limiter's rate limits.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from study_app.settings import check_settings, limit_string
 
-def create_app(test_config: dict | None = None):
+
+def create_app(config: dict | None = None):
+    """The study app for ``config`` (keys of ``settings.DEFAULTS``; ``TESTING`` for tests)."""
     from flask import Flask
-    from study_app import admin, db, images, rater, web
-    from study_app.security import (DEFAULT_RATE_LIMIT_STORAGE, RateLimits, StudyCSRFProtect,
-                                    VerifiedCookieSessionInterface, admin_password_hash_from_env,
-                                    open_rate_limit_storage, parse_rate, secret_key_from_env)
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+    from flask_wtf.csrf import CSRFProtect
 
-    instance_dir = os.environ.get("HVQEVAL_INSTANCE_DIR")
-    app = Flask(__name__, instance_relative_config=True,
-                instance_path=str(Path(instance_dir).resolve()) if instance_dir else None)
-    test_config = dict(test_config or {})
-    testing = bool(test_config.get("TESTING"))
-    https = os.environ.get("HVQEVAL_HTTPS", "") == "1"
+    from study_app import admin, images, rater, web
+    from study_app.db import make_engine
+
+    config = check_settings(config or {})
+    app = Flask(__name__, instance_path=config.get("INSTANCE_DIR") and str(Path(config["INSTANCE_DIR"]).resolve()))
     app.config.from_mapping(
-        DATABASE_URL=os.environ.get("HVQEVAL_STUDY_DATABASE_URL") or db.default_database_url(app.instance_path),
         IMAGE_CACHE_DIR=str(Path(app.instance_path) / "cache" / "images"),
-        RATE_LIMIT_RATER=os.environ.get("HVQEVAL_RATE_LIMIT_RATER", "240/60"),
-        RATE_LIMIT_IP=os.environ.get("HVQEVAL_RATE_LIMIT_IP", "6000/60"),
-        RATE_LIMIT_LOGIN="10/60",
-        RATE_LIMIT_STORAGE=os.environ.get("HVQEVAL_RATE_LIMIT_STORAGE") or DEFAULT_RATE_LIMIT_STORAGE,
-        DISPLAY_SIZE=512,  # paper Appendix G: images upscaled to 512×512, bilinear
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=https,
-        HTTPS=https,
-        PROXY_HOPS=int(os.environ.get("HVQEVAL_PROXY_HOPS", "0") or 0),
+        SESSION_COOKIE_SECURE=config["HTTPS"],
         WTF_CSRF_TIME_LIMIT=None,  # valid for the whole session: a study can take an hour
-        WTF_CSRF_SSL_STRICT=https,
+        WTF_CSRF_SSL_STRICT=config["HTTPS"],
         MAX_CONTENT_LENGTH=64 * 1024,
+        RATELIMIT_STORAGE_URI=config["RATE_LIMIT_STORAGE"],
+        RATELIMIT_DEFAULT=limit_string(config["RATE_LIMIT_IP"]),
+        RATELIMIT_HEADERS_ENABLED=True,  # Retry-After on 429
+        RATELIMIT_SWALLOW_ERRORS=True,  # a failing limit storage lets raters through, logged
     )
-    if "SECRET_KEY" not in test_config:
-        app.config["SECRET_KEY"] = secret_key_from_env(testing)
-    if "ADMIN_PASSWORD_HASH" not in test_config:
-        app.config["ADMIN_PASSWORD_HASH"] = admin_password_hash_from_env()
-    app.config.update(test_config)
-    app.config["DATABASE_URL"] = db.normalise_url(app.config["DATABASE_URL"])
-    # Parsed and connected once per app (per server process): fail at start, not on a request.
-    rates = {name: parse_rate(app.config[f"RATE_LIMIT_{name.upper()}"], setting)
-             for name, setting in (("rater", "HVQEVAL_RATE_LIMIT_RATER"), ("ip", "HVQEVAL_RATE_LIMIT_IP"),
-                                   ("login", "RATE_LIMIT_LOGIN"))}
-    rate_limits = RateLimits(open_rate_limit_storage(app.config["RATE_LIMIT_STORAGE"]), rates)
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    if app.config["PROXY_HOPS"]:
+    app.config.update(config)
+    if config["PROXY_HOPS"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=app.config["PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config["PROXY_HOPS"], x_proto=config["PROXY_HOPS"])
 
-    app.session_interface = VerifiedCookieSessionInterface()
-    app.extensions["study_rate_limits"] = rate_limits
-    StudyCSRFProtect(app)
+    app.extensions["study_engine"] = make_engine(config["DATABASE_URL"])
+    CSRFProtect(app)
     web.init_app(app)
     app.register_blueprint(rater.bp)
     app.register_blueprint(images.bp)
     app.register_blueprint(admin.bp)
+
+    limiter = Limiter(get_remote_address, app=app)
+    per_rater = limiter.limit(limit_string(config["RATE_LIMIT_RATER"]), key_func=rater.rate_limit_key,
+                              override_defaults=False)
+    for endpoint in ("rater.api_next", "rater.api_answer"):
+        app.view_functions[endpoint] = per_rater(app.view_functions[endpoint])
+    app.view_functions["admin.login"] = limiter.limit(
+        limit_string(config["RATE_LIMIT_LOGIN"]), methods=["POST"], override_defaults=False,
+    )(app.view_functions["admin.login"])
     return app

@@ -1,41 +1,36 @@
-"""Database engines, transactions and schema migrations for the study app.
+"""Database engines, transactions and schema migrations of the study app.
 
-SQLite (the default, a file in the instance folder) runs in WAL mode with a busy timeout,
-and every writing transaction starts with ``BEGIN IMMEDIATE`` so two writers never both
-read and then both try to upgrade to a write lock (the classic SQLite deadlock). PostgreSQL
-runs at READ COMMITTED; the claim queries in ``assign.py`` are written for it.
+SQLite (the default, a file in the instance folder) runs in WAL mode with a busy timeout, and
+every writing transaction starts with ``BEGIN IMMEDIATE``: writers queue for the write lock up
+front, so two writers never both read and then both try to upgrade to a write lock (SQLite's
+deadlock); read-only ones (``session_scope(engine, read_only=True)``) start with a plain ``BEGIN``.
+That is the recipe of SQLAlchemy's SQLite dialect documentation ("Serializable isolation /
+Savepoints / Transactional DDL"). PostgreSQL runs at READ COMMITTED; ``assign.py`` takes the row
+locks it needs. Pooled connections are pinged before use (``pool_pre_ping``), so a restarted or
+terminated PostgreSQL connection is replaced instead of failing a request; ``run_transaction``
+retries a transaction once when its connection broke during it.
+
+Engines are made by ``make_engine`` and owned by whoever made them (the Flask app keeps its own
+in ``app.extensions``); nothing here caches engines between callers.
 Schema changes go through Alembic (``study_app/migrations``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import threading
-import time
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from study_app.errors import DatabaseError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-_ENGINES: dict[str, Engine] = {}
-_WRITERS: dict[int, Engine] = {}  # id(engine) -> the same engine with BEGIN IMMEDIATE (SQLite)
-_LOCK = threading.Lock()
-# A pooled PostgreSQL connection idle for longer than this is pinged before use (a server
-# restart or an idle timeout may have closed it); one in steady use is not, which saves a
-# round trip per request. A connection that breaks in use is dropped from the pool.
-PING_AFTER_IDLE_SECONDS = 2.0
 
 
 def default_database_url(instance_dir: str | Path = "instance") -> str:
-    path = Path(instance_dir).resolve() / "study.sqlite3"
-    return f"sqlite:///{path}"
+    return f"sqlite:///{Path(instance_dir).resolve() / 'study.sqlite3'}"
 
 
 def normalise_url(url: str) -> str:
@@ -53,239 +48,68 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def make_engine(url: str, create: bool = False) -> Engine:
+    """An engine for ``url``. A SQLite file that does not exist is an error unless ``create``."""
+    url = normalise_url(url)
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.is_file():
+            if not create:
+                raise DatabaseError(f"no study database at {path}; create a study first "
+                                    "(hvqeval study create ...) or pass --database-url")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        _begin_immediate_on_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=16)
+
+
+def _begin_immediate_on_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
-        # Let SQLAlchemy's "begin" event below decide how transactions start.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
-        cursor.execute("PRAGMA busy_timeout=20000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below starts transactions
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=20000", "foreign_keys=ON"):
+            dbapi_connection.execute(f"PRAGMA {pragma}")
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    def _on_begin(connection):
+        # Readers need no write lock: in WAL mode they read a snapshot beside the one writer.
+        reading = connection.get_execution_options().get("read_only", False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
-def _ping_idle_connections(engine: Engine) -> None:
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_connection, record):
-        if record is not None:
-            record.info["idle_since"] = time.monotonic()
+def run_transaction(engine: Engine, work):
+    """``work(connection)`` inside one transaction; committed when it returns.
 
-    @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_connection, record, _proxy):
-        since = record.info.get("idle_since")
-        if since is not None and time.monotonic() - since > PING_AFTER_IDLE_SECONDS:
-            try:
-                ok = engine.dialect.do_ping(dbapi_connection)
-            except Exception as err:  # noqa: BLE001 - any failure means: use a new connection
-                raise DisconnectionError(f"stale pooled connection: {err}") from err
-            if not ok:
-                raise DisconnectionError("stale pooled connection")
-
-
-def get_engine(url: str) -> Engine:
-    """One engine per URL and process (engines hold the connection pool)."""
-    engine = _ENGINES.get(url)  # the app passes an already normalised URL: no parsing per request
-    if engine is not None:
-        return engine
-    url = normalise_url(url)
-    with _LOCK:
-        engine = _ENGINES.get(url)
-        if engine is None:
-            if url.startswith("sqlite"):
-                path = make_url(url).database
-                if path and path != ":memory:":
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(url, pool_size=8, max_overflow=16)
-                _configure_sqlite(engine)
-            else:
-                engine = create_engine(url, pool_size=8, max_overflow=16)
-                _ping_idle_connections(engine)
-            _ENGINES[url] = engine
-        return engine
-
-
-def dispose_engines() -> None:
-    """Close every pooled connection (before forking servers, and at the end of tests)."""
-    with _LOCK:
-        for engine in _ENGINES.values():
-            engine.dispose()
-        _ENGINES.clear()
-        _WRITERS.clear()
-        _WRITER_QUEUES.clear()
-
-
-def _forget_engines_in_child() -> None:
-    # A forked child must never use the parent's pooled connections (one socket, two
-    # processes): drop them without closing, the parent still owns them.
-    for engine in _ENGINES.values():
-        engine.dispose(close=False)
-    _ENGINES.clear()
-    _WRITERS.clear()
-    _WRITER_QUEUES.clear()
-
-
-os.register_at_fork(after_in_child=_forget_engines_in_child)
-
-
-@contextlib.contextmanager
-def write_session(engine: Engine):
-    """A session whose transaction takes the write lock up front on SQLite; commits on success."""
-    bind = engine.execution_options(sqlite_immediate=True) if is_sqlite(engine) else engine
-    with Session(bind, expire_on_commit=False) as session:
-        with session.begin():
-            yield session
-
-
-@contextlib.contextmanager
-def write_transaction(engine: Engine):
-    """A Core connection in a transaction that takes the write lock up front on SQLite."""
-    bind = engine
-    if is_sqlite(engine):
-        bind = _WRITERS.get(id(engine))
-        if bind is None:
-            bind = _WRITERS[id(engine)] = engine.execution_options(sqlite_immediate=True)
-    with bind.begin() as connection:
-        yield connection
-
-
-class SqliteWriterQueue:
-    """Hands SQLite's write lock to the hot paths' writers in turn, across threads and processes.
-
-    SQLite's busy handler makes a blocked writer sleep and try again (after 1, 2, 5, 10, ... up
-    to 100 ms), so with many writers one may sleep on for tens of milliseconds after the lock
-    was released: the tail of the answer latency under load. Before ``BEGIN IMMEDIATE`` a hot
-    path writer therefore takes an exclusive ``flock`` on ``<database>.writers``, which the
-    kernel hands to the next waiter the moment it is released. Each thread has its own file
-    descriptor (flock excludes between open files, so threads of one process queue too). The
-    lock is released when the transaction ends, and by the kernel if the process dies. SQLite's
-    own locking is unchanged for every other writer (admin pages, the CLI).
+    A transaction whose connection broke underneath it (PostgreSQL restarted, or the connection
+    was terminated) is run once more on a fresh connection: it was rolled back as a whole, so a
+    second run cannot store anything twice.
     """
-
-    def __init__(self, database_path: str):
-        self.path = database_path + ".writers"
-        self._local = threading.local()
-
-    @contextlib.contextmanager
-    def turn(self):
-        fd = getattr(self._local, "fd", None)
-        if fd is None:
-            fd = self._local.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks without the GIL
+    for attempt in (1, 2):
         try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-_WRITER_QUEUES: dict[int, SqliteWriterQueue | None] = {}
-
-
-def _writer_queue(engine: Engine) -> SqliteWriterQueue | None:
-    key = id(engine)
-    if key not in _WRITER_QUEUES:
-        path = engine.url.database
-        _WRITER_QUEUES[key] = SqliteWriterQueue(path) if path and path != ":memory:" else None
-    return _WRITER_QUEUES[key]
+            with engine.begin() as connection:
+                return work(connection)
+        except DBAPIError as err:
+            if attempt == 2 or not err.connection_invalidated:
+                raise
 
 
 @contextlib.contextmanager
-def _driver_connection(engine: Engine):
-    """``(pooled, driver connection)`` from the engine's pool, back to the pool on exit.
+def session_scope(engine: Engine, read_only: bool = False):
+    """An ORM session in one transaction, committed on success. ``read_only`` transactions
+    take no write lock on SQLite (plain ``BEGIN``); they must not write."""
+    from sqlalchemy.orm import Session
 
-    Skips SQLAlchemy's Connection layer (a few hundred microseconds of CPU per transaction)
-    but not its pool. A connection that broke in use (server restart, idle timeout) is
-    invalidated, so it is never handed out again; the callers invalidate it too when their
-    own clean-up (rollback, autocommit reset) fails.
-    """
-    pooled = engine.raw_connection()
-    dbapi_connection = pooled.driver_connection
-    try:
-        yield pooled, dbapi_connection
-    except Exception as err:
-        if pooled.is_valid and engine.dialect.is_disconnect(err, dbapi_connection, None):
-            pooled.invalidate(err)
-        raise
-    finally:
-        pooled.close()
-
-
-@contextlib.contextmanager
-def driver_transaction(engine: Engine, write: bool = True):
-    """A driver (DB-API) cursor inside one transaction, for the hot paths: BEGIN IMMEDIATE on
-    SQLite (plain BEGIN when not ``write``; writers queue first, see ``SqliteWriterQueue``),
-    psycopg's implicit BEGIN on PostgreSQL; commits on success, rolls back otherwise.
-    """
-    queue = _writer_queue(engine) if write and engine.dialect.name == "sqlite" else None
-    with queue.turn() if queue is not None else contextlib.nullcontext(), \
-            _driver_connection(engine) as (pooled, dbapi_connection):
-        try:
-            cursor = dbapi_connection.cursor()
-            if engine.dialect.name == "sqlite":
-                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            yield cursor
-            dbapi_connection.commit()
-        except BaseException as err:
-            try:
-                dbapi_connection.rollback()
-            except Exception:  # noqa: BLE001 - the connection is gone: drop it, keep the first error
-                pooled.invalidate(err if isinstance(err, Exception) else None)
-                raise err from None
-            raise
-
-
-@contextlib.contextmanager
-def driver_statement(engine: Engine, write: bool = True):
-    """A driver cursor for statements that are each a whole transaction: on PostgreSQL the
-    connection is in autocommit while the cursor is in use, so one statement costs one round
-    trip (no BEGIN, no COMMIT); the hot paths call one function per request this way. On
-    SQLite (in process, no round trips) it is ``driver_transaction(engine, write)``.
-    """
-    if engine.dialect.name != "postgresql":
-        with driver_transaction(engine, write) as cursor:
-            yield cursor
-        return
-    with _driver_connection(engine) as (pooled, dbapi_connection):
-        dbapi_connection.autocommit = True
-        try:
-            yield dbapi_connection.cursor()
-        finally:
-            try:
-                dbapi_connection.autocommit = False  # as the pool hands connections out
-            except Exception as err:  # noqa: BLE001 - e.g. closed by the server meanwhile
-                pooled.invalidate(err)
-
-
-STUDY_TABLES = ("study", "source", "image", "item", "slot", "rater", "assignment", "answer")
-
-
-def refresh_statistics(engine: Engine) -> None:
-    """Let PostgreSQL's planner see the rows a study just brought in (``ANALYZE``).
-
-    Until autovacuum gets to a freshly filled table the planner takes it for nearly empty, and
-    the claim (``assign.py``) then reads every free slot of the study and sorts them (6 ms with
-    3,000 slots) instead of walking ``ix_slot_claim`` in order to the first that fits (0.3 ms).
-    SQLite keeps no statistics unless asked to, and its planner already walks the index.
-    """
-    if engine.dialect.name != "postgresql":
-        return
-    with engine.begin() as connection:
-        connection.exec_driver_sql("ANALYZE " + ", ".join(STUDY_TABLES))
-
-
-@contextlib.contextmanager
-def read_session(engine: Engine):
-    with Session(engine, expire_on_commit=False) as session:
+    bind = engine.execution_options(read_only=True) if read_only else engine
+    with Session(bind, expire_on_commit=False) as session, session.begin():
         yield session
 
 
@@ -299,7 +123,7 @@ def _alembic_config(connection):
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Create or migrate the schema to ``revision`` (Alembic)."""
+    """Create or migrate the schema to ``revision`` (Alembic); creates a missing SQLite file."""
     _migrate(url, "upgrade", revision)
 
 
@@ -311,23 +135,30 @@ def downgrade(url: str, revision: str) -> None:
 def _migrate(url: str, direction: str, revision: str) -> None:
     from alembic import command
 
-    engine = get_engine(url)
+    engine = make_engine(url, create=True)
     try:
         with engine.begin() as connection:
             getattr(command, direction)(_alembic_config(connection), revision)
     except OperationalError as err:
-        raise DatabaseError(f"cannot reach the study database {_safe(url)}: {err.orig}") from None
+        raise unreachable(url, err) from None
+    finally:
+        engine.dispose()
 
 
-def current_revision(url: str) -> str | None:
+def unreachable(url: str, err: OperationalError) -> DatabaseError:
+    """One line: the driver's first line of complaint (its hints follow on further lines)."""
+    reason = str(err.orig).strip().splitlines()[0] if str(err.orig).strip() else type(err.orig).__name__
+    return DatabaseError(f"cannot reach the study database {safe_url(url)}: {reason}")
+
+
+def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    engine = get_engine(url)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except OperationalError as err:
-        raise DatabaseError(f"cannot reach the study database {_safe(url)}: {err.orig}") from None
+        raise unreachable(str(engine.url), err) from None
 
 
 def head_revision() -> str:
@@ -336,20 +167,33 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
 
 
-def require_current_schema(url: str) -> None:
-    """Raise a clear error unless the database exists and is migrated to the latest schema."""
-    current = current_revision(url)
+def require_current_schema(engine: Engine) -> None:
+    """Raise a clear error unless the database is reachable and migrated to the latest schema."""
+    url = engine.url.render_as_string(hide_password=False)
+    current = current_revision(engine)
     if current is None:
-        raise DatabaseError(f"no study tables in {_safe(url)}; create a study first "
+        raise DatabaseError(f"no study tables in {safe_url(url)}; create a study first "
                             "(hvqeval study create ...) or run `hvqeval study migrate`")
     if current != head_revision():
-        raise DatabaseError(f"the study database {_safe(url)} is at schema {current}, this code needs "
+        raise DatabaseError(f"the study database {safe_url(url)} is at schema {current}, this code needs "
                             f"{head_revision()}; run `hvqeval study migrate --database-url ...`")
 
 
-def table_names(url: str) -> list[str]:
-    return inspect(get_engine(url)).get_table_names()
+@contextlib.contextmanager
+def open_database(url: str):
+    """An engine for an existing, current study database, disposed on exit (the CLI's commands)."""
+    engine = make_engine(url)
+    try:
+        require_current_schema(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
-def _safe(url: str) -> str:
+def ping(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)

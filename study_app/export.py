@@ -5,8 +5,8 @@ Columns (README, "Human studies", documents each)::
     study, kind, rater, item, class_id, class_name, model_a, sample_a, model_b, sample_b,
     left, rating, choice, unknown_reason, response_ms, created_at
 
-Flask-free on purpose: ``hvqeval report --database URL --study NAME`` imports only this
-module and SQLAlchemy.
+Flask-free on purpose: ``hvqeval report --database URL --study NAME`` (the CLI layer) reads
+answers with ``read_export`` and hands ``analysis`` the rows.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import csv
 import io
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import aliased
 
-from study_app.db import get_engine, read_session, require_current_schema
+from study_app.db import open_database, session_scope
 from study_app.errors import StudyNotFoundError
-from study_app.models import Answer, Image, Item, Rater, Source, Study
+from study_app.schema import Answer, Image, Item, Rater, Source, Study
 
 EXPORT_COLUMNS = (
     "study", "kind", "rater", "item", "class_id", "class_name", "model_a", "sample_a", "model_b", "sample_b",
@@ -28,17 +28,15 @@ EXPORT_COLUMNS = (
 )
 
 
-def export_rows(database_url: str, study_name: str) -> list[dict]:
+def export_rows(engine: Engine, study_name: str) -> list[dict]:
     """Every answer of ``study_name`` as a dict keyed by EXPORT_COLUMNS, ordered by time.
 
     Empty cells are ``None`` (``model_b``/``sample_b`` in rating studies, ``rating`` in
     pairwise studies and for unknown answers, ``choice`` for ratings, ``unknown_reason``).
     """
-    require_current_schema(database_url)
-    engine = get_engine(database_url)
     image_a, image_b = aliased(Image), aliased(Image)
     source_a, source_b = aliased(Source), aliased(Source)
-    with read_session(engine) as session:
+    with session_scope(engine, read_only=True) as session:
         study = session.execute(select(Study.id, Study.kind).where(Study.name == study_name)).first()
         if study is None:
             names = session.scalars(select(Study.name).order_by(Study.name)).all()
@@ -84,10 +82,17 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 def write_csv(database_url: str, study_name: str, out: str | Path) -> int:
     """Write the export CSV atomically; returns the number of answers written."""
-    rows = export_rows(database_url, study_name)
+    with open_database(database_url) as engine:
+        rows = export_rows(engine, study_name)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(rows_to_csv(rows), encoding="utf-8")
     tmp.replace(out)
     return len(rows)
+
+
+def read_export(database_url: str, study_names) -> list[dict]:
+    """The export rows of ``study_names`` in an existing, current study database."""
+    with open_database(database_url) as engine:
+        return [row for name in study_names for row in export_rows(engine, name)]

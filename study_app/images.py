@@ -17,8 +17,8 @@ from pathlib import Path
 from flask import Blueprint, abort, current_app, send_file, session
 from sqlalchemy import exists, or_, select
 
-from study_app.db import read_session
-from study_app.models import Assignment, Image, Item, Source
+from study_app.db import session_scope
+from study_app.schema import Assignment, Image, Item, Source
 from study_app.web import engine
 
 bp = Blueprint("images", __name__)
@@ -58,7 +58,7 @@ def image(token: str):
             or_(Item.image_a_id == Image.id, Item.image_b_id == Image.id))
         query = query.where(Image.study_id == session.get("study_id"),
                             or_(Image.is_example.is_(True), own_assignment))
-    with read_session(engine()) as s:
+    with session_scope(engine(), read_only=True) as s:
         row = s.execute(query).first()
     if row is None:
         abort(404)

@@ -9,8 +9,8 @@ from sqlalchemy import Engine, distinct, func, select
 from sqlalchemy.orm import aliased
 
 from study_app.assign import utcnow
-from study_app.db import read_session
-from study_app.models import Answer, Assignment, Image, Item, Rater, Slot, Source, Study
+from study_app.db import session_scope
+from study_app.schema import Answer, Assignment, Image, Item, Rater, Slot, Source, Study
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,14 @@ class StudyProgress:
 
 
 def study_names(engine: Engine) -> list[str]:
-    with read_session(engine) as s:
+    with session_scope(engine, read_only=True) as s:
         return list(s.scalars(select(Study.name).order_by(Study.created_at, Study.id)))
 
 
 def study_progress(engine: Engine, name: str) -> StudyProgress | None:
     now = utcnow()
     src_a, src_b, img_a, img_b = aliased(Source), aliased(Source), aliased(Image), aliased(Image)
-    with read_session(engine) as s:
+    with session_scope(engine, read_only=True) as s:
         study = s.scalar(select(Study).where(Study.name == name))
         if study is None:
             return None
@@ -83,11 +83,9 @@ def study_progress(engine: Engine, name: str) -> StudyProgress | None:
 
 
 def set_status(engine: Engine, name: str, status: str) -> bool:
-    from study_app.db import write_session
-
     if status not in ("open", "closed"):
         raise ValueError(status)
-    with write_session(engine) as s:
+    with session_scope(engine) as s:
         study = s.scalar(select(Study).where(Study.name == name))
         if study is None:
             return False

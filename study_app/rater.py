@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, session, url_for
+from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
 from study_app import assign
-from study_app.db import read_session
-from study_app.models import Image, Rater, Source
+from study_app.db import session_scope
+from study_app.schema import Image, Rater, Source
 from study_app.web import engine, study_by_public_id
 
 bp = Blueprint("rater", __name__, url_prefix="/s/<public_id>")
@@ -27,14 +28,17 @@ bp = Blueprint("rater", __name__, url_prefix="/s/<public_id>")
 # URL parameters crowdsourcing platforms append to a study link (Prolific, MTurk, generic).
 PARTICIPANT_PARAMS = ("PROLIFIC_PID", "participant", "participant_id", "workerId", "worker_id", "pid")
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,100}$")
-IMAGE_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
-_IMAGE_URL_PREFIX: dict[str, str] = {}
-_EXAMPLES: dict[tuple, tuple[list, list]] = {}
 RATING_LABELS = ("1 – clearly not real", "2", "3", "4", "5 – looks completely real")
 
 
-def _study(public_id: str, fresh: bool = False):
-    study = study_by_public_id(public_id, fresh)
+def rate_limit_key() -> str:
+    """Flask-Limiter key of the per-rater limit: the rater of the session, else the address."""
+    rater_id = session.get("rater_id")
+    return f"rater-{rater_id}" if rater_id is not None else f"address-{get_remote_address()}"
+
+
+def _study(public_id: str):
+    study = study_by_public_id(public_id)
     if study is None:
         abort(404, "no such study; check the link you were given")
     return study
@@ -50,8 +54,8 @@ def _start(study, participant: str):
     if not PARTICIPANT_RE.match(participant):
         abort(400, "participant id: use 1-100 letters, digits or . _ @ : + -")
     try:
-        rater_id = assign.enter(engine(), study.id, participant)
-    except assign.AnswerRejected as err:  # parallel first entries of one participant kept colliding
+        rater_id = assign.enter(engine(), study, participant)
+    except assign.AnswerRejected as err:  # a closed study admits no new raters
         abort(err.status, err.message)
     session.clear()
     session["study_id"], session["rater_id"] = study.id, rater_id
@@ -60,14 +64,14 @@ def _start(study, participant: str):
 
 @bp.route("/", methods=["GET", "POST"])
 def entry(public_id: str):
-    study = _study(public_id, fresh=True)
+    study = _study(public_id)
     if request.method == "POST":
         return _start(study, str(request.form.get("participant", "")).strip())
     for name in PARTICIPANT_PARAMS:
         if request.args.get(name):
             return _start(study, request.args[name].strip())
     if study.status != "open":
-        abort(403, "this study is closed; thank you for your interest")
+        abort(403, assign.CLOSED[1])
     return render_template("entry.html", study=study)
 
 
@@ -80,58 +84,32 @@ def consent(public_id: str):
             abort(400, "tick the box to agree before starting")
         assign.record_consent(engine(), rater_id)
         return redirect(url_for("rater.task", public_id=public_id))
-    real, generated = _examples(study)
+    with session_scope(engine(), read_only=True) as s:
+        rows = s.execute(
+            select(Image.token, Image.class_name, Source.is_real, Source.dataset)
+            .join(Source, Source.id == Image.source_id)
+            .where(Image.study_id == study.id, Image.is_example.is_(True))
+            .order_by(Image.id)
+        ).all()
+    real, generated = [r for r in rows if r.is_real][:2], [r for r in rows if not r.is_real][:2]
     return render_template("consent.html", study=study, real=real, generated=generated)
-
-
-def _examples(study):
-    """(real, generated) instruction images of the study, two of each; they are fixed when the
-    study is created, so each process reads them once (keyed by the study's random public id
-    too, so a recreated database never serves another study's images)."""
-    key = (current_app.config["DATABASE_URL"], study.id, study.public_id)
-    found = _EXAMPLES.get(key)
-    if found is None:
-        with read_session(engine()) as s:
-            rows = s.execute(
-                select(Image.token, Image.class_name, Source.is_real)
-                .join(Source, Source.id == Image.source_id)
-                .where(Image.study_id == study.id, Image.is_example.is_(True))
-                .order_by(Image.id)
-            ).all()
-        found = ([r for r in rows if r.is_real][:2], [r for r in rows if not r.is_real][:2])
-        if len(_EXAMPLES) >= 256:
-            _EXAMPLES.clear()
-        _EXAMPLES[key] = found
-    return found
 
 
 @bp.route("/task")
 def task(public_id: str):
     study = _study(public_id)
     rater_id = _rater_id(study)
-    with read_session(engine()) as s:
+    with session_scope(engine(), read_only=True) as s:
         consented = s.scalar(select(Rater.consented_at).where(Rater.id == rater_id))
     if consented is None:
         return redirect(url_for("rater.consent", public_id=public_id))
     return render_template("task.html", study=study, rating_labels=RATING_LABELS, reasons=assign.UNKNOWN_REASONS)
 
 
-def _image_url(token: str) -> str:
-    """``url_for("images.image", token=token)`` with one URL-map build per mount point instead of
-    one per image: image tokens are URL-safe base64, which the URL keeps as it is."""
-    if not IMAGE_TOKEN_RE.match(token):
-        return url_for("images.image", token=token)
-    root = request.script_root
-    prefix = _IMAGE_URL_PREFIX.get(root)
-    if prefix is None:
-        prefix = _IMAGE_URL_PREFIX[root] = url_for("images.image", token="T")[:-len("T.png")]
-    return f"{prefix}{token}.png"
-
-
-def _task_json(result, public_id: str):
+def _task_json(result):
     if isinstance(result, assign.Task):
         return {"state": "task", "task": result.token, "label": result.class_name,
-                "images": [_image_url(t) for t in result.image_tokens],
+                "images": [url_for("images.image", token=t) for t in result.image_tokens],
                 "done": result.done, "total": result.total}
     if isinstance(result, assign.Finished):
         if result.done == 0:
@@ -148,22 +126,23 @@ def api_next(public_id: str):
         result = assign.next_task(engine(), study, rater_id)
     except assign.AnswerRejected as err:
         return jsonify(error=err.message), err.status
-    return jsonify(_task_json(result, public_id))
+    return jsonify(_task_json(result))
 
 
 @bp.post("/api/answer")
 def api_answer(public_id: str):
     study = _study(public_id)
     rater_id = _rater_id(study)
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # deeply nested JSON (the decoder recurses once per level)
+        body = None
     if not isinstance(body, dict):
         abort(400, "expected a JSON object")
-    # The next task comes in the same response and from the same transaction (one round trip
-    # and one commit per answer). If no next task could be claimed, the answer is still
-    # stored and "next" is null; the page then asks api/next.
+    # The next task comes in the same response and from the same transaction.
     try:
-        done, following = assign.submit_and_next(engine(), study, rater_id, body.get("task"), body.get("answer"),
-                                                 body.get("reason"), body.get("response_ms"))
+        done, following = assign.submit(engine(), study, rater_id, body.get("task"), body.get("answer"),
+                                        body.get("reason"), body.get("response_ms"), with_next=True)
     except assign.AnswerRejected as err:
         return jsonify(error=err.message), err.status
-    return jsonify(stored=True, done=done, next=None if following is None else _task_json(following, public_id))
+    return jsonify(stored=True, done=done, next=_task_json(following))

@@ -1,79 +1,77 @@
-"""Production server for the study app: gunicorn (pre-fork WSGI) running ``create_app``.
+"""Production server for the study app: gunicorn (pre-fork WSGI) running ``create_app(config)``.
 
 Workers are ``gthread`` workers, so a rater's idle keep-alive connection waits in the worker's
-poller and does not hold a whole process. The threads of one process share one core (the GIL)
-and this app's requests are mostly CPU, so it runs more processes with few threads each (see
-``default_concurrency``). The app is built in every worker after the fork (no preloading), so no database
-connection is ever shared between processes.
+poller and does not hold a whole process. The app is built in every worker after the fork (no
+preloading), so no database connection is ever shared between processes. The settings are
+checked once, before gunicorn starts (``check_before_serving``).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 
 from study_app.errors import ConfigurationError
 
 
 def default_concurrency(database_url: str) -> tuple[int, int]:
-    """(workers, threads) for this machine and database, as measured in docs/BENCHMARKS.md.
-
-    SQLite: 2 x cores + 1 workers of one thread (gunicorn's rule of thumb); a request is all
-    CPU in this process, and threads of one process would share one core. PostgreSQL:
-    2 x cores workers of two threads; every commit waits for the server's WAL flush (and
-    the network), and the second thread computes meanwhile.
-    """
-    cores = os.cpu_count() or 1
-    if database_url.startswith("postgresql"):
-        return 2 * cores, 2
-    return 2 * cores + 1, 1
+    """(workers, threads): 2 x cores + 1 workers (gunicorn's rule of thumb) of two threads, the
+    second working while the first waits for the database."""
+    return 2 * (os.cpu_count() or 1) + 1, 2
 
 
-def resolve_concurrency(database_url: str, workers: int | None, threads: int | None) -> tuple[int, int]:
-    """(workers, threads) as asked, with ``default_concurrency`` for what was left as None."""
-    default_workers, default_threads = default_concurrency(database_url)
-    return (default_workers if workers is None else workers, default_threads if threads is None else threads)
+def check_before_serving(config: dict, bind: str) -> dict:
+    """Every setting, the rate-limit storage, the database (reachable, current schema) and the
+    port, checked once: the first problem is one ConfigurationError / DatabaseError line."""
+    from study_app.db import open_database
+    from study_app.settings import check_rate_limit_storage, check_settings
+
+    config = check_settings(config)
+    check_rate_limit_storage(config["RATE_LIMIT_STORAGE"])
+    with open_database(config["DATABASE_URL"]):
+        pass
+    check_port_free(bind)
+    return config
 
 
-def check_production_config() -> None:
-    """Refuse to serve without the settings production needs, or with a rate-limit storage that
-    cannot be used (before any worker starts, so the error is one line and not one per worker)."""
-    from study_app.security import (DEFAULT_RATE_LIMIT_STORAGE, close_rate_limit_storage, open_rate_limit_storage,
-                                    secret_key_from_env)
+def check_port_free(bind: str) -> None:
+    if bind.startswith(("unix:", "fd://")):
+        return  # gunicorn reports its own errors for these
+    host, _, port = bind.rpartition(":")
+    if not port.isdigit():
+        raise ConfigurationError(f"--bind {bind!r}: expected HOST:PORT such as 127.0.0.1:8000")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.create_server((host, int(port)), family=family):
+            pass
+    except OSError as err:
+        raise ConfigurationError(f"cannot listen on {bind}: {err.strerror or err}; is another server "
+                                 "running there? Stop it or choose another --bind") from None
 
-    secret_key_from_env(testing=False)
-    close_rate_limit_storage(open_rate_limit_storage(
-        os.environ.get("HVQEVAL_RATE_LIMIT_STORAGE") or DEFAULT_RATE_LIMIT_STORAGE))
 
-
-def serve(database_url: str, bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int | None = None,
-          timeout: int = 30, access_log: str | None = None, instance_dir: str | None = None,
-          worker_class: str = "gthread") -> None:
-    """Run gunicorn in the foreground until interrupted; workers and threads left as None take
-    ``default_concurrency`` for this machine and database."""
+def serve(config: dict, bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int | None = None,
+          timeout: int = 30, access_log: str | None = None, on_ready=None) -> None:
+    """Run gunicorn in the foreground until interrupted (``config`` already checked)."""
     from gunicorn.app.base import BaseApplication
 
-    workers, threads = resolve_concurrency(database_url, workers, threads)
-    if workers < 1 or threads < 1:
-        raise ConfigurationError("--workers and --threads must be at least 1")
-    if worker_class not in ("gthread", "sync"):
-        raise ConfigurationError(f"--worker-class must be gthread or sync, got {worker_class!r}")
-    check_production_config()
-    os.environ["HVQEVAL_STUDY_DATABASE_URL"] = database_url
-    if instance_dir:
-        os.environ["HVQEVAL_INSTANCE_DIR"] = os.path.abspath(instance_dir)
+    default_workers, default_threads = default_concurrency(config["DATABASE_URL"])
+    workers, threads = workers or default_workers, threads or default_threads
 
     class StudyServer(BaseApplication):
         def load_config(self):
-            settings = {"bind": bind, "workers": workers, "threads": threads, "worker_class": worker_class,
-                        "timeout": timeout, "graceful_timeout": 10, "keepalive": 5, "backlog": 2048,
-                        "accesslog": access_log, "errorlog": "-", "loglevel": "warning", "preload_app": False,
+            settings = {"bind": bind, "workers": workers, "threads": threads, "worker_class": "gthread",
+                        "timeout": timeout, "graceful_timeout": 10, "keepalive": 5, "accesslog": access_log,
+                        "errorlog": "-", "loglevel": "warning", "preload_app": False,
                         "proc_name": "hvqeval-study"}
+            if on_ready is not None:
+                settings["when_ready"] = lambda _arbiter: on_ready(workers, threads)
             for key, value in settings.items():
                 self.cfg.set(key, value)
 
         def load(self):
             from study_app import create_app
 
-            return create_app()
+            return create_app(config)
 
     StudyServer().run()

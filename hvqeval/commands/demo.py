@@ -1,4 +1,4 @@
-"""``hvqeval demo``: the whole pipeline end to end on this machine (see hvqeval/demo.py)."""
+"""``hvqeval demo``: the whole pipeline end to end on this machine (see hvqeval/demo/)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,19 @@ import click
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for runs, samples, results, studies and report.html.")
 @click.option("--minutes", default=15.0, show_default=True, type=float,
-              help="Time budget on a 2-core CPU; fixes the training length on the first run.")
+              help="Wall-clock budget of the whole run; training gets what the other steps leave.")
 @click.option("--database-url", default=None,
               help="Study database (default: SQLite in the demo folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def command(out: str, minutes: float, database_url: str | None, as_json: bool) -> None:
     """Train FF and MSP hierarchies, sample, evaluate, and set up human studies.
 
-    Rerunning the same command reuses every finished step; Ctrl-C leaves nothing
-    half-written. Progress goes to stderr.
+    Rerunning the same command reuses every finished step and continues the one that was
+    under way; Ctrl-C stops at once (exit status 130) and leaves nothing half-written.
+    Progress goes to stderr.
     """
     from hvqeval.demo import run_demo
+    from hvqeval.demo.quality import ADVICE, ModelQuality
 
     # The sub-commands print their own summaries; keep stdout for the demo's summary.
     with contextlib.redirect_stdout(sys.stderr):
@@ -31,8 +33,14 @@ def command(out: str, minutes: float, database_url: str | None, as_json: bool) -
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    click.echo(f"report: {summary['report']}")
-    click.echo("studies (serve first, then open a link in a browser):")
+    click.echo(f"report: {summary['report']}  ({summary['seconds_all_runs'] / 60:.1f} minutes)")
+    quality = [ModelQuality(**q) for q in summary["quality"]]
+    for q in quality:
+        click.echo(f"  {q.summary()}")
+    if any(q.warnings for q in quality):
+        click.echo(f"  Note: {ADVICE}.")
+    click.echo("studies: serve them with this line (it reads the secret key and admin password files "
+               "the demo wrote), then open a link in a browser:")
     click.echo(f"  {summary['serve_command']}")
     for name, url in sorted(summary["studies"].items()):
         click.echo(f"  {name}: {url}")

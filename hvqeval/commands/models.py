@@ -67,15 +67,20 @@ def card_summary(card: ModelCard) -> list[str]:
             f"compression {compression_ratio(card, i):g}x, aux decoder {lvl.aux_decoder.kind}"
         )
     top = card.top_codes
-    out.append(f"  prior on {top.resolution}x{top.resolution}x{top.channels} codes, {card.model.num_classes} classes")
+    what = "pixels (single-level PixelCNN, exact NLL)" if card.is_single_level else "codes"
+    out.append(f"  prior on {top.resolution}x{top.resolution}x{top.channels} {what}, {card.model.num_classes} classes")
     out.append("")
     out.extend(parameter_lines(card))
     out.append("")
     data = card.to_dict()
+    notes = data.pop("note", [])
     for i, lvl in enumerate(data.pop("level")):
         out.append(f"[level {i + 1}]")
         out.extend(_lines(lvl, f"level.{i}", 1))
     out.extend(_lines(data))
+    if notes:  # the card's [[note]] tables: values that are interpretations or not in the paper
+        out.extend(["", "notes:"])
+        out.extend(f"  {n['key']} ({n['kind']}): {n['text']}" for n in notes)
     return out
 
 

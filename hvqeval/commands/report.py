@@ -72,7 +72,7 @@ def _load(params: dict):
             raise AnalysisError(f"--exclude-flagged: unknown flag {unknown[0]!r}; choose from "
                                 f"{', '.join(FLAG_NAMES)} or all")
         flags = tuple(FLAG_NAMES[n] for n in names)
-    responses = load_responses(params["responses"], params["database_url"], params["studies"])
+    responses = load_responses(params["responses"], _database_frames(params), params["studies"])
     quality = QualityRules(fast_ms=params["fast_ms"], real_models=tuple(params["real_models"]))
     rules = ExclusionRules(flags, tuple(params["exclude_raters"]), params["min_response_ms"])
     kept, summary = apply_exclusions(responses, rules, quality)
@@ -84,6 +84,24 @@ def _load(params: dict):
         figures=params["fmt_name"] == "html",
     )
     return responses, kept, summary, quality, opts
+
+
+def _database_frames(params: dict) -> list:
+    """The answers of ``--study`` studies in ``--database``, read by the study app's export and
+    handed to analysis as DataFrames (analysis never reads the database itself)."""
+    from analysis.errors import ResponsesError
+    from analysis.responses import responses_from_records
+
+    if not params["database_url"]:
+        return []
+    if not params["studies"]:
+        raise ResponsesError("--database needs --study NAME (one or more)")
+    from study_app.db import open_database
+    from study_app.export import export_rows
+
+    with open_database(params["database_url"]) as engine:
+        return [responses_from_records(export_rows(engine, name), source=f"study {name!r}")
+                for name in params["studies"]]
 
 
 def _emit(report, params: dict, extra: dict | None = None) -> None:
@@ -196,8 +214,15 @@ def all_command(results, **params) -> None:
     """Every table the inputs allow in one report (use --format html for figures)."""
     from analysis.report import Report
     from analysis.results import load_results
-    from analysis.sections import (agreement_section, quality_section, strengths_section, table1_section,
-                                   table2_sections, table3_section, table5_sections)
+    from analysis.sections import (
+        agreement_section,
+        quality_section,
+        strengths_section,
+        table1_section,
+        table2_sections,
+        table3_section,
+        table5_sections,
+    )
 
     sections, notes, extra = [], [], {}
     if results is not None:

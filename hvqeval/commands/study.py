@@ -3,7 +3,7 @@
     hvqeval study create rating   --name NAME --model LABEL=SET ... [--real LABEL=DATASET] ...
     hvqeval study create pairwise --name NAME --a LABEL=SET --b LABEL=SET ...
     hvqeval study pairings --n-a 50 --n-b 50 --uses 10 --seed 0 [--out pairs.csv]
-    hvqeval study serve    [--bind 127.0.0.1:8000] [--workers 4]
+    hvqeval study serve    [--bind 127.0.0.1:8000] [--workers 4] [--secret-key-file PATH]
     hvqeval study export   --study NAME --out responses.csv
     hvqeval study list | open NAME | close NAME | migrate | hash-password
 """
@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 import sys
+from pathlib import Path
 
 import click
 
@@ -65,6 +68,91 @@ def _common(f):
     return f
 
 
+def _class_label(names: list[str], class_id: int) -> str:
+    from models import class_label
+
+    return class_label(names[class_id], class_id)
+
+
+def _write_real_images(dataset_name: str, split: str, label: str, classes: list[int], count: int,
+                       size: int, seed: int, out: Path) -> Path:
+    """Draw ``count`` real images per class, preprocess them as in training (rescale the
+    shortest side, centre crop), and write them as a sample set at ``out``."""
+    import numpy as np
+
+    from hvqeval.sample_set import SampleSetWriter
+    from models import ModelsError, eval_transform, open_dataset
+    from study_app.errors import StudySourceError
+
+    try:
+        kwargs = {"image_size": size} if dataset_name == "shapes" else {}
+        dataset = open_dataset(dataset_name, split, transform=eval_transform(size), **kwargs)
+    except ModelsError as err:
+        raise StudySourceError(f"real images {label}: {err}") from None
+    bad = [c for c in classes if not 0 <= c < dataset.num_classes]
+    if bad:
+        raise StudySourceError(f"real images {label}: dataset {dataset_name} has no class(es) {bad} "
+                               f"(it has {dataset.num_classes} classes)")
+    wanted = {c: count for c in classes}
+    order = list(range(len(dataset)))
+    random.Random(seed).shuffle(order)
+    targets = getattr(dataset, "targets", None)  # labels without decoding, where a reader offers them
+    if out.exists():
+        shutil.rmtree(out)
+    writer = SampleSetWriter(out, model=label, image_size=size, dataset=dataset_name, split=split, seed=seed,
+                             preprocessing="rescale shortest side, centre crop (eval_transform)")
+    for index in order:
+        if not any(wanted.values()):
+            break
+        if targets is not None and wanted.get(int(targets[index]), 0) == 0:
+            continue
+        image, class_id = dataset[index]  # (3, size, size) uint8
+        if wanted.get(class_id, 0) == 0:
+            continue
+        writer.add(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), class_id,
+                   _class_label(dataset.class_names, class_id))
+        wanted[class_id] -= 1
+    short = {c: n for c, n in wanted.items() if n}
+    if short:
+        raise StudySourceError(f"real images {label}: {dataset_name}:{split} has too few images of class(es) "
+                               f"{sorted(short)} (need {count} each)")
+    writer.close()
+    return out
+
+
+def _create(url: str, settings, instance_dir: str):
+    """Write the real images the study needs as sample sets, then create the study."""
+    from dataclasses import replace
+
+    from study_app.create import (
+        EXAMPLES_PER_SOURCE,
+        SourceSpec,
+        choose_classes,
+        create_study,
+        generated_sources,
+    )
+
+    if any(s.real_dataset for s in settings.sources) or settings.examples_real:
+        classes = choose_classes(settings)
+        size = generated_sources(settings)[0].image_size
+        study_dir = Path(instance_dir).resolve() / "studies" / settings.name
+        sources = []
+        for spec in settings.sources:
+            if spec.real_dataset:
+                out = _write_real_images(spec.real_dataset, settings.real_split, spec.label, classes,
+                                         settings.per_class + EXAMPLES_PER_SOURCE, size, settings.seed,
+                                         study_dir / f"real-{spec.label}")
+                spec = SourceSpec(spec.label, str(out), dataset=spec.real_dataset)
+            sources.append(spec)
+        examples_set = None
+        if settings.examples_real and not any(s.dataset for s in sources):
+            examples_set = str(_write_real_images(settings.examples_real, settings.real_split, "examples-real",
+                                                  classes[:1], EXAMPLES_PER_SOURCE, size, settings.seed,
+                                                  study_dir / "examples-real"))
+        settings = replace(settings, sources=tuple(sources), classes=tuple(classes), examples_real_set=examples_set)
+    return create_study(url, settings, instance_dir)
+
+
 def _report(summary, database_url: str, as_json: bool) -> None:
     from dataclasses import asdict
 
@@ -98,7 +186,7 @@ def create() -> None:
 def create_rating(models, reals, ratings_per_item, name, classes, per_class, tasks_per_rater, lease_seconds, seed,
                   real_split, examples_real, instance_dir, as_json, database_url):
     """Realism ratings 1-5 (Table 2): every image rated by k different raters."""
-    from study_app.create import SourceSpec, StudySettings, create_study
+    from study_app.create import SourceSpec, StudySettings
 
     url = _database_url(database_url, instance_dir)
     sources = tuple(SourceSpec.parse(m) for m in models) + tuple(SourceSpec.parse(r, force_real=True) for r in reals)
@@ -106,7 +194,7 @@ def create_rating(models, reals, ratings_per_item, name, classes, per_class, tas
                              per_class=per_class, answers_per_item=ratings_per_item, tasks_per_rater=tasks_per_rater,
                              lease_seconds=lease_seconds, seed=seed, real_split=real_split,
                              examples_real=examples_real)
-    _report(create_study(url, settings, instance_dir), url, as_json)
+    _report(_create(url, settings, instance_dir), url, as_json)
 
 
 @create.command(name="pairwise")
@@ -120,14 +208,14 @@ def create_rating(models, reals, ratings_per_item, name, classes, per_class, tas
 def create_pairwise(source_a, source_b, pairs_per_class, raters_per_pair, name, classes, per_class, tasks_per_rater,
                     lease_seconds, seed, real_split, examples_real, instance_dir, as_json, database_url):
     """Side-by-side preference (Tables 3 and 5): which image looks the most realistic / is real."""
-    from study_app.create import SourceSpec, StudySettings, create_study
+    from study_app.create import SourceSpec, StudySettings
 
     url = _database_url(database_url, instance_dir)
     settings = StudySettings(name=name, kind="pairwise", sources=(SourceSpec.parse(source_a), SourceSpec.parse(source_b)),
                              classes=_classes(classes), per_class=per_class, answers_per_item=raters_per_pair,
                              tasks_per_rater=tasks_per_rater, lease_seconds=lease_seconds, seed=seed,
                              pairs_per_class=pairs_per_class, real_split=real_split, examples_real=examples_real)
-    _report(create_study(url, settings, instance_dir), url, as_json)
+    _report(_create(url, settings, instance_dir), url, as_json)
 
 
 @command.command(name="pairings")
@@ -166,30 +254,58 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
 @command.command(name="serve")
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address to listen on (HOST:PORT).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="gunicorn worker processes [default: 2 x cores + 1 on SQLite, 2 x cores on PostgreSQL].")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Threads per worker (gthread) [default: 1 on SQLite, 2 on PostgreSQL]. The threads of one "
-                   "process share one core (Python's GIL), so more processes serve faster than more threads; "
-                   "on PostgreSQL a second thread works while the first waits for its commit (docs/BENCHMARKS.md).")
-@click.option("--worker-class", type=click.Choice(["gthread", "sync"]), default="gthread", show_default=True,
-              help="gunicorn workers: threads with keep-alive, or one request at a time per process.")
+              help="gunicorn worker processes [default: 2 x cores + 1].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads per worker [default: 2].")
+@click.option("--secret-key-file", type=click.Path(dir_okay=False), default=None,
+              help="File holding the secret key that signs sessions [default: $HVQEVAL_SECRET_KEY_FILE, "
+                   "else $HVQEVAL_SECRET_KEY].")
 @click.option("--access-log", default=None, help="Access log file ('-' for stderr).")
-@click.option("--instance-dir", default="instance", show_default=True)
+@click.option("--instance-dir", default="instance", show_default=True, help="Image cache (and default database).")
 @_db_option
-def serve(bind, workers, threads, worker_class, access_log, instance_dir, database_url):
-    """Run the study web app under gunicorn. Needs HVQEVAL_SECRET_KEY; admin pages need HVQEVAL_ADMIN_PASSWORD(_HASH)."""
-    from study_app.db import dispose_engines, require_current_schema, upgrade
-    from study_app.server import check_production_config, resolve_concurrency, serve as run_server
+def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, database_url):
+    """Run the study web app under gunicorn. Needs a secret key; admin pages need HVQEVAL_ADMIN_PASSWORD(_HASH).
 
-    check_production_config()
-    url = _database_url(database_url, instance_dir)
-    workers, threads = resolve_concurrency(url, workers, threads)
-    upgrade(url)
-    require_current_schema(url)
-    dispose_engines()  # workers open their own connections after the fork
-    click.echo(f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True)
-    run_server(url, bind=bind, workers=workers, threads=threads, access_log=access_log, instance_dir=instance_dir,
-               worker_class=worker_class)
+    Every setting, the database (it must exist: create a study first) and the port are checked
+    before anything is served; the first problem is one line.
+    """
+    from study_app.db import current_revision, head_revision, make_engine, upgrade
+    from study_app.server import check_before_serving
+    from study_app.server import serve as run_server
+    from study_app.settings import check_settings, settings_from_environment
+
+    config = settings_from_environment(os.environ)
+    config["DATABASE_URL"] = _database_url(database_url, instance_dir)
+    config["INSTANCE_DIR"] = str(Path(instance_dir).resolve())
+    key_file = secret_key_file or os.environ.get("HVQEVAL_SECRET_KEY_FILE")
+    if key_file:
+        config["SECRET_KEY"] = _read_secret_key(key_file)
+    check_settings(config)  # a bad setting is one line before the database is even opened
+    engine = make_engine(config["DATABASE_URL"])  # a missing SQLite file is an error, never created
+    try:
+        revision = current_revision(engine)
+    finally:
+        engine.dispose()
+    if revision is not None and revision != head_revision():
+        upgrade(config["DATABASE_URL"])  # a study database of an older version of this code
+    config = check_before_serving(config, bind)
+
+    def ready(workers, threads):
+        click.echo(f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True)
+
+    run_server(config, bind=bind, workers=workers, threads=threads, access_log=access_log, on_ready=ready)
+
+
+def _read_secret_key(path: str) -> str:
+    from study_app.errors import ConfigurationError
+
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ConfigurationError(f"--secret-key-file {path}: {err.strerror or err}; write a key there with "
+                                 "`python -c 'import secrets; print(secrets.token_hex(32))' > KEYFILE`") from None
+    if not key:
+        raise ConfigurationError(f"--secret-key-file {path} is empty; write a key of 16 or more random characters")
+    return key
 
 
 @command.command(name="export")
@@ -211,13 +327,11 @@ def list_cmd(as_json, database_url):
     """Studies with their progress."""
     from dataclasses import asdict
 
-    from study_app.db import get_engine, require_current_schema
+    from study_app.db import open_database
     from study_app.progress import study_names, study_progress
 
-    url = _database_url(database_url)
-    require_current_schema(url)
-    engine = get_engine(url)
-    found = [study_progress(engine, n) for n in study_names(engine)]
+    with open_database(_database_url(database_url)) as engine:
+        found = [study_progress(engine, n) for n in study_names(engine)]
     if as_json:
         click.echo(json.dumps([{k: v for k, v in asdict(p).items() if k != "groups"} for p in found]))
         return
@@ -229,13 +343,13 @@ def list_cmd(as_json, database_url):
 
 
 def _set_status(name: str, status: str, database_url: str | None) -> None:
-    from study_app.db import get_engine, require_current_schema
+    from study_app.db import open_database
     from study_app.errors import StudyNotFoundError
     from study_app.progress import set_status
 
-    url = _database_url(database_url)
-    require_current_schema(url)
-    if not set_status(get_engine(url), name, status):
+    with open_database(_database_url(database_url)) as engine:
+        changed = set_status(engine, name, status)
+    if not changed:
         raise StudyNotFoundError(f"no study named {name!r}; see `hvqeval study list`")
     click.echo(f"study {name} is {status}", err=True)
 
@@ -260,11 +374,15 @@ def close_cmd(name, database_url):
 @_db_option
 def migrate(database_url):
     """Create or upgrade the study database schema (Alembic)."""
-    from study_app.db import current_revision, upgrade
+    from study_app.db import current_revision, make_engine, upgrade
 
     url = _database_url(database_url)
     upgrade(url)
-    click.echo(f"schema at revision {current_revision(url)}", err=True)
+    engine = make_engine(url)
+    try:
+        click.echo(f"schema at revision {current_revision(engine)}", err=True)
+    finally:
+        engine.dispose()
 
 
 @command.command(name="hash-password")

@@ -65,6 +65,9 @@ def command(card_name, data, run_dir, level, train_prior, train_all, steps, over
         card = read_run_config(run_dir)
     else:
         card = load_card(card_name, overrides)
+    if level is not None and not card.level:
+        raise ConfigError(f"card '{card.name}' is a single-level PixelCNN on pixels: its only stage is "
+                          "the prior; use --prior or --all")
     if level is not None and level > len(card.level):
         raise ConfigError(f"card '{card.name}' has {len(card.level)} autoencoder level(s); "
                           f"--level must be 1..{len(card.level)} (the prior is --prior)")

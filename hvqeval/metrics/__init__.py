@@ -7,5 +7,4 @@
 ``evaluation``       one sample set against one reference -> result rows
 ``batch``            TOML specs of many evaluations, resumable against the results store
 ``neighbours``       nearest neighbours in pixel / VGG-16 fc7 / ResNet-50 avgpool space
-``seeded_weights``   real-architecture weights files with seeded values, for offline tests and benchmarks
 """

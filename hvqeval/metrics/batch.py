@@ -22,12 +22,16 @@ stderr, and the summary table covers every job of the spec, computed now or befo
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import click
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli (a dependency there)
+    import tomli as tomllib
 
 from hvqeval.errors import HvqevalError
 from hvqeval.metrics.evaluation import EvalSettings

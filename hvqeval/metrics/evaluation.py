@@ -28,7 +28,7 @@ from hvqeval.inputs import ImageSource, SampleSetSource, open_images
 from hvqeval.metrics import fidelity
 from hvqeval.metrics.features import (Extractor, build_network, fp32_mode, images_to_features, pick_device,
                                       resolve_extractor)
-from hvqeval.metrics.reference_cache import ReferenceCache, reference_key
+from hvqeval.metrics.reference_cache import ReferenceCache, content_sha256, reference_key
 from hvqeval.results import ResultRow, library_versions, utc_now
 
 METRICS = ("isc", "fid", "kid", "prc")
@@ -42,11 +42,12 @@ class EvalSettings:
     extractor: str = "inception-v3-compat"
     weights: str | None = None
     per_class: bool = False
-    splits: int = 10
-    seed: int = 0
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    prc_neighbourhood: int = 3
+    # Defaults equal torch-fidelity's (see hvqeval.metrics.fidelity.DEFAULT_*).
+    splits: int = fidelity.DEFAULT_ISC_SPLITS
+    seed: int = fidelity.DEFAULT_SEED
+    kid_subsets: int = fidelity.DEFAULT_KID_SUBSETS
+    kid_subset_size: int = fidelity.DEFAULT_KID_SUBSET_SIZE
+    prc_neighbourhood: int = fidelity.DEFAULT_PRC_NEIGHBOURHOOD
     image_size: int | None = None
     fid_infinity: bool = False
     bootstrap: int = 0
@@ -108,7 +109,7 @@ def _reference_features(reference_source: ImageSource, extractor: Extractor, lay
                         settings: EvalSettings, device: str, cache: ReferenceCache | None):
     """(features (N, D) memmap, class ids or None, FidStatistics, "hit"/"miss"/"off")."""
     key, parts = reference_key(
-        content_key=reference_source.content_key, preprocessing=reference_source.preprocessing,
+        content_key=content_sha256(reference_source), preprocessing=reference_source.preprocessing,
         extractor=extractor.label, fidelity_name=extractor.info.fidelity_name, layers=[layer],
         weights_sha256=extractor.weights_sha256, tf32=settings.tf32,
     )
@@ -281,7 +282,9 @@ def _metric_rows(sample_source, reference_source, sample_features, ref_features,
         if ref_stats.n < dim:
             _warn_small_n(ref_stats.n, dim, "FID reference", notes)
         stats = fidelity.features_to_statistics(features, device=device)
-        extra: dict[str, Any] = {"layer": fid_layer, "feature_dim": dim}
+        extra: dict[str, Any] = {"layer": fid_layer, "feature_dim": dim, "fid_sqrt": fidelity.FID_SQRT,
+                                 "differs_from_torch_fidelity": fidelity.differs_from_torch_fidelity(
+                                     len(features), ref_stats.n, dim)}
         if settings.bootstrap:
             extra["bootstrap"] = fidelity.bootstrap_fid(features, ref_stats, resamples=settings.bootstrap,
                                                         seed=settings.seed)
@@ -296,9 +299,16 @@ def _metric_rows(sample_source, reference_source, sample_features, ref_features,
                                               "subset_size": settings.kid_subset_size}))
     if "prc" in metrics:
         prc = fidelity.features_to_prc(features, ref_features, neighbourhood=settings.prc_neighbourhood)
+        # torch-fidelity's calculate_metrics picks VGG-16 fc2_relu for PRC when no extractor is
+        # named; hvqeval computes every metric with the one extractor chosen (--extractor vgg16
+        # gives torch-fidelity's default PRC features).
+        differs = (None if extractor.info.name == "vgg16" else
+                   f"features are {extractor.label} layer {fid_layer}; torch-fidelity's default PRC features "
+                   "are VGG-16 fc2_relu (use --extractor vgg16 for those)")
         for name in ("precision", "recall"):
             rows.append((name, prc[name], None, None, {"layer": fid_layer, "neighbourhood": settings.prc_neighbourhood,
-                                                       "f_score": prc["f_score"]}))
+                                                       "f_score": prc["f_score"],
+                                                       "differs_from_torch_fidelity": differs}))
     if settings.per_class:
         rows.extend(_per_class_rows(sample_source, features, ref_features, ref_ids, fid_layer, notes))
     return rows

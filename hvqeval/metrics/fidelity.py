@@ -39,6 +39,24 @@ KEY_FID_CLASS = "fid_class"
 KEY_FID_CLASS_MEAN = "fid_class_mean"
 KEY_FID_INFINITY = "fid_infinity"
 
+# Defaults equal torch-fidelity's (``torch_fidelity.defaults.DEFAULTS``: ``rng_seed``,
+# ``isc_splits``, ``kid_subsets``, ``kid_subset_size``, ``prc_neighborhood``), so a number
+# computed at defaults here is the number ``torch_fidelity.calculate_metrics`` gives at its
+# defaults; tests/hvqeval/test_metrics_defaults.py checks both the values and the numbers.
+DEFAULT_SEED = 2020
+DEFAULT_ISC_SPLITS = 10
+DEFAULT_KID_SUBSETS = 100
+DEFAULT_KID_SUBSET_SIZE = 1000
+DEFAULT_PRC_NEIGHBOURHOOD = 3
+DEFAULT_PRC_BATCH_SIZE = 10000
+
+# The one deliberate difference from torch-fidelity, recorded in every FID row: its
+# tr((S_1 S_2)^(1/2)) takes eigenvalues of the non-symmetric product, which is exact only
+# while both covariances have full rank (n > D); below that it returns round-off-driven
+# complex values. hvqeval's symmetric square root equals it (to ~1e-5 relative) for
+# n > D and stays exact below.
+FID_SQRT = "symmetric-eigh-float64"
+
 
 @dataclass(frozen=True)
 class FidStatistics:
@@ -141,12 +159,27 @@ def statistics_to_fid(stats1: FidStatistics, stats2: FidStatistics, features1: n
     return float(value)
 
 
+def differs_from_torch_fidelity(n: int, n_reference: int, dim: int) -> str | None:
+    """Why this FID may differ from torch-fidelity's on the same features, or None when it does not.
+
+    Either covariance of n <= D rows is singular, and then torch-fidelity's square root of
+    the non-symmetric S_1 S_2 picks up round-off eigenvalues that ours clips to zero.
+    """
+    smallest = min(n, n_reference)
+    if smallest > dim:
+        return None
+    return (f"n = {smallest} <= feature dimension {dim}: the covariance is singular; hvqeval's symmetric "
+            "square root is exact here, torch-fidelity's eigenvalues of the non-symmetric product are not, "
+            "so the two FIDs differ")
+
+
 def features_to_fid(features1: np.ndarray, stats2: FidStatistics) -> float:
     """FID of (N, D) features against reference statistics (low-rank path when N <= D)."""
     return statistics_to_fid(features_to_statistics(features1), stats2, features1)
 
 
-def logits_to_isc(logits: np.ndarray, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+def logits_to_isc(logits: np.ndarray, splits: int = DEFAULT_ISC_SPLITS,
+                  seed: int = DEFAULT_SEED) -> tuple[float, float]:
     """IS mean and std over ``splits`` splits of shuffled samples (torch-fidelity's code)."""
     from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 
@@ -157,8 +190,8 @@ def logits_to_isc(logits: np.ndarray, splits: int = 10, seed: int = 0) -> tuple[
     return out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD]
 
 
-def features_to_kid(features1: np.ndarray, features2: np.ndarray, *, subsets: int = 100,
-                    subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+def features_to_kid(features1: np.ndarray, features2: np.ndarray, *, subsets: int = DEFAULT_KID_SUBSETS,
+                    subset_size: int = DEFAULT_KID_SUBSET_SIZE, seed: int = DEFAULT_SEED) -> tuple[float, float]:
     """KID mean and std over random subsets (torch-fidelity's polynomial-kernel MMD)."""
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
@@ -170,8 +203,8 @@ def features_to_kid(features1: np.ndarray, features2: np.ndarray, *, subsets: in
     return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
 
 
-def features_to_prc(features_samples: np.ndarray, features_reference: np.ndarray, *, neighbourhood: int = 3,
-                    batch_size: int = 10000) -> dict[str, float]:
+def features_to_prc(features_samples: np.ndarray, features_reference: np.ndarray, *,
+                    neighbourhood: int = DEFAULT_PRC_NEIGHBOURHOOD, batch_size: int = DEFAULT_PRC_BATCH_SIZE) -> dict[str, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019), torch-fidelity's code."""
     from torch_fidelity.metric_prc import (KEY_METRIC_F_SCORE, KEY_METRIC_PRECISION, KEY_METRIC_RECALL,
                                            prc_features_to_metric)

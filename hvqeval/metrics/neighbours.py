@@ -41,7 +41,7 @@ SPACES = {
     "vgg16-fc7": ("vgg16", "fc2_relu"),
     "resnet50-avgpool": ("resnet50", "avgpool"),
 }
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: keyed by file bytes (1 was keyed by names, sizes and mtimes)
 
 
 def pixel_features(source, out_path: Path, *, batch_size: int = 256, progress: bool = True) -> np.ndarray:
@@ -83,7 +83,9 @@ class SpaceFeatures:
 def dataset_features(source, space: str, extractor, cache_root: Path, *, batch_size: int = 64, device: str = "cpu",
                      num_workers: int = 0, progress: bool = True) -> SpaceFeatures:
     """Features of the dataset in ``space``, from the cache or computed and stored there."""
-    parts = {"format_version": FORMAT_VERSION, "content_key": source.content_key,
+    from hvqeval.metrics.reference_cache import content_sha256
+
+    parts = {"format_version": FORMAT_VERSION, "content_key": content_sha256(source),
              "preprocessing": source.preprocessing, "space": space,
              "weights_sha256": extractor.weights_sha256 if extractor is not None else None}
     key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from study_app.models import Base
+from study_app.schema import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - offline SQL generation is not supported

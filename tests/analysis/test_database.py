@@ -11,9 +11,9 @@ from hvqeval.cli import cli
 from hvqeval.sample_set import SampleSetWriter
 from study_app import assign
 from study_app.create import SourceSpec, StudySettings, create_study
-from study_app.db import dispose_engines, get_engine, read_session, upgrade
+from study_app.db import make_engine, session_scope, upgrade
 from study_app.export import write_csv
-from study_app.models import Study
+from study_app.schema import Study
 from sqlalchemy import select
 
 
@@ -33,11 +33,13 @@ def test_database_and_csv_give_the_same_report(tmp_path):
     create_study(url, StudySettings(name="ab", kind="pairwise", sources=(SourceSpec("MSP", str(msp.path)),
                  SourceSpec("FF", str(ff.path))), classes=(3, 5), per_class=2, pairs_per_class=4,
                  answers_per_item=3, tasks_per_rater=8), tmp_path)
-    engine = get_engine(url)
-    with read_session(engine) as session:
+    engine = make_engine(url)
+    with session_scope(engine) as session:
         study = session.scalar(select(Study).where(Study.name == "ab"))
         session.expunge(study)
-    raters = [assign.enter(engine, study.id, f"p{i}") for i in range(4)]
+    raters = [assign.enter(engine, study, f"p{i}") for i in range(4)]
+    for r in raters:
+        assign.record_consent(engine, r)
     answered = 0
     for r in raters:
         while not isinstance(task := assign.next_task(engine, study, r), assign.Finished):
@@ -48,7 +50,7 @@ def test_database_and_csv_give_the_same_report(tmp_path):
             answered += 1
     csv_path = tmp_path / "ab.csv"
     assert write_csv(url, "ab", csv_path) == 24   # 2 classes x 4 pairs x 3 answers
-    dispose_engines()
+    engine.dispose()
 
     runner = CliRunner()
     from_db = runner.invoke(cli, ["report", "table3", "--database", url, "--study", "ab", "--all-stats"])

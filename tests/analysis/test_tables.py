@@ -86,7 +86,7 @@ def test_round_to_total_keeps_the_sum():
         assert sum(round_to_total(values)) == pytest.approx(100.0)
 
 
-def test_table5_sorted_by_a_share_with_holm():
+def test_table5_sorted_by_b_share_ascending_with_holm():
     rows, item = [], 0
     # class k: 20 pairs (distinct samples), A chosen in (10 + 3k) of 20 answers... 3 raters each
     for k, wins in enumerate([8, 16, 12]):
@@ -97,8 +97,9 @@ def test_table5_sorted_by_a_share_with_holm():
                 rows.append(pair_row(f"r{(p + r) % 9}", f"p{item}", choice, left="ab"[(p + r) % 2],
                                      class_name=f"class {k}", a=("A", f"a{item}"), b=("B", f"b{item}")))
     table = preference_table(validate_responses(frame(rows)), by_class=True)
-    # A's share per class: 8/20 = 40%, 16/20 = 80%, 12/20 = 60% -> sorted 80, 60, 40
+    # B's share per class: 12/20 = 60%, 4/20 = 20%, 8/20 = 40% -> sorted 20, 40, 60 (the paper's order)
     assert table["class_name"].tolist() == ["class 1", "class 2", "class 0"]
+    assert table["pct_b"].tolist() == pytest.approx([20.0, 40.0, 60.0])
     assert table["pct_a"].tolist() == pytest.approx([80.0, 60.0, 40.0])
     # Holm by hand: sort p ascending, adjusted p_(i) = max_{j<=i} min(1, (m - j + 1) p_(j))
     p = table["p_value"].to_numpy()

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 from metrics_helpers import write_image_folder, write_sample_set
+from seeded_weights import write_seeded_inception
 
 from hvqeval.metrics.domain import DomainClassifier, save_weights
-from hvqeval.metrics.seeded_weights import write_seeded_inception
 
 SHAPES_CLASSES = 10
 

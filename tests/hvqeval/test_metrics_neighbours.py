@@ -17,7 +17,7 @@ from hvqeval.cli import cli
 from hvqeval.metrics.features import build_network, resolve_extractor
 from hvqeval.metrics.neighbours import exact_knn
 from hvqeval.metrics.resnet import resnet50_preprocess
-from hvqeval.metrics.seeded_weights import write_seeded_resnet50, write_seeded_vgg16
+from seeded_weights import write_seeded_resnet50, write_seeded_vgg16
 from metrics_helpers import write_image_folder, write_sample_set
 
 

@@ -46,8 +46,9 @@ def test_one_batch_train_checkpoint_reload_every_card(name, tmp_path):
     assert list(terms) == Stage.all_of(card)
     for stage, value in terms.items():
         assert value.shape == (2,) and torch.isfinite(value).all() and (value > 0).all(), stage
-    # The prior term is the prior's NLL of the top codes the encoders produce.
-    assert torch.allclose(terms["prior"], hierarchy.prior.nll(codes[-1], y))
+    # The prior term is the prior's NLL of the top codes the encoders produce (of the pixels
+    # for a single-level card).
+    assert torch.allclose(terms["prior"], hierarchy.prior.nll(([x] + codes)[-1], y))
 
 
 def test_tiny_cards_at_real_size_train_and_reload(tmp_path):

@@ -5,19 +5,18 @@ token like the rater's browser does."""
 
 from __future__ import annotations
 
-import re
 import shutil
 
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from study_schemas import RaterClient, dispose_all, isolated_url
 
 from hvqeval.sample_set import SampleSetWriter
 from study_app import create_app
-from study_app.db import dispose_engines, upgrade
-from study_app.models import Base
-from study_schemas import isolated_url
+from study_app.db import upgrade
+from study_app.schema import Base
 
 SECRET = "test-secret-key-0123456789abcdef"
 CLASS_NAMES = {3: "ring (3)", 5: "square (5)", 7: "triangle (7)"}
@@ -48,12 +47,12 @@ def _migrated_databases(tmp_path_factory):
             else:
                 url = f"sqlite:///{tmp_path_factory.mktemp('template') / 'template.sqlite3'}"
             upgrade(url)
-            dispose_engines()
+            dispose_all()
             made[database_url] = url
         return made[database_url]
 
     yield get
-    dispose_engines()
+    dispose_all()
     for cleanup in cleanups:
         cleanup()
 
@@ -69,7 +68,7 @@ def db_url(database_url, _migrated_databases):
         shutil.copyfile(make_url(template).database, path)
         url = database_url
     yield url
-    dispose_engines()
+    dispose_all()
     if database_url.startswith("postgresql"):
         engine = create_engine(url)
         tables = ", ".join(f'"{t}"' for t in Base.metadata.tables)
@@ -92,48 +91,6 @@ def app(db_url, tmp_path):
     return create_app({"TESTING": True, "SECRET_KEY": SECRET, "DATABASE_URL": db_url,
                        "IMAGE_CACHE_DIR": str(tmp_path / "cache"), "RATE_LIMIT_RATER": "100000/60",
                        "RATE_LIMIT_IP": "100000/60"})
-
-
-class RaterClient:
-    """A Flask test client that keeps the page's CSRF token and sends it like rater.js does."""
-
-    def __init__(self, client, public_id: str):
-        self.client = client
-        self.public_id = public_id
-        self.csrf = None
-
-    def _remember(self, response):
-        found = re.search(rb'name="csrf-token" content="([^"]+)"', response.data)
-        if found:
-            self.csrf = found.group(1).decode()
-        return response
-
-    def get(self, path, **kwargs):
-        return self._remember(self.client.get(path, **kwargs))
-
-    def enter(self, participant: str):
-        r = self.get(f"/s/{self.public_id}/?PROLIFIC_PID={participant}", follow_redirects=True)
-        assert r.status_code == 200, r.data
-        r = self.client.post(f"/s/{self.public_id}/consent", data={"agree": "yes", "csrf_token": self.csrf},
-                             follow_redirects=True)
-        self._remember(r)
-        assert r.status_code == 200, r.data
-        return r
-
-    def api(self, name: str, body=None, csrf=True):
-        headers = {"X-CSRFToken": self.csrf} if csrf else {}
-        return self.client.post(f"/s/{self.public_id}/api/{name}", json=body or {}, headers=headers)
-
-    def next(self):
-        r = self.api("next")
-        assert r.status_code == 200, r.data
-        return r.get_json()
-
-    def answer(self, task: str, answer, response_ms: int = 1234, reason=None):
-        body = {"task": task, "answer": answer, "response_ms": response_ms}
-        if reason is not None:
-            body["reason"] = reason
-        return self.api("answer", body)
 
 
 @pytest.fixture

@@ -1,13 +1,31 @@
-"""Private PostgreSQL schemas for study-app tests that share one test database."""
+"""Test support of the study-app tests: private PostgreSQL schemas that share one test database,
+engines kept per URL for a test (disposed by the ``db_url`` fixture), and a Flask test client
+that behaves like the rater's page."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from study_app.db import dispose_engines
+from study_app.db import make_engine
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def engine_for(url: str) -> Engine:
+    """One engine per URL for the running test (tests call this from many helpers)."""
+    if url not in _ENGINES:
+        _ENGINES[url] = make_engine(url)
+    return _ENGINES[url]
+
+
+def dispose_all() -> None:
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
 
 
 def isolated_url(database_url: str):
@@ -21,9 +39,51 @@ def isolated_url(database_url: str):
     url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"})
 
     def cleanup():
-        dispose_engines()
+        dispose_all()
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
     return url.render_as_string(hide_password=False), cleanup
+
+
+class RaterClient:
+    """A Flask test client that keeps the page's CSRF token and sends it like rater.js does."""
+
+    def __init__(self, client, public_id: str):
+        self.client = client
+        self.public_id = public_id
+        self.csrf = None
+
+    def _remember(self, response):
+        found = re.search(rb'name="csrf-token" content="([^"]+)"', response.data)
+        if found:
+            self.csrf = found.group(1).decode()
+        return response
+
+    def get(self, path, **kwargs):
+        return self._remember(self.client.get(path, **kwargs))
+
+    def enter(self, participant: str):
+        r = self.get(f"/s/{self.public_id}/?PROLIFIC_PID={participant}", follow_redirects=True)
+        assert r.status_code == 200, r.data
+        r = self.client.post(f"/s/{self.public_id}/consent", data={"agree": "yes", "csrf_token": self.csrf},
+                             follow_redirects=True)
+        self._remember(r)
+        assert r.status_code == 200, r.data
+        return r
+
+    def api(self, name: str, body=None, csrf=True):
+        headers = {"X-CSRFToken": self.csrf} if csrf else {}
+        return self.client.post(f"/s/{self.public_id}/api/{name}", json=body or {}, headers=headers)
+
+    def next(self):
+        r = self.api("next")
+        assert r.status_code == 200, r.data
+        return r.get_json()
+
+    def answer(self, task: str, answer, response_ms: int = 1234, reason=None):
+        body = {"task": task, "answer": answer, "response_ms": response_ms}
+        if reason is not None:
+            body["reason"] = reason
+        return self.api("answer", body)

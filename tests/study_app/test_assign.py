@@ -9,11 +9,12 @@ from collections import Counter
 
 import pytest
 from sqlalchemy import func, select, update
+from study_schemas import engine_for
 
 from study_app import assign
 from study_app.create import SourceSpec, StudySettings, create_study
-from study_app.db import get_engine, read_session, write_session
-from study_app.models import Answer, Assignment, Slot, Study
+from study_app.db import session_scope
+from study_app.schema import Answer, Assignment, Slot, Study
 
 
 def _study(db_url, sets, tmp_path, kind="rating", per_class=2, classes=(3,), k=3, tasks=100, name="s"):
@@ -22,19 +23,21 @@ def _study(db_url, sets, tmp_path, kind="rating", per_class=2, classes=(3,), k=3
     create_study(db_url, StudySettings(name=name, kind=kind, sources=sources, classes=classes, per_class=per_class,
                                        answers_per_item=k, tasks_per_rater=tasks,
                                        pairs_per_class=per_class * 2 if kind == "pairwise" else None), tmp_path)
-    with read_session(get_engine(db_url)) as s:
+    with session_scope(engine_for(db_url)) as s:
         study = s.scalar(select(Study).where(Study.name == name))
         s.expunge(study)
-    return get_engine(db_url), study
+    return engine_for(db_url), study
 
 
 def _answers(engine, study):
-    with read_session(engine) as s:
+    with session_scope(engine) as s:
         return s.execute(select(Answer.item_id, Answer.rater_id).where(Answer.study_id == study.id)).all()
 
 
 def _rater(engine, study, name):
-    return assign.enter(engine, study.id, name)
+    rater_id = assign.enter(engine, study, name)
+    assign.record_consent(engine, rater_id)
+    return rater_id
 
 
 def test_each_item_gets_exactly_k_answers_from_k_distinct_raters(db_url, sets, tmp_path):
@@ -64,7 +67,7 @@ def test_items_fill_evenly_and_a_rater_never_gets_an_item_twice(db_url, sets, tm
     for i in range(4):
         r = _rater(engine, study, f"even{i}")
         firsts.append(assign.next_task(engine, study, r))
-    with read_session(engine) as s:
+    with session_scope(engine) as s:
         leased = s.execute(select(Assignment.item_id)).scalars().all()
     assert len(set(leased)) == 4
     # One rater alone answers every item once, then gets the completion code instead of a repeat.
@@ -74,7 +77,7 @@ def test_items_fill_evenly_and_a_rater_never_gets_an_item_twice(db_url, sets, tm
         seen.append(result.token)
         assign.submit(engine, study, solo, result.token, 3, None, 10)
     assert isinstance(result, assign.Finished) and result.done == 4
-    with read_session(engine) as s:
+    with session_scope(engine) as s:
         items = s.scalars(select(Assignment.item_id).where(Assignment.rater_id == solo)).all()
     assert sorted(items) == sorted(set(items)) and len(items) == 4
 
@@ -93,7 +96,7 @@ def test_expired_lease_returns_to_the_pool_and_the_late_answer_is_refused(db_url
     held = assign.next_task(engine, study, slow)
     assert isinstance(held, assign.Task)
     assert isinstance(assign.next_task(engine, study, fast), assign.Finished)  # the only slot is leased
-    with write_session(engine) as s:  # time passes: the lease runs out
+    with session_scope(engine) as s:  # time passes: the lease runs out
         s.execute(update(Slot).values(lease_expires_at=assign.utcnow() - dt.timedelta(seconds=1)))
     fast2 = _rater(engine, study, "fast2")
     taken = assign.next_task(engine, study, fast2)
@@ -173,5 +176,5 @@ def test_parallel_raters_and_parallel_requests_of_one_rater(db_url, sets, tmp_pa
     rows = _answers(engine, study)
     assert len(rows) == 18 and len(set(rows)) == 18  # 6 items x 3, all (item, rater) distinct
     assert set(Counter(i for i, _ in rows).values()) == {3}
-    with read_session(engine) as s:
+    with session_scope(engine) as s:
         assert s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False))) == 0

@@ -1,7 +1,7 @@
 """Chromium (Playwright) through a whole rating session and a whole pairwise session against the
 production server, with mouse and keyboard, on a desktop and a phone-sized screen. Screenshots
 go to the artifacts folder. Each runs on SQLite, and on PostgreSQL when HVQEVAL_TEST_DATABASE_URL
-is set (the production paths differ: PostgreSQL answers through the database functions)."""
+is set (the same SQLAlchemy statements, with PostgreSQL's row locks)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ import re
 import numpy as np
 import pytest
 from sqlalchemy import select
+from study_schemas import dispose_all, engine_for, isolated_url
+from study_server import LocalServer
 
+from hvqeval.commands.study import (
+    _create as create_study,  # writes the real images, as the CLI does
+)
 from hvqeval.sample_set import SampleSetWriter
-from study_app.create import SourceSpec, StudySettings, create_study
-from study_app.db import dispose_engines, get_engine, read_session
-from study_app.loadtest import LocalServer
-from study_schemas import isolated_url
-from study_app.models import Answer, Study
+from study_app.create import SourceSpec, StudySettings
+from study_app.db import session_scope
+from study_app.schema import Answer, Study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CLASSES = (0, 3)
@@ -44,7 +47,7 @@ def _shapes_set(path, model: str, seed: int):
                                         pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
 def server(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
-    cleanup = lambda: None  # noqa: E731
+    cleanup = lambda: None
     if request.param == "sqlite":
         url = f"sqlite:///{tmp / 'study.sqlite3'}"
     elif os.environ.get("HVQEVAL_TEST_DATABASE_URL"):
@@ -58,7 +61,7 @@ def server(request, tmp_path_factory):
     pairwise = create_study(url, StudySettings(
         name="pair", kind="pairwise", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("real", "real:shapes")),
         classes=CLASSES, per_class=3, pairs_per_class=6, answers_per_item=2, tasks_per_rater=4), tmp)
-    dispose_engines()
+    dispose_all()
     try:
         with LocalServer(url, str(tmp), workers=1, threads=4) as srv:
             # screenshots of the SQLite run keep their plain names
@@ -66,7 +69,7 @@ def server(request, tmp_path_factory):
             yield {"base": f"http://127.0.0.1:{srv.port}", "url": url, "rating": rating, "pairwise": pairwise,
                    "shot": lambda name: artifacts_name(name, suffix)}
     finally:
-        dispose_engines()
+        dispose_all()
         cleanup()
 
 
@@ -76,7 +79,7 @@ def artifacts_name(name: str, suffix: str) -> str:
 
 
 def _answers(url, name):
-    with read_session(get_engine(url)) as s:
+    with session_scope(engine_for(url)) as s:
         study_id = s.scalar(select(Study.id).where(Study.name == name))
         return s.execute(select(Answer.rating, Answer.choice, Answer.unknown_reason)
                          .where(Answer.study_id == study_id)).all()
@@ -99,7 +102,7 @@ def test_whole_rating_session_with_mouse_and_keys(browser, server, artifacts_dir
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     _consent(page, server["base"], server["rating"].public_id, "browser-rater")
     captions = page.locator("figcaption").all_inner_texts()
-    assert any(c.startswith("Real photograph") for c in captions) and any(c.startswith("Generated") for c in captions)
+    assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(c.startswith("Generated") for c in captions)
     page.screenshot(path=str(artifacts_dir / server["shot"]("study_rating_consent.png")), full_page=True)
     page.check("input[name=agree]")
     page.click("#start")

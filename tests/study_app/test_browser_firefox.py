@@ -1,22 +1,33 @@
 """Firefox (Debian's firefox-esr, driven through its Marionette protocol by Mozilla's
 ``marionette_driver`` client) through a whole rating session on a desktop-sized window and a
 whole pairwise session on a phone-sized one, against the production server, with clicks, taps
-and keys. Screenshots go to the artifacts folder."""
+and keys. Screenshots go to the artifacts folder; when a test fails, its last screenshot, the
+page's HTML and Firefox's console log go to ``artifacts/firefox-failures/<test>/`` (the path
+is printed).
+
+Waiting: every wait polls a condition that is safe to evaluate on *any* page (a click that
+starts a navigation returns before the next page exists, and a script run on the old page
+or during the switch must read as "not yet", not fail), and the window size is polled until
+the page's viewport has taken it (headless Firefox resizes asynchronously)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 from sqlalchemy import select
 from test_browser import server  # noqa: F401  (module-scoped production server with a rating and a pairwise study)
 
-from study_app.db import get_engine, read_session
-from study_app.models import Answer, Rater, Study
+from study_app.db import session_scope
+from study_schemas import engine_for
+from study_app.schema import Answer, Rater, Study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -52,6 +63,10 @@ FIREFOX_PREFS = {
     "network.connectivity-service.enabled": False,
     "services.settings.server": "http://127.0.0.1:9/",
     "toolkit.legacyUserProfileCustomizations.stylesheets": True,
+    # The page's console messages and script errors go to Firefox's stdout (firefox.log), which
+    # is kept with the screenshot when a test fails.
+    "devtools.console.stdout.content": True,
+    "browser.dom.window.dump.enabled": True,
 }
 # Firefox's toolbars keep a desktop window at least 500 px wide; without their minimum widths
 # the window (and so the page's viewport) can be as narrow as a phone's screen.
@@ -75,10 +90,16 @@ def _write_profile(profile) -> None:
 
 
 @pytest.fixture(scope="module")
-def firefox(firefox_path, tmp_path_factory):
+def firefox_dir(tmp_path_factory):
+    """Profile and console log (firefox.log) of the module's Firefox."""
+    return tmp_path_factory.mktemp("firefox")
+
+
+@pytest.fixture(scope="module")
+def firefox(firefox_path, firefox_dir):
     """A Marionette client connected to a headless Firefox with a fresh profile (one per module)."""
     marionette = pytest.importorskip("marionette_driver.marionette", reason="pip install marionette_driver")
-    tmp = tmp_path_factory.mktemp("firefox")
+    tmp = firefox_dir
     profile = tmp / "profile"
     _write_profile(profile)
     log = open(tmp / "firefox.log", "wb")
@@ -117,30 +138,77 @@ def firefox(firefox_path, tmp_path_factory):
         log.close()
 
 
+@contextlib.contextmanager
+def _evidence_on_failure(client, request, artifacts_dir, firefox_dir):
+    """On any failure inside, keep a screenshot, the page's HTML and URL, and Firefox's console
+    log under artifacts/firefox-failures/<test>/ and print where they are."""
+    try:
+        yield
+    except BaseException:
+        folder = artifacts_dir / "firefox-failures" / re.sub(r"[^\w.-]+", "_", request.node.name)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name, grab in (("screenshot.png", lambda: client.screenshot(format="binary", full=True)),
+                           ("page.html", lambda: client.page_source.encode()),
+                           ("url.txt", lambda: client.get_url().encode())):
+            try:
+                (folder / name).write_bytes(grab())
+            except Exception as err:  # the browser may be the thing that broke
+                (folder / f"{name}.error.txt").write_text(repr(err))
+        if (firefox_dir / "firefox.log").is_file():
+            shutil.copyfile(firefox_dir / "firefox.log", folder / "firefox-console.log")
+        print(f"\nFirefox failure evidence (screenshot, page, console log): {folder}", file=sys.stderr)
+        raise
+
+
+@pytest.fixture
+def evidence(firefox, request, artifacts_dir, firefox_dir):
+    return lambda: _evidence_on_failure(firefox, request, artifacts_dir, firefox_dir)
+
+
 def _viewport(client, width: int, height: int) -> None:
-    """Size the window so that the page's viewport is ``width`` × ``height`` CSS pixels."""
-    client.set_window_rect(width=width, height=height)
+    """Size the window so that the page's viewport is ``width`` × ``height`` CSS pixels.
+
+    Headless Firefox applies a new window size asynchronously, so the chrome's extra size is
+    read only once the window has its new outer size, and the viewport is polled."""
+    rect = client.set_window_rect(width=width, height=height)  # the size Firefox settled on
+    _wait(client, "return window.outerWidth === arguments[0] && window.outerHeight === arguments[1]",
+          (rect["width"], rect["height"]), what=f"the window to become {rect['width']}x{rect['height']}")
     extra_w, extra_h = client.execute_script(
         "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]")
     client.set_window_rect(width=width + extra_w, height=height + extra_h)
-    assert client.execute_script("return [window.innerWidth, window.innerHeight]") == [width, height]
+    _wait(client, "return window.innerWidth === arguments[0] && window.innerHeight === arguments[1]",
+          (width, height), what=f"a {width}x{height} viewport")
 
 
 def _wait(client, script: str, args=(), timeout: float = 30.0, what: str = "condition"):
+    """Poll ``script`` until it returns a true value. A script error while the page is being
+    replaced (a click that navigates returns before the next page exists) counts as "not yet"."""
+    from marionette_driver.errors import JavascriptException, NoSuchWindowException
+
     deadline = time.monotonic() + timeout
+    last_error = None
     while True:
-        value = client.execute_script(script, script_args=list(args))
+        try:
+            value = client.execute_script(script, script_args=list(args))
+        except (JavascriptException, NoSuchWindowException) as err:
+            value, last_error = None, err
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} at {client.get_url()}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} at {client.get_url()}"
+                                 + (f" (last script error: {last_error})" if last_error else ""))
         time.sleep(0.05)
 
 
 def _ready(client, done: int, total: int) -> None:
+    # Null-safe: right after the consent form's "start" click this may still run on the
+    # consent page (no #progress-text) or on the task page before its script has run.
     _wait(client, "const [d, t] = arguments;"
-                  " return document.getElementById('progress-text').textContent === d + ' / ' + t"
-                  " && !document.querySelector('#task button.answer').disabled",
+                  " const text = document.getElementById('progress-text');"
+                  " const button = document.querySelector('#task button.answer');"
+                  " return text !== null && button !== null && text.textContent === d + ' / ' + t"
+                  " && !button.disabled",
           (done, total), what=f"task {done + 1} of {total}")
     assert _code_hidden(client)
 
@@ -182,7 +250,7 @@ def _consent(client, base: str, public_id: str, participant: str) -> None:
 
 
 def _answers(url: str, study: str, participant: str):
-    with read_session(get_engine(url)) as s:
+    with session_scope(engine_for(url)) as s:
         rater = s.scalar(select(Rater).join(Study, Study.id == Rater.study_id)
                          .where(Study.name == study, Rater.participant == participant))
         answers = s.execute(select(Answer.left, Answer.rating, Answer.choice, Answer.unknown_reason, Answer.response_ms)
@@ -190,11 +258,16 @@ def _answers(url: str, study: str, participant: str):
         return rater.completion_code, rater.finished_at, answers
 
 
-def test_whole_rating_session_in_firefox_with_clicks_and_keys(firefox, server, artifacts_dir):  # noqa: F811
+def test_whole_rating_session_in_firefox_with_clicks_and_keys(firefox, server, artifacts_dir, evidence):  # noqa: F811
+    with evidence():
+        _rating_session(firefox, server, artifacts_dir)
+
+
+def _rating_session(firefox, server, artifacts_dir):  # noqa: F811
     _viewport(firefox, 1280, 900)
     _consent(firefox, server["base"], server["rating"].public_id, "firefox-rater")
     captions = [e.text for e in firefox.find_elements("css selector", "figcaption")]
-    assert any(c.startswith("Real photograph") for c in captions) and any(c.startswith("Generated") for c in captions)
+    assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(c.startswith("Generated") for c in captions)
     _screenshot(firefox, artifacts_dir / server["shot"]("study_rating_consent_firefox.png"))
     _css(firefox, "input[name=agree]").click()
     _css(firefox, "#start").click()
@@ -227,7 +300,13 @@ def test_whole_rating_session_in_firefox_with_clicks_and_keys(firefox, server, a
     assert all(a.response_ms >= 0 for a in answers)
 
 
-def test_whole_pairwise_session_in_firefox_on_a_phone_with_arrows_and_taps(firefox, server, artifacts_dir):  # noqa: F811
+def test_whole_pairwise_session_in_firefox_on_a_phone_with_arrows_and_taps(firefox, server, artifacts_dir,  # noqa: F811
+                                                                           evidence):
+    with evidence():
+        _pairwise_session(firefox, server, artifacts_dir)
+
+
+def _pairwise_session(firefox, server, artifacts_dir):  # noqa: F811
     _viewport(firefox, 390, 844)
     _consent(firefox, server["base"], server["pairwise"].public_id, "firefox-phone-rater")
     assert firefox.execute_script("return document.documentElement.scrollWidth") <= 390  # no sideways scrolling

@@ -10,12 +10,13 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from study_schemas import engine_for
 
 from hvqeval.cli import cli
 from study_app import assign
-from study_app.db import get_engine, read_session
+from study_app.db import session_scope
 from study_app.export import EXPORT_COLUMNS, export_rows
-from study_app.models import Base, Source, Study
+from study_app.schema import Base, Source, Study
 
 
 def _invoke(*args):
@@ -30,13 +31,15 @@ def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["items"] == 3 * 2 * 3 and summary["answers_needed"] == 36  # 3 sources x 2 classes x 3 images
-    engine = get_engine(db_url)
-    with read_session(engine) as s:
+    engine = engine_for(db_url)
+    with session_scope(engine) as s:
         study = s.query(Study).filter_by(name="table2").one()
         s.expunge(study)
         real = s.query(Source).filter_by(label="real").one()
-    assert real.is_real and (tmp_path / "inst" / "studies" / "table2" / "real-real" / "manifest.json").is_file()
-    rater = assign.enter(engine, study.id, "P1")
+    assert real.is_real and real.dataset == "shapes"
+    assert (tmp_path / "inst" / "studies" / "table2" / "real-real" / "manifest.json").is_file()
+    rater = assign.enter(engine, study, "P1")
+    assign.record_consent(engine, rater)
     for value in (5, "unknown"):
         task = assign.next_task(engine, study, rater)
         assign.submit(engine, study, rater, task.token, value, "image-failed" if value == "unknown" else None, 700)
@@ -72,7 +75,7 @@ def test_create_pairwise_list_close_open(db_url, sets, tmp_path):
       "--per-class", "4", "--pairs-per-class", "10"], "infeasible pairing"),
     (["create", "rating", "--name", "x", "--model", "ff={ff}", "--classes", "1", "--per-class", "7"],
      "only 0 class(es) have 7 images"),
-    (["create", "rating", "--name", "x", "--model", "ff=/nonexistent", "--classes", "1"], "does not exist"),
+    (["create", "rating", "--name", "x", "--model", "ff=/nonexistent", "--classes", "1"], "is not a sample set"),
     (["create", "rating", "--name", "x", "--model", "ff", "--classes", "1"], "expected LABEL=SAMPLE_SET"),
     (["create", "rating", "--name", "bad name!", "--model", "ff={ff}", "--classes", "1"], "study name"),
     (["export", "--study", "nope", "--out", "{tmp}/x.csv"], "no study named 'nope'"),
@@ -99,21 +102,11 @@ def test_serve_refuses_to_start_without_a_secret_key(db_url, monkeypatch):
     assert result.exit_code == 1 and "HVQEVAL_SECRET_KEY" in result.output
 
 
-def test_serve_concurrency_defaults_depend_on_the_database_and_keep_what_was_asked(monkeypatch):
-    from study_app.server import resolve_concurrency
-
-    monkeypatch.setattr("os.cpu_count", lambda: 3)
-    assert resolve_concurrency("sqlite:///x.sqlite3", None, None) == (7, 1)
-    assert resolve_concurrency("postgresql+psycopg://u@h/db", None, None) == (6, 2)
-    assert resolve_concurrency("postgresql+psycopg://u@h/db", 1, None) == (1, 2)
-    assert resolve_concurrency("sqlite:///x.sqlite3", None, 4) == (7, 4)
-
-
 def test_migrations_create_exactly_the_models_schema(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    with get_engine(db_url).connect() as conn:
+    with engine_for(db_url).connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
 
@@ -122,12 +115,12 @@ def test_export_needs_no_flask(sets, tmp_path):
     db_url = f"sqlite:///{tmp_path / 'noflask.sqlite3'}"
     _invoke("create", "rating", "--name", "noflask", "--model", f"ff={sets['ff'].path}", "--classes", "1",
             "--per-class", "2", "--database-url", db_url)
-    code = ("import sys; from study_app.export import export_rows; "
-            f"rows = export_rows({db_url!r}, 'noflask'); "
+    code = ("import sys; from study_app.export import read_export; "
+            f"rows = read_export({db_url!r}, ['noflask']); "
             "assert rows == [] and 'flask' not in sys.modules, sorted(m for m in sys.modules if 'flask' in m); print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
-    assert export_rows(db_url, "noflask") == []
+    assert export_rows(engine_for(db_url), "noflask") == []
 
 
 def test_hash_password_prints_only_a_hash_that_checks():
@@ -155,3 +148,74 @@ def test_unreachable_database_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["study", "list", "--database-url", "postgresql://nobody@127.0.0.1:1/none"])
     assert result.exit_code == 1 and result.output.startswith("Error: cannot reach the study database")
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [["export", "--study", "s", "--out", "out.csv"], ["serve"], ["list"],
+                                     ["close", "s"]])
+def test_commands_on_a_database_that_does_not_exist_are_one_line_and_create_nothing(tmp_path, monkeypatch,
+                                                                                     command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "k" * 32)
+    monkeypatch.delenv("HVQEVAL_STUDY_DATABASE_URL", raising=False)
+    for extra in ([], ["--database-url", f"sqlite:///{tmp_path / 'missing.sqlite3'}"]):
+        result = CliRunner().invoke(cli, ["study", *command, *extra])
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert result.output.startswith("Error: no study database at ") and "serving" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no instance/study.sqlite3, no CSV
+
+
+def test_serve_on_a_busy_port_is_one_line_before_anything_is_served(db_url, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "k" * 32)
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["study", "serve", "--database-url", db_url, "--bind", f"127.0.0.1:{port}"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}") and "serving" not in result.output
+
+
+@pytest.mark.parametrize("content, message", [(None, "No such file"), ("", "is empty"), ("short", "too short")])
+def test_secret_key_file_errors_are_one_line(db_url, tmp_path, monkeypatch, content, message):
+    monkeypatch.delenv("HVQEVAL_SECRET_KEY", raising=False)
+    key_file = tmp_path / "secret.key"
+    if content is not None:
+        key_file.write_text(content)
+    for how in (["--secret-key-file", str(key_file)], []):
+        if not how:
+            monkeypatch.setenv("HVQEVAL_SECRET_KEY_FILE", str(key_file))
+        result = CliRunner().invoke(cli, ["study", "serve", "--database-url", db_url, *how])
+        assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+
+
+@pytest.mark.slow
+def test_serve_with_a_secret_key_file_serves_the_study(db_url, sets, tmp_path):
+    """The printed command carries its key as a file: the server starts and /healthz says ok."""
+    import os
+    import time
+    import urllib.request
+
+    from study_server import free_port
+
+    _invoke("create", "rating", "--name", "keyed", "--model", f"ff={sets['ff'].path}", "--classes", "1",
+            "--per-class", "2", "--database-url", db_url)
+    key_file = tmp_path / "secret.key"
+    key_file.write_text("f" * 64 + "\n")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("HVQEVAL_SECRET_KEY", "HVQEVAL_SECRET_KEY_FILE")}
+    server = subprocess.Popen([sys.executable, "-m", "hvqeval", "study", "serve", "--database-url", db_url,
+                               "--bind", f"127.0.0.1:{port}", "--workers", "1", "--secret-key-file", str(key_file)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, status = time.monotonic() + 60, None
+        while time.monotonic() < deadline and status is None and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+                    status = json.load(reply)["status"]
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert status == "ok", output
+    assert output.startswith(f"serving on http://127.0.0.1:{port}")

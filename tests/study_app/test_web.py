@@ -8,14 +8,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from study_schemas import engine_for
 from werkzeug.security import generate_password_hash
 
 from study_app import create_app
 from study_app.create import SourceSpec, StudySettings, create_study
-from study_app.db import get_engine, read_session
+from study_app.db import session_scope
 from study_app.errors import ConfigurationError
 from study_app.export import EXPORT_COLUMNS
-from study_app.models import Answer, Assignment, Rater
+from study_app.schema import Answer, Assignment, Rater
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def pairwise(db_url, sets, tmp_path):
 
 
 def _count(db_url, model):
-    with read_session(get_engine(db_url)) as s:
+    with session_scope(engine_for(db_url)) as s:
         return s.scalar(select(func.count()).select_from(model))
 
 
@@ -60,31 +61,41 @@ def test_pairwise_task_shows_two_opaque_images_and_stores_side(pairwise, new_rat
     assert len(task["images"]) == 2
     for url in task["images"]:
         assert re.fullmatch(r"/img/[A-Za-z0-9_-]{22}\.png", url)  # nothing but a random token
-    body = str(task)
-    assert "ff" not in body.replace(task["task"], "").replace("".join(task["images"]), "") and "msp" not in body
+    body = str({k: v for k, v in task.items() if k not in ("task", "images")})  # the random ids aside
+    assert "ff" not in body and "msp" not in body
     assert rater.answer(task["task"], "right").status_code == 200
-    with read_session(get_engine(db_url)) as s:
+    with session_scope(engine_for(db_url)) as s:
         left, choice = s.execute(select(Answer.left, Answer.choice)).one()
     assert choice == ("b" if left == "a" else "a")  # "right" is whichever model was not on the left
 
 
-def test_question_for_real_images(db_url, sets, tmp_path):
+def test_question_and_words_for_real_images(db_url, sets, sample_set_factory, tmp_path):
     from study_app.create import QUESTION_PAIRWISE, QUESTION_PAIRWISE_REAL
 
     assert QUESTION_PAIRWISE == "Which image looks the most realistic?"
+    real = sample_set_factory("real", "real", 6, seed=9)  # stands for images written from a data set
     summary = create_study(db_url, StudySettings(
         name="vsreal", kind="pairwise", sources=(SourceSpec("ff", str(sets["ff"].path)),
-                                                 SourceSpec("real", "real:shapes")),
+                                                 SourceSpec("real", str(real.path), dataset="shapes")),
         classes=(3,), per_class=2, pairs_per_class=4), tmp_path)
     app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "DATABASE_URL": db_url,
                       "IMAGE_CACHE_DIR": str(tmp_path / "c")})
     client = app.test_client()
     page = client.get(f"/s/{summary.public_id}/?participant=x1", follow_redirects=True)
     assert page.status_code == 200
+    assert b"Real image (shapes data set)" in page.data and b"shapes data set, others were made" in page.data
+    assert b"photograph" not in page.data.lower()
     csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page.data).group(1).decode()
     task = client.post(f"/s/{summary.public_id}/consent", data={"agree": "yes", "csrf_token": csrf},
                        follow_redirects=True)
     assert QUESTION_PAIRWISE_REAL.encode() in task.data.replace(b"&#34;", b'"')
+
+
+def test_a_study_without_real_images_never_mentions_photographs_or_real_images(pairwise, new_rater):
+    rater = new_rater(pairwise.public_id, "words")
+    page = rater.get(f"/s/{pairwise.public_id}/consent")
+    assert page.status_code == 200 and b"made by computer programs" in page.data
+    assert b"photo" not in page.data.lower() and b"Real image" not in page.data
 
 
 def test_images_are_512_bilinear_and_only_for_their_rater(rating, new_rater, app):
@@ -157,7 +168,7 @@ def test_unknown_answers_are_stored_with_reason(pairwise, new_rater, db_url):
     rater = new_rater(pairwise.public_id, "unsure")
     task = rater.next()["task"]
     assert rater.answer(task, "unknown", reason="image-failed").status_code == 200
-    with read_session(get_engine(db_url)) as s:
+    with session_scope(engine_for(db_url)) as s:
         assert s.execute(select(Answer.choice, Answer.unknown_reason, Answer.rating)).one() == (
             "unknown", "image-failed", None)
 
@@ -174,7 +185,7 @@ def test_entry_needs_a_participant_id_and_consent(rating, app, db_url):
     assert client.get(f"/s/{rating.public_id}/task").status_code == 302  # consent first
     page = client.get(f"/s/{rating.public_id}/consent")
     assert b"ignore blur and other scaling artifacts" in page.data
-    with read_session(get_engine(db_url)) as s:
+    with session_scope(engine_for(db_url)) as s:
         assert s.scalars(select(Rater.participant)).all() == ["W123"]
 
 
@@ -197,12 +208,14 @@ def test_rate_limit_per_rater_and_per_ip(rating, db_url, tmp_path):
     page = client.get(f"/s/{rating.public_id}/?PROLIFIC_PID=speedy", follow_redirects=True)
     csrf = re.search(rb'name="csrf-token" content="([^"]+)"', page.data).group(1).decode()
     client.post(f"/s/{rating.public_id}/consent", data={"agree": "yes", "csrf_token": csrf})
-    codes = [client.post(f"/s/{rating.public_id}/api/next", headers={"X-CSRFToken": csrf}).status_code
-             for _ in range(7)]
+    responses = [client.post(f"/s/{rating.public_id}/api/next", headers={"X-CSRFToken": csrf}) for _ in range(7)]
+    codes = [r.status_code for r in responses]
     assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]  # 5 API calls per rater per minute
+    assert 0 < int(responses[-1].headers["Retry-After"]) <= 60 and "slow down" in responses[-1].get_json()["error"]
     other = app.test_client()
-    codes = [other.get(f"/s/{rating.public_id}/").status_code for _ in range(4)]
-    assert codes[-1] == 429  # the address has used up its 12 requests (7 API + 3 pages + 2 above)
+    codes = [other.get(f"/s/{rating.public_id}/").status_code for _ in range(12)]
+    # Pages count against the address (12 a minute); API calls count against the rater instead.
+    assert codes[:9] == [200] * 9 and codes[-1] == 429
 
 
 def test_admin_login_progress_close_and_export(rating, new_rater, db_url, tmp_path):
@@ -243,14 +256,39 @@ def test_admin_pages_are_off_without_a_password(rating, app):
 
 
 def test_production_refuses_to_start_without_secret_key(monkeypatch, db_url):
-    monkeypatch.delenv("HVQEVAL_SECRET_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="HVQEVAL_SECRET_KEY"):
         create_app({"DATABASE_URL": db_url})
-    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "short")
     with pytest.raises(ConfigurationError, match="too short"):
-        create_app({"DATABASE_URL": db_url})
-    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "x" * 40)
-    assert create_app({"DATABASE_URL": db_url}).config["SECRET_KEY"] == "x" * 40
+        create_app({"DATABASE_URL": db_url, "SECRET_KEY": "short"})
+    assert create_app({"DATABASE_URL": db_url, "SECRET_KEY": "x" * 40}).config["SECRET_KEY"] == "x" * 40
+
+
+def test_create_app_takes_its_settings_from_its_argument_not_the_environment(monkeypatch, db_url):
+    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "e" * 40)
+    monkeypatch.setenv("HVQEVAL_RATE_LIMIT_RATER", "lots")
+    with pytest.raises(ConfigurationError, match="secret key"):
+        create_app({"DATABASE_URL": db_url})  # the environment is the CLI's to read
+    app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "x" * 40})
+    assert app.config["SECRET_KEY"] == "x" * 40 and app.config["RATE_LIMIT_RATER"] == "240/60"
+
+
+@pytest.mark.parametrize("setting, value", [("RATE_LIMIT_RATER", "lots"), ("RATE_LIMIT_IP", "0/60"),
+                                            ("RATE_LIMIT_STORAGE", "memcached://x"), ("PROXY_HOPS", "two"),
+                                            ("HTTPS", "yes")])
+def test_every_bad_setting_is_one_configuration_error_line(db_url, setting, value):
+    with pytest.raises(ConfigurationError) as err:
+        create_app({"DATABASE_URL": db_url, "SECRET_KEY": "x" * 40, setting: value})
+    assert "\n" not in str(err.value) and repr(value)[1:-1] in str(err.value)
+
+
+def test_healthz_says_whether_the_database_is_current(app, db_url):
+    from study_app.db import downgrade
+
+    ok = app.test_client().get("/healthz")
+    assert ok.status_code == 200 and ok.get_json()["status"] == "ok"
+    downgrade(db_url, "0002")
+    stale = app.test_client().get("/healthz")
+    assert stale.status_code == 503 and "needs 0003" in stale.get_json()["reason"]
 
 
 def test_nothing_is_stored_for_assignments_after_bad_requests(rating, new_rater, db_url):
@@ -282,3 +320,60 @@ def test_no_request_body_causes_a_server_error(rating, new_rater, db_url, answer
     assert stored <= 3  # tasks_per_rater; nothing beyond what the rater may answer
     if response.status_code == 200:
         assert type(response_ms) is int and 0 <= response_ms
+
+
+def test_served_images_are_the_bilinear_upscale_not_nearest(rating, new_rater, db_url):
+    """Appendix G: "upscaled to 512×512 using bilinear interpolation"."""
+    from io import BytesIO
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from study_app.schema import Image, Source
+
+    rater = new_rater(rating.public_id, "looker")
+    url = rater.next()["images"][0]
+    token = url.rsplit("/", 1)[1][:-len(".png")]
+    with session_scope(engine_for(db_url)) as s:
+        file, folder = s.execute(select(Image.file, Source.path).join(Source, Source.id == Image.source_id)
+                                 .where(Image.token == token)).one()
+    served = np.asarray(PILImage.open(BytesIO(rater.client.get(url).data)).convert("RGB"))  # (512, 512, 3)
+    with PILImage.open(Path(folder) / file) as original:
+        bilinear = np.asarray(original.convert("RGB").resize((512, 512), PILImage.Resampling.BILINEAR))
+        nearest = np.asarray(original.convert("RGB").resize((512, 512), PILImage.Resampling.NEAREST))
+    assert served.shape == (512, 512, 3) and np.array_equal(served, bilinear)
+    assert not np.array_equal(served, nearest)  # random 8x8 images: the two upscales differ
+
+
+def test_pairwise_side_of_a_is_drawn_from_the_study_seed_and_both_sides_occur(db_url, sets, tmp_path, new_rater):
+    from study_app.assign import side_of_a
+    from study_app.schema import Image, Item, Study
+
+    summary = create_study(db_url, StudySettings(
+        name="sides", kind="pairwise", sources=(SourceSpec("ff", str(sets["ff"].path)),
+                                                SourceSpec("msp", str(sets["msp"].path))),
+        classes=(3, 5, 7), per_class=4, pairs_per_class=8, answers_per_item=2, tasks_per_rater=6, seed=11),
+        tmp_path)
+    shown = {}  # task token -> (participant, image tokens in display order)
+    for i in range(4):
+        rater = new_rater(summary.public_id, f"side{i}")
+        for _ in range(6):
+            task = rater.next()
+            shown[task["task"]] = (f"side{i}", [u.rsplit("/", 1)[1][:-len(".png")] for u in task["images"]])
+            assert rater.answer(task["task"], "left").status_code == 200
+    with session_scope(engine_for(db_url)) as s:
+        study = s.scalar(select(Study).where(Study.name == "sides"))
+        s.expunge(study)
+        handed = s.execute(select(Assignment.token, Assignment.left, Item.number, Image.token)
+                           .join(Item, Item.id == Assignment.item_id).join(Image, Image.id == Item.image_a_id)).all()
+        lefts = s.execute(select(Answer.left, Answer.choice)).all()
+    assert len(handed) == len(shown) == 24
+    for task, left, number, token_a in handed:
+        participant, display = shown[task]
+        assert (display[0] == token_a) == (left == "a")  # the page shows A where the database says
+        assert side_of_a(study, number, participant) == left  # drawn from the seed, item and rater
+    assert {left for _, left, _, _ in handed} == {"a", "b"}  # A on the left in some tasks, right in others
+    assert all(left == choice for left, choice in lefts)  # "left" chose whichever model was on the left
+    study.seed = 12  # another seed draws other sides for the same raters and items
+    assert any(side_of_a(study, number, shown[task][0]) != left for task, left, number, _ in handed)

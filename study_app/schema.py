@@ -74,6 +74,7 @@ class Source(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
     label: Mapped[str] = mapped_column(String(100))  # the model name shown in exports, never to raters
     is_real: Mapped[bool] = mapped_column(Boolean, default=False)
+    dataset: Mapped[str | None] = mapped_column(String(100), nullable=True)  # real images: data set name
     path: Mapped[str] = mapped_column(Text)  # absolute path of the sample-set folder
     sample_set_id: Mapped[str] = mapped_column(String(200))
     manifest_sha256: Mapped[str] = mapped_column(String(64))

@@ -7,7 +7,8 @@ are drawn from a seeded generator. Numbers computed with them are meaningless as
 they are for checking code paths, equality with torch-fidelity and speed -- and their
 SHA-256 differs from the published files, so results record them as non-official.
 
-These files are never used implicitly: only an explicit ``--weights`` / ``--inception-weights``
+A test tool (used by tests/hvqeval and benchmarks/metrics_speed.py), not shipped in the
+package. These files are never used implicitly: only an explicit ``--weights`` / ``--inception-weights``
 path (or ``$HVQEVAL_INCEPTION_WEIGHTS``) selects them.
 """
 

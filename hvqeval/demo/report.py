@@ -1,10 +1,12 @@
 """``report.html`` of ``hvqeval demo``: what a person looks at after the pipeline ran.
 
-One self-contained HTML file (figures embedded as PNG data URIs): sample grids per class
-for each model, sampled reconstructions (Figures 6–7 style), Table 1 (IS/FID with the
-domain classifier, joint NLL bound), pixel-space nearest neighbours (Figure 11 style), the
-studies' raters' links, and how each number was made (the exact commands and the settings
-recorded with every result).
+One self-contained HTML file (figures embedded as PNG data URIs): how good the models are
+against reference values (with the training steps each got and a plain warning when far
+off), sample grids per class for each model, sampled reconstructions (Figures 6–7 style),
+Table 1 (IS/FID with the domain classifier, joint NLL bound), pixel-space nearest
+neighbours (Figure 11 style), the studies' raters' links and the command that serves them,
+and how each number was made (the exact commands and the settings recorded with every
+result). It reads files and the ``ReportInputs`` it is given; it runs nothing.
 """
 
 from __future__ import annotations
@@ -13,14 +15,27 @@ import base64
 import html
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:  # pragma: no cover
-    from hvqeval.demo import Demo, DemoPlan
+from hvqeval.demo.plan import CARDS, IMAGE_SIZE, LABELS, UNIFORM_BITS_PER_DIM, DemoPlan
+from hvqeval.demo.quality import ADVICE, ModelQuality
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    out: Path  # the demo folder
+    plan: DemoPlan
+    results: Path  # results.jsonl
+    commands: list[str]
+    serve_command: str
+    study_links: dict[str, str]
+    training_steps: dict[str, int]  # step name ("train_ff_level1") -> steps it got
+    quality: list[ModelQuality]
+    real_label: str
 
 CSS = (
     "body{font-family:system-ui,sans-serif;max-width:72em;margin:2em auto;padding:0 1em;color:#222}"
@@ -28,6 +43,7 @@ CSS = (
     "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:.9em}"
     "img.grid{image-rendering:pixelated;max-width:100%;border:1px solid #ddd}code,pre{background:#f6f6f6}"
     "pre{padding:.6em;overflow-x:auto;font-size:.85em}figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}"
+    ".warning{background:#fff3cd;border:1px solid #e0c36c;padding:.5em .8em}"
 )
 
 
@@ -101,22 +117,57 @@ def provenance_html(results: Path) -> str:
     return "<pre>" + "\n".join(items) + "</pre>"
 
 
-def build_report(demo: "Demo", plan: "DemoPlan", results: Path) -> str:
-    from hvqeval.demo import CARDS, IMAGE_SIZE, LABELS
+def _num(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
+
+def quality_html(quality: list[ModelQuality], real_label: str) -> str:
+    """Each model's steps and numbers beside the reference values, and a warning when far off."""
     esc = html.escape
+    rows = ["<table><tr><th>Model</th><th>Training steps</th><th>IS</th><th>FID</th><th>Joint NLL</th></tr>"]
+    for q in quality:
+        steps = ", ".join(f"{n} {stage}" for stage, n in q.steps.items()) or "–"
+        rows.append(f"<tr><td>{esc(q.label)} ({esc(q.card)})</td><td>{esc(steps)}</td><td>{_num(q.isc, 2)}</td>"
+                    f"<td>{_num(q.fid, 2)}</td><td>{_num(q.nll_bpd, 3)} bits/dim</td></tr>")
+    real = quality[0] if quality else None
+    rows.append(f"<tr><td>Reference: {esc(real_label)}</td><td>–</td><td>{_num(real and real.real_isc, 2)}</td>"
+                f"<td>{_num(real and real.real_fid, 2)}</td><td>–</td></tr>")
+    rows.append(f"<tr><td>Reference: uniform model (learnt nothing)</td><td>–</td><td>–</td><td>–</td>"
+                f"<td>{UNIFORM_BITS_PER_DIM:.3f} bits/dim</td></tr></table>")
+    out = ["\n".join(rows),
+           ('<p class="note">The real images are scored like the samples (same classifier, same number of images, '
+           "same reference split): their IS and FID are what a perfect model would get here. Higher IS, lower FID "
+           "and lower NLL are better.</p>")]
+    far = [q for q in quality if q.warnings]
+    for q in far:
+        out.append(f'<p class="warning"><strong>{esc(q.label)} is far from good.</strong> '
+                   + "; ".join(esc(w) for w in q.warnings) + ".</p>")
+    if far:
+        out.append(f'<p class="warning">{esc(ADVICE[0].upper() + ADVICE[1:])}.</p>')
+    return "\n".join(out)
+
+
+def build_report(inputs: ReportInputs) -> str:
+    esc = html.escape
+    plan, steps = inputs.plan, inputs.training_steps
+    trained = ", ".join(f"{LABELS[key]} {steps.get(f'train_{key}_level1', 0)} level-1 and "
+                        f"{steps.get(f'train_{key}_prior', 0)} prior steps" for key in CARDS)
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            "<title>hvqeval demo report</title>", f"<style>{CSS}</style></head><body>",
            "<h1>Hierarchical autoregressive image models: demo report</h1>",
-           f'<p>Two two-level hierarchies (a VQ autoencoder with a feed-forward or a masked self-prediction '
+           (f'<p>Two two-level hierarchies (a VQ autoencoder with a feed-forward or a masked self-prediction '
            f'auxiliary decoder, and a class-conditional attention prior on its codes; De Fauw et al. 2019) trained on '
-           f'<code>{esc(plan.data)}</code> at {IMAGE_SIZE}×{IMAGE_SIZE}: {plan.level_steps} steps for each level, {plan.prior_steps} for each '
-           f'prior, {plan.per_class} samples per class. Everything below was made by the commands listed at the end.</p>']
+           f'<code>{esc(plan.data)}</code> at {IMAGE_SIZE}×{IMAGE_SIZE} for a {plan.minutes:g}-minute budget, each '
+           f'stage for its share of the time: {esc(trained)}; {plan.per_class} samples per class. Everything below '
+           "was made by the commands listed at the end.</p>")]
+
+    out.append("<h2>How good are these models?</h2>")
+    out.append(quality_html(inputs.quality, inputs.real_label))
 
     out.append("<h2>Samples per class</h2>")
     out.append('<p class="note">Ancestral sampling (Algorithm 4), temperature 1.0, cached sampler. One row per class.</p>')
     for key, card in CARDS.items():
-        sample_dir = demo.path("samples", card)
+        sample_dir = inputs.out / "samples" / card
         if not sample_dir.exists():
             continue
         grid, labels = class_grid(sample_dir)
@@ -128,13 +179,13 @@ def build_report(demo: "Demo", plan: "DemoPlan", results: Path) -> str:
                "autoregressive decoder several times: what the codes keep and what the decoder fills in "
                "(paper Figures 6 and 7).</p>")
     for key, card in CARDS.items():
-        grid = demo.path("reconstructions", card, "grid.png")
-        if grid.exists():
-            out.append(f"<figure>{_img(grid, f'{LABELS[key]} reconstructions')}<figcaption>{LABELS[key]} ({card})"
-                       "</figcaption></figure>")
+        grid_path = inputs.out / "reconstructions" / card / "grid.png"
+        if grid_path.exists():
+            out.append(f"<figure>{_img(grid_path, f'{LABELS[key]} reconstructions')}<figcaption>{LABELS[key]} "
+                       f"({card})</figcaption></figure>")
 
     out.append("<h2>Table 1: IS, FID and joint NLL</h2>")
-    out.append(table1_html(results))
+    out.append(table1_html(inputs.results))
     out.append('<p class="note">IS and FID use the domain classifier trained by <code>hvqeval features train</code> '
                "(not InceptionV3: these images are not ImageNet); the joint NLL is the Appendix F bound in bits per "
                "pixel sub-dimension on held-out images, dominated by the pixel term.</p>")
@@ -143,21 +194,21 @@ def build_report(demo: "Demo", plan: "DemoPlan", results: Path) -> str:
     out.append('<p class="note">Each row: a sample (left) and its 8 nearest training images by L2 distance '
                "(paper Appendix H, Figure 11). Copies of training images would show up here.</p>")
     for key, card in CARDS.items():
-        folder = demo.path("neighbours", card)
-        for figure in sorted(folder.glob("*.png"))[:3]:
+        for figure in sorted((inputs.out / "neighbours" / card).glob("*.png"))[:3]:
             out.append(f"<figure>{_img(figure, f'{LABELS[key]} neighbours')}<figcaption>{LABELS[key]}: "
                        f"{esc(figure.name)}</figcaption></figure>")
 
     out.append("<h2>Human studies</h2>")
-    links = demo.study_links()
-    if links:
-        out.append(f"<p>Serve them with <code>{esc(demo.serve_command())}</code>, then open:</p><ul>")
-        out += [f'<li>{esc(name)}: <a href="{esc(url)}">{esc(url)}</a></li>' for name, url in sorted(links.items())]
+    if inputs.study_links:
+        out.append("<p>Serve them by pasting this line into a shell (the secret key and the admin password are "
+                   f"files in the demo folder), then open a link:</p><pre>{esc(inputs.serve_command)}</pre><ul>")
+        out += [f'<li>{esc(name)}: <a href="{esc(url)}">{esc(url)}</a></li>'
+                for name, url in sorted(inputs.study_links.items())]
         out.append("</ul>")
 
     out.append("<h2>How each number was made</h2>")
-    out.append("<p>Commands, in order:</p><pre>" + esc("\n".join(demo.commands)) + "</pre>")
+    out.append("<p>Commands, in order:</p><pre>" + esc("\n".join(inputs.commands)) + "</pre>")
     out.append("<p>Settings recorded with every result (<code>results/results.jsonl</code>):</p>")
-    out.append(provenance_html(results))
+    out.append(provenance_html(inputs.results))
     out.append("</body></html>")
     return "\n".join(out) + "\n"

@@ -1,0 +1,103 @@
+"""Locust users for ``benchmarks/study_load.py``: raters of one study on a running server.
+
+Each user opens the study link with its own participant id, posts consent, asks for its first
+task, and then, until it gets its completion code: fetches the task's images, thinks
+(``THINK_MIN_S``..``THINK_MAX_S`` seconds, uniform) and posts an answer (the reply carries the
+next task). What each user was told was stored is counted, and written to ``RESULT_FILE`` at
+the end, so the benchmark can compare it with the database (nothing lost, nothing doubled).
+
+Settings (environment): STUDY_PUBLIC_ID, STUDY_KIND (rating|pairwise), THINK_MIN_S, THINK_MAX_S,
+RESULT_FILE. Run by ``study_load.py`` through locust's own command line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import re
+from urllib.parse import urlencode
+
+from locust import FastHttpUser, between, events, task
+from locust.exception import StopUser
+
+PUBLIC_ID = os.environ["STUDY_PUBLIC_ID"]
+KIND = os.environ.get("STUDY_KIND", "rating")
+THINK = (float(os.environ.get("THINK_MIN_S", "2")), float(os.environ.get("THINK_MAX_S", "4")))
+_numbers = itertools.count()
+_totals = {"stored": 0, "finished": 0, "unavailable": 0, "users": 0, "stored_tasks": []}
+
+
+class Rater(FastHttpUser):
+    # FastHttpUser (geventhttpclient) costs a fraction of HttpUser's CPU per request: the load
+    # generator shares the two cores with the server and the database, so its cost counts.
+    wait_time = between(*THINK)  # a rater looks at the images before answering
+
+    def on_start(self):
+        _totals["users"] += 1
+        self.participant = f"locust-{next(_numbers)}"
+        self.rng = random.Random(self.participant)
+        base = f"/s/{PUBLIC_ID}"
+        page = self.client.get(f"{base}/?PROLIFIC_PID={self.participant}", name="entry + consent page")
+        self.csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+        self.client.post(f"{base}/consent", data=urlencode({"agree": "yes", "csrf_token": self.csrf}),
+                         headers={"Content-Type": "application/x-www-form-urlencoded"},
+                         name="consent + task page")
+        self.current = self.call_api("next", {})
+        self.show_task()
+
+    def call_api(self, name: str, body: dict):
+        reply = self.client.post(f"/s/{PUBLIC_ID}/api/{name}", json=body, headers={"X-CSRFToken": self.csrf},
+                                 name=f"api/{name}")
+        reply.raise_for_status()
+        return reply.json()
+
+    def show_task(self):
+        """Fetch the images of the current task, or stop when there is none."""
+        state = self.current["state"] if self.current else "unavailable"
+        if state != "task":
+            _totals["finished" if state == "finished" else "unavailable"] += 1
+            raise StopUser()
+        for image in self.current["images"]:
+            self.client.get(image, name="image")
+
+    @task
+    def answer(self):
+        answer = self.rng.randint(1, 5) if KIND == "rating" else self.rng.choice(["left", "right"])
+        reply = self.call_api("answer", {"task": self.current["task"], "answer": answer,
+                                     "response_ms": self.rng.randint(2000, 4000)})
+        if reply.get("stored"):
+            _totals["stored"] += 1
+            _totals["stored_tasks"].append(self.current["task"])
+        self.current = reply["next"]
+        self.show_task()
+
+
+@events.test_stop.add_listener
+def _write_totals(environment, **_kwargs):
+    with open(os.environ["RESULT_FILE"], "w", encoding="utf-8") as fh:
+        json.dump(_totals, fh)
+
+
+_runner = {}
+
+
+@events.init.add_listener
+def _keep_the_runner(environment, **_kwargs):
+    _runner["environment"] = environment
+
+
+@events.spawning_complete.add_listener
+def _watch_for_the_end(user_count, **_kwargs):
+    """Quit once every rater has stopped (all finished: the study is full)."""
+    import gevent
+
+    environment = _runner["environment"]
+
+    def watch():
+        while _totals["finished"] + _totals["unavailable"] < user_count:
+            gevent.sleep(0.2)
+        environment.runner.quit()
+
+    gevent.spawn(watch)
