@@ -48,13 +48,16 @@ def pairwise_kappa(answers: pd.DataFrame) -> tuple[float, int, int]:
 def ordinal_alpha(answers: pd.DataFrame) -> tuple[float, int, int]:
     """Krippendorff's alpha (ordinal, values 1-5) over usable ratings; (alpha, items, answers)."""
     usable = answers[answers["usable"]]
-    matrix = usable.pivot(index="rater", columns="item", values="rating")          # (raters, items)
-    matrix = matrix.loc[:, matrix.notna().sum() >= 2]                              # pairable items only
+    matrix = usable.pivot(index="rater", columns="item", values="rating")  # (raters, items)
+    matrix = matrix.loc[:, matrix.notna().sum() >= 2]  # pairable items only
     n_answers = int(matrix.notna().to_numpy().sum())
     if matrix.shape[1] < 2 or np.unique(matrix.to_numpy()[~np.isnan(matrix.to_numpy())]).size < 2:
         return float("nan"), matrix.shape[1], n_answers
-    value = krippendorff.alpha(reliability_data=matrix.to_numpy(), level_of_measurement="ordinal",
-                               value_domain=[1.0, 2.0, 3.0, 4.0, 5.0])
+    value = krippendorff.alpha(
+        reliability_data=matrix.to_numpy(),
+        level_of_measurement="ordinal",
+        value_domain=[1.0, 2.0, 3.0, 4.0, 5.0],
+    )
     return float(value), matrix.shape[1], n_answers
 
 
@@ -65,8 +68,20 @@ def agreement_table(responses: pd.DataFrame) -> pd.DataFrame:
             measure, (value, n_items, n_answers) = "fleiss_kappa", pairwise_kappa(group)
             agree = all_agree_share(group)
         else:
-            measure, (value, n_items, n_answers) = "krippendorff_alpha_ordinal", ordinal_alpha(group)
+            measure, (value, n_items, n_answers) = (
+                "krippendorff_alpha_ordinal",
+                ordinal_alpha(group),
+            )
             agree = all_agree_share(group.assign(choice=group["rating"].astype(str)))
-        rows.append({"study": study, "kind": kind, "measure": measure, "value": value,
-                     "n_items": n_items, "n_answers": n_answers, "all_agree": agree})
+        rows.append(
+            {
+                "study": study,
+                "kind": kind,
+                "measure": measure,
+                "value": value,
+                "n_items": n_items,
+                "n_answers": n_answers,
+                "all_agree": agree,
+            }
+        )
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)

@@ -45,7 +45,7 @@ class MeanEstimate:
 
     mean: float
     se_naive: float
-    se: float            # clustered SE (multiway CGM, or the bootstrap SD)
+    se: float  # clustered SE (multiway CGM, or the bootstrap SD)
     ci_low: float
     ci_high: float
 
@@ -58,7 +58,9 @@ def subset_codes(factors: pd.DataFrame) -> list[tuple[int, np.ndarray]]:
         for subset in combinations(range(len(single)), size):
             combined = single[subset[0]]
             for k in subset[1:]:
-                combined = pd.factorize(combined * (single[k].max() + 1) + single[k])[0].astype(np.int64)
+                combined = pd.factorize(combined * (single[k].max() + 1) + single[k])[0].astype(
+                    np.int64
+                )
             out.append((size, combined))
     return out
 
@@ -127,14 +129,21 @@ def pigeonhole_weights(
             groups = {None: np.arange(len(levels))}
         for members in groups.values():
             members = np.asarray(members)
-            counts[:, members] = rng.multinomial(members.size, np.full(members.size, 1 / members.size), size=B)
+            counts[:, members] = rng.multinomial(
+                members.size, np.full(members.size, 1 / members.size), size=B
+            )
         weights *= counts[:, codes]
     return weights
 
 
 def bootstrap_ratio(
-    numerators: np.ndarray, denominator: np.ndarray, factors: pd.DataFrame,
-    strata: dict[str, pd.Series] | None, B: int, seed: int, chunk_elements: int = 4_000_000,
+    numerators: np.ndarray,
+    denominator: np.ndarray,
+    factors: pd.DataFrame,
+    strata: dict[str, pd.Series] | None,
+    B: int,
+    seed: int,
+    chunk_elements: int = 4_000_000,
 ) -> np.ndarray:
     """Bootstrap replicates (B, k) of ``sum(w * numerators[:, j]) / sum(w * denominator)``.
 
@@ -142,7 +151,7 @@ def bootstrap_ratio(
     """
     rng = np.random.default_rng(seed)
     numerators = np.asarray(numerators, dtype=float).reshape(len(factors), -1)  # (n, k)
-    denominator = np.asarray(denominator, dtype=float)                          # (n,)
+    denominator = np.asarray(denominator, dtype=float)  # (n,)
     per_chunk = max(1, chunk_elements // max(len(factors), 1))
     out = []
     for start in range(0, B, per_chunk):
@@ -153,8 +162,12 @@ def bootstrap_ratio(
 
 
 def bootstrap_mean(
-    y: np.ndarray, factors: pd.DataFrame, strata: dict[str, pd.Series] | None,
-    B: int, seed: int, confidence: float = 0.95,
+    y: np.ndarray,
+    factors: pd.DataFrame,
+    strata: dict[str, pd.Series] | None,
+    B: int,
+    seed: int,
+    confidence: float = 0.95,
 ) -> MeanEstimate:
     """Mean of ``y`` with naive SE, bootstrap SD as SE, and the percentile interval."""
     y = np.asarray(y, dtype=float)
@@ -163,8 +176,13 @@ def bootstrap_mean(
     reps = bootstrap_ratio(y, np.ones_like(y), factors, strata, B, seed)[:, 0]
     alpha = 1 - confidence
     low, high = np.nanquantile(reps, [alpha / 2, 1 - alpha / 2])
-    return MeanEstimate(float(y.mean()), float(stats.sem(y)) if y.size > 1 else float("nan"),
-                        float(np.nanstd(reps, ddof=1)), float(low), float(high))
+    return MeanEstimate(
+        float(y.mean()),
+        float(stats.sem(y)) if y.size > 1 else float("nan"),
+        float(np.nanstd(reps, ddof=1)),
+        float(low),
+        float(high),
+    )
 
 
 def interval_label(kind: str, factors: list[str], B: int = 0) -> str:

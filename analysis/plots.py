@@ -42,7 +42,12 @@ def rating_distributions(distribution: pd.DataFrame) -> str | None:
     for k, (study, model) in enumerate(keys):
         part = distribution[(distribution["study"] == study) & (distribution["model"] == model)]
         label = model if distribution["study"].nunique() == 1 else f"{study}: {model}"
-        ax.bar(part["rating"] + (k - (len(keys) - 1) / 2) * width, 100 * part["share"], width, label=label)
+        ax.bar(
+            part["rating"] + (k - (len(keys) - 1) / 2) * width,
+            100 * part["share"],
+            width,
+            label=label,
+        )
     ax.set_xlabel("realism rating")
     ax.set_ylabel("% of answers")
     ax.set_xticks([1, 2, 3, 4, 5])
@@ -60,8 +65,15 @@ def preference_bars(table5: pd.DataFrame, model_a: str, model_b: str, interval: 
     fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(part) + 1.2))
     y = np.arange(len(part))
     ax.barh(y, part["pct_a"], color="#4c72b0")
-    ax.errorbar(part["pct_a"], y, xerr=[part["pct_a"] - part["pct_a_low"], part["pct_a_high"] - part["pct_a"]],
-                fmt="none", ecolor="black", capsize=2, lw=1)
+    ax.errorbar(
+        part["pct_a"],
+        y,
+        xerr=[part["pct_a"] - part["pct_a_low"], part["pct_a_high"] - part["pct_a"]],
+        fmt="none",
+        ecolor="black",
+        capsize=2,
+        lw=1,
+    )
     ax.axvline(50, color="grey", ls="--", lw=1)
     ax.set_yticks(y, part["class_name"], fontsize="small")
     ax.set_xlim(0, 100)
@@ -77,9 +89,14 @@ def agreement_bars(agreement: pd.DataFrame) -> str | None:
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(agreement) + 1.2))
     y = np.arange(len(agreement))
     ax.barh(y - 0.2, agreement["value"].fillna(0), 0.4, label="kappa / alpha")
-    ax.barh(y + 0.2, agreement["all_agree"].fillna(0) / 100, 0.4, label="all raters agreed (fraction)")
-    ax.set_yticks(y, [f"{s} ({m.split('_')[0]})" for s, m in zip(agreement["study"], agreement["measure"])],
-                  fontsize="small")
+    ax.barh(
+        y + 0.2, agreement["all_agree"].fillna(0) / 100, 0.4, label="all raters agreed (fraction)"
+    )
+    ax.set_yticks(
+        y,
+        [f"{s} ({m.split('_')[0]})" for s, m in zip(agreement["study"], agreement["measure"])],
+        fontsize="small",
+    )
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlim(min(-0.1, float(agreement["value"].min(skipna=True) or 0) - 0.05), 1)
     ax.legend(fontsize="small")
@@ -94,8 +111,13 @@ def strengths(bt: pd.DataFrame) -> str | None:
     part = bt.iloc[::-1]
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(part) + 1.2))
     y = np.arange(len(part))
-    ax.errorbar(part["strength"], y, xerr=[part["strength"] - part["ci_low"], part["ci_high"] - part["strength"]],
-                fmt="o", capsize=3)
+    ax.errorbar(
+        part["strength"],
+        y,
+        xerr=[part["strength"] - part["ci_low"], part["ci_high"] - part["strength"]],
+        fmt="o",
+        capsize=3,
+    )
     ax.set_yticks(y, part["model"])
     ax.axvline(0, color="grey", ls="--", lw=1)
     ax.set_xlabel("Bradley-Terry strength (log-odds vs reference)")
@@ -107,10 +129,17 @@ def strengths(bt: pd.DataFrame) -> str | None:
 # Built on ``matplotlib.figure.Figure`` directly, so no pyplot state is touched; the data
 # come from ``analysis.curves`` and each plotted line carries its series label.
 
-METRIC_LABELS = {"fid": "FID (lower is better)", "isc": "Inception Score (higher is better)",
-                 "kid": "KID", "nll_bpd": "NLL (bits/dim)"}
-LOG_PANELS = (("loss", "training loss"), ("bpd", "bits/dim (autoregressive term)"),
-              ("usage", "codebook use (fraction of codes)"))
+METRIC_LABELS = {
+    "fid": "FID (lower is better)",
+    "isc": "Inception Score (higher is better)",
+    "kid": "KID",
+    "nll_bpd": "NLL (bits/dim)",
+}
+LOG_PANELS = (
+    ("loss", "training loss"),
+    ("bpd", "bits/dim (autoregressive term)"),
+    ("usage", "codebook use (fraction of codes)"),
+)
 
 
 def _figure(panels: int, width: float = 4.2, height: float = 3.2):
@@ -159,11 +188,16 @@ def temperature_curve(points: pd.DataFrame, metrics: tuple[str, ...] = ("fid", "
         part = points[points["metric"] == metric]
         for (model, sweep), series in part.groupby(["model", "sweep"], sort=False):
             label = f"{model} [{sweep[:6]}]" if multi.get(model, 1) > 1 else str(model)
-            line, = ax.plot(series["temperature"], series["value"], "o-", label=label)
+            (line,) = ax.plot(series["temperature"], series["value"], "o-", label=label)
             if series["std"].notna().any():
-                ax.errorbar(series["temperature"], series["value"], yerr=series["std"].fillna(0),
-                            fmt="none",
-                            ecolor=line.get_color(), capsize=3)
+                ax.errorbar(
+                    series["temperature"],
+                    series["value"],
+                    yerr=series["std"].fillna(0),
+                    fmt="none",
+                    ecolor=line.get_color(),
+                    capsize=3,
+                )
         ax.set_xlabel("sampling temperature")
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
@@ -177,8 +211,11 @@ def training_curves(logs: dict[str, pd.DataFrame]):
 
     ``logs``: run label -> :func:`analysis.curves.training_log`. Panels without data are left out.
     """
-    panels = [(key, label) for key, label in LOG_PANELS
-              if any(key in log.columns and log[key].notna().any() for log in logs.values())]
+    panels = [
+        (key, label)
+        for key, label in LOG_PANELS
+        if any(key in log.columns and log[key].notna().any() for log in logs.values())
+    ]
     if not panels:
         from analysis.errors import ResultsError
 
@@ -220,9 +257,14 @@ def predictability_curve(points: pd.DataFrame):
         if len(series):
             color = "tab:red" if kind == "feedforward" else "tab:blue"
             left.plot(series["layers"], series["value"], style, color=color, label=label)
-            left.errorbar(series["layers"], series["value"], yerr=series["std"].fillna(0),
-                          fmt="none",
-                          ecolor=color, capsize=3)
+            left.errorbar(
+                series["layers"],
+                series["value"],
+                yerr=series["std"].fillna(0),
+                fmt="none",
+                ecolor=color,
+                capsize=3,
+            )
     left.set_xlabel("auxiliary decoder layers")
     left.set_ylabel("NLL (bits/dim)")
     left.legend(fontsize="small")
@@ -231,11 +273,21 @@ def predictability_curve(points: pd.DataFrame):
         right = axes[1]
         depth = msp["layers"].mode().iloc[0]
         series = msp[msp["layers"] == depth]
-        right.plot(series["mask_size"], series["value"], "^-", color="tab:orange",
-                   label=f"MSP, {depth:g} layers")
-        right.errorbar(series["mask_size"], series["value"], yerr=series["std"].fillna(0),
-                       fmt="none",
-                       ecolor="tab:orange", capsize=3)
+        right.plot(
+            series["mask_size"],
+            series["value"],
+            "^-",
+            color="tab:orange",
+            label=f"MSP, {depth:g} layers",
+        )
+        right.errorbar(
+            series["mask_size"],
+            series["value"],
+            yerr=series["std"].fillna(0),
+            fmt="none",
+            ecolor="tab:orange",
+            capsize=3,
+        )
         right.set_xlabel("mask size")
         right.set_ylabel("NLL (bits/dim)")
         right.legend(fontsize="small")

@@ -52,7 +52,9 @@ class ExclusionRules:
     def __post_init__(self):
         unknown = [f for f in self.flags if f not in FLAGS]
         if unknown:
-            raise AnalysisError(f"unknown rater flag {unknown[0]!r}; choose from {', '.join(FLAGS)} or 'all'")
+            raise AnalysisError(
+                f"unknown rater flag {unknown[0]!r}; choose from {', '.join(FLAGS)} or 'all'"
+            )
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class ExclusionSummary:
 
     raters_before: int
     answers_before: int
-    raters_removed: dict[str, int] = field(default_factory=dict)   # reason -> raters
+    raters_removed: dict[str, int] = field(default_factory=dict)  # reason -> raters
     answers_removed_with_raters: int = 0
     answers_removed_fast: int = 0
     min_response_ms: float | None = None
@@ -76,24 +78,40 @@ class ExclusionSummary:
 
     def describe(self) -> str:
         if not self.raters_removed and self.min_response_ms is None:
-            return (f"Exclusions: none applied ({self.raters_before} raters, {self.answers_before} answers "
-                    "kept; see `hvqeval report quality` for flagged raters).")
+            return (
+                f"Exclusions: none applied ({self.raters_before} raters, {self.answers_before} answers "
+                "kept; see `hvqeval report quality` for flagged raters)."
+            )
         parts = []
         if self.raters_removed:
-            reasons = ", ".join(f"{k.replace('_', '-')}: {v}" for k, v in self.raters_removed.items())
-            parts.append(f"{self.raters_removed_total} of {self.raters_before} raters removed ({reasons}) "
-                         f"with their {self.answers_removed_with_raters} answers")
+            reasons = ", ".join(
+                f"{k.replace('_', '-')}: {v}" for k, v in self.raters_removed.items()
+            )
+            parts.append(
+                f"{self.raters_removed_total} of {self.raters_before} raters removed ({reasons}) "
+                f"with their {self.answers_removed_with_raters} answers"
+            )
         if self.min_response_ms is not None:
-            parts.append(f"{self.answers_removed_fast} answers faster than {self.min_response_ms:g} ms removed")
-        return (f"Exclusions: {'; '.join(parts)}; {self.answers_removed_total} of {self.answers_before} "
-                "answers removed in total.")
+            parts.append(
+                f"{self.answers_removed_fast} answers faster than {self.min_response_ms:g} ms removed"
+            )
+        return (
+            f"Exclusions: {'; '.join(parts)}; {self.answers_removed_total} of {self.answers_before} "
+            "answers removed in total."
+        )
 
     def as_dict(self) -> dict:
-        return {"raters_before": self.raters_before, "answers_before": self.answers_before,
-                "raters_removed": dict(self.raters_removed), "raters_removed_total": self.raters_removed_total,
-                "answers_removed_with_raters": self.answers_removed_with_raters,
-                "answers_removed_fast": self.answers_removed_fast, "min_response_ms": self.min_response_ms,
-                "answers_removed_total": self.answers_removed_total, "statement": self.describe()}
+        return {
+            "raters_before": self.raters_before,
+            "answers_before": self.answers_before,
+            "raters_removed": dict(self.raters_removed),
+            "raters_removed_total": self.raters_removed_total,
+            "answers_removed_with_raters": self.answers_removed_with_raters,
+            "answers_removed_fast": self.answers_removed_fast,
+            "min_response_ms": self.min_response_ms,
+            "answers_removed_total": self.answers_removed_total,
+            "statement": self.describe(),
+        }
 
 
 def _modal_share(values: pd.Series, keys: pd.Series) -> pd.Series:
@@ -104,9 +122,23 @@ def _modal_share(values: pd.Series, keys: pd.Series) -> pd.Series:
 def rater_quality(responses: pd.DataFrame, rules: QualityRules = QualityRules()) -> pd.DataFrame:
     """One row per rater with the quality measures and flags described in the module docstring."""
     if responses.empty:
-        return pd.DataFrame(columns=["rater", "n_answers", "median_ms", "rating_modal_share", "side_modal_share",
-                                     "real_items", "real_failed_share", "real_rating_gap", *FLAGS, "flags"])
-    out = responses.groupby("rater").agg(n_answers=("row", "size"), median_ms=("response_ms", "median"))
+        return pd.DataFrame(
+            columns=[
+                "rater",
+                "n_answers",
+                "median_ms",
+                "rating_modal_share",
+                "side_modal_share",
+                "real_items",
+                "real_failed_share",
+                "real_rating_gap",
+                *FLAGS,
+                "flags",
+            ]
+        )
+    out = responses.groupby("rater").agg(
+        n_answers=("row", "size"), median_ms=("response_ms", "median")
+    )
     ratings = responses[(responses["kind"] == "rating") & responses["usable"]]
     pairs = responses[(responses["kind"] == "pairwise") & responses["usable"]]
     out["n_ratings"] = ratings.groupby("rater").size()
@@ -119,24 +151,37 @@ def rater_quality(responses: pd.DataFrame, rules: QualityRules = QualityRules())
     check = pairs[real_a ^ real_b]
     failed = np.where(check["model_a"].isin(real), check["choice"] == "b", check["choice"] == "a")
     out["real_items"] = check.groupby("rater").size()
-    out["real_failed_share"] = pd.Series(failed, index=check.index, dtype=float).groupby(check["rater"]).mean()
+    out["real_failed_share"] = (
+        pd.Series(failed, index=check.index, dtype=float).groupby(check["rater"]).mean()
+    )
     is_real = ratings["model_a"].isin(real)
-    by_rater = ratings.groupby([ratings["rater"], is_real.rename("real")])["rating"].agg(["mean", "size"]).unstack()
-    if (True in by_rater.columns.get_level_values(1)) and (False in by_rater.columns.get_level_values(1)):
-        enough = (by_rater[("size", True)] >= rules.real_min_items) & (by_rater[("size", False)] >= rules.real_min_items)
-        out["real_rating_gap"] = (by_rater[("mean", True)] - by_rater[("mean", False)]).where(enough)
+    by_rater = (
+        ratings.groupby([ratings["rater"], is_real.rename("real")])["rating"]
+        .agg(["mean", "size"])
+        .unstack()
+    )
+    if (True in by_rater.columns.get_level_values(1)) and (
+        False in by_rater.columns.get_level_values(1)
+    ):
+        enough = (by_rater[("size", True)] >= rules.real_min_items) & (
+            by_rater[("size", False)] >= rules.real_min_items
+        )
+        out["real_rating_gap"] = (by_rater[("mean", True)] - by_rater[("mean", False)]).where(
+            enough
+        )
     else:
         out["real_rating_gap"] = np.nan
-    out = out.reindex(columns=[*out.columns]).fillna({"n_ratings": 0, "n_pairs": 0, "real_items": 0})
-    out["straight_lining"] = (
-        ((out["n_ratings"] >= rules.min_answers) & (out["rating_modal_share"] >= 1.0))
-        | ((out["n_pairs"] >= rules.min_answers) & (out["side_modal_share"] >= rules.side_share))
+    out = out.reindex(columns=[*out.columns]).fillna(
+        {"n_ratings": 0, "n_pairs": 0, "real_items": 0}
     )
+    out["straight_lining"] = (
+        (out["n_ratings"] >= rules.min_answers) & (out["rating_modal_share"] >= 1.0)
+    ) | ((out["n_pairs"] >= rules.min_answers) & (out["side_modal_share"] >= rules.side_share))
     out["fast"] = out["median_ms"] < rules.fast_ms
     out["failed_real"] = (
-        ((out["real_items"] >= rules.real_min_items) & (out["real_failed_share"] >= rules.real_fail_share))
-        | (out["real_rating_gap"] <= 0)
-    )
+        (out["real_items"] >= rules.real_min_items)
+        & (out["real_failed_share"] >= rules.real_fail_share)
+    ) | (out["real_rating_gap"] <= 0)
     out["flags"] = [",".join(f for f in FLAGS if row[f]) for _, row in out[list(FLAGS)].iterrows()]
     out = out.drop(columns=["n_ratings", "n_pairs"]).reset_index()
     out[["real_items"]] = out[["real_items"]].astype(int)
@@ -153,7 +198,9 @@ def apply_exclusions(
     if rules.raters:
         unknown = sorted(set(rules.raters) - set(responses["rater"]))
         if unknown:
-            raise AnalysisError(f"--exclude-rater {unknown[0]!r} answered nothing in these responses")
+            raise AnalysisError(
+                f"--exclude-rater {unknown[0]!r} answered nothing in these responses"
+            )
         removed["named"] = len(set(rules.raters))
         drop |= responses["rater"].isin(rules.raters)
     if rules.flags:
@@ -170,5 +217,7 @@ def apply_exclusions(
         fast = kept["response_ms"] < rules.min_response_ms
         n_fast = int(fast.sum())
         kept = kept[~fast]
-    summary = ExclusionSummary(raters_before, answers_before, removed, int(drop.sum()), n_fast, rules.min_response_ms)
+    summary = ExclusionSummary(
+        raters_before, answers_before, removed, int(drop.sum()), n_fast, rules.min_response_ms
+    )
     return kept.reset_index(drop=True), summary

@@ -24,13 +24,26 @@ import pandas as pd
 
 from analysis.clustered import bootstrap_mean, clustered_mean
 
-RATING_COLUMNS = ["mean", "se", "se_clustered", "ci_low", "ci_high",
-                  "n_answers", "n_unusable", "n_images", "n_raters"]
+RATING_COLUMNS = [
+    "mean",
+    "se",
+    "se_clustered",
+    "ci_low",
+    "ci_high",
+    "n_answers",
+    "n_unusable",
+    "n_images",
+    "n_raters",
+]
 
 
 def rating_table(
-    responses: pd.DataFrame, by_class: bool = False, interval: str = "cluster",
-    confidence: float = 0.95, n_boot: int = 1000, seed: int = 0,
+    responses: pd.DataFrame,
+    by_class: bool = False,
+    interval: str = "cluster",
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Table 2 (``by_class=False``) or its per-class breakdown from validated responses."""
     keys = ["study", "class_name", "model"] if by_class else ["study", "model"]
@@ -41,16 +54,25 @@ def rating_table(
         factors = usable[["image_a", "rater"]].rename(columns={"image_a": "image"})
         y = usable["rating"].to_numpy()
         if interval == "bootstrap":
-            est = bootstrap_mean(y, factors, {"image": usable["class_name"]}, n_boot, seed + group_index, confidence)
+            est = bootstrap_mean(
+                y, factors, {"image": usable["class_name"]}, n_boot, seed + group_index, confidence
+            )
         else:
             est = clustered_mean(y, factors, confidence)
-        rows.append({
-            **dict(zip(keys, key)),
-            "mean": est.mean, "se": est.se_naive, "se_clustered": est.se,
-            "ci_low": est.ci_low, "ci_high": est.ci_high,
-            "n_answers": len(usable), "n_unusable": int((~group["usable"]).sum()),
-            "n_images": usable["image_a"].nunique(), "n_raters": usable["rater"].nunique(),
-        })
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "mean": est.mean,
+                "se": est.se_naive,
+                "se_clustered": est.se,
+                "ci_low": est.ci_low,
+                "ci_high": est.ci_high,
+                "n_answers": len(usable),
+                "n_unusable": int((~group["usable"]).sum()),
+                "n_images": usable["image_a"].nunique(),
+                "n_raters": usable["rater"].nunique(),
+            }
+        )
     table = pd.DataFrame(rows, columns=keys + RATING_COLUMNS)
     sort_keys = keys[:-1] + ["mean"]
     ascending = [True] * (len(sort_keys) - 1) + [False]
@@ -62,7 +84,9 @@ def rating_distribution(responses: pd.DataFrame) -> pd.DataFrame:
     ratings = responses[(responses["kind"] == "rating") & responses["usable"]]
     if ratings.empty:
         return pd.DataFrame(columns=["study", "model", "rating", "count", "share"])
-    counts = pd.crosstab([ratings["study"], ratings["model_a"]], ratings["rating"])   # (groups, ratings seen)
+    counts = pd.crosstab(
+        [ratings["study"], ratings["model_a"]], ratings["rating"]
+    )  # (groups, ratings seen)
     counts = counts.reindex(columns=np.arange(1.0, 6.0), fill_value=0)
     long = counts.stack().rename("count").reset_index()
     long.columns = ["study", "model", "rating", "count"]

@@ -34,8 +34,8 @@ Every violation raises :class:`~analysis.errors.ResponsesError` naming the row a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -43,8 +43,22 @@ import pandas as pd
 from analysis.errors import ResponsesError
 
 COLUMNS = (
-    "study", "kind", "rater", "item", "class_id", "class_name", "model_a", "sample_a", "model_b",
-    "sample_b", "left", "rating", "choice", "unknown_reason", "response_ms", "created_at",
+    "study",
+    "kind",
+    "rater",
+    "item",
+    "class_id",
+    "class_name",
+    "model_a",
+    "sample_a",
+    "model_b",
+    "sample_b",
+    "left",
+    "rating",
+    "choice",
+    "unknown_reason",
+    "response_ms",
+    "created_at",
 )
 KINDS = ("rating", "pairwise")
 CHOICES = ("a", "b", "unknown")
@@ -55,11 +69,15 @@ def read_responses_csv(path: str | Path) -> pd.DataFrame:
     """Read and validate one export CSV (``.csv`` or ``.csv.gz``)."""
     path = Path(path)
     if not path.is_file():
-        raise ResponsesError(f"{path}: no such responses file; export one with `hvqeval study export`")
+        raise ResponsesError(
+            f"{path}: no such responses file; export one with `hvqeval study export`"
+        )
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError:
-        raise ResponsesError(f"{path}: the file is empty (not even a header row); re-export the study") from None
+        raise ResponsesError(
+            f"{path}: the file is empty (not even a header row); re-export the study"
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise ResponsesError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
     return validate_responses(raw, source=str(path), header_lines=1)
@@ -86,7 +104,9 @@ def _where(source: str, row: int, header_lines: int) -> str:
     return f"{source}: row {row}{line}"
 
 
-def validate_responses(raw: pd.DataFrame, source: str = "responses", header_lines: int = 0) -> pd.DataFrame:
+def validate_responses(
+    raw: pd.DataFrame, source: str = "responses", header_lines: int = 0
+) -> pd.DataFrame:
     """Check the column contract and return the typed frame described in the module docstring.
 
     ``raw`` holds strings (empty string = missing). ``header_lines`` is 1 for CSV input so errors
@@ -113,49 +133,116 @@ def validate_responses(raw: pd.DataFrame, source: str = "responses", header_line
             )
 
     for column in ("study", "rater", "item", "model_a", "sample_a"):
-        fail((df[column] == "").to_numpy(), column, "is empty", "every answer needs it; re-export the study")
-    fail(~df["kind"].isin(KINDS).to_numpy(), "kind", "unknown study kind '{value}'",
-         "expected 'rating' or 'pairwise'")
-    fail(((df["class_id"] == "") & (df["class_name"] == "")).to_numpy(), "class_name",
-         "neither class_name nor class_id is given", "every answer needs its class")
+        fail(
+            (df[column] == "").to_numpy(),
+            column,
+            "is empty",
+            "every answer needs it; re-export the study",
+        )
+    fail(
+        ~df["kind"].isin(KINDS).to_numpy(),
+        "kind",
+        "unknown study kind '{value}'",
+        "expected 'rating' or 'pairwise'",
+    )
+    fail(
+        ((df["class_id"] == "") & (df["class_name"] == "")).to_numpy(),
+        "class_name",
+        "neither class_name nor class_id is given",
+        "every answer needs its class",
+    )
     class_id = pd.to_numeric(df["class_id"].replace("", np.nan), errors="coerce")
-    fail(((df["class_id"] != "") & (class_id.isna() | (class_id % 1 != 0))).to_numpy(), "class_id",
-         "'{value}' is not an integer class id", "fix or empty the cell")
+    fail(
+        ((df["class_id"] != "") & (class_id.isna() | (class_id % 1 != 0))).to_numpy(),
+        "class_id",
+        "'{value}' is not an integer class id",
+        "fix or empty the cell",
+    )
 
     is_rating = (df["kind"] == "rating").to_numpy()
     is_pair = ~is_rating
     rating = pd.to_numeric(df["rating"].replace("", np.nan), errors="coerce")
     has_rating = (df["rating"] != "").to_numpy()
-    fail(has_rating & is_pair, "rating", "a pairwise answer carries a rating '{value}'",
-         "pairwise answers use the choice column")
-    fail(has_rating & (rating.isna() | (rating % 1 != 0)).to_numpy(), "rating",
-         "'{value}' is not an integer rating", f"ratings are integers {RATING_MIN} to {RATING_MAX}")
-    fail(has_rating & ((rating < RATING_MIN) | (rating > RATING_MAX)).to_numpy(), "rating",
-         f"{{value}} is outside {RATING_MIN}-{RATING_MAX}", f"ratings are integers {RATING_MIN} to {RATING_MAX}")
+    fail(
+        has_rating & is_pair,
+        "rating",
+        "a pairwise answer carries a rating '{value}'",
+        "pairwise answers use the choice column",
+    )
+    fail(
+        has_rating & (rating.isna() | (rating % 1 != 0)).to_numpy(),
+        "rating",
+        "'{value}' is not an integer rating",
+        f"ratings are integers {RATING_MIN} to {RATING_MAX}",
+    )
+    fail(
+        has_rating & ((rating < RATING_MIN) | (rating > RATING_MAX)).to_numpy(),
+        "rating",
+        f"{{value}} is outside {RATING_MIN}-{RATING_MAX}",
+        f"ratings are integers {RATING_MIN} to {RATING_MAX}",
+    )
     choice = df["choice"]
-    fail(is_pair & (choice == "").to_numpy(), "choice", "a pairwise answer has no choice",
-         "expected 'a', 'b' or 'unknown'")
-    fail(((choice != "") & ~choice.isin(CHOICES)).to_numpy(), "choice", "unknown choice '{value}'",
-         "expected 'a', 'b' or 'unknown'")
-    fail(is_rating & choice.isin(("a", "b")).to_numpy(), "choice", "a rating answer has choice '{value}'",
-         "rating answers leave choice empty or 'unknown'")
-    fail(is_rating & (choice == "").to_numpy() & ~has_rating, "rating", "a rating answer has no rating",
-         "give a rating 1-5 or mark the answer choice=unknown")
-    fail(is_rating & (choice == "unknown").to_numpy() & has_rating, "rating",
-         "an answer marked unknown also has rating {value}", "keep one of the two")
-    fail(is_pair & (df["model_b"] == "").to_numpy(), "model_b", "a pairwise answer has no model_b",
-         "pairwise answers compare model_a with model_b")
-    fail(is_pair & (df["sample_b"] == "").to_numpy(), "sample_b", "a pairwise answer has no sample_b",
-         "pairwise answers compare sample_a with sample_b")
-    fail(is_pair & ~df["left"].isin(("a", "b")).to_numpy(), "left", "'{value}' is not a side",
-         "expected 'a' or 'b' (which image was shown on the left)")
+    fail(
+        is_pair & (choice == "").to_numpy(),
+        "choice",
+        "a pairwise answer has no choice",
+        "expected 'a', 'b' or 'unknown'",
+    )
+    fail(
+        ((choice != "") & ~choice.isin(CHOICES)).to_numpy(),
+        "choice",
+        "unknown choice '{value}'",
+        "expected 'a', 'b' or 'unknown'",
+    )
+    fail(
+        is_rating & choice.isin(("a", "b")).to_numpy(),
+        "choice",
+        "a rating answer has choice '{value}'",
+        "rating answers leave choice empty or 'unknown'",
+    )
+    fail(
+        is_rating & (choice == "").to_numpy() & ~has_rating,
+        "rating",
+        "a rating answer has no rating",
+        "give a rating 1-5 or mark the answer choice=unknown",
+    )
+    fail(
+        is_rating & (choice == "unknown").to_numpy() & has_rating,
+        "rating",
+        "an answer marked unknown also has rating {value}",
+        "keep one of the two",
+    )
+    fail(
+        is_pair & (df["model_b"] == "").to_numpy(),
+        "model_b",
+        "a pairwise answer has no model_b",
+        "pairwise answers compare model_a with model_b",
+    )
+    fail(
+        is_pair & (df["sample_b"] == "").to_numpy(),
+        "sample_b",
+        "a pairwise answer has no sample_b",
+        "pairwise answers compare sample_a with sample_b",
+    )
+    fail(
+        is_pair & ~df["left"].isin(("a", "b")).to_numpy(),
+        "left",
+        "'{value}' is not a side",
+        "expected 'a' or 'b' (which image was shown on the left)",
+    )
     ms = pd.to_numeric(df["response_ms"].replace("", np.nan), errors="coerce")
-    fail(((df["response_ms"] != "") & (ms.isna() | (ms < 0))).to_numpy(), "response_ms",
-         "'{value}' is not a non-negative number of milliseconds", "fix or empty the cell")
+    fail(
+        ((df["response_ms"] != "") & (ms.isna() | (ms < 0))).to_numpy(),
+        "response_ms",
+        "'{value}' is not a non-negative number of milliseconds",
+        "fix or empty the cell",
+    )
 
     out = df.copy()
     out["class_id"] = class_id.astype("Int64")
-    out["class_name"] = out["class_name"].where(out["class_name"] != "", out["class_id"].astype(str))
+    out["class_name"] = out["class_name"].where(
+        out["class_name"] != "", out["class_id"].astype(str)
+    )
     out["rating"] = rating.astype(float)
     out["response_ms"] = ms.astype(float)
     out["image_a"] = out["model_a"] + "/" + out["sample_a"]
@@ -183,13 +270,17 @@ def load_responses(
     studies = list(studies)
     frames = [read_responses_csv(p) for p in csv_paths] + list(frames)
     if not frames:
-        raise ResponsesError("no responses given: pass --responses CSV or --database URL --study NAME")
+        raise ResponsesError(
+            "no responses given: pass --responses CSV or --database URL --study NAME"
+        )
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if studies:
         present = set(df["study"])
         unknown = [s for s in studies if s not in present]
         if unknown and len(df):
-            raise ResponsesError(f"study {unknown[0]!r} is not in the responses; present: "
-                                 f"{', '.join(sorted(present))}")
+            raise ResponsesError(
+                f"study {unknown[0]!r} is not in the responses; present: "
+                f"{', '.join(sorted(present))}"
+            )
         df = df[df["study"].isin(studies)].reset_index(drop=True)
     return df

@@ -41,15 +41,29 @@ SETTING_FIELDS = {
     "fid": ("feature_extractor", "weights_sha256", "n", "reference", "reference_id", "resize"),
     "nll": ("n", "reference"),
 }
-TABLE1_COLUMNS = ["model", "is_mean", "is_std", "fid", "nll_bpd", "nll_kind", "is_n", "fid_n", "nll_n",
-                  "is_setting", "fid_setting", "nll_setting"]
+TABLE1_COLUMNS = [
+    "model",
+    "is_mean",
+    "is_std",
+    "fid",
+    "nll_bpd",
+    "nll_kind",
+    "is_n",
+    "fid_n",
+    "nll_n",
+    "is_setting",
+    "fid_setting",
+    "nll_setting",
+]
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
     """All rows of a results store; a torn last line (crash while writing) is skipped with a warning."""
     path = Path(path)
     if not path.is_file():
-        raise ResultsError(f"{path}: no such results store; compute metrics with `hvqeval metrics` first")
+        raise ResultsError(
+            f"{path}: no such results store; compute metrics with `hvqeval metrics` first"
+        )
     lines = path.read_text(encoding="utf-8").splitlines()
     rows = []
     for number, line in enumerate(lines, start=1):
@@ -61,13 +75,30 @@ def load_results(path: str | Path) -> pd.DataFrame:
             if number == len(lines):
                 warnings.warn(f"{path}: line {number} is incomplete and was skipped", stacklevel=2)
                 continue
-            raise ResultsError(f"{path}: line {number} is not JSON; remove or repair that line") from None
+            raise ResultsError(
+                f"{path}: line {number} is not JSON; remove or repair that line"
+            ) from None
         for key in ("metric", "value", "model"):
             if key not in row:
-                raise ResultsError(f"{path}: line {number} has no '{key}' field; it is not a results-store row")
+                raise ResultsError(
+                    f"{path}: line {number} has no '{key}' field; it is not a results-store row"
+                )
         rows.append(row)
-    columns = ["metric", "value", "std", "model", "sample_set", "reference", "reference_id", "n", "splits",
-               "feature_extractor", "weights_sha256", "resize", "created_at"]
+    columns = [
+        "metric",
+        "value",
+        "std",
+        "model",
+        "sample_set",
+        "reference",
+        "reference_id",
+        "n",
+        "splits",
+        "feature_extractor",
+        "weights_sha256",
+        "resize",
+        "created_at",
+    ]
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=columns + [c for c in frame.columns if c not in columns])
 
@@ -99,24 +130,34 @@ def _describe(key: str, row: pd.Series) -> str:
 
 
 def table1(
-    results: pd.DataFrame, models: list[str] | None = None, feature_extractor: str | None = None,
-    reference: str | None = None, n: int | None = None, allow_mixed: bool = False,
+    results: pd.DataFrame,
+    models: list[str] | None = None,
+    feature_extractor: str | None = None,
+    reference: str | None = None,
+    n: int | None = None,
+    allow_mixed: bool = False,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Table 1 and notes (superseded duplicates, mixed settings). See module docstring."""
     notes: list[str] = []
     frame = results
     if "extra" in frame:
         # Temperature-sweep rows (``hvqeval sweep``) belong to the temperature figure, not here.
-        swept = frame["extra"].map(lambda e: isinstance(e, dict) and isinstance(e.get("sweep"), dict))
+        swept = frame["extra"].map(
+            lambda e: isinstance(e, dict) and isinstance(e.get("sweep"), dict)
+        )
         if swept.any():
-            notes.append(f"{int(swept.sum())} temperature-sweep row(s) left out (see the temperature "
-                         "figure, `hvqeval plot temperature`)")
+            notes.append(
+                f"{int(swept.sum())} temperature-sweep row(s) left out (see the temperature "
+                "figure, `hvqeval plot temperature`)"
+            )
             frame = frame[~swept]
     if models:
         missing = [m for m in models if m not in set(frame["model"])]
         if missing:
-            raise ResultsError(f"model {missing[0]!r} has no results; present: "
-                               f"{', '.join(sorted(map(str, frame['model'].dropna().unique())))}")
+            raise ResultsError(
+                f"model {missing[0]!r} has no results; present: "
+                f"{', '.join(sorted(map(str, frame['model'].dropna().unique())))}"
+            )
         frame = frame[frame["model"].isin(models)]
     order = list(models) if models else list(dict.fromkeys(frame["model"].dropna()))
     cells: dict[str, dict[str, pd.Series]] = {m: {} for m in order}
@@ -129,7 +170,9 @@ def table1(
         if key in ("is", "fid") and n is not None:
             rows = rows[rows["n"] == n]
         for model, group in rows.groupby("model", sort=False):
-            group = group.sort_values("created_at", kind="stable") if "created_at" in group else group
+            group = (
+                group.sort_values("created_at", kind="stable") if "created_at" in group else group
+            )
             settings = {_setting(r, SETTING_FIELDS[key]): r for _, r in group.iterrows()}
             if len(settings) > 1:
                 described = " vs ".join(sorted({_describe(key, r) for r in settings.values()}))
@@ -138,27 +181,45 @@ def table1(
                     "--feature-extractor, --reference or --n"
                 )
             if len(group) > 1:
-                notes.append(f"{model} {metric}: {len(group) - 1} older result(s) with the same settings "
-                             "superseded by the latest")
+                notes.append(
+                    f"{model} {metric}: {len(group) - 1} older result(s) with the same settings "
+                    "superseded by the latest"
+                )
             cells[model][key] = group.iloc[-1]
     rows_out = []
     for model in order:
         c = cells[model]
+
         def get(key, field):
             return c[key][field] if key in c and pd.notna(c[key][field]) else np.nan
-        rows_out.append({
-            "model": model, "is_mean": get("is", "value"), "is_std": get("is", "std"),
-            "fid": get("fid", "value"), "nll_bpd": get("nll", "value"),
-            "nll_kind": nll_kind(c["nll"]) if "nll" in c else "",
-            "is_n": get("is", "n"), "fid_n": get("fid", "n"), "nll_n": get("nll", "n"),
-            **{f"{k}_setting": _describe(k, c[k]) if k in c else "" for k in METRICS},
-        })
+
+        rows_out.append(
+            {
+                "model": model,
+                "is_mean": get("is", "value"),
+                "is_std": get("is", "std"),
+                "fid": get("fid", "value"),
+                "nll_bpd": get("nll", "value"),
+                "nll_kind": nll_kind(c["nll"]) if "nll" in c else "",
+                "is_n": get("is", "n"),
+                "fid_n": get("fid", "n"),
+                "nll_n": get("nll", "n"),
+                **{f"{k}_setting": _describe(k, c[k]) if k in c else "" for k in METRICS},
+            }
+        )
     table = pd.DataFrame(rows_out, columns=TABLE1_COLUMNS)
     for key in METRICS:
-        used = {cells[m][key].name: _setting(cells[m][key], SETTING_FIELDS[key]) for m in order if key in cells[m]}
+        used = {
+            cells[m][key].name: _setting(cells[m][key], SETTING_FIELDS[key])
+            for m in order
+            if key in cells[m]
+        }
         if len(set(used.values())) > 1:
-            listing = "; ".join(f"{m}: {table.loc[table['model'] == m, f'{key}_setting'].iloc[0]}"
-                                for m in order if key in cells[m])
+            listing = "; ".join(
+                f"{m}: {table.loc[table['model'] == m, f'{key}_setting'].iloc[0]}"
+                for m in order
+                if key in cells[m]
+            )
             if not allow_mixed:
                 raise ResultsError(
                     f"the {METRICS[key]} column would mix numbers made differently ({listing}); filter with "

@@ -82,8 +82,15 @@ def cpu_benchmark(args) -> None:
         weights = inception_weights(args, tmp)
         samples = write_shapes_sample_set(tmp / "samples", args.n, args.size, seed=1)
         reference = write_shapes_folder(tmp / "reference", args.n, args.size, seed=2)
-        settings = EvalSettings(metrics=("isc", "fid"), weights=weights, use_cache=False, device="cpu",
-                                batch_size=args.batch_size, cache_dir=str(tmp / "cache"), progress=False)
+        settings = EvalSettings(
+            metrics=("isc", "fid"),
+            weights=weights,
+            use_cache=False,
+            device="cpu",
+            batch_size=args.batch_size,
+            cache_dir=str(tmp / "cache"),
+            progress=False,
+        )
 
         def run_hvqeval():
             rows = evaluate(str(samples), str(reference), settings).rows
@@ -91,9 +98,18 @@ def cpu_benchmark(args) -> None:
 
         def run_torch_fidelity():
             out = torch_fidelity.calculate_metrics(
-                input1=open_images(str(samples)), input2=open_images(str(reference)), isc=True, fid=True,
-                cuda=False, batch_size=args.batch_size, feature_extractor_weights_path=weights, rng_seed=0,
-                cache=False, verbose=False, save_cpu_ram=True)
+                input1=open_images(str(samples)),
+                input2=open_images(str(reference)),
+                isc=True,
+                fid=True,
+                cuda=False,
+                batch_size=args.batch_size,
+                feature_extractor_weights_path=weights,
+                rng_seed=0,
+                cache=False,
+                verbose=False,
+                save_cpu_ram=True,
+            )
             return {"isc": out["inception_score_mean"], "fid": out["frechet_inception_distance"]}
 
         times = {"hvqeval": [], "torch_fidelity": []}
@@ -106,13 +122,18 @@ def cpu_benchmark(args) -> None:
                 start = time.perf_counter()
                 values[name] = fn()
                 times[name].append(time.perf_counter() - start)
-                print(f"round {round_index + 1}: {name} {times[name][-1]:.2f} s {values[name]}", file=sys.stderr)
+                print(
+                    f"round {round_index + 1}: {name} {times[name][-1]:.2f} s {values[name]}",
+                    file=sys.stderr,
+                )
         ours, theirs = sum(times["hvqeval"]), sum(times["torch_fidelity"])
         result("cpu_images_per_side", args.n)
         result("cpu_hvqeval_is_fid_s", f"{ours / args.rounds:.2f}")
         result("cpu_torch_fidelity_is_fid_s", f"{theirs / args.rounds:.2f}")
         result("cpu_time_ratio_hvqeval_over_torch_fidelity", f"{ours / theirs:.3f}")
-        result("cpu_isc_equal", abs(values["hvqeval"]["isc"] - values["torch_fidelity"]["isc"]) < 1e-9)
+        result(
+            "cpu_isc_equal", abs(values["hvqeval"]["isc"] - values["torch_fidelity"]["isc"]) < 1e-9
+        )
 
 
 def _write_png_batch(job):
@@ -138,7 +159,13 @@ def write_png_sample_set_parallel(path: Path, n: int, size: int, workers: int) -
     jobs = [(str(path), s, min(s + step, n), size, 0) for s in range(0, n, step)]
     with ProcessPoolExecutor(workers) as pool:
         files = [e for batch in pool.map(_write_png_batch, jobs) for e in batch]
-    manifest = {"format_version": 1, "model": "bench", "image_size": size, "seed": 0, "files": files}
+    manifest = {
+        "format_version": 1,
+        "model": "bench",
+        "image_size": size,
+        "seed": 0,
+        "files": files,
+    }
     (path / "manifest.json").write_text(json.dumps(manifest))
     return path
 
@@ -155,17 +182,31 @@ def gpu_benchmark(args) -> None:
         tmp = Path(tmp_name)
         weights = inception_weights(args, tmp)
         start = time.perf_counter()
-        samples = write_png_sample_set_parallel(tmp / "samples", args.gpu_n, 128, os.cpu_count() or 4)
-        reference_images = np.random.default_rng(1).integers(0, 256, size=(args.gpu_reference, 128, 128, 3),
-                                                              dtype=np.uint8)
+        samples = write_png_sample_set_parallel(
+            tmp / "samples", args.gpu_n, 128, os.cpu_count() or 4
+        )
+        reference_images = np.random.default_rng(1).integers(
+            0, 256, size=(args.gpu_reference, 128, 128, 3), dtype=np.uint8
+        )
         np.save(tmp / "reference.npy", reference_images)
         print(f"inputs written in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        settings = EvalSettings(metrics=("isc", "fid"), weights=weights, device="cuda", batch_size=args.gpu_batch,
-                                num_workers=args.workers, cache_dir=str(tmp / "cache"), tf32=False, progress=False)
+        settings = EvalSettings(
+            metrics=("isc", "fid"),
+            weights=weights,
+            device="cuda",
+            batch_size=args.gpu_batch,
+            num_workers=args.workers,
+            cache_dir=str(tmp / "cache"),
+            tf32=False,
+            progress=False,
+        )
         from dataclasses import replace
 
-        warm = evaluate(str(tmp / "reference.npy"), str(tmp / "reference.npy"),
-                        replace(settings, metrics=("fid",)))  # fills the reference cache (not timed)
+        warm = evaluate(
+            str(tmp / "reference.npy"),
+            str(tmp / "reference.npy"),
+            replace(settings, metrics=("fid",)),
+        )  # fills the reference cache (not timed)
         assert warm.reference_cache == "miss"
         torch.cuda.synchronize()
         start = time.perf_counter()
@@ -177,22 +218,33 @@ def gpu_benchmark(args) -> None:
         result("gpu_is_fid_images_per_s", f"{args.gpu_n / elapsed:.0f}")
 
         generator = torch.Generator(device="cuda").manual_seed(0)
-        database = torch.randn(args.knn_database, 4096, device="cuda", generator=generator)  # (1.28M, 4096)
+        database = torch.randn(
+            args.knn_database, 4096, device="cuda", generator=generator
+        )  # (1.28M, 4096)
         queries = torch.randn(4096, 4096, device="cuda", generator=generator)
         torch.backends.cuda.matmul.allow_tf32 = False
-        exact_knn(queries[:64], database[:100000], 10, device="cuda")  # warm-up (kernels, allocator)
+        exact_knn(
+            queries[:64], database[:100000], 10, device="cuda"
+        )  # warm-up (kernels, allocator)
         torch.cuda.synchronize()
         start = time.perf_counter()
         indices, _ = exact_knn(queries, database, 10, chunk=args.knn_chunk, device="cuda")
         torch.cuda.synchronize()
         result("gpu_knn_10nn_4096_vs_1.28M_4096d_s", f"{time.perf_counter() - start:.3f}")
         # Spot check against a float64 brute force for a few queries.
-        check = torch.cdist(queries[:4].double(), database.double()).topk(10, largest=False).indices.cpu().numpy()
+        check = (
+            torch.cdist(queries[:4].double(), database.double())
+            .topk(10, largest=False)
+            .indices.cpu()
+            .numpy()
+        )
         result("gpu_knn_equals_float64_brute_force", bool(np.array_equal(check, indices[:4])))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--n", type=int, default=100, help="CPU: images per side")
     parser.add_argument("--size", type=int, default=32)

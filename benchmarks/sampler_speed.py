@@ -73,8 +73,14 @@ def _build(card, which: str):
         return Prior(card.prior, codes.channels, codes.num_codes, card.model.num_classes)
     channels, values, _ = card.level_input(0)
     codes = card.level[0].codes
-    return ConditionalDecoder(card.level[0], channels, values, codes.channels, codes.num_codes,
-                              factor=downsampling_factor(card, 0))
+    return ConditionalDecoder(
+        card.level[0],
+        channels,
+        values,
+        codes.channels,
+        codes.num_codes,
+        factor=downsampling_factor(card, 0),
+    )
 
 
 def inputs(card, which: str, batch: int, device: str):
@@ -98,7 +104,9 @@ def sample(model, which, card, cond, sampler, stop_after=None, **options):
         if stop_after is not None and steps[0] >= stop_after:
             raise Stop
 
-    kwargs = dict(generator=torch.Generator().manual_seed(2), sampler=sampler, on_step=count, **options)
+    kwargs = dict(
+        generator=torch.Generator().manual_seed(2), sampler=sampler, on_step=count, **options
+    )
     try:
         if which == "prior":
             res = card.top_codes.resolution
@@ -121,7 +129,11 @@ def cpu_worker(card_name, which, batch, sampler, threads, queue):
     start = time.perf_counter()
     x, steps = sample(model, which, card, cond, sampler)
     seconds = time.perf_counter() - start
-    queue.put(dict(seconds=seconds, steps=steps, peak_mib=(peak_rss_kib() - base) / 1024, samples=x.numpy()))
+    queue.put(
+        dict(
+            seconds=seconds, steps=steps, peak_mib=(peak_rss_kib() - base) / 1024, samples=x.numpy()
+        )
+    )
 
 
 def run_cpu(args) -> dict:
@@ -131,14 +143,19 @@ def run_cpu(args) -> dict:
         row = {}
         for sampler in ("naive", "cached"):
             queue = ctx.Queue()
-            proc = ctx.Process(target=cpu_worker, args=(args.card, which, args.batch, sampler, args.threads, queue))
+            proc = ctx.Process(
+                target=cpu_worker, args=(args.card, which, args.batch, sampler, args.threads, queue)
+            )
             proc.start()
             row[sampler] = queue.get()
             proc.join()
         row["identical"] = bool((row["naive"].pop("samples") == row["cached"].pop("samples")).all())
         row["speedup"] = row["naive"]["seconds"] / row["cached"]["seconds"]
         results[which] = row
-    total = {s: results["prior"][s]["seconds"] + results["decoder"][s]["seconds"] for s in ("naive", "cached")}
+    total = {
+        s: results["prior"][s]["seconds"] + results["decoder"][s]["seconds"]
+        for s in ("naive", "cached")
+    }
     results["end_to_end_speedup"] = total["naive"] / total["cached"]
     return results
 
@@ -162,15 +179,25 @@ def engine_run(net, bias, height, width, sampler, stop_after=None, **options) ->
     base = torch.cuda.memory_allocated() if cuda else 0
     start = time.perf_counter()
     try:
-        sample_network(net, bias, height, width, generator=torch.Generator().manual_seed(2),
-                       sampler=sampler, on_step=count, **options)
+        sample_network(
+            net,
+            bias,
+            height,
+            width,
+            generator=torch.Generator().manual_seed(2),
+            sampler=sampler,
+            on_step=count,
+            **options,
+        )
     except Stop:
         pass
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else float("nan")
-    return dict(seconds=seconds, steps=steps[0], per_step_ms=1000 * seconds / steps[0], peak_mib=peak)
+    return dict(
+        seconds=seconds, steps=steps[0], per_step_ms=1000 * seconds / steps[0], peak_mib=peak
+    )
 
 
 def run_gpu(args) -> dict:
@@ -184,11 +211,21 @@ def run_gpu(args) -> dict:
     res = card.top_codes.resolution
     # Warm-up (library initialisation, kernel selection), untimed: a few steps of each.
     sample(prior, "prior", card, labels, "cached", stop_after=3, **fast)
-    sample(decoder, "decoder", card, inputs(card, "decoder", args.batch, dev), "cached", stop_after=3, **fast)
+    sample(
+        decoder,
+        "decoder",
+        card,
+        inputs(card, "decoder", args.batch, dev),
+        "cached",
+        stop_after=3,
+        **fast,
+    )
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     sync()
     start = time.perf_counter()
-    codes = sample_prior(prior, labels, size=(res, res), generator=torch.Generator().manual_seed(2), **fast)
+    codes = sample_prior(
+        prior, labels, size=(res, res), generator=torch.Generator().manual_seed(2), **fast
+    )
     images = sample_decoder(decoder, codes, generator=torch.Generator().manual_seed(3), **fast)
     sync()
     results = {"end_to_end_s": time.perf_counter() - start}
@@ -203,10 +240,24 @@ def run_gpu(args) -> dict:
         stop = args.naive_rows * width * net.channels if which == "decoder" else None
         row = {}
         for sampler in ("naive", "cached"):
-            engine_run(net, bias, height, width, sampler, stop_after=3, cuda_graph=cuda and sampler == "cached")
-            row[sampler] = engine_run(net, bias, height, width, sampler,
-                                      stop_after=stop if sampler == "naive" else None,
-                                      cuda_graph=cuda and sampler == "cached")
+            engine_run(
+                net,
+                bias,
+                height,
+                width,
+                sampler,
+                stop_after=3,
+                cuda_graph=cuda and sampler == "cached",
+            )
+            row[sampler] = engine_run(
+                net,
+                bias,
+                height,
+                width,
+                sampler,
+                stop_after=stop if sampler == "naive" else None,
+                cuda_graph=cuda and sampler == "cached",
+            )
         row["speedup"] = row["naive"]["per_step_ms"] / row["cached"]["per_step_ms"]
         row["extrapolated"] = row["naive"]["steps"] < row["cached"]["steps"]
         results[which] = row
@@ -235,24 +286,56 @@ def tiny_run(folder: Path, card_name: str) -> Path:
 
 def sample_command(run: Path, out: Path, args, processes: int) -> dict:
     """One ``hvqeval sample`` (under torchrun when ``processes`` > 1): its JSON and wall time."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    sample = ["sample", "--run", str(run), "--classes", "all", "--per-class", str(args.per_class),
-              "--batch-size", str(args.batch), "--seed", "0", "--device", "cpu", "--out", str(out), "--json"]
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    sample = [
+        "sample",
+        "--run",
+        str(run),
+        "--classes",
+        "all",
+        "--per-class",
+        str(args.per_class),
+        "--batch-size",
+        str(args.batch),
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--json",
+    ]
     if processes == 1:
         cmd = [sys.executable, "-m", "hvqeval", *sample]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "hvqeval", "--", *sample]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "hvqeval",
+            "--",
+            *sample,
+        ]
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     summary = json.loads(done.stdout)
-    return dict(wall_s=wall, seconds=summary["seconds"], images=summary["made_now"],
-                images_per_s=summary["made_now"] / summary["seconds"],
-                wall_images_per_s=summary["made_now"] / wall)
+    return dict(
+        wall_s=wall,
+        seconds=summary["seconds"],
+        images=summary["made_now"],
+        images_per_s=summary["made_now"] / summary["seconds"],
+        wall_images_per_s=summary["made_now"] / wall,
+    )
 
 
 def load_average() -> str:
@@ -277,27 +360,38 @@ def run_processes(args) -> dict:
             sets = [SampleSet.load(root / f"{name}{r}") for name in ("one", "many")]
             result["identical"] = all(
                 a.file == b.file
-                and (root / f"one{r}" / a.file).read_bytes() == (root / f"many{r}" / b.file).read_bytes()
-                for a, b in zip(sets[0].files, sets[1].files, strict=True))
+                and (root / f"one{r}" / a.file).read_bytes()
+                == (root / f"many{r}" / b.file).read_bytes()
+                for a, b in zip(sets[0].files, sets[1].files, strict=True)
+            )
             result["speedup"] = result["many"]["images_per_s"] / result["one"]["images_per_s"]
             result["wall_speedup"] = result["one"]["wall_s"] / result["many"]["wall_s"]
             rounds.append(result)
     speedups = sorted(r["speedup"] for r in rounds)
-    return {"rounds": rounds, "median_speedup": speedups[len(speedups) // 2],
-            "identical": all(r["identical"] for r in rounds)}
+    return {
+        "rounds": rounds,
+        "median_speedup": speedups[len(speedups) // 2],
+        "identical": all(r["identical"] for r in rounds),
+    }
 
 
 def print_processes(results: dict, args) -> None:
-    print(f"{'round':6} {'processes':10} {'images':>7} {'seconds':>8} {'images/s':>9} {'wall s':>8} "
-          f"{'wall images/s':>14}  load average before / after")
+    print(
+        f"{'round':6} {'processes':10} {'images':>7} {'seconds':>8} {'images/s':>9} {'wall s':>8} "
+        f"{'wall images/s':>14}  load average before / after"
+    )
     for i, result in enumerate(results["rounds"]):
         for key, n in (("one", 1), ("many", args.processes)):
             r = result[key]
-            print(f"{i:<6d} {n:<10d} {r['images']:7d} {r['seconds']:8.1f} {r['images_per_s']:9.2f} "
-                  f"{r['wall_s']:8.1f} {r['wall_images_per_s']:14.2f}  {result['load_before']} / "
-                  f"{result['load_after']}")
-        print(f"       ratio {result['speedup']:.2f}x (wall {result['wall_speedup']:.2f}x), "
-              f"identical {result['identical']}")
+            print(
+                f"{i:<6d} {n:<10d} {r['images']:7d} {r['seconds']:8.1f} {r['images_per_s']:9.2f} "
+                f"{r['wall_s']:8.1f} {r['wall_images_per_s']:14.2f}  {result['load_before']} / "
+                f"{result['load_after']}"
+            )
+        print(
+            f"       ratio {result['speedup']:.2f}x (wall {result['wall_speedup']:.2f}x), "
+            f"identical {result['identical']}"
+        )
     print(f"RESULT sample_{args.processes}proc_speedup {results['median_speedup']:.2f}x (median)")
     print(f"RESULT sample_{args.processes}proc_identical {results['identical']}")
 
@@ -325,7 +419,11 @@ def _sync(device) -> None:
 
 
 def _peak_gib(device) -> float:
-    return torch.cuda.max_memory_allocated() / 2**30 if torch.device(device).type == "cuda" else float("nan")
+    return (
+        torch.cuda.max_memory_allocated() / 2**30
+        if torch.device(device).type == "cuda"
+        else float("nan")
+    )
 
 
 def timed_sample(hierarchy, batch: int, options, device, decoder_rows: int | None = None) -> dict:
@@ -348,8 +446,14 @@ def timed_sample(hierarchy, batch: int, options, device, decoder_rows: int | Non
         hierarchy.decode(top, 1.0, generators, "cached", **engine)
         _sync(device)
         total = time.perf_counter() - start
-        return dict(batch=batch, seconds=total, prior_s=prior_s, extrapolated=False,
-                    samples_per_s=batch / total, peak_gib=_peak_gib(device))
+        return dict(
+            batch=batch,
+            seconds=total,
+            prior_s=prior_s,
+            extrapolated=False,
+            samples_per_s=batch / total,
+            peak_gib=_peak_gib(device),
+        )
     # Only the pixel decoder (level 1) is cut short; levels above it run in full.
     size = card.model.image_size
     row, steps, limit, marks = 3 * size, [0], decoder_rows * 3 * size, []
@@ -369,7 +473,9 @@ def timed_sample(hierarchy, batch: int, options, device, decoder_rows: int | Non
 
     codes = top
     for index in reversed(range(1, len(hierarchy.levels))):  # the levels above the pixels, in full
-        codes = sample_decoder(hierarchy.levels[index].decoder, codes, 1.0, generators, "cached", **engine)
+        codes = sample_decoder(
+            hierarchy.levels[index].decoder, codes, 1.0, generators, "cached", **engine
+        )
     decode_start = time.perf_counter()
     try:
         hierarchy.decode(codes, 1.0, generators, "cached", from_level=1, on_step=count, **engine)
@@ -379,8 +485,15 @@ def timed_sample(hierarchy, batch: int, options, device, decoder_rows: int | Non
     above_s = decode_start - start - prior_s
     decoder_s = (marks[0] - decode_start) + per_step * (size * size * 3 - row)
     total = prior_s + above_s + decoder_s
-    return dict(batch=batch, seconds=total, prior_s=prior_s, decoder_per_step_ms=1000 * per_step,
-                extrapolated=True, samples_per_s=batch / total, peak_gib=_peak_gib(device))
+    return dict(
+        batch=batch,
+        seconds=total,
+        prior_s=prior_s,
+        decoder_per_step_ms=1000 * per_step,
+        extrapolated=True,
+        samples_per_s=batch / total,
+        peak_gib=_peak_gib(device),
+    )
 
 
 def run_gpu_throughput(args) -> dict:
@@ -395,8 +508,11 @@ def run_gpu_throughput(args) -> dict:
     hierarchy = random_hierarchy(args.card128, device)
     fit = largest_batch(hierarchy, Temperatures(), options, device)
     batch = args.batch or fit
-    results["best_batch"] = dict(card=args.card128, fit=fit,
-                                 **timed_sample(hierarchy, batch, options, device, args.decoder_rows))
+    results["best_batch"] = dict(
+        card=args.card128,
+        fit=fit,
+        **timed_sample(hierarchy, batch, options, device, args.decoder_rows),
+    )
     del hierarchy
     if cuda:
         torch.cuda.empty_cache()
@@ -408,14 +524,20 @@ def run_gpu_throughput(args) -> dict:
 def print_gpu_throughput(results: dict, args) -> None:
     a, b = results["best_batch"], results["nine"]
     size = 3 * load_card(a["card"]).model.image_size ** 2
-    print(f"{a['card']}: batch {a['batch']} (largest that fits: {a['fit']}), prior {a['prior_s']:.1f} s, "
-          f"pixel decoder {a['decoder_per_step_ms']:.2f} ms/step x {size:,} steps (timed over "
-          f"{args.decoder_rows} rows, extrapolated), {a['samples_per_s']:.2f} samples/s, "
-          f"peak {a['peak_gib']:.1f} GiB")
-    print(f"{b['card']}: 9 samples end to end in {b['seconds']:.1f} s (prior {b['prior_s']:.1f} s), "
-          f"peak {b['peak_gib']:.1f} GiB")
+    print(
+        f"{a['card']}: batch {a['batch']} (largest that fits: {a['fit']}), prior {a['prior_s']:.1f} s, "
+        f"pixel decoder {a['decoder_per_step_ms']:.2f} ms/step x {size:,} steps (timed over "
+        f"{args.decoder_rows} rows, extrapolated), {a['samples_per_s']:.2f} samples/s, "
+        f"peak {a['peak_gib']:.1f} GiB"
+    )
+    print(
+        f"{b['card']}: 9 samples end to end in {b['seconds']:.1f} s (prior {b['prior_s']:.1f} s), "
+        f"peak {b['peak_gib']:.1f} GiB"
+    )
     print(f"RESULT sample_best_batch {a['batch']}")
-    print(f"RESULT sample_best_batch_samples_per_s {a['samples_per_s']:.1f} (target >= 55, {a['card']}; extrapolated)")
+    print(
+        f"RESULT sample_best_batch_samples_per_s {a['samples_per_s']:.1f} (target >= 55, {a['card']}; extrapolated)"
+    )
     print(f"RESULT sample_best_batch_peak_gib {a['peak_gib']:.1f}")
     print(f"RESULT sample_9_samples_s {b['seconds']:.1f} (target <= 60, {b['card']})")
 
@@ -423,21 +545,44 @@ def print_gpu_throughput(results: dict, args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", action="store_true", help="CUDA, imagenet128_ff, batch 25")
-    parser.add_argument("--card", default=None, help="model card (default: tiny_ff on CPU, imagenet128_ff on GPU)")
-    parser.add_argument("--batch", type=int, default=None, help="samples per batch (default 4 on CPU, 25 on GPU)")
+    parser.add_argument(
+        "--card", default=None, help="model card (default: tiny_ff on CPU, imagenet128_ff on GPU)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="samples per batch (default 4 on CPU, 25 on GPU)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per sampler process")
-    parser.add_argument("--naive-rows", type=int, default=1, help="GPU: rows the naive decoder samples")
+    parser.add_argument(
+        "--naive-rows", type=int, default=1, help="GPU: rows the naive decoder samples"
+    )
     parser.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # cpu: dry run of --gpu
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--processes", type=int, default=0,
-                        help="CPU: hvqeval sample under torchrun with this many processes vs one")
-    parser.add_argument("--per-class", type=int, default=16, help="--processes: images per class (10 classes)")
-    parser.add_argument("--repeat", type=int, default=3, help="--processes: rounds, in alternating order")
-    parser.add_argument("--gpu-throughput", action="store_true",
-                        help="CUDA: imagenet128_ff at the best batch, then 9 samples of --card256")
-    parser.add_argument("--decoder-rows", type=int, default=4, help="--gpu-throughput: decoder rows timed")
-    parser.add_argument("--card128", default="imagenet128_ff", help="--gpu-throughput: the best-batch card")
-    parser.add_argument("--card256", default="imagenet256_ff", help="--gpu-throughput: the 9-sample card")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="CPU: hvqeval sample under torchrun with this many processes vs one",
+    )
+    parser.add_argument(
+        "--per-class", type=int, default=16, help="--processes: images per class (10 classes)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="--processes: rounds, in alternating order"
+    )
+    parser.add_argument(
+        "--gpu-throughput",
+        action="store_true",
+        help="CUDA: imagenet128_ff at the best batch, then 9 samples of --card256",
+    )
+    parser.add_argument(
+        "--decoder-rows", type=int, default=4, help="--gpu-throughput: decoder rows timed"
+    )
+    parser.add_argument(
+        "--card128", default="imagenet128_ff", help="--gpu-throughput: the best-batch card"
+    )
+    parser.add_argument(
+        "--card256", default="imagenet256_ff", help="--gpu-throughput: the 9-sample card"
+    )
     args = parser.parse_args()
     if args.processes:
         args.card, args.batch = args.card or "tiny_ff", args.batch or 8
@@ -448,8 +593,10 @@ def main() -> None:
         return
     if args.gpu_throughput:
         results = run_gpu_throughput(args)
-        results["setup"] = dict(device=torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
-                                torch=torch.__version__)
+        results["setup"] = dict(
+            device=torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
+            torch=torch.__version__,
+        )
         print_gpu_throughput(results, args)
         if args.json:
             print(json.dumps(results))
@@ -457,18 +604,28 @@ def main() -> None:
     args.card = args.card or ("imagenet128_ff" if args.gpu else "tiny_ff")
     args.batch = args.batch or (25 if args.gpu else 4)
     results = run_gpu(args) if args.gpu else run_cpu(args)
-    results["setup"] = dict(card=args.card, batch=args.batch, device=torch.cuda.get_device_name(0)
-                            if args.gpu and args.device == "cuda" else f"cpu x{args.threads} thread(s)", torch=torch.__version__)
+    results["setup"] = dict(
+        card=args.card,
+        batch=args.batch,
+        device=torch.cuda.get_device_name(0)
+        if args.gpu and args.device == "cuda"
+        else f"cpu x{args.threads} thread(s)",
+        torch=torch.__version__,
+    )
     print(f"{'network':8} {'sampler':7} {'steps':>6} {'seconds':>9} {'ms/step':>8} {'peak MiB':>9}")
     for which in ("prior", "decoder"):
         for sampler in ("naive", "cached"):
             r = results[which][sampler]
-            print(f"{which:8} {sampler:7} {r['steps']:6d} {r['seconds']:9.2f} "
-                  f"{1000 * r['seconds'] / r['steps']:8.3f} {r['peak_mib']:9.1f}")
+            print(
+                f"{which:8} {sampler:7} {r['steps']:6d} {r['seconds']:9.2f} "
+                f"{1000 * r['seconds'] / r['steps']:8.3f} {r['peak_mib']:9.1f}"
+            )
         note = " (naive extrapolated per step)" if results[which].get("extrapolated") else ""
         print(f"RESULT sampler_{which}_speedup {results[which]['speedup']:.1f}x{note}")
         for sampler in ("naive", "cached"):
-            print(f"RESULT sampler_{which}_{sampler}_peak_mib {results[which][sampler]['peak_mib']:.0f}")
+            print(
+                f"RESULT sampler_{which}_{sampler}_peak_mib {results[which][sampler]['peak_mib']:.0f}"
+            )
         if "identical" in results[which]:
             print(f"RESULT sampler_{which}_identical {results[which]['identical']}")
     if "end_to_end_speedup" in results:

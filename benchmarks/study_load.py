@@ -73,8 +73,9 @@ def database(kind: str, tmp: Path, pg_url: str):
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
-    return make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False), cleanup
+    return make_url(pg_url).update_query_dict(
+        {"options": f"-csearch_path={schema}"}
+    ).render_as_string(hide_password=False), cleanup
 
 
 def cpu_ticks() -> tuple[int, int]:
@@ -96,12 +97,32 @@ def cpu_model() -> str:
 
 
 def start_server(url: str, tmp: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "HVQEVAL_SECRET_KEY": "benchmark-secret-key-0123456789abcdef",
-           "HVQEVAL_RATE_LIMIT_RATER": "1000/60", "HVQEVAL_RATE_LIMIT_IP": "1000000/60"}
+    env = {
+        **os.environ,
+        "HVQEVAL_SECRET_KEY": "benchmark-secret-key-0123456789abcdef",
+        "HVQEVAL_RATE_LIMIT_RATER": "1000/60",
+        "HVQEVAL_RATE_LIMIT_IP": "1000000/60",
+    }
     log = open(tmp / "server.log", "w")  # noqa: SIM115 - the server writes to it while it runs
-    server = subprocess.Popen([sys.executable, "-m", "hvqeval", "study", "serve", "--bind", f"127.0.0.1:{port}",
-                               "--database-url", url, "--instance-dir", str(tmp / "instance")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hvqeval",
+            "study",
+            "serve",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--database-url",
+            url,
+            "--instance-dir",
+            str(tmp / "instance"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -119,9 +140,14 @@ def latencies(csv_prefix: Path) -> dict:
     out = {}
     with open(f"{csv_prefix}_stats.csv", newline="") as fh:
         for row in csv.DictReader(fh):
-            out[row["Name"]] = {"count": int(row["Request Count"]), "failures": int(row["Failure Count"]),
-                                "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"]),
-                                "p99_ms": float(row["99%"]), "max_ms": float(row["Max Response Time"])}
+            out[row["Name"]] = {
+                "count": int(row["Request Count"]),
+                "failures": int(row["Failure Count"]),
+                "p50_ms": float(row["50%"]),
+                "p95_ms": float(row["95%"]),
+                "p99_ms": float(row["99%"]),
+                "max_ms": float(row["Max Response Time"]),
+            }
     return out
 
 
@@ -137,30 +163,75 @@ def run_one(kind: str, args, tmp: Path) -> dict:
         ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
         msp = make_set(tmp / "msp", "bench_msp", args.classes, args.per_class, 2)
         needed = 2 * args.classes * args.per_class * args.k
-        summary = create_study(url, StudySettings(
-            name="bench", kind="rating", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
-            classes=args.classes, per_class=args.per_class, answers_per_item=args.k,
-            tasks_per_rater=args.tasks_per_rater), tmp)
+        summary = create_study(
+            url,
+            StudySettings(
+                name="bench",
+                kind="rating",
+                sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
+                classes=args.classes,
+                per_class=args.per_class,
+                answers_per_item=args.k,
+                tasks_per_rater=args.tasks_per_rater,
+            ),
+            tmp,
+        )
         port = 20000 + os.getpid() % 20000
         server = start_server(url, tmp, port)
         result_file, csv_prefix = tmp / "locust-totals.json", tmp / "locust"
-        env = {**os.environ, "STUDY_PUBLIC_ID": summary.public_id, "STUDY_KIND": "rating",
-               "THINK_MIN_S": str(args.think_min), "THINK_MAX_S": str(args.think_max),
-               "RESULT_FILE": str(result_file)}
+        env = {
+            **os.environ,
+            "STUDY_PUBLIC_ID": summary.public_id,
+            "STUDY_KIND": "rating",
+            "THINK_MIN_S": str(args.think_min),
+            "THINK_MAX_S": str(args.think_max),
+            "RESULT_FILE": str(result_file),
+        }
         ticks0, started = cpu_ticks(), time.monotonic()
         load = subprocess.run(
-            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", f"http://127.0.0.1:{port}",
-             "-u", str(args.raters), "-r", str(args.raters / args.arrival_s), "--run-time", f"{int(args.time_limit)}s",
-             "--csv", str(csv_prefix), "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "10"],
-            env=env, capture_output=True, text=True, timeout=args.time_limit + 120, check=False)
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(LOCUSTFILE),
+                "--headless",
+                "--host",
+                f"http://127.0.0.1:{port}",
+                "-u",
+                str(args.raters),
+                "-r",
+                str(args.raters / args.arrival_s),
+                "--run-time",
+                f"{int(args.time_limit)}s",
+                "--csv",
+                str(csv_prefix),
+                "--only-summary",
+                "--loglevel",
+                "WARNING",
+                "--stop-timeout",
+                "10",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=args.time_limit + 120,
+            check=False,
+        )
         seconds = time.monotonic() - started  # arrival of the first rater to the last one's code
         ticks1 = cpu_ticks()
         totals = json.loads(result_file.read_text())
         engine = make_engine(url)
         with session_scope(engine) as s:
             rows = s.execute(select(Answer.item_id, Answer.rater_id)).all()
-            unfilled = s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False)))
-            answered_tasks = set(s.scalars(select(Assignment.token).join(Answer, Answer.assignment_id == Assignment.id)))
+            unfilled = s.scalar(
+                select(func.count()).select_from(Slot).where(Slot.filled.is_(False))
+            )
+            answered_tasks = set(
+                s.scalars(
+                    select(Assignment.token).join(Answer, Answer.assignment_id == Assignment.id)
+                )
+            )
         engine.dispose()
         per_item = Counter(item for item, _ in rows)
         told = totals["stored_tasks"]
@@ -168,16 +239,27 @@ def run_one(kind: str, args, tmp: Path) -> dict:
         rater_requests = {name: v for name, v in stats.items() if name != "Aggregated"}
         busy = 1 - (ticks1[1] - ticks0[1]) / max(1, ticks1[0] - ticks0[0])
         return {
-            "database": kind, "raters": args.raters, "arrival_s": args.arrival_s,
-            "think_s": [args.think_min, args.think_max], "answers_needed": needed,
-            "answers_stored": len(rows), "told_stored": len(told),
-            "lost": len(set(told) - answered_tasks), "duplicates": len(told) - len(set(told)) + len(rows) - len(set(rows)),
-            "exactly_k": set(per_item.values()) == {args.k} and unfilled == 0 and len(per_item) * args.k == needed,
-            "errors": sum(v["failures"] for v in rater_requests.values()) + (load.returncode not in (0, 1)),
-            "seconds": round(seconds, 1), "answers_per_s": round(len(rows) / seconds, 1),
+            "database": kind,
+            "raters": args.raters,
+            "arrival_s": args.arrival_s,
+            "think_s": [args.think_min, args.think_max],
+            "answers_needed": needed,
+            "answers_stored": len(rows),
+            "told_stored": len(told),
+            "lost": len(set(told) - answered_tasks),
+            "duplicates": len(told) - len(set(told)) + len(rows) - len(set(rows)),
+            "exactly_k": set(per_item.values()) == {args.k}
+            and unfilled == 0
+            and len(per_item) * args.k == needed,
+            "errors": sum(v["failures"] for v in rater_requests.values())
+            + (load.returncode not in (0, 1)),
+            "seconds": round(seconds, 1),
+            "answers_per_s": round(len(rows) / seconds, 1),
             "p99_ms_worst_request": max(v["p99_ms"] for v in rater_requests.values()),
-            "requests": stats, "machine_busy": round(busy, 2),
-            "locust_exit": load.returncode, "locust_tail": load.stderr[:3000] if load.returncode else "",
+            "requests": stats,
+            "machine_busy": round(busy, 2),
+            "locust_exit": load.returncode,
+            "locust_tail": load.stderr[:3000] if load.returncode else "",
         }
     finally:
         if server is not None:
@@ -187,9 +269,13 @@ def run_one(kind: str, args, tmp: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--database", action="append", choices=["sqlite", "postgresql"])
-    parser.add_argument("--postgres-url", default=os.environ.get("HVQEVAL_TEST_DATABASE_URL", DEFAULT_PG))
+    parser.add_argument(
+        "--postgres-url", default=os.environ.get("HVQEVAL_TEST_DATABASE_URL", DEFAULT_PG)
+    )
     parser.add_argument("--raters", type=int, default=500)
     parser.add_argument("--arrival-s", type=float, default=10.0)
     parser.add_argument("--think-min", type=float, default=2.0)
@@ -197,9 +283,15 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--per-class", type=int, default=50, help="images per class and model")
     parser.add_argument("-k", type=int, default=3, help="answers per item")
-    parser.add_argument("--tasks-per-rater", type=int, default=15,
-                        help="more than the study needs per rater, so the study fills")
-    parser.add_argument("--time-limit", type=float, default=180.0, help="seconds of load at most per database")
+    parser.add_argument(
+        "--tasks-per-rater",
+        type=int,
+        default=15,
+        help="more than the study needs per rater, so the study fills",
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=180.0, help="seconds of load at most per database"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
@@ -212,13 +304,17 @@ def main() -> None:
         return
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
     for r in results:
-        print(f"{r['database']:10s} {r['answers_stored']}/{r['answers_needed']} answers in {r['seconds']} s "
-              f"({r['answers_per_s']} answers/s), worst p99 {r['p99_ms_worst_request']:.0f} ms, errors {r['errors']}, "
-              f"lost {r['lost']}, duplicates {r['duplicates']}, exactly k {r['exactly_k']}, "
-              f"machine busy {r['machine_busy']:.0%}")
+        print(
+            f"{r['database']:10s} {r['answers_stored']}/{r['answers_needed']} answers in {r['seconds']} s "
+            f"({r['answers_per_s']} answers/s), worst p99 {r['p99_ms_worst_request']:.0f} ms, errors {r['errors']}, "
+            f"lost {r['lost']}, duplicates {r['duplicates']}, exactly k {r['exactly_k']}, "
+            f"machine busy {r['machine_busy']:.0%}"
+        )
         for name, v in r["requests"].items():
-            print(f"    {name:24s} n={v['count']:6d} fail={v['failures']} p50={v['p50_ms']:.0f} "
-                  f"p95={v['p95_ms']:.0f} p99={v['p99_ms']:.0f} max={v['max_ms']:.0f} ms")
+            print(
+                f"    {name:24s} n={v['count']:6d} fail={v['failures']} p50={v['p50_ms']:.0f} "
+                f"p95={v['p95_ms']:.0f} p99={v['p99_ms']:.0f} max={v['max_ms']:.0f} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -39,17 +39,26 @@ class Rater(FastHttpUser):
         self.participant = f"locust-{next(_numbers)}"
         self.rng = random.Random(self.participant)
         base = f"/s/{PUBLIC_ID}"
-        page = self.client.get(f"{base}/?PROLIFIC_PID={self.participant}", name="entry + consent page")
+        page = self.client.get(
+            f"{base}/?PROLIFIC_PID={self.participant}", name="entry + consent page"
+        )
         self.csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
-        self.client.post(f"{base}/consent", data=urlencode({"agree": "yes", "csrf_token": self.csrf}),
-                         headers={"Content-Type": "application/x-www-form-urlencoded"},
-                         name="consent + task page")
+        self.client.post(
+            f"{base}/consent",
+            data=urlencode({"agree": "yes", "csrf_token": self.csrf}),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            name="consent + task page",
+        )
         self.current = self.call_api("next", {})
         self.show_task()
 
     def call_api(self, name: str, body: dict):
-        reply = self.client.post(f"/s/{PUBLIC_ID}/api/{name}", json=body, headers={"X-CSRFToken": self.csrf},
-                                 name=f"api/{name}")
+        reply = self.client.post(
+            f"/s/{PUBLIC_ID}/api/{name}",
+            json=body,
+            headers={"X-CSRFToken": self.csrf},
+            name=f"api/{name}",
+        )
         reply.raise_for_status()
         return reply.json()
 
@@ -65,8 +74,14 @@ class Rater(FastHttpUser):
     @task
     def answer(self):
         answer = self.rng.randint(1, 5) if KIND == "rating" else self.rng.choice(["left", "right"])
-        reply = self.call_api("answer", {"task": self.current["task"], "answer": answer,
-                                     "response_ms": self.rng.randint(2000, 4000)})
+        reply = self.call_api(
+            "answer",
+            {
+                "task": self.current["task"],
+                "answer": answer,
+                "response_ms": self.rng.randint(2000, 4000),
+            },
+        )
         if reply.get("stored"):
             _totals["stored"] += 1
             _totals["stored_tasks"].append(self.current["task"])

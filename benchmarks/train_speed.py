@@ -47,12 +47,17 @@ from models.train import TrainOptions, evaluate_stage, optimisation_step, train_
 # Fashion-MNIST is 28x28: the tiny cards with 7x7 codes (downsampling x4, as at 32x32).
 DATASETS = {
     "shapes": ("shapes", "val", []),
-    "fashion_mnist": ("fashion_mnist", "test", ["model.image_size=28", "level.0.codes.resolution=7",
-                                                "model.dataset=fashion_mnist"]),
+    "fashion_mnist": (
+        "fashion_mnist",
+        "test",
+        ["model.image_size=28", "level.0.codes.resolution=7", "model.dataset=fashion_mnist"],
+    ),
 }
 
 
-def cpu_benchmark(cards: list[str], datasets: list[str], steps: int, held_out: int, threads: int) -> list[dict]:
+def cpu_benchmark(
+    cards: list[str], datasets: list[str], steps: int, held_out: int, threads: int
+) -> list[dict]:
     torch.set_num_threads(threads)
     rows = []
     for data in datasets:
@@ -66,15 +71,22 @@ def cpu_benchmark(cards: list[str], datasets: list[str], steps: int, held_out: i
                 dataset = FirstItems(open_images(card, name, split, train=False), held_out)
                 metrics = evaluate_stage(model, dataset, 64, torch.device("cpu"))
             values = card.level_input(0)[1]
-            row = {"card": card_name, "data": data, "steps": steps, "batch": card.level[0].training.batch_size,
-                   "train_seconds": round(result.seconds, 1),
-                   "steps_per_s": round(result.steps_per_second, 3),
-                   "train_bpd": round(result.metrics["bpd"], 4),
-                   f"{split}_bpd": round(metrics["bpd"], 4), "held_out_bpd": round(metrics["bpd"], 4),
-                   "held_out_usage": round(metrics["usage"], 3),
-                   "held_out_perplexity": round(metrics["perplexity"], 2),
-                   "values": values, "uniform_bpd": round(math.log2(values), 4),
-                   "held_out_bpd_over_uniform": round(metrics["bpd"] / math.log2(values), 4)}
+            row = {
+                "card": card_name,
+                "data": data,
+                "steps": steps,
+                "batch": card.level[0].training.batch_size,
+                "train_seconds": round(result.seconds, 1),
+                "steps_per_s": round(result.steps_per_second, 3),
+                "train_bpd": round(result.metrics["bpd"], 4),
+                f"{split}_bpd": round(metrics["bpd"], 4),
+                "held_out_bpd": round(metrics["bpd"], 4),
+                "held_out_usage": round(metrics["usage"], 3),
+                "held_out_perplexity": round(metrics["perplexity"], 2),
+                "values": values,
+                "uniform_bpd": round(math.log2(values), 4),
+                "held_out_bpd_over_uniform": round(metrics["bpd"] / math.log2(values), 4),
+            }
             rows.append(row)
             print(f"RESULT cpu_{card_name}_{data}_heldout_bpd {row['held_out_bpd']}", flush=True)
             print(f"RESULT cpu_{card_name}_{data}_steps_per_s {row['steps_per_s']}", flush=True)
@@ -90,8 +102,10 @@ def digits_split(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        sys.exit("--reference-digits needs scikit-learn (pip install scikit-learn); "
-                 "or pass --no-reference-digits")
+        sys.exit(
+            "--reference-digits needs scikit-learn (pip install scikit-learn); "
+            "or pass --no-reference-digits"
+        )
     images = torch.from_numpy(load_digits().images).round().long()[:, None]  # bundled with sklearn
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     return images[order[:DIGITS_TRAIN]], images[order[DIGITS_TRAIN:]]
@@ -102,23 +116,31 @@ def _digits_bpd(model: GatedPixelCNN, images: torch.Tensor, batch: int) -> float
     model.eval()
     nats = 0.0
     for i in range(0, len(images), batch):
-        x = images[i:i + batch]
+        x = images[i : i + batch]
         bias = torch.zeros(len(x), model.bias_channels, 1, 1)
         nats += float(sum_nll(model(x, bias), x).sum())
     model.train()
     return nats / (images.numel() * math.log(2))
 
 
-def digits_reference(card_name: str, seconds: float, max_steps: int | None, batch: int, threads: int,
-                     eval_every: float, seed: int = 0) -> dict:
+def digits_reference(
+    card_name: str,
+    seconds: float,
+    max_steps: int | None,
+    batch: int,
+    threads: int,
+    eval_every: float,
+    seed: int = 0,
+) -> dict:
     """Unconditional gated PixelCNN on the 8x8 digits: test bits/dim after a wall-time budget."""
     torch.set_num_threads(threads)
     card = load_card(card_name)
     local, training = card.level[0].local_model, card.level[0].training
     train, test = digits_split(seed)
     torch.manual_seed(seed)
-    model = GatedPixelCNN(1, DIGITS_VALUES, local.hidden, local.layers, local.kernel_size,
-                          ordinal_input=True)  # as the level-1 local models (pixel intensities)
+    model = GatedPixelCNN(
+        1, DIGITS_VALUES, local.hidden, local.layers, local.kernel_size, ordinal_input=True
+    )  # as the level-1 local models (pixel intensities)
     polyak = Polyak(model, training.polyak_decay)
     optimizer = torch.optim.Adam(model.parameters(), lr=training.learning_rate)
     bias = torch.zeros(batch, model.bias_channels, 1, 1)  # no conditioning
@@ -131,7 +153,7 @@ def digits_reference(card_name: str, seconds: float, max_steps: int | None, batc
     while not done:
         order = torch.randperm(len(train), generator=generator)
         for i in range(0, len(train) - batch + 1, batch):
-            x = train[order[i:i + batch]]
+            x = train[order[i : i + batch]]
             loss = sum_nll(model(x, bias), x).mean() / dims  # nats per sub-pixel
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -145,12 +167,19 @@ def digits_reference(card_name: str, seconds: float, max_steps: int | None, batc
                 break
             if eval_every > 0 and elapsed >= next_eval:
                 eval_started = time.perf_counter()
-                curve.append({"seconds": round(elapsed, 1), "step": step,
-                              "test_bpd": round(_digits_bpd(model, test, 256), 4),
-                              "test_bpd_polyak": round(_digits_bpd(polyak.averaged, test, 256), 4)})
-                print(f"digits {elapsed:6.1f}s step {step:6d} train {sums / count / math.log(2):.4f} "
-                      f"test {curve[-1]['test_bpd']:.4f} (Polyak {curve[-1]['test_bpd_polyak']:.4f}) bits/dim",
-                      flush=True)
+                curve.append(
+                    {
+                        "seconds": round(elapsed, 1),
+                        "step": step,
+                        "test_bpd": round(_digits_bpd(model, test, 256), 4),
+                        "test_bpd_polyak": round(_digits_bpd(polyak.averaged, test, 256), 4),
+                    }
+                )
+                print(
+                    f"digits {elapsed:6.1f}s step {step:6d} train {sums / count / math.log(2):.4f} "
+                    f"test {curve[-1]['test_bpd']:.4f} (Polyak {curve[-1]['test_bpd_polyak']:.4f}) bits/dim",
+                    flush=True,
+                )
                 sums, count = 0.0, 0
                 next_eval += eval_every
                 eval_seconds += time.perf_counter() - eval_started
@@ -158,17 +187,28 @@ def digits_reference(card_name: str, seconds: float, max_steps: int | None, batc
     test_bpd = _digits_bpd(model, test, 256)
     polyak_bpd = _digits_bpd(polyak.averaged, test, 256)
     uniform = math.log2(DIGITS_VALUES)
-    row = {"card": f"pixelcnn({card_name} local)", "data": "sklearn_digits", "steps": step,
-           "batch": batch, "train_seconds": round(train_seconds, 1),
-           "steps_per_s": round(step / train_seconds, 3), "epochs": round(step * batch / len(train), 1),
-           "train_images": len(train), "test_images": len(test),
-           "layers": local.layers, "hidden": local.hidden, "kernel_size": local.kernel_size,
-           "learning_rate": training.learning_rate,
-           "test_bpd": round(test_bpd, 4), "test_bpd_polyak": round(polyak_bpd, 4),
-           "held_out_bpd": round(polyak_bpd, 4),  # Polyak weights, as the tiny-card rows
-           "values": DIGITS_VALUES, "uniform_bpd": round(uniform, 4),
-           "held_out_bpd_over_uniform": round(polyak_bpd / uniform, 4),
-           "curve": curve}
+    row = {
+        "card": f"pixelcnn({card_name} local)",
+        "data": "sklearn_digits",
+        "steps": step,
+        "batch": batch,
+        "train_seconds": round(train_seconds, 1),
+        "steps_per_s": round(step / train_seconds, 3),
+        "epochs": round(step * batch / len(train), 1),
+        "train_images": len(train),
+        "test_images": len(test),
+        "layers": local.layers,
+        "hidden": local.hidden,
+        "kernel_size": local.kernel_size,
+        "learning_rate": training.learning_rate,
+        "test_bpd": round(test_bpd, 4),
+        "test_bpd_polyak": round(polyak_bpd, 4),
+        "held_out_bpd": round(polyak_bpd, 4),  # Polyak weights, as the tiny-card rows
+        "values": DIGITS_VALUES,
+        "uniform_bpd": round(uniform, 4),
+        "held_out_bpd_over_uniform": round(polyak_bpd / uniform, 4),
+        "curve": curve,
+    }
     print(f"RESULT cpu_digits_reference_test_bpd {row['test_bpd']}", flush=True)
     print(f"RESULT cpu_digits_reference_test_bpd_polyak {row['test_bpd_polyak']}", flush=True)
     print(f"RESULT cpu_digits_reference_seconds {row['train_seconds']}", flush=True)
@@ -177,24 +217,34 @@ def digits_reference(card_name: str, seconds: float, max_steps: int | None, batc
 
 def print_table(rows: list[dict], threads: int) -> None:
     """The CPU rows side by side; bits/dim next to a uniform model's (log2 of the values)."""
-    print(f"\nCPU rows, {threads} thread(s); held-out bits/dim is per sub-pixel, uniform = log2(values)")
-    header = (f"{'model':<34} {'data':<15} {'values':>6} {'uniform':>8} {'steps':>7} {'seconds':>8} "
-              f"{'steps/s':>8} {'held-out':>9} {'/uniform':>9}")
+    print(
+        f"\nCPU rows, {threads} thread(s); held-out bits/dim is per sub-pixel, uniform = log2(values)"
+    )
+    header = (
+        f"{'model':<34} {'data':<15} {'values':>6} {'uniform':>8} {'steps':>7} {'seconds':>8} "
+        f"{'steps/s':>8} {'held-out':>9} {'/uniform':>9}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['card']:<34} {r['data']:<15} {r['values']:>6} {r['uniform_bpd']:>8.3f} {r['steps']:>7} "
-              f"{r['train_seconds']:>8.1f} {r['steps_per_s']:>8.2f} {r['held_out_bpd']:>9.4f} "
-              f"{r['held_out_bpd_over_uniform']:>9.4f}")
-    print("(held-out: Polyak weights; digits: the 297 test images, raw weights in the JSON row's test_bpd)",
-          flush=True)
+        print(
+            f"{r['card']:<34} {r['data']:<15} {r['values']:>6} {r['uniform_bpd']:>8.3f} {r['steps']:>7} "
+            f"{r['train_seconds']:>8.1f} {r['steps_per_s']:>8.2f} {r['held_out_bpd']:>9.4f} "
+            f"{r['held_out_bpd_over_uniform']:>9.4f}"
+        )
+    print(
+        "(held-out: Polyak weights; digits: the 297 test images, raw weights in the JSON row's test_bpd)",
+        flush=True,
+    )
 
 
 # Result keys keep the short names; models speaks torch's dtype names.
 DTYPE_NAMES = {"bf16": "bfloat16", "fp32": "float32"}
 
 
-def _throughput(card_name: str, stage: str, batch: int, precision: str, steps: int, warmup: int) -> dict:
+def _throughput(
+    card_name: str, stage: str, batch: int, precision: str, steps: int, warmup: int
+) -> dict:
     device = torch.device("cuda")
     card = load_card(card_name)
     torch.manual_seed(0)
@@ -203,7 +253,9 @@ def _throughput(card_name: str, stage: str, batch: int, precision: str, steps: i
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     if stage == "prior":
         top = card.top_codes
-        x = torch.randint(0, top.num_codes, (batch, top.channels, top.resolution, top.resolution), device=device)
+        x = torch.randint(
+            0, top.num_codes, (batch, top.channels, top.resolution, top.resolution), device=device
+        )
     else:
         level = card.level[int(stage[-1]) - 1]
         ch, values, res = card.level_input(int(stage[-1]) - 1)
@@ -216,26 +268,42 @@ def _throughput(card_name: str, stage: str, batch: int, precision: str, steps: i
     torch.cuda.synchronize()
     start = time.perf_counter()
     for i in range(steps):
-        optimisation_step(model, model, polyak, optimizer, x, y, warmup + i, device, DTYPE_NAMES[precision])
+        optimisation_step(
+            model, model, polyak, optimizer, x, y, warmup + i, device, DTYPE_NAMES[precision]
+        )
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return {"card": card_name, "stage": stage, "batch": batch, "precision": precision,
-            "images_per_s": round(batch * steps / seconds, 2),
-            "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    return {
+        "card": card_name,
+        "stage": stage,
+        "batch": batch,
+        "precision": precision,
+        "images_per_s": round(batch * steps / seconds, 2),
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
 
 
 def gpu_benchmark(steps: int, warmup: int, level_batch: int, prior_batch: int) -> list[dict]:
     torch.backends.cudnn.benchmark = True
     rows = []
-    plan = [("imagenet128_ff", "level1", level_batch), ("imagenet128_msp", "level1", level_batch),
-            ("imagenet128_ff", "prior", prior_batch)]
+    plan = [
+        ("imagenet128_ff", "level1", level_batch),
+        ("imagenet128_msp", "level1", level_batch),
+        ("imagenet128_ff", "prior", prior_batch),
+    ]
     for card_name, stage, batch in plan:
         results = {}
         for precision in ("bf16", "fp32"):
             try:
                 row = _throughput(card_name, stage, batch, precision, steps, warmup)
             except torch.cuda.OutOfMemoryError:
-                row = {"card": card_name, "stage": stage, "batch": batch, "precision": precision, "error": "out of memory"}
+                row = {
+                    "card": card_name,
+                    "stage": stage,
+                    "batch": batch,
+                    "precision": precision,
+                    "error": "out of memory",
+                }
             torch.cuda.empty_cache()
             rows.append(row)
             results[precision] = row
@@ -252,23 +320,47 @@ def gpu_benchmark(steps: int, warmup: int, level_batch: int, prior_batch: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--gpu", action="store_true", help="GPU throughput instead of the CPU runs")
     parser.add_argument("--cards", nargs="+", default=["tiny_ff", "tiny_msp"])
-    parser.add_argument("--data", nargs="+", default=["shapes", "fashion_mnist"], choices=sorted(DATASETS))
+    parser.add_argument(
+        "--data", nargs="+", default=["shapes", "fashion_mnist"], choices=sorted(DATASETS)
+    )
     parser.add_argument("--steps", type=int, default=300, help="CPU: training steps per run")
-    parser.add_argument("--gpu-steps", type=int, default=10, help="GPU: timed steps per configuration")
+    parser.add_argument(
+        "--gpu-steps", type=int, default=10, help="GPU: timed steps per configuration"
+    )
     parser.add_argument("--held-out", type=int, default=512, help="CPU: held-out images evaluated")
     parser.add_argument("--threads", type=int, default=2, help="CPU: torch intra-op threads")
-    parser.add_argument("--reference-digits", action=argparse.BooleanOptionalAction, default=True,
-                        help="CPU: also train the unconditional gated PixelCNN reference on sklearn's 8x8 digits")
-    parser.add_argument("--digits-seconds", type=float, default=120.0,
-                        help="CPU: wall-time budget of the digits reference (seconds)")
-    parser.add_argument("--digits-steps", type=int, default=None,
-                        help="CPU: stop the digits reference after this many steps if earlier than the budget")
-    parser.add_argument("--digits-batch", type=int, default=32, help="CPU: batch size of the digits reference")
-    parser.add_argument("--digits-eval-every", type=float, default=15.0,
-                        help="CPU: seconds between test evaluations printed during the digits run (0: none)")
+    parser.add_argument(
+        "--reference-digits",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="CPU: also train the unconditional gated PixelCNN reference on sklearn's 8x8 digits",
+    )
+    parser.add_argument(
+        "--digits-seconds",
+        type=float,
+        default=120.0,
+        help="CPU: wall-time budget of the digits reference (seconds)",
+    )
+    parser.add_argument(
+        "--digits-steps",
+        type=int,
+        default=None,
+        help="CPU: stop the digits reference after this many steps if earlier than the budget",
+    )
+    parser.add_argument(
+        "--digits-batch", type=int, default=32, help="CPU: batch size of the digits reference"
+    )
+    parser.add_argument(
+        "--digits-eval-every",
+        type=float,
+        default=15.0,
+        help="CPU: seconds between test evaluations printed during the digits run (0: none)",
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--level-batch", type=int, default=32)
     parser.add_argument("--prior-batch", type=int, default=16)
@@ -282,13 +374,23 @@ def main() -> None:
         if args.digits_seconds <= 0:
             sys.exit(f"--digits-seconds must be > 0, got {args.digits_seconds}")
         if not 1 <= args.digits_batch <= DIGITS_TRAIN:
-            sys.exit(f"--digits-batch must be 1..{DIGITS_TRAIN} (the digits train split), got {args.digits_batch}")
+            sys.exit(
+                f"--digits-batch must be 1..{DIGITS_TRAIN} (the digits train split), got {args.digits_batch}"
+            )
         if args.digits_steps is not None and args.digits_steps < 1:
             sys.exit(f"--digits-steps must be >= 1, got {args.digits_steps}")
         rows = cpu_benchmark(args.cards, args.data, args.steps, args.held_out, args.threads)
         if args.reference_digits:
-            rows.append(digits_reference(args.cards[0], args.digits_seconds, args.digits_steps,
-                                         args.digits_batch, args.threads, args.digits_eval_every))
+            rows.append(
+                digits_reference(
+                    args.cards[0],
+                    args.digits_seconds,
+                    args.digits_steps,
+                    args.digits_batch,
+                    args.threads,
+                    args.digits_eval_every,
+                )
+            )
         print_table(rows, args.threads)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -50,8 +50,11 @@ USER_ERRORS = {
 
 def user_error_types() -> tuple[type[Exception], ...]:
     """The user-error base classes of the packages loaded so far."""
-    return tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS.items()
-                 if module in sys.modules)
+    return tuple(
+        getattr(sys.modules[module], name)
+        for module, name in USER_ERRORS.items()
+        if module in sys.modules
+    )
 
 
 def user_message(err: Exception, command: click.Command | None) -> str:
@@ -66,8 +69,11 @@ def user_message(err: Exception, command: click.Command | None) -> str:
     if stage is not None:
         flag = "--prior" if stage.is_prior else f"--level {stage.level}"
         text += f": hvqeval train --config {err.card_name} --out {err.run_dir} {flag}"
-    flags = {max(option.opts, key=len) for option in _options(command)
-             if option.name == getattr(err, "argument", None)}
+    flags = {
+        max(option.opts, key=len)
+        for option in _options(command)
+        if option.name == getattr(err, "argument", None)
+    }
     return f"{flags.pop()}: {text}" if len(flags) == 1 else text
 
 
@@ -96,7 +102,10 @@ class HvqevalGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            click.echo("\nInterrupted; finished work is kept: rerun the same command to continue.", err=True)
+            click.echo(
+                "\nInterrupted; finished work is kept: rerun the same command to continue.",
+                err=True,
+            )
             ctx.exit(130)
         except Exception as err:
             if isinstance(err, user_error_types()):

@@ -72,11 +72,22 @@ class NllResult:
         return next(t for t in self.terms if t.name == name)
 
     def to_dict(self) -> dict:
-        return {"n": self.n, "dims": self.dims, "unit": "bits/dim", "nll_kind": self.kind,
-                "total": {"bpd": self.total.bpd, "stderr": self.total.stderr},
-                "terms": {t.name: {"bpd": t.bpd, "stderr": t.stderr, "bits_per_own_dim": t.bits_per_own_dim,
-                                   "share": t.bpd / self.total.bpd if self.total.bpd else float("nan")}
-                          for t in self.terms}}
+        return {
+            "n": self.n,
+            "dims": self.dims,
+            "unit": "bits/dim",
+            "nll_kind": self.kind,
+            "total": {"bpd": self.total.bpd, "stderr": self.total.stderr},
+            "terms": {
+                t.name: {
+                    "bpd": t.bpd,
+                    "stderr": t.stderr,
+                    "bits_per_own_dim": t.bits_per_own_dim,
+                    "share": t.bpd / self.total.bpd if self.total.bpd else float("nan"),
+                }
+                for t in self.terms
+            },
+        }
 
 
 def mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
@@ -101,7 +112,10 @@ def summarise(per_image_nats: dict[str, np.ndarray], card) -> NllResult:
     channels, _, size = card.level_input(0)
     dims = channels * size * size
     own = term_dims(card)
-    bpd = {name: nats_to_bits_per_dim(np.asarray(v, dtype=np.float64), dims) for name, v in per_image_nats.items()}
+    bpd = {
+        name: nats_to_bits_per_dim(np.asarray(v, dtype=np.float64), dims)
+        for name, v in per_image_nats.items()
+    }
     total = sum(bpd.values())
     stats = []
     for name, values in bpd.items():
@@ -109,26 +123,40 @@ def summarise(per_image_nats: dict[str, np.ndarray], card) -> NllResult:
         stats.append(TermStat(name, mean, se, mean * dims / own[name]))
     mean, se = mean_and_stderr(total)
     per_image = {**bpd, TOTAL: total}
-    return NllResult(tuple(stats), TermStat(TOTAL, mean, se, mean), len(total), dims,
-                     exact=not card.level, per_image=per_image)
+    return NllResult(
+        tuple(stats),
+        TermStat(TOTAL, mean, se, mean),
+        len(total),
+        dims,
+        exact=not card.level,
+        per_image=per_image,
+    )
 
 
 @torch.no_grad()
-def per_image_nats(hierarchy, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                   device: torch.device | str = "cpu", progress=None) -> dict[str, np.ndarray]:
+def per_image_nats(
+    hierarchy,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str = "cpu",
+    progress=None,
+) -> dict[str, np.ndarray]:
     """Stream ``(uint8 images (B, 3, H, W), class ids (B,))`` batches through ``Hierarchy.nll_terms``:
     ``{term: (N,) float64 nats}`` in input order (empty arrays when there are no batches).
 
     ``progress``: an optional tqdm bar, advanced by the batch size.
     """
     if hierarchy.prior is None:
-        raise LikelihoodError("the joint NLL needs every stage including the prior; train it with "
-                              f"'hvqeval train --config {hierarchy.card.name} --prior'")
+        raise LikelihoodError(
+            "the joint NLL needs every stage including the prior; train it with "
+            f"'hvqeval train --config {hierarchy.card.name} --prior'"
+        )
     size = hierarchy.card.model.image_size
     collected: dict[str, list[np.ndarray]] = {}
     for x, y in batches:
         if tuple(x.shape[1:]) != (3, size, size):
-            raise LikelihoodError(f"images of shape {tuple(x.shape[1:])} reach a model for (3, {size}, {size})")
+            raise LikelihoodError(
+                f"images of shape {tuple(x.shape[1:])} reach a model for (3, {size}, {size})"
+            )
         terms = hierarchy.nll_terms(x.to(device), y.to(device))  # {name: (B,) nats}
         for name, nats in terms.items():
             collected.setdefault(name, []).append(nats.double().cpu().numpy())
@@ -137,8 +165,12 @@ def per_image_nats(hierarchy, batches: Iterable[tuple[torch.Tensor, torch.Tensor
     return {k: np.concatenate(v) for k, v in collected.items()}
 
 
-def joint_nll(hierarchy, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str = "cpu",
-              progress=None) -> NllResult:
+def joint_nll(
+    hierarchy,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str = "cpu",
+    progress=None,
+) -> NllResult:
     """``per_image_nats`` summarised in bits/dim (see the module docstring)."""
     nats = per_image_nats(hierarchy, batches, device, progress)
     if not nats:
@@ -158,8 +190,15 @@ def merge_shards(parts: list[tuple[list[int], dict[str, np.ndarray]]]) -> dict[s
     return merged
 
 
-def result_rows(result: NllResult, *, model: str, reference: str, reference_id: str | None, resize: str,
-                extra: dict) -> list[dict]:
+def result_rows(
+    result: NllResult,
+    *,
+    model: str,
+    reference: str,
+    reference_id: str | None,
+    resize: str,
+    extra: dict,
+) -> list[dict]:
     """Results-store rows: ``nll_bpd`` (total) and ``nll_bpd_<term>``, ``std`` = standard error."""
     from hvqeval.results import ROW_FIELDS, library_versions, utc_now
 
@@ -168,13 +207,27 @@ def result_rows(result: NllResult, *, model: str, reference: str, reference_id: 
     for stat in (result.total, *result.terms):
         metric = "nll_bpd" if stat.name == TOTAL else f"nll_bpd_{stat.name}"
         row = {k: None for k in ROW_FIELDS}
-        row.update(metric=metric, value=stat.bpd, std=stat.stderr, model=model, reference=reference,
-                   reference_id=reference_id, n=result.n, resize=resize,
-                   tf32=bool(torch.backends.cuda.matmul.allow_tf32),
-                   versions=versions, created_at=now,
-                   extra={**extra, "unit": "bits/dim", "dims": result.dims, "std_is": "standard error",
-                          "nll_kind": result.kind,
-                          "bits_per_own_dim": stat.bits_per_own_dim})
+        row.update(
+            metric=metric,
+            value=stat.bpd,
+            std=stat.stderr,
+            model=model,
+            reference=reference,
+            reference_id=reference_id,
+            n=result.n,
+            resize=resize,
+            tf32=bool(torch.backends.cuda.matmul.allow_tf32),
+            versions=versions,
+            created_at=now,
+            extra={
+                **extra,
+                "unit": "bits/dim",
+                "dims": result.dims,
+                "std_is": "standard error",
+                "nll_kind": result.kind,
+                "bits_per_own_dim": stat.bits_per_own_dim,
+            },
+        )
         rows.append(row)
     return rows
 
@@ -187,10 +240,20 @@ class RunEvaluation:
     rows: list = field(default_factory=list)
 
 
-def evaluate_run(run_dir, *, data: str | None = None, split: str = "val", limit: int | None = None,
-                 batch_size: int = 32, num_workers: int = 0, device: str | None = None,
-                 model: str | None = None, results=None, progress: bool = True,
-                 shard: Shard | None = None) -> RunEvaluation:
+def evaluate_run(
+    run_dir,
+    *,
+    data: str | None = None,
+    split: str = "val",
+    limit: int | None = None,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str | None = None,
+    model: str | None = None,
+    results=None,
+    progress: bool = True,
+    shard: Shard | None = None,
+) -> RunEvaluation:
     """``hvqeval nll``: load a run, stream ``data``'s ``split`` through it, optionally store the rows.
 
     Under ``torchrun`` (``shard``) each process takes the batches ``hvqeval.sharding`` gives it;
@@ -216,14 +279,23 @@ def evaluate_run(run_dir, *, data: str | None = None, split: str = "val", limit:
     if len(dataset) == 0:
         raise LikelihoodError(f"{data} split {split!r} holds no images")
     if card.model.num_classes < dataset.num_classes:
-        raise LikelihoodError(f"{data} has {dataset.num_classes} classes but the model knows "
-                              f"{card.model.num_classes}; use the data the run was trained on")
+        raise LikelihoodError(
+            f"{data} has {dataset.num_classes} classes but the model knows "
+            f"{card.model.num_classes}; use the data the run was trained on"
+        )
     hierarchy = load_run(run_dir, dev, require_prior=True)
     shard = shard or Shard()
     mine = batch_indices(len(dataset), batch_size, shard)  # the single-process batches of this rank
-    loader = DataLoader(Subset(dataset, mine), batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    with tqdm(total=len(mine), desc="joint NLL", unit="img", disable=not (progress and shard.is_main),
-              dynamic_ncols=True) as bar:
+    loader = DataLoader(
+        Subset(dataset, mine), batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
+    with tqdm(
+        total=len(mine),
+        desc="joint NLL",
+        unit="img",
+        disable=not (progress and shard.is_main),
+        dynamic_ncols=True,
+    ) as bar:
         nats = per_image_nats(hierarchy, loader if mine else [], dev, bar)
     result = summarise(merge_shards(shard.gather((mine, nats))), card)
     reference = f"{data}:{split}"
@@ -232,11 +304,24 @@ def evaluate_run(run_dir, *, data: str | None = None, split: str = "val", limit:
     if results is not None and shard.is_main:
         from hvqeval.results import ResultsStore
 
-        reference_id = hashlib.sha256(json.dumps(
-            {"data": os.fspath(data), "split": split, "n": result.n, "limit": limit}).encode()).hexdigest()
-        rows = result_rows(result, model=label, reference=reference, reference_id=reference_id,
-                           resize=f"eval_transform({card.model.image_size})",
-                           extra={"run": os.fspath(run_dir), "card": card.name,
-                                  "checkpoints": checkpoint_records(run_dir), "split": split, "limit": limit})
+        reference_id = hashlib.sha256(
+            json.dumps(
+                {"data": os.fspath(data), "split": split, "n": result.n, "limit": limit}
+            ).encode()
+        ).hexdigest()
+        rows = result_rows(
+            result,
+            model=label,
+            reference=reference,
+            reference_id=reference_id,
+            resize=f"eval_transform({card.model.image_size})",
+            extra={
+                "run": os.fspath(run_dir),
+                "card": card.name,
+                "checkpoints": checkpoint_records(run_dir),
+                "split": split,
+                "limit": limit,
+            },
+        )
         ResultsStore(results).append(rows)
     return RunEvaluation(result, label, reference, rows)

@@ -23,10 +23,11 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import portalocker
 
@@ -36,9 +37,25 @@ DEFAULT_RESULTS = Path("results/results.jsonl")
 
 # Column order of a row (the contract read by the analysis part, Table 1).
 ROW_FIELDS = (
-    "metric", "value", "std", "model", "sample_set", "sample_set_sha256", "reference", "reference_id",
-    "n", "n_reference", "splits", "seed", "feature_extractor", "weights_sha256", "resize", "tf32",
-    "versions", "created_at", "extra",
+    "metric",
+    "value",
+    "std",
+    "model",
+    "sample_set",
+    "sample_set_sha256",
+    "reference",
+    "reference_id",
+    "n",
+    "n_reference",
+    "splits",
+    "seed",
+    "feature_extractor",
+    "weights_sha256",
+    "resize",
+    "tf32",
+    "versions",
+    "created_at",
+    "extra",
 )
 
 
@@ -136,7 +153,9 @@ class ResultsStore:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 if number == len(lines) or (number == len(lines) - 1 and not lines[-1]):
-                    warnings.warn(f"{self.path}: ignoring an incomplete last line {number}", stacklevel=2)
+                    warnings.warn(
+                        f"{self.path}: ignoring an incomplete last line {number}", stacklevel=2
+                    )
                     continue
                 raise HvqevalError(
                     f"{self.path}: line {number} is not valid JSON; fix or remove that line"
@@ -145,7 +164,11 @@ class ResultsStore:
 
     def job_keys(self) -> set[str]:
         """Job keys (``extra.job``) of the rows already stored, for resumable batches."""
-        return {r["extra"]["job"] for r in self.read() if isinstance(r.get("extra"), dict) and "job" in r["extra"]}
+        return {
+            r["extra"]["job"]
+            for r in self.read()
+            if isinstance(r.get("extra"), dict) and "job" in r["extra"]
+        }
 
 
 def format_value(row: dict[str, Any]) -> str:
@@ -165,7 +188,8 @@ def print_rows(rows: list[dict[str, Any]], stream=None) -> None:
     header = ("metric", "value", "n", "extractor", "samples", "reference")
     table = [header] + [
         (
-            r["metric"] + (f"[{r['extra']['class_id']}]" if "class_id" in (r.get("extra") or {}) else ""),
+            r["metric"]
+            + (f"[{r['extra']['class_id']}]" if "class_id" in (r.get("extra") or {}) else ""),
             format_value(r),
             str(r.get("n")),
             str(r.get("feature_extractor")),

@@ -46,8 +46,10 @@ def check_run(run_dir: str | os.PathLike, need_prior: bool = True):
 
 def checkpoint_records(run_dir: str | os.PathLike) -> list[dict[str, str]]:
     """``[{stage, path, sha256}]`` of the run's checkpoints (training order), for manifests."""
-    return [{"stage": stage, "path": os.fspath(path), "sha256": sha256_file(path)}
-            for stage, path in checkpoint_paths(run_dir).items()]
+    return [
+        {"stage": stage, "path": os.fspath(path), "sha256": sha256_file(path)}
+        for stage, path in checkpoint_paths(run_dir).items()
+    ]
 
 
 def run_class_names(run_dir: str | os.PathLike, card) -> list[str]:

@@ -65,7 +65,12 @@ class SampleSet:
         self.manifest = manifest
         self.manifest_sha256 = manifest_sha256
         self.files = [
-            SampleFile(f["file"], int(f["class_id"]), str(f.get("class_name", "")), str(f.get("sha256", "")))
+            SampleFile(
+                f["file"],
+                int(f["class_id"]),
+                str(f.get("class_name", "")),
+                str(f.get("sha256", "")),
+            )
             for f in manifest["files"]
         ]
 
@@ -75,7 +80,9 @@ class SampleSet:
         root = Path(path)
         manifest_path = root / MANIFEST_NAME
         if not root.is_dir():
-            raise SampleSetError(f"sample set {root} does not exist (expected a folder with {MANIFEST_NAME})")
+            raise SampleSetError(
+                f"sample set {root} does not exist (expected a folder with {MANIFEST_NAME})"
+            )
         if not manifest_path.is_file():
             raise SampleSetError(f"{root} is not a sample set: {MANIFEST_NAME} is missing")
         raw = manifest_path.read_bytes()
@@ -102,7 +109,9 @@ class SampleSet:
                 raise SampleSetError(f"{manifest_path}: files[{i}] needs 'file' and 'class_id'")
             name = entry["file"]
             if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
-                raise SampleSetError(f"{manifest_path}: files[{i}] has an invalid file name {name!r}")
+                raise SampleSetError(
+                    f"{manifest_path}: files[{i}] has an invalid file name {name!r}"
+                )
             if name in seen:
                 raise SampleSetError(f"{manifest_path}: file {name} is listed twice")
             seen.add(name)
@@ -177,17 +186,31 @@ def image_name(index: int) -> str:
     return f"{index:06d}.png"
 
 
-def write_image(root: str | os.PathLike, index: int, image_hwc: np.ndarray, class_id: int, class_name: str,
-                image_size: int) -> dict[str, Any]:
+def write_image(
+    root: str | os.PathLike,
+    index: int,
+    image_hwc: np.ndarray,
+    class_id: int,
+    class_name: str,
+    image_size: int,
+) -> dict[str, Any]:
     """Write image ``index`` of the set at ``root`` (atomically) -> its manifest entry."""
     image_hwc = np.asarray(image_hwc)
     if image_hwc.dtype != np.uint8 or image_hwc.shape != (image_size, image_size, 3):
-        raise ValueError(f"expected a ({image_size}, {image_size}, 3) uint8 image, got "
-                         f"{image_hwc.shape} {image_hwc.dtype}")
+        raise ValueError(
+            f"expected a ({image_size}, {image_size}, 3) uint8 image, got "
+            f"{image_hwc.shape} {image_hwc.dtype}"
+        )
     target = Path(root) / image_name(index)
-    atomic_write_bytes(target, lambda f: Image.fromarray(image_hwc, mode="RGB").save(f, format="PNG"))
-    return {"file": target.name, "class_id": int(class_id), "class_name": class_name,
-            "sha256": sha256_file(target)}
+    atomic_write_bytes(
+        target, lambda f: Image.fromarray(image_hwc, mode="RGB").save(f, format="PNG")
+    )
+    return {
+        "file": target.name,
+        "class_id": int(class_id),
+        "class_name": class_name,
+        "sha256": sha256_file(target),
+    }
 
 
 class SampleSetWriter:
@@ -207,7 +230,11 @@ class SampleSetWriter:
         manifest_path = self.path / MANIFEST_NAME
         if manifest_path.is_file():
             existing = SampleSet.load(self.path).manifest
-            old = {k: v for k, v in existing.items() if k not in ("files", "format_version", "created_at", *RUN_KEYS)}
+            old = {
+                k: v
+                for k, v in existing.items()
+                if k not in ("files", "format_version", "created_at", *RUN_KEYS)
+            }
             new = {k: v for k, v in json.loads(json.dumps(self.meta)).items() if k not in RUN_KEYS}
             if old != new:
                 changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -225,7 +252,9 @@ class SampleSetWriter:
 
     def add(self, image_hwc: np.ndarray, class_id: int, class_name: str) -> SampleFile:
         """Write one (H, W, 3) uint8 image as the next PNG; the manifest updates on ``flush``."""
-        entry = write_image(self.path, len(self.files), image_hwc, class_id, class_name, self.meta["image_size"])
+        entry = write_image(
+            self.path, len(self.files), image_hwc, class_id, class_name, self.meta["image_size"]
+        )
         self.files.append(entry)
         return SampleFile(**entry)
 
@@ -234,8 +263,10 @@ class SampleSetWriter:
         they must continue the set: entry ``k`` names file ``image_name(len(self) + k)``."""
         for entry in entries:
             if entry["file"] != image_name(len(self.files)):
-                raise SampleSetError(f"{self.path}: {entry['file']} does not continue the set after "
-                                     f"{len(self.files)} files")
+                raise SampleSetError(
+                    f"{self.path}: {entry['file']} does not continue the set after "
+                    f"{len(self.files)} files"
+                )
             self.files.append(dict(entry))
 
     def manifest(self) -> dict[str, Any]:

@@ -64,15 +64,19 @@ def parse_temperatures(text: str, stages: list[str]) -> Temperatures:
         try:
             number = float(value)
         except ValueError:
-            raise GenerationError(f"temperature {part!r} is not a number; use e.g. 0.98 or "
-                                  "prior=0.97,level1=1.0") from None
+            raise GenerationError(
+                f"temperature {part!r} is not a number; use e.g. 0.98 or prior=0.97,level1=1.0"
+            ) from None
         if not number > 0 or not np.isfinite(number):
-            raise GenerationError(f"temperature must be a positive number, got {part!r} (1.0 = as trained)")
+            raise GenerationError(
+                f"temperature must be a positive number, got {part!r} (1.0 = as trained)"
+            )
         if not sep:
             default = number
         elif stage not in stages:
-            raise GenerationError(f"temperature for unknown stage {stage!r}; this run has stages "
-                                  f"{', '.join(stages)}")
+            raise GenerationError(
+                f"temperature for unknown stage {stage!r}; this run has stages {', '.join(stages)}"
+            )
         else:
             named[stage] = number
     return Temperatures(default, tuple(sorted(named.items())))
@@ -94,14 +98,20 @@ def parse_classes(text: str, num_classes: int) -> list[int]:
             else:
                 ids.append(int(part))
         except ValueError:
-            raise GenerationError(f"--classes: {part!r} is not a class id; use e.g. 0,1,2 or 0-9 or all") from None
+            raise GenerationError(
+                f"--classes: {part!r} is not a class id; use e.g. 0,1,2 or 0-9 or all"
+            ) from None
     if not ids:
         raise GenerationError("--classes is empty; use e.g. 0,1,2 or all")
     bad = [i for i in ids if not 0 <= i < num_classes]
     if bad:
-        raise GenerationError(f"class {bad[0]} is out of range: this model has classes 0..{num_classes - 1}")
+        raise GenerationError(
+            f"class {bad[0]} is out of range: this model has classes 0..{num_classes - 1}"
+        )
     if len(set(ids)) != len(ids):
-        raise GenerationError(f"--classes lists class {next(i for i in ids if ids.count(i) > 1)} twice")
+        raise GenerationError(
+            f"--classes lists class {next(i for i in ids if ids.count(i) > 1)} twice"
+        )
     return ids
 
 
@@ -131,14 +141,19 @@ class SamplerOptions:
         return {"precision": self.precision, "cuda_graph": self.cuda_graph}
 
 
-def sample_batch(hierarchy, class_ids: torch.Tensor, temperatures: Temperatures,
-                 generator: torch.Generator | list[torch.Generator],
-                 options: SamplerOptions = SamplerOptions()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+def sample_batch(
+    hierarchy,
+    class_ids: torch.Tensor,
+    temperatures: Temperatures,
+    generator: torch.Generator | list[torch.Generator],
+    options: SamplerOptions = SamplerOptions(),
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """One batch of Algorithm 4 (``Hierarchy.sample``): class ids (B,) -> (pixels long (B, 3, H, W),
     {level l: codes x_{l+1}})."""
     codes: dict[int, torch.Tensor] = {}
-    pixels = hierarchy.sample(class_ids, temperatures, generator, options.sampler, keep=codes,
-                              **options.engine_options())
+    pixels = hierarchy.sample(
+        class_ids, temperatures, generator, options.sampler, keep=codes, **options.engine_options()
+    )
     return pixels, codes
 
 
@@ -176,7 +191,9 @@ class SampleReport:
     manifest: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None
     processes: int = 1
-    seconds: float = 0.0  # drawing and writing in this call (model loading and batch fitting excluded)
+    seconds: float = (
+        0.0  # drawing and writing in this call (model loading and batch fitting excluded)
+    )
 
 
 BatchHook = Callable[[int, int], None]  # (last batch index of a round, images in the set so far)
@@ -201,12 +218,21 @@ def _manifest_meta(request: SampleRequest, card, run_dir: str) -> dict[str, Any]
     }
 
 
-def _save_codes(folder: Path, start: int, codes: dict[int, torch.Tensor], class_ids: torch.Tensor,
-                files: list[str]) -> None:
+def _save_codes(
+    folder: Path,
+    start: int,
+    codes: dict[int, torch.Tensor],
+    class_ids: torch.Tensor,
+    files: list[str],
+) -> None:
     folder.mkdir(exist_ok=True)
     arrays = {f"codes_level{level}": c.cpu().numpy().astype(np.int32) for level, c in codes.items()}
-    atomic_write_bytes(folder / f"images_{start:06d}.npz", lambda f: np.savez_compressed(
-        f, class_ids=class_ids.cpu().numpy().astype(np.int64), files=np.array(files), **arrays))
+    atomic_write_bytes(
+        folder / f"images_{start:06d}.npz",
+        lambda f: np.savez_compressed(
+            f, class_ids=class_ids.cpu().numpy().astype(np.int64), files=np.array(files), **arrays
+        ),
+    )
 
 
 def load_sampled_codes(sample_set: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -231,16 +257,27 @@ def load_sampled_codes(sample_set: str | os.PathLike) -> dict[str, np.ndarray]:
 def _open_writer(request: SampleRequest, out, card, run_dir: str) -> SampleSetWriter:
     """The set at ``out`` (new or to continue), checked against ``request``'s settings and plan."""
     target = Path(out)
-    if target.is_dir() and not (target / MANIFEST_NAME).is_file() and any(
-            not p.name.startswith(".") for p in target.iterdir()):
-        raise GenerationError(f"{out} already holds files but no sample-set manifest; choose an empty or new --out")
-    writer = SampleSetWriter(out, model=request.model or card.name, image_size=card.model.image_size,
-                             **_manifest_meta(request, card, run_dir))
+    if (
+        target.is_dir()
+        and not (target / MANIFEST_NAME).is_file()
+        and any(not p.name.startswith(".") for p in target.iterdir())
+    ):
+        raise GenerationError(
+            f"{out} already holds files but no sample-set manifest; choose an empty or new --out"
+        )
+    writer = SampleSetWriter(
+        out,
+        model=request.model or card.name,
+        image_size=card.model.image_size,
+        **_manifest_meta(request, card, run_dir),
+    )
     plan = request.plan()
     done = len(writer)
     if done > len(plan) or [f["class_id"] for f in writer.files] != plan[:done]:
-        raise GenerationError(f"{out} holds files that do not follow this request's class plan; "
-                              "choose another --out folder or delete it")
+        raise GenerationError(
+            f"{out} holds files that do not follow this request's class plan; "
+            "choose another --out folder or delete it"
+        )
     return writer
 
 
@@ -248,14 +285,23 @@ def _draw_batch(hierarchy, request: SampleRequest, plan: list[int], start: int, 
     """Images ``[start, stop)`` of the plan: uint8 (B, H, W, 3), class ids (B,), codes by level."""
     class_ids = torch.tensor(plan[start:stop], dtype=torch.long)
     generators = [batch_generator(request.seed, i) for i in range(start, stop)]  # one per image
-    pixels, codes = sample_batch(hierarchy, class_ids, request.temperatures, generators, request.options)
+    pixels, codes = sample_batch(
+        hierarchy, class_ids, request.temperatures, generators, request.options
+    )
     images = pixels.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
     return images, class_ids, codes
 
 
-def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, device: str | torch.device = "cpu",
-                        max_batches: int | None = None, progress: bool = True,
-                        on_batch: BatchHook | None = None, shard: Shard | None = None) -> SampleReport:
+def generate_sample_set(
+    request: SampleRequest,
+    out: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    max_batches: int | None = None,
+    progress: bool = True,
+    on_batch: BatchHook | None = None,
+    shard: Shard | None = None,
+) -> SampleReport:
     """Write (or continue) the sample set ``out`` for ``request``; see the module docstring.
 
     ``shard``: this process's place under ``torchrun`` (``hvqeval.sharding``); batch ``b``
@@ -267,14 +313,20 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
 
     shard = shard or Shard()
     if request.options.sampler not in SAMPLERS:
-        raise GenerationError(f"unknown sampler {request.options.sampler!r}; choose {' or '.join(SAMPLERS)}")
+        raise GenerationError(
+            f"unknown sampler {request.options.sampler!r}; choose {' or '.join(SAMPLERS)}"
+        )
     if request.per_class < 1 or (request.batch_size is not None and request.batch_size < 1):
         raise GenerationError("--per-class and --batch-size must be at least 1")
     run_dir = os.fspath(request.run)
     card = check_run(run_dir, need_prior=True)
-    parse_classes(",".join(map(str, request.classes)), card.model.num_classes)  # refuses class ids the model lacks
+    parse_classes(
+        ",".join(map(str, request.classes)), card.model.num_classes
+    )  # refuses class ids the model lacks
     labels = run_class_names(run_dir, card)
-    writer = _open_writer(request, out, card, run_dir)  # every rank checks (reads only), so all agree
+    writer = _open_writer(
+        request, out, card, run_dir
+    )  # every rank checks (reads only), so all agree
     shard.barrier()  # nobody writes before every rank has read the set
     plan, size_px = request.plan(), card.model.image_size
     done = already = len(writer)
@@ -282,15 +334,23 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
     if done < len(plan):
         hierarchy = load_run(run_dir, device, require_prior=True)
         if size is None:  # the same on every rank: the smallest that fits, at most an even share
-            fit = largest_batch(hierarchy, request.temperatures, request.options, torch.device(device))
+            fit = largest_batch(
+                hierarchy, request.temperatures, request.options, torch.device(device)
+            )
             size = shard.agree_min(max(1, min(fit, -(-len(plan) // shard.world))))
         writer.meta.update(batch_size=int(size), processes=shard.world)
         if shard.is_main:
             writer.flush()  # the manifest exists before the first PNG: a kill leaves a valid set
         codes_folder = Path(out) / CODES_FOLDER
         began = time.perf_counter()
-        with tqdm(total=len(plan), initial=done, desc=f"sampling {Path(out).name}", unit="img",
-                  disable=not (progress and shard.is_main), dynamic_ncols=True) as bar:
+        with tqdm(
+            total=len(plan),
+            initial=done,
+            desc=f"sampling {Path(out).name}",
+            unit="img",
+            disable=not (progress and shard.is_main),
+            dynamic_ncols=True,
+        ) as bar:
             for batches in shard.rounds(done // size, -(-len(plan) // size)):
                 if max_batches is not None and batches_run >= max_batches:
                     break
@@ -298,14 +358,25 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
                 for b in (b for b in batches if shard.owns(b)):
                     start, stop = b * size, min((b + 1) * size, len(plan))
                     images, class_ids, codes = _draw_batch(hierarchy, request, plan, start, stop)
-                    for i in range(max(start, done), stop):  # a batch redone after a kill skips finished images
+                    for i in range(
+                        max(start, done), stop
+                    ):  # a batch redone after a kill skips finished images
                         cid = plan[i]
-                        entries.append(write_image(out, i, images[i - start], cid, labels[cid], size_px))
+                        entries.append(
+                            write_image(out, i, images[i - start], cid, labels[cid], size_px)
+                        )
                     if request.save_codes:
-                        _save_codes(codes_folder, start, codes, class_ids,
-                                    [image_name(i) for i in range(start, stop)])
-                merged = sorted((e for part in shard.gather(entries) for e in part),
-                                key=lambda e: int(Path(e["file"]).stem))  # image index order
+                        _save_codes(
+                            codes_folder,
+                            start,
+                            codes,
+                            class_ids,
+                            [image_name(i) for i in range(start, stop)],
+                        )
+                merged = sorted(
+                    (e for part in shard.gather(entries) for e in part),
+                    key=lambda e: int(Path(e["file"]).stem),
+                )  # image index order
                 if shard.is_main:
                     writer.extend(merged)
                     writer.flush()
@@ -316,5 +387,15 @@ def generate_sample_set(request: SampleRequest, out: str | os.PathLike, *, devic
                     on_batch(batches[-1], done)
         seconds = time.perf_counter() - began
     report_manifest = writer.manifest() if shard.is_main else {}
-    return SampleReport(Path(out), len(plan), done - already, already, batches_run, done == len(plan),
-                        report_manifest, size, shard.world, seconds)
+    return SampleReport(
+        Path(out),
+        len(plan),
+        done - already,
+        already,
+        batches_run,
+        done == len(plan),
+        report_manifest,
+        size,
+        shard.world,
+        seconds,
+    )

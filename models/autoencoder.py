@@ -43,7 +43,9 @@ class OneHotLinear(nn.Module):
     def __init__(self, channels: int, values: int, out_channels: int, ordinal: bool = False):
         super().__init__()
         self.channels, self.values = channels, values
-        self.weight = nn.Parameter(torch.randn(channels * values, out_channels) / math.sqrt(channels))
+        self.weight = nn.Parameter(
+            torch.randn(channels * values, out_channels) / math.sqrt(channels)
+        )
         if ordinal:  # pixel intensities (models.nn.ordinal)
             ordinal_init_(self.weight, channels, values, scale=1 / math.sqrt(channels))
 
@@ -61,9 +63,15 @@ def pixels_to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
-def sample_msp_masks(batch: int, height: int, width: int, mask_size: int, count: int,
-                     device: torch.device | str = "cpu", generator: torch.Generator | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_msp_masks(
+    batch: int,
+    height: int,
+    width: int,
+    mask_size: int,
+    count: int,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random MSP masks (Section 4.2, Eq. 1): ``count`` distinct middle pixels per image.
 
     Returns ``(visible, middles)``, both bool (B, 1, H, W): ``middles`` marks the predicted
@@ -120,8 +128,9 @@ class LevelModel(nn.Module):
             Downsample(enc.hidden, self.factor),
             nn.Conv2d(enc.hidden, latent, kernel_size=1),
         )
-        self.quantizer = VectorQuantizer(codes.channels, codes.num_codes, CODE_DIM,
-                                         codes.commitment, codes.ema_decay)
+        self.quantizer = VectorQuantizer(
+            codes.channels, codes.num_codes, CODE_DIM, codes.commitment, codes.ema_decay
+        )
         # Auxiliary decoder: pixels (MSE) for feed-forward level 1, else logits over the input values.
         self.predicts_logits = self.is_msp or not self.is_pixels
         aux_out = in_ch * in_values if self.predicts_logits else in_ch
@@ -136,8 +145,15 @@ class LevelModel(nn.Module):
         else:
             self.teacher_input = None
             self.teacher = None
-        self.decoder = ConditionalDecoder(cfg, in_ch, in_values, codes.channels, codes.num_codes,
-                                          factor=self.factor, ordinal_input=self.is_pixels)
+        self.decoder = ConditionalDecoder(
+            cfg,
+            in_ch,
+            in_values,
+            codes.channels,
+            codes.num_codes,
+            factor=self.factor,
+            ordinal_input=self.is_pixels,
+        )
 
     # ----------------------------------------------------------------------------------
     def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,8 +175,12 @@ class LevelModel(nn.Module):
         """MSP teacher on masked one-hot input: -> (B, C_in, V, H, W)."""
         return self._logits(self.teacher(self.teacher_input(x, visible)))
 
-    def forward(self, x: torch.Tensor, class_ids: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> LevelOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        class_ids: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LevelOutput:
         """Losses of one batch ``x`` (uint8 pixels or long codes, (B, C_in, H, W)).
 
         ``class_ids`` is accepted for a uniform stage interface and ignored: autoencoders are
@@ -172,21 +192,39 @@ class LevelModel(nn.Module):
         if self.is_msp:
             b, _, h, w = x.shape
             aux = self.config.aux_decoder
-            visible, middles = sample_msp_masks(b, h, w, aux.mask_size, aux.masks_per_image, x.device, generator)
+            visible, middles = sample_msp_masks(
+                b, h, w, aux.mask_size, aux.masks_per_image, x.device, generator
+            )
             # Only the middles enter Algorithm 3's losses, so the C*V-way output convs of the
             # teacher and the student run at those M positions only (M = B * masks per image).
             at = middles[:, 0]  # (B, H, W) bool
-            teacher_rows = self.teacher.features(self.teacher_input(x, visible)).permute(0, 2, 3, 1)[at]
-            student_rows = self.aux_decoder[1].features(self.aux_decoder[0](q.quantized)).permute(0, 2, 3, 1)[at]
-            teacher = self.teacher.head_at(teacher_rows).float().view(-1, self.input_channels, self.input_values)
-            student = self.aux_decoder[1].head_at(student_rows).float().view(-1, self.input_channels,
-                                                                               self.input_values)
+            teacher_rows = self.teacher.features(self.teacher_input(x, visible)).permute(
+                0, 2, 3, 1
+            )[at]
+            student_rows = (
+                self.aux_decoder[1]
+                .features(self.aux_decoder[0](q.quantized))
+                .permute(0, 2, 3, 1)[at]
+            )
+            teacher = (
+                self.teacher.head_at(teacher_rows)
+                .float()
+                .view(-1, self.input_channels, self.input_values)
+            )
+            student = (
+                self.aux_decoder[1]
+                .head_at(student_rows)
+                .float()
+                .view(-1, self.input_channels, self.input_values)
+            )
             teacher_nll, distill = msp_losses_at(teacher, student, x.permute(0, 2, 3, 1)[at])
             aux_loss = teacher_nll + distill
             metrics["teacher_nll"] = teacher_nll.detach()
             metrics["distill_kl"] = distill.detach()
         elif self.predicts_logits:
-            aux_loss = F.cross_entropy(self._logits(self.aux_decoder(q.quantized)).transpose(1, 2), x)
+            aux_loss = F.cross_entropy(
+                self._logits(self.aux_decoder(q.quantized)).transpose(1, 2), x
+            )
             metrics["aux_nll"] = aux_loss.detach()
         else:
             aux_loss = F.mse_loss(self.aux_decoder(q.quantized).float(), pixels_to_unit(x))
@@ -197,25 +235,34 @@ class LevelModel(nn.Module):
         losses = {"aux": aux_loss, "commitment": q.commitment_loss, "ar": ar_nats}
         loss = aux_loss + q.commitment_loss + ar_nats
         metrics.update(
-            ar_nats=ar_nats.detach(), bpd=ar_nats.detach() / math.log(2),
-            commitment=q.commitment_loss.detach(), usage=q.usage, perplexity=q.perplexity,
+            ar_nats=ar_nats.detach(),
+            bpd=ar_nats.detach() / math.log(2),
+            commitment=q.commitment_loss.detach(),
+            usage=q.usage,
+            perplexity=q.perplexity,
         )
         return LevelOutput(loss, losses, metrics, codes)
 
 
-def msp_losses(teacher: torch.Tensor, student: torch.Tensor, x: torch.Tensor, middles: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def msp_losses(
+    teacher: torch.Tensor, student: torch.Tensor, x: torch.Tensor, middles: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Algorithm 3 at the middle positions only (mean over middles and channels, in nats).
 
     ``teacher``/``student``: logits (B, C, V, H, W); ``x``: (B, C, H, W); ``middles``: bool (B, 1, H, W).
     Returns ``(L_MSP, L_dist)``: the teacher's NLL, and KL(sg[p_T] || p_A) for the student.
     """
     at = middles[:, 0]  # (B, H, W)
-    return msp_losses_at(teacher.permute(0, 3, 4, 1, 2)[at], student.permute(0, 3, 4, 1, 2)[at],
-                         x.permute(0, 2, 3, 1)[at])
+    return msp_losses_at(
+        teacher.permute(0, 3, 4, 1, 2)[at],
+        student.permute(0, 3, 4, 1, 2)[at],
+        x.permute(0, 2, 3, 1)[at],
+    )
 
 
-def msp_losses_at(teacher: torch.Tensor, student: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def msp_losses_at(
+    teacher: torch.Tensor, student: torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``msp_losses`` on logits already taken at the M middles: ``(M, C, V)``, ``(M, C, V)``, ``x (M, C)``."""
     v = teacher.shape[-1]
     t, s, target = teacher.reshape(-1, v), student.reshape(-1, v), x.reshape(-1)  # (M*C, V), (M*C,)

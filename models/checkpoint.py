@@ -45,8 +45,17 @@ from models.stage import Stage
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
-KEYS = ("format_version", "model_class", "model_config", "state_dict", "ema_state_dict",
-        "optimizer", "step", "rng_state", "code_version")
+KEYS = (
+    "format_version",
+    "model_class",
+    "model_config",
+    "state_dict",
+    "ema_state_dict",
+    "optimizer",
+    "step",
+    "rng_state",
+    "code_version",
+)
 
 
 def code_version() -> str:
@@ -64,7 +73,11 @@ def checkpoint_paths(run_dir: str | Path) -> dict[str, Path]:
     """Existing checkpoints of a run, ``{stage: path}`` in training order."""
     run_dir = Path(run_dir)
     card = read_run_config(run_dir)
-    return {s: checkpoint_path(run_dir, s) for s in Stage.all_of(card) if checkpoint_path(run_dir, s).is_file()}
+    return {
+        s: checkpoint_path(run_dir, s)
+        for s in Stage.all_of(card)
+        if checkpoint_path(run_dir, s).is_file()
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -74,12 +87,16 @@ def checkpoint_paths(run_dir: str | Path) -> dict[str, Path]:
 def read_run_config(run_dir: str | Path) -> ModelCard:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} is not a run folder (no {CONFIG_FILE}); train a model into it first",
-                              argument="run_dir")
+        raise CheckpointError(
+            f"{run_dir} is not a run folder (no {CONFIG_FILE}); train a model into it first",
+            argument="run_dir",
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err}); delete the run folder and train again") from None
+        raise CheckpointError(
+            f"{path} is not valid JSON ({err}); delete the run folder and train again"
+        ) from None
     return card_from_dict(data, str(path))
 
 
@@ -130,12 +147,16 @@ def init_run_dir(run_dir: str | Path, card: ModelCard) -> None:
                 raise CheckpointError(
                     f"run folder {run_dir} was started with card '{existing.name}', which differs from "
                     f"this card '{card.name}' at '{diff}'; use a new run folder, or the same card and "
-                    "overrides", argument="run_dir")
+                    "overrides",
+                    argument="run_dir",
+                )
             # Same card, other --set values: say which value, not "card X differs from card X".
             raise CheckpointError(
                 f"run folder {run_dir} was started with {diff} = {_value_at(was, diff)!r}, but this card "
                 f"gives {_value_at(now, diff)!r}; continue the run with the card and overrides it was "
-                "started with (its config.json), or use a new run folder", argument="run_dir")
+                "started with (its config.json), or use a new run folder",
+                argument="run_dir",
+            )
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, card.to_json() + "\n")
@@ -149,8 +170,13 @@ def capture_rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
         "python": _python_state_to_plain(random.getstate()),
     }
     if torch.cuda.is_available():
@@ -161,10 +187,16 @@ def capture_rng_state() -> dict[str, Any]:
 def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+    if (
+        "cuda" in state
+        and torch.cuda.is_available()
+        and len(state["cuda"]) == torch.cuda.device_count()
+    ):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
@@ -177,13 +209,25 @@ def _python_state_to_plain(state: tuple) -> list:
 # Checkpoints
 
 
-def save_checkpoint(path: str | Path, *, model_class: str, card: ModelCard, stage: str,
-                    state_dict: dict, ema_state_dict: dict, optimizer: dict, step: int) -> None:
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model_class: str,
+    card: ModelCard,
+    stage: str,
+    state_dict: dict,
+    ema_state_dict: dict,
+    optimizer: dict,
+    step: int,
+) -> None:
     """Write a checkpoint atomically (see the module docstring for the format)."""
     payload = {
         "format_version": FORMAT_VERSION,
         "model_class": model_class,
-        "model_config": {"card": card.to_dict(), "stage": str(stage)},  # plain str: weights_only loads
+        "model_config": {
+            "card": card.to_dict(),
+            "stage": str(stage),
+        },  # plain str: weights_only loads
         "state_dict": _to_cpu(state_dict),
         "ema_state_dict": _to_cpu(ema_state_dict),
         "optimizer": _to_cpu(optimizer),
@@ -204,7 +248,9 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-def load_checkpoint(path: str | Path, card: ModelCard | None = None, stage: str | None = None) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, card: ModelCard | None = None, stage: str | None = None
+) -> dict[str, Any]:
     """Read and validate a checkpoint; with ``card``/``stage``, check that it belongs to them."""
     path = Path(path)
     if not path.is_file():
@@ -212,11 +258,15 @@ def load_checkpoint(path: str | Path, card: ModelCard | None = None, stage: str 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign file: torch raises several types
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}); "
-                              "delete it and train this stage again") from None
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}); "
+            "delete it and train this stage again"
+        ) from None
     if not isinstance(ckpt, dict) or set(KEYS) - set(ckpt):
-        raise CheckpointError(f"{path} is not an hvqeval checkpoint (missing keys); "
-                              "delete it and train this stage again")
+        raise CheckpointError(
+            f"{path} is not an hvqeval checkpoint (missing keys); "
+            "delete it and train this stage again"
+        )
     if ckpt["format_version"] != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {ckpt['format_version']}, this version reads "
@@ -257,6 +307,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", require_pr
 
     run_dir = Path(run_dir)
     card = read_run_config(run_dir)
+
     def load(stage: str):
         ckpt = load_checkpoint(checkpoint_path(run_dir, stage), card, stage)
         model = build_stage_model(card, stage)
@@ -269,13 +320,21 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", require_pr
             break
         levels.append(load(stage))
     if not levels and card.level:
-        raise MissingStageError(f"{run_dir} has no trained level yet; train its stages first",
-                                run_dir=str(run_dir), card_name=card.name, stage=Stage.of_level(1))
+        raise MissingStageError(
+            f"{run_dir} has no trained level yet; train its stages first",
+            run_dir=str(run_dir),
+            card_name=card.name,
+            stage=Stage.of_level(1),
+        )
     prior = None
     if len(levels) == len(card.level) and checkpoint_path(run_dir, "prior").is_file():
         prior = load("prior")
     elif require_prior:
-        raise MissingStageError(f"{run_dir} has no trained prior yet; train the prior (after every level)",
-                                run_dir=str(run_dir), card_name=card.name, stage=Stage.PRIOR)
+        raise MissingStageError(
+            f"{run_dir} has no trained prior yet; train the prior (after every level)",
+            run_dir=str(run_dir),
+            card_name=card.name,
+            stage=Stage.PRIOR,
+        )
     hierarchy = Hierarchy(card, levels, prior)
     return hierarchy.to(device).eval()

@@ -48,7 +48,11 @@ def read_meta(directory: Path) -> dict | None:
 
 
 def _items(limit: int | None) -> str:
-    return "every item of each split" if limit is None else f"the first {limit} items of each split (limit {limit})"
+    return (
+        "every item of each split"
+        if limit is None
+        else f"the first {limit} items of each split (limit {limit})"
+    )
 
 
 def stale_reason(meta: dict | None, *, source_step: int, limit: int | None) -> str | None:
@@ -60,8 +64,10 @@ def stale_reason(meta: dict | None, *, source_step: int, limit: int | None) -> s
     if meta is None:
         return "no codes extracted yet"
     if meta["source_step"] != source_step:
-        return (f"codes are of step {meta['source_step']} of {meta['source_stage']}, "
-                f"its checkpoint is at step {source_step}")
+        return (
+            f"codes are of step {meta['source_step']} of {meta['source_stage']}, "
+            f"its checkpoint is at step {source_step}"
+        )
     if "limit" not in meta:
         return "codes do not record the --limit they were extracted with"
     have = meta["limit"]
@@ -77,9 +83,13 @@ class CodesDataset(Dataset):
         directory = Path(directory)
         meta = read_meta(directory)
         if meta is None:
-            raise DataError(f"{directory} holds no extracted codes (no {META_FILE}); train the level below first")
+            raise DataError(
+                f"{directory} holds no extracted codes (no {META_FILE}); train the level below first"
+            )
         if split not in meta["splits"]:
-            raise DataError(f"{directory} has no '{split}' codes (splits: {', '.join(meta['splits'])})")
+            raise DataError(
+                f"{directory} has no '{split}' codes (splits: {', '.join(meta['splits'])})"
+            )
         self.directory, self.split, self.meta = directory, split, meta
         self.codes = np.load(directory / f"{split}.codes.npy", mmap_mode="r")  # (N, C, h, w)
         self.labels = np.load(directory / f"{split}.labels.npy", mmap_mode="r")  # (N,)
@@ -94,27 +104,44 @@ class CodesDataset(Dataset):
         return int(self.codes.shape[0])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return torch.from_numpy(np.asarray(self.codes[index], dtype=np.int64)), int(self.labels[index])
+        return torch.from_numpy(np.asarray(self.codes[index], dtype=np.int64)), int(
+            self.labels[index]
+        )
 
 
 def _paths(directory: Path, split: str) -> dict[str, tuple[Path, Path]]:
-    return {kind: (directory / f".{split}.{kind}.npy.tmp", directory / f"{split}.{kind}.npy")
-            for kind in ("codes", "labels")}
+    return {
+        kind: (directory / f".{split}.{kind}.npy.tmp", directory / f"{split}.{kind}.npy")
+        for kind in ("codes", "labels")
+    }
 
 
-def create_split(directory: Path, split: str, n: int, code_shape: tuple[int, int, int], bits: int) -> None:
+def create_split(
+    directory: Path, split: str, n: int, code_shape: tuple[int, int, int], bits: int
+) -> None:
     """Allocate the (temporary) files of a split: ``n`` code maps of ``code_shape``."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = _paths(directory, split)
     dtype = np.uint8 if bits <= 8 else np.uint16
-    np.lib.format.open_memmap(paths["codes"][0], mode="w+", dtype=dtype, shape=(n, *code_shape)).flush()
+    np.lib.format.open_memmap(
+        paths["codes"][0], mode="w+", dtype=dtype, shape=(n, *code_shape)
+    ).flush()
     np.lib.format.open_memmap(paths["labels"][0], mode="w+", dtype=np.int64, shape=(n,)).flush()
 
 
 @torch.no_grad()
-def fill_split(encode, dataset: Dataset, directory: Path, split: str, device: torch.device,
-               rank: int = 0, world_size: int = 1, batch_size: int = 64, num_workers: int = 0,
-               progress: bool = True) -> None:
+def fill_split(
+    encode,
+    dataset: Dataset,
+    directory: Path,
+    split: str,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> None:
     """Encode this process's contiguous share of ``dataset`` into the split's temporary files.
 
     ``encode``: batch -> long codes (B, C, h, w). With ``world_size`` processes each fills
@@ -128,12 +155,17 @@ def fill_split(encode, dataset: Dataset, directory: Path, split: str, device: to
     shard = Subset(dataset, range(begin, end))
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     row = begin
-    with tqdm(total=end - begin, desc=f"codes {directory.name} {split}", unit="img",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=end - begin,
+        desc=f"codes {directory.name} {split}",
+        unit="img",
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
         for x, y in loader:
             z = encode(x.to(device))  # (B, C, h, w)
-            codes[row:row + len(x)] = z.cpu().numpy().astype(codes.dtype)
-            labels[row:row + len(x)] = y.numpy()
+            codes[row : row + len(x)] = z.cpu().numpy().astype(codes.dtype)
+            labels[row : row + len(x)] = y.numpy()
             row += len(x)
             bar.update(len(x))
     codes.flush()
@@ -146,10 +178,23 @@ def finish_split(directory: Path, split: str) -> None:
         os.replace(tmp, final)
 
 
-def write_meta(directory: Path, *, source_stage: str, source_step: int, limit: int | None, bits: int,
-               splits: dict[str, int], class_names: list[str]) -> None:
+def write_meta(
+    directory: Path,
+    *,
+    source_stage: str,
+    source_step: int,
+    limit: int | None,
+    bits: int,
+    splits: dict[str, int],
+    class_names: list[str],
+) -> None:
     """Record a finished extraction; ``limit``: the ``--limit`` it used (``None``: every item)."""
-    meta = {"source_stage": source_stage, "source_step": int(source_step),
-            "limit": None if limit is None else int(limit), "bits": bits,
-            "splits": {split: int(n) for split, n in splits.items()}, "class_names": list(class_names)}
+    meta = {
+        "source_stage": source_stage,
+        "source_step": int(source_step),
+        "limit": None if limit is None else int(limit),
+        "bits": bits,
+        "splits": {split: int(n) for split, n in splits.items()},
+        "class_names": list(class_names),
+    }
     atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2) + "\n")

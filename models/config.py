@@ -182,7 +182,9 @@ class ModelCard:
     # kw_only so the default can precede ``prior`` while keeping the saved key order.
     level: tuple[LevelConfig, ...] = field(default=(), kw_only=True)
     prior: PriorConfig
-    note: tuple[CardNote, ...] = ()  # [[note]] tables: provenance of values (printed by `models show`)
+    note: tuple[
+        CardNote, ...
+    ] = ()  # [[note]] tables: provenance of values (printed by `models show`)
     path: str = field(default="", compare=False)
 
     @property
@@ -210,7 +212,9 @@ class ModelCard:
         """What the prior models: the last level's codes, or the pixels of a single-level card."""
         if not self.level:
             info = self.model
-            return CodesConfig(channels=info.image_channels, bits=PIXEL_BITS, resolution=info.image_size)
+            return CodesConfig(
+                channels=info.image_channels, bits=PIXEL_BITS, resolution=info.image_size
+            )
         return self.level[-1].codes
 
     def to_dict(self) -> dict[str, Any]:
@@ -342,14 +346,18 @@ def validate(card: ModelCard, source: str) -> ModelCard:
     _check_positive(source, "model.image_size", info.image_size)
     _check_positive(source, "model.num_classes", info.num_classes)
     if info.image_channels != 3:
-        raise ConfigError(f"{source}: key 'model.image_channels' must be 3 (RGB), got {info.image_channels}")
+        raise ConfigError(
+            f"{source}: key 'model.image_channels' must be 3 (RGB), got {info.image_channels}"
+        )
     resolved_levels = []
     for i, lvl in enumerate(card.level):
         key = f"level[{i}]"
         _, _, in_res = card.level_input(i)
         codes = lvl.codes
         if not 1 <= codes.bits <= 16:
-            raise ConfigError(f"{source}: key '{key}.codes.bits' must be in 1..16, got {codes.bits}")
+            raise ConfigError(
+                f"{source}: key '{key}.codes.bits' must be in 1..16, got {codes.bits}"
+            )
         _check_positive(source, f"{key}.codes.channels", codes.channels)
         _check_positive(source, f"{key}.codes.resolution", codes.resolution)
         if in_res % codes.resolution != 0 or not _is_power_of_two(in_res // codes.resolution):
@@ -358,9 +366,13 @@ def validate(card: ModelCard, source: str) -> ModelCard:
                 f"input resolution {in_res} by a power of two (e.g. {in_res // 2}, {in_res // 4})"
             )
         if not 0.0 < codes.ema_decay < 1.0:
-            raise ConfigError(f"{source}: key '{key}.codes.ema_decay' must be in (0, 1), got {codes.ema_decay}")
+            raise ConfigError(
+                f"{source}: key '{key}.codes.ema_decay' must be in (0, 1), got {codes.ema_decay}"
+            )
         if codes.commitment < 0:
-            raise ConfigError(f"{source}: key '{key}.codes.commitment' must be >= 0, got {codes.commitment}")
+            raise ConfigError(
+                f"{source}: key '{key}.codes.commitment' must be >= 0, got {codes.commitment}"
+            )
         _validate_resnet(source, f"{key}.encoder", lvl.encoder)
         _validate_resnet(source, f"{key}.modulator", lvl.modulator)
         _check_positive(source, f"{key}.local_model.layers", lvl.local_model.layers)
@@ -375,17 +387,23 @@ def validate(card: ModelCard, source: str) -> ModelCard:
                 f"the downsampling factor {factor}"
             )
         aux = lvl.aux_decoder
-        _validate_resnet(source, f"{key}.aux_decoder", ResNetConfig(aux.layers, aux.hidden, aux.bottleneck))
+        _validate_resnet(
+            source, f"{key}.aux_decoder", ResNetConfig(aux.layers, aux.hidden, aux.bottleneck)
+        )
         if aux.kind == "msp":
             if aux.mask_size is None:
-                raise ConfigError(f"{source}: missing key '{key}.aux_decoder.mask_size' (odd integer) for kind 'msp'")
+                raise ConfigError(
+                    f"{source}: missing key '{key}.aux_decoder.mask_size' (odd integer) for kind 'msp'"
+                )
             if aux.mask_size < 1 or aux.mask_size % 2 == 0:
                 raise ConfigError(
                     f"{source}: key '{key}.aux_decoder.mask_size' must be an odd integer >= 1 "
                     f"(a mask of size 2s+1 around the predicted pixel), got {aux.mask_size}"
                 )
             if aux.teacher is None:
-                raise ConfigError(f"{source}: missing table '{key}.aux_decoder.teacher' for kind 'msp'")
+                raise ConfigError(
+                    f"{source}: missing table '{key}.aux_decoder.teacher' for kind 'msp'"
+                )
             _validate_resnet(source, f"{key}.aux_decoder.teacher", aux.teacher, min_layers=1)
             masks = aux.masks_per_image
             if masks is None:
@@ -400,7 +418,7 @@ def validate(card: ModelCard, source: str) -> ModelCard:
                 if getattr(aux, name) is not None:
                     raise ConfigError(
                         f"{source}: key '{key}.aux_decoder.{name}' only applies to kind 'msp'; "
-                        "remove it or set kind = \"msp\""
+                        'remove it or set kind = "msp"'
                     )
         resolved_levels.append(dataclasses.replace(lvl, aux_decoder=aux))
     prior = card.prior
@@ -443,8 +461,10 @@ def _check_note_keys(card: ModelCard, source: str) -> None:
             elif isinstance(node, dict) and part in node and part != "note":
                 node = node[part]
             else:
-                raise ConfigError(f"{source}: note[{i}].key {note.key!r} is not a key of this card "
-                                  "(write it like prior.residual_hidden or level.1.aux_decoder.hidden)")
+                raise ConfigError(
+                    f"{source}: note[{i}].key {note.key!r} is not a key of this card "
+                    "(write it like prior.residual_hidden or level.1.aux_decoder.hidden)"
+                )
 
 
 def _parse_override_value(text: str) -> Any:
@@ -454,7 +474,9 @@ def _parse_override_value(text: str) -> Any:
         return text  # a bare word is a string: --set model.dataset=fashion_mnist
 
 
-def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str], source: str) -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: typing.Iterable[str], source: str
+) -> dict[str, Any]:
     """Apply ``key=value`` overrides (``level.0.training.iterations=100``) to raw card data.
 
     Values are parsed as TOML (``3e-4``, ``true``, ``"text"``); keys must already exist so a
@@ -463,7 +485,9 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str], sourc
     data = json.loads(json.dumps(data))  # deep copy of plain data
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"{source}: override {item!r} must look like key=value (e.g. level.0.training.iterations=100)")
+            raise ConfigError(
+                f"{source}: override {item!r} must look like key=value (e.g. level.0.training.iterations=100)"
+            )
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         node: Any = data
@@ -471,7 +495,9 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str], sourc
             last = depth == len(parts) - 1
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"{source}: override key '{key}': '{part}' must be a level index 0..{len(node) - 1}")
+                    raise ConfigError(
+                        f"{source}: override key '{key}': '{part}' must be a level index 0..{len(node) - 1}"
+                    )
                 if last:
                     node[int(part)] = _parse_override_value(text)
                 else:

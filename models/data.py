@@ -50,10 +50,26 @@ from models.datasets.transforms import (
 from models.errors import DataError
 
 __all__ = [
-    "DataError", "EvalTransform", "builtin_class_names", "FASHION_MNIST_ROOT", "IdxDataset", "ImageDataset", "ImageFolder",
-    "NpzBatches", "ShapesDataset", "TrainTransform", "class_label", "data_loader", "eval_transform",
-    "imagenet_class_id", "imagenet_class_name", "imagenet_class_names", "imagenet_wnid", "open_dataset",
-    "to_uint8_chw", "train_transform",
+    "DataError",
+    "EvalTransform",
+    "builtin_class_names",
+    "FASHION_MNIST_ROOT",
+    "IdxDataset",
+    "ImageDataset",
+    "ImageFolder",
+    "NpzBatches",
+    "ShapesDataset",
+    "TrainTransform",
+    "class_label",
+    "data_loader",
+    "eval_transform",
+    "imagenet_class_id",
+    "imagenet_class_name",
+    "imagenet_class_names",
+    "imagenet_wnid",
+    "open_dataset",
+    "to_uint8_chw",
+    "train_transform",
 ]
 
 BUILTIN_NAMES = ("shapes", "fashion_mnist")
@@ -65,10 +81,19 @@ def builtin_class_names(name: str) -> list[str] | None:
     return None if table is None else list(table)
 
 
-def open_dataset(path_or_name: str | Path, split: str = "train", *, image_size: int | None = None,
-                 transform: Transform | None = None, seed: int = 0, length: int | None = None,
-                 root: str | Path | None = None, pad_to: int | None = None,
-                 class_map: str | Path | None = None, label_base: int = 1) -> ImageDataset:
+def open_dataset(
+    path_or_name: str | Path,
+    split: str = "train",
+    *,
+    image_size: int | None = None,
+    transform: Transform | None = None,
+    seed: int = 0,
+    length: int | None = None,
+    root: str | Path | None = None,
+    pad_to: int | None = None,
+    class_map: str | Path | None = None,
+    label_base: int = 1,
+) -> ImageDataset:
     """Open a dataset by built-in name or path; see the module docstring for the formats.
 
     ``image_size``: for ``shapes`` the size images are rendered at (default 32); for other
@@ -86,22 +111,37 @@ def open_dataset(path_or_name: str | Path, split: str = "train", *, image_size: 
     if name == "shapes":
         if seed < 0:
             raise DataError(f"shapes seed must be >= 0, got {seed}")
-        return ShapesDataset(split, image_size=image_size or 32, length=length, seed=seed, transform=transform)
+        return ShapesDataset(
+            split, image_size=image_size or 32, length=length, seed=seed, transform=transform
+        )
     if name in ("fashion_mnist", "fashion-mnist"):
-        dataset = IdxDataset(root or FASHION_MNIST_ROOT, split, class_names=FASHION_CLASSES,
-                             pad_to=pad_to, transform=transform)
+        dataset = IdxDataset(
+            root or FASHION_MNIST_ROOT,
+            split,
+            class_names=FASHION_CLASSES,
+            pad_to=pad_to,
+            transform=transform,
+        )
     else:
         path = Path(name).expanduser()
         if not path.exists():
-            raise DataError(f"{name}: no such file or folder, and not a built-in dataset "
-                            f"({', '.join(BUILTIN_NAMES)})")
+            raise DataError(
+                f"{name}: no such file or folder, and not a built-in dataset "
+                f"({', '.join(BUILTIN_NAMES)})"
+            )
         if path.is_file():
             if path.suffix.lower() != ".npz":
-                raise DataError(f"{path}: not a dataset file; expected a Downsampled ImageNet .npz batch "
-                                "or a folder (image folders, npz batches, IDX files)")
-            dataset = NpzBatches(path, split, transform=transform, class_map=class_map, label_base=label_base)
+                raise DataError(
+                    f"{path}: not a dataset file; expected a Downsampled ImageNet .npz batch "
+                    "or a folder (image folders, npz batches, IDX files)"
+                )
+            dataset = NpzBatches(
+                path, split, transform=transform, class_map=class_map, label_base=label_base
+            )
         elif any(path.glob("*.npz")):
-            dataset = NpzBatches(path, split, transform=transform, class_map=class_map, label_base=label_base)
+            dataset = NpzBatches(
+                path, split, transform=transform, class_map=class_map, label_base=label_base
+            )
         elif is_idx_folder(path):
             dataset = IdxDataset(path, split, pad_to=pad_to, transform=transform)
         else:
@@ -111,8 +151,16 @@ def open_dataset(path_or_name: str | Path, split: str = "train", *, image_size: 
     return dataset
 
 
-def data_loader(dataset: ImageDataset, batch_size: int, *, shuffle: bool = True, num_workers: int = 0,
-                drop_last: bool = False, seed: int = 0, distributed: bool | None = None):
+def data_loader(
+    dataset: ImageDataset,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    seed: int = 0,
+    distributed: bool | None = None,
+):
     """A DataLoader of ``(uint8 (B, 3, H, W), int64 (B,))`` batches.
 
     With ``torch.distributed`` initialised (or ``distributed=True``) each process gets its
@@ -124,8 +172,19 @@ def data_loader(dataset: ImageDataset, batch_size: int, *, shuffle: bool = True,
 
     if distributed is None:
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last) if distributed else None
+    sampler = (
+        DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        if distributed
+        else None
+    )
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      num_workers=num_workers, drop_last=drop_last, generator=generator,
-                      persistent_workers=num_workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+    )

@@ -28,7 +28,9 @@ def draw_uniforms(steps: int, batch: int, generator, device) -> torch.Tensor:
     """
     if isinstance(generator, (list, tuple)):
         if not generator or batch % len(generator):
-            raise ModelsError(f"{len(generator)} generators cannot split a batch of {batch} rows evenly")
+            raise ModelsError(
+                f"{len(generator)} generators cannot split a batch of {batch} rows evenly"
+            )
         rows = batch // len(generator)
         return torch.cat([draw_uniforms(steps, rows, g, device) for g in generator], dim=1)
     where = generator.device if generator is not None else "cpu"

@@ -39,13 +39,19 @@ class PriorModel(nn.Module):
         self.card = card
         self.prior = prior
 
-    def forward(self, z: torch.Tensor, class_ids: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> LevelOutput:
+    def forward(
+        self,
+        z: torch.Tensor,
+        class_ids: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LevelOutput:
         """Loss on top codes ``z`` (B, C, h, w) given ``class_ids`` (B,): nats per code."""
         if class_ids is None:
             raise ValueError("the prior is class-conditional: pass class_ids")
         z = z.long()
-        per_code = self.prior.nll(z, class_ids.long()).mean() / (z.shape[1] * z.shape[2] * z.shape[3])
+        per_code = self.prior.nll(z, class_ids.long()).mean() / (
+            z.shape[1] * z.shape[2] * z.shape[3]
+        )
         metrics = {"ar_nats": per_code.detach(), "bpd": per_code.detach() / math.log(2)}
         return LevelOutput(per_code, {"ar": per_code}, metrics, z)
 
@@ -95,10 +101,16 @@ class Hierarchy(nn.Module):
         return terms
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, temperature: float | Temperatures = 1.0,
-               generator: torch.Generator | None = None, sampler: str = "cached",
-               from_level: int | None = None, keep: dict[int, torch.Tensor] | None = None,
-               **options) -> torch.Tensor:
+    def decode(
+        self,
+        codes: torch.Tensor,
+        temperature: float | Temperatures = 1.0,
+        generator: torch.Generator | None = None,
+        sampler: str = "cached",
+        from_level: int | None = None,
+        keep: dict[int, torch.Tensor] | None = None,
+        **options,
+    ) -> torch.Tensor:
         """Sample the levels below codes ``x_{l+1}`` of level ``from_level`` (1-based; default: top).
 
         Algorithm 4 without the prior step: ``x~_l ~ D_l(. | x~_{l+1})`` down to pixels, level
@@ -110,40 +122,70 @@ class Hierarchy(nn.Module):
         start = len(self.levels) if from_level is None else from_level
         current = codes
         for index in reversed(range(start)):  # 0-based: the decoder of level index + 1
-            current = sample_decoder(self.levels[index].decoder, current,
-                                     temperature=temperatures.of(Stage.of_level(index + 1)),
-                                     generator=generator, sampler=sampler, **options)
+            current = sample_decoder(
+                self.levels[index].decoder,
+                current,
+                temperature=temperatures.of(Stage.of_level(index + 1)),
+                generator=generator,
+                sampler=sampler,
+                **options,
+            )
             if keep is not None and index > 0:
                 keep[index] = current
         return current
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, from_level: int | None = None, temperature: float = 1.0,
-                    generator: torch.Generator | None = None, sampler: str = "cached", **options) -> torch.Tensor:
+    def reconstruct(
+        self,
+        x: torch.Tensor,
+        from_level: int | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        sampler: str = "cached",
+        **options,
+    ) -> torch.Tensor:
         """Encode pixels up to level ``from_level`` (default: top) and sample back down (Figure 3)."""
         start = len(self.levels) if from_level is None else from_level
         if not 1 <= start <= len(self.levels):
-            raise CheckpointError(f"reconstruction level must be 1..{len(self.levels)} (trained levels), got {start}")
+            raise CheckpointError(
+                f"reconstruction level must be 1..{len(self.levels)} (trained levels), got {start}"
+            )
         codes = self.encode(x)[start - 1]
         return self.decode(codes, temperature, generator, sampler, from_level=start, **options)
 
     @torch.no_grad()
-    def sample_top(self, class_ids: torch.Tensor, temperature: float | Temperatures = 1.0,
-                   generator: torch.Generator | None = None, sampler: str = "cached",
-                   **options) -> torch.Tensor:
+    def sample_top(
+        self,
+        class_ids: torch.Tensor,
+        temperature: float | Temperatures = 1.0,
+        generator: torch.Generator | None = None,
+        sampler: str = "cached",
+        **options,
+    ) -> torch.Tensor:
         """Top codes from the class-conditional prior: (B,) -> long (B, C, h, w)."""
         if self.prior is None:
             raise CheckpointError("this run has no trained prior yet; train the prior stage first")
         top = self.card.top_codes
-        return sample_prior(self.prior, class_ids,
-                            temperature=Temperatures.of_any(temperature).of("prior"),
-                            generator=generator, sampler=sampler,
-                            size=(top.resolution, top.resolution), **options)
+        return sample_prior(
+            self.prior,
+            class_ids,
+            temperature=Temperatures.of_any(temperature).of("prior"),
+            generator=generator,
+            sampler=sampler,
+            size=(top.resolution, top.resolution),
+            **options,
+        )
 
     @torch.no_grad()
-    def sample(self, class_ids: torch.Tensor, temperature: float | Temperatures = 1.0,
-               generator: torch.Generator | None = None, sampler: str = "cached",
-               keep: dict[int, torch.Tensor] | None = None, **options) -> torch.Tensor:
+    def sample(
+        self,
+        class_ids: torch.Tensor,
+        temperature: float | Temperatures = 1.0,
+        generator: torch.Generator | None = None,
+        sampler: str = "cached",
+        keep: dict[int, torch.Tensor] | None = None,
+        **options,
+    ) -> torch.Tensor:
         """Ancestral sampling (Algorithm 4) of one batch: class ids (B,) -> pixels (B, 3, H, W).
 
         The one sampling driver: the prior at ``Temperatures.of("prior")``, then every level

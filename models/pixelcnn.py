@@ -29,10 +29,14 @@ from models.nn.ordinal import ordinal_init_
 def check_values(x: torch.Tensor, channels: int, values: int, what: str) -> None:
     """Raise ``ModelsError`` unless ``x`` is ``(B, channels, H, W)`` integers in [0, values)."""
     if x.dim() != 4 or x.shape[1] != channels or x.is_floating_point():
-        raise ModelsError(f"{what} must be integers of shape (B, {channels}, H, W), got {x.dtype} {tuple(x.shape)}")
+        raise ModelsError(
+            f"{what} must be integers of shape (B, {channels}, H, W), got {x.dtype} {tuple(x.shape)}"
+        )
     if x.numel() and (int(x.min()) < 0 or int(x.max()) >= values):
-        raise ModelsError(f"{what} must lie in [0, {values - 1}], found values in "
-                          f"[{int(x.min())}, {int(x.max())}]; check the data matches the model card")
+        raise ModelsError(
+            f"{what} must lie in [0, {values - 1}], found values in "
+            f"[{int(x.min())}, {int(x.max())}]; check the data matches the model card"
+        )
 
 
 class GatedPixelCNN(nn.Module):
@@ -43,13 +47,29 @@ class GatedPixelCNN(nn.Module):
     ``h = h + attn(h, embedding)`` (it must itself be causal).
     """
 
-    def __init__(self, channels: int, values: int, hidden: int, layers: int, kernel_size: int,
-                 residual_hidden: int | None = None, dropout: float = 0.0,
-                 attention: dict[int, nn.Module] | None = None, ordinal_input: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        values: int,
+        hidden: int,
+        layers: int,
+        kernel_size: int,
+        residual_hidden: int | None = None,
+        dropout: float = 0.0,
+        attention: dict[int, nn.Module] | None = None,
+        ordinal_input: bool = False,
+    ):
         super().__init__()
         if hidden < channels:
-            raise ModelsError(f"hidden width {hidden} must be >= the number of input channels {channels}")
-        self.channels, self.values, self.hidden, self.kernel_size = channels, values, hidden, kernel_size
+            raise ModelsError(
+                f"hidden width {hidden} must be >= the number of input channels {channels}"
+            )
+        self.channels, self.values, self.hidden, self.kernel_size = (
+            channels,
+            values,
+            hidden,
+            kernel_size,
+        )
         self.embed_width = hidden
         self.embedding = nn.Embedding(channels * values, self.embed_width)  # row c*V + x: channel c
         if ordinal_input:  # pixel intensities: nearby values start with similar features
@@ -59,15 +79,30 @@ class GatedPixelCNN(nn.Module):
         self.layers = nn.ModuleList()
         for i in range(layers):
             groups = in_groups if i == 0 else channel_groups(hidden, channels)
-            self.layers.append(GatedLayer(groups, hidden, channels, kernel_size, first=i == 0,
-                                          residual_hidden=residual_hidden, dropout=dropout))
+            self.layers.append(
+                GatedLayer(
+                    groups,
+                    hidden,
+                    channels,
+                    kernel_size,
+                    first=i == 0,
+                    residual_hidden=residual_hidden,
+                    dropout=dropout,
+                )
+            )
         self.attention = nn.ModuleDict({str(k): m for k, m in (attention or {}).items()})
         groups_h = channel_groups(hidden, channels)
-        self.head = nn.ModuleList([
-            CenterMaskedConv2d(groups_h, groups_h, (1, 1), strict=False),
-            CenterMaskedConv2d(groups_h, channel_groups(channels * values, channels), (1, 1), strict=False),
-        ])
-        if ordinal_input:  # logits smooth in the value too: a feature bump moves mass to nearby values
+        self.head = nn.ModuleList(
+            [
+                CenterMaskedConv2d(groups_h, groups_h, (1, 1), strict=False),
+                CenterMaskedConv2d(
+                    groups_h, channel_groups(channels * values, channels), (1, 1), strict=False
+                ),
+            ]
+        )
+        if (
+            ordinal_input
+        ):  # logits smooth in the value too: a feature bump moves mass to nearby values
             out_weight = self.head[1].weight.data.view(channels * values, hidden)
             ordinal_init_(out_weight, channels, values, scale=1 / (3 * hidden) ** 0.5)
 
@@ -107,7 +142,7 @@ class GatedPixelCNN(nn.Module):
 
     def layer_bias(self, bias: torch.Tensor, index: int) -> torch.Tensor:
         width = 2 * self.hidden
-        return bias[:, index * width: (index + 1) * width]
+        return bias[:, index * width : (index + 1) * width]
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         return self.forward_embedded(self.embed(x).to(bias.dtype), bias)
@@ -143,17 +178,39 @@ class ConditionalDecoder(nn.Module):
     the modulator's sub-pixel conv upsamples the codes by it.
     """
 
-    def __init__(self, level: LevelConfig, input_channels: int, input_values: int,
-                 code_channels: int, code_values: int, *, factor: int, ordinal_input: bool = False):
+    def __init__(
+        self,
+        level: LevelConfig,
+        input_channels: int,
+        input_values: int,
+        code_channels: int,
+        code_values: int,
+        *,
+        factor: int,
+        ordinal_input: bool = False,
+    ):
         super().__init__()
         local = level.local_model
         self.input_channels, self.input_values = input_channels, input_values
         self.code_channels, self.code_values, self.factor = code_channels, code_values, factor
-        self.local = GatedPixelCNN(input_channels, input_values, local.hidden, local.layers, local.kernel_size,
-                                   ordinal_input=ordinal_input)
+        self.local = GatedPixelCNN(
+            input_channels,
+            input_values,
+            local.hidden,
+            local.layers,
+            local.kernel_size,
+            ordinal_input=ordinal_input,
+        )
         mod = level.modulator
-        self.modulator = Modulator(code_channels, code_values, mod.hidden, mod.bottleneck, mod.layers,
-                                   factor, self.local.bias_channels)
+        self.modulator = Modulator(
+            code_channels,
+            code_values,
+            mod.hidden,
+            mod.bottleneck,
+            mod.layers,
+            factor,
+            self.local.bias_channels,
+        )
 
     def condition(self, codes: torch.Tensor) -> torch.Tensor:
         """Bias maps for every local-model layer: ``(B, layers*2*hidden, H, W)``."""
@@ -163,9 +220,11 @@ class ConditionalDecoder(nn.Module):
         """``x (B, C, H, W)`` ints, ``codes (B, Cc, H/f, W/f)`` ints → logits ``(B, C, V, H, W)``."""
         bias = self.condition(codes)
         if bias.shape[-2:] != x.shape[-2:]:
-            raise ModelsError(f"codes of size {tuple(codes.shape[-2:])} upsample by {self.factor} to "
-                              f"{tuple(bias.shape[-2:])}, but the input is {tuple(x.shape[-2:])}; "
-                              "pass codes produced by this level's encoder for this input")
+            raise ModelsError(
+                f"codes of size {tuple(codes.shape[-2:])} upsample by {self.factor} to "
+                f"{tuple(bias.shape[-2:])}, but the input is {tuple(x.shape[-2:])}; "
+                "pass codes produced by this level's encoder for this input"
+            )
         return self.local(x, bias)
 
     def nll(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

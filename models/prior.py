@@ -33,16 +33,29 @@ class Prior(nn.Module):
     def __init__(self, prior: PriorConfig, code_channels: int, code_values: int, num_classes: int):
         super().__init__()
         self.config = prior
-        self.code_channels, self.code_values, self.num_classes = code_channels, code_values, num_classes
+        self.code_channels, self.code_values, self.num_classes = (
+            code_channels,
+            code_values,
+            num_classes,
+        )
         h, channels = prior.hidden, code_channels
         query_width = -(-h // channels)  # size of channel group 0: units o with o * C // h == 0
         attention = {
-            i: CausalSelfAttention(h, channels * h, query_width, prior.attention_heads, prior.timing, prior.dropout)
+            i: CausalSelfAttention(
+                h, channels * h, query_width, prior.attention_heads, prior.timing, prior.dropout
+            )
             for i in attention_positions(prior.layers, prior.attention_layers)
         }
-        self.net = GatedPixelCNN(channels, code_values, h, prior.layers, prior.kernel_size,
-                                 residual_hidden=prior.residual_hidden, dropout=prior.dropout,
-                                 attention=attention)
+        self.net = GatedPixelCNN(
+            channels,
+            code_values,
+            h,
+            prior.layers,
+            prior.kernel_size,
+            residual_hidden=prior.residual_hidden,
+            dropout=prior.dropout,
+            attention=attention,
+        )
         self.class_bias = nn.Embedding(num_classes, self.net.bias_channels)
         nn.init.normal_(self.class_bias.weight, std=0.1)
 
@@ -62,7 +75,11 @@ class Prior(nn.Module):
 
 def check_class_ids(class_ids: torch.Tensor, batch: int, num_classes: int) -> None:
     if class_ids.shape != (batch,) or class_ids.is_floating_point():
-        raise ModelsError(f"class ids must be {batch} integers, got {class_ids.dtype} {tuple(class_ids.shape)}")
+        raise ModelsError(
+            f"class ids must be {batch} integers, got {class_ids.dtype} {tuple(class_ids.shape)}"
+        )
     if batch and (int(class_ids.min()) < 0 or int(class_ids.max()) >= num_classes):
-        raise ModelsError(f"class ids must lie in [0, {num_classes - 1}] for this model, found "
-                          f"[{int(class_ids.min())}, {int(class_ids.max())}]")
+        raise ModelsError(
+            f"class ids must lie in [0, {num_classes - 1}] for this model, found "
+            f"[{int(class_ids.min())}, {int(class_ids.max())}]"
+        )

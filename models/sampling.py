@@ -90,13 +90,23 @@ def evaluation(module: torch.nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-def naive_sample(net, bias: torch.Tensor, height: int, width: int, uniforms: torch.Tensor,
-                 temperature: float, on_step: StepHook | None = None, progress: bool = False) -> torch.Tensor:
+def naive_sample(
+    net,
+    bias: torch.Tensor,
+    height: int,
+    width: int,
+    uniforms: torch.Tensor,
+    temperature: float,
+    on_step: StepHook | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """Full forward pass of ``net`` for every sub-pixel: ``(B, C, H, W)`` long."""
     batch, channels = bias.shape[0], net.channels
     x = torch.zeros(batch, channels, height, width, dtype=torch.long, device=bias.device)
     step = 0
-    for row in tqdm(range(height), desc="sampling (naive)", unit="row", disable=not progress, leave=False):
+    for row in tqdm(
+        range(height), desc="sampling (naive)", unit="row", disable=not progress, leave=False
+    ):
         for col in range(width):
             for ch in range(channels):
                 logits = net(x, bias)[:, ch, :, row, col]  # (B, V)
@@ -107,19 +117,33 @@ def naive_sample(net, bias: torch.Tensor, height: int, width: int, uniforms: tor
     return x
 
 
-def sample_network(net, bias: torch.Tensor, height: int, width: int, temperature: float = 1.0,
-                   generator: torch.Generator | None = None, sampler: str = "cached", *,
-                   precision: str = "float32", cuda_graph: bool = False,
-                   on_step: StepHook | None = None, progress: bool = False) -> torch.Tensor:
+def sample_network(
+    net,
+    bias: torch.Tensor,
+    height: int,
+    width: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    sampler: str = "cached",
+    *,
+    precision: str = "float32",
+    cuda_graph: bool = False,
+    on_step: StepHook | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """Sample ``(B, C, H, W)`` from a ``GatedPixelCNN`` under conditioning ``bias``."""
     if sampler not in SAMPLERS:
         raise ModelsError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if precision not in PRECISIONS:
         raise ModelsError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if not temperature > 0:
-        raise ModelsError(f"temperature must be > 0, got {temperature} (1.0 samples the model as trained)")
+        raise ModelsError(
+            f"temperature must be > 0, got {temperature} (1.0 samples the model as trained)"
+        )
     if cuda_graph and (sampler != "cached" or bias.device.type != "cuda"):
-        raise ModelsError("CUDA-graph replay needs the cached sampler on a CUDA device; drop cuda_graph")
+        raise ModelsError(
+            "CUDA-graph replay needs the cached sampler on a CUDA device; drop cuda_graph"
+        )
     uniforms = draw_uniforms(height * width * net.channels, bias.shape[0], generator, bias.device)
     with evaluation(net):
         if precision == "bfloat16":
@@ -133,8 +157,14 @@ def sample_network(net, bias: torch.Tensor, height: int, width: int, temperature
             return engine.run(cuda_graph=cuda_graph, on_step=on_step, progress=progress)
 
 
-def sample_decoder(decoder, codes: torch.Tensor, temperature: float = 1.0,
-                   generator: torch.Generator | None = None, sampler: str = "cached", **options) -> torch.Tensor:
+def sample_decoder(
+    decoder,
+    codes: torch.Tensor,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    sampler: str = "cached",
+    **options,
+) -> torch.Tensor:
     """Sample x ~ p(x | codes) from a ``ConditionalDecoder``: ``(B, C, H, W)`` long.
 
     ``options``: ``precision`` ("float32" | "bfloat16"), ``cuda_graph``, ``on_step``, ``progress``.
@@ -143,12 +173,21 @@ def sample_decoder(decoder, codes: torch.Tensor, temperature: float = 1.0,
     with evaluation(decoder):
         bias = decoder.condition(codes)  # (B, layers*2h, H, W)
     height, width = bias.shape[-2:]
-    return sample_network(decoder.local, bias, height, width, temperature, generator, sampler, **options)
+    return sample_network(
+        decoder.local, bias, height, width, temperature, generator, sampler, **options
+    )
 
 
-def sample_prior(prior, class_ids: torch.Tensor, temperature: float = 1.0,
-                 generator: torch.Generator | None = None, sampler: str = "cached", *,
-                 size: int | tuple[int, int] | None = None, **options) -> torch.Tensor:
+def sample_prior(
+    prior,
+    class_ids: torch.Tensor,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    sampler: str = "cached",
+    *,
+    size: int | tuple[int, int] | None = None,
+    **options,
+) -> torch.Tensor:
     """Sample codes z ~ p(z | class) from a ``Prior``: ``(B, C, h, w)`` long.
 
     ``size``: the code resolution, ``h`` or ``(h, w)`` (the card's ``top_codes.resolution``;
@@ -161,4 +200,6 @@ def sample_prior(prior, class_ids: torch.Tensor, temperature: float = 1.0,
     check_class_ids(class_ids, len(class_ids), prior.num_classes)
     with evaluation(prior):
         bias = prior.condition(class_ids)  # (B, layers*2h, 1, 1)
-    return sample_network(prior.net, bias, height, width, temperature, generator, sampler, **options)
+    return sample_network(
+        prior.net, bias, height, width, temperature, generator, sampler, **options
+    )

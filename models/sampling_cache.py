@@ -31,8 +31,15 @@ from models.nn.attention import CONCAT_TIMING_WIDTH, step_allowed, timing_signal
 class CachedSampler:
     """Samples ``(B, C, H, W)`` from ``net`` (a ``GatedPixelCNN`` in eval mode) under ``bias``."""
 
-    def __init__(self, net, bias: torch.Tensor, height: int, width: int, uniforms: torch.Tensor,
-                 temperature: float):
+    def __init__(
+        self,
+        net,
+        bias: torch.Tensor,
+        height: int,
+        width: int,
+        uniforms: torch.Tensor,
+        temperature: float,
+    ):
         self.net, self.bias, self.uniforms, self.temperature = net, bias, uniforms, temperature
         self.height, self.width = height, width
         self.p = p = net.kernel_size // 2
@@ -44,7 +51,9 @@ class CachedSampler:
         def zeros(*shape, dtype=dt):
             return torch.zeros(*shape, dtype=dtype, device=dev)
 
-        self.position = zeros((), dtype=torch.long)  # t = row * W + col, advanced by the last channel
+        self.position = zeros(
+            (), dtype=torch.long
+        )  # t = row * W + col, advanced by the last channel
         self.x = zeros(batch, net.channels, n, dtype=torch.long)
         self.hin = [zeros(batch, w, p + width) for w in in_widths]
         self.vin = [zeros(batch, w, p + 1, width + 2 * p) for w in in_widths]
@@ -54,15 +63,27 @@ class CachedSampler:
         self.layer_weights = [layer.step_weights() for layer in net.layers]
         self.head_weights = net.head_weights()
         self.attention = {int(k): m for k, m in net.attention.items()}
-        self.cache = {i: (zeros(batch, m.heads, 1 + n, m.head_dim), zeros(batch, m.heads, 1 + n, m.head_dim))
-                      for i, m in self.attention.items()}
+        self.cache = {
+            i: (zeros(batch, m.heads, 1 + n, m.head_dim), zeros(batch, m.heads, 1 + n, m.head_dim))
+            for i, m in self.attention.items()
+        }
         self.pre_attention = {i: zeros(batch, h) for i in self.attention}
         widths = {CONCAT_TIMING_WIDTH}
         for m in self.attention.values():
             widths |= {m.query_width, m.kv_width}
-        self.timing = {w: timing_signal(w, height, width, dev, dt).flatten(1).t().contiguous() for w in widths}
-        self.buffers = [self.position, self.x, *self.hin, *self.vin, *self.v2h, *self.row_bias,
-                        *self.pre_attention.values(), *(t for kv in self.cache.values() for t in kv)]
+        self.timing = {
+            w: timing_signal(w, height, width, dev, dt).flatten(1).t().contiguous() for w in widths
+        }
+        self.buffers = [
+            self.position,
+            self.x,
+            *self.hin,
+            *self.vin,
+            *self.v2h,
+            *self.row_bias,
+            *self.pre_attention.values(),
+            *(t for kv in self.cache.values() for t in kv),
+        ]
 
     def reset(self) -> None:
         for buf in self.buffers:
@@ -71,7 +92,7 @@ class CachedSampler:
     def layer_bias(self, layer: int, row: int) -> torch.Tensor:
         """Conditioning of ``layer`` at image row ``row``: ``(B, 2h, 1, W or 1)``."""
         b = self.net.layer_bias(self.bias, layer)
-        return b[:, :, row: row + 1] if b.shape[2] > 1 else b
+        return b[:, :, row : row + 1] if b.shape[2] > 1 else b
 
     # ---- one step: the horizontal stack, attention and head at the current position --------
 
@@ -134,7 +155,7 @@ class CachedSampler:
         for i, layer in enumerate(self.net.layers):
             rows = self.vin[i]
             rows[:, :, :-1] = rows[:, :, 1:].clone()  # drop row r-p-1
-            rows[:, :, -1, p: p + width] = new
+            rows[:, :, -1, p : p + width] = new
             v_out, v2h = layer.vertical_row(rows, self.layer_bias(i, row))
             self.v2h[i].copy_(v2h[:, :, 0])
             new = v_out[:, :, 0]
@@ -162,7 +183,13 @@ class CachedSampler:
     def run(self, cuda_graph: bool = False, on_step=None, progress: bool = False) -> torch.Tensor:
         graphs = self.capture() if cuda_graph else None
         step = 0
-        for row in tqdm(range(self.height), desc="sampling (cached)", unit="row", disable=not progress, leave=False):
+        for row in tqdm(
+            range(self.height),
+            desc="sampling (cached)",
+            unit="row",
+            disable=not progress,
+            leave=False,
+        ):
             self.start_row(row)
             for _ in range(self.width):
                 for ch in range(self.channels):

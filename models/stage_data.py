@@ -38,7 +38,6 @@ from models.train_options import TrainOptions
 BUILTIN_DATASETS = ("shapes", "fashion_mnist")
 
 
-
 def stage_training(card: ModelCard, stage: str) -> TrainingConfig:
     stage = Stage(stage)
     return card.prior.training if stage.is_prior else card.level[stage.index].training
@@ -55,8 +54,11 @@ def default_data(card: ModelCard, data: str | None) -> str:
         return data
     if card.model.dataset in BUILTIN_DATASETS:
         return card.model.dataset
-    raise DataError(f"card '{card.name}' trains on '{card.model.dataset}' images: name where they are "
-                    "(an ImageNet class-folder root, an npz file, or an image folder)", argument="data")
+    raise DataError(
+        f"card '{card.name}' trains on '{card.model.dataset}' images: name where they are "
+        "(an ImageNet class-folder root, an npz file, or an image folder)",
+        argument="data",
+    )
 
 
 def open_images(card: ModelCard, data: str, split: str, train: bool) -> Dataset:
@@ -69,7 +71,8 @@ def open_images(card: ModelCard, data: str, split: str, train: bool) -> Dataset:
         raise DataError(
             f"{data} has {dataset.image_size}x{dataset.image_size} images but card '{card.name}' expects "
             f"{size}x{size}; use data of that size or a card for it (e.g. model.image_size = "
-            f"{dataset.image_size} with matching code resolutions)", argument="data"
+            f"{dataset.image_size} with matching code resolutions)",
+            argument="data",
         )
     dataset.transform = train_transform(size) if train else eval_transform(size)
     return dataset
@@ -96,8 +99,15 @@ class FirstItems(Dataset):
         return self.dataset[index]
 
 
-def open_level_input(card: ModelCard, index: int, run_dir: Path, data: str | None, split: str,
-                     train: bool, limit: int | None = None) -> Dataset:
+def open_level_input(
+    card: ModelCard,
+    index: int,
+    run_dir: Path,
+    data: str | None,
+    split: str,
+    train: bool,
+    limit: int | None = None,
+) -> Dataset:
     """The input of level ``index`` (0-based; ``len(levels)`` = the prior's input)."""
     if index == 0:
         dataset = open_images(card, default_data(card, data), split, train)
@@ -106,22 +116,32 @@ def open_level_input(card: ModelCard, index: int, run_dir: Path, data: str | Non
     return dataset if limit is None else FirstItems(dataset, limit)
 
 
-def random_crops(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_crops(
+    x: torch.Tensor, size: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """An independent random ``size`` x ``size`` crop of every item: (B, C, H, W) -> (B, C, s, s)."""
     h, w = x.shape[-2:]
     if h == size and w == size:
         return x
     tops = torch.randint(0, h - size + 1, (x.shape[0],), generator=generator).tolist()
     lefts = torch.randint(0, w - size + 1, (x.shape[0],), generator=generator).tolist()
-    return torch.stack([x[i, :, t:t + size, l:l + size] for i, (t, l) in enumerate(zip(tops, lefts))])
+    return torch.stack(
+        [x[i, :, t : t + size, l : l + size] for i, (t, l) in enumerate(zip(tops, lefts))]
+    )
 
 
 # --------------------------------------------------------------------------------------
 # Codes of the level below (Algorithm 1: x_{l+1} := E_l(x_l))
 
 
-def ensure_codes(card: ModelCard, run_dir: Path, level_number: int, data: str | None,
-                 launch: Launch, options: TrainOptions) -> Path:
+def ensure_codes(
+    card: ModelCard,
+    run_dir: Path,
+    level_number: int,
+    data: str | None,
+    launch: Launch,
+    options: TrainOptions,
+) -> Path:
     """Extract level ``level_number``'s codes unless they exist for its current checkpoint.
 
     Codes are also re-extracted when they hold fewer items than the stage reads: extracted
@@ -131,7 +151,10 @@ def ensure_codes(card: ModelCard, run_dir: Path, level_number: int, data: str | 
         if not checkpoint_path(run_dir, Stage.of_level(below)).is_file():
             raise MissingStageError(
                 f"{run_dir} has no trained level {below} (level{below}.pt missing); train that stage first",
-                run_dir=str(run_dir), card_name=card.name, stage=Stage.of_level(below))
+                run_dir=str(run_dir),
+                card_name=card.name,
+                stage=Stage.of_level(below),
+            )
     if level_number > 1:  # this level's input must be current too
         ensure_codes(card, run_dir, level_number - 1, data, launch, options)
     stage = Stage.of_level(level_number)
@@ -141,13 +164,24 @@ def ensure_codes(card: ModelCard, run_dir: Path, level_number: int, data: str | 
     reason = stale_reason(read_meta(directory), source_step=ckpt["step"], limit=options.limit)
     if reason is not None:
         if options.progress and launch.is_main:
-            print(f"{directory}: extracting level {level_number} codes ({reason})", file=sys.stderr, flush=True)
+            print(
+                f"{directory}: extracting level {level_number} codes ({reason})",
+                file=sys.stderr,
+                flush=True,
+            )
         extract_level_codes(card, run_dir, level_number, ckpt, data, launch, options)
     return directory
 
 
-def extract_level_codes(card: ModelCard, run_dir: Path, level_number: int, ckpt: dict[str, Any],
-                        data: str | None, launch: Launch, options: TrainOptions) -> None:
+def extract_level_codes(
+    card: ModelCard,
+    run_dir: Path,
+    level_number: int,
+    ckpt: dict[str, Any],
+    data: str | None,
+    launch: Launch,
+    options: TrainOptions,
+) -> None:
     """Encode the train and val splits with level ``level_number``'s Polyak weights (all processes)."""
     from models.autoencoder import LevelModel
 
@@ -168,25 +202,47 @@ def extract_level_codes(card: ModelCard, run_dir: Path, level_number: int, ckpt:
     class_names: list[str] = []
     for split in ("train", "val"):
         try:
-            dataset = open_level_input(card, index, run_dir, data, split, train=False, limit=options.limit)
+            dataset = open_level_input(
+                card, index, run_dir, data, split, train=False, limit=options.limit
+            )
         except DataError:
             if split == "train":
                 raise
             continue  # no validation split in this data: held-out numbers will need one
         class_names = class_names or list(dataset.class_names)
         if launch.is_main:
-            create_split(directory, split, len(dataset), (codes.channels, codes.resolution, codes.resolution),
-                         codes.bits)
+            create_split(
+                directory,
+                split,
+                len(dataset),
+                (codes.channels, codes.resolution, codes.resolution),
+                codes.bits,
+            )
         launch.barrier()
-        fill_split(encode, dataset, directory, split, launch.device, launch.rank, launch.world_size,
-                   batch_size=options.eval_batch_size, num_workers=options.num_workers,
-                   progress=options.progress and launch.is_main)
+        fill_split(
+            encode,
+            dataset,
+            directory,
+            split,
+            launch.device,
+            launch.rank,
+            launch.world_size,
+            batch_size=options.eval_batch_size,
+            num_workers=options.num_workers,
+            progress=options.progress and launch.is_main,
+        )
         launch.barrier()
         if launch.is_main:
             finish_split(directory, split)
         splits[split] = len(dataset)
     if launch.is_main:
-        write_meta(directory, source_stage=Stage.of_level(level_number), source_step=ckpt["step"],
-                   limit=options.limit, bits=codes.bits,
-                   splits=splits, class_names=class_names)
+        write_meta(
+            directory,
+            source_stage=Stage.of_level(level_number),
+            source_step=ckpt["step"],
+            limit=options.limit,
+            bits=codes.bits,
+            splits=splits,
+            class_names=class_names,
+        )
     launch.barrier()

@@ -18,7 +18,9 @@ from models.stage import Stage
 @dataclass(frozen=True)
 class NetworkCount:
     stage: str  # "level1", ..., "prior"
-    network: str  # "encoder", "quantizer", "aux_decoder", "teacher", "modulator", "local_model", "prior"
+    network: (
+        str  # "encoder", "quantizer", "aux_decoder", "teacher", "modulator", "local_model", "prior"
+    )
     parameters: int  # trainable weights
     buffers: int  # persistent buffer elements (e.g. the EMA codebook)
 
@@ -27,8 +29,11 @@ def _numel(module: nn.Module | None) -> tuple[int, int]:
     if module is None:
         return 0, 0
     params = sum(p.numel() for p in module.parameters())
-    buffers = sum(b.numel() for name, b in module.named_buffers()
-                  if name.rsplit(".", 1)[-1] not in _non_persistent(module, name))
+    buffers = sum(
+        b.numel()
+        for name, b in module.named_buffers()
+        if name.rsplit(".", 1)[-1] not in _non_persistent(module, name)
+    )
     return params, buffers
 
 
@@ -48,11 +53,20 @@ def count_parameters(card: ModelCard) -> list[NetworkCount]:
             if stage == "prior":
                 parts = {"prior": model.prior}
             else:
-                encoder = nn.ModuleList([m for m in (model.encoder_input, model.encoder) if m is not None])
-                teacher = nn.ModuleList([m for m in (model.teacher_input, model.teacher) if m is not None])
-                parts = {"encoder": encoder, "quantizer": model.quantizer, "aux_decoder": model.aux_decoder,
-                         "teacher": teacher if model.is_msp else None,
-                         "modulator": model.decoder.modulator, "local_model": model.decoder.local}
+                encoder = nn.ModuleList(
+                    [m for m in (model.encoder_input, model.encoder) if m is not None]
+                )
+                teacher = nn.ModuleList(
+                    [m for m in (model.teacher_input, model.teacher) if m is not None]
+                )
+                parts = {
+                    "encoder": encoder,
+                    "quantizer": model.quantizer,
+                    "aux_decoder": model.aux_decoder,
+                    "teacher": teacher if model.is_msp else None,
+                    "modulator": model.decoder.modulator,
+                    "local_model": model.decoder.local,
+                }
             for network, module in parts.items():
                 if module is None:
                     continue

@@ -80,26 +80,48 @@ class JsonlLog:
                 f.write(json.dumps(record) + "\n")
 
 
-def _batches(dataset: Dataset, sampler: DistributedSampler, per_rank: int, step: int, steps_per_epoch: int,
-             options: TrainOptions, device: torch.device):
+def _batches(
+    dataset: Dataset,
+    sampler: DistributedSampler,
+    per_rank: int,
+    step: int,
+    steps_per_epoch: int,
+    options: TrainOptions,
+    device: torch.device,
+):
     """Batches from optimiser step ``step`` on, epoch after epoch, in a resumable order."""
     while True:
         epoch, offset = divmod(step, steps_per_epoch)
         sampler.set_epoch(epoch)
-        indices = list(sampler)[offset * per_rank: steps_per_epoch * per_rank]
+        indices = list(sampler)[offset * per_rank : steps_per_epoch * per_rank]
         # The loader's own generator (not the global RNG) seeds workers: resuming stays aligned.
-        loader = DataLoader(dataset, batch_size=per_rank, sampler=indices, drop_last=True,
-                            num_workers=options.num_workers, pin_memory=device.type == "cuda",
-                            generator=torch.Generator().manual_seed(
-                                options.seed * 100003 + epoch * 1009 + sampler.rank))
+        loader = DataLoader(
+            dataset,
+            batch_size=per_rank,
+            sampler=indices,
+            drop_last=True,
+            num_workers=options.num_workers,
+            pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(
+                options.seed * 100003 + epoch * 1009 + sampler.rank
+            ),
+        )
         for batch in loader:
             yield batch
             step += 1
 
 
-def optimisation_step(train_model: torch.nn.Module, model: torch.nn.Module, polyak: Polyak | None,
-                      optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, step: int,
-                      device: torch.device, precision: str = "auto"):
+def optimisation_step(
+    train_model: torch.nn.Module,
+    model: torch.nn.Module,
+    polyak: Polyak | None,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    step: int,
+    device: torch.device,
+    precision: str = "auto",
+):
     """One Adam step on a batch, then the Polyak update; returns the stage's ``LevelOutput``.
 
     The one definition of a training step: every stage, and code predictability's small prior
@@ -116,12 +138,20 @@ def optimisation_step(train_model: torch.nn.Module, model: torch.nn.Module, poly
     return out
 
 
-def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | None = None,
-                options: TrainOptions = TrainOptions(), launch: Launch | None = None) -> StageResult:
+def train_stage(
+    card: ModelCard,
+    run_dir: str | Path,
+    stage: str,
+    data: str | None = None,
+    options: TrainOptions = TrainOptions(),
+    launch: Launch | None = None,
+) -> StageResult:
     """Train (or resume) one stage of ``card`` in ``run_dir`` until ``options.steps`` / the card's iterations."""
     run_dir = Path(run_dir)
     if stage not in Stage.all_of(card):
-        raise ConfigError(f"card '{card.name}' has stages {', '.join(Stage.all_of(card))}; got '{stage}'")
+        raise ConfigError(
+            f"card '{card.name}' has stages {', '.join(Stage.all_of(card))}; got '{stage}'"
+        )
     launch = launch or setup_launch(options.device)
     if launch.is_main:
         init_run_dir(run_dir, card)
@@ -151,27 +181,46 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
     if launch.world_size > 1:
         # The codebook is kept identical across processes by the quantiser itself (all-reduced
         # statistics), so buffers need no per-step broadcast from rank 0.
-        no_buffer_sync = ({"forward_sync_buffers": False}
-                          if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-                          else {"broadcast_buffers": False})
+        no_buffer_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            else {"broadcast_buffers": False}
+        )
         train_model = DistributedDataParallel(
-            model, device_ids=[launch.device.index] if launch.device.type == "cuda" else None, **no_buffer_sync)
+            model,
+            device_ids=[launch.device.index] if launch.device.type == "cuda" else None,
+            **no_buffer_sync,
+        )
 
     dataset = open_level_input(card, index, run_dir, data, "train", train=True, limit=options.limit)
     if stage == "prior" and dataset.num_classes > card.model.num_classes:
-        raise DataError(f"the data has {dataset.num_classes} classes but card '{card.name}' has "
-                        f"model.num_classes = {card.model.num_classes}; set it to {dataset.num_classes}")
+        raise DataError(
+            f"the data has {dataset.num_classes} classes but card '{card.name}' has "
+            f"model.num_classes = {card.model.num_classes}; set it to {dataset.num_classes}"
+        )
     if cfg.batch_size % launch.world_size:
-        raise ConfigError(f"batch size {cfg.batch_size} must be divisible by the {launch.world_size} processes")
+        raise ConfigError(
+            f"batch size {cfg.batch_size} must be divisible by the {launch.world_size} processes"
+        )
     per_rank = cfg.batch_size // launch.world_size
-    sampler = DistributedSampler(dataset, num_replicas=launch.world_size, rank=launch.rank,
-                                 shuffle=True, seed=options.seed, drop_last=True)
+    sampler = DistributedSampler(
+        dataset,
+        num_replicas=launch.world_size,
+        rank=launch.rank,
+        shuffle=True,
+        seed=options.seed,
+        drop_last=True,
+    )
     steps_per_epoch = len(sampler) // per_rank
     if steps_per_epoch == 0:
-        raise DataError(f"the training data has {len(dataset)} items, fewer than one batch of "
-                        f"{cfg.batch_size}; use more data or a smaller training.batch_size in the card")
+        raise DataError(
+            f"the training data has {len(dataset)} items, fewer than one batch of "
+            f"{cfg.batch_size}; use more data or a smaller training.batch_size in the card"
+        )
     crop = min(cfg.crop, card.level_input(index)[2])
-    batches = _batches(dataset, sampler, per_rank, start_step, steps_per_epoch, options, launch.device)
+    batches = _batches(
+        dataset, sampler, per_rank, start_step, steps_per_epoch, options, launch.device
+    )
     if ckpt:
         restore_rng_state(ckpt["rng_state"])
 
@@ -179,22 +228,38 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
 
     def save(step: int) -> None:
         if launch.is_main:
-            save_checkpoint(path, model_class=type(model).__name__, card=card, stage=stage,
-                            state_dict=model.state_dict(), ema_state_dict=polyak.state_dict(),
-                            optimizer=optimizer.state_dict(), step=step)
+            save_checkpoint(
+                path,
+                model_class=type(model).__name__,
+                card=card,
+                stage=stage,
+                state_dict=model.state_dict(),
+                ema_state_dict=polyak.state_dict(),
+                optimizer=optimizer.state_dict(),
+                step=step,
+            )
 
     step, started = start_step, time.perf_counter()
     last_save_time, sums, count, window_start = started, {}, 0, started
     last_metrics: dict[str, float] = {}
     model.train()
-    bar = tqdm(total=target, initial=start_step, desc=stage, unit="step", dynamic_ncols=True,
-               disable=not (options.progress and launch.is_main))
+    bar = tqdm(
+        total=target,
+        initial=start_step,
+        desc=stage,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not (options.progress and launch.is_main),
+    )
     try:
         for x, y in batches:
-            x = random_crops(x.to(launch.device, non_blocking=True), crop)  # pinned batch, cropped on device
+            x = random_crops(
+                x.to(launch.device, non_blocking=True), crop
+            )  # pinned batch, cropped on device
             y = y.to(launch.device, non_blocking=True)
-            out = optimisation_step(train_model, model, polyak, optimizer, x, y, step,
-                                    launch.device, options.precision)
+            out = optimisation_step(
+                train_model, model, polyak, optimizer, x, y, step, launch.device, options.precision
+            )
             step += 1
             for k, v in out.metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -204,16 +269,28 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
             if step % options.log_every == 0 or step == target:
                 now = time.perf_counter()
                 last_metrics = {k: v / count for k, v in sums.items()}
-                log.write({"stage": stage, "step": step, "time": time.time(),
-                           "images_per_s": count * cfg.batch_size / max(now - window_start, 1e-9),
-                           **{k: round(v, 6) for k, v in last_metrics.items()}})
-                bar.set_postfix(loss=f"{last_metrics['loss']:.3f}", bpd=f"{last_metrics['bpd']:.3f}",
-                                **({"usage": f"{last_metrics['usage']:.2f}"} if "usage" in last_metrics else {}))
+                log.write(
+                    {
+                        "stage": stage,
+                        "step": step,
+                        "time": time.time(),
+                        "images_per_s": count * cfg.batch_size / max(now - window_start, 1e-9),
+                        **{k: round(v, 6) for k, v in last_metrics.items()},
+                    }
+                )
+                bar.set_postfix(
+                    loss=f"{last_metrics['loss']:.3f}",
+                    bpd=f"{last_metrics['bpd']:.3f}",
+                    **(
+                        {"usage": f"{last_metrics['usage']:.2f}"} if "usage" in last_metrics else {}
+                    ),
+                )
                 sums, count, window_start = {}, 0, now
             if step >= target:
                 break
             if step % options.checkpoint_every == 0 or (
-                    time.perf_counter() - last_save_time > 60 * options.checkpoint_minutes):
+                time.perf_counter() - last_save_time > 60 * options.checkpoint_minutes
+            ):
                 save(step)
                 last_save_time = time.perf_counter()
     except KeyboardInterrupt:
@@ -224,13 +301,23 @@ def train_stage(card: ModelCard, run_dir: str | Path, stage: str, data: str | No
         bar.close()
     save(step)
     if launch.is_main and not math.isfinite(last_metrics.get("loss", 0.0)):
-        raise DataError(f"training {stage} diverged (loss {last_metrics['loss']}); lower the learning rate")
-    return StageResult(stage, step, step - start_step, path, time.perf_counter() - started, last_metrics)
+        raise DataError(
+            f"training {stage} diverged (loss {last_metrics['loss']}); lower the learning rate"
+        )
+    return StageResult(
+        stage, step, step - start_step, path, time.perf_counter() - started, last_metrics
+    )
 
 
 @torch.no_grad()
-def evaluate_stage(model: torch.nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
-                   max_batches: int | None = None, precision: str = "auto") -> dict[str, float]:
+def evaluate_stage(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device,
+    max_batches: int | None = None,
+    precision: str = "auto",
+) -> dict[str, float]:
     """Mean metrics (``bpd`` = AR bits per sub-pixel, ...) of ``model`` in eval mode over ``dataset``."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)

@@ -30,7 +30,10 @@ def create_app(config: dict | None = None):
     from study_app.db import make_engine
 
     config = check_settings(config or {})
-    app = Flask(__name__, instance_path=config.get("INSTANCE_DIR") and str(Path(config["INSTANCE_DIR"]).resolve()))
+    app = Flask(
+        __name__,
+        instance_path=config.get("INSTANCE_DIR") and str(Path(config["INSTANCE_DIR"]).resolve()),
+    )
     app.config.from_mapping(
         IMAGE_CACHE_DIR=str(Path(app.instance_path) / "cache" / "images"),
         SESSION_COOKIE_HTTPONLY=True,
@@ -48,7 +51,9 @@ def create_app(config: dict | None = None):
     if config["PROXY_HOPS"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config["PROXY_HOPS"], x_proto=config["PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=config["PROXY_HOPS"], x_proto=config["PROXY_HOPS"]
+        )
 
     app.extensions["study_engine"] = make_engine(config["DATABASE_URL"])
     CSRFProtect(app)
@@ -58,11 +63,16 @@ def create_app(config: dict | None = None):
     app.register_blueprint(admin.bp)
 
     limiter = Limiter(get_remote_address, app=app)
-    per_rater = limiter.limit(limit_string(config["RATE_LIMIT_RATER"]), key_func=rater.rate_limit_key,
-                              override_defaults=False)
+    per_rater = limiter.limit(
+        limit_string(config["RATE_LIMIT_RATER"]),
+        key_func=rater.rate_limit_key,
+        override_defaults=False,
+    )
     for endpoint in ("rater.api_next", "rater.api_answer"):
         app.view_functions[endpoint] = per_rater(app.view_functions[endpoint])
     app.view_functions["admin.login"] = limiter.limit(
-        limit_string(config["RATE_LIMIT_LOGIN"]), methods=["POST"], override_defaults=False,
+        limit_string(config["RATE_LIMIT_LOGIN"]),
+        methods=["POST"],
+        override_defaults=False,
     )(app.view_functions["admin.login"])
     return app

@@ -35,7 +35,10 @@ def admin_required(view):
     @wraps(view)
     def wrapped(*args, **kwargs):
         if not current_app.config.get("ADMIN_PASSWORD_HASH"):
-            abort(404, "the admin pages are off: set HVQEVAL_ADMIN_PASSWORD_HASH or HVQEVAL_ADMIN_PASSWORD")
+            abort(
+                404,
+                "the admin pages are off: set HVQEVAL_ADMIN_PASSWORD_HASH or HVQEVAL_ADMIN_PASSWORD",
+            )
         if not session.get("admin"):
             return redirect(url_for("admin.login"))
         return view(*args, **kwargs)
@@ -46,10 +49,15 @@ def admin_required(view):
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if not current_app.config.get("ADMIN_PASSWORD_HASH"):
-        abort(404, "the admin pages are off: set HVQEVAL_ADMIN_PASSWORD_HASH or HVQEVAL_ADMIN_PASSWORD")
+        abort(
+            404,
+            "the admin pages are off: set HVQEVAL_ADMIN_PASSWORD_HASH or HVQEVAL_ADMIN_PASSWORD",
+        )
     error = None
     if request.method == "POST":
-        if check_admin_password(current_app.config["ADMIN_PASSWORD_HASH"], str(request.form.get("password", ""))):
+        if check_admin_password(
+            current_app.config["ADMIN_PASSWORD_HASH"], str(request.form.get("password", ""))
+        ):
             session.clear()
             session["admin"] = True
             return redirect(url_for("admin.index"))
@@ -101,5 +109,8 @@ def status(name: str):
 def download(name: str):
     _progress_or_404(name)
     rows = export.export_rows(engine(), name)
-    return Response(export.rows_to_csv(rows), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}-responses.csv"'})
+    return Response(
+        export.rows_to_csv(rows),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}-responses.csv"'},
+    )

@@ -118,22 +118,34 @@ def enter(engine: Engine, study: Study, participant: str) -> int:
             raise AnswerRejected(*CLOSED)
         # A concurrent first entry of the same participant may insert first: then this inserts
         # nothing (after waiting for it to commit) and the query below finds its row.
-        connection.execute(_insert_ignoring_duplicates(connection, Rater).values(
-            study_id=study.id, participant=participant, created_at=utcnow(), answered=0))
+        connection.execute(
+            _insert_ignoring_duplicates(connection, Rater).values(
+                study_id=study.id, participant=participant, created_at=utcnow(), answered=0
+            )
+        )
         return connection.scalar(query)
 
     return run_transaction(engine, work)
 
 
 def record_consent(engine: Engine, rater_id: int) -> None:
-    run_transaction(engine, lambda connection: connection.execute(
-        update(Rater).where(Rater.id == rater_id, Rater.consented_at.is_(None)).values(consented_at=utcnow())))
+    run_transaction(
+        engine,
+        lambda connection: connection.execute(
+            update(Rater)
+            .where(Rater.id == rater_id, Rater.consented_at.is_(None))
+            .values(consented_at=utcnow())
+        ),
+    )
 
 
 def _lock_rater(connection: Connection, rater_id: int):
     """(answered, participant) of a rater who gave consent, with the rater's row locked."""
-    row = connection.execute(select(Rater.answered, Rater.participant, Rater.consented_at)
-                             .where(Rater.id == rater_id).with_for_update()).first()
+    row = connection.execute(
+        select(Rater.answered, Rater.participant, Rater.consented_at)
+        .where(Rater.id == rater_id)
+        .with_for_update()
+    ).first()
     if row is None:
         raise AnswerRejected(*NO_TASK)
     if row.consented_at is None:
@@ -141,56 +153,95 @@ def _lock_rater(connection: Connection, rater_id: int):
     return row.answered, row.participant
 
 
-def _task(connection: Connection, study: Study, token: str, item_id: int, left: str, done: int) -> Task:
+def _task(
+    connection: Connection, study: Study, token: str, item_id: int, left: str, done: int
+) -> Task:
     image_a, image_b = Image.__table__.alias("image_a"), Image.__table__.alias("image_b")
     class_name, token_a, token_b = connection.execute(
         select(Item.class_name, image_a.c.token, image_b.c.token)
         .join(image_a, image_a.c.id == Item.image_a_id)
         .outerjoin(image_b, image_b.c.id == Item.image_b_id)
-        .where(Item.id == item_id)).one()
-    tokens = (token_a,) if token_b is None else ((token_a, token_b) if left == "a" else (token_b, token_a))
+        .where(Item.id == item_id)
+    ).one()
+    tokens = (
+        (token_a,)
+        if token_b is None
+        else ((token_a, token_b) if left == "a" else (token_b, token_a))
+    )
     return Task(token, class_name, tokens, done, study.tasks_per_rater)
 
 
 def _finish(connection: Connection, rater_id: int, done: int) -> Finished:
     code = secrets.token_hex(6).upper()  # 12 hex digits, as raters type them into the platform
-    connection.execute(update(Rater).where(Rater.id == rater_id, Rater.completion_code.is_(None))
-                       .values(completion_code=code, finished_at=utcnow()))
-    return Finished(connection.scalar(select(Rater.completion_code).where(Rater.id == rater_id)), done)
+    connection.execute(
+        update(Rater)
+        .where(Rater.id == rater_id, Rater.completion_code.is_(None))
+        .values(completion_code=code, finished_at=utcnow())
+    )
+    return Finished(
+        connection.scalar(select(Rater.completion_code).where(Rater.id == rater_id)), done
+    )
 
 
-def _next_for_locked_rater(connection: Connection, study: Study, rater_id: int, participant: str,
-                           done: int) -> Task | Finished | Closed:
+def _next_for_locked_rater(
+    connection: Connection, study: Study, rater_id: int, participant: str, done: int
+) -> Task | Finished | Closed:
     """The rater's open task, else a newly claimed one, else the completion code."""
     now = utcnow()
     active = connection.execute(
         select(Assignment.token, Assignment.item_id, Assignment.left)
         .join(Slot, Slot.id == Assignment.slot_id)
-        .where(Assignment.rater_id == rater_id, Slot.lease_token == Assignment.lease_token,
-               Slot.filled.is_(False), Slot.lease_expires_at > now)
-        .order_by(Assignment.id).limit(1)).first()
+        .where(
+            Assignment.rater_id == rater_id,
+            Slot.lease_token == Assignment.lease_token,
+            Slot.filled.is_(False),
+            Slot.lease_expires_at > now,
+        )
+        .order_by(Assignment.id)
+        .limit(1)
+    ).first()
     if active is not None:
         return _task(connection, study, active.token, active.item_id, active.left, done)
     if done >= study.tasks_per_rater:
         return _finish(connection, rater_id, done)
     if connection.scalar(select(Study.status).where(Study.id == study.id)) != "open":
-        return _finish(connection, rater_id, done) if done else Closed()  # answered some: their code
+        return (
+            _finish(connection, rater_id, done) if done else Closed()
+        )  # answered some: their code
 
     free = or_(Slot.lease_expires_at.is_(None), Slot.lease_expires_at < now)
     seen = exists().where(Assignment.rater_id == rater_id, Assignment.item_id == Slot.item_id)
-    candidate = (select(Slot.id).where(Slot.study_id == study.id, Slot.filled.is_(False), free, ~seen)
-                 .order_by(Slot.slot_no, Slot.shuffle).limit(1).with_for_update(skip_locked=True))
+    candidate = (
+        select(Slot.id)
+        .where(Slot.study_id == study.id, Slot.filled.is_(False), free, ~seen)
+        .order_by(Slot.slot_no, Slot.shuffle)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
     lease, expires = new_token(), now + dt.timedelta(seconds=study.lease_seconds)
     claimed = connection.execute(
-        update(Slot).where(Slot.id == candidate.scalar_subquery(), Slot.filled.is_(False), free)
-        .values(lease_token=lease, lease_expires_at=expires).returning(Slot.id, Slot.item_id)).first()
+        update(Slot)
+        .where(Slot.id == candidate.scalar_subquery(), Slot.filled.is_(False), free)
+        .values(lease_token=lease, lease_expires_at=expires)
+        .returning(Slot.id, Slot.item_id)
+    ).first()
     if claimed is None:
         return _finish(connection, rater_id, done)  # nothing left for this rater
     number = connection.scalar(select(Item.number).where(Item.id == claimed.item_id))
     token, left = new_token(), side_of_a(study, number, participant)
-    connection.execute(insert(Assignment).values(
-        study_id=study.id, token=token, item_id=claimed.item_id, rater_id=rater_id, slot_id=claimed.id,
-        lease_token=lease, left=left, issued_at=now, expires_at=expires))
+    connection.execute(
+        insert(Assignment).values(
+            study_id=study.id,
+            token=token,
+            item_id=claimed.item_id,
+            rater_id=rater_id,
+            slot_id=claimed.id,
+            lease_token=lease,
+            left=left,
+            issued_at=now,
+            expires_at=expires,
+        )
+    )
     return _task(connection, study, token, claimed.item_id, left, done)
 
 
@@ -208,7 +259,9 @@ def parse_answer(kind: str, answer, reason) -> tuple[int | None, str | None, str
     """Validate what the browser sent: (rating, side, unknown_reason); raises AnswerRejected(400)."""
     if answer == "unknown":
         if reason not in UNKNOWN_REASONS:
-            raise AnswerRejected(400, f"an unknown answer needs a reason among {', '.join(UNKNOWN_REASONS)}")
+            raise AnswerRejected(
+                400, f"an unknown answer needs a reason among {', '.join(UNKNOWN_REASONS)}"
+            )
         return None, "unknown", reason
     if reason not in (None, ""):
         raise AnswerRejected(400, "a reason is only accepted with an unknown answer")
@@ -229,37 +282,80 @@ def _check_submit(study: Study, assignment_token, answer, reason, response_ms):
     return parse_answer(study.kind, answer, reason)
 
 
-def _store(connection: Connection, study: Study, rater_id: int, assignment_token: str, parsed,
-           response_ms: int) -> int:
+def _store(
+    connection: Connection,
+    study: Study,
+    rater_id: int,
+    assignment_token: str,
+    parsed,
+    response_ms: int,
+) -> int:
     """Store one validated answer for the locked rater; returns the rater's answered count."""
     rating, side, unknown_reason = parsed
     found = connection.execute(
-        select(Assignment.id, Assignment.item_id, Assignment.slot_id, Assignment.lease_token, Assignment.left,
-               Slot.filled, Slot.lease_token.label("slot_lease"))
+        select(
+            Assignment.id,
+            Assignment.item_id,
+            Assignment.slot_id,
+            Assignment.lease_token,
+            Assignment.left,
+            Slot.filled,
+            Slot.lease_token.label("slot_lease"),
+        )
         .join(Slot, Slot.id == Assignment.slot_id)
-        .where(Assignment.token == assignment_token, Assignment.rater_id == rater_id,
-               Assignment.study_id == study.id)).first()
+        .where(
+            Assignment.token == assignment_token,
+            Assignment.rater_id == rater_id,
+            Assignment.study_id == study.id,
+        )
+    ).first()
     if found is None:
         raise AnswerRejected(*NO_TASK)
     if found.filled and found.slot_lease == found.lease_token:
         raise AnswerRejected(*ANSWERED)
     filled = connection.execute(
-        update(Slot).where(Slot.id == found.slot_id, Slot.lease_token == found.lease_token, Slot.filled.is_(False))
-        .values(filled=True, lease_expires_at=None))
+        update(Slot)
+        .where(
+            Slot.id == found.slot_id, Slot.lease_token == found.lease_token, Slot.filled.is_(False)
+        )
+        .values(filled=True, lease_expires_at=None)
+    )
     if filled.rowcount != 1:
         raise AnswerRejected(*EXPIRED)
     # The answer keeps a/b (which model), not left/right (where it was shown).
     choice = {"left": found.left, "right": "b" if found.left == "a" else "a"}.get(side, side)
-    connection.execute(insert(Answer).values(
-        study_id=study.id, assignment_id=found.id, item_id=found.item_id, rater_id=rater_id, left=found.left,
-        rating=rating, choice=choice, unknown_reason=unknown_reason, response_ms=response_ms,
-        created_at=utcnow()))
-    return connection.scalar(update(Rater).where(Rater.id == rater_id)
-                             .values(answered=Rater.answered + 1).returning(Rater.answered))
+    connection.execute(
+        insert(Answer).values(
+            study_id=study.id,
+            assignment_id=found.id,
+            item_id=found.item_id,
+            rater_id=rater_id,
+            left=found.left,
+            rating=rating,
+            choice=choice,
+            unknown_reason=unknown_reason,
+            response_ms=response_ms,
+            created_at=utcnow(),
+        )
+    )
+    return connection.scalar(
+        update(Rater)
+        .where(Rater.id == rater_id)
+        .values(answered=Rater.answered + 1)
+        .returning(Rater.answered)
+    )
 
 
-def submit(engine: Engine, study: Study, rater_id: int, assignment_token, answer, reason, response_ms,
-           with_next: bool = False) -> tuple[int, Task | Finished | Closed | None]:
+def submit(
+    engine: Engine,
+    study: Study,
+    rater_id: int,
+    assignment_token,
+    answer,
+    reason,
+    response_ms,
+    with_next: bool = False,
+) -> tuple[int, Task | Finished | Closed | None]:
     """Store one answer and, ``with_next``, claim the rater's next task in the same transaction:
     (answered count, next task or None). Raises AnswerRejected with nothing stored."""
     parsed = _check_submit(study, assignment_token, answer, reason, response_ms)
@@ -267,7 +363,11 @@ def submit(engine: Engine, study: Study, rater_id: int, assignment_token, answer
     def work(connection: Connection):
         _, participant = _lock_rater(connection, rater_id)
         done = _store(connection, study, rater_id, assignment_token, parsed, response_ms)
-        following = _next_for_locked_rater(connection, study, rater_id, participant, done) if with_next else None
+        following = (
+            _next_for_locked_rater(connection, study, rater_id, participant, done)
+            if with_next
+            else None
+        )
         return done, following
 
     try:

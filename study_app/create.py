@@ -52,7 +52,7 @@ class SourceSpec:
     @property
     def real_dataset(self) -> str | None:
         """The data set of real images still to be written (``real:DATASET``), else None."""
-        return self.location[len(REAL_PREFIX):] if self.location.startswith(REAL_PREFIX) else None
+        return self.location[len(REAL_PREFIX) :] if self.location.startswith(REAL_PREFIX) else None
 
     @classmethod
     def parse(cls, text: str, force_real: bool = False) -> SourceSpec:
@@ -94,8 +94,10 @@ class StudySummary:
 
 def _load(spec: SourceSpec) -> SampleSetFiles:
     if spec.real_dataset is not None:
-        raise StudySourceError(f"source {spec.label}: real images of {spec.real_dataset} must be written as a "
-                               "sample set first (hvqeval study create does this)")
+        raise StudySourceError(
+            f"source {spec.label}: real images of {spec.real_dataset} must be written as a "
+            "sample set first (hvqeval study create does this)"
+        )
     loaded = read_sample_set(spec.label, spec.location)
     loaded.dataset = spec.dataset  # a generated set may name its training data: not real images
     return loaded
@@ -124,25 +126,39 @@ def _choose_classes(requested, generated: list[SampleSetFiles], need: int, seed:
         if requested < 1:
             raise StudyError(f"--classes must be at least 1, got {requested}")
         if len(eligible) < requested:
-            raise StudySourceError(f"only {len(eligible)} class(es) have {need} images in every sample set; "
-                                   f"ask for fewer classes or fewer images per class")
+            raise StudySourceError(
+                f"only {len(eligible)} class(es) have {need} images in every sample set; "
+                f"ask for fewer classes or fewer images per class"
+            )
         return sorted(random.Random(seed).sample(eligible, requested))
     for c in requested:
         if c not in eligible:
             counts = {s.label: len(s.by_class.get(c, [])) for s in generated}
-            raise StudySourceError(f"class {c} does not have {need} images in every sample set ({counts})")
+            raise StudySourceError(
+                f"class {c} does not have {need} images in every sample set ({counts})"
+            )
     return sorted(set(requested))
 
 
-def create_study(database_url: str, settings: StudySettings, storage_dir: str | Path = "instance") -> StudySummary:
+def create_study(
+    database_url: str, settings: StudySettings, storage_dir: str | Path = "instance"
+) -> StudySummary:
     """Build a study (sources, images, items, slots) in one transaction; see the module docstring."""
     if settings.kind not in ("rating", "pairwise"):
         raise StudyError(f"unknown study kind {settings.kind!r}; use rating or pairwise")
-    for name, value in (("per-class", settings.per_class), ("answers per item", settings.answers_per_item),
-                        ("tasks per rater", settings.tasks_per_rater), ("lease seconds", settings.lease_seconds)):
+    for name, value in (
+        ("per-class", settings.per_class),
+        ("answers per item", settings.answers_per_item),
+        ("tasks per rater", settings.tasks_per_rater),
+        ("lease seconds", settings.lease_seconds),
+    ):
         if value < 1:
             raise StudyError(f"{name} must be at least 1, got {value}")
-    if not settings.name or len(settings.name) > 100 or not settings.name.replace("-", "").replace("_", "").isalnum():
+    if (
+        not settings.name
+        or len(settings.name) > 100
+        or not settings.name.replace("-", "").replace("_", "").isalnum()
+    ):
         raise StudyError(f"study name {settings.name!r}: use 1-100 letters, digits, '-' or '_'")
     if settings.kind == "pairwise":
         if len(settings.sources) != 2:
@@ -150,7 +166,9 @@ def create_study(database_url: str, settings: StudySettings, storage_dir: str | 
         if settings.pairs_per_class is None:
             raise StudyError("a pairwise study needs --pairs-per-class")
         uses, _ = uses_for_pairs(settings.per_class, settings.per_class, settings.pairs_per_class)
-        design_pairs(settings.per_class, settings.per_class, uses, uses, 0)  # feasibility check first
+        design_pairs(
+            settings.per_class, settings.per_class, uses, uses, 0
+        )  # feasibility check first
     elif not settings.sources:
         raise StudyError("a rating study needs at least one --model LABEL=SAMPLE_SET")
     labels = [s.label for s in settings.sources]
@@ -162,7 +180,9 @@ def create_study(database_url: str, settings: StudySettings, storage_dir: str | 
     try:
         with session_scope(engine) as session:
             if session.scalar(select(Study.id).where(Study.name == settings.name)) is not None:
-                raise StudyExistsError(f"a study named {settings.name!r} already exists; choose another --name")
+                raise StudyExistsError(
+                    f"a study named {settings.name!r} already exists; choose another --name"
+                )
         return _build(engine, settings)
     finally:
         engine.dispose()
@@ -183,8 +203,10 @@ def _build(engine, settings: StudySettings) -> StudySummary:
     for src in loaded:
         short = [c for c in classes if len(src.by_class.get(c, [])) < settings.per_class]
         if short:
-            raise StudySourceError(f"source {src.label}: too few images of class(es) {short} "
-                                   f"(need {settings.per_class} each)")
+            raise StudySourceError(
+                f"source {src.label}: too few images of class(es) {short} "
+                f"(need {settings.per_class} each)"
+            )
 
     rng = random.Random(settings.seed)
     chosen: dict[tuple[int, int], list[tuple[str, str, str]]] = {}  # (source index, class) -> files
@@ -202,29 +224,62 @@ def _build(engine, settings: StudySettings) -> StudySummary:
         check_images(src, [f for files in src.by_class.values() for f, _h, _n in files])
 
     real_in_study = any(s.dataset for s in loaded)
-    question = QUESTION_RATING if settings.kind == "rating" else (
-        QUESTION_PAIRWISE_REAL if real_in_study else QUESTION_PAIRWISE)
+    question = (
+        QUESTION_RATING
+        if settings.kind == "rating"
+        else (QUESTION_PAIRWISE_REAL if real_in_study else QUESTION_PAIRWISE)
+    )
     with session_scope(engine) as session:
-        study = Study(name=settings.name, public_id=secrets.token_urlsafe(12), kind=settings.kind, status="open",
-                      question=question, answers_per_item=settings.answers_per_item,
-                      tasks_per_rater=settings.tasks_per_rater, lease_seconds=settings.lease_seconds,
-                      seed=settings.seed, settings_json=json.dumps(asdict(settings)), created_at=utcnow())
+        study = Study(
+            name=settings.name,
+            public_id=secrets.token_urlsafe(12),
+            kind=settings.kind,
+            status="open",
+            question=question,
+            answers_per_item=settings.answers_per_item,
+            tasks_per_rater=settings.tasks_per_rater,
+            lease_seconds=settings.lease_seconds,
+            seed=settings.seed,
+            settings_json=json.dumps(asdict(settings)),
+            created_at=utcnow(),
+        )
         session.add(study)
         try:
             session.flush()
         except IntegrityError:
-            raise StudyExistsError(f"a study named {settings.name!r} already exists; choose another --name") from None
+            raise StudyExistsError(
+                f"a study named {settings.name!r} already exists; choose another --name"
+            ) from None
         image_ids: dict[tuple[int, str], int] = {}
 
         def add_source(src: SampleSetFiles, files_examples, files_items) -> int:
-            row = Source(study_id=study.id, label=src.label, is_real=src.dataset is not None, dataset=src.dataset,
-                         path=str(src.path), sample_set_id=src.sample_set_id, manifest_sha256=src.manifest_sha256)
+            row = Source(
+                study_id=study.id,
+                label=src.label,
+                is_real=src.dataset is not None,
+                dataset=src.dataset,
+                path=str(src.path),
+                sample_set_id=src.sample_set_id,
+                manifest_sha256=src.manifest_sha256,
+            )
             session.add(row)
             session.flush()
-            rows = [{"study_id": study.id, "source_id": row.id, "token": new_token(), "file": f, "sha256": h, "class_id": cid,
-                         "class_name": cname, "is_example": is_ex}
-                    for (f, h, cname, cid, is_ex) in files_examples + files_items]
-            ids = session.scalars(insert(Image).returning(Image.id, sort_by_parameter_order=True), rows).all()
+            rows = [
+                {
+                    "study_id": study.id,
+                    "source_id": row.id,
+                    "token": new_token(),
+                    "file": f,
+                    "sha256": h,
+                    "class_id": cid,
+                    "class_name": cname,
+                    "is_example": is_ex,
+                }
+                for (f, h, cname, cid, is_ex) in files_examples + files_items
+            ]
+            ids = session.scalars(
+                insert(Image).returning(Image.id, sort_by_parameter_order=True), rows
+            ).all()
             return row.id, [(r["file"], i) for r, i in zip(rows, ids)]
 
         for s_index, src in enumerate(loaded):
@@ -234,7 +289,15 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             for file, image_id in pairs:
                 image_ids.setdefault((s_index, file), image_id)
         for src in example_sources:
-            add_source(src, [(f, h, n, _class_of(src, f), True) for fs in src.by_class.values() for f, h, n in fs], [])
+            add_source(
+                src,
+                [
+                    (f, h, n, _class_of(src, f), True)
+                    for fs in src.by_class.values()
+                    for f, h, n in fs
+                ],
+                [],
+            )
 
         item_rows = []
         for c in classes:
@@ -243,22 +306,61 @@ def _build(engine, settings: StudySettings) -> StudySummary:
                     for f, _h, cname in chosen[(s_index, c)]:
                         item_rows.append((c, cname, image_ids[(s_index, f)], None))
             else:
-                uses, _ = uses_for_pairs(settings.per_class, settings.per_class, settings.pairs_per_class)
-                design = design_pairs(settings.per_class, settings.per_class, uses, uses,
-                                      seed=settings.seed * 1_000_003 + c)
+                uses, _ = uses_for_pairs(
+                    settings.per_class, settings.per_class, settings.pairs_per_class
+                )
+                design = design_pairs(
+                    settings.per_class,
+                    settings.per_class,
+                    uses,
+                    uses,
+                    seed=settings.seed * 1_000_003 + c,
+                )
                 files_a, files_b = chosen[(0, c)], chosen[(1, c)]
                 for ia, ib in design.pairs:
-                    item_rows.append((c, files_a[ia][2], image_ids[(0, files_a[ia][0])],
-                                      image_ids[(1, files_b[ib][0])]))
-        rows = [{"study_id": study.id, "number": n + 1, "class_id": c, "class_name": cname, "image_a_id": a, "image_b_id": b}
-                for n, (c, cname, a, b) in enumerate(item_rows)]
-        item_ids = session.scalars(insert(Item).returning(Item.id, sort_by_parameter_order=True), rows).all()
+                    item_rows.append(
+                        (
+                            c,
+                            files_a[ia][2],
+                            image_ids[(0, files_a[ia][0])],
+                            image_ids[(1, files_b[ib][0])],
+                        )
+                    )
+        rows = [
+            {
+                "study_id": study.id,
+                "number": n + 1,
+                "class_id": c,
+                "class_name": cname,
+                "image_a_id": a,
+                "image_b_id": b,
+            }
+            for n, (c, cname, a, b) in enumerate(item_rows)
+        ]
+        item_ids = session.scalars(
+            insert(Item).returning(Item.id, sort_by_parameter_order=True), rows
+        ).all()
         k = settings.answers_per_item
-        slots = [{"study_id": study.id, "item_id": i, "slot_no": s, "shuffle": rng.randrange(2**31), "filled": False}
-                 for i in item_ids for s in range(k)]
+        slots = [
+            {
+                "study_id": study.id,
+                "item_id": i,
+                "slot_no": s,
+                "shuffle": rng.randrange(2**31),
+                "filled": False,
+            }
+            for i in item_ids
+            for s in range(k)
+        ]
         session.execute(insert(Slot), slots)
-        summary = StudySummary(study.name, study.kind, study.public_id, len(item_ids), len(item_ids) * k,
-                               tuple(classes))
+        summary = StudySummary(
+            study.name,
+            study.kind,
+            study.public_id,
+            len(item_ids),
+            len(item_ids) * k,
+            tuple(classes),
+        )
     return summary
 
 

@@ -38,13 +38,17 @@ def normalise_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseError(f"not a database URL: {url!r}; use sqlite:///path/study.sqlite3 or "
-                            "postgresql+psycopg://user@host/dbname") from None
+        raise DatabaseError(
+            f"not a database URL: {url!r}; use sqlite:///path/study.sqlite3 or "
+            "postgresql+psycopg://user@host/dbname"
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise DatabaseError(f"unsupported database {parsed.get_backend_name()!r} in {url!r}; "
-                            "use sqlite:/// or postgresql+psycopg://")
+        raise DatabaseError(
+            f"unsupported database {parsed.get_backend_name()!r} in {url!r}; "
+            "use sqlite:/// or postgresql+psycopg://"
+        )
     return parsed.render_as_string(hide_password=False)
 
 
@@ -63,8 +67,10 @@ def make_engine(url: str, create: bool = False) -> Engine:
     if path is not None:
         if not path.is_file():
             if not create:
-                raise DatabaseError(f"no study database at {path}; create a study first "
-                                    "(hvqeval study create ...) or pass --database-url")
+                raise DatabaseError(
+                    f"no study database at {path}; create a study first "
+                    "(hvqeval study create ...) or pass --database-url"
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url)
         _begin_immediate_on_sqlite(engine)
@@ -75,8 +81,15 @@ def make_engine(url: str, create: bool = False) -> Engine:
 def _begin_immediate_on_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below starts transactions
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=20000", "foreign_keys=ON"):
+        dbapi_connection.isolation_level = (
+            None  # SQLAlchemy's "begin" event below starts transactions
+        )
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=20000",
+            "foreign_keys=ON",
+        ):
             dbapi_connection.execute(f"PRAGMA {pragma}")
 
     @event.listens_for(engine, "begin")
@@ -147,7 +160,9 @@ def _migrate(url: str, direction: str, revision: str) -> None:
 
 def unreachable(url: str, err: OperationalError) -> DatabaseError:
     """One line: the driver's first line of complaint (its hints follow on further lines)."""
-    reason = str(err.orig).strip().splitlines()[0] if str(err.orig).strip() else type(err.orig).__name__
+    reason = (
+        str(err.orig).strip().splitlines()[0] if str(err.orig).strip() else type(err.orig).__name__
+    )
     return DatabaseError(f"cannot reach the study database {safe_url(url)}: {reason}")
 
 
@@ -172,11 +187,15 @@ def require_current_schema(engine: Engine) -> None:
     url = engine.url.render_as_string(hide_password=False)
     current = current_revision(engine)
     if current is None:
-        raise DatabaseError(f"no study tables in {safe_url(url)}; create a study first "
-                            "(hvqeval study create ...) or run `hvqeval study migrate`")
+        raise DatabaseError(
+            f"no study tables in {safe_url(url)}; create a study first "
+            "(hvqeval study create ...) or run `hvqeval study migrate`"
+        )
     if current != head_revision():
-        raise DatabaseError(f"the study database {safe_url(url)} is at schema {current}, this code needs "
-                            f"{head_revision()}; run `hvqeval study migrate --database-url ...`")
+        raise DatabaseError(
+            f"the study database {safe_url(url)} is at schema {current}, this code needs "
+            f"{head_revision()}; run `hvqeval study migrate --database-url ...`"
+        )
 
 
 @contextlib.contextmanager

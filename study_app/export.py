@@ -23,8 +23,22 @@ from study_app.errors import StudyNotFoundError
 from study_app.schema import Answer, Image, Item, Rater, Source, Study
 
 EXPORT_COLUMNS = (
-    "study", "kind", "rater", "item", "class_id", "class_name", "model_a", "sample_a", "model_b", "sample_b",
-    "left", "rating", "choice", "unknown_reason", "response_ms", "created_at",
+    "study",
+    "kind",
+    "rater",
+    "item",
+    "class_id",
+    "class_name",
+    "model_a",
+    "sample_a",
+    "model_b",
+    "sample_b",
+    "left",
+    "rating",
+    "choice",
+    "unknown_reason",
+    "response_ms",
+    "created_at",
 )
 
 
@@ -37,16 +51,33 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
     image_a, image_b = aliased(Image), aliased(Image)
     source_a, source_b = aliased(Source), aliased(Source)
     with session_scope(engine, read_only=True) as session:
-        study = session.execute(select(Study.id, Study.kind).where(Study.name == study_name)).first()
+        study = session.execute(
+            select(Study.id, Study.kind).where(Study.name == study_name)
+        ).first()
         if study is None:
             names = session.scalars(select(Study.name).order_by(Study.name)).all()
-            raise StudyNotFoundError(f"no study named {study_name!r} (studies: {', '.join(names) or 'none'})")
+            raise StudyNotFoundError(
+                f"no study named {study_name!r} (studies: {', '.join(names) or 'none'})"
+            )
         query = (
-            select(Rater.participant, Item.number, Item.class_id, Item.class_name,
-                   source_a.label, source_a.sample_set_id, image_a.file,
-                   source_b.label, source_b.sample_set_id, image_b.file,
-                   Answer.left, Answer.rating, Answer.choice, Answer.unknown_reason, Answer.response_ms,
-                   Answer.created_at)
+            select(
+                Rater.participant,
+                Item.number,
+                Item.class_id,
+                Item.class_name,
+                source_a.label,
+                source_a.sample_set_id,
+                image_a.file,
+                source_b.label,
+                source_b.sample_set_id,
+                image_b.file,
+                Answer.left,
+                Answer.rating,
+                Answer.choice,
+                Answer.unknown_reason,
+                Answer.response_ms,
+                Answer.created_at,
+            )
             .select_from(Answer)
             .join(Rater, Rater.id == Answer.rater_id)
             .join(Item, Item.id == Answer.item_id)
@@ -58,16 +89,44 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
             .order_by(Answer.created_at, Answer.id)
         )
         rows = []
-        for (rater, number, class_id, class_name, model_a, set_a, file_a, model_b, set_b, file_b,
-             left, rating, choice, reason, ms, created) in session.execute(query):
-            rows.append({
-                "study": study_name, "kind": study.kind, "rater": rater, "item": number,
-                "class_id": class_id, "class_name": class_name,
-                "model_a": model_a, "sample_a": f"{set_a}/{file_a}",
-                "model_b": model_b, "sample_b": f"{set_b}/{file_b}" if file_b is not None else None,
-                "left": left, "rating": rating, "choice": choice, "unknown_reason": reason,
-                "response_ms": ms, "created_at": created.isoformat(timespec="milliseconds") + "Z",
-            })
+        for (
+            rater,
+            number,
+            class_id,
+            class_name,
+            model_a,
+            set_a,
+            file_a,
+            model_b,
+            set_b,
+            file_b,
+            left,
+            rating,
+            choice,
+            reason,
+            ms,
+            created,
+        ) in session.execute(query):
+            rows.append(
+                {
+                    "study": study_name,
+                    "kind": study.kind,
+                    "rater": rater,
+                    "item": number,
+                    "class_id": class_id,
+                    "class_name": class_name,
+                    "model_a": model_a,
+                    "sample_a": f"{set_a}/{file_a}",
+                    "model_b": model_b,
+                    "sample_b": f"{set_b}/{file_b}" if file_b is not None else None,
+                    "left": left,
+                    "rating": rating,
+                    "choice": choice,
+                    "unknown_reason": reason,
+                    "response_ms": ms,
+                    "created_at": created.isoformat(timespec="milliseconds") + "Z",
+                }
+            )
         return rows
 
 

@@ -50,14 +50,21 @@ def image(token: str):
     is_admin = bool(session.get("admin"))
     if rater_id is None and not is_admin:
         abort(403, "open the study link you were given first")
-    query = select(Image.file, Image.sha256, Source.path).join(Source, Source.id == Image.source_id).where(
-        Image.token == token)
+    query = (
+        select(Image.file, Image.sha256, Source.path)
+        .join(Source, Source.id == Image.source_id)
+        .where(Image.token == token)
+    )
     if not is_admin:
         own_assignment = exists().where(
-            Assignment.rater_id == rater_id, Assignment.item_id == Item.id,
-            or_(Item.image_a_id == Image.id, Item.image_b_id == Image.id))
-        query = query.where(Image.study_id == session.get("study_id"),
-                            or_(Image.is_example.is_(True), own_assignment))
+            Assignment.rater_id == rater_id,
+            Assignment.item_id == Item.id,
+            or_(Item.image_a_id == Image.id, Item.image_b_id == Image.id),
+        )
+        query = query.where(
+            Image.study_id == session.get("study_id"),
+            or_(Image.is_example.is_(True), own_assignment),
+        )
     with session_scope(engine(), read_only=True) as s:
         row = s.execute(query).first()
     if row is None:

@@ -73,7 +73,9 @@ def uses_for_pairs(n_a: int, n_b: int, pairs: int) -> tuple[int, int]:
     return pairs // n_a, pairs // n_b
 
 
-def design_pairs(n_a: int, n_b: int, uses_a: int, uses_b: int | None = None, seed: int = 0) -> PairingDesign:
+def design_pairs(
+    n_a: int, n_b: int, uses_a: int, uses_b: int | None = None, seed: int = 0
+) -> PairingDesign:
     """A random design with exact uses and no repeated pair (see module docstring)."""
     uses_b = uses_a if uses_b is None else uses_b
     num_pairs = check_feasible(n_a, n_b, uses_a, uses_b)

@@ -54,11 +54,19 @@ def study_progress(engine: Engine, name: str) -> StudyProgress | None:
             return None
         k = study.answers_per_item
         groups_q = (
-            select(Item.class_id, Item.class_name, src_a.label, src_b.label, func.count(Slot.id),
-                   func.sum(func.cast(Slot.filled, type_=Slot.slot_no.type)))
+            select(
+                Item.class_id,
+                Item.class_name,
+                src_a.label,
+                src_b.label,
+                func.count(Slot.id),
+                func.sum(func.cast(Slot.filled, type_=Slot.slot_no.type)),
+            )
             .join(Slot, Slot.item_id == Item.id)
-            .join(img_a, img_a.id == Item.image_a_id).join(src_a, src_a.id == img_a.source_id)
-            .outerjoin(img_b, img_b.id == Item.image_b_id).outerjoin(src_b, src_b.id == img_b.source_id)
+            .join(img_a, img_a.id == Item.image_a_id)
+            .join(src_a, src_a.id == img_a.source_id)
+            .outerjoin(img_b, img_b.id == Item.image_b_id)
+            .outerjoin(src_b, src_b.id == img_b.source_id)
             .where(Item.study_id == study.id)
             .group_by(Item.class_id, Item.class_name, src_a.label, src_b.label)
             .order_by(Item.class_id, src_a.label)
@@ -73,13 +81,33 @@ def study_progress(engine: Engine, name: str) -> StudyProgress | None:
         unknown = s.scalar(answers.where(Answer.choice == "unknown"))
         last_hour = s.scalar(answers.where(Answer.created_at >= now - dt.timedelta(hours=1)))
         raters = s.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.id))
-        finished = s.scalar(select(func.count()).select_from(Rater).where(
-            Rater.study_id == study.id, Rater.completion_code.is_not(None)))
-        active = s.scalar(select(func.count(distinct(Assignment.rater_id))).where(
-            Assignment.study_id == study.id,
-            Assignment.issued_at >= now - dt.timedelta(seconds=study.lease_seconds)))
-        return StudyProgress(study.name, study.kind, study.status, study.public_id, items, k, done, items * k,
-                             unknown, raters, finished, active, last_hour, groups)
+        finished = s.scalar(
+            select(func.count())
+            .select_from(Rater)
+            .where(Rater.study_id == study.id, Rater.completion_code.is_not(None))
+        )
+        active = s.scalar(
+            select(func.count(distinct(Assignment.rater_id))).where(
+                Assignment.study_id == study.id,
+                Assignment.issued_at >= now - dt.timedelta(seconds=study.lease_seconds),
+            )
+        )
+        return StudyProgress(
+            study.name,
+            study.kind,
+            study.status,
+            study.public_id,
+            items,
+            k,
+            done,
+            items * k,
+            unknown,
+            raters,
+            finished,
+            active,
+            last_hour,
+            groups,
+        )
 
 
 def set_status(engine: Engine, name: str, status: str) -> bool:

@@ -26,7 +26,14 @@ from study_app.web import engine, study_by_public_id
 bp = Blueprint("rater", __name__, url_prefix="/s/<public_id>")
 
 # URL parameters crowdsourcing platforms append to a study link (Prolific, MTurk, generic).
-PARTICIPANT_PARAMS = ("PROLIFIC_PID", "participant", "participant_id", "workerId", "worker_id", "pid")
+PARTICIPANT_PARAMS = (
+    "PROLIFIC_PID",
+    "participant",
+    "participant_id",
+    "workerId",
+    "worker_id",
+    "pid",
+)
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,100}$")
 RATING_LABELS = ("1 – clearly not real", "2", "3", "4", "5 – looks completely real")
 
@@ -103,14 +110,21 @@ def task(public_id: str):
         consented = s.scalar(select(Rater.consented_at).where(Rater.id == rater_id))
     if consented is None:
         return redirect(url_for("rater.consent", public_id=public_id))
-    return render_template("task.html", study=study, rating_labels=RATING_LABELS, reasons=assign.UNKNOWN_REASONS)
+    return render_template(
+        "task.html", study=study, rating_labels=RATING_LABELS, reasons=assign.UNKNOWN_REASONS
+    )
 
 
 def _task_json(result):
     if isinstance(result, assign.Task):
-        return {"state": "task", "task": result.token, "label": result.class_name,
-                "images": [url_for("images.image", token=t) for t in result.image_tokens],
-                "done": result.done, "total": result.total}
+        return {
+            "state": "task",
+            "task": result.token,
+            "label": result.class_name,
+            "images": [url_for("images.image", token=t) for t in result.image_tokens],
+            "done": result.done,
+            "total": result.total,
+        }
     if isinstance(result, assign.Finished):
         if result.done == 0:
             return {"state": "unavailable", "done": 0}
@@ -141,8 +155,16 @@ def api_answer(public_id: str):
         abort(400, "expected a JSON object")
     # The next task comes in the same response and from the same transaction.
     try:
-        done, following = assign.submit(engine(), study, rater_id, body.get("task"), body.get("answer"),
-                                        body.get("reason"), body.get("response_ms"), with_next=True)
+        done, following = assign.submit(
+            engine(),
+            study,
+            rater_id,
+            body.get("task"),
+            body.get("answer"),
+            body.get("reason"),
+            body.get("response_ms"),
+            with_next=True,
+        )
     except assign.AnswerRejected as err:
         return jsonify(error=err.message), err.status
     return jsonify(stored=True, done=done, next=_task_json(following))

@@ -52,25 +52,47 @@ def read_sample_set(label: str, path: str | Path) -> SampleSetFiles:
     try:
         manifest = json.loads(raw)
         if manifest["format_version"] != FORMAT_VERSION:
-            raise StudySourceError(f"{where}: format_version {manifest['format_version']!r} is not supported "
-                                   f"(this version reads {FORMAT_VERSION})")
+            raise StudySourceError(
+                f"{where}: format_version {manifest['format_version']!r} is not supported "
+                f"(this version reads {FORMAT_VERSION})"
+            )
         image_size, files = int(manifest["image_size"]), manifest["files"]
-        entries = [(str(f["file"]), int(f["class_id"]), str(f.get("class_name") or f["class_id"]),
-                    str(f.get("sha256", ""))) for f in files]
+        entries = [
+            (
+                str(f["file"]),
+                int(f["class_id"]),
+                str(f.get("class_name") or f["class_id"]),
+                str(f.get("sha256", "")),
+            )
+            for f in files
+        ]
     except (ValueError, KeyError, TypeError) as err:
-        raise StudySourceError(f"{where}: {MANIFEST_NAME} is not a sample-set manifest ({err})") from None
+        raise StudySourceError(
+            f"{where}: {MANIFEST_NAME} is not a sample-set manifest ({err})"
+        ) from None
     by_class: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
     for file, class_id, class_name, expected in entries:
         image = (root / file).resolve()
         if root.resolve() not in image.parents or not image.is_file():
-            raise StudySourceError(f"{where}: manifest lists {file}, which is missing or outside the set")
+            raise StudySourceError(
+                f"{where}: manifest lists {file}, which is missing or outside the set"
+            )
         digest = sha256_file(image)
         if expected and digest != expected:
-            raise StudySourceError(f"{where}: {file} does not match the sha256 in the manifest "
-                                   "(the file changed after sampling)")
+            raise StudySourceError(
+                f"{where}: {file} does not match the sha256 in the manifest "
+                "(the file changed after sampling)"
+            )
         by_class[class_id].append((file, digest, class_name))
-    return SampleSetFiles(label, root.resolve(), root.name, hashlib.sha256(raw).hexdigest(), image_size,
-                          manifest.get("dataset"), dict(by_class))
+    return SampleSetFiles(
+        label,
+        root.resolve(),
+        root.name,
+        hashlib.sha256(raw).hexdigest(),
+        image_size,
+        manifest.get("dataset"),
+        dict(by_class),
+    )
 
 
 def check_images(source: SampleSetFiles, files) -> None:
@@ -84,8 +106,12 @@ def check_images(source: SampleSetFiles, files) -> None:
                 img.load()
                 size = img.size
         except (OSError, UnidentifiedImageError, ValueError) as err:
-            raise StudySourceError(f"source {source.label}: {source.path / file} is not a readable image "
-                                   f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+            raise StudySourceError(
+                f"source {source.label}: {source.path / file} is not a readable image "
+                f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+            ) from None
         if size != (source.image_size, source.image_size):
-            raise StudySourceError(f"source {source.label}: {source.path / file} is {size[0]}x{size[1]}, the "
-                                   f"manifest says image_size {source.image_size}")
+            raise StudySourceError(
+                f"source {source.label}: {source.path / file} is {size[0]}x{size[1]}, the "
+                f"manifest says image_size {source.image_size}"
+            )

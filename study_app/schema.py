@@ -72,9 +72,13 @@ class Source(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
-    label: Mapped[str] = mapped_column(String(100))  # the model name shown in exports, never to raters
+    label: Mapped[str] = mapped_column(
+        String(100)
+    )  # the model name shown in exports, never to raters
     is_real: Mapped[bool] = mapped_column(Boolean, default=False)
-    dataset: Mapped[str | None] = mapped_column(String(100), nullable=True)  # real images: data set name
+    dataset: Mapped[str | None] = mapped_column(
+        String(100), nullable=True
+    )  # real images: data set name
     path: Mapped[str] = mapped_column(Text)  # absolute path of the sample-set folder
     sample_set_id: Mapped[str] = mapped_column(String(200))
     manifest_sha256: Mapped[str] = mapped_column(String(64))
@@ -93,7 +97,9 @@ class Image(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     class_id: Mapped[int] = mapped_column(Integer)
     class_name: Mapped[str] = mapped_column(String(200))
-    is_example: Mapped[bool] = mapped_column(Boolean, default=False)  # shown on the instructions page
+    is_example: Mapped[bool] = mapped_column(
+        Boolean, default=False
+    )  # shown on the instructions page
 
     __table_args__ = (Index("ix_image_study", "study_id"),)
 
@@ -122,7 +128,9 @@ class Slot(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
-    slot_no: Mapped[int] = mapped_column(Integer)  # claims take the lowest slot_no first: even filling
+    slot_no: Mapped[int] = mapped_column(
+        Integer
+    )  # claims take the lowest slot_no first: even filling
     shuffle: Mapped[int] = mapped_column(Integer)  # seeded random order among equal slot_no
     filled: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_token: Mapped[str | None] = mapped_column(String(40), nullable=True)
@@ -142,7 +150,9 @@ class Rater(Base):
     participant: Mapped[str] = mapped_column(String(100))  # id from the entry link
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     consented_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    answered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # kept by submit()
+    answered: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )  # kept by submit()
     completion_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -156,7 +166,9 @@ class Assignment(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
-    token: Mapped[str] = mapped_column(String(40), unique=True)  # opaque id the browser answers with
+    token: Mapped[str] = mapped_column(
+        String(40), unique=True
+    )  # opaque id the browser answers with
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
     rater_id: Mapped[int] = mapped_column(ForeignKey("rater.id", ondelete="CASCADE"))
     slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id", ondelete="CASCADE"))
@@ -177,7 +189,9 @@ class Answer(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
-    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="CASCADE"), unique=True)
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("assignment.id", ondelete="CASCADE"), unique=True
+    )
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
     rater_id: Mapped[int] = mapped_column(ForeignKey("rater.id", ondelete="CASCADE"))
     left: Mapped[str] = mapped_column(String(1))
@@ -191,7 +205,9 @@ class Answer(Base):
         UniqueConstraint("item_id", "rater_id", name="uq_answer_item_rater"),
         Index("ix_answer_study_created", "study_id", "created_at"),
         CheckConstraint("rating IS NULL OR (rating BETWEEN 1 AND 5)", name="ck_answer_rating"),
-        CheckConstraint("choice IS NULL OR choice IN ('a', 'b', 'unknown')", name="ck_answer_choice"),
+        CheckConstraint(
+            "choice IS NULL OR choice IN ('a', 'b', 'unknown')", name="ck_answer_choice"
+        ),
         CheckConstraint("rating IS NOT NULL OR choice IS NOT NULL", name="ck_answer_given"),
         CheckConstraint("response_ms >= 0", name="ck_answer_ms"),
     )

@@ -46,12 +46,21 @@ def check_port_free(bind: str) -> None:
         with socket.create_server((host, int(port)), family=family):
             pass
     except OSError as err:
-        raise ConfigurationError(f"cannot listen on {bind}: {err.strerror or err}; is another server "
-                                 "running there? Stop it or choose another --bind") from None
+        raise ConfigurationError(
+            f"cannot listen on {bind}: {err.strerror or err}; is another server "
+            "running there? Stop it or choose another --bind"
+        ) from None
 
 
-def serve(config: dict, bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int | None = None,
-          timeout: int = 30, access_log: str | None = None, on_ready=None) -> None:
+def serve(
+    config: dict,
+    bind: str = "127.0.0.1:8000",
+    workers: int | None = None,
+    threads: int | None = None,
+    timeout: int = 30,
+    access_log: str | None = None,
+    on_ready=None,
+) -> None:
     """Run gunicorn in the foreground until interrupted (``config`` already checked)."""
     from gunicorn.app.base import BaseApplication
 
@@ -60,10 +69,20 @@ def serve(config: dict, bind: str = "127.0.0.1:8000", workers: int | None = None
 
     class StudyServer(BaseApplication):
         def load_config(self):
-            settings = {"bind": bind, "workers": workers, "threads": threads, "worker_class": "gthread",
-                        "timeout": timeout, "graceful_timeout": 10, "keepalive": 5, "accesslog": access_log,
-                        "errorlog": "-", "loglevel": "warning", "preload_app": False,
-                        "proc_name": "hvqeval-study"}
+            settings = {
+                "bind": bind,
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "timeout": timeout,
+                "graceful_timeout": 10,
+                "keepalive": 5,
+                "accesslog": access_log,
+                "errorlog": "-",
+                "loglevel": "warning",
+                "preload_app": False,
+                "proc_name": "hvqeval-study",
+            }
             if on_ready is not None:
                 settings["when_ready"] = lambda _arbiter: on_ready(workers, threads)
             for key, value in settings.items():

@@ -40,7 +40,9 @@ ENVIRONMENT = {
     "HTTPS": "HVQEVAL_HTTPS",
     "PROXY_HOPS": "HVQEVAL_PROXY_HOPS",
 }
-STORAGE_HINT = "use memory:// (counts per server process) or redis://HOST:PORT/DB (shared by all workers)"
+STORAGE_HINT = (
+    "use memory:// (counts per server process) or redis://HOST:PORT/DB (shared by all workers)"
+)
 SECRET_HINT = "`python -c 'import secrets; print(secrets.token_hex(32))'`"
 
 
@@ -52,8 +54,10 @@ def parse_rate(text, setting: str = "rate limit") -> tuple[int, int]:
     """'120/60' -> (120 requests, per 60 seconds); ``setting`` names the value in the error."""
     found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
     if not found or int(found[1]) < 1 or int(found[2]) < 1:
-        raise ConfigurationError(f"{setting}={text!r}: expected COUNT/SECONDS of whole numbers of at least 1, "
-                                 "such as 120/60")
+        raise ConfigurationError(
+            f"{setting}={text!r}: expected COUNT/SECONDS of whole numbers of at least 1, "
+            "such as 120/60"
+        )
     return int(found[1]), int(found[2])
 
 
@@ -68,20 +72,28 @@ def check_settings(config: dict) -> dict:
     line naming the setting and what to do) for the first bad one. No I/O."""
     config = {**DEFAULTS, **config}  # Flask's and the libraries' own keys pass through
     if not config.get("DATABASE_URL"):
-        raise ConfigurationError("no study database: set HVQEVAL_STUDY_DATABASE_URL or pass --database-url")
+        raise ConfigurationError(
+            "no study database: set HVQEVAL_STUDY_DATABASE_URL or pass --database-url"
+        )
     key = config.get("SECRET_KEY")
     if not key:
         if not config.get("TESTING"):
-            raise ConfigurationError("refusing to start without a secret key: set HVQEVAL_SECRET_KEY, or "
-                                     f"HVQEVAL_SECRET_KEY_FILE / --secret-key-file, to e.g. {SECRET_HINT}")
+            raise ConfigurationError(
+                "refusing to start without a secret key: set HVQEVAL_SECRET_KEY, or "
+                f"HVQEVAL_SECRET_KEY_FILE / --secret-key-file, to e.g. {SECRET_HINT}"
+            )
         config["SECRET_KEY"] = secrets.token_hex(32)
     elif len(key) < 16:
-        raise ConfigurationError(f"the secret key is too short; use at least 16 random characters, e.g. {SECRET_HINT}")
+        raise ConfigurationError(
+            f"the secret key is too short; use at least 16 random characters, e.g. {SECRET_HINT}"
+        )
     for setting in ("RATE_LIMIT_RATER", "RATE_LIMIT_IP", "RATE_LIMIT_LOGIN"):
         parse_rate(config[setting], _name(setting))
     storage = str(config["RATE_LIMIT_STORAGE"])
     if storage.partition("://")[0] not in ("memory", "redis", "rediss", "redis+unix"):
-        raise ConfigurationError(f"HVQEVAL_RATE_LIMIT_STORAGE={shown_uri(storage)!r}: {STORAGE_HINT}")
+        raise ConfigurationError(
+            f"HVQEVAL_RATE_LIMIT_STORAGE={shown_uri(storage)!r}: {STORAGE_HINT}"
+        )
     for setting in ("HTTPS",):
         value = config[setting]
         if isinstance(value, str):
@@ -91,14 +103,20 @@ def check_settings(config: dict) -> dict:
         config[setting] = bool(value)
     hops = config["PROXY_HOPS"]
     if not str(hops).strip().isdigit():
-        raise ConfigurationError(f"HVQEVAL_PROXY_HOPS={hops!r}: give the number of trusted proxies (0, 1, ...)")
+        raise ConfigurationError(
+            f"HVQEVAL_PROXY_HOPS={hops!r}: give the number of trusted proxies (0, 1, ...)"
+        )
     config["PROXY_HOPS"] = int(hops)
     return config
 
 
 def settings_from_environment(environ) -> dict:
     """The settings named in ``environ`` (HVQEVAL_... variables); for the CLI layer."""
-    found = {setting: environ[variable] for setting, variable in ENVIRONMENT.items() if environ.get(variable)}
+    found = {
+        setting: environ[variable]
+        for setting, variable in ENVIRONMENT.items()
+        if environ.get(variable)
+    }
     if not found.get("ADMIN_PASSWORD_HASH") and environ.get("HVQEVAL_ADMIN_PASSWORD"):
         from werkzeug.security import generate_password_hash
 
@@ -116,13 +134,21 @@ def check_rate_limit_storage(uri: str) -> None:
     from limits.storage import storage_from_string
 
     try:
-        storage = storage_from_string(uri, socket_connect_timeout=1.0, socket_timeout=1.0) \
-            if uri.startswith("redis") else storage_from_string(uri)
+        storage = (
+            storage_from_string(uri, socket_connect_timeout=1.0, socket_timeout=1.0)
+            if uri.startswith("redis")
+            else storage_from_string(uri)
+        )
         healthy = storage.check()
     except Exception as exc:  # noqa: BLE001 - any failure means the same to the operator
-        healthy, reason = False, (str(exc).splitlines() or [type(exc).__name__])[0].replace(uri, shown_uri(uri))
+        healthy, reason = (
+            False,
+            (str(exc).splitlines() or [type(exc).__name__])[0].replace(uri, shown_uri(uri)),
+        )
     else:
         reason = "cannot reach it"
     if not healthy:
-        raise ConfigurationError(f"HVQEVAL_RATE_LIMIT_STORAGE={shown_uri(uri)!r}: {reason}; start it, or fix its "
-                                 f"host, port, database and password, or {STORAGE_HINT}")
+        raise ConfigurationError(
+            f"HVQEVAL_RATE_LIMIT_STORAGE={shown_uri(uri)!r}: {reason}; start it, or fix its "
+            f"host, port, database and password, or {STORAGE_HINT}"
+        )

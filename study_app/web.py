@@ -42,7 +42,9 @@ def healthz():
     except (DatabaseError, SQLAlchemyError) as err:
         return jsonify(status="unavailable", reason=str(err).splitlines()[0]), 503
     if revision != head_revision():
-        return jsonify(status="unavailable", reason=f"schema {revision}, this code needs {head_revision()}"), 503
+        return jsonify(
+            status="unavailable", reason=f"schema {revision}, this code needs {head_revision()}"
+        ), 503
     return jsonify(status="ok", schema=revision)
 
 
@@ -71,7 +73,8 @@ def _http_error(err: HTTPException):
         body = jsonify(error=message)
     else:
         body = current_app.make_response(
-            render_template("message.html", title=f"{err.code} {err.name}", message=message))
+            render_template("message.html", title=f"{err.code} {err.name}", message=message)
+        )
     for name, value in response.headers.items():
         if name.lower() not in ("content-type", "content-length"):
             body.headers[name] = value
@@ -83,7 +86,9 @@ def _unexpected_error(err: Exception):
     current_app.logger.exception("unexpected error on %s %s", request.method, request.path)
     if _wants_json():
         return jsonify(error="internal error; please try again"), 500
-    return render_template("message.html", title="Something went wrong", message="Please try again."), 500
+    return render_template(
+        "message.html", title="Something went wrong", message="Please try again."
+    ), 500
 
 
 def init_app(app) -> None:

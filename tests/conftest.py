@@ -46,7 +46,9 @@ def pytest_runtest_makereport(item, call):
     if _in_ci() and report.skipped and item.get_closest_marker("gpu") is None:
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
-        report.longrepr = f"skipped in CI, where every non-GPU requirement must be present: {reason}"
+        report.longrepr = (
+            f"skipped in CI, where every non-GPU requirement must be present: {reason}"
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +73,9 @@ def artifacts_dir() -> Path:
 @pytest.fixture(scope="session")
 def fashion_mnist_dir() -> Path:
     if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
+        pytest.skip(
+            f"Fashion-MNIST not installed at {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)"
+        )
     return FASHION_MNIST_DIR
 
 
@@ -97,7 +101,9 @@ def browser(chromium_path):
     """A Playwright Chromium browser (Debian's binary, headless)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS, headless=True)
+        b = pw.chromium.launch(
+            executable_path=str(chromium_path), args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield b
         finally:
@@ -121,7 +127,9 @@ def database_url(request, tmp_path) -> str:
         return f"sqlite:///{tmp_path / 'test.sqlite3'}"
     url = os.environ.get("HVQEVAL_TEST_DATABASE_URL")
     if not url:
-        pytest.skip("PostgreSQL tests need HVQEVAL_TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            "PostgreSQL tests need HVQEVAL_TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
     return url
 
 

@@ -21,8 +21,16 @@ def free_port() -> int:
 
 
 class LocalServer:
-    def __init__(self, database_url: str, instance_dir: str, workers: int = 2, threads: int = 4,
-                 env: dict | None = None, startup_timeout: float = 60.0, port: int | None = None):
+    def __init__(
+        self,
+        database_url: str,
+        instance_dir: str,
+        workers: int = 2,
+        threads: int = 4,
+        env: dict | None = None,
+        startup_timeout: float = 60.0,
+        port: int | None = None,
+    ):
         self.database_url, self.instance_dir = database_url, instance_dir
         self.workers, self.threads = workers, threads
         self.env = env or {}
@@ -36,14 +44,36 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Self:
-        env = {**os.environ, "HVQEVAL_RATE_LIMIT_RATER": "1000000/60", "HVQEVAL_RATE_LIMIT_IP": "1000000/60",
-               **self.env}
+        env = {
+            **os.environ,
+            "HVQEVAL_RATE_LIMIT_RATER": "1000000/60",
+            "HVQEVAL_RATE_LIMIT_IP": "1000000/60",
+            **self.env,
+        }
         env.setdefault("HVQEVAL_SECRET_KEY", "test-server-secret-key-0123456789")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hvqeval", "study", "serve", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers), "--threads", str(self.threads),
-             "--database-url", self.database_url, "--instance-dir", self.instance_dir],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "hvqeval",
+                "study",
+                "serve",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "--threads",
+                str(self.threads),
+                "--database-url",
+                self.database_url,
+                "--instance-dir",
+                self.instance_dir,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             self._wait_until_healthy()
         except BaseException:
@@ -55,7 +85,9 @@ class LocalServer:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stdout.read().decode(errors='replace')}")
+                raise RuntimeError(
+                    f"server exited: {self.process.stdout.read().decode(errors='replace')}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
                     if response.status == 200:
@@ -109,13 +141,19 @@ class SimulatedRater:
         page = self.http.get(f"{self.base}/?PROLIFIC_PID={self.participant}", timeout=30)
         page.raise_for_status()
         self._token(page.text)
-        page = self.http.post(f"{self.base}/consent", data={"agree": "yes", "csrf_token": self.csrf}, timeout=30)
+        page = self.http.post(
+            f"{self.base}/consent", data={"agree": "yes", "csrf_token": self.csrf}, timeout=30
+        )
         page.raise_for_status()
         self._token(page.text)
 
     def api(self, name: str, body: dict | None = None) -> dict:
-        response = self.http.post(f"{self.base}/api/{name}", json=body or {}, headers={"X-CSRFToken": self.csrf},
-                                  timeout=30)
+        response = self.http.post(
+            f"{self.base}/api/{name}",
+            json=body or {},
+            headers={"X-CSRFToken": self.csrf},
+            timeout=30,
+        )
         response.raise_for_status()
         return response.json()
 
@@ -128,8 +166,10 @@ class SimulatedRater:
                 for image in current["images"]:
                     self.http.get(self.root + image, timeout=30).raise_for_status()
             think()
-            reply = self.api("answer", {"task": current["task"], "answer": answer_for(current),
-                                        "response_ms": 1000})
+            reply = self.api(
+                "answer",
+                {"task": current["task"], "answer": answer_for(current), "response_ms": 1000},
+            )
             self.answers += 1
             current = reply["next"]
         self.state, self.code = current["state"], current.get("code")

@@ -24,8 +24,16 @@ KNOWN_CYCLES: set[tuple[str, str]] = set()
 
 # Files whose lint findings their own pending changes clean up; emptied at merge.
 LINT_PENDING = [
-    "analysis/", "study_app/", "benchmarks/study_load.py", "hvqeval/metrics/", "hvqeval/results.py", "hvqeval/commands/report.py",
-    "hvqeval/commands/study.py", "models/config.py", "tests/analysis/", "tests/study_app/",
+    "analysis/",
+    "study_app/",
+    "benchmarks/study_load.py",
+    "hvqeval/metrics/",
+    "hvqeval/results.py",
+    "hvqeval/commands/report.py",
+    "hvqeval/commands/study.py",
+    "models/config.py",
+    "tests/analysis/",
+    "tests/study_app/",
     "tests/hvqeval/test_metrics_*.py",
 ]
 
@@ -42,8 +50,9 @@ def _tool(name: str) -> str:
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
     # grimp imports nothing, but it finds the packages through sys.path: put `root` first.
     env = {**os.environ, "PYTHONPATH": str(root)}
-    return subprocess.run([_tool("lint-imports"), "--no-cache"], cwd=root, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [_tool("lint-imports"), "--no-cache"], cwd=root, env=env, capture_output=True, text=True
+    )
 
 
 def test_lint_imports_keeps_every_contract():
@@ -53,16 +62,30 @@ def test_lint_imports_keeps_every_contract():
     assert "Contracts: 5 kept, 0 broken." in result.stdout
 
 
-@pytest.mark.parametrize(("file", "line", "contract"), [
-    ("models/ema.py", "import hvqeval.errors", "models imports none of"),
-    ("analysis/plots.py", "import torch", "study_app and analysis import no torch"),
-    ("hvqeval/sample_set.py", "import study_app.errors", "only the CLI layer of hvqeval imports study_app and analysis"),
-    ("hvqeval/reconstruction.py", "import models.checkpoint", "outside models only its public face is imported"),
-])
+@pytest.mark.parametrize(
+    ("file", "line", "contract"),
+    [
+        ("models/ema.py", "import hvqeval.errors", "models imports none of"),
+        ("analysis/plots.py", "import torch", "study_app and analysis import no torch"),
+        (
+            "hvqeval/sample_set.py",
+            "import study_app.errors",
+            "only the CLI layer of hvqeval imports study_app and analysis",
+        ),
+        (
+            "hvqeval/reconstruction.py",
+            "import models.checkpoint",
+            "outside models only its public face is imported",
+        ),
+    ],
+)
 def test_lint_imports_fails_on_a_forbidden_import(tmp_path, file, line, contract):
     for name in PACKAGES:
-        shutil.copytree(REPO_ROOT / name, tmp_path / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "static", "templates"))
+        shutil.copytree(
+            REPO_ROOT / name,
+            tmp_path / name,
+            ignore=shutil.ignore_patterns("__pycache__", "static", "templates"),
+        )
     shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     assert _lint_imports(tmp_path).returncode == 0  # the copy itself keeps the contracts
     target = tmp_path / file
@@ -96,13 +119,19 @@ def test_cycle_finder_sees_a_cycle(tmp_path, monkeypatch):
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "a.py").write_text("from cyclic import b\n")
-    (pkg / "b.py").write_text("def f():\n    from cyclic import a  # inside a function still counts\n")
+    (pkg / "b.py").write_text(
+        "def f():\n    from cyclic import a  # inside a function still counts\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert import_cycles("cyclic") == {("cyclic.a", "cyclic.b")}
 
 
 def test_ruff_check_is_clean():
     exclude = ",".join(LINT_PENDING)
-    result = subprocess.run([_tool("ruff"), "check", "--no-cache", "--extend-exclude", exclude, "."],
-                            cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [_tool("ruff"), "check", "--no-cache", "--extend-exclude", exclude, "."],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

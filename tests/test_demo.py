@@ -30,8 +30,14 @@ pytestmark = [pytest.mark.slow]
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, "-m", "hvqeval", "demo", "--out", str(out), "--minutes", "1", "--json"],
-                            capture_output=True, text=True, env=env, timeout=1500, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "hvqeval", "demo", "--out", str(out), "--minutes", "1", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     return out, summary, result.stderr
@@ -41,16 +47,26 @@ def test_demo_writes_report_results_and_studies(demo_dir):
     out, summary, _ = demo_dir
     assert summary["report"] == str(out / "report.html")
     report = (out / "report.html").read_text()
-    for heading in ("Samples per class", "Sampled reconstructions", "Table 1: IS, FID and joint NLL",
-                    "Nearest neighbours in pixel space", "Human studies", "How each number was made"):
+    for heading in (
+        "Samples per class",
+        "Sampled reconstructions",
+        "Table 1: IS, FID and joint NLL",
+        "Nearest neighbours in pixel space",
+        "Human studies",
+        "How each number was made",
+    ):
         assert heading in report
     # Figures are embedded, so the report is one self-contained file.
     assert report.count("data:image/png;base64,") >= 2 + 2 + 2
-    rows = [json.loads(line) for line in (out / "results" / "results.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (out / "results" / "results.jsonl").read_text().splitlines()
+    ]
     metrics = {(r["model"], r["metric"]) for r in rows}
     for model in ("tiny_ff", "tiny_msp"):
         assert {(model, "isc"), (model, "fid"), (model, "nll_bpd")} <= metrics
-    assert all(r["feature_extractor"].startswith("domain") for r in rows if r["metric"] in ("isc", "fid"))
+    assert all(
+        r["feature_extractor"].startswith("domain") for r in rows if r["metric"] in ("isc", "fid")
+    )
     # Every Table 1 value appears in the report.
     for r in rows:
         if r["metric"] == "fid":
@@ -77,7 +93,9 @@ def test_report_shows_the_steps_each_model_got_and_reference_values(demo_dir):
         assert summary["training_steps"][f"train_{key}_level1"] == level >= 5
         assert summary["training_steps"][f"train_{key}_prior"] == prior >= 5
         assert f"{level} level1, {prior} prior" in report
-    rows = [json.loads(line) for line in (out / "results" / "results.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (out / "results" / "results.jsonl").read_text().splitlines()
+    ]
     real = {r["metric"]: r["value"] for r in rows if r["model"] == "Real images (shapes data set)"}
     assert set(real) == {"isc", "fid"}
     assert f"{real['isc']:.2f}" in report
@@ -90,8 +108,13 @@ def test_report_shows_the_steps_each_model_got_and_reference_values(demo_dir):
 def test_rerun_reuses_every_finished_step(demo_dir):
     out, _, _ = demo_dir
     steps_before = json.loads((out / "steps.json").read_text())
-    result = subprocess.run([sys.executable, "-m", "hvqeval", "demo", "--out", str(out), "--minutes", "1"],
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "hvqeval", "demo", "--out", str(out), "--minutes", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     reused = re.findall(r"\[demo\] (\S+): done earlier, reused", result.stderr)
     assert set(reused) == set(steps_before) - {"report"} or set(reused) == set(steps_before)
@@ -116,8 +139,14 @@ def test_the_printed_serve_command_starts_the_server_as_printed(demo_dir, browse
     line = summary["serve_command"].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
     # Nothing from the test's environment: the line itself must bring the secret key.
     env = {k: v for k, v in os.environ.items() if not k.startswith("HVQEVAL_")}
-    server = subprocess.Popen(["bash", "-c", line], env=env, start_new_session=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        ["bash", "-c", line],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         link = summary["studies"]["demo-rating"].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
         entry_page = link.split("?")[0]  # the study's entry page: no rater is made by asking for it
@@ -129,7 +158,9 @@ def test_the_printed_serve_command_starts_the_server_as_printed(demo_dir, browse
                     assert response.status == 200
                     break
             except OSError:
-                assert time.monotonic() < deadline, "the printed serve command did not start serving"
+                assert time.monotonic() < deadline, (
+                    "the printed serve command did not start serving"
+                )
                 time.sleep(0.5)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(link)
@@ -155,7 +186,9 @@ def test_a_person_can_answer_the_demo_rating_study(demo_dir, browser, artifacts_
     out, summary, _ = demo_dir
     url = summary["database_url"]
     with LocalServer(url, str(out / "instance"), workers=1, threads=4) as server:
-        link = summary["studies"]["demo-rating"].replace("http://127.0.0.1:8000", f"http://127.0.0.1:{server.port}")
+        link = summary["studies"]["demo-rating"].replace(
+            "http://127.0.0.1:8000", f"http://127.0.0.1:{server.port}"
+        )
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(link)
         page.wait_for_selector("text=please ignore blur and other scaling artifacts", timeout=20000)
@@ -166,7 +199,8 @@ def test_a_person_can_answer_the_demo_rating_study(demo_dir, browser, artifacts_
             page.wait_for_function(
                 "() => document.getElementById('done').offsetParent !== null || "
                 "(document.querySelector('#task button.answer') && !document.querySelector('#task button.answer').disabled)",
-                timeout=20000)
+                timeout=20000,
+            )
             if page.locator("#done").is_visible():
                 break
             assert page.evaluate("document.getElementById('img-0').naturalWidth") == 512
@@ -175,7 +209,10 @@ def test_a_person_can_answer_the_demo_rating_study(demo_dir, browser, artifacts_
             assert answered <= 20, "the study never showed its completion code"
             page.wait_for_function(
                 "n => document.getElementById('done').offsetParent !== null || "
-                "document.getElementById('progress-text').textContent.startsWith(n + ' /')", arg=answered, timeout=20000)
+                "document.getElementById('progress-text').textContent.startsWith(n + ' /')",
+                arg=answered,
+                timeout=20000,
+            )
         assert re.fullmatch(r"[0-9A-F]{12}", page.inner_text("#code"))
         page.screenshot(path=str(artifacts_dir / "demo_rating_done.png"))
     with session_scope(make_engine(url)) as session:
@@ -199,9 +236,13 @@ def _wait_for_line(process, pattern: str, timeout: float) -> list[str]:
 def test_ctrl_c_in_every_step_stops_at_once_and_a_rerun_finishes_the_same_steps(demo_dir, tmp_path):
     out = tmp_path / "demo"
     # 1) A real Ctrl-C (SIGINT) while the first training command runs.
-    process = subprocess.Popen([sys.executable, "-m", "hvqeval", "demo", "--out", str(out), "--minutes", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hvqeval", "demo", "--out", str(out), "--minutes", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         _wait_for_line(process, r"^\$ hvqeval train .*--level 1", timeout=900)
         # At once: the line is printed just before the command starts, which takes far longer
@@ -233,7 +274,7 @@ def test_ctrl_c_in_every_step_stops_at_once_and_a_rerun_finishes_the_same_steps(
             Demo(out, 1, "shapes", None, echo=echo).run()
         steps = json.loads((out / "steps.json").read_text())
         assert target not in steps, f"interrupted step {target} was recorded as done"
-        assert set(names[:names.index(target)]) <= set(steps)
+        assert set(names[: names.index(target)]) <= set(steps)
 
     # 3) The last rerun finishes; the steps and the report match an uninterrupted run's.
     summary = Demo(out, 1, "shapes", None, echo=lambda line: None).run()
@@ -244,7 +285,10 @@ def test_ctrl_c_in_every_step_stops_at_once_and_a_rerun_finishes_the_same_steps(
     for key, card in (("ff", "tiny_ff"), ("msp", "tiny_msp")):
         level = _checkpoint_step(out / "runs" / card / "level1.pt")
         prior = _checkpoint_step(out / "runs" / card / "prior.pt")
-        assert summary["training_steps"] == {**summary["training_steps"], f"train_{key}_level1": level,
-                                             f"train_{key}_prior": prior}
+        assert summary["training_steps"] == {
+            **summary["training_steps"],
+            f"train_{key}_level1": level,
+            f"train_{key}_prior": prior,
+        }
         assert f"{level} level1, {prior} prior" in report
     assert report.count("data:image/png;base64,") >= 6

@@ -50,7 +50,9 @@ def test_version_and_help_of_every_command():
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "hvqeval", "--version"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "hvqeval", "--version"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and __version__ in result.stdout
 
 
@@ -60,7 +62,9 @@ def test_command_table_lists_every_command_module():
     import hvqeval.commands
     from hvqeval.cli import COMMANDS
 
-    modules = {f"hvqeval.commands.{m.name}" for m in pkgutil.iter_modules(hvqeval.commands.__path__)}
+    modules = {
+        f"hvqeval.commands.{m.name}" for m in pkgutil.iter_modules(hvqeval.commands.__path__)
+    }
     assert set(COMMANDS.values()) == modules
     assert all(module.rsplit(".", 1)[1] == name for name, module in COMMANDS.items())
 
@@ -68,12 +72,18 @@ def test_command_table_lists_every_command_module():
 def test_metrics_command_starts_without_the_web_app_or_torch():
     # The command table imports a command's module only when it runs; user-error types are read
     # from the modules already loaded, so `hvqeval metrics` loads neither Flask nor the study app.
-    code = ("import sys; from hvqeval.cli import cli\n"
-            "try: cli(['metrics', '--help'])\n"
-            "except SystemExit as e: assert e.code == 0\n"
-            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in"
-            " ('flask', 'study_app', 'analysis', 'torch'))\n"
-            "assert not loaded, loaded")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    code = (
+        "import sys; from hvqeval.cli import cli\n"
+        "try: cli(['metrics', '--help'])\n"
+        "except SystemExit as e: assert e.code == 0\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('flask', 'study_app', 'analysis', 'torch'))\n"
+        "assert not loaded, loaded"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert result.returncode == 0, result.stderr

@@ -71,24 +71,52 @@ def private_name_uses(source: str, where: str = "<source>") -> list[str]:
         if isinstance(node, ast.ClassDef):
             bases = [library[r] for base in node.bases if (r := _root(base)) in library]
             for item in node.body if bases else ():
-                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and _private(item.name) \
-                        and ("__" in item.name[1:] or any(_library_class_has(b, item.name) for b in bases)):
-                    found.append(f"{where}:{item.lineno} {node.name}.{item.name} overrides a private name "
-                                 f"of {bases[0]}")
+                if (
+                    isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and _private(item.name)
+                    and (
+                        "__" in item.name[1:]
+                        or any(_library_class_has(b, item.name) for b in bases)
+                    )
+                ):
+                    found.append(
+                        f"{where}:{item.lineno} {node.name}.{item.name} overrides a private name "
+                        f"of {bases[0]}"
+                    )
         elif isinstance(node, (ast.Assign, ast.AugAssign)):
             for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                if isinstance(target, ast.Attribute) and _private(target.attr) and _root(target) in library:
-                    found.append(f"{where}:{node.lineno} assigns {ast.unparse(target)}, a private name of "
-                                 f"{library[_root(target)]}")
+                if (
+                    isinstance(target, ast.Attribute)
+                    and _private(target.attr)
+                    and _root(target) in library
+                ):
+                    found.append(
+                        f"{where}:{node.lineno} assigns {ast.unparse(target)}, a private name of "
+                        f"{library[_root(target)]}"
+                    )
         elif isinstance(node, ast.Call):
             func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            name = (
+                func.attr
+                if isinstance(func, ast.Attribute)
+                else func.id
+                if isinstance(func, ast.Name)
+                else ""
+            )
             if _private(name) and _root(func) in library:
-                found.append(f"{where}:{node.lineno} calls {ast.unparse(func)}, a private name of "
-                             f"{library[_root(func)]}")
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and "__" in node.attr[1:] \
-                and not node.attr.endswith("__"):
-            found.append(f"{where}:{node.lineno} uses the name-mangled {node.attr} of another class")
+                found.append(
+                    f"{where}:{node.lineno} calls {ast.unparse(func)}, a private name of "
+                    f"{library[_root(func)]}"
+                )
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and "__" in node.attr[1:]
+            and not node.attr.endswith("__")
+        ):
+            found.append(
+                f"{where}:{node.lineno} uses the name-mangled {node.attr} of another class"
+            )
     return found
 
 
@@ -97,30 +125,41 @@ def _project_files() -> list[Path]:
 
 
 def test_the_project_never_overrides_or_calls_private_library_names():
-    found = [line for path in _project_files()
-             for line in private_name_uses(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))]
+    found = [
+        line
+        for path in _project_files()
+        for line in private_name_uses(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
+    ]
     assert not found, "\n".join(found)
 
 
-@pytest.mark.parametrize("source", [
-    # the CSRF subclass and the limits storage subclass of the old study app
-    "from flask_wtf.csrf import CSRFProtect\nclass C(CSRFProtect):\n    def _get_csrf_token(self):\n        pass\n",
-    ("from limits.storage import MemoryStorage\nclass M(MemoryStorage):\n"
-     "    def _MemoryStorage__schedule_expiry(self):\n        self._MemoryStorage__expire_events()\n"),
-    "import limits\nlimits.storage._x = 1\n",
-    "import sqlalchemy.orm\nsqlalchemy.orm._state_session(None)\n",
-    "from flask_limiter import _extension\n_extension._check()\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        # the CSRF subclass and the limits storage subclass of the old study app
+        "from flask_wtf.csrf import CSRFProtect\nclass C(CSRFProtect):\n    def _get_csrf_token(self):\n        pass\n",
+        (
+            "from limits.storage import MemoryStorage\nclass M(MemoryStorage):\n"
+            "    def _MemoryStorage__schedule_expiry(self):\n        self._MemoryStorage__expire_events()\n"
+        ),
+        "import limits\nlimits.storage._x = 1\n",
+        "import sqlalchemy.orm\nsqlalchemy.orm._state_session(None)\n",
+        "from flask_limiter import _extension\n_extension._check()\n",
+    ],
+)
 def test_the_check_finds_private_names(source):
     assert private_name_uses(source)
 
 
-@pytest.mark.parametrize("source", [
-    "from flask import Flask\nclass App(Flask):\n    def __init__(self):\n        super().__init__('x')\n",
-    "class Mine:\n    def _helper(self):\n        return self._cache\n",
-    "from sqlalchemy.orm import DeclarativeBase\nclass Base(DeclarativeBase):\n    pass\n",
-    "import os\nos._exit(0)\n",  # the standard library documents os._exit
-    "import torch\nclass Net(torch.nn.Module):\n    def _logits(self, x):\n        return x\n",  # its own name
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from flask import Flask\nclass App(Flask):\n    def __init__(self):\n        super().__init__('x')\n",
+        "class Mine:\n    def _helper(self):\n        return self._cache\n",
+        "from sqlalchemy.orm import DeclarativeBase\nclass Base(DeclarativeBase):\n    pass\n",
+        "import os\nos._exit(0)\n",  # the standard library documents os._exit
+        "import torch\nclass Net(torch.nn.Module):\n    def _logits(self, x):\n        return x\n",  # its own name
+    ],
+)
 def test_the_check_leaves_public_and_own_names_alone(source):
     assert not private_name_uses(source)

@@ -10,12 +10,23 @@ import click
 
 
 @click.command(name="demo")
-@click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for runs, samples, results, studies and report.html.")
-@click.option("--minutes", default=15.0, show_default=True, type=float,
-              help="Wall-clock budget of the whole run; training gets what the other steps leave.")
-@click.option("--database-url", default=None,
-              help="Study database (default: SQLite in the demo folder).")
+@click.option(
+    "--out",
+    default="demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for runs, samples, results, studies and report.html.",
+)
+@click.option(
+    "--minutes",
+    default=15.0,
+    show_default=True,
+    type=float,
+    help="Wall-clock budget of the whole run; training gets what the other steps leave.",
+)
+@click.option(
+    "--database-url", default=None, help="Study database (default: SQLite in the demo folder)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def command(out: str, minutes: float, database_url: str | None, as_json: bool) -> None:
     """Train FF and MSP hierarchies, sample, evaluate, and set up human studies.
@@ -39,8 +50,10 @@ def command(out: str, minutes: float, database_url: str | None, as_json: bool) -
         click.echo(f"  {q.summary()}")
     if any(q.warnings for q in quality):
         click.echo(f"  Note: {ADVICE}.")
-    click.echo("studies: serve them with this line (it reads the secret key and admin password files "
-               "the demo wrote), then open a link in a browser:")
+    click.echo(
+        "studies: serve them with this line (it reads the secret key and admin password files "
+        "the demo wrote), then open a link in a browser:"
+    )
     click.echo(f"  {summary['serve_command']}")
     for name, url in sorted(summary["studies"].items()):
         click.echo(f"  {name}: {url}")

@@ -47,8 +47,13 @@ def parameter_lines(card: ModelCard) -> list[str]:
     for stage in dict.fromkeys(r.stage for r in rows):
         stage_rows = [r for r in rows if r.stage == stage]
         total = sum(r.parameters for r in stage_rows)
-        parts = ", ".join(f"{r.network} {format_count(r.parameters)}" for r in stage_rows if r.parameters)
-        out.append(f"  {stage}: {format_count(total)} ({total:,})" + (f" = {parts}" if len(stage_rows) > 1 else ""))
+        parts = ", ".join(
+            f"{r.network} {format_count(r.parameters)}" for r in stage_rows if r.parameters
+        )
+        out.append(
+            f"  {stage}: {format_count(total)} ({total:,})"
+            + (f" = {parts}" if len(stage_rows) > 1 else "")
+        )
     return out
 
 
@@ -57,7 +62,9 @@ def card_summary(card: ModelCard) -> list[str]:
     from models import compression_ratio, downsampling_factor
 
     out = [f"{card.name}: {card.model.description}", f"source: {card.model.source}", ""]
-    out.append(f"hierarchy: {len(card.level) + 1} levels ({len(card.level)} autoencoder(s) + prior)")
+    out.append(
+        f"hierarchy: {len(card.level) + 1} levels ({len(card.level)} autoencoder(s) + prior)"
+    )
     for i, lvl in enumerate(card.level):
         ch, values, res = card.level_input(i)
         c = lvl.codes
@@ -68,7 +75,9 @@ def card_summary(card: ModelCard) -> list[str]:
         )
     top = card.top_codes
     what = "pixels (single-level PixelCNN, exact NLL)" if card.is_single_level else "codes"
-    out.append(f"  prior on {top.resolution}x{top.resolution}x{top.channels} {what}, {card.model.num_classes} classes")
+    out.append(
+        f"  prior on {top.resolution}x{top.resolution}x{top.channels} {what}, {card.model.num_classes} classes"
+    )
     out.append("")
     out.extend(parameter_lines(card))
     out.append("")
@@ -104,8 +113,13 @@ def command(ctx: click.Context, as_json: bool) -> None:
 
 @command.command(name="show")
 @click.argument("name")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a value, e.g. level.0.training.iterations=100 (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a value, e.g. level.0.training.iterations=100 (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved card as JSON.")
 def show(name: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Print the resolved card NAME (a built-in name or a path to a .toml file)."""

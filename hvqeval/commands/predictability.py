@@ -16,35 +16,80 @@ import click
 
 
 @click.command(name="predictability")
-@click.option("--run", "runs", required=True, multiple=True, metavar="RUN", help="Run folder (repeatable).")
-@click.option("--level", type=click.IntRange(min=1), default=1, show_default=True, help="Level whose codes to model.")
-@click.option("--data", metavar="PATH", help="Images, if the codes still have to be extracted "
-              "(default: the card's built-in dataset).")
+@click.option(
+    "--run", "runs", required=True, multiple=True, metavar="RUN", help="Run folder (repeatable)."
+)
+@click.option(
+    "--level",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Level whose codes to model.",
+)
+@click.option(
+    "--data",
+    metavar="PATH",
+    help="Images, if the codes still have to be extracted (default: the card's built-in dataset).",
+)
 @click.option("--layers", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--kernel-size", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option(
+    "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True
+)
 @click.option("--class-conditional", is_flag=True, help="Condition the small prior on the class.")
-@click.option("--limit", type=click.IntRange(min=2), metavar="N", help="Use only the first N code maps of each split.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=2),
+    metavar="N",
+    help="Use only the first N code maps of each split.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")
-@click.option("--figure", type=click.Path(dir_okay=False), help="Also plot the values (PNG/PDF/SVG).")
-@click.option("--results", "results_path", default="results/results.jsonl", show_default=True,
-              type=click.Path(dir_okay=False))
+@click.option(
+    "--figure", type=click.Path(dir_okay=False), help="Also plot the values (PNG/PDF/SVG)."
+)
+@click.option(
+    "--results",
+    "results_path",
+    default="results/results.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+)
 @click.option("--no-results", is_flag=True, help="Do not write to the results store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def command(runs, level, data, layers, hidden, kernel_size, steps, batch_size, learning_rate, class_conditional,
-            limit, seed, device, figure, results_path, no_results, as_json) -> None:
+def command(
+    runs,
+    level,
+    data,
+    layers,
+    hidden,
+    kernel_size,
+    steps,
+    batch_size,
+    learning_rate,
+    class_conditional,
+    limit,
+    seed,
+    device,
+    figure,
+    results_path,
+    no_results,
+    as_json,
+) -> None:
     """Validation NLL of a small prior trained on each run's level-LEVEL codes (Figure 5)."""
     from hvqeval.commands import device_from_option
     from hvqeval.predictability import PredictabilityConfig, code_predictability, plot, result_row
 
-    config = PredictabilityConfig(layers, hidden, kernel_size, steps, batch_size, learning_rate,
-                                  class_conditional, seed)
+    config = PredictabilityConfig(
+        layers, hidden, kernel_size, steps, batch_size, learning_rate, class_conditional, seed
+    )
     dev = device_from_option(device)
-    results = [code_predictability(run, level, config, data=data, limit=limit, device=dev) for run in runs]
+    results = [
+        code_predictability(run, level, config, data=data, limit=limit, device=dev) for run in runs
+    ]
     if not no_results:
         from hvqeval.results import ResultsStore
 
@@ -56,8 +101,10 @@ def command(runs, level, data, layers, hidden, kernel_size, steps, batch_size, l
         return
     for r in results:
         c, h, w = r.code_shape
-        click.echo(f"{r.run} level {r.level} ({r.aux_decoder}; {c}x{h}x{w} codes, {r.code_values} values): "
-                   f"validation NLL {r.val_bpd:.4f} ± {r.val_stderr:.4f} bits/dim over {r.n_val} maps "
-                   f"(train {r.train_bpd:.4f})")
+        click.echo(
+            f"{r.run} level {r.level} ({r.aux_decoder}; {c}x{h}x{w} codes, {r.code_values} values): "
+            f"validation NLL {r.val_bpd:.4f} ± {r.val_stderr:.4f} bits/dim over {r.n_val} maps "
+            f"(train {r.train_bpd:.4f})"
+        )
     if figure:
         click.echo(f"figure: {figure}", err=True)

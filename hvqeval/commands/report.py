@@ -16,40 +16,115 @@ FLAG_NAMES = {"straight-lining": "straight_lining", "fast": "fast", "failed-real
 
 
 def _output_options(f):
-    f = click.option("--json", "as_json", is_flag=True, help="Print the unrounded tables as JSON (for scripts).")(f)
-    f = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Write to this file instead of standard output.")(f)
-    f = click.option("--format", "fmt_name", type=click.Choice(["md", "csv", "latex", "html"]), default="md",
-                     show_default=True, help="Output format; html embeds the figures.")(f)
+    f = click.option(
+        "--json", "as_json", is_flag=True, help="Print the unrounded tables as JSON (for scripts)."
+    )(f)
+    f = click.option(
+        "--out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write to this file instead of standard output.",
+    )(f)
+    f = click.option(
+        "--format",
+        "fmt_name",
+        type=click.Choice(["md", "csv", "latex", "html"]),
+        default="md",
+        show_default=True,
+        help="Output format; html embeds the figures.",
+    )(f)
     return f
 
 
 def _response_options(f):
     options = [
-        click.option("--responses", "responses", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-                     help="Study export CSV (repeatable)."),
-        click.option("--database", "database_url", help="Study database URL (instead of or with --responses)."),
-        click.option("--study", "studies", multiple=True, help="Only these studies (repeatable; needed with --database)."),
-        click.option("--exclude-flagged", "exclude_flagged", default="",
-                     help="Remove raters with these flags: comma list of straight-lining, fast, failed-real, or all."),
-        click.option("--exclude-rater", "exclude_raters", multiple=True, help="Remove this rater (repeatable)."),
-        click.option("--min-response-ms", type=float, help="Remove single answers faster than this."),
-        click.option("--fast-ms", type=float, default=500.0, show_default=True,
-                     help="A rater is flagged fast when their median response time is below this."),
-        click.option("--real-model", "real_models", multiple=True,
-                     help="Model label of real images; enables the failed-real-vs-fake flag (repeatable)."),
-        click.option("--interval", type=click.Choice(["cluster", "bootstrap"]), default="cluster", show_default=True,
-                     help="cluster: multiway cluster-robust; bootstrap: pigeonhole bootstrap over images and raters."),
-        click.option("--bootstrap", "n_boot", type=click.IntRange(min=1), default=1000, show_default=True,
-                     help="Bootstrap replicates (bootstrap intervals, Bradley-Terry)."),
+        click.option(
+            "--responses",
+            "responses",
+            multiple=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Study export CSV (repeatable).",
+        ),
+        click.option(
+            "--database",
+            "database_url",
+            help="Study database URL (instead of or with --responses).",
+        ),
+        click.option(
+            "--study",
+            "studies",
+            multiple=True,
+            help="Only these studies (repeatable; needed with --database).",
+        ),
+        click.option(
+            "--exclude-flagged",
+            "exclude_flagged",
+            default="",
+            help="Remove raters with these flags: comma list of straight-lining, fast, failed-real, or all.",
+        ),
+        click.option(
+            "--exclude-rater",
+            "exclude_raters",
+            multiple=True,
+            help="Remove this rater (repeatable).",
+        ),
+        click.option(
+            "--min-response-ms", type=float, help="Remove single answers faster than this."
+        ),
+        click.option(
+            "--fast-ms",
+            type=float,
+            default=500.0,
+            show_default=True,
+            help="A rater is flagged fast when their median response time is below this.",
+        ),
+        click.option(
+            "--real-model",
+            "real_models",
+            multiple=True,
+            help="Model label of real images; enables the failed-real-vs-fake flag (repeatable).",
+        ),
+        click.option(
+            "--interval",
+            type=click.Choice(["cluster", "bootstrap"]),
+            default="cluster",
+            show_default=True,
+            help="cluster: multiway cluster-robust; bootstrap: pigeonhole bootstrap over images and raters.",
+        ),
+        click.option(
+            "--bootstrap",
+            "n_boot",
+            type=click.IntRange(min=1),
+            default=1000,
+            show_default=True,
+            help="Bootstrap replicates (bootstrap intervals, Bradley-Terry).",
+        ),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True),
-        click.option("--intervals", is_flag=True, help="Show intervals that account for repeated images and raters."),
-        click.option("--test", is_flag=True, help="Show the clustered test of A preferred over B (Holm in Table 5)."),
-        click.option("--alternative", type=click.Choice(["greater", "two-sided"]), default="greater", show_default=True),
+        click.option(
+            "--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True
+        ),
+        click.option(
+            "--intervals",
+            is_flag=True,
+            help="Show intervals that account for repeated images and raters.",
+        ),
+        click.option(
+            "--test",
+            is_flag=True,
+            help="Show the clustered test of A preferred over B (Holm in Table 5).",
+        ),
+        click.option(
+            "--alternative",
+            type=click.Choice(["greater", "two-sided"]),
+            default="greater",
+            show_default=True,
+        ),
         click.option("--position-bias", is_flag=True, help="Show how often the left image wins."),
         click.option("--agreement", is_flag=True, help="Show Fleiss' kappa next to Table 3."),
-        click.option("--all-stats", is_flag=True, help="All of --intervals --test --position-bias --agreement."),
+        click.option(
+            "--all-stats",
+            is_flag=True,
+            help="All of --intervals --test --position-bias --agreement.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -69,8 +144,10 @@ def _load(params: dict):
         names = [n.strip() for n in flags_text.split(",") if n.strip()]
         unknown = [n for n in names if n not in FLAG_NAMES]
         if unknown:
-            raise AnalysisError(f"--exclude-flagged: unknown flag {unknown[0]!r}; choose from "
-                                f"{', '.join(FLAG_NAMES)} or all")
+            raise AnalysisError(
+                f"--exclude-flagged: unknown flag {unknown[0]!r}; choose from "
+                f"{', '.join(FLAG_NAMES)} or all"
+            )
         flags = tuple(FLAG_NAMES[n] for n in names)
     responses = load_responses(params["responses"], _database_frames(params), params["studies"])
     quality = QualityRules(fast_ms=params["fast_ms"], real_models=tuple(params["real_models"]))
@@ -78,9 +155,15 @@ def _load(params: dict):
     kept, summary = apply_exclusions(responses, rules, quality)
     every = params["all_stats"]
     opts = StatOptions(
-        interval=params["interval"], n_boot=params["n_boot"], seed=params["seed"], confidence=params["confidence"],
-        alternative=params["alternative"], intervals=params["intervals"] or every, test=params["test"] or every,
-        position_bias=params["position_bias"] or every, agreement=params["agreement"] or every,
+        interval=params["interval"],
+        n_boot=params["n_boot"],
+        seed=params["seed"],
+        confidence=params["confidence"],
+        alternative=params["alternative"],
+        intervals=params["intervals"] or every,
+        test=params["test"] or every,
+        position_bias=params["position_bias"] or every,
+        agreement=params["agreement"] or every,
         figures=params["fmt_name"] == "html",
     )
     return responses, kept, summary, quality, opts
@@ -100,8 +183,10 @@ def _database_frames(params: dict) -> list:
     from study_app.export import export_rows
 
     with open_database(params["database_url"]) as engine:
-        return [responses_from_records(export_rows(engine, name), source=f"study {name!r}")
-                for name in params["studies"]]
+        return [
+            responses_from_records(export_rows(engine, name), source=f"study {name!r}")
+            for name in params["studies"]
+        ]
 
 
 def _emit(report, params: dict, extra: dict | None = None) -> None:
@@ -121,7 +206,11 @@ def _study_report(title: str, build, params: dict) -> None:
 
     _, kept, summary, quality, opts = _load(params)
     sections = build(kept, opts, quality)
-    _emit(Report(title, tuple(sections), (summary.describe(),)), params, {"exclusions": summary.as_dict()})
+    _emit(
+        Report(title, tuple(sections), (summary.describe(),)),
+        params,
+        {"exclusions": summary.as_dict()},
+    )
 
 
 @click.group("report")
@@ -130,13 +219,22 @@ def command() -> None:
 
 
 @command.command("table1")
-@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), default=Path("results/results.jsonl"),
-              show_default=True, help="Metrics results store (JSONL).")
-@click.option("--models", help="Comma-separated models, in this order (default: all, in order of appearance).")
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("results/results.jsonl"),
+    show_default=True,
+    help="Metrics results store (JSONL).",
+)
+@click.option(
+    "--models", help="Comma-separated models, in this order (default: all, in order of appearance)."
+)
 @click.option("--feature-extractor", help="Use only IS/FID rows from this feature extractor.")
 @click.option("--reference", help="Use only FID rows against this reference.")
 @click.option("--n", "n", type=int, help="Use only IS/FID rows computed from this many samples.")
-@click.option("--allow-mixed", is_flag=True, help="Show a column mixing settings, with every cell marked.")
+@click.option(
+    "--allow-mixed", is_flag=True, help="Show a column mixing settings, with every cell marked."
+)
 @_output_options
 def table1_command(results, models, feature_extractor, reference, n, allow_mixed, **params) -> None:
     """Table 1: IS (mean ± std over splits), FID and joint NLL (bits/dim) per model."""
@@ -145,7 +243,9 @@ def table1_command(results, models, feature_extractor, reference, n, allow_mixed
     from analysis.sections import table1_section
 
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    section = table1_section(load_results(results), model_list, feature_extractor, reference, n, allow_mixed)
+    section = table1_section(
+        load_results(results), model_list, feature_extractor, reference, n, allow_mixed
+    )
     _emit(Report("Table 1", (section,)), params)
 
 
@@ -193,22 +293,35 @@ def quality_command(flagged_only, **params) -> None:
     """Rater-quality flags: straight-lining, implausibly fast, failed real-vs-fake items."""
     from analysis.sections import quality_section
 
-    _study_report("Rater quality", lambda df, opts, q: [quality_section(df, q, flagged_only)], params)
+    _study_report(
+        "Rater quality", lambda df, opts, q: [quality_section(df, q, flagged_only)], params
+    )
 
 
 @command.command("strengths")
-@click.option("--reference", "reference_model", help="Model fixed at strength 0 (default: alphabetically first).")
+@click.option(
+    "--reference",
+    "reference_model",
+    help="Model fixed at strength 0 (default: alphabetically first).",
+)
 @_response_options
 def strengths_command(reference_model, **params) -> None:
     """Bradley-Terry strengths with bootstrap intervals from all pairwise studies that share models."""
     from analysis.sections import strengths_section
 
-    _study_report("Bradley–Terry strengths",
-                  lambda df, opts, q: [strengths_section(df, opts, reference_model)], params)
+    _study_report(
+        "Bradley–Terry strengths",
+        lambda df, opts, q: [strengths_section(df, opts, reference_model)],
+        params,
+    )
 
 
 @command.command("all")
-@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="Metrics results store (Table 1).")
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Metrics results store (Table 1).",
+)
 @_response_options
 def all_command(results, **params) -> None:
     """Every table the inputs allow in one report (use --format html for figures)."""
@@ -238,7 +351,8 @@ def all_command(results, **params) -> None:
             sections.append(table3_section(kept, opts))
             sections += table5_sections(kept, opts)
             pair_models = set(kept.loc[kept["kind"] == "pairwise", "model_a"]) | set(
-                kept.loc[kept["kind"] == "pairwise", "model_b"])
+                kept.loc[kept["kind"] == "pairwise", "model_b"]
+            )
             if len(pair_models) > 2:
                 sections.append(strengths_section(kept, opts))
         if len(kept):

@@ -1,11 +1,11 @@
 """``hvqeval study``: create, serve and export human studies (paper Section 7.3, Appendix G).
 
-    hvqeval study create rating   --name NAME --model LABEL=SET ... [--real LABEL=DATASET] ...
-    hvqeval study create pairwise --name NAME --a LABEL=SET --b LABEL=SET ...
-    hvqeval study pairings --n-a 50 --n-b 50 --uses 10 --seed 0 [--out pairs.csv]
-    hvqeval study serve    [--bind 127.0.0.1:8000] [--workers 4] [--secret-key-file PATH]
-    hvqeval study export   --study NAME --out responses.csv
-    hvqeval study list | open NAME | close NAME | migrate | hash-password
+hvqeval study create rating   --name NAME --model LABEL=SET ... [--real LABEL=DATASET] ...
+hvqeval study create pairwise --name NAME --a LABEL=SET --b LABEL=SET ...
+hvqeval study pairings --n-a 50 --n-b 50 --uses 10 --seed 0 [--out pairs.csv]
+hvqeval study serve    [--bind 127.0.0.1:8000] [--workers 4] [--secret-key-file PATH]
+hvqeval study export   --study NAME --out responses.csv
+hvqeval study list | open NAME | close NAME | migrate | hash-password
 """
 
 from __future__ import annotations
@@ -19,14 +19,18 @@ from pathlib import Path
 
 import click
 
-DB_HELP = ("SQLAlchemy URL of the study database (default: $HVQEVAL_STUDY_DATABASE_URL, else "
-           "sqlite:///instance/study.sqlite3; deployments: postgresql+psycopg://user@host/db).")
+DB_HELP = (
+    "SQLAlchemy URL of the study database (default: $HVQEVAL_STUDY_DATABASE_URL, else "
+    "sqlite:///instance/study.sqlite3; deployments: postgresql+psycopg://user@host/db)."
+)
 
 
 def _database_url(value: str | None, instance_dir: str = "instance") -> str:
     from study_app.db import default_database_url, normalise_url
 
-    return normalise_url(value or os.environ.get("HVQEVAL_STUDY_DATABASE_URL") or default_database_url(instance_dir))
+    return normalise_url(
+        value or os.environ.get("HVQEVAL_STUDY_DATABASE_URL") or default_database_url(instance_dir)
+    )
 
 
 def _db_option(f):
@@ -41,25 +45,57 @@ def _classes(value: str):
             return tuple(int(v) for v in value.split(",") if v.strip())
         return int(value)
     except ValueError:
-        raise StudyError(f"--classes: give a count (20) or class ids (649,388,933), got {value!r}") from None
+        raise StudyError(
+            f"--classes: give a count (20) or class ids (649,388,933), got {value!r}"
+        ) from None
 
 
 def _common(f):
     options = [
         click.option("--name", required=True, help="Study name (letters, digits, - and _)."),
-        click.option("--classes", "classes", required=True,
-                     help="How many classes (chosen with --seed among those every set has), or a list of class ids."),
-        click.option("--per-class", type=int, default=50, show_default=True, help="Images per class and source."),
-        click.option("--tasks-per-rater", type=int, default=50, show_default=True,
-                     help="Answers a rater gives before the completion code."),
-        click.option("--lease-seconds", type=int, default=600, show_default=True,
-                     help="An unanswered task returns to the pool after this long."),
+        click.option(
+            "--classes",
+            "classes",
+            required=True,
+            help="How many classes (chosen with --seed among those every set has), or a list of class ids.",
+        ),
+        click.option(
+            "--per-class",
+            type=int,
+            default=50,
+            show_default=True,
+            help="Images per class and source.",
+        ),
+        click.option(
+            "--tasks-per-rater",
+            type=int,
+            default=50,
+            show_default=True,
+            help="Answers a rater gives before the completion code.",
+        ),
+        click.option(
+            "--lease-seconds",
+            type=int,
+            default=600,
+            show_default=True,
+            help="An unanswered task returns to the pool after this long.",
+        ),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--real-split", default="val", show_default=True, help="Dataset split for real images."),
-        click.option("--examples-real", default=None, metavar="DATASET",
-                     help="Dataset for the example real images on the instructions page when no source is real."),
-        click.option("--instance-dir", default="instance", show_default=True,
-                     help="Where the default database and the preprocessed real images live."),
+        click.option(
+            "--real-split", default="val", show_default=True, help="Dataset split for real images."
+        ),
+        click.option(
+            "--examples-real",
+            default=None,
+            metavar="DATASET",
+            help="Dataset for the example real images on the instructions page when no source is real.",
+        ),
+        click.option(
+            "--instance-dir",
+            default="instance",
+            show_default=True,
+            help="Where the default database and the preprocessed real images live.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         _db_option,
     ]
@@ -74,8 +110,16 @@ def _class_label(names: list[str], class_id: int) -> str:
     return class_label(names[class_id], class_id)
 
 
-def _write_real_images(dataset_name: str, split: str, label: str, classes: list[int], count: int,
-                       size: int, seed: int, out: Path) -> Path:
+def _write_real_images(
+    dataset_name: str,
+    split: str,
+    label: str,
+    classes: list[int],
+    count: int,
+    size: int,
+    seed: int,
+    out: Path,
+) -> Path:
     """Draw ``count`` real images per class, preprocess them as in training (rescale the
     shortest side, centre crop), and write them as a sample set at ``out``."""
     import numpy as np
@@ -91,16 +135,27 @@ def _write_real_images(dataset_name: str, split: str, label: str, classes: list[
         raise StudySourceError(f"real images {label}: {err}") from None
     bad = [c for c in classes if not 0 <= c < dataset.num_classes]
     if bad:
-        raise StudySourceError(f"real images {label}: dataset {dataset_name} has no class(es) {bad} "
-                               f"(it has {dataset.num_classes} classes)")
+        raise StudySourceError(
+            f"real images {label}: dataset {dataset_name} has no class(es) {bad} "
+            f"(it has {dataset.num_classes} classes)"
+        )
     wanted = {c: count for c in classes}
     order = list(range(len(dataset)))
     random.Random(seed).shuffle(order)
-    targets = getattr(dataset, "targets", None)  # labels without decoding, where a reader offers them
+    targets = getattr(
+        dataset, "targets", None
+    )  # labels without decoding, where a reader offers them
     if out.exists():
         shutil.rmtree(out)
-    writer = SampleSetWriter(out, model=label, image_size=size, dataset=dataset_name, split=split, seed=seed,
-                             preprocessing="rescale shortest side, centre crop (eval_transform)")
+    writer = SampleSetWriter(
+        out,
+        model=label,
+        image_size=size,
+        dataset=dataset_name,
+        split=split,
+        seed=seed,
+        preprocessing="rescale shortest side, centre crop (eval_transform)",
+    )
     for index in order:
         if not any(wanted.values()):
             break
@@ -109,13 +164,18 @@ def _write_real_images(dataset_name: str, split: str, label: str, classes: list[
         image, class_id = dataset[index]  # (3, size, size) uint8
         if wanted.get(class_id, 0) == 0:
             continue
-        writer.add(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), class_id,
-                   _class_label(dataset.class_names, class_id))
+        writer.add(
+            np.ascontiguousarray(image.permute(1, 2, 0).numpy()),
+            class_id,
+            _class_label(dataset.class_names, class_id),
+        )
         wanted[class_id] -= 1
     short = {c: n for c, n in wanted.items() if n}
     if short:
-        raise StudySourceError(f"real images {label}: {dataset_name}:{split} has too few images of class(es) "
-                               f"{sorted(short)} (need {count} each)")
+        raise StudySourceError(
+            f"real images {label}: {dataset_name}:{split} has too few images of class(es) "
+            f"{sorted(short)} (need {count} each)"
+        )
     writer.close()
     return out
 
@@ -139,17 +199,35 @@ def _create(url: str, settings, instance_dir: str):
         sources = []
         for spec in settings.sources:
             if spec.real_dataset:
-                out = _write_real_images(spec.real_dataset, settings.real_split, spec.label, classes,
-                                         settings.per_class + EXAMPLES_PER_SOURCE, size, settings.seed,
-                                         study_dir / f"real-{spec.label}")
+                out = _write_real_images(
+                    spec.real_dataset,
+                    settings.real_split,
+                    spec.label,
+                    classes,
+                    settings.per_class + EXAMPLES_PER_SOURCE,
+                    size,
+                    settings.seed,
+                    study_dir / f"real-{spec.label}",
+                )
                 spec = SourceSpec(spec.label, str(out), dataset=spec.real_dataset)
             sources.append(spec)
         examples_set = None
         if settings.examples_real and not any(s.dataset for s in sources):
-            examples_set = str(_write_real_images(settings.examples_real, settings.real_split, "examples-real",
-                                                  classes[:1], EXAMPLES_PER_SOURCE, size, settings.seed,
-                                                  study_dir / "examples-real"))
-        settings = replace(settings, sources=tuple(sources), classes=tuple(classes), examples_real_set=examples_set)
+            examples_set = str(
+                _write_real_images(
+                    settings.examples_real,
+                    settings.real_split,
+                    "examples-real",
+                    classes[:1],
+                    EXAMPLES_PER_SOURCE,
+                    size,
+                    settings.seed,
+                    study_dir / "examples-real",
+                )
+            )
+        settings = replace(
+            settings, sources=tuple(sources), classes=tuple(classes), examples_real_set=examples_set
+        )
     return create_study(url, settings, instance_dir)
 
 
@@ -159,10 +237,16 @@ def _report(summary, database_url: str, as_json: bool) -> None:
     from sqlalchemy.engine import make_url
 
     if as_json:
-        click.echo(json.dumps({**asdict(summary), "database_url": make_url(database_url).render_as_string()}))
+        click.echo(
+            json.dumps(
+                {**asdict(summary), "database_url": make_url(database_url).render_as_string()}
+            )
+        )
         return
-    click.echo(f"created {summary.kind} study {summary.name}: {summary.items} items, "
-               f"{summary.answers_needed} answers needed, classes {list(summary.classes)}")
+    click.echo(
+        f"created {summary.kind} study {summary.name}: {summary.items} items, "
+        f"{summary.answers_needed} answers needed, classes {list(summary.classes)}"
+    )
     click.echo(f"raters' link: <server>/s/{summary.public_id}/?PROLIFIC_PID=<participant id>")
 
 
@@ -177,44 +261,123 @@ def create() -> None:
 
 
 @create.command(name="rating")
-@click.option("--model", "models", multiple=True, required=True, metavar="LABEL=SET",
-              help="A sample set to rate, named LABEL in the export (repeatable).")
-@click.option("--real", "reals", multiple=True, metavar="LABEL=DATASET",
-              help="Real images from a dataset (same preprocessing as training), rated like a model.")
-@click.option("--ratings-per-item", type=int, default=3, show_default=True, help="k distinct raters per image.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    metavar="LABEL=SET",
+    help="A sample set to rate, named LABEL in the export (repeatable).",
+)
+@click.option(
+    "--real",
+    "reals",
+    multiple=True,
+    metavar="LABEL=DATASET",
+    help="Real images from a dataset (same preprocessing as training), rated like a model.",
+)
+@click.option(
+    "--ratings-per-item",
+    type=int,
+    default=3,
+    show_default=True,
+    help="k distinct raters per image.",
+)
 @_common
-def create_rating(models, reals, ratings_per_item, name, classes, per_class, tasks_per_rater, lease_seconds, seed,
-                  real_split, examples_real, instance_dir, as_json, database_url):
+def create_rating(
+    models,
+    reals,
+    ratings_per_item,
+    name,
+    classes,
+    per_class,
+    tasks_per_rater,
+    lease_seconds,
+    seed,
+    real_split,
+    examples_real,
+    instance_dir,
+    as_json,
+    database_url,
+):
     """Realism ratings 1-5 (Table 2): every image rated by k different raters."""
     from study_app.create import SourceSpec, StudySettings
 
     url = _database_url(database_url, instance_dir)
-    sources = tuple(SourceSpec.parse(m) for m in models) + tuple(SourceSpec.parse(r, force_real=True) for r in reals)
-    settings = StudySettings(name=name, kind="rating", sources=sources, classes=_classes(classes),
-                             per_class=per_class, answers_per_item=ratings_per_item, tasks_per_rater=tasks_per_rater,
-                             lease_seconds=lease_seconds, seed=seed, real_split=real_split,
-                             examples_real=examples_real)
+    sources = tuple(SourceSpec.parse(m) for m in models) + tuple(
+        SourceSpec.parse(r, force_real=True) for r in reals
+    )
+    settings = StudySettings(
+        name=name,
+        kind="rating",
+        sources=sources,
+        classes=_classes(classes),
+        per_class=per_class,
+        answers_per_item=ratings_per_item,
+        tasks_per_rater=tasks_per_rater,
+        lease_seconds=lease_seconds,
+        seed=seed,
+        real_split=real_split,
+        examples_real=examples_real,
+    )
     _report(_create(url, settings, instance_dir), url, as_json)
 
 
 @create.command(name="pairwise")
-@click.option("--a", "source_a", required=True, metavar="LABEL=SET",
-              help="Model A's sample set (LABEL=real:DATASET for real images).")
+@click.option(
+    "--a",
+    "source_a",
+    required=True,
+    metavar="LABEL=SET",
+    help="Model A's sample set (LABEL=real:DATASET for real images).",
+)
 @click.option("--b", "source_b", required=True, metavar="LABEL=SET", help="Model B, as --a.")
-@click.option("--pairs-per-class", type=int, default=500, show_default=True,
-              help="Pairs per class; each sample is used pairs/per-class times.")
-@click.option("--raters-per-pair", type=int, default=3, show_default=True, help="k distinct raters per pair.")
+@click.option(
+    "--pairs-per-class",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Pairs per class; each sample is used pairs/per-class times.",
+)
+@click.option(
+    "--raters-per-pair", type=int, default=3, show_default=True, help="k distinct raters per pair."
+)
 @_common
-def create_pairwise(source_a, source_b, pairs_per_class, raters_per_pair, name, classes, per_class, tasks_per_rater,
-                    lease_seconds, seed, real_split, examples_real, instance_dir, as_json, database_url):
+def create_pairwise(
+    source_a,
+    source_b,
+    pairs_per_class,
+    raters_per_pair,
+    name,
+    classes,
+    per_class,
+    tasks_per_rater,
+    lease_seconds,
+    seed,
+    real_split,
+    examples_real,
+    instance_dir,
+    as_json,
+    database_url,
+):
     """Side-by-side preference (Tables 3 and 5): which image looks the most realistic / is real."""
     from study_app.create import SourceSpec, StudySettings
 
     url = _database_url(database_url, instance_dir)
-    settings = StudySettings(name=name, kind="pairwise", sources=(SourceSpec.parse(source_a), SourceSpec.parse(source_b)),
-                             classes=_classes(classes), per_class=per_class, answers_per_item=raters_per_pair,
-                             tasks_per_rater=tasks_per_rater, lease_seconds=lease_seconds, seed=seed,
-                             pairs_per_class=pairs_per_class, real_split=real_split, examples_real=examples_real)
+    settings = StudySettings(
+        name=name,
+        kind="pairwise",
+        sources=(SourceSpec.parse(source_a), SourceSpec.parse(source_b)),
+        classes=_classes(classes),
+        per_class=per_class,
+        answers_per_item=raters_per_pair,
+        tasks_per_rater=tasks_per_rater,
+        lease_seconds=lease_seconds,
+        seed=seed,
+        pairs_per_class=pairs_per_class,
+        real_split=real_split,
+        examples_real=examples_real,
+    )
     _report(_create(url, settings, instance_dir), url, as_json)
 
 
@@ -222,10 +385,19 @@ def create_pairwise(source_a, source_b, pairs_per_class, raters_per_pair, name, 
 @click.option("--n-a", type=int, required=True, help="Samples of model A.")
 @click.option("--n-b", type=int, required=True, help="Samples of model B.")
 @click.option("--uses", type=int, default=None, help="Uses of every sample (both sides).")
-@click.option("--uses-a", type=int, default=None, help="Uses of every A sample (instead of --uses).")
-@click.option("--uses-b", type=int, default=None, help="Uses of every B sample (instead of --uses).")
+@click.option(
+    "--uses-a", type=int, default=None, help="Uses of every A sample (instead of --uses)."
+)
+@click.option(
+    "--uses-b", type=int, default=None, help="Uses of every B sample (instead of --uses)."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the design to this CSV.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the design to this CSV.",
+)
 def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
     """Print a pairing design (CSV columns pair, a, b): every sample used exactly u times, no repeated pair."""
     import csv
@@ -247,20 +419,40 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
     if out:
         with open(out, "w", encoding="utf-8") as fh:
             fh.write(buffer.getvalue())
-    click.echo(f"{design.num_pairs} pairs: {n_a} A samples x {uses_a} uses, {n_b} B samples x {uses_b} uses, "
-               f"no repeated pair (seed {seed})", err=True)
+    click.echo(
+        f"{design.num_pairs} pairs: {n_a} A samples x {uses_a} uses, {n_b} B samples x {uses_b} uses, "
+        f"no repeated pair (seed {seed})",
+        err=True,
+    )
 
 
 @command.command(name="serve")
-@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address to listen on (HOST:PORT).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="gunicorn worker processes [default: 2 x cores + 1].")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads per worker [default: 2].")
-@click.option("--secret-key-file", type=click.Path(dir_okay=False), default=None,
-              help="File holding the secret key that signs sessions [default: $HVQEVAL_SECRET_KEY_FILE, "
-                   "else $HVQEVAL_SECRET_KEY].")
+@click.option(
+    "--bind", default="127.0.0.1:8000", show_default=True, help="Address to listen on (HOST:PORT)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="gunicorn worker processes [default: 2 x cores + 1].",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="Threads per worker [default: 2]."
+)
+@click.option(
+    "--secret-key-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File holding the secret key that signs sessions [default: $HVQEVAL_SECRET_KEY_FILE, "
+    "else $HVQEVAL_SECRET_KEY].",
+)
 @click.option("--access-log", default=None, help="Access log file ('-' for stderr).")
-@click.option("--instance-dir", default="instance", show_default=True, help="Image cache (and default database).")
+@click.option(
+    "--instance-dir",
+    default="instance",
+    show_default=True,
+    help="Image cache (and default database).",
+)
 @_db_option
 def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, database_url):
     """Run the study web app under gunicorn. Needs a secret key; admin pages need HVQEVAL_ADMIN_PASSWORD(_HASH).
@@ -290,9 +482,13 @@ def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, dat
     config = check_before_serving(config, bind)
 
     def ready(workers, threads):
-        click.echo(f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True)
+        click.echo(
+            f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True
+        )
 
-    run_server(config, bind=bind, workers=workers, threads=threads, access_log=access_log, on_ready=ready)
+    run_server(
+        config, bind=bind, workers=workers, threads=threads, access_log=access_log, on_ready=ready
+    )
 
 
 def _read_secret_key(path: str) -> str:
@@ -301,10 +497,14 @@ def _read_secret_key(path: str) -> str:
     try:
         key = Path(path).read_text(encoding="utf-8").strip()
     except OSError as err:
-        raise ConfigurationError(f"--secret-key-file {path}: {err.strerror or err}; write a key there with "
-                                 "`python -c 'import secrets; print(secrets.token_hex(32))' > KEYFILE`") from None
+        raise ConfigurationError(
+            f"--secret-key-file {path}: {err.strerror or err}; write a key there with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))' > KEYFILE`"
+        ) from None
     if not key:
-        raise ConfigurationError(f"--secret-key-file {path} is empty; write a key of 16 or more random characters")
+        raise ConfigurationError(
+            f"--secret-key-file {path} is empty; write a key of 16 or more random characters"
+        )
     return key
 
 
@@ -333,11 +533,15 @@ def list_cmd(as_json, database_url):
     with open_database(_database_url(database_url)) as engine:
         found = [study_progress(engine, n) for n in study_names(engine)]
     if as_json:
-        click.echo(json.dumps([{k: v for k, v in asdict(p).items() if k != "groups"} for p in found]))
+        click.echo(
+            json.dumps([{k: v for k, v in asdict(p).items() if k != "groups"} for p in found])
+        )
         return
     for p in found:
-        click.echo(f"{p.name:24s} {p.kind:9s} {p.status:7s} {p.done}/{p.needed} answers, {p.raters} raters, "
-                   f"link /s/{p.public_id}/")
+        click.echo(
+            f"{p.name:24s} {p.kind:9s} {p.status:7s} {p.done}/{p.needed} answers, {p.raters} raters, "
+            f"link /s/{p.public_id}/"
+        )
     if not found:
         click.echo("no studies", err=True)
 

@@ -27,16 +27,26 @@ LABELS = {"ff": "FF", "msp": "MSP"}
 # recorded in each run's config.json.
 IMAGE_SIZE = 16
 DEMO_CARD_SETTINGS = {
-    "ff": [f"model.image_size={IMAGE_SIZE}", "level.0.codes.resolution=8",
-           "level.0.encoder.hidden=32", "level.0.encoder.bottleneck=16", "level.0.aux_decoder.hidden=32",
-           "level.0.aux_decoder.bottleneck=16", "level.0.modulator.hidden=32",
-           "level.0.modulator.bottleneck=16", "level.0.training.batch_size=16",
-           "prior.training.batch_size=16", "level.0.training.learning_rate=3e-3",
-           "prior.training.learning_rate=2e-3"],
+    "ff": [
+        f"model.image_size={IMAGE_SIZE}",
+        "level.0.codes.resolution=8",
+        "level.0.encoder.hidden=32",
+        "level.0.encoder.bottleneck=16",
+        "level.0.aux_decoder.hidden=32",
+        "level.0.aux_decoder.bottleneck=16",
+        "level.0.modulator.hidden=32",
+        "level.0.modulator.bottleneck=16",
+        "level.0.training.batch_size=16",
+        "prior.training.batch_size=16",
+        "level.0.training.learning_rate=3e-3",
+        "prior.training.learning_rate=2e-3",
+    ],
 }
 DEMO_CARD_SETTINGS["msp"] = DEMO_CARD_SETTINGS["ff"] + [
-    "level.0.aux_decoder.teacher.hidden=32", "level.0.aux_decoder.teacher.bottleneck=16",
-    "level.0.aux_decoder.masks_per_image=8"]
+    "level.0.aux_decoder.teacher.hidden=32",
+    "level.0.aux_decoder.teacher.bottleneck=16",
+    "level.0.aux_decoder.masks_per_image=8",
+]
 DATASET_CARD_SETTINGS: dict[str, list[str]] = {"shapes": []}  # card overrides per training dataset
 NUM_CLASSES = {"shapes": 10}
 DATASET_NAMES = {"shapes": "shapes data set"}
@@ -62,8 +72,15 @@ TRAINING_STAGES = [
 # (measured); only their proportions matter: they are scaled by how much slower the finished
 # steps of this run were than their own figure here (``TimeBudget.slowdown``).
 REFERENCE_SECONDS = {
-    "classifier": 12.0, "sample": 1.0, "reconstruct": 1.0, "metrics": 2.0, "nll": 2.5,
-    "neighbours": 1.0, "metrics_real": 2.0, "study": 1.0, "report": 1.0,
+    "classifier": 12.0,
+    "sample": 1.0,
+    "reconstruct": 1.0,
+    "metrics": 2.0,
+    "nll": 2.5,
+    "neighbours": 1.0,
+    "metrics_real": 2.0,
+    "study": 1.0,
+    "report": 1.0,
 }
 MIN_STAGE_STEPS = 5  # a stage always trains a few steps, so that every later step has a model
 
@@ -95,15 +112,21 @@ class DemoPlan:
 def make_plan(minutes: float, data: str) -> DemoPlan:
     per_class = 4 if minutes < 3 else 10 if minutes < 10 else 20
     return DemoPlan(
-        version=PLAN_VERSION, data=data, minutes=minutes,
+        version=PLAN_VERSION,
+        data=data,
+        minutes=minutes,
         # 60 steps reach ~90% validation accuracy on shapes at 16x16, 300 ~100%. The classifier
         # is the largest step with a fixed size: on a heavily shared 2-core machine 300 steps
         # took 6 minutes, so it grows only with long budgets. The real images are scored with the
         # same classifier, so a weaker one still gives honest reference values.
         classifier_steps=60 if minutes < 10 else 120 if minutes < 30 else 300,
-        per_class=per_class, study_per_class=min(per_class, 10),
-        evaluation_images=1000 if minutes < 3 else 5000, train_images=1000 if minutes < 5 else 4000,
-        classifier_batch=32 if minutes < 10 else 64, classifier_val=500 if minutes < 5 else 2000)
+        per_class=per_class,
+        study_per_class=min(per_class, 10),
+        evaluation_images=1000 if minutes < 3 else 5000,
+        train_images=1000 if minutes < 5 else 4000,
+        classifier_batch=32 if minutes < 10 else 64,
+        classifier_val=500 if minutes < 5 else 2000,
+    )
 
 
 def train_args(plan: DemoPlan) -> list[str]:
@@ -157,10 +180,19 @@ class TimeBudget:
         the twin took; the rest their reference figure times the slowdown."""
         total, slowdown = 0.0, self.slowdown()
         for step in steps:
-            twin = next((s for s in self.measured if reference_key(s) == reference_key(step)
-                         and reference_key(step) in ("sample", "reconstruct", "metrics", "nll",
-                                                     "neighbours")), None)
-            total += self.measured[twin] if twin else REFERENCE_SECONDS[reference_key(step)] * slowdown
+            twin = next(
+                (
+                    s
+                    for s in self.measured
+                    if reference_key(s) == reference_key(step)
+                    and reference_key(step)
+                    in ("sample", "reconstruct", "metrics", "nll", "neighbours")
+                ),
+                None,
+            )
+            total += (
+                self.measured[twin] if twin else REFERENCE_SECONDS[reference_key(step)] * slowdown
+            )
         return total
 
     def share(self, stage: str, stages_left: list[str], other_steps_left: list[str]) -> float:

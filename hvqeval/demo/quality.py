@@ -65,23 +65,46 @@ def assess(results: Path, steps: dict[str, Any], real_label: str) -> list[ModelQ
     real_isc, real_fid = values.get((real_label, "isc")), values.get((real_label, "fid"))
     out = []
     for key, card in CARDS.items():
-        got = {name.rsplit("_", 1)[1]: steps[name]["step"] for name, stage_key, _, _ in TRAINING_STAGES
-               if stage_key == key and name in steps and "step" in steps[name]}
-        q = ModelQuality(LABELS[key], card, got, values.get((card, "isc")), values.get((card, "fid")),
-                         values.get((card, "nll_bpd")), real_isc, real_fid)
+        got = {
+            name.rsplit("_", 1)[1]: steps[name]["step"]
+            for name, stage_key, _, _ in TRAINING_STAGES
+            if stage_key == key and name in steps and "step" in steps[name]
+        }
+        q = ModelQuality(
+            LABELS[key],
+            card,
+            got,
+            values.get((card, "isc")),
+            values.get((card, "fid")),
+            values.get((card, "nll_bpd")),
+            real_isc,
+            real_fid,
+        )
         if q.isc is not None and real_isc is not None and q.isc - 1 < IS_FRACTION * (real_isc - 1):
-            q.warnings.append(f"IS {q.isc:.2f} against {real_isc:.2f} for real images: "
-                              "its samples are mostly not recognisable as their classes")
-        if q.fid is not None and real_fid is not None and q.fid > FID_FACTOR * real_fid + FID_MARGIN:
-            q.warnings.append(f"FID {q.fid:.1f} against {real_fid:.1f} for real images: "
-                              "its samples look unlike the data")
+            q.warnings.append(
+                f"IS {q.isc:.2f} against {real_isc:.2f} for real images: "
+                "its samples are mostly not recognisable as their classes"
+            )
+        if (
+            q.fid is not None
+            and real_fid is not None
+            and q.fid > FID_FACTOR * real_fid + FID_MARGIN
+        ):
+            q.warnings.append(
+                f"FID {q.fid:.1f} against {real_fid:.1f} for real images: "
+                "its samples look unlike the data"
+            )
         if q.nll_bpd is not None and q.nll_bpd > NLL_FRACTION * UNIFORM_BITS_PER_DIM:
             near = "no better than" if q.nll_bpd >= UNIFORM_BITS_PER_DIM else "near"
-            q.warnings.append(f"{q.nll_bpd:.2f} bits/dim, {near} a uniform model's "
-                              f"{UNIFORM_BITS_PER_DIM:g}: it has learnt little of the pixels")
+            q.warnings.append(
+                f"{q.nll_bpd:.2f} bits/dim, {near} a uniform model's "
+                f"{UNIFORM_BITS_PER_DIM:g}: it has learnt little of the pixels"
+            )
         out.append(q)
     return out
 
 
-ADVICE = ("these models are cut short by the time budget; for recognisable samples give the demo "
-          "more time (e.g. --minutes 60) in a new --out folder")
+ADVICE = (
+    "these models are cut short by the time budget; for recognisable samples give the demo "
+    "more time (e.g. --minutes 60) in a new --out folder"
+)

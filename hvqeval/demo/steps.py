@@ -56,15 +56,26 @@ def atomic_write_text(path: Path, text: str) -> None:
 class Demo:
     """Runs the demo's steps in order, skipping the finished ones."""
 
-    def __init__(self, out: Path, minutes: float, data: str, database_url: str | None,
-                 echo: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
-                 seconds_before: float = 0.0):
+    def __init__(
+        self,
+        out: Path,
+        minutes: float,
+        data: str,
+        database_url: str | None,
+        echo: Callable[[str], None] = print,
+        clock: Callable[[], float] = time.monotonic,
+        seconds_before: float = 0.0,
+    ):
         """``seconds_before``: time already spent on this run before the demo started (the
         process's start-up), counted against the budget."""
         if data not in DATASET_CARD_SETTINGS:
-            raise DemoError(f"--data must be one of {', '.join(DATASET_CARD_SETTINGS)}, got {data!r}")
+            raise DemoError(
+                f"--data must be one of {', '.join(DATASET_CARD_SETTINGS)}, got {data!r}"
+            )
         if minutes < 1:
-            raise DemoError(f"--minutes must be at least 1 (the demo needs time to train), got {minutes:g}")
+            raise DemoError(
+                f"--minutes must be at least 1 (the demo needs time to train), got {minutes:g}"
+            )
         self.out = out.resolve()  # printed paths work from any folder
         self.minutes = minutes
         self.data = data
@@ -73,7 +84,9 @@ class Demo:
         self.out.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or f"sqlite:///{self.out / 'study.sqlite3'}"
         self.steps_path = self.out / "steps.json"
-        self.steps: dict[str, Any] = json.loads(self.steps_path.read_text()) if self.steps_path.exists() else {}
+        self.steps: dict[str, Any] = (
+            json.loads(self.steps_path.read_text()) if self.steps_path.exists() else {}
+        )
         self.commands: list[str] = []
         self.started = clock()
         self.plan = self.load_plan()
@@ -126,8 +139,12 @@ class Demo:
         extra = result if isinstance(result, dict) else {}  # training stages report their step
         seconds = self.clock() - start
         self.budget.record(name, seconds)
-        self.steps[name] = {"seconds": round(seconds, 1), "finished_at": _now(),
-                            "commands": self.commands[first:], **extra}
+        self.steps[name] = {
+            "seconds": round(seconds, 1),
+            "finished_at": _now(),
+            "commands": self.commands[first:],
+            **extra,
+        }
         atomic_write_text(self.steps_path, json.dumps(self.steps, indent=1))
 
     def card_args(self, key: str) -> list[str]:
@@ -145,13 +162,19 @@ class Demo:
             return plan
         stored = json.loads(plan_path.read_text())
         if stored.get("version") != PLAN_VERSION:
-            raise DemoError(f"{plan_path} was written by another version of the demo; "
-                            "use another --out folder or delete that one")
+            raise DemoError(
+                f"{plan_path} was written by another version of the demo; "
+                "use another --out folder or delete that one"
+            )
         plan = DemoPlan(**stored)
         if plan.data != self.data:
-            raise DemoError(f"{self.out} holds a demo on {plan.data!r}; use another --out for --data {self.data}")
+            raise DemoError(
+                f"{self.out} holds a demo on {plan.data!r}; use another --out for --data {self.data}"
+            )
         if plan.minutes != self.minutes:
-            self.echo(f"[demo] keeping the budget of the first run in this folder ({plan.minutes:g} minutes)")
+            self.echo(
+                f"[demo] keeping the budget of the first run in this folder ({plan.minutes:g} minutes)"
+            )
         return plan
 
     def order(self) -> list[tuple[str, Callable[[], dict[str, Any] | None]]]:
@@ -163,43 +186,194 @@ class Demo:
         cache = str(self.path("cache"))
         n_samples = NUM_CLASSES[data] * plan.per_class
         steps: list[tuple[str, Callable[[], dict[str, Any] | None]]] = [
-            ("classifier", lambda: self.run_cli([
-                "features", "train", "--data", data, "--out", str(weights), "--steps", str(plan.classifier_steps),
-                "--batch-size", str(plan.classifier_batch), "--val-size", str(plan.classifier_val),
-                "--image-size", str(IMAGE_SIZE), "--device", "cpu"]))]
+            (
+                "classifier",
+                lambda: self.run_cli(
+                    [
+                        "features",
+                        "train",
+                        "--data",
+                        data,
+                        "--out",
+                        str(weights),
+                        "--steps",
+                        str(plan.classifier_steps),
+                        "--batch-size",
+                        str(plan.classifier_batch),
+                        "--val-size",
+                        str(plan.classifier_val),
+                        "--image-size",
+                        str(IMAGE_SIZE),
+                        "--device",
+                        "cpu",
+                    ]
+                ),
+            )
+        ]
         for key, card in CARDS.items():
             run, samples = self.path("runs", card), self.path("samples", card)
             for name, stage_key, flags, _ in TRAINING_STAGES:
                 if stage_key == key:
-                    steps.append((name, lambda name=name, key=key, flags=flags: self.train_stage(name, key, flags)))
+                    steps.append(
+                        (
+                            name,
+                            lambda name=name, key=key, flags=flags: self.train_stage(
+                                name, key, flags
+                            ),
+                        )
+                    )
             steps += [
-                (f"sample_{key}", lambda run=run, samples=samples: self.run_cli([
-                    "sample", "--run", str(run), "--classes", "all", "--per-class", str(plan.per_class),
-                    "--temperature", "1.0", "--seed", "0", "--sampler", "cached", "--batch-size", "60",
-                    "--out", str(samples), "--device", "cpu"])),
-                (f"reconstruct_{key}", lambda run=run, card=card: self.run_cli([
-                    "reconstruct", "--run", str(run), "--images", f"{data}:test", "--limit", "5",
-                    "--samples-per-image", "3", "--seed", "0", "--out", str(self.path("reconstructions", card)),
-                    "--device", "cpu"])),
-                (f"metrics_{key}", lambda samples=samples: self.run_cli([
-                    "metrics", "--samples", str(samples), "--reference", f"{data}:val:{plan.evaluation_images}",
-                    "--metrics", "isc,fid", "--extractor", "domain", "--weights", str(weights), "--splits", "10",
-                    "--device", "cpu", "--cache-dir", cache, "--results", str(results)])),
-                (f"nll_{key}", lambda run=run: self.run_cli([
-                    "nll", "--run", str(run), "--data", data, "--split", "test",
-                    "--limit", str(plan.evaluation_images // 5), "--device", "cpu", "--results", str(results)])),
-                (f"neighbours_{key}", lambda samples=samples, card=card: self.run_cli([
-                    "neighbours", "--samples", str(samples), "--dataset", f"{data}:train:{plan.train_images}", "--space", "pixel",
-                    "--k", "8", "--limit", "6", "--device", "cpu", "--cache-dir", cache,
-                    "--out", str(self.path("neighbours", card))])),
+                (
+                    f"sample_{key}",
+                    lambda run=run, samples=samples: self.run_cli(
+                        [
+                            "sample",
+                            "--run",
+                            str(run),
+                            "--classes",
+                            "all",
+                            "--per-class",
+                            str(plan.per_class),
+                            "--temperature",
+                            "1.0",
+                            "--seed",
+                            "0",
+                            "--sampler",
+                            "cached",
+                            "--batch-size",
+                            "60",
+                            "--out",
+                            str(samples),
+                            "--device",
+                            "cpu",
+                        ]
+                    ),
+                ),
+                (
+                    f"reconstruct_{key}",
+                    lambda run=run, card=card: self.run_cli(
+                        [
+                            "reconstruct",
+                            "--run",
+                            str(run),
+                            "--images",
+                            f"{data}:test",
+                            "--limit",
+                            "5",
+                            "--samples-per-image",
+                            "3",
+                            "--seed",
+                            "0",
+                            "--out",
+                            str(self.path("reconstructions", card)),
+                            "--device",
+                            "cpu",
+                        ]
+                    ),
+                ),
+                (
+                    f"metrics_{key}",
+                    lambda samples=samples: self.run_cli(
+                        [
+                            "metrics",
+                            "--samples",
+                            str(samples),
+                            "--reference",
+                            f"{data}:val:{plan.evaluation_images}",
+                            "--metrics",
+                            "isc,fid",
+                            "--extractor",
+                            "domain",
+                            "--weights",
+                            str(weights),
+                            "--splits",
+                            "10",
+                            "--device",
+                            "cpu",
+                            "--cache-dir",
+                            cache,
+                            "--results",
+                            str(results),
+                        ]
+                    ),
+                ),
+                (
+                    f"nll_{key}",
+                    lambda run=run: self.run_cli(
+                        [
+                            "nll",
+                            "--run",
+                            str(run),
+                            "--data",
+                            data,
+                            "--split",
+                            "test",
+                            "--limit",
+                            str(plan.evaluation_images // 5),
+                            "--device",
+                            "cpu",
+                            "--results",
+                            str(results),
+                        ]
+                    ),
+                ),
+                (
+                    f"neighbours_{key}",
+                    lambda samples=samples, card=card: self.run_cli(
+                        [
+                            "neighbours",
+                            "--samples",
+                            str(samples),
+                            "--dataset",
+                            f"{data}:train:{plan.train_images}",
+                            "--space",
+                            "pixel",
+                            "--k",
+                            "8",
+                            "--limit",
+                            "6",
+                            "--device",
+                            "cpu",
+                            "--cache-dir",
+                            cache,
+                            "--out",
+                            str(self.path("neighbours", card)),
+                        ]
+                    ),
+                ),
             ]
         # The real images scored like a model's samples (same n, same reference): the IS and
         # FID a perfect model would get with these settings.
-        steps.append(("metrics_real", lambda: self.run_cli([
-            "metrics", "--samples", f"{data}:test:{n_samples}", "--model", self.real_label,
-            "--reference", f"{data}:val:{plan.evaluation_images}", "--metrics", "isc,fid", "--extractor", "domain",
-            "--weights", str(weights), "--splits", "10", "--device", "cpu", "--cache-dir", cache,
-            "--results", str(results)])))
+        steps.append(
+            (
+                "metrics_real",
+                lambda: self.run_cli(
+                    [
+                        "metrics",
+                        "--samples",
+                        f"{data}:test:{n_samples}",
+                        "--model",
+                        self.real_label,
+                        "--reference",
+                        f"{data}:val:{plan.evaluation_images}",
+                        "--metrics",
+                        "isc,fid",
+                        "--extractor",
+                        "domain",
+                        "--weights",
+                        str(weights),
+                        "--splits",
+                        "10",
+                        "--device",
+                        "cpu",
+                        "--cache-dir",
+                        cache,
+                        "--results",
+                        str(results),
+                    ]
+                ),
+            )
+        )
         for name, args in self.study_specs().items():
             steps.append((f"study_{name}", lambda args=args: self.run_cli(args)))
         steps.append(("report", lambda: self.write_report(results)))
@@ -218,15 +392,24 @@ class Demo:
 
         quality = assess(self.path("results", "results.jsonl"), self.steps, self.real_label)
         elapsed = self.clock() - self.started
-        return {"out": str(self.out), "report": str(self.path("report.html")), "studies": self.study_links(),
-                "database_url": self.database_url, "plan": asdict(self.plan),
-                "seconds_this_run": round(elapsed, 1), "seconds_all_runs": round(self.budget.spent(), 1),
-                "training_steps": self.training_steps(), "quality": [q.as_dict() for q in quality],
-                "serve_command": self.serve_command()}
+        return {
+            "out": str(self.out),
+            "report": str(self.path("report.html")),
+            "studies": self.study_links(),
+            "database_url": self.database_url,
+            "plan": asdict(self.plan),
+            "seconds_this_run": round(elapsed, 1),
+            "seconds_all_runs": round(self.budget.spent(), 1),
+            "training_steps": self.training_steps(),
+            "quality": [q.as_dict() for q in quality],
+            "serve_command": self.serve_command(),
+        }
 
     def training_steps(self) -> dict[str, int]:
         """Steps each finished training stage got, e.g. ``{"train_ff_level1": 412, ...}``."""
-        return {name: self.steps[name]["step"] for name, *_ in TRAINING_STAGES if name in self.steps}
+        return {
+            name: self.steps[name]["step"] for name, *_ in TRAINING_STAGES if name in self.steps
+        }
 
     def train_stage(self, name: str, key: str, flags: tuple[str, ...]) -> dict[str, Any]:
         """Train one stage for its share of the time left, as ``hvqeval train`` chunks.
@@ -241,11 +424,15 @@ class Demo:
         seconds = self.budget.share(name, stages_left, others_left)
         others = self.budget.expected(others_left)
         if others > self.budget.left():
-            self.echo(f"[demo] the steps after training need about {others:.0f} s on this machine now, more than "
-                      f"the {max(self.budget.left(), 0):.0f} s left: this run will overrun --minutes "
-                      f"{self.plan.minutes:g}; each training stage gets its {MIN_STAGE_STEPS} steps only")
-        self.echo(f"[demo] {name}: {seconds:.0f} s of the {self.budget.left():.0f} s left "
-                  f"({self.budget.slowdown():.1f}x the idle machine's time so far)")
+            self.echo(
+                f"[demo] the steps after training need about {others:.0f} s on this machine now, more than "
+                f"the {max(self.budget.left(), 0):.0f} s left: this run will overrun --minutes "
+                f"{self.plan.minutes:g}; each training stage gets its {MIN_STAGE_STEPS} steps only"
+            )
+        self.echo(
+            f"[demo] {name}: {seconds:.0f} s of the {self.budget.left():.0f} s left "
+            f"({self.budget.slowdown():.1f}x the idle machine's time so far)"
+        )
         run = self.path("runs", CARDS[key])
         deadline = self.clock() + seconds
         chunk = min(max(seconds / 4, 5.0), 30.0)
@@ -260,8 +447,22 @@ class Demo:
                     break
                 target = step + max(1, MIN_STAGE_STEPS - step, min(fit, int(chunk / per_step)))
             started = self.clock()
-            printed = self.run_cli(["train", *base, "--out", str(run), *flags, "--steps", str(target),
-                                    *train_args(self.plan), "--checkpoint-every", "100", "--json"], capture=True)
+            printed = self.run_cli(
+                [
+                    "train",
+                    *base,
+                    "--out",
+                    str(run),
+                    *flags,
+                    "--steps",
+                    str(target),
+                    *train_args(self.plan),
+                    "--checkpoint-every",
+                    "100",
+                    "--json",
+                ],
+                capture=True,
+            )
             result = json.loads(printed)[0]
             base, step = [], result["step"]
             if result["steps_trained"] > 0:
@@ -271,34 +472,87 @@ class Demo:
                 cost = max(self.clock() - started - result["seconds"], 0.0)
                 overhead = cost if per_step_seen == 0 else min(overhead, cost)
                 per_step_seen += 1
-                self.echo(f"[demo] {name}: step {step}, {1 / per_step:.1f} steps/s, "
-                          f"{max(deadline - self.clock(), 0):.0f} s of its share left")
+                self.echo(
+                    f"[demo] {name}: step {step}, {1 / per_step:.1f} steps/s, "
+                    f"{max(deadline - self.clock(), 0):.0f} s of its share left"
+                )
         return {"step": step, "share_seconds": round(seconds, 1)}
 
     # ------------------------------------------------------------------ studies
     def study_specs(self) -> dict[str, list[str]]:
         ff, msp = (str(self.path("samples", card)) for card in CARDS.values())
         per_class = self.plan.study_per_class
-        common = ["--classes", str(NUM_CLASSES[self.data]), "--per-class", str(per_class),
-                  "--database-url", self.database_url, "--instance-dir", str(self.path("instance")),
-                  "--tasks-per-rater", "20", "--json"]
+        common = [
+            "--classes",
+            str(NUM_CLASSES[self.data]),
+            "--per-class",
+            str(per_class),
+            "--database-url",
+            self.database_url,
+            "--instance-dir",
+            str(self.path("instance")),
+            "--tasks-per-rater",
+            "20",
+            "--json",
+        ]
         pairs = ["--pairs-per-class", str(2 * per_class)]
         return {
-            "demo-rating": ["study", "create", "rating", "--name", "demo-rating", "--model", f"FF={ff}",
-                            "--model", f"MSP={msp}", "--real", f"real={self.data}", *common],
-            "demo-ff-vs-msp": ["study", "create", "pairwise", "--name", "demo-ff-vs-msp", "--a", f"FF={ff}",
-                               "--b", f"MSP={msp}", *pairs, *common],
-            "demo-msp-vs-real": ["study", "create", "pairwise", "--name", "demo-msp-vs-real", "--a", f"MSP={msp}",
-                                 "--b", f"real=real:{self.data}", *pairs, *common],
+            "demo-rating": [
+                "study",
+                "create",
+                "rating",
+                "--name",
+                "demo-rating",
+                "--model",
+                f"FF={ff}",
+                "--model",
+                f"MSP={msp}",
+                "--real",
+                f"real={self.data}",
+                *common,
+            ],
+            "demo-ff-vs-msp": [
+                "study",
+                "create",
+                "pairwise",
+                "--name",
+                "demo-ff-vs-msp",
+                "--a",
+                f"FF={ff}",
+                "--b",
+                f"MSP={msp}",
+                *pairs,
+                *common,
+            ],
+            "demo-msp-vs-real": [
+                "study",
+                "create",
+                "pairwise",
+                "--name",
+                "demo-msp-vs-real",
+                "--a",
+                f"MSP={msp}",
+                "--b",
+                f"real=real:{self.data}",
+                *pairs,
+                *common,
+            ],
         }
 
     def secret_files(self) -> dict[str, Path]:
         """The web app's secret key and an admin password (for the progress pages), written
         once into the demo folder, readable by this user only."""
-        files = {"HVQEVAL_SECRET_KEY": self.path("secret_key"), "HVQEVAL_ADMIN_PASSWORD": self.path("admin_password")}
+        files = {
+            "HVQEVAL_SECRET_KEY": self.path("secret_key"),
+            "HVQEVAL_ADMIN_PASSWORD": self.path("admin_password"),
+        }
         for variable, path in files.items():
             if not path.exists():
-                value = secrets.token_hex(32) if variable == "HVQEVAL_SECRET_KEY" else secrets.token_urlsafe(12)
+                value = (
+                    secrets.token_hex(32)
+                    if variable == "HVQEVAL_SECRET_KEY"
+                    else secrets.token_urlsafe(12)
+                )
                 tmp = path.with_name(f".{path.name}.tmp")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as handle:
@@ -308,10 +562,14 @@ class Demo:
 
     def serve_command(self) -> str:
         """The line that serves the studies, as a user pastes it into bash."""
-        env = " ".join(f'{variable}="$(cat {shlex.quote(str(path))})"'
-                       for variable, path in self.secret_files().items())
-        return (f"{env} hvqeval study serve --database-url {shlex.quote(self.database_url)} "
-                f"--instance-dir {shlex.quote(str(self.path('instance')))} --bind 127.0.0.1:8000")
+        env = " ".join(
+            f'{variable}="$(cat {shlex.quote(str(path))})"'
+            for variable, path in self.secret_files().items()
+        )
+        return (
+            f"{env} hvqeval study serve --database-url {shlex.quote(self.database_url)} "
+            f"--instance-dir {shlex.quote(str(self.path('instance')))} --bind 127.0.0.1:8000"
+        )
 
     def study_links(self) -> dict[str, str]:
         """Raters' entry links of the demo's studies (opaque ids, participant id in the URL)."""
@@ -321,8 +579,13 @@ class Demo:
         from study_app.schema import Study
 
         with open_database(self.database_url) as engine, session_scope(engine) as session:
-            rows = session.execute(select(Study.name, Study.public_id).where(Study.name.like("demo-%"))).all()
-        return {name: f"http://127.0.0.1:8000/s/{public_id}/?PROLIFIC_PID=demo-rater-1" for name, public_id in rows}
+            rows = session.execute(
+                select(Study.name, Study.public_id).where(Study.name.like("demo-%"))
+            ).all()
+        return {
+            name: f"http://127.0.0.1:8000/s/{public_id}/?PROLIFIC_PID=demo-rater-1"
+            for name, public_id in rows
+        }
 
     # ------------------------------------------------------------------ report
     def write_report(self, results: Path) -> None:
@@ -330,20 +593,37 @@ class Demo:
         from hvqeval.demo.report import ReportInputs, build_report
 
         inputs = ReportInputs(
-            out=self.out, plan=self.plan, results=results, commands=list(self.commands),
-            serve_command=self.serve_command(), study_links=self.study_links(),
+            out=self.out,
+            plan=self.plan,
+            results=results,
+            commands=list(self.commands),
+            serve_command=self.serve_command(),
+            study_links=self.study_links(),
             training_steps=self.training_steps(),
-            quality=assess(results, self.steps, self.real_label), real_label=self.real_label)
+            quality=assess(results, self.steps, self.real_label),
+            real_label=self.real_label,
+        )
         atomic_write_text(self.path("report.html"), build_report(inputs))
 
 
-def run_demo(out: str | Path, minutes: float, data: str, database_url: str | None,
-             echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_demo(
+    out: str | Path,
+    minutes: float,
+    data: str,
+    database_url: str | None,
+    echo: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     import sys
 
     # The budget counts from the start of this process: Python and the imports take seconds on
     # a busy machine, and the user waits for them too.
     started_ago = max(time.time() - psutil.Process().create_time(), 0.0)
-    demo = Demo(Path(out), minutes, data, database_url,
-                echo=echo or (lambda line: print(line, file=sys.stderr, flush=True)), seconds_before=started_ago)
+    demo = Demo(
+        Path(out),
+        minutes,
+        data,
+        database_url,
+        echo=echo or (lambda line: print(line, file=sys.stderr, flush=True)),
+        seconds_before=started_ago,
+    )
     return demo.run()

@@ -64,8 +64,14 @@ def _parse_dataset_spec(spec: str) -> tuple[str, str | None, int | None]:
     return name, split, None
 
 
-def open_images(spec: str, *, image_size: int | None = None, default_split: str = "train",
-                seed: int = 0, length: int | None = None) -> ImageSource:
+def open_images(
+    spec: str,
+    *,
+    image_size: int | None = None,
+    default_split: str = "train",
+    seed: int = 0,
+    length: int | None = None,
+) -> ImageSource:
     """Open a SET / REF argument (see module docstring); errors name the offending file."""
     spec = str(spec)
     name, split, limit = _parse_dataset_spec(spec)
@@ -91,10 +97,16 @@ def open_images(spec: str, *, image_size: int | None = None, default_split: str 
             return ArraySource(name, image_size=image_size)
         if path.suffix == ".npy":
             return ArraySource(name, image_size=image_size)
-        raise InputError(f"{path} is a file but not an .npz/.npy array; pass a folder, sample set or array")
+        raise InputError(
+            f"{path} is a file but not an .npz/.npy array; pass a folder, sample set or array"
+        )
     if "/" in name or name.startswith("."):
-        raise InputError(f"{spec} does not exist (expected a sample set, image folder, array or dataset)")
-    return DatasetSource(spec, name, split or default_split, image_size=image_size, seed=seed, length=length)
+        raise InputError(
+            f"{spec} does not exist (expected a sample set, image folder, array or dataset)"
+        )
+    return DatasetSource(
+        spec, name, split or default_split, image_size=image_size, seed=seed, length=length
+    )
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,14 @@ def summarise(source: ImageSource) -> SourceSummary:
 
 
 __all__ = [
-    "ArraySource", "DatasetSource", "FolderSource", "ImageSource", "InputError", "SampleSetSource",
-    "SourceSummary", "eval_preprocessing", "open_images", "summarise",
+    "ArraySource",
+    "DatasetSource",
+    "FolderSource",
+    "ImageSource",
+    "InputError",
+    "SampleSetSource",
+    "SourceSummary",
+    "eval_preprocessing",
+    "open_images",
+    "summarise",
 ]

@@ -49,7 +49,9 @@ class ArraySource(ImageSource):
         if images.ndim == 3:  # (N, H, W) grayscale -> replicated to RGB on access
             self.converted_to_rgb = len(images)
         elif not (images.ndim == 4 and images.shape[-1] == 3):
-            raise InputError(f"{path}: expected images of shape (N, H, W, 3) or (N, H, W), found {images.shape}")
+            raise InputError(
+                f"{path}: expected images of shape (N, H, W, 3) or (N, H, W), found {images.shape}"
+            )
         if len(images) == 0:
             raise InputError(f"{path} holds no images")
         self.images = images
@@ -72,4 +74,8 @@ class ArraySource(ImageSource):
         return torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous()  # (3, H, W)
 
     def fingerprint(self) -> Any:
-        return {"file": self.path.name, "stat": file_stat(self.path), "shape": list(self.images.shape)}
+        return {
+            "file": self.path.name,
+            "stat": file_stat(self.path),
+            "shape": list(self.images.shape),
+        }

@@ -74,7 +74,10 @@ class ImageSource(Dataset):
     def require_uniform(self) -> int:
         """The common square image size; raises (saying what to do) when there is none."""
         if self.image_size is None:
-            raise InputError(self.size_problem or f"{self.spec} has images of different sizes; pass --image-size N")
+            raise InputError(
+                self.size_problem
+                or f"{self.spec} has images of different sizes; pass --image-size N"
+            )
         return self.image_size
 
     @property
@@ -127,5 +130,7 @@ def read_image_file(path: Path, source: ImageSource) -> torch.Tensor:
     except InputError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise InputError(f"{path} is not a readable image ({err}); remove or replace the file") from None
+        raise InputError(
+            f"{path} is not a readable image ({err}); remove or replace the file"
+        ) from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()

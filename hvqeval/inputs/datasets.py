@@ -23,8 +23,16 @@ class DatasetSource(ImageSource):
 
     kind = "dataset"
 
-    def __init__(self, spec: str, name: str, split: str, *, image_size: int | None = None,
-                 seed: int = 0, length: int | None = None):
+    def __init__(
+        self,
+        spec: str,
+        name: str,
+        split: str,
+        *,
+        image_size: int | None = None,
+        seed: int = 0,
+        length: int | None = None,
+    ):
         super().__init__(spec, image_size=None)
         from models import DataError, eval_transform, open_dataset
 
@@ -80,12 +88,20 @@ class DatasetSource(ImageSource):
         return self.dataset[index][0]
 
     def fingerprint(self) -> Any:
-        meta: dict[str, Any] = {"repr": repr(self.dataset), "format": self.dataset.format,
-                                "split": self.split, "length": len(self.dataset),
-                                "seed": getattr(self.dataset, "seed", None)}
+        meta: dict[str, Any] = {
+            "repr": repr(self.dataset),
+            "format": self.dataset.format,
+            "split": self.split,
+            "length": len(self.dataset),
+            "seed": getattr(self.dataset, "seed", None),
+        }
         source = Path(str(getattr(self.dataset, "source", self.name)))
         if source.exists():
-            files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+            files = (
+                [source]
+                if source.is_file()
+                else sorted(p for p in source.rglob("*") if p.is_file())
+            )
             meta["files"] = [[str(p), *file_stat(p)] for p in files]
         if self.dataset.format == "shapes":  # the renderer's code defines the pixels
             renderer = Path(inspect.getfile(type(self.dataset)))  # models/datasets/shapes.py

@@ -37,8 +37,12 @@ class FolderSource(ImageSource):
             )
         if subdirs:
             self.class_names = [d.name for d in subdirs]
-            listed = [(p, cid) for cid, d in enumerate(subdirs) for p in sorted(d.iterdir())
-                      if p.is_file() and not p.name.startswith(".")]
+            listed = [
+                (p, cid)
+                for cid, d in enumerate(subdirs)
+                for p in sorted(d.iterdir())
+                if p.is_file() and not p.name.startswith(".")
+            ]
         else:
             listed = [(p, 0) for p in files]
         non_images = [p for p, _ in listed if p.suffix.lower() not in IMAGE_EXTENSIONS]
@@ -48,7 +52,9 @@ class FolderSource(ImageSource):
                 "remove it or point at a folder that holds only images"
             )
         if not listed:
-            raise InputError(f"{root} holds no images (expected {', '.join(IMAGE_EXTENSIONS)} files)")
+            raise InputError(
+                f"{root} holds no images (expected {', '.join(IMAGE_EXTENSIONS)} files)"
+            )
         self.files = [p for p, _ in listed]
         self.class_ids = np.array([c for _, c in listed], dtype=np.int64) if subdirs else None
         if image_size is None:
@@ -62,7 +68,9 @@ class FolderSource(ImageSource):
                 with Image.open(path) as img:
                     size = img.size
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-                raise InputError(f"{path} is not a readable image ({err}); remove or replace the file") from None
+                raise InputError(
+                    f"{path} is not a readable image ({err}); remove or replace the file"
+                ) from None
             if first is None:
                 first = (path, size)
             elif size != first[1]:
@@ -73,8 +81,10 @@ class FolderSource(ImageSource):
         assert first is not None
         width, height = first[1]
         if width != height:
-            return None, (f"{self.root} has non-square {width}x{height} images; "
-                          "pass --image-size N to rescale and centre-crop")
+            return None, (
+                f"{self.root} has non-square {width}x{height} images; "
+                "pass --image-size N to rescale and centre-crop"
+            )
         return width, ""
 
     def __len__(self) -> int:
@@ -84,8 +94,13 @@ class FolderSource(ImageSource):
         image = read_image_file(self.files[index], self)
         if self.target_size is None and self.native_size is None:
             raise InputError(self.size_problem)
-        if self.target_size is None and tuple(image.shape[1:]) != (self.native_size, self.native_size):
-            raise InputError(f"{self.files[index]} changed size while reading; rerun on a stable folder")
+        if self.target_size is None and tuple(image.shape[1:]) != (
+            self.native_size,
+            self.native_size,
+        ):
+            raise InputError(
+                f"{self.files[index]} changed size while reading; rerun on a stable folder"
+            )
         return image
 
     def describe(self, index: int) -> str:

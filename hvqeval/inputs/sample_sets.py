@@ -40,8 +40,11 @@ class SampleSetSource(ImageSource):
     def _check_files_match_manifest(self) -> None:
         listed = {f.file for f in self.sample_set.files}
         stray = sorted(
-            p.name for p in self.sample_set.path.iterdir()
-            if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.name not in listed
+            p.name
+            for p in self.sample_set.path.iterdir()
+            if p.suffix.lower() in IMAGE_EXTENSIONS
+            and not p.name.startswith(".")
+            and p.name not in listed
         )
         if stray:
             raise SampleSetError(

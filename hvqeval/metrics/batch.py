@@ -59,8 +59,10 @@ class BatchPlan:
 def _settings(values: dict[str, Any], where: str, base: Path) -> EvalSettings:
     unknown = sorted(set(values) - _SETTING_KEYS - _EXTRA_KEYS)
     if unknown:
-        raise HvqevalError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: "
-                           f"{', '.join(sorted(_SETTING_KEYS | _EXTRA_KEYS | _EVALUATION_KEYS))}")
+        raise HvqevalError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(_SETTING_KEYS | _EXTRA_KEYS | _EVALUATION_KEYS))}"
+        )
     data = dict(values)
     extractor = data.get("extractor", "inception-v3-compat")
     weights = data.pop("inception_weights", None) if extractor == "inception-v3-compat" else None
@@ -94,11 +96,15 @@ def load_spec(path: str | Path, results_override: str | None = None) -> BatchPla
         raise HvqevalError(f"{path}: not valid TOML ({err})") from None
     unknown = sorted(set(spec) - {"results", "defaults", "evaluation"})
     if unknown:
-        raise HvqevalError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; "
-                           "allowed: results, defaults, [[evaluation]]")
+        raise HvqevalError(
+            f"{path}: unknown top-level key(s) {', '.join(unknown)}; "
+            "allowed: results, defaults, [[evaluation]]"
+        )
     evaluations = spec.get("evaluation", [])
     if not isinstance(evaluations, list) or not evaluations:
-        raise HvqevalError(f"{path}: add at least one [[evaluation]] table with samples and references")
+        raise HvqevalError(
+            f"{path}: add at least one [[evaluation]] table with samples and references"
+        )
     defaults = spec.get("defaults", {})
     jobs: list[Job] = []
     for number, entry in enumerate(evaluations, start=1):
@@ -108,7 +114,9 @@ def load_spec(path: str | Path, results_override: str | None = None) -> BatchPla
         samples = _as_list(entry["samples"], "samples", where)
         references: list[str | None] = [None]
         if "references" in entry or "reference" in entry:
-            references = _as_list(entry.get("references", entry.get("reference")), "references", where)
+            references = _as_list(
+                entry.get("references", entry.get("reference")), "references", where
+            )
         overrides = {k: v for k, v in entry.items() if k not in _EVALUATION_KEYS}
         settings = _settings({**defaults, **overrides}, where, Path("."))
         jobs += [Job(s, r, settings) for s in samples for r in references]

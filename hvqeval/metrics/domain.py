@@ -40,20 +40,31 @@ DEFAULT_WIDTHS = (32, 64, 128)
 
 
 def _block(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class DomainClassifier(nn.Module):
     """The classifier; ``features(x)`` returns (pool (B, w3), logits (B, K)) for uint8 input."""
 
-    def __init__(self, num_classes: int, image_size: int, widths: tuple[int, int, int] = DEFAULT_WIDTHS):
+    def __init__(
+        self, num_classes: int, image_size: int, widths: tuple[int, int, int] = DEFAULT_WIDTHS
+    ):
         super().__init__()
         self.image_size = int(image_size)
         w1, w2, w3 = widths
         self.body = nn.Sequential(
-            *_block(3, w1), *_block(w1, w1), nn.MaxPool2d(2),
-            *_block(w1, w2), *_block(w2, w2), nn.MaxPool2d(2),
-            *_block(w2, w3), *_block(w3, w3),
+            *_block(3, w1),
+            *_block(w1, w1),
+            nn.MaxPool2d(2),
+            *_block(w1, w2),
+            *_block(w2, w2),
+            nn.MaxPool2d(2),
+            *_block(w2, w3),
+            *_block(w3, w3),
         )
         self.head = nn.Linear(w3, num_classes)
 
@@ -61,8 +72,13 @@ class DomainClassifier(nn.Module):
         """uint8 (B, 3, H, W) -> float (B, 3, S, S) in [-1, 1] at the trained resolution S."""
         x = x.to(torch.float32)
         if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              align_corners=False, antialias=True)
+            x = F.interpolate(
+                x,
+                size=(self.image_size, self.image_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
         return x / 127.5 - 1.0
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,13 +107,24 @@ class DomainWeights:
         return model.eval()
 
 
-def save_weights(path: str | Path, model: DomainClassifier, *, dataset: str, class_names: list[str],
-                 meta: dict[str, Any]) -> None:
+def save_weights(
+    path: str | Path,
+    model: DomainClassifier,
+    *,
+    dataset: str,
+    class_names: list[str],
+    meta: dict[str, Any],
+) -> None:
     widths = (model.body[0].out_channels, model.body[7].out_channels, model.body[14].out_channels)
     payload = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "dataset": dataset,
-        "image_size": model.image_size, "class_names": list(class_names), "widths": list(widths),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dataset": dataset,
+        "image_size": model.image_size,
+        "class_names": list(class_names),
+        "widths": list(widths),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,15 +143,22 @@ def load_weights(path: str | Path) -> DomainWeights:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not our file"
-        raise WeightsError(f"{path} is not a readable weights file ({type(err).__name__}: {err})") from None
+        raise WeightsError(
+            f"{path} is not a readable weights file ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{path} is not a domain classifier written by `hvqeval features train`")
     if payload.get("format_version") != FORMAT_VERSION:
-        raise WeightsError(f"{path}: format_version {payload.get('format_version')} is not supported; retrain")
+        raise WeightsError(
+            f"{path}: format_version {payload.get('format_version')} is not supported; retrain"
+        )
     return DomainWeights(
-        dataset=str(payload["dataset"]), image_size=int(payload["image_size"]),
-        class_names=list(payload["class_names"]), widths=tuple(payload["widths"]),
-        state_dict=payload["state_dict"], meta=dict(payload.get("meta", {})),
+        dataset=str(payload["dataset"]),
+        image_size=int(payload["image_size"]),
+        class_names=list(payload["class_names"]),
+        widths=tuple(payload["widths"]),
+        state_dict=payload["state_dict"],
+        meta=dict(payload.get("meta", {})),
     )
 
 
@@ -133,13 +167,19 @@ class FeatureExtractorDomain(FeatureExtractorBase):
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
-        vassert(feature_extractor_weights_path is not None, "the domain extractor needs its weights file")
+        vassert(
+            feature_extractor_weights_path is not None,
+            "the domain extractor needs its weights file",
+        )
         self.classifier = load_weights(feature_extractor_weights_path).build()
         self.requires_grad_(False)
         self.eval()
 
     def forward(self, x):
-        vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting image as torch.Tensor with dtype=torch.uint8")
+        vassert(
+            torch.is_tensor(x) and x.dtype == torch.uint8,
+            "Expecting image as torch.Tensor with dtype=torch.uint8",
+        )
         vassert(x.dim() == 4 and x.shape[1] == 3, f"Input is not Bx3xHxW: {x.shape}")
         pooled, logits = self.classifier.features(x)
         found = {"pool": pooled, "logits": logits}
@@ -162,9 +202,20 @@ class FeatureExtractorDomain(FeatureExtractorBase):
         return torch.zeros([1, 3, 8, 8], dtype=torch.uint8)
 
 
-def train_classifier(train_set, val_set, *, class_names: list[str], image_size: int, steps: int,
-                     batch_size: int, lr: float, seed: int, device: str, widths=DEFAULT_WIDTHS,
-                     progress: bool = True) -> tuple[DomainClassifier, dict[str, Any]]:
+def train_classifier(
+    train_set,
+    val_set,
+    *,
+    class_names: list[str],
+    image_size: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str,
+    widths=DEFAULT_WIDTHS,
+    progress: bool = True,
+) -> tuple[DomainClassifier, dict[str, Any]]:
     """Train on ``(uint8 image, class_id)`` datasets; returns the model and its val accuracy."""
     from torch.utils.data import DataLoader, RandomSampler
     from tqdm import tqdm
@@ -174,12 +225,20 @@ def train_classifier(train_set, val_set, *, class_names: list[str], image_size: 
     model = DomainClassifier(len(class_names), image_size, widths).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
-    sampler = RandomSampler(train_set, replacement=True, num_samples=steps * batch_size, generator=generator)
+    sampler = RandomSampler(
+        train_set, replacement=True, num_samples=steps * batch_size, generator=generator
+    )
     loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True)
     model.train()
     losses = []
-    with tqdm(total=steps, desc="training domain classifier", unit="step", disable=not progress,
-              file=None, leave=False) as bar:
+    with tqdm(
+        total=steps,
+        desc="training domain classifier",
+        unit="step",
+        disable=not progress,
+        file=None,
+        leave=False,
+    ) as bar:
         for images, labels in loader:  # (B, 3, H, W) uint8, (B,)
             images = images.to(device)
             labels = torch.as_tensor(labels).to(device)
@@ -198,7 +257,13 @@ def train_classifier(train_set, val_set, *, class_names: list[str], image_size: 
             pred = model(images.to(device)).argmax(dim=1).cpu()
             correct += int((pred == torch.as_tensor(labels)).sum())
             total += len(pred)
-    stats = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-             "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
-             "val_accuracy": correct / max(1, total), "val_size": total}
+    stats = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+        "val_accuracy": correct / max(1, total),
+        "val_size": total,
+    }
     return model.cpu(), stats

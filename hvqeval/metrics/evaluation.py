@@ -26,8 +26,14 @@ import numpy as np
 from hvqeval.errors import HvqevalError
 from hvqeval.inputs import ImageSource, SampleSetSource, open_images
 from hvqeval.metrics import fidelity
-from hvqeval.metrics.features import (Extractor, build_network, fp32_mode, images_to_features, pick_device,
-                                      resolve_extractor)
+from hvqeval.metrics.features import (
+    Extractor,
+    build_network,
+    fp32_mode,
+    images_to_features,
+    pick_device,
+    resolve_extractor,
+)
 from hvqeval.metrics.reference_cache import ReferenceCache, content_sha256, reference_key
 from hvqeval.results import ResultRow, library_versions, utc_now
 
@@ -64,7 +70,9 @@ class EvalSettings:
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown or not self.metrics:
-            raise HvqevalError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")
+            raise HvqevalError(
+                f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}"
+            )
         if self.splits < 1:
             raise HvqevalError(f"--splits must be >= 1, got {self.splits}")
         if self.batch_size < 1:
@@ -72,8 +80,20 @@ class EvalSettings:
 
     def numeric(self) -> dict[str, Any]:
         """The settings that change a metric value (hashed into the job key)."""
-        keys = ("metrics", "extractor", "per_class", "splits", "seed", "kid_subsets", "kid_subset_size",
-                "prc_neighbourhood", "image_size", "fid_infinity", "bootstrap", "tf32")
+        keys = (
+            "metrics",
+            "extractor",
+            "per_class",
+            "splits",
+            "seed",
+            "kid_subsets",
+            "kid_subset_size",
+            "prc_neighbourhood",
+            "image_size",
+            "fid_infinity",
+            "bootstrap",
+            "tf32",
+        )
         data = asdict(self)
         return {k: (sorted(data[k]) if k == "metrics" else data[k]) for k in keys}
 
@@ -86,7 +106,9 @@ class EvalOutcome:
     job: str = ""
 
 
-def open_pair(samples: str, reference: str, image_size: int | None) -> tuple[ImageSource, ImageSource]:
+def open_pair(
+    samples: str, reference: str, image_size: int | None
+) -> tuple[ImageSource, ImageSource]:
     sample_source = open_images(samples, image_size=image_size)
     size = sample_source.require_uniform()
     reference_source = open_images(reference, image_size=image_size, default_split="val")
@@ -95,23 +117,42 @@ def open_pair(samples: str, reference: str, image_size: int | None) -> tuple[Ima
     return sample_source, reference_source
 
 
-def job_key(sample_source: ImageSource, reference_source: ImageSource, extractor: Extractor,
-            settings: EvalSettings) -> str:
+def job_key(
+    sample_source: ImageSource,
+    reference_source: ImageSource,
+    extractor: Extractor,
+    settings: EvalSettings,
+) -> str:
     parts = {
-        "samples": sample_source.content_key, "samples_pre": sample_source.preprocessing,
-        "reference": reference_source.content_key, "reference_pre": reference_source.preprocessing,
-        "extractor": extractor.label, "weights": extractor.weights_sha256, "settings": settings.numeric(),
+        "samples": sample_source.content_key,
+        "samples_pre": sample_source.preprocessing,
+        "reference": reference_source.content_key,
+        "reference_pre": reference_source.preprocessing,
+        "extractor": extractor.label,
+        "weights": extractor.weights_sha256,
+        "settings": settings.numeric(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _reference_features(reference_source: ImageSource, extractor: Extractor, layer: str, network_factory,
-                        settings: EvalSettings, device: str, cache: ReferenceCache | None):
+def _reference_features(
+    reference_source: ImageSource,
+    extractor: Extractor,
+    layer: str,
+    network_factory,
+    settings: EvalSettings,
+    device: str,
+    cache: ReferenceCache | None,
+):
     """(features (N, D) memmap, class ids or None, FidStatistics, "hit"/"miss"/"off")."""
     key, parts = reference_key(
-        content_key=content_sha256(reference_source), preprocessing=reference_source.preprocessing,
-        extractor=extractor.label, fidelity_name=extractor.info.fidelity_name, layers=[layer],
-        weights_sha256=extractor.weights_sha256, tf32=settings.tf32,
+        content_key=content_sha256(reference_source),
+        preprocessing=reference_source.preprocessing,
+        extractor=extractor.label,
+        fidelity_name=extractor.info.fidelity_name,
+        layers=[layer],
+        weights_sha256=extractor.weights_sha256,
+        tf32=settings.tf32,
     )
     if cache is not None:
         found = cache.load(key, [layer])
@@ -121,16 +162,28 @@ def _reference_features(reference_source: ImageSource, extractor: Extractor, lay
     tmp = root.new_entry()
     try:
         features = images_to_features(
-            reference_source, network_factory(), [layer], tmp, batch_size=settings.batch_size, device=device,
-            num_workers=settings.num_workers, desc="reference features", progress=settings.progress,
+            reference_source,
+            network_factory(),
+            [layer],
+            tmp,
+            batch_size=settings.batch_size,
+            device=device,
+            num_workers=settings.num_workers,
+            desc="reference features",
+            progress=settings.progress,
         )[layer]
         stats = fidelity.features_to_statistics(features, device=device)
         ids = reference_source.class_ids if settings.per_class else None
         if cache is None:
             return np.array(features), (None if ids is None else np.asarray(ids)), stats, "off", key
         ids = reference_source.class_ids
-        meta = {**parts, "reference": reference_source.id, "n": len(reference_source),
-                "created_at": utc_now(), "versions": library_versions()}
+        meta = {
+            **parts,
+            "reference": reference_source.id,
+            "n": len(reference_source),
+            "created_at": utc_now(),
+            "versions": library_versions(),
+        }
         cache.commit(tmp, key, class_ids=ids, statistics={layer: stats}, meta=meta)
     finally:
         if tmp.exists():
@@ -164,27 +217,40 @@ def prepare(samples: str, reference: str | None, settings: EvalSettings) -> Prep
         sample_source, reference_source = open_images(samples, image_size=settings.image_size), None
         sample_source.require_uniform()
     extractor = resolve_extractor(settings.extractor, settings.weights)
-    if settings.per_class and (sample_source.class_ids is None or reference_source.class_ids is None):
-        raise HvqevalError("--per-class needs class labels on both sides (a sample set and a class-folder "
-                           "dataset or labelled array)")
+    if settings.per_class and (
+        sample_source.class_ids is None or reference_source.class_ids is None
+    ):
+        raise HvqevalError(
+            "--per-class needs class labels on both sides (a sample set and a class-folder "
+            "dataset or labelled array)"
+        )
     if "kid" in settings.metrics:
         smallest = min(len(sample_source), len(reference_source))
         if settings.kid_subset_size > smallest:
-            raise HvqevalError(f"--kid-subset-size {settings.kid_subset_size} exceeds the {smallest} images "
-                               "available; lower it")
+            raise HvqevalError(
+                f"--kid-subset-size {settings.kid_subset_size} exceeds the {smallest} images "
+                "available; lower it"
+            )
     if "isc" in settings.metrics and len(sample_source) < settings.splits:
-        raise HvqevalError(f"IS over {settings.splits} splits needs at least {settings.splits} images, "
-                           f"got {len(sample_source)}")
+        raise HvqevalError(
+            f"IS over {settings.splits} splits needs at least {settings.splits} images, "
+            f"got {len(sample_source)}"
+        )
     key = job_key(sample_source, reference_source or sample_source, extractor, settings)
     return Prepared(sample_source, reference_source, extractor, settings, key)
 
 
-def evaluate(samples: str, reference: str | None, settings: EvalSettings,
-             prepared: Prepared | None = None) -> EvalOutcome:
+def evaluate(
+    samples: str, reference: str | None, settings: EvalSettings, prepared: Prepared | None = None
+) -> EvalOutcome:
     """Compute ``settings.metrics`` for ``samples`` against ``reference`` (IS alone needs none)."""
     prepared = prepared or prepare(samples, reference, settings)
-    sample_source, reference_source, extractor, key = (prepared.sample_source, prepared.reference_source,
-                                                       prepared.extractor, prepared.key)
+    sample_source, reference_source, extractor, key = (
+        prepared.sample_source,
+        prepared.reference_source,
+        prepared.extractor,
+        prepared.key,
+    )
     binary = [m for m in settings.metrics if m != "isc"]
     device = pick_device(settings.device)
     layers = sorted({extractor.layer("isc" if m == "isc" else "fid") for m in settings.metrics})
@@ -205,36 +271,88 @@ def evaluate(samples: str, reference: str | None, settings: EvalSettings,
     try:
         with fp32_mode(settings.tf32):
             sample_features = images_to_features(
-                sample_source, network_factory(), layers, scratch, batch_size=settings.batch_size,
-                device=device, num_workers=settings.num_workers, desc="sample features", progress=settings.progress,
+                sample_source,
+                network_factory(),
+                layers,
+                scratch,
+                batch_size=settings.batch_size,
+                device=device,
+                num_workers=settings.num_workers,
+                desc="sample features",
+                progress=settings.progress,
             )
             cache_state, ref_features, ref_ids, ref_stats, ref_key = "off", None, None, None, None
-            if reference_source is not None and fid_layer is not None:  # IS alone ignores a reference
+            if (
+                reference_source is not None and fid_layer is not None
+            ):  # IS alone ignores a reference
                 ref_features, ref_ids, ref_stats, cache_state, ref_key = _reference_features(
-                    reference_source, extractor, fid_layer, network_factory, settings, device, cache)
-        rows = _metric_rows(sample_source, reference_source, sample_features, ref_features, ref_ids, ref_stats,
-                            extractor, layers, fid_layer, settings, notes, device)
+                    reference_source, extractor, fid_layer, network_factory, settings, device, cache
+                )
+        rows = _metric_rows(
+            sample_source,
+            reference_source,
+            sample_features,
+            ref_features,
+            ref_ids,
+            ref_stats,
+            extractor,
+            layers,
+            fid_layer,
+            settings,
+            notes,
+            device,
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    common, common_extra = _common_fields(sample_source, reference_source, extractor, settings, device, key,
-                                          cache_state, ref_key, notes)
-    out = [ResultRow(metric=metric, value=value, std=std, splits=splits, **common, extra={**common_extra, **extra})
-           for metric, value, std, splits, extra in rows]
+    common, common_extra = _common_fields(
+        sample_source,
+        reference_source,
+        extractor,
+        settings,
+        device,
+        key,
+        cache_state,
+        ref_key,
+        notes,
+    )
+    out = [
+        ResultRow(
+            metric=metric,
+            value=value,
+            std=std,
+            splits=splits,
+            **common,
+            extra={**common_extra, **extra},
+        )
+        for metric, value, std, splits, extra in rows
+    ]
     return EvalOutcome(out, cache_state, notes, key)
 
 
-def _common_fields(sample_source, reference_source, extractor: Extractor, settings: EvalSettings, device: str,
-                   key: str, cache_state: str, ref_key: str | None,
-                   notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _common_fields(
+    sample_source,
+    reference_source,
+    extractor: Extractor,
+    settings: EvalSettings,
+    device: str,
+    key: str,
+    cache_state: str,
+    ref_key: str | None,
+    notes: list[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
     sample_set = sample_source.sample_set if isinstance(sample_source, SampleSetSource) else None
     resize = f"samples={sample_source.preprocessing}"
     if reference_source is not None:
         resize += f"; reference={reference_source.preprocessing}"
     resize += f"; network={extractor.info.resize}"
     extra = {
-        "job": key, "device": device, "official_weights": extractor.official, "reference_cache": cache_state,
-        "reference_cache_key": ref_key, "batch_size": settings.batch_size,
+        "job": key,
+        "device": device,
+        "official_weights": extractor.official,
+        "reference_cache": cache_state,
+        "reference_cache_key": ref_key,
+        "batch_size": settings.batch_size,
         "converted_to_rgb": sample_source.converted_to_rgb
         + (reference_source.converted_to_rgb if reference_source is not None else 0),
     }
@@ -245,33 +363,60 @@ def _common_fields(sample_source, reference_source, extractor: Extractor, settin
     return {
         "model": settings.model or (sample_set.model if sample_set is not None else None),
         "sample_set": sample_source.id,
-        "sample_set_sha256": sample_set.manifest_sha256 if sample_set is not None else sample_source.content_key,
+        "sample_set_sha256": sample_set.manifest_sha256
+        if sample_set is not None
+        else sample_source.content_key,
         "reference": reference_source.spec if reference_source is not None else None,
-        "reference_id": (hashlib.sha256(f"{reference_source.content_key}|{reference_source.preprocessing}"
-                                        .encode()).hexdigest() if reference_source is not None else None),
-        "n": len(sample_source), "n_reference": len(reference_source) if reference_source is not None else None,
-        "seed": settings.seed, "feature_extractor": extractor.label, "weights_sha256": extractor.weights_sha256,
-        "resize": resize, "tf32": settings.tf32, "versions": library_versions(),
+        "reference_id": (
+            hashlib.sha256(
+                f"{reference_source.content_key}|{reference_source.preprocessing}".encode()
+            ).hexdigest()
+            if reference_source is not None
+            else None
+        ),
+        "n": len(sample_source),
+        "n_reference": len(reference_source) if reference_source is not None else None,
+        "seed": settings.seed,
+        "feature_extractor": extractor.label,
+        "weights_sha256": extractor.weights_sha256,
+        "resize": resize,
+        "tf32": settings.tf32,
+        "versions": library_versions(),
     }, extra
 
 
 def _warn_small_n(n: int, dim: int, what: str, notes: list[str]) -> None:
     if n < dim:
-        message = (f"{what}: n = {n} is below the feature dimension {dim}, so the covariance is singular "
-                   "and FID is biased upwards; compare FIDs only at equal n (or use --fid-infinity)")
+        message = (
+            f"{what}: n = {n} is below the feature dimension {dim}, so the covariance is singular "
+            "and FID is biased upwards; compare FIDs only at equal n (or use --fid-infinity)"
+        )
         notes.append(message)
         warnings.warn(message, stacklevel=3)
 
 
-def _metric_rows(sample_source, reference_source, sample_features, ref_features, ref_ids, ref_stats,
-                 extractor: Extractor, layers, fid_layer, settings: EvalSettings, notes: list[str],
-                 device: str = "cpu"):
+def _metric_rows(
+    sample_source,
+    reference_source,
+    sample_features,
+    ref_features,
+    ref_ids,
+    ref_stats,
+    extractor: Extractor,
+    layers,
+    fid_layer,
+    settings: EvalSettings,
+    notes: list[str],
+    device: str = "cpu",
+):
     """(metric, value, std, splits, extra) tuples."""
     rows: list[tuple[str, float, float | None, int | None, dict[str, Any]]] = []
     metrics = settings.metrics
     if "isc" in metrics:
         isc_layer = extractor.layer("isc")
-        mean, std = fidelity.logits_to_isc(sample_features[isc_layer], settings.splits, settings.seed)
+        mean, std = fidelity.logits_to_isc(
+            sample_features[isc_layer], settings.splits, settings.seed
+        )
         rows.append(("isc", mean, std, settings.splits, {"layer": isc_layer, "shuffled": True}))
     if fid_layer is None:
         return rows
@@ -282,35 +427,83 @@ def _metric_rows(sample_source, reference_source, sample_features, ref_features,
         if ref_stats.n < dim:
             _warn_small_n(ref_stats.n, dim, "FID reference", notes)
         stats = fidelity.features_to_statistics(features, device=device)
-        extra: dict[str, Any] = {"layer": fid_layer, "feature_dim": dim, "fid_sqrt": fidelity.FID_SQRT,
-                                 "differs_from_torch_fidelity": fidelity.differs_from_torch_fidelity(
-                                     len(features), ref_stats.n, dim)}
+        extra: dict[str, Any] = {
+            "layer": fid_layer,
+            "feature_dim": dim,
+            "fid_sqrt": fidelity.FID_SQRT,
+            "differs_from_torch_fidelity": fidelity.differs_from_torch_fidelity(
+                len(features), ref_stats.n, dim
+            ),
+        }
         if settings.bootstrap:
-            extra["bootstrap"] = fidelity.bootstrap_fid(features, ref_stats, resamples=settings.bootstrap,
-                                                        seed=settings.seed)
-        rows.append(("fid", fidelity.statistics_to_fid(stats, ref_stats, features, device), None, None, extra))
+            extra["bootstrap"] = fidelity.bootstrap_fid(
+                features, ref_stats, resamples=settings.bootstrap, seed=settings.seed
+            )
+        rows.append(
+            (
+                "fid",
+                fidelity.statistics_to_fid(stats, ref_stats, features, device),
+                None,
+                None,
+                extra,
+            )
+        )
         if settings.fid_infinity:
             value, points = fidelity.fid_infinity(features, ref_stats, seed=settings.seed)
             rows.append(("fid_infinity", value, None, None, {"layer": fid_layer, "points": points}))
     if "kid" in metrics:
-        mean, std = fidelity.features_to_kid(features, ref_features, subsets=settings.kid_subsets,
-                                             subset_size=settings.kid_subset_size, seed=settings.seed)
-        rows.append(("kid", mean, std, None, {"layer": fid_layer, "subsets": settings.kid_subsets,
-                                              "subset_size": settings.kid_subset_size}))
+        mean, std = fidelity.features_to_kid(
+            features,
+            ref_features,
+            subsets=settings.kid_subsets,
+            subset_size=settings.kid_subset_size,
+            seed=settings.seed,
+        )
+        rows.append(
+            (
+                "kid",
+                mean,
+                std,
+                None,
+                {
+                    "layer": fid_layer,
+                    "subsets": settings.kid_subsets,
+                    "subset_size": settings.kid_subset_size,
+                },
+            )
+        )
     if "prc" in metrics:
-        prc = fidelity.features_to_prc(features, ref_features, neighbourhood=settings.prc_neighbourhood)
+        prc = fidelity.features_to_prc(
+            features, ref_features, neighbourhood=settings.prc_neighbourhood
+        )
         # torch-fidelity's calculate_metrics picks VGG-16 fc2_relu for PRC when no extractor is
         # named; hvqeval computes every metric with the one extractor chosen (--extractor vgg16
         # gives torch-fidelity's default PRC features).
-        differs = (None if extractor.info.name == "vgg16" else
-                   f"features are {extractor.label} layer {fid_layer}; torch-fidelity's default PRC features "
-                   "are VGG-16 fc2_relu (use --extractor vgg16 for those)")
+        differs = (
+            None
+            if extractor.info.name == "vgg16"
+            else f"features are {extractor.label} layer {fid_layer}; torch-fidelity's default PRC features "
+            "are VGG-16 fc2_relu (use --extractor vgg16 for those)"
+        )
         for name in ("precision", "recall"):
-            rows.append((name, prc[name], None, None, {"layer": fid_layer, "neighbourhood": settings.prc_neighbourhood,
-                                                       "f_score": prc["f_score"],
-                                                       "differs_from_torch_fidelity": differs}))
+            rows.append(
+                (
+                    name,
+                    prc[name],
+                    None,
+                    None,
+                    {
+                        "layer": fid_layer,
+                        "neighbourhood": settings.prc_neighbourhood,
+                        "f_score": prc["f_score"],
+                        "differs_from_torch_fidelity": differs,
+                    },
+                )
+            )
     if settings.per_class:
-        rows.extend(_per_class_rows(sample_source, features, ref_features, ref_ids, fid_layer, notes))
+        rows.extend(
+            _per_class_rows(sample_source, features, ref_features, ref_ids, fid_layer, notes)
+        )
     return rows
 
 
@@ -322,19 +515,41 @@ def _per_class_rows(sample_source, features, ref_features, ref_ids, fid_layer, n
     for class_id in sorted(set(sample_ids.tolist())):
         mine, theirs = np.flatnonzero(sample_ids == class_id), np.flatnonzero(ref_ids == class_id)
         if len(mine) < 2 or len(theirs) < 2:
-            notes.append(f"per-class FID: class {class_id} skipped ({len(mine)} samples, {len(theirs)} reference)")
+            notes.append(
+                f"per-class FID: class {class_id} skipped ({len(mine)} samples, {len(theirs)} reference)"
+            )
             continue
         ours, reference = np.asarray(features[mine]), np.asarray(ref_features[theirs])
         if len(reference) < len(ours):  # tr((S1 S2)^1/2) is symmetric: factor the smaller side
             ours, reference = reference, ours
-        value = fidelity.statistics_to_fid(fidelity.features_to_statistics(ours),
-                                           fidelity.features_to_statistics(reference), ours)
+        value = fidelity.statistics_to_fid(
+            fidelity.features_to_statistics(ours), fidelity.features_to_statistics(reference), ours
+        )
         values.append(value)
-        rows.append(("fid_class", value, None, None, {
-            "layer": fid_layer, "class_id": int(class_id), "class_name": sample_source.class_name(int(class_id)),
-            "n_class": int(len(mine)), "n_reference_class": int(len(theirs))}))
+        rows.append(
+            (
+                "fid_class",
+                value,
+                None,
+                None,
+                {
+                    "layer": fid_layer,
+                    "class_id": int(class_id),
+                    "class_name": sample_source.class_name(int(class_id)),
+                    "n_class": int(len(mine)),
+                    "n_reference_class": int(len(theirs)),
+                },
+            )
+        )
     if not values:
         raise HvqevalError("--per-class: no class has at least 2 samples and 2 reference images")
-    rows.append(("fid_class_mean", float(np.mean(values)), None, None, {
-        "layer": fid_layer, "classes": len(values), "std_over_classes": float(np.std(values))}))
+    rows.append(
+        (
+            "fid_class_mean",
+            float(np.mean(values)),
+            None,
+            None,
+            {"layer": fid_layer, "classes": len(values), "std_over_classes": float(np.std(values))},
+        )
+    )
     return rows

@@ -29,9 +29,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -40,11 +40,11 @@ from hvqeval.errors import HvqevalError, WeightsError
 from hvqeval.sample_set import sha256_file
 
 INCEPTION_ENV = "HVQEVAL_INCEPTION_WEIGHTS"
-INCEPTION_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
-)
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
-RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"  # torchvision IMAGENET1K_V1
+RESNET50_URL = (
+    "https://download.pytorch.org/models/resnet50-0676ba61.pth"  # torchvision IMAGENET1K_V1
+)
 
 
 @dataclass(frozen=True)
@@ -60,18 +60,33 @@ class ExtractorInfo:
 
 EXTRACTORS: dict[str, ExtractorInfo] = {
     "inception-v3-compat": ExtractorInfo(
-        "inception-v3-compat", "inception-v3-compat",
+        "inception-v3-compat",
+        "inception-v3-compat",
         {"isc": "logits_unbiased", "fid": "2048", "kid": "2048", "prc": "2048"},
-        INCEPTION_URL, "tf1-bilinear(299)"),
+        INCEPTION_URL,
+        "tf1-bilinear(299)",
+    ),
     "vgg16": ExtractorInfo(
-        "vgg16", "vgg16", {"fid": "fc2_relu", "kid": "fc2_relu", "prc": "fc2_relu"},
-        VGG16_URL, "tf1-bilinear(224)"),
+        "vgg16",
+        "vgg16",
+        {"fid": "fc2_relu", "kid": "fc2_relu", "prc": "fc2_relu"},
+        VGG16_URL,
+        "tf1-bilinear(224)",
+    ),
     "resnet50": ExtractorInfo(
-        "resnet50", "resnet50", {"isc": "logits", "fid": "avgpool", "kid": "avgpool", "prc": "avgpool"},
-        RESNET50_URL, "tf1-bilinear(224)"),
+        "resnet50",
+        "resnet50",
+        {"isc": "logits", "fid": "avgpool", "kid": "avgpool", "prc": "avgpool"},
+        RESNET50_URL,
+        "tf1-bilinear(224)",
+    ),
     "domain": ExtractorInfo(
-        "domain", "hvqeval-domain", {"isc": "logits", "fid": "pool", "kid": "pool", "prc": "pool"},
-        None, "bilinear-antialias(trained size)"),
+        "domain",
+        "hvqeval-domain",
+        {"isc": "logits", "fid": "pool", "kid": "pool", "prc": "pool"},
+        None,
+        "bilinear-antialias(trained size)",
+    ),
 }
 
 
@@ -101,7 +116,9 @@ class Extractor:
 
     def layer(self, metric: str) -> str:
         if metric not in self.info.layers:
-            raise HvqevalError(f"the {self.info.name} extractor has no layer for {metric}; use inception-v3-compat")
+            raise HvqevalError(
+                f"the {self.info.name} extractor has no layer for {metric}; use inception-v3-compat"
+            )
         return self.info.layers[metric]
 
 
@@ -120,7 +137,9 @@ def _download_or_fail(info: ExtractorInfo, flag: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(info.url, str(target), hash_prefix=_published_prefix(info.url), progress=True)
+        torch.hub.download_url_to_file(
+            info.url, str(target), hash_prefix=_published_prefix(info.url), progress=True
+        )
     except Exception as err:  # noqa: BLE001 - any failure to fetch means "offline"
         hint = f" (or set {INCEPTION_ENV})" if info.name == "inception-v3-compat" else ""
         raise WeightsError(
@@ -130,11 +149,14 @@ def _download_or_fail(info: ExtractorInfo, flag: str) -> Path:
     return target
 
 
-def resolve_extractor(name: str, weights: str | os.PathLike | None = None,
-                      expected_sha256: str | None = None) -> Extractor:
+def resolve_extractor(
+    name: str, weights: str | os.PathLike | None = None, expected_sha256: str | None = None
+) -> Extractor:
     """Find the weights file for extractor ``name`` and check it; never falls back elsewhere."""
     if name not in EXTRACTORS:
-        raise HvqevalError(f"unknown feature extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
+        raise HvqevalError(
+            f"unknown feature extractor {name!r}; choose one of {', '.join(EXTRACTORS)}"
+        )
     info = EXTRACTORS[name]
     flag = "--inception-weights" if name == "inception-v3-compat" else "--weights"
     if weights is None and name == "inception-v3-compat" and os.environ.get(INCEPTION_ENV):
@@ -152,13 +174,22 @@ def resolve_extractor(name: str, weights: str | os.PathLike | None = None,
         path = _download_or_fail(info, flag)
     digest = sha256_file(path)
     if expected_sha256 and digest != expected_sha256.lower():
-        raise WeightsError(f"{path} has sha256 {digest}, expected {expected_sha256}; wrong or corrupted file")
+        raise WeightsError(
+            f"{path} has sha256 {digest}, expected {expected_sha256}; wrong or corrupted file"
+        )
     prefix = _published_prefix(info.url) if info.url else ""
     # A file named like the published one (name-<sha256 prefix>.pth) must carry that hash.
     own_prefix = re.search(r"-([0-9a-f]{8})\.pth$", path.name)
-    if own_prefix and info.url and path.name == info.url.rsplit("/", 1)[-1] and not digest.startswith(prefix):
-        raise WeightsError(f"{path} is named like the published {info.name} weights but its sha256 is {digest}; "
-                           "the file is corrupted or not the published one: download it again")
+    if (
+        own_prefix
+        and info.url
+        and path.name == info.url.rsplit("/", 1)[-1]
+        and not digest.startswith(prefix)
+    ):
+        raise WeightsError(
+            f"{path} is named like the published {info.name} weights but its sha256 is {digest}; "
+            "the file is corrupted or not the published one: download it again"
+        )
     label = name
     notes: dict = {}
     if name == "domain":
@@ -166,8 +197,11 @@ def resolve_extractor(name: str, weights: str | os.PathLike | None = None,
 
         loaded = load_weights(path)
         label = f"domain:{loaded.dataset}"
-        notes = {"dataset": loaded.dataset, "image_size": loaded.image_size,
-                 "val_accuracy": loaded.meta.get("val_accuracy")}
+        notes = {
+            "dataset": loaded.dataset,
+            "image_size": loaded.image_size,
+            "val_accuracy": loaded.meta.get("val_accuracy"),
+        }
     return Extractor(info, path, digest, label, bool(prefix) and digest.startswith(prefix), notes)
 
 
@@ -175,7 +209,9 @@ def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise HvqevalError(f"--device {device} requested but CUDA is not available; use --device cpu")
+        raise HvqevalError(
+            f"--device {device} requested but CUDA is not available; use --device cpu"
+        )
     if device not in ("cpu", "cuda"):
         raise HvqevalError(f"--device must be auto, cpu or cuda, got {device!r}")
     return device
@@ -199,8 +235,11 @@ def build_network(extractor: Extractor, layers: list[str], device: str):
 
     register_with_torch_fidelity()
     return create_feature_extractor(
-        extractor.info.fidelity_name, list(layers), cuda=(device == "cuda"),
-        feature_extractor_weights_path=str(extractor.weights_path), verbose=False,
+        extractor.info.fidelity_name,
+        list(layers),
+        cuda=(device == "cuda"),
+        feature_extractor_weights_path=str(extractor.weights_path),
+        verbose=False,
     )
 
 
@@ -213,9 +252,18 @@ def _unwrap_worker_error(err: Exception) -> HvqevalError:
     return type(err)(last) if isinstance(err, HvqevalError) else HvqevalError(last)
 
 
-def images_to_features(source, network, layers: list[str], out_dir: Path, *, batch_size: int = 64,
-                       device: str = "cpu", num_workers: int = 0, desc: str = "features",
-                       progress: bool = True) -> dict[str, np.ndarray]:
+def images_to_features(
+    source,
+    network,
+    layers: list[str],
+    out_dir: Path,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    num_workers: int = 0,
+    desc: str = "features",
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
     """Stream ``source`` (uint8 (3, H, W) items) through ``network``; write ``<layer>.npy`` memmaps.
 
     Batches are formed exactly as torch-fidelity forms them (DataLoader, same batch size,
@@ -234,22 +282,43 @@ def images_to_features(source, network, layers: list[str], out_dir: Path, *, bat
     size = min(batch_size, n)
     shard = current()
     if not shard.distributed:
-        arrays = _extract(source, network, layers, size, device, num_workers, desc, progress,
-                          lambda name, dim: np.lib.format.open_memmap(
-                              out_dir / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n, dim)),
-                          getattr(source, "id", source))
+        arrays = _extract(
+            source,
+            network,
+            layers,
+            size,
+            device,
+            num_workers,
+            desc,
+            progress,
+            lambda name, dim: np.lib.format.open_memmap(
+                out_dir / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n, dim)
+            ),
+            getattr(source, "id", source),
+        )
         for array in arrays.values():
             array.flush()
         del arrays
     else:
         mine = batch_indices(n, size, shard)
-        own = _extract(Subset(source, mine), network, layers, size, device, num_workers, desc,
-                       progress and shard.is_main, lambda name, dim: np.empty((len(mine), dim), np.float32),
-                       getattr(source, "id", source))
+        own = _extract(
+            Subset(source, mine),
+            network,
+            layers,
+            size,
+            device,
+            num_workers,
+            desc,
+            progress and shard.is_main,
+            lambda name, dim: np.empty((len(mine), dim), np.float32),
+            getattr(source, "id", source),
+        )
         for name in layers:  # every rank runs every collective, in the same order
             parts = shard.gather((mine, own.get(name)))
             dim = next(a.shape[1] for _, a in parts if a is not None)
-            full = np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n, dim))
+            full = np.lib.format.open_memmap(
+                out_dir / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n, dim)
+            )
             for indices, array in parts:
                 if indices:
                     full[np.asarray(indices)] = array
@@ -258,7 +327,9 @@ def images_to_features(source, network, layers: list[str], out_dir: Path, *, bat
     return {name: np.load(out_dir / f"{name}.npy", mmap_mode="r") for name in layers}
 
 
-def _extract(source, network, layers, batch_size, device, num_workers, desc, progress, allocate, label):
+def _extract(
+    source, network, layers, batch_size, device, num_workers, desc, progress, allocate, label
+):
     """Features of ``source`` in order: ``{layer: allocate(layer, D)}`` filled batch by batch."""
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -267,10 +338,20 @@ def _extract(source, network, layers, batch_size, device, num_workers, desc, pro
     arrays: dict[str, np.ndarray] = {}
     if n == 0:
         return arrays
-    loader = DataLoader(source, batch_size=batch_size, shuffle=False, drop_last=False,
-                        num_workers=num_workers, pin_memory=(device == "cuda"), persistent_workers=False)
+    loader = DataLoader(
+        source,
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=False,
+        num_workers=num_workers,
+        pin_memory=(device == "cuda"),
+        persistent_workers=False,
+    )
     start = 0
-    with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar, torch.no_grad():
+    with (
+        tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar,
+        torch.no_grad(),
+    ):
         iterator = iter(loader)
         while True:
             try:
@@ -281,8 +362,9 @@ def _extract(source, network, layers, batch_size, device, num_workers, desc, pro
                 raise _unwrap_worker_error(err) from None
             except RuntimeError as err:
                 if "stack expects each tensor to be equal size" in str(err):
-                    raise HvqevalError(f"{label} has images of different sizes; "
-                                       "pass --image-size N") from None
+                    raise HvqevalError(
+                        f"{label} has images of different sizes; pass --image-size N"
+                    ) from None
                 raise
             if device == "cuda":
                 batch = batch.cuda(non_blocking=True)
@@ -291,7 +373,7 @@ def _extract(source, network, layers, batch_size, device, num_workers, desc, pro
                 value = outputs[name].detach().to("cpu", torch.float32).numpy()  # (B, D)
                 if name not in arrays:
                     arrays[name] = allocate(name, value.shape[1])
-                arrays[name][start:start + len(value)] = value
+                arrays[name][start : start + len(value)] = value
             start += len(batch)
             bar.update(len(batch))
     return arrays

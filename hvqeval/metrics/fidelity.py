@@ -67,7 +67,9 @@ class FidStatistics:
     n: int
 
 
-def features_to_statistics(features: np.ndarray, chunk: int = 8192, device: str = "cpu") -> FidStatistics:
+def features_to_statistics(
+    features: np.ndarray, chunk: int = 8192, device: str = "cpu"
+) -> FidStatistics:
     """Two passes over (N, D) features (a memmap is fine) in chunks, accumulating in float64.
 
     Equals ``np.mean(f, 0)`` and ``np.cov(f, rowvar=False)`` (unbiased, N - 1) without
@@ -81,11 +83,11 @@ def features_to_statistics(features: np.ndarray, chunk: int = 8192, device: str 
         return _statistics_torch(features, chunk, device)
     total = np.zeros(d, dtype=np.float64)
     for start in range(0, n, chunk):
-        total += np.asarray(features[start:start + chunk], dtype=np.float64).sum(axis=0)
+        total += np.asarray(features[start : start + chunk], dtype=np.float64).sum(axis=0)
     mu = total / n
     sigma = np.zeros((d, d), dtype=np.float64)
     for start in range(0, n, chunk):
-        centred = np.asarray(features[start:start + chunk], dtype=np.float64) - mu  # (B, D)
+        centred = np.asarray(features[start : start + chunk], dtype=np.float64) - mu  # (B, D)
         sigma += centred.T @ centred
     sigma /= n - 1
     return FidStatistics(mu=mu, sigma=sigma, n=n)
@@ -95,7 +97,9 @@ def _statistics_torch(features: np.ndarray, chunk: int, device: str) -> FidStati
     n, d = features.shape
 
     def block(start: int) -> torch.Tensor:
-        return torch.from_numpy(np.array(features[start:start + chunk], dtype=np.float64)).to(device)
+        return torch.from_numpy(np.array(features[start : start + chunk], dtype=np.float64)).to(
+            device
+        )
 
     total = torch.zeros(d, dtype=torch.float64, device=device)
     for start in range(0, n, chunk):
@@ -145,8 +149,12 @@ def trace_sqrt_product_low_rank(features1: np.ndarray, sigma2: np.ndarray) -> fl
     return float(np.sqrt(np.clip(values, 0.0, None)).sum())
 
 
-def statistics_to_fid(stats1: FidStatistics, stats2: FidStatistics, features1: np.ndarray | None = None,
-                      device: str = "cpu") -> float:
+def statistics_to_fid(
+    stats1: FidStatistics,
+    stats2: FidStatistics,
+    features1: np.ndarray | None = None,
+    device: str = "cpu",
+) -> float:
     """FID from statistics; ``features1`` (the rows behind ``stats1``) enables the low-rank path."""
     if stats1.mu.shape != stats2.mu.shape:
         raise ValueError(f"feature dimensions differ: {stats1.mu.shape} vs {stats2.mu.shape}")
@@ -168,9 +176,11 @@ def differs_from_torch_fidelity(n: int, n_reference: int, dim: int) -> str | Non
     smallest = min(n, n_reference)
     if smallest > dim:
         return None
-    return (f"n = {smallest} <= feature dimension {dim}: the covariance is singular; hvqeval's symmetric "
-            "square root is exact here, torch-fidelity's eigenvalues of the non-symmetric product are not, "
-            "so the two FIDs differ")
+    return (
+        f"n = {smallest} <= feature dimension {dim}: the covariance is singular; hvqeval's symmetric "
+        "square root is exact here, torch-fidelity's eigenvalues of the non-symmetric product are not, "
+        "so the two FIDs differ"
+    )
 
 
 def features_to_fid(features1: np.ndarray, stats2: FidStatistics) -> float:
@@ -178,48 +188,93 @@ def features_to_fid(features1: np.ndarray, stats2: FidStatistics) -> float:
     return statistics_to_fid(features_to_statistics(features1), stats2, features1)
 
 
-def logits_to_isc(logits: np.ndarray, splits: int = DEFAULT_ISC_SPLITS,
-                  seed: int = DEFAULT_SEED) -> tuple[float, float]:
+def logits_to_isc(
+    logits: np.ndarray, splits: int = DEFAULT_ISC_SPLITS, seed: int = DEFAULT_SEED
+) -> tuple[float, float]:
     """IS mean and std over ``splits`` splits of shuffled samples (torch-fidelity's code)."""
-    from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+    from torch_fidelity.metric_isc import (
+        KEY_METRIC_ISC_MEAN,
+        KEY_METRIC_ISC_STD,
+        isc_features_to_metric,
+    )
 
     if len(logits) < splits:
-        raise ValueError(f"IS with {splits} splits needs at least {splits} images, got {len(logits)}")
-    out = isc_features_to_metric(torch.from_numpy(np.array(logits, dtype=np.float32)), splits=splits,
-                                 shuffle=True, rng_seed=seed)
+        raise ValueError(
+            f"IS with {splits} splits needs at least {splits} images, got {len(logits)}"
+        )
+    out = isc_features_to_metric(
+        torch.from_numpy(np.array(logits, dtype=np.float32)),
+        splits=splits,
+        shuffle=True,
+        rng_seed=seed,
+    )
     return out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD]
 
 
-def features_to_kid(features1: np.ndarray, features2: np.ndarray, *, subsets: int = DEFAULT_KID_SUBSETS,
-                    subset_size: int = DEFAULT_KID_SUBSET_SIZE, seed: int = DEFAULT_SEED) -> tuple[float, float]:
+def features_to_kid(
+    features1: np.ndarray,
+    features2: np.ndarray,
+    *,
+    subsets: int = DEFAULT_KID_SUBSETS,
+    subset_size: int = DEFAULT_KID_SUBSET_SIZE,
+    seed: int = DEFAULT_SEED,
+) -> tuple[float, float]:
     """KID mean and std over random subsets (torch-fidelity's polynomial-kernel MMD)."""
-    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+    from torch_fidelity.metric_kid import (
+        KEY_METRIC_KID_MEAN,
+        KEY_METRIC_KID_STD,
+        kid_features_to_metric,
+    )
 
     out = kid_features_to_metric(
         torch.from_numpy(np.array(features1, dtype=np.float32)),
         torch.from_numpy(np.array(features2, dtype=np.float32)),
-        kid_subsets=subsets, kid_subset_size=subset_size, rng_seed=seed, verbose=False,
+        kid_subsets=subsets,
+        kid_subset_size=subset_size,
+        rng_seed=seed,
+        verbose=False,
     )
     return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
 
 
-def features_to_prc(features_samples: np.ndarray, features_reference: np.ndarray, *,
-                    neighbourhood: int = DEFAULT_PRC_NEIGHBOURHOOD, batch_size: int = DEFAULT_PRC_BATCH_SIZE) -> dict[str, float]:
+def features_to_prc(
+    features_samples: np.ndarray,
+    features_reference: np.ndarray,
+    *,
+    neighbourhood: int = DEFAULT_PRC_NEIGHBOURHOOD,
+    batch_size: int = DEFAULT_PRC_BATCH_SIZE,
+) -> dict[str, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019), torch-fidelity's code."""
-    from torch_fidelity.metric_prc import (KEY_METRIC_F_SCORE, KEY_METRIC_PRECISION, KEY_METRIC_RECALL,
-                                           prc_features_to_metric)
+    from torch_fidelity.metric_prc import (
+        KEY_METRIC_F_SCORE,
+        KEY_METRIC_PRECISION,
+        KEY_METRIC_RECALL,
+        prc_features_to_metric,
+    )
 
     out = prc_features_to_metric(
         torch.from_numpy(np.array(features_samples, dtype=np.float32)),
         torch.from_numpy(np.array(features_reference, dtype=np.float32)),
-        prc_neighborhood=neighbourhood, prc_batch_size=batch_size, save_cpu_ram=True, verbose=False,
+        prc_neighborhood=neighbourhood,
+        prc_batch_size=batch_size,
+        save_cpu_ram=True,
+        verbose=False,
     )
-    return {KEY_PRECISION: out[KEY_METRIC_PRECISION], KEY_RECALL: out[KEY_METRIC_RECALL],
-            KEY_F_SCORE: out[KEY_METRIC_F_SCORE]}
+    return {
+        KEY_PRECISION: out[KEY_METRIC_PRECISION],
+        KEY_RECALL: out[KEY_METRIC_RECALL],
+        KEY_F_SCORE: out[KEY_METRIC_F_SCORE],
+    }
 
 
-def fid_infinity(features: np.ndarray, reference: FidStatistics, *, points: int = 15, seed: int = 0,
-                 min_fraction: float = 0.2) -> tuple[float, list[tuple[int, float]]]:
+def fid_infinity(
+    features: np.ndarray,
+    reference: FidStatistics,
+    *,
+    points: int = 15,
+    seed: int = 0,
+    min_fraction: float = 0.2,
+) -> tuple[float, list[tuple[int, float]]]:
     """FID∞: FID on ``points`` random subsets of sizes min_fraction*N .. N, fit a + b/N, return a.
 
     Chong & Forsyth (2020) show FID_N = FID∞ + k / N to good accuracy; they use 15 sizes
@@ -240,8 +295,14 @@ def fid_infinity(features: np.ndarray, reference: FidStatistics, *, points: int 
     return float(intercept), measured
 
 
-def bootstrap_fid(features: np.ndarray, reference: FidStatistics, *, resamples: int = 100, seed: int = 0,
-                  level: float = 0.95) -> dict[str, float]:
+def bootstrap_fid(
+    features: np.ndarray,
+    reference: FidStatistics,
+    *,
+    resamples: int = 100,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
     """Percentile bootstrap of FID over the sample side (reference statistics held fixed)."""
     rng = np.random.default_rng(seed)
     n = len(features)
@@ -250,5 +311,10 @@ def bootstrap_fid(features: np.ndarray, reference: FidStatistics, *, resamples: 
         index = rng.integers(0, n, size=n)
         values.append(features_to_fid(np.asarray(features)[index], reference))
     low, high = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return {"resamples": resamples, "level": level, "low": float(low), "high": float(high),
-            "std": float(np.std(values, ddof=1))}
+    return {
+        "resamples": resamples,
+        "level": level,
+        "low": float(low),
+        "high": float(high),
+        "std": float(np.std(values, ddof=1)),
+    }

@@ -44,7 +44,9 @@ SPACES = {
 FORMAT_VERSION = 2  # 2: keyed by file bytes (1 was keyed by names, sizes and mtimes)
 
 
-def pixel_features(source, out_path: Path, *, batch_size: int = 256, progress: bool = True) -> np.ndarray:
+def pixel_features(
+    source, out_path: Path, *, batch_size: int = 256, progress: bool = True
+) -> np.ndarray:
     """Flattened uint8 pixels (N, 3*H*W) of a uniform-size source, written as a memmap."""
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -55,7 +57,7 @@ def pixel_features(source, out_path: Path, *, batch_size: int = 256, progress: b
     loader = DataLoader(source, batch_size=batch_size, shuffle=False)
     with tqdm(total=n, desc="pixel features", unit="img", disable=not progress, leave=False) as bar:
         for batch in loader:  # (B, 3, H, W) uint8
-            rows[start:start + len(batch)] = batch.reshape(len(batch), -1).numpy()
+            rows[start : start + len(batch)] = batch.reshape(len(batch), -1).numpy()
             start += len(batch)
             bar.update(len(batch))
     rows.flush()
@@ -63,13 +65,31 @@ def pixel_features(source, out_path: Path, *, batch_size: int = 256, progress: b
     return np.load(out_path, mmap_mode="r")
 
 
-def network_features(source, extractor, layer: str, out_dir: Path, *, batch_size: int, device: str,
-                     num_workers: int = 0, progress: bool = True) -> np.ndarray:
+def network_features(
+    source,
+    extractor,
+    layer: str,
+    out_dir: Path,
+    *,
+    batch_size: int,
+    device: str,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
     from hvqeval.metrics.features import build_network, images_to_features
 
     network = build_network(extractor, [layer], device)
-    features = images_to_features(source, network, [layer], out_dir, batch_size=batch_size, device=device,
-                                  num_workers=num_workers, desc=f"{extractor.info.name} features", progress=progress)
+    features = images_to_features(
+        source,
+        network,
+        [layer],
+        out_dir,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        desc=f"{extractor.info.name} features",
+        progress=progress,
+    )
     return features[layer]
 
 
@@ -80,14 +100,27 @@ class SpaceFeatures:
     key: str
 
 
-def dataset_features(source, space: str, extractor, cache_root: Path, *, batch_size: int = 64, device: str = "cpu",
-                     num_workers: int = 0, progress: bool = True) -> SpaceFeatures:
+def dataset_features(
+    source,
+    space: str,
+    extractor,
+    cache_root: Path,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> SpaceFeatures:
     """Features of the dataset in ``space``, from the cache or computed and stored there."""
     from hvqeval.metrics.reference_cache import content_sha256
 
-    parts = {"format_version": FORMAT_VERSION, "content_key": content_sha256(source),
-             "preprocessing": source.preprocessing, "space": space,
-             "weights_sha256": extractor.weights_sha256 if extractor is not None else None}
+    parts = {
+        "format_version": FORMAT_VERSION,
+        "content_key": content_sha256(source),
+        "preprocessing": source.preprocessing,
+        "space": space,
+        "weights_sha256": extractor.weights_sha256 if extractor is not None else None,
+    }
     key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     entry = Path(cache_root) / "neighbours" / key
     if (entry / "meta.json").is_file():
@@ -100,10 +133,20 @@ def dataset_features(source, space: str, extractor, cache_root: Path, *, batch_s
             pixel_features(source, tmp / "features.npy", progress=progress)
         else:
             layer = SPACES[space][1]
-            network_features(source, extractor, layer, tmp, batch_size=batch_size, device=device,
-                             num_workers=num_workers, progress=progress)
+            network_features(
+                source,
+                extractor,
+                layer,
+                tmp,
+                batch_size=batch_size,
+                device=device,
+                num_workers=num_workers,
+                progress=progress,
+            )
             (tmp / f"{layer}.npy").rename(tmp / "features.npy")
-        (tmp / "meta.json").write_text(json.dumps({**parts, "dataset": source.id, "n": len(source)}, indent=1))
+        (tmp / "meta.json").write_text(
+            json.dumps({**parts, "dataset": source.id, "n": len(source)}, indent=1)
+        )
         entry.parent.mkdir(parents=True, exist_ok=True)
         if not entry.exists():
             tmp.rename(entry)
@@ -112,8 +155,16 @@ def dataset_features(source, space: str, extractor, cache_root: Path, *, batch_s
     return SpaceFeatures(np.load(entry / "features.npy", mmap_mode="r"), False, key)
 
 
-def exact_knn(queries, database, k: int, *, chunk: int = 65536, device: str = "cpu",
-              margin: int | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def exact_knn(
+    queries,
+    database,
+    k: int,
+    *,
+    chunk: int = 65536,
+    device: str = "cpu",
+    margin: int | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """k nearest database rows (L2) of every query: (indices (Q, k) int64, distances (Q, k) float64).
 
     ``database`` may be a numpy array / memmap (moved to ``device`` chunk by chunk) or a
@@ -131,8 +182,14 @@ def exact_knn(queries, database, k: int, *, chunk: int = 65536, device: str = "c
     q_norm = (q * q).sum(dim=1, keepdim=True)  # (Q, 1)
     best_d = torch.full((len(q), 0), float("inf"), device=device)
     best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=device)
-    for start in tqdm(range(0, n, chunk), desc="nearest neighbours", unit="chunk", disable=not progress, leave=False):
-        block = database[start:start + chunk]
+    for start in tqdm(
+        range(0, n, chunk),
+        desc="nearest neighbours",
+        unit="chunk",
+        disable=not progress,
+        leave=False,
+    ):
+        block = database[start : start + chunk]
         x = block if torch.is_tensor(block) else _read_only_tensor(np.asarray(block))
         x = x.to(device, torch.float32)  # (B, D)
         d2 = q_norm - 2.0 * (q @ x.T) + (x * x).sum(dim=1)[None, :]  # (Q, B)
@@ -155,17 +212,22 @@ def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
-def _rerank(queries: torch.Tensor, database, candidates: torch.Tensor, k: int, device: str,
-            block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def _rerank(
+    queries: torch.Tensor, database, candidates: torch.Tensor, k: int, device: str, block: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact float64 distances of the candidates; order by (distance, index); keep k."""
     out_i, out_d = [], []
     for start in range(0, len(candidates), block):
-        cand = torch.sort(candidates[start:start + block], dim=1).values  # (b, C), index order for ties
+        cand = torch.sort(
+            candidates[start : start + block], dim=1
+        ).values  # (b, C), index order for ties
         if torch.is_tensor(database):
             rows = database[cand.to(database.device)].to(device, torch.float64)  # (b, C, D)
         else:
-            rows = torch.from_numpy(np.asarray(database[cand.cpu().numpy()], dtype=np.float64)).to(device)
-        query = queries[start:start + block].to(device, torch.float64)  # (b, D)
+            rows = torch.from_numpy(np.asarray(database[cand.cpu().numpy()], dtype=np.float64)).to(
+                device
+            )
+        query = queries[start : start + block].to(device, torch.float64)  # (b, D)
         dist = ((rows - query[:, None, :]) ** 2).sum(dim=2).sqrt()  # (b, C)
         order = torch.sort(dist, dim=1, stable=True).indices[:, :k]
         out_i.append(torch.gather(cand, 1, order).cpu())
@@ -175,7 +237,9 @@ def _rerank(queries: torch.Tensor, database, candidates: torch.Tensor, k: int, d
 
 def _tile(image: torch.Tensor, scale: int) -> Image.Image:
     tile = Image.fromarray(image.permute(1, 2, 0).numpy())
-    return tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST) if scale > 1 else tile
+    return (
+        tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST) if scale > 1 else tile
+    )
 
 
 def neighbour_figure(sample: torch.Tensor, neighbours: list[torch.Tensor], path: Path) -> None:
@@ -192,12 +256,21 @@ def neighbour_figure(sample: torch.Tensor, neighbours: list[torch.Tensor], path:
         x, y = pad + (i % cols) * (cell + pad), pad + (i // cols) * (cell + pad)
         canvas.paste(_tile(image, scale), (x, y))
         if i == 0:
-            draw.rectangle([x - 2, y - 2, x + cell + 1, y + cell + 1], outline=(220, 30, 30), width=2)
+            draw.rectangle(
+                [x - 2, y - 2, x + cell + 1, y + cell + 1], outline=(220, 30, 30), width=2
+            )
     canvas.save(path)
 
 
-def write_outputs(out_dir: Path, samples, dataset, sample_indices, indices: np.ndarray,
-                  distances: np.ndarray, space: str) -> Path:
+def write_outputs(
+    out_dir: Path,
+    samples,
+    dataset,
+    sample_indices,
+    indices: np.ndarray,
+    distances: np.ndarray,
+    space: str,
+) -> Path:
     """One PNG per sample and ``neighbours.csv`` (sample, rank, dataset_index, dataset_path, distance)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "neighbours.csv"
@@ -206,8 +279,19 @@ def write_outputs(out_dir: Path, samples, dataset, sample_indices, indices: np.n
         writer.writerow(["sample", "rank", "dataset_index", "dataset_path", "distance", "space"])
         for row, sample_index in enumerate(sample_indices):
             for rank, (j, dist) in enumerate(zip(indices[row], distances[row]), start=1):
-                writer.writerow([samples.describe(sample_index), rank, int(j), dataset.describe(int(j)),
-                                 f"{dist:.6g}", space])
-            neighbour_figure(samples[sample_index], [dataset[int(j)] for j in indices[row]],
-                             out_dir / f"sample_{sample_index:06d}_{space}.png")
+                writer.writerow(
+                    [
+                        samples.describe(sample_index),
+                        rank,
+                        int(j),
+                        dataset.describe(int(j)),
+                        f"{dist:.6g}",
+                        space,
+                    ]
+                )
+            neighbour_figure(
+                samples[sample_index],
+                [dataset[int(j)] for j in indices[row]],
+                out_dir / f"sample_{sample_index:06d}_{space}.png",
+            )
     return csv_path

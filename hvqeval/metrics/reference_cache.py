@@ -58,7 +58,9 @@ def source_files(source) -> list[tuple[str, Path]]:
     if isinstance(source, ArraySource):
         return [(source.path.name, source.path)]
     if isinstance(source, DatasetSource):
-        if source.dataset.format == "shapes":  # procedural: the fingerprint's renderer hash and seed
+        if (
+            source.dataset.format == "shapes"
+        ):  # procedural: the fingerprint's renderer hash and seed
             return []
         root = Path(str(getattr(source.dataset, "source", source.name)))
         if root.is_file():
@@ -86,8 +88,10 @@ def content_sha256(source) -> str:
     for name, path in source_files(source):
         digest = sha256_file(path)
         if recorded.get(name, digest) != digest:
-            raise SampleSetError(f"sample set {source.sample_set.path}: {name} does not match the sha256 in the "
-                                 "manifest; the file changed after sampling (sample again or restore it)")
+            raise SampleSetError(
+                f"sample set {source.sample_set.path}: {name} does not match the sha256 in the "
+                "manifest; the file changed after sampling (sample again or restore it)"
+            )
         hashes.append([name, digest])
     settings = {k: v for k, v in source.fingerprint().items() if k not in _STAT_PARTS}
     payload = {"kind": source.kind, "settings": settings, "files": hashes}
@@ -100,12 +104,25 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hvqeval"
 
 
-def reference_key(*, content_key: str, preprocessing: str, extractor: str, fidelity_name: str,
-                  layers: list[str], weights_sha256: str, tf32: bool) -> tuple[str, dict[str, Any]]:
+def reference_key(
+    *,
+    content_key: str,
+    preprocessing: str,
+    extractor: str,
+    fidelity_name: str,
+    layers: list[str],
+    weights_sha256: str,
+    tf32: bool,
+) -> tuple[str, dict[str, Any]]:
     parts = {
-        "format_version": FORMAT_VERSION, "content_key": content_key, "preprocessing": preprocessing,
-        "extractor": extractor, "fidelity_name": fidelity_name, "layers": sorted(layers),
-        "weights_sha256": weights_sha256, "tf32": bool(tf32),
+        "format_version": FORMAT_VERSION,
+        "content_key": content_key,
+        "preprocessing": preprocessing,
+        "extractor": extractor,
+        "fidelity_name": fidelity_name,
+        "layers": sorted(layers),
+        "weights_sha256": weights_sha256,
+        "tf32": bool(tf32),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest(), parts
 
@@ -140,8 +157,10 @@ class ReferenceCache:
         if not meta_path.is_file():
             return None
         meta = json.loads(meta_path.read_text())
-        if any(not (path / f"{layer}.npy").is_file() or not (path / f"stats_{layer}.npz").is_file()
-               for layer in layers):
+        if any(
+            not (path / f"{layer}.npy").is_file() or not (path / f"stats_{layer}.npz").is_file()
+            for layer in layers
+        ):
             return None
         features = {layer: np.load(path / f"{layer}.npy", mmap_mode="r") for layer in layers}
         ids = np.load(path / "class_ids.npy") if (path / "class_ids.npy").is_file() else None
@@ -153,8 +172,15 @@ class ReferenceCache:
         tmp_root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(dir=tmp_root, prefix="reference-"))
 
-    def commit(self, tmp: Path, key: str, *, class_ids: np.ndarray | None, statistics: dict[str, Any],
-               meta: dict[str, Any]) -> None:
+    def commit(
+        self,
+        tmp: Path,
+        key: str,
+        *,
+        class_ids: np.ndarray | None,
+        statistics: dict[str, Any],
+        meta: dict[str, Any],
+    ) -> None:
         if class_ids is not None:
             np.save(tmp / "class_ids.npy", np.asarray(class_ids, dtype=np.int64))
         for layer, stats in statistics.items():

@@ -45,13 +45,18 @@ class FeatureExtractorResNet50(FeatureExtractorBase):
             "resnet50 needs feature_extractor_weights_path (a torchvision ResNet-50 state_dict file)",
         )
         self.model = torchvision.models.resnet50(weights=None)
-        state_dict = torch.load(feature_extractor_weights_path, map_location="cpu", weights_only=True)
+        state_dict = torch.load(
+            feature_extractor_weights_path, map_location="cpu", weights_only=True
+        )
         self.model.load_state_dict(state_dict)
         self.requires_grad_(False)
         self.eval()
 
     def forward(self, x):
-        vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting image as torch.Tensor with dtype=torch.uint8")
+        vassert(
+            torch.is_tensor(x) and x.dtype == torch.uint8,
+            "Expecting image as torch.Tensor with dtype=torch.uint8",
+        )
         vassert(x.dim() == 4 and x.shape[1] == 3, f"Input is not Bx3xHxW: {x.shape}")
         m = self.model
         x = resnet50_preprocess(x, self.INPUT_IMAGE_SIZE)  # (B, 3, 224, 224)

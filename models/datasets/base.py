@@ -55,8 +55,15 @@ class ImageDataset(Dataset):
 
     format: str = "images"
 
-    def __init__(self, *, source: str, split: str | None, class_names: list[str],
-                 native_size: int | None, transform: Transform | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        source: str,
+        split: str | None,
+        class_names: list[str],
+        native_size: int | None,
+        transform: Transform | None = None,
+    ) -> None:
         self.source = source
         self.split = split
         self.class_names = list(class_names)
@@ -89,5 +96,7 @@ class ImageDataset(Dataset):
 
     def __repr__(self) -> str:
         size = "mixed" if self.image_size is None else f"{self.image_size}x{self.image_size}"
-        return (f"{type(self).__name__}({self.source!r}, split={self.split!r}, {len(self)} images, "
-                f"{self.num_classes} classes, {size})")
+        return (
+            f"{type(self).__name__}({self.source!r}, split={self.split!r}, {len(self)} images, "
+            f"{self.num_classes} classes, {size})"
+        )

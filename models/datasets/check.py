@@ -29,11 +29,11 @@ class CheckReport:
     split: str | None
     images: int
     num_classes: int
-    class_counts: dict[int, int]      # class id -> images (classes with at least one image)
-    image_sizes: dict[str, int]       # "WxH" -> images
+    class_counts: dict[int, int]  # class id -> images (classes with at least one image)
+    image_sizes: dict[str, int]  # "WxH" -> images
     class_names: list[str] = field(repr=False)
     errors: list[str] = field(default_factory=list)
-    checked: str = "pixels"           # "pixels" (every image decoded), "headers" or "arrays"
+    checked: str = "pixels"  # "pixels" (every image decoded), "headers" or "arrays"
 
     @property
     def ok(self) -> bool:
@@ -50,19 +50,25 @@ class CheckReport:
     def lines(self) -> list[str]:
         """Human-readable summary, one fact per line."""
         counts = sorted(self.class_counts.items())
-        out = [f"format:      {self.format}",
-               f"source:      {self.source}",
-               f"split:       {self.split if self.split is not None else '(none)'}",
-               f"images:      {self.images}",
-               f"classes:     {len(counts)} with images, of {self.num_classes}"]
+        out = [
+            f"format:      {self.format}",
+            f"source:      {self.source}",
+            f"split:       {self.split if self.split is not None else '(none)'}",
+            f"images:      {self.images}",
+            f"classes:     {len(counts)} with images, of {self.num_classes}",
+        ]
         if counts:
             per_class = [n for _, n in counts]
             out.append(f"per class:   {min(per_class)}..{max(per_class)} images")
             shown = ", ".join(f"{self.class_names[c]} ({c})" for c, _ in counts[:5])
             out.append(f"e.g.:        {shown}{' ...' if len(counts) > 5 else ''}")
         sizes = sorted(self.image_sizes.items(), key=lambda kv: -kv[1])
-        size_text = ", ".join(f"{s} x{n}" for s, n in sizes[:5]) + (" ..." if len(sizes) > 5 else "")
-        out.append(f"image sizes: {size_text or '(none)'}{'  [headers only]' if self.checked == 'headers' else ''}")
+        size_text = ", ".join(f"{s} x{n}" for s, n in sizes[:5]) + (
+            " ..." if len(sizes) > 5 else ""
+        )
+        out.append(
+            f"image sizes: {size_text or '(none)'}{'  [headers only]' if self.checked == 'headers' else ''}"
+        )
         if self.errors:
             out.append(f"errors:      {len(self.errors)}")
             out += [f"  {e}" for e in self.errors]
@@ -80,8 +86,13 @@ def _label_counts(ids: Iterable[int] | np.ndarray, num_classes: int, where: str)
     return {int(v): int(c) for v, c in zip(values, counts)}
 
 
-def check_dataset(dataset: ImageDataset, *, all_errors: bool = False, headers_only: bool = False,
-                  progress: Callable[[Iterable], Iterable] | None = None) -> CheckReport:
+def check_dataset(
+    dataset: ImageDataset,
+    *,
+    all_errors: bool = False,
+    headers_only: bool = False,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> CheckReport:
     """Read every item of ``dataset`` once (streaming) and summarise it."""
     from models.datasets.folders import ImageFolder
     from models.datasets.idx import IdxDataset, read_idx
@@ -120,7 +131,9 @@ def check_dataset(dataset: ImageDataset, *, all_errors: bool = False, headers_on
                         with Image.open(path) as image:
                             size = image.size
                     except (OSError, ValueError, SyntaxError) as err:
-                        raise DataError(f"{path}: unreadable image ({err.__class__.__name__}: {err})") from None
+                        raise DataError(
+                            f"{path}: unreadable image ({err.__class__.__name__}: {err})"
+                        ) from None
                 else:
                     size = decode_image(path).size
             except DataError as err:
@@ -139,6 +152,15 @@ def check_dataset(dataset: ImageDataset, *, all_errors: bool = False, headers_on
             sizes[f"{image.shape[-1]}x{image.shape[-2]}"] += 1
             ids.append(class_id)
         counts = _label_counts(ids, dataset.num_classes, dataset.source)
-    return CheckReport(format=dataset.format, source=dataset.source, split=dataset.split, images=n,
-                       num_classes=dataset.num_classes, class_counts=counts, image_sizes=dict(sizes),
-                       class_names=dataset.class_names, errors=errors, checked=checked)
+    return CheckReport(
+        format=dataset.format,
+        source=dataset.source,
+        split=dataset.split,
+        images=n,
+        num_classes=dataset.num_classes,
+        class_counts=counts,
+        image_sizes=dict(sizes),
+        class_names=dataset.class_names,
+        errors=errors,
+        checked=checked,
+    )

@@ -52,8 +52,11 @@ def resolve_split_folder(root: Path, split: str) -> tuple[Path, str | None]:
         return root / split, split
     present = [s for s in SPLIT_NAMES if (root / s).is_dir()]
     if present:
-        raise DataError(f"{root}: missing split folder '{split}/' (found {', '.join(p + '/' for p in present)}); "
-                        f"choose split '{present[0]}' or add {root / split}", argument="split")
+        raise DataError(
+            f"{root}: missing split folder '{split}/' (found {', '.join(p + '/' for p in present)}); "
+            f"choose split '{present[0]}' or add {root / split}",
+            argument="split",
+        )
     return root, None
 
 
@@ -70,7 +73,9 @@ def decode_image(path: Path) -> Image.Image:
 class ImageFolder(ImageDataset):
     """Any of the three folder layouts, detected from what is on disk."""
 
-    def __init__(self, root: str | Path, split: str = "train", *, transform: Transform | None = None) -> None:
+    def __init__(
+        self, root: str | Path, split: str = "train", *, transform: Transform | None = None
+    ) -> None:
         from models.datasets.imagenet_classes import (
             imagenet_class_id,
             imagenet_class_names,
@@ -87,14 +92,18 @@ class ImageFolder(ImageDataset):
         self.class_ids: list[int] = []
         if subfolders:
             if loose:
-                raise DataError(f"{folder}: holds both loose images (e.g. {loose[0].name}) and class folders "
-                                f"(e.g. {subfolders[0].name}/); move the images into a class folder")
+                raise DataError(
+                    f"{folder}: holds both loose images (e.g. {loose[0].name}) and class folders "
+                    f"(e.g. {subfolders[0].name}/); move the images into a class folder"
+                )
             wnid_like = [f for f in subfolders if WNID_PATTERN.fullmatch(f.name)]
             if wnid_like:
                 strangers = [f for f in subfolders if not is_imagenet_wnid(f.name)]
                 if strangers:
-                    raise DataError(f"{strangers[0]}: folder name is not one of the 1000 ImageNet WordNet ids, "
-                                    f"but its siblings (e.g. {wnid_like[0].name}) are; remove or rename it")
+                    raise DataError(
+                        f"{strangers[0]}: folder name is not one of the 1000 ImageNet WordNet ids, "
+                        f"but its siblings (e.g. {wnid_like[0].name}) are; remove or rename it"
+                    )
                 self.format = "imagenet-folders"
                 class_names = imagenet_class_names()
                 ids = [imagenet_class_id(f.name) for f in subfolders]
@@ -115,8 +124,13 @@ class ImageFolder(ImageDataset):
             class_names = [folder.name]
             self.files, self.class_ids = loose, [0] * len(loose)
         self.folder = folder
-        super().__init__(source=str(root), split=used_split, class_names=class_names,
-                         native_size=None, transform=transform)
+        super().__init__(
+            source=str(root),
+            split=used_split,
+            class_names=class_names,
+            native_size=None,
+            transform=transform,
+        )
 
     def __len__(self) -> int:
         return len(self.files)

@@ -29,8 +29,18 @@ from models.datasets.base import ImageDataset, Transform
 from models.errors import DataError
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat",
-                   "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+]
 DIGIT_CLASSES = [str(d) for d in range(10)]
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 UINT8_TYPE = 0x08
@@ -44,8 +54,10 @@ def idx_path(root: Path, split: str, kind: str) -> Path:
     for candidate in (root / stem, root / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
-    raise DataError(f"{root}: missing {stem}.gz (the {split} {kind} of an IDX dataset); "
-                    "on Debian: apt-get install dataset-fashion-mnist")
+    raise DataError(
+        f"{root}: missing {stem}.gz (the {split} {kind} of an IDX dataset); "
+        "on Debian: apt-get install dataset-fashion-mnist"
+    )
 
 
 def is_idx_folder(root: Path) -> bool:
@@ -64,14 +76,16 @@ def read_idx_header(path: Path) -> tuple[tuple[int, ...], int]:
             if len(head) < 4 or head[0] != 0 or head[1] != 0:
                 raise DataError(f"{path}: not an IDX file (bad magic number)")
             if head[2] != UINT8_TYPE:
-                raise DataError(f"{path}: IDX value type 0x{head[2]:02x}; only unsigned bytes (0x08) are images/labels")
+                raise DataError(
+                    f"{path}: IDX value type 0x{head[2]:02x}; only unsigned bytes (0x08) are images/labels"
+                )
             dims = head[3]
             raw = f.read(4 * dims)
     except (OSError, EOFError) as err:
         raise DataError(f"{path}: unreadable IDX file ({err})") from None
     if len(raw) < 4 * dims:
         raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 * i:4 * i + 4], "big") for i in range(dims))
+    shape = tuple(int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(dims))
     return shape, 4 + 4 * dims
 
 
@@ -111,13 +125,21 @@ class IdxDataset(ImageDataset):
 
     format = "idx"
 
-    def __init__(self, root: str | Path = DEFAULT_ROOT, split: str = "train", *,
-                 class_names: list[str] | None = None, pad_to: int | None = None,
-                 transform: Transform | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path = DEFAULT_ROOT,
+        split: str = "train",
+        *,
+        class_names: list[str] | None = None,
+        pad_to: int | None = None,
+        transform: Transform | None = None,
+    ) -> None:
         root = Path(root)
         if not root.is_dir():
-            raise DataError(f"{root}: no such folder (IDX datasets are folders of *-idx*-ubyte.gz files; "
-                            "on Debian: apt-get install dataset-fashion-mnist)")
+            raise DataError(
+                f"{root}: no such folder (IDX datasets are folders of *-idx*-ubyte.gz files; "
+                "on Debian: apt-get install dataset-fashion-mnist)"
+            )
         self.images_path = idx_path(root, split, "images")
         self.labels_path = idx_path(root, split, "labels")
         shape, _ = read_idx_header(self.images_path)
@@ -125,17 +147,28 @@ class IdxDataset(ImageDataset):
         if len(shape) != 3:
             raise DataError(f"{self.images_path}: expected images (N, H, W), found shape {shape}")
         if label_shape != shape[:1]:
-            raise DataError(f"{self.labels_path}: {label_shape[0] if label_shape else 0} labels for {shape[0]} images")
+            raise DataError(
+                f"{self.labels_path}: {label_shape[0] if label_shape else 0} labels for {shape[0]} images"
+            )
         if shape[1] != shape[2]:
-            raise DataError(f"{self.images_path}: images are {shape[1]}x{shape[2]}, expected square")
+            raise DataError(
+                f"{self.images_path}: images are {shape[1]}x{shape[2]}, expected square"
+            )
         if pad_to is not None and (pad_to < shape[1] or (pad_to - shape[1]) % 2):
-            raise DataError(f"pad_to={pad_to} must be >= {shape[1]} and differ from it by an even number")
+            raise DataError(
+                f"pad_to={pad_to} must be >= {shape[1]} and differ from it by an even number"
+            )
         self.count = shape[0]
         self.pad = 0 if pad_to is None else (pad_to - shape[1]) // 2
         if class_names is None:
             class_names = FASHION_CLASSES if "fashion" in str(root).lower() else DIGIT_CLASSES
-        super().__init__(source=str(root), split=split, class_names=class_names,
-                         native_size=shape[1] + 2 * self.pad, transform=transform)
+        super().__init__(
+            source=str(root),
+            split=split,
+            class_names=class_names,
+            native_size=shape[1] + 2 * self.pad,
+            transform=transform,
+        )
 
     def __len__(self) -> int:
         return self.count
@@ -146,8 +179,12 @@ class IdxDataset(ImageDataset):
     def load(self, index: int) -> tuple[torch.Tensor, int]:
         grey = torch.from_numpy(np.array(read_idx(str(self.images_path))[index]))  # (H, W)
         if self.pad:
-            grey = torch.nn.functional.pad(grey, (self.pad,) * 4)  # black border, like the digits' background
+            grey = torch.nn.functional.pad(
+                grey, (self.pad,) * 4
+            )  # black border, like the digits' background
         label = int(read_idx(str(self.labels_path))[index])
         if label >= self.num_classes:
-            raise DataError(f"{self.labels_path} item {index}: label {label} out of range 0..{self.num_classes - 1}")
+            raise DataError(
+                f"{self.labels_path} item {index}: label {label} out of range 0..{self.num_classes - 1}"
+            )
         return grey.unsqueeze(0).expand(3, -1, -1).contiguous(), label  # (3, H, W)

@@ -21,7 +21,9 @@ NUM_CLASSES = 1000
 
 @lru_cache(maxsize=1)
 def _table() -> tuple[tuple[str, str], ...]:
-    text = resources.files("models").joinpath("resources/imagenet_class_index.json").read_text("utf-8")
+    text = (
+        resources.files("models").joinpath("resources/imagenet_class_index.json").read_text("utf-8")
+    )
     raw = json.loads(text)
     return tuple((raw[str(i)][0], raw[str(i)][1]) for i in range(len(raw)))
 
@@ -32,8 +34,14 @@ def _by_wnid() -> dict[str, int]:
 
 
 def _check(class_id: int) -> int:
-    if not isinstance(class_id, int) or isinstance(class_id, bool) or not 0 <= class_id < NUM_CLASSES:
-        raise DataError(f"ImageNet class id must be an integer in 0..{NUM_CLASSES - 1}, got {class_id!r}")
+    if (
+        not isinstance(class_id, int)
+        or isinstance(class_id, bool)
+        or not 0 <= class_id < NUM_CLASSES
+    ):
+        raise DataError(
+            f"ImageNet class id must be an integer in 0..{NUM_CLASSES - 1}, got {class_id!r}"
+        )
     return class_id
 
 
@@ -52,7 +60,9 @@ def imagenet_class_id(wnid: str) -> int:
     try:
         return _by_wnid()[wnid]
     except KeyError:
-        raise DataError(f"{wnid!r} is not one of the 1000 ImageNet-1k WordNet ids (e.g. n01440764)") from None
+        raise DataError(
+            f"{wnid!r} is not one of the 1000 ImageNet-1k WordNet ids (e.g. n01440764)"
+        ) from None
 
 
 def is_imagenet_wnid(name: str) -> bool:

@@ -50,19 +50,25 @@ def npz_files_for_split(path: Path, split: str) -> list[Path]:
     prefixed = [f for f in files if f.name.startswith(f"{split}_")]
     if prefixed:
         return prefixed
-    known = sorted({f.name.split("_", 1)[0] for f in files if "_" in f.name} & {"train", "val", "test"})
+    known = sorted(
+        {f.name.split("_", 1)[0] for f in files if "_" in f.name} & {"train", "val", "test"}
+    )
     if known:
-        raise DataError(f"{path}: no npz batches for split {split!r} (found {', '.join(known)}); "
-                        f"choose split '{known[0]}' or point at the folder that holds the {split} batches",
-                        argument="split")
+        raise DataError(
+            f"{path}: no npz batches for split {split!r} (found {', '.join(known)}); "
+            f"choose split '{known[0]}' or point at the folder that holds the {split} batches",
+            argument="split",
+        )
     return files
 
 
 def _member_name(archive: zipfile.ZipFile, key: str, path: Path) -> str:
     names = {n.removesuffix(".npy"): n for n in archive.namelist()}
     if key not in names:
-        raise DataError(f"{path}: npz file has no {key!r} array (found {', '.join(sorted(names)) or 'nothing'}); "
-                        "Downsampled ImageNet batches hold 'data' and 'labels'")
+        raise DataError(
+            f"{path}: npz file has no {key!r} array (found {', '.join(sorted(names)) or 'nothing'}); "
+            "Downsampled ImageNet batches hold 'data' and 'labels'"
+        )
     return names[key]
 
 
@@ -131,13 +137,21 @@ def read_class_map(path: str | Path) -> np.ndarray:
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) < 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= NUM_IMAGENET_CLASSES:
-            raise DataError(f"{path}:{number}: expected 'WNID LABEL NAME' with LABEL in 1..1000, got {line.strip()!r}")
+        if (
+            len(parts) < 2
+            or not parts[1].isdigit()
+            or not 1 <= int(parts[1]) <= NUM_IMAGENET_CLASSES
+        ):
+            raise DataError(
+                f"{path}:{number}: expected 'WNID LABEL NAME' with LABEL in 1..1000, got {line.strip()!r}"
+            )
         table[int(parts[1]) - 1] = imagenet_class_id(parts[0])
     missing = np.flatnonzero(table < 0)
     if missing.size:
-        raise DataError(f"{path}: class map lacks labels {', '.join(str(m + 1) for m in missing[:5])}"
-                        f"{' ...' if missing.size > 5 else ''}; it must list all 1000")
+        raise DataError(
+            f"{path}: class map lacks labels {', '.join(str(m + 1) for m in missing[:5])}"
+            f"{' ...' if missing.size > 5 else ''}; it must list all 1000"
+        )
     return table
 
 
@@ -146,8 +160,15 @@ class NpzBatches(ImageDataset):
 
     format = "downsampled-imagenet-npz"
 
-    def __init__(self, path: str | Path, split: str = "train", *, transform: Transform | None = None,
-                 class_map: str | Path | None = None, label_base: int = 1) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        split: str = "train",
+        *,
+        transform: Transform | None = None,
+        class_map: str | Path | None = None,
+        label_base: int = 1,
+    ) -> None:
         path = Path(path)
         if not path.exists():
             raise DataError(f"{path}: no such file or folder")
@@ -176,9 +197,11 @@ class NpzBatches(ImageDataset):
         if ids.size and (ids.min() < 0 or ids.max() >= NUM_IMAGENET_CLASSES):
             bad = int(np.flatnonzero((ids < 0) | (ids >= NUM_IMAGENET_CLASSES))[0])
             where = self._locate(bad, labels)
-            raise DataError(f"{where}: label {ids[bad] + label_base} out of range "
-                            f"{label_base}..{NUM_IMAGENET_CLASSES - 1 + label_base} "
-                            f"(published labels are 1-based; use label_base=0 for 0-based files)")
+            raise DataError(
+                f"{where}: label {ids[bad] + label_base} out of range "
+                f"{label_base}..{NUM_IMAGENET_CLASSES - 1 + label_base} "
+                f"(published labels are 1-based; use label_base=0 for 0-based files)"
+            )
         if class_map is not None:
             from models.datasets.imagenet_classes import imagenet_class_names
 
@@ -188,8 +211,13 @@ class NpzBatches(ImageDataset):
             names = [f"label {i + label_base}" for i in range(NUM_IMAGENET_CLASSES)]
         self.class_ids = ids
         self.offsets = np.cumsum([0] + [len(x) for x in labels])
-        super().__init__(source=str(path), split=split if path.is_dir() else None, class_names=names,
-                         native_size=sizes.pop() if sizes else None, transform=transform)
+        super().__init__(
+            source=str(path),
+            split=split if path.is_dir() else None,
+            class_names=names,
+            native_size=sizes.pop() if sizes else None,
+            transform=transform,
+        )
 
     def _locate(self, index: int, labels: list[np.ndarray]) -> str:
         start = 0

@@ -29,22 +29,43 @@ import torch
 
 from models.datasets.base import ImageDataset, Transform
 
-CLASS_NAMES = ["ring", "two discs", "horizon", "cross", "blob grid",
-               "diagonal", "frame", "triangle", "stripes", "quadrants"]
+CLASS_NAMES = [
+    "ring",
+    "two discs",
+    "horizon",
+    "cross",
+    "blob grid",
+    "diagonal",
+    "frame",
+    "triangle",
+    "stripes",
+    "quadrants",
+]
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_LENGTHS = {"train": 50_000, "val": 10_000, "test": 10_000}
 DEFAULT_SIZE = 32
-NOISE_STD = 0.01           # pixel noise, in units of full range (about 2.5 of 255 levels)
+NOISE_STD = 0.01  # pixel noise, in units of full range (about 2.5 of 255 levels)
 MIN_COLOUR_DISTANCE = 0.4  # foreground vs background, Euclidean in [0, 1]^3
-LIGHT_MAX = 0.1            # strength of the light gradient (multiplicative, across the image)
+LIGHT_MAX = 0.1  # strength of the light gradient (multiplicative, across the image)
 # Twelve named colours (RGB in [0, 1]). A palette rather than uniform colours: what varies
 # within a class is layout, colour pair and lighting, and a small model can learn the colours
 # exactly, so a few minutes of CPU training already give recognisable samples.
-PALETTE = np.array([
-    (0.85, 0.15, 0.15), (0.95, 0.55, 0.10), (0.95, 0.90, 0.20), (0.20, 0.70, 0.25),
-    (0.10, 0.60, 0.60), (0.15, 0.30, 0.85), (0.55, 0.25, 0.75), (0.95, 0.55, 0.75),
-    (0.50, 0.30, 0.15), (0.95, 0.95, 0.95), (0.50, 0.50, 0.50), (0.08, 0.08, 0.08),
-])
+PALETTE = np.array(
+    [
+        (0.85, 0.15, 0.15),
+        (0.95, 0.55, 0.10),
+        (0.95, 0.90, 0.20),
+        (0.20, 0.70, 0.25),
+        (0.10, 0.60, 0.60),
+        (0.15, 0.30, 0.85),
+        (0.55, 0.25, 0.75),
+        (0.95, 0.55, 0.75),
+        (0.50, 0.30, 0.15),
+        (0.95, 0.95, 0.95),
+        (0.50, 0.50, 0.50),
+        (0.08, 0.08, 0.08),
+    ]
+)
 
 
 def _box(px, py, cx, cy, half_w, half_h, angle):
@@ -66,7 +87,9 @@ def _half_plane(px, py, cx, cy, angle):
     return (px - cx) * math.cos(angle) + (py - cy) * math.sin(angle)
 
 
-def _shape_sdf(class_id: int, px: np.ndarray, py: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _shape_sdf(
+    class_id: int, px: np.ndarray, py: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Signed distance (unit coordinates, negative = foreground) of one random instance."""
     u = rng.uniform
     cx, cy = 0.5 + u(-0.08, 0.08), 0.5 + u(-0.08, 0.08)
@@ -81,8 +104,9 @@ def _shape_sdf(class_id: int, px: np.ndarray, py: np.ndarray, rng: np.random.Gen
         return -_half_plane(px, py, cx, u(0.35, 0.65), math.pi / 2 + u(-0.15, 0.15))
     if class_id == 3:  # cross
         angle, arm, width = u(-0.2, 0.2), u(0.3, 0.42), u(0.06, 0.1)
-        return np.minimum(_box(px, py, cx, cy, arm, width, angle),
-                          _box(px, py, cx, cy, width, arm, angle))
+        return np.minimum(
+            _box(px, py, cx, cy, arm, width, angle), _box(px, py, cx, cy, width, arm, angle)
+        )
     if class_id == 4:  # 3 x 3 grid of small discs
         spacing, r = u(0.25, 0.3), u(0.07, 0.1)
         d = np.full(px.shape, np.inf)
@@ -102,15 +126,23 @@ def _shape_sdf(class_id: int, px: np.ndarray, py: np.ndarray, rng: np.random.Gen
         d = np.full(px.shape, -np.inf)
         for k in range(3):
             normal = rot + math.pi / 2 + k * 2 * math.pi / 3  # outward normals 120 degrees apart
-            d = np.maximum(d, _half_plane(px, py, cx + 0.5 * r * math.cos(normal),
-                                          cy + 0.5 * r * math.sin(normal), normal))
+            d = np.maximum(
+                d,
+                _half_plane(
+                    px, py, cx + 0.5 * r * math.cos(normal), cy + 0.5 * r * math.sin(normal), normal
+                ),
+            )
         return d
     if class_id == 8:  # three parallel bars, horizontal or vertical
         angle = (0.0 if rng.integers(2) else math.pi / 2) + u(-0.15, 0.15)
         spacing, width = u(0.24, 0.3), u(0.05, 0.08)
         c, s = math.cos(angle + math.pi / 2), math.sin(angle + math.pi / 2)
-        return np.minimum.reduce([_box(px, py, cx + k * spacing * c, cy + k * spacing * s, 0.6, width, angle)
-                                  for k in (-1, 0, 1)])
+        return np.minimum.reduce(
+            [
+                _box(px, py, cx + k * spacing * c, cy + k * spacing * s, 0.6, width, angle)
+                for k in (-1, 0, 1)
+            ]
+        )
     if class_id == 9:  # 2 x 2 chequer: foreground where the signs of the offsets agree
         ox, oy = px - cx, py - cy
         return -np.sign(ox * oy) * np.minimum(np.abs(ox), np.abs(oy))
@@ -144,8 +176,15 @@ class ShapesDataset(ImageDataset):
 
     format = "shapes"
 
-    def __init__(self, split: str = "train", *, image_size: int = DEFAULT_SIZE, length: int | None = None,
-                 seed: int = 0, transform: Transform | None = None) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        *,
+        image_size: int = DEFAULT_SIZE,
+        length: int | None = None,
+        seed: int = 0,
+        transform: Transform | None = None,
+    ) -> None:
         from models.errors import DataError
 
         if split not in SPLITS:
@@ -154,8 +193,13 @@ class ShapesDataset(ImageDataset):
             raise DataError(f"shapes needs an image size of at least 4 pixels, got {image_size}")
         if length is not None and length < 0:
             raise DataError(f"shapes length must be >= 0, got {length}")
-        super().__init__(source="shapes", split=split, class_names=CLASS_NAMES,
-                         native_size=image_size, transform=transform)
+        super().__init__(
+            source="shapes",
+            split=split,
+            class_names=CLASS_NAMES,
+            native_size=image_size,
+            transform=transform,
+        )
         self.seed = seed
         self.length = DEFAULT_LENGTHS[split] if length is None else length
 

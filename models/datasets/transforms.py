@@ -53,7 +53,7 @@ class EvalTransform:
         x = rescale_shortest_side(to_uint8_chw(image), self.size)  # (3, H', W')
         h, w = x.shape[-2:]
         top, left = (h - self.size) // 2, (w - self.size) // 2
-        return x[:, top:top + self.size, left:left + self.size].contiguous()  # (3, S, S)
+        return x[:, top : top + self.size, left : left + self.size].contiguous()  # (3, S, S)
 
 
 @dataclass(frozen=True)
@@ -88,12 +88,15 @@ class TrainTransform:
         x = rescale_shortest_side(to_uint8_chw(image), self.size)  # (3, H', W')
         h, w = x.shape[-2:]
         top, left = self._randint(h - self.size), self._randint(w - self.size)
-        x = x[:, top:top + self.size, left:left + self.size]  # (3, S, S)
+        x = x[:, top : top + self.size, left : left + self.size]  # (3, S, S)
         if self.flip and self._randint(1):
             x = x.flip(-1)
         # The three photometric changes in a random order, as in common ImageNet pipelines.
-        adjust = [(F.adjust_brightness, self.brightness), (F.adjust_contrast, self.contrast),
-                  (F.adjust_saturation, self.saturation)]
+        adjust = [
+            (F.adjust_brightness, self.brightness),
+            (F.adjust_contrast, self.contrast),
+            (F.adjust_saturation, self.saturation),
+        ]
         for k in torch.randperm(3, generator=self.generator).tolist():
             fn, strength = adjust[k]
             if strength > 0:
@@ -106,8 +109,14 @@ def eval_transform(size: int) -> EvalTransform:
     return EvalTransform(size)
 
 
-def train_transform(size: int, *, brightness: float = DEFAULT_JITTER, contrast: float = DEFAULT_JITTER,
-                    saturation: float = DEFAULT_JITTER, flip: bool = True,
-                    generator: torch.Generator | None = None) -> TrainTransform:
+def train_transform(
+    size: int,
+    *,
+    brightness: float = DEFAULT_JITTER,
+    contrast: float = DEFAULT_JITTER,
+    saturation: float = DEFAULT_JITTER,
+    flip: bool = True,
+    generator: torch.Generator | None = None,
+) -> TrainTransform:
     """Training augmentation (Section 7): shortest side, random square crop, flip, jitter."""
     return TrainTransform(size, brightness, contrast, saturation, flip, generator)

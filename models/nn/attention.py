@@ -29,7 +29,9 @@ from torch import nn
 CONCAT_TIMING_WIDTH = 32  # channels of the concatenated timing signal (not given in the paper)
 
 
-def timing_signal(width: int, height: int, cols: int, device=None, dtype=torch.float32) -> torch.Tensor:
+def timing_signal(
+    width: int, height: int, cols: int, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """Sinusoidal 2-D position signal ``(width, height, cols)``: half the channels encode the row,
     half the column, as sin/cos pairs at geometric frequencies (Vaswani et al. 2017)."""
     half = width // 2
@@ -54,8 +56,15 @@ class CausalSelfAttention(nn.Module):
     ``query_width``: the leading feature channels a query may read (channel group 0).
     """
 
-    def __init__(self, hidden: int, embed_width: int, query_width: int, heads: int,
-                 timing: str, dropout: float = 0.0):
+    def __init__(
+        self,
+        hidden: int,
+        embed_width: int,
+        query_width: int,
+        heads: int,
+        timing: str,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if timing not in ("add", "concat"):
             raise ValueError(f"timing must be 'add' or 'concat', got {timing!r}")
@@ -81,7 +90,9 @@ class CausalSelfAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
 
-    def keys_values(self, h: torch.Tensor, emb: torch.Tensor, signal) -> tuple[torch.Tensor, torch.Tensor]:
+    def keys_values(
+        self, h: torch.Tensor, emb: torch.Tensor, signal
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Channel-last ``h (B, T, hidden)``, ``emb (B, T, E)`` → keys, values ``(B, heads, T, d)``."""
         kv_in = self.with_timing(torch.cat([h, emb], dim=-1), self.kv_width, signal)
         return self.split_heads(self.key(kv_in)), self.split_heads(self.value(kv_in))
@@ -90,7 +101,9 @@ class CausalSelfAttention(nn.Module):
         q_in = self.with_timing(h[..., : self.query_width], self.query_width, signal)
         return self.split_heads(self.query(q_in))  # (B, heads, T, d)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor
+    ) -> torch.Tensor:
         """``q (B, nh, Tq, d)``, ``k, v (B, nh, 1+Tk, d)`` with the null slot first,
         ``allowed (Tq, 1+Tk)`` bool → ``(B, Tq, hidden)``."""
         if q.shape[2] == 1:
@@ -98,7 +111,12 @@ class CausalSelfAttention(nn.Module):
             # attention kernels are tuned for long query blocks.
             scores = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5  # (B, nh, 1, 1+Tk)
             scores = scores.masked_fill(~allowed, float("-inf"))  # the null slot is always allowed
-            y = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(v.dtype) @ v
+            y = (
+                torch.softmax(
+                    scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)
+                ).to(v.dtype)
+                @ v
+            )
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         b, _, t, _ = y.shape

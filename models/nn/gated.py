@@ -41,9 +41,19 @@ class CenterMaskedConv2d(nn.Conv2d):
     Other taps are unmasked. Called on already padded input (``padding=0``).
     """
 
-    def __init__(self, in_groups: torch.Tensor, out_groups: torch.Tensor, kernel: tuple[int, int], strict: bool):
+    def __init__(
+        self,
+        in_groups: torch.Tensor,
+        out_groups: torch.Tensor,
+        kernel: tuple[int, int],
+        strict: bool,
+    ):
         super().__init__(len(in_groups), len(out_groups), kernel)
-        allowed = out_groups[:, None] > in_groups[None, :] if strict else out_groups[:, None] >= in_groups[None, :]
+        allowed = (
+            out_groups[:, None] > in_groups[None, :]
+            if strict
+            else out_groups[:, None] >= in_groups[None, :]
+        )
         mask = torch.ones_like(self.weight)
         mask[:, :, 0, kernel[1] - 1] = allowed.float()
         self.register_buffer("mask", mask, persistent=False)
@@ -70,8 +80,16 @@ class GatedLayer(nn.Module):
     (Table 4's r); without it a single 1x1 (h→h).
     """
 
-    def __init__(self, in_groups: torch.Tensor, hidden: int, channels: int, kernel_size: int,
-                 first: bool, residual_hidden: int | None = None, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_groups: torch.Tensor,
+        hidden: int,
+        channels: int,
+        kernel_size: int,
+        first: bool,
+        residual_hidden: int | None = None,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.first, self.hidden, self.pad = first, hidden, kernel_size // 2
         p, k = self.pad, kernel_size
@@ -82,8 +100,12 @@ class GatedLayer(nn.Module):
         self.hconv = CenterMaskedConv2d(in_groups, groups_2h, (1, p + 1), strict=first)
         if residual_hidden:
             groups_r = channel_groups(residual_hidden, channels)
-            self.res = nn.ModuleList([CenterMaskedConv2d(groups_h, groups_r, (1, 1), strict=False),
-                                      CenterMaskedConv2d(groups_r, groups_h, (1, 1), strict=False)])
+            self.res = nn.ModuleList(
+                [
+                    CenterMaskedConv2d(groups_h, groups_r, (1, 1), strict=False),
+                    CenterMaskedConv2d(groups_r, groups_h, (1, 1), strict=False),
+                ]
+            )
         else:
             self.res = nn.ModuleList([CenterMaskedConv2d(groups_h, groups_h, (1, 1), strict=False)])
         self.dropout = nn.Dropout(dropout)
@@ -93,7 +115,9 @@ class GatedLayer(nn.Module):
             return self.res[0](gated)
         return self.res[1](self.dropout(torch.relu(self.res[0](gated))))
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, v: torch.Tensor, h: torch.Tensor, bias: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.pad
         v_pre = self.vconv(F.pad(v, (p, p, p, 0))) + bias  # (B, 2h, H, W): rows r-p..r
         v_out = gate(v_pre) if self.first else v + gate(v_pre)
@@ -104,7 +128,9 @@ class GatedLayer(nn.Module):
 
     # ---- incremental evaluation (models.sampling, Ramachandran et al. 2017) -----------------
 
-    def vertical_row(self, rows: torch.Tensor, bias_row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def vertical_row(
+        self, rows: torch.Tensor, bias_row: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Vertical stack for one finished row.
 
         ``rows (B, in, p+1, W+2p)``: the layer input's rows r-p..r, zero-padded by p columns;
@@ -113,19 +139,22 @@ class GatedLayer(nn.Module):
         """
         v_pre = self.vconv(rows) + bias_row
         p = self.pad
-        center = rows[:, :, -1:, p: rows.shape[-1] - p]
+        center = rows[:, :, -1:, p : rows.shape[-1] - p]
         v_out = gate(v_pre) if self.first else center + gate(v_pre)
         return v_out, self.v2h(v_pre)
 
     def step_weights(self) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """Masked weights as ``(in, out)`` matrices for ``horizontal_step`` (prepared once per
         sampling run, so a step does no masking): the horizontal conv, then the residual convs."""
+
         def matrix(conv: CenterMaskedConv2d) -> torch.Tensor:
             return conv.masked_weight().flatten(1).t().contiguous()  # rows match window.flatten(1)
 
         return matrix(self.hconv), [(matrix(m), m.bias) for m in self.res]
 
-    def horizontal_step(self, window: torch.Tensor, row_bias: torch.Tensor, weights) -> torch.Tensor:
+    def horizontal_step(
+        self, window: torch.Tensor, row_bias: torch.Tensor, weights
+    ) -> torch.Tensor:
         """Horizontal stack at one position (eval mode: no dropout).
 
         ``window (B, in, p+1)``: cols c-p..c of row r; ``row_bias (B, 2h)``: the horizontal

@@ -30,8 +30,16 @@ def one_hot_channels(codes: torch.Tensor, values: int) -> torch.Tensor:
 class Modulator(nn.Module):
     """Residual net from one-hot codes to per-layer bias maps (see module docstring)."""
 
-    def __init__(self, code_channels: int, code_values: int, hidden: int, bottleneck: int,
-                 layers: int, factor: int, out_channels: int):
+    def __init__(
+        self,
+        code_channels: int,
+        code_values: int,
+        hidden: int,
+        bottleneck: int,
+        layers: int,
+        factor: int,
+        out_channels: int,
+    ):
         super().__init__()
         self.code_values = code_values
         self.upsample = Upsample(code_channels * code_values, hidden, factor)

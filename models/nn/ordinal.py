@@ -19,7 +19,9 @@ import torch
 
 
 @torch.no_grad()
-def ordinal_init_(weight: torch.Tensor, channels: int, values: int, scale: float = 1.0) -> torch.Tensor:
+def ordinal_init_(
+    weight: torch.Tensor, channels: int, values: int, scale: float = 1.0
+) -> torch.Tensor:
     """Fill ``weight (channels * values, width)`` in place; row ``c * values + v`` encodes value ``v``.
 
     Each column is ``scale * sqrt(2) * sin(2 pi f t + phase)`` with ``t = v / (values - 1)``;
@@ -29,14 +31,18 @@ def ordinal_init_(weight: torch.Tensor, channels: int, values: int, scale: float
     """
     rows, width = weight.shape
     if rows != channels * values:
-        raise ValueError(f"weight has {rows} rows, expected channels * values = {channels * values}")
+        raise ValueError(
+            f"weight has {rows} rows, expected channels * values = {channels * values}"
+        )
     t = torch.arange(values, dtype=torch.float64) / max(values - 1, 1)  # (V,)
     n_freq = max(1, min(width, 16))
     top = max(values / 8, 1.0)
-    freqs = 0.5 * (2 * top) ** (torch.arange(n_freq, dtype=torch.float64) / max(n_freq - 1, 1))  # 0.5 .. V/8
+    freqs = 0.5 * (2 * top) ** (
+        torch.arange(n_freq, dtype=torch.float64) / max(n_freq - 1, 1)
+    )  # 0.5 .. V/8
     column_freq = freqs[torch.arange(width) % n_freq]  # (width,)
     for c in range(channels):
         phase = torch.rand(width, dtype=torch.float64) * 2 * math.pi
         block = torch.sin(2 * math.pi * t[:, None] * column_freq[None] + phase[None])  # (V, width)
-        weight[c * values:(c + 1) * values] = (scale * math.sqrt(2) * block).to(weight.dtype)
+        weight[c * values : (c + 1) * values] = (scale * math.sqrt(2) * block).to(weight.dtype)
     return weight

@@ -47,8 +47,12 @@ class QuantizerOutput:
     quantized: torch.Tensor  # (B, C * dim, h, w) straight-through codebook vectors
     codes: torch.Tensor  # (B, C, h, w) long, in [0, 2**bits)
     commitment_loss: torch.Tensor  # scalar: beta * mean ||z - sg[e]||^2
-    usage: torch.Tensor  # scalar: fraction of codebook entries used in this batch (mean over channels)
-    perplexity: torch.Tensor  # scalar: exp(entropy) of this batch's code histogram (mean over channels)
+    usage: (
+        torch.Tensor
+    )  # scalar: fraction of codebook entries used in this batch (mean over channels)
+    perplexity: (
+        torch.Tensor
+    )  # scalar: exp(entropy) of this batch's code histogram (mean over channels)
 
 
 def _full_precision(device: torch.device):
@@ -92,8 +96,10 @@ class VectorQuantizer(nn.Module):
     def split(self, z: torch.Tensor) -> torch.Tensor:
         """(B, C*d, h, w) -> (C, B*h*w, d): one row per vector, grouped by channel."""
         b, _, h, w = z.shape
-        return z.reshape(b, self.channels, self.dim, h, w).permute(1, 0, 3, 4, 2).reshape(
-            self.channels, b * h * w, self.dim
+        return (
+            z.reshape(b, self.channels, self.dim, h, w)
+            .permute(1, 0, 3, 4, 2)
+            .reshape(self.channels, b * h * w, self.dim)
         )
 
     def assign(self, flat: torch.Tensor) -> torch.Tensor:
@@ -176,13 +182,17 @@ class VectorQuantizer(nn.Module):
         """Set the codes marked in ``dead`` (C, K) to random rows of ``flat`` (C, N, d)."""
         n = flat.shape[1]
         picks = torch.randint(0, n, (self.channels, self.num_codes), device=flat.device)
-        candidates = torch.gather(flat, 1, picks.unsqueeze(-1).expand(-1, -1, self.dim))  # (C, K, d)
+        candidates = torch.gather(
+            flat, 1, picks.unsqueeze(-1).expand(-1, -1, self.dim)
+        )  # (C, K, d)
         if _distributed():
             dist.broadcast(candidates, src=0)
         mask = dead.unsqueeze(-1)
         self.embedding.copy_(torch.where(mask, candidates, self.embedding))
         self.embed_sum.copy_(torch.where(mask, candidates, self.embed_sum))
-        self.cluster_size.copy_(torch.where(dead, torch.ones_like(self.cluster_size), self.cluster_size))
+        self.cluster_size.copy_(
+            torch.where(dead, torch.ones_like(self.cluster_size), self.cluster_size)
+        )
 
     def extra_repr(self) -> str:
         return (

@@ -44,7 +44,9 @@ class ResNet(nn.Module):
     pre-activation form: the last block's sum is never passed on un-activated.
     """
 
-    def __init__(self, in_channels: int, hidden: int, bottleneck: int, layers: int, out_channels: int):
+    def __init__(
+        self, in_channels: int, hidden: int, bottleneck: int, layers: int, out_channels: int
+    ):
         super().__init__()
         self.stem = nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1)
         self.blocks = nn.Sequential(*(ResidualBlock(hidden, bottleneck) for _ in range(layers)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from analysis_helpers import frame
 
 
@@ -15,4 +14,5 @@ def write_csv(tmp_path):
         path = tmp_path / name
         frame(rows).to_csv(path, index=False)
         return path
+
     return write

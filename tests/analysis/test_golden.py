@@ -6,22 +6,36 @@ their derivation are in its docstring): 30,000 answers, 53 unusable, 63.68% of p
 
 from __future__ import annotations
 
+from analysis_helpers import GOLDEN
 from click.testing import CliRunner
 
-from analysis_helpers import GOLDEN
 from hvqeval.cli import cli
 
 
 def test_table3_first_row_reads_like_the_paper():
-    result = CliRunner().invoke(cli, ["report", "table3", "--responses", str(GOLDEN / "table3_responses.csv.gz")])
+    result = CliRunner().invoke(
+        cli, ["report", "table3", "--responses", str(GOLDEN / "table3_responses.csv.gz")]
+    )
     assert result.exit_code == 0, result.output
-    assert "| MSP | Feed-forward | 50.89% | 48.93% | 0.18% | 63.68% | 53 | 30000 | 10000 |" in result.output
+    assert (
+        "| MSP | Feed-forward | 50.89% | 48.93% | 0.18% | 63.68% | 53 | 30000 | 10000 |"
+        in result.output
+    )
     assert result.output == (GOLDEN / "table3.md").read_text(encoding="utf-8")
 
 
 def test_table3_golden_as_csv_keeps_full_precision():
-    result = CliRunner().invoke(cli, ["report", "table3", "--format", "csv",
-                                      "--responses", str(GOLDEN / "table3_responses.csv.gz")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "table3",
+            "--format",
+            "csv",
+            "--responses",
+            str(GOLDEN / "table3_responses.csv.gz"),
+        ],
+    )
     header, row = result.output.splitlines()[:2]
     values = dict(zip(header.split(","), row.split(",")))
     # 15267 / 30000, 14680 / 30000, 53 / 30000, 6368 / 10000

@@ -7,11 +7,11 @@ import io
 import json
 
 import pandas as pd
+from analysis_helpers import frame, pair_row, rating_row
 from click.testing import CliRunner
 
 from analysis.quality import ExclusionRules, QualityRules, apply_exclusions, rater_quality
 from analysis.responses import validate_responses
-from analysis_helpers import frame, pair_row, rating_row
 from hvqeval.cli import cli
 
 
@@ -21,12 +21,28 @@ def study_rows():
     for k in range(12):
         rows.append(rating_row("steady", f"i{k}", "real" if k % 2 else "gen", f"s{k}", 1 + k % 5))
         rows.append(rating_row("liner", f"i{k}", "real" if k % 2 else "gen", f"s{k}", 2))
-        rows.append(rating_row("speedy", f"i{k}", "real" if k % 2 else "gen", f"s{k}", 1 + (k * 3) % 5, ms=200))
+        rows.append(
+            rating_row(
+                "speedy", f"i{k}", "real" if k % 2 else "gen", f"s{k}", 1 + (k * 3) % 5, ms=200
+            )
+        )
     # "fooled": 6 real-vs-generated pairs, picks the generated one (side a) in 5
     for k in range(6):
-        rows.append(pair_row("fooled", f"p{k}", "a" if k < 5 else "b", left="ab"[k % 2],
-                             a=("gen", f"g{k}"), b=("real", f"x{k}")))
-        rows.append(pair_row("steady", f"p{k}", "b", left="ab"[k % 2], a=("gen", f"g{k}"), b=("real", f"x{k}")))
+        rows.append(
+            pair_row(
+                "fooled",
+                f"p{k}",
+                "a" if k < 5 else "b",
+                left="ab"[k % 2],
+                a=("gen", f"g{k}"),
+                b=("real", f"x{k}"),
+            )
+        )
+        rows.append(
+            pair_row(
+                "steady", f"p{k}", "b", left="ab"[k % 2], a=("gen", f"g{k}"), b=("real", f"x{k}")
+            )
+        )
     return rows
 
 
@@ -46,28 +62,44 @@ def test_flags():
 
 def test_exclusions_remove_and_report_counts():
     df = validate_responses(frame(study_rows()))
-    kept, summary = apply_exclusions(df, ExclusionRules(("straight_lining", "fast", "failed_real"), (), 150.0),
-                                     QualityRules(real_models=("real",)))
+    kept, summary = apply_exclusions(
+        df,
+        ExclusionRules(("straight_lining", "fast", "failed_real"), (), 150.0),
+        QualityRules(real_models=("real",)),
+    )
     # liner 12 + speedy 12 + fooled 6 answers removed with their raters; no remaining answer < 150 ms
     assert set(kept["rater"]) == {"steady"} and len(kept) == 18
     assert summary.raters_removed == {"straight_lining": 1, "fast": 1, "failed_real": 1}
     assert summary.answers_removed_total == 30
-    assert "3 of 4 raters removed (straight-lining: 1, fast: 1, failed-real: 1) with their 30 answers" \
+    assert (
+        "3 of 4 raters removed (straight-lining: 1, fast: 1, failed-real: 1) with their 30 answers"
         in summary.describe()
+    )
 
 
 def test_every_format_states_exclusions(tmp_path):
     path = tmp_path / "r.csv"
     frame(study_rows()).to_csv(path, index=False)
     runner = CliRunner()
-    base = ["--responses", str(path), "--exclude-flagged", "fast", "--real-model", "real", "--all-stats"]
+    base = [
+        "--responses",
+        str(path),
+        "--exclude-flagged",
+        "fast",
+        "--real-model",
+        "real",
+        "--all-stats",
+    ]
     for table in ("table2", "table3", "table5", "agreement", "quality"):
         md = runner.invoke(cli, ["report", table, *base])
         assert md.exit_code == 0, md.output
         assert "Exclusions: 1 of 4 raters removed (fast: 1) with their 12 answers" in md.output
         js = runner.invoke(cli, ["report", table, *base, "--json"])
         data = json.loads(js.output)
-        assert data["exclusions"]["raters_removed_total"] == 1 and data["exclusions"]["answers_removed_total"] == 12
+        assert (
+            data["exclusions"]["raters_removed_total"] == 1
+            and data["exclusions"]["answers_removed_total"] == 12
+        )
     latex = runner.invoke(cli, ["report", "table3", *base, "--format", "latex"]).output
     assert r"\begin{tabular}" in latex and r"\%" in latex
     csv = runner.invoke(cli, ["report", "table2", *base, "--format", "csv"]).output
@@ -78,13 +110,36 @@ def test_every_format_states_exclusions(tmp_path):
 def test_html_embeds_png_figures(tmp_path):
     rows = study_rows()
     for k in range(6):
-        rows.append(pair_row("steady", f"q{k}", "ab"[k % 2], a=("gen", f"g{k}"), b=("other", f"o{k}"),
-                             class_name="c (2)", study="gen-vs-other"))
+        rows.append(
+            pair_row(
+                "steady",
+                f"q{k}",
+                "ab"[k % 2],
+                a=("gen", f"g{k}"),
+                b=("other", f"o{k}"),
+                class_name="c (2)",
+                study="gen-vs-other",
+            )
+        )
     path = tmp_path / "r.csv"
     frame(rows).to_csv(path, index=False)
     out = tmp_path / "report.html"
-    result = CliRunner().invoke(cli, ["report", "all", "--responses", str(path), "--format", "html",
-                                      "--out", str(out), "--all-stats", "--bootstrap", "20"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "all",
+            "--responses",
+            str(path),
+            "--format",
+            "html",
+            "--out",
+            str(out),
+            "--all-stats",
+            "--bootstrap",
+            "20",
+        ],
+    )
     assert result.exit_code == 0, result.output
     text = out.read_text()
     images = text.split('src="data:image/png;base64,')[1:]
@@ -97,5 +152,11 @@ def test_html_embeds_png_figures(tmp_path):
 def test_unknown_flag_is_one_line_error(tmp_path):
     path = tmp_path / "r.csv"
     frame(study_rows()).to_csv(path, index=False)
-    result = CliRunner().invoke(cli, ["report", "table2", "--responses", str(path), "--exclude-flagged", "lazy"])
-    assert result.exit_code == 1 and result.output.count("\n") == 1 and "unknown flag 'lazy'" in result.output
+    result = CliRunner().invoke(
+        cli, ["report", "table2", "--responses", str(path), "--exclude-flagged", "lazy"]
+    )
+    assert (
+        result.exit_code == 1
+        and result.output.count("\n") == 1
+        and "unknown flag 'lazy'" in result.output
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from analysis_helpers import frame, pair_row, rating_row
 from click.testing import CliRunner
 
 from analysis.errors import ResponsesError
@@ -11,11 +12,14 @@ from analysis.preferences import preference_table
 from analysis.ratings import rating_table
 from analysis.responses import COLUMNS, read_responses_csv, validate_responses
 from hvqeval.cli import cli
-from analysis_helpers import frame, pair_row, rating_row
 
 
 def good_rows():
-    return [rating_row("r1", "i1", "M", "s1", 3), pair_row("r1", "p1", "a"), pair_row("r2", "p1", "b", left="b")]
+    return [
+        rating_row("r1", "i1", "M", "s1", 3),
+        pair_row("r1", "p1", "a"),
+        pair_row("r2", "p1", "b", left="b"),
+    ]
 
 
 def error_for(rows) -> str:
@@ -38,18 +42,21 @@ def test_missing_columns_are_named():
         validate_responses(raw)
 
 
-@pytest.mark.parametrize("index, column, value, expected", [
-    (1, "kind", "ranking", r"row 2 \(line 3\), column 'kind': unknown study kind 'ranking'"),
-    (0, "rating", "6", r"row 1 \(line 2\), column 'rating': 6 is outside 1-5"),
-    (0, "rating", "0", r"row 1 \(line 2\), column 'rating': 0 is outside 1-5"),
-    (0, "rating", "2.5", r"row 1 \(line 2\), column 'rating': '2.5' is not an integer rating"),
-    (2, "choice", "", r"row 3 \(line 4\), column 'choice': a pairwise answer has no choice"),
-    (2, "choice", "left", r"row 3 \(line 4\), column 'choice': unknown choice 'left'"),
-    (1, "left", "", r"row 2 \(line 3\), column 'left'"),
-    (0, "rating", "", r"row 1 \(line 2\), column 'rating': a rating answer has no rating"),
-    (2, "rater", "", r"row 3 \(line 4\), column 'rater': is empty"),
-    (1, "response_ms", "-4", r"row 2 \(line 3\), column 'response_ms'"),
-])
+@pytest.mark.parametrize(
+    "index, column, value, expected",
+    [
+        (1, "kind", "ranking", r"row 2 \(line 3\), column 'kind': unknown study kind 'ranking'"),
+        (0, "rating", "6", r"row 1 \(line 2\), column 'rating': 6 is outside 1-5"),
+        (0, "rating", "0", r"row 1 \(line 2\), column 'rating': 0 is outside 1-5"),
+        (0, "rating", "2.5", r"row 1 \(line 2\), column 'rating': '2.5' is not an integer rating"),
+        (2, "choice", "", r"row 3 \(line 4\), column 'choice': a pairwise answer has no choice"),
+        (2, "choice", "left", r"row 3 \(line 4\), column 'choice': unknown choice 'left'"),
+        (1, "left", "", r"row 2 \(line 3\), column 'left'"),
+        (0, "rating", "", r"row 1 \(line 2\), column 'rating': a rating answer has no rating"),
+        (2, "rater", "", r"row 3 \(line 4\), column 'rater': is empty"),
+        (1, "response_ms", "-4", r"row 2 \(line 3\), column 'response_ms'"),
+    ],
+)
 def test_bad_cells_name_row_and_column(index, column, value, expected):
     rows = good_rows()
     rows[index][column] = value
@@ -68,7 +75,11 @@ def test_cli_prints_one_line_error(write_csv):
     result = CliRunner().invoke(cli, ["report", "table2", "--responses", str(path)])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and "row 1 (line 2), column 'rating'" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("Error: ")
+        and "row 1 (line 2), column 'rating'" in lines[0]
+    )
 
 
 def test_empty_study_gives_empty_tables(tmp_path):
@@ -76,7 +87,11 @@ def test_empty_study_gives_empty_tables(tmp_path):
     path.write_text(",".join(COLUMNS) + "\n")
     df = read_responses_csv(path)
     assert df.empty
-    assert rating_table(df).empty and preference_table(df).empty and preference_table(df, by_class=True).empty
+    assert (
+        rating_table(df).empty
+        and preference_table(df).empty
+        and preference_table(df, by_class=True).empty
+    )
     runner = CliRunner()
     for table in ("table1", "table2", "table3", "table5", "agreement", "quality", "strengths"):
         if table == "table1":
@@ -84,7 +99,9 @@ def test_empty_study_gives_empty_tables(tmp_path):
         result = runner.invoke(cli, ["report", table, "--responses", str(path)])
         assert result.exit_code == 0, result.output
         assert "Exclusions: none applied (0 raters, 0 answers kept" in result.output
-    result = runner.invoke(cli, ["report", "table3", "--responses", str(path), "--format", "html", "--all-stats"])
+    result = runner.invoke(
+        cli, ["report", "table3", "--responses", str(path), "--format", "html", "--all-stats"]
+    )
     assert result.exit_code == 0 and "<table" in result.output
 
 

@@ -22,7 +22,9 @@ REPLICATIONS = 24
 def test_pairing_design_uses_every_sample_exactly_ten_times():
     pairs = pairing_design(np.random.default_rng(0), 50, 10)
     assert pairs.shape == (500, 2)
-    assert (np.bincount(pairs[:, 0], minlength=50) == 10).all() and (np.bincount(pairs[:, 1], minlength=50) == 10).all()
+    assert (np.bincount(pairs[:, 0], minlength=50) == 10).all() and (
+        np.bincount(pairs[:, 1], minlength=50) == 10
+    ).all()
     assert len({tuple(p) for p in pairs}) == 500
 
 
@@ -30,7 +32,9 @@ def test_rating_intervals_cover_the_true_mean():
     rng = np.random.default_rng(11)
     hits, naive_hits = [], []
     for _ in range(REPLICATIONS):
-        raw, truth = simulate_rating_study(rng, {"real": 2.9, "gan": 2.1, "ours": 1.4}, n_classes=20)
+        raw, truth = simulate_rating_study(
+            rng, {"real": 2.9, "gan": 2.1, "ours": 1.4}, n_classes=20
+        )
         table = rating_table(validate_responses(raw))
         true_mean = table["model"].map(truth)
         hits += list((table["ci_low"] < true_mean) & (true_mean < table["ci_high"]))
@@ -71,6 +75,9 @@ def test_bootstrap_intervals_are_conservative_but_cover():
         boot = preference_table(df, interval="bootstrap", n_boot=200, seed=r).iloc[0]
         cluster = preference_table(df).iloc[0]
         hits.append(boot["pct_a_low"] < truth["pct_a"][0] < boot["pct_a_high"])
-        ratio.append((boot["pct_a_high"] - boot["pct_a_low"]) / (cluster["pct_a_high"] - cluster["pct_a_low"]))
+        ratio.append(
+            (boot["pct_a_high"] - boot["pct_a_low"])
+            / (cluster["pct_a_high"] - cluster["pct_a_low"])
+        )
     assert np.mean(hits) >= 5 / 6
     assert 1.0 < np.mean(ratio) < 3.0

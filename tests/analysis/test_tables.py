@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from analysis_helpers import frame, pair_row, rating_row
 from statsmodels.stats.sandwich_covariance import cov_cluster_2groups
 
 from analysis.agreement import ordinal_alpha, pairwise_kappa
@@ -18,12 +19,10 @@ from analysis.clustered import multiway_variance
 from analysis.errors import AnalysisError, ResultsError
 from analysis.preferences import preference_table
 from analysis.ratings import rating_table
-from analysis.report import round_to_total
+from analysis.report import Report, round_to_total, to_markdown
 from analysis.responses import validate_responses
 from analysis.results import load_results, table1
 from analysis.sections import StatOptions, table1_section, table3_section
-from analysis.report import Report, to_markdown
-from analysis_helpers import frame, pair_row, rating_row
 
 
 def test_table2_mean_and_naive_se_by_hand():
@@ -45,7 +44,9 @@ def test_one_way_cluster_variance_by_hand():
     # cluster sums x: -0.5, y: 0.25, z: 0.25 -> sum of squares 0.375; / N^2 = 0.0234375;
     # small-sample factor G/(G-1) * (N-1)/(N-K) = 3/2 * 3/3 -> V = 0.03515625
     y = np.array([1.0, 0.0, 1.0, 1.0])
-    assert multiway_variance(y, pd.DataFrame({"g": ["x", "x", "y", "z"]})) == pytest.approx(0.03515625)
+    assert multiway_variance(y, pd.DataFrame({"g": ["x", "x", "y", "z"]})) == pytest.approx(
+        0.03515625
+    )
 
 
 def test_two_way_cluster_variance_matches_statsmodels_two_way():
@@ -55,13 +56,18 @@ def test_two_way_cluster_variance_matches_statsmodels_two_way():
     fit = sm.OLS(y, np.ones((400, 1))).fit()
     # statsmodels' own two-way estimator: V_1 + V_2 - V_12 (cov_both is the first return value)
     expected = cov_cluster_2groups(fit, g1, g2)[0][0, 0]
-    assert multiway_variance(y, pd.DataFrame({"a": g1, "b": g2})) == pytest.approx(expected, rel=1e-10)
+    assert multiway_variance(y, pd.DataFrame({"a": g1, "b": g2})) == pytest.approx(
+        expected, rel=1e-10
+    )
 
 
 def test_table3_percentages_agreement_and_position_by_hand():
     rows = [
-        pair_row("r1", "p1", "a", left="a"), pair_row("r2", "p1", "a", left="b"), pair_row("r3", "p1", "a", left="a"),
-        pair_row("r1", "p2", "a", left="b", b=("B", "b2")), pair_row("r2", "p2", "b", left="b", b=("B", "b2")),
+        pair_row("r1", "p1", "a", left="a"),
+        pair_row("r2", "p1", "a", left="b"),
+        pair_row("r3", "p1", "a", left="a"),
+        pair_row("r1", "p2", "a", left="b", b=("B", "b2")),
+        pair_row("r2", "p2", "b", left="b", b=("B", "b2")),
         pair_row("r3", "p2", "unknown", left="a", b=("B", "b2")),
     ]
     table = preference_table(validate_responses(frame(rows)))
@@ -94,8 +100,17 @@ def test_table5_sorted_by_b_share_ascending_with_holm():
             item += 1
             for r in range(3):
                 choice = "a" if (p * 3 + r) < wins * 3 else "b"
-                rows.append(pair_row(f"r{(p + r) % 9}", f"p{item}", choice, left="ab"[(p + r) % 2],
-                                     class_name=f"class {k}", a=("A", f"a{item}"), b=("B", f"b{item}")))
+                rows.append(
+                    pair_row(
+                        f"r{(p + r) % 9}",
+                        f"p{item}",
+                        choice,
+                        left="ab"[(p + r) % 2],
+                        class_name=f"class {k}",
+                        a=("A", f"a{item}"),
+                        b=("B", f"b{item}"),
+                    )
+                )
     table = preference_table(validate_responses(frame(rows)), by_class=True)
     # B's share per class: 12/20 = 60%, 4/20 = 20%, 8/20 = 40% -> sorted 20, 40, 60 (the paper's order)
     assert table["class_name"].tolist() == ["class 1", "class 2", "class 0"]
@@ -121,9 +136,14 @@ def test_fleiss_kappa_by_hand():
 
 
 def test_krippendorff_alpha_by_hand():
-    rows = [rating_row("r1", "i1", "M", "s1", 1), rating_row("r2", "i1", "M", "s1", 1),
-            rating_row("r1", "i2", "M", "s2", 2), rating_row("r2", "i2", "M", "s2", 2),
-            rating_row("r1", "i3", "M", "s3", 1), rating_row("r2", "i3", "M", "s3", 2)]
+    rows = [
+        rating_row("r1", "i1", "M", "s1", 1),
+        rating_row("r2", "i1", "M", "s1", 1),
+        rating_row("r1", "i2", "M", "s2", 2),
+        rating_row("r2", "i2", "M", "s2", 2),
+        rating_row("r1", "i3", "M", "s3", 1),
+        rating_row("r2", "i3", "M", "s3", 2),
+    ]
     alpha, n_items, _ = ordinal_alpha(validate_responses(frame(rows)))
     # coincidences: o11 = 2, o22 = 2, o12 = o21 = 1; n1 = n2 = 3, n = 6.
     # Only values 1 and 2 occur, so every disagreement has the same ordinal distance and
@@ -132,8 +152,17 @@ def test_krippendorff_alpha_by_hand():
 
 
 def _bt_rows(model_a, model_b, wins_a, total, start):
-    return [pair_row(f"r{k % 7}", f"q{start + k}", "a" if k < wins_a else "b", a=(model_a, f"{model_a}{start + k}"),
-                     b=(model_b, f"{model_b}{start + k}"), study=f"{model_a}-{model_b}") for k in range(total)]
+    return [
+        pair_row(
+            f"r{k % 7}",
+            f"q{start + k}",
+            "a" if k < wins_a else "b",
+            a=(model_a, f"{model_a}{start + k}"),
+            b=(model_b, f"{model_b}{start + k}"),
+            study=f"{model_a}-{model_b}",
+        )
+        for k in range(total)
+    ]
 
 
 def test_bradley_terry_two_models_is_the_log_odds():
@@ -146,9 +175,17 @@ def test_bradley_terry_two_models_is_the_log_odds():
 
 def test_bradley_terry_recovers_exact_strengths():
     # win fractions that exactly match s = (0, log 2, log 4): P(B > A) = 2/3, P(C > B) = 2/3, P(C > A) = 4/5
-    rows = _bt_rows("B", "A", 20, 30, 0) + _bt_rows("C", "B", 20, 30, 100) + _bt_rows("C", "A", 24, 30, 200)
-    table = bradley_terry(validate_responses(frame(rows)), reference="A", n_boot=20).set_index("model")
-    assert table.loc[["A", "B", "C"], "strength"].tolist() == pytest.approx([0, math.log(2), math.log(4)], abs=1e-6)
+    rows = (
+        _bt_rows("B", "A", 20, 30, 0)
+        + _bt_rows("C", "B", 20, 30, 100)
+        + _bt_rows("C", "A", 24, 30, 200)
+    )
+    table = bradley_terry(validate_responses(frame(rows)), reference="A", n_boot=20).set_index(
+        "model"
+    )
+    assert table.loc[["A", "B", "C"], "strength"].tolist() == pytest.approx(
+        [0, math.log(2), math.log(4)], abs=1e-6
+    )
     assert table.index.tolist() == ["C", "B", "A"]
 
 
@@ -158,9 +195,17 @@ def test_bradley_terry_refuses_disconnected_models():
         bradley_terry(validate_responses(frame(rows)), n_boot=5)
 
 
-RESULT = {"splits": 10, "seed": 0, "feature_extractor": "inception-v3-compat", "weights_sha256": "w",
-          "resize": "bilinear", "reference": "imagenet:val", "reference_id": "ref", "n": 50000,
-          "created_at": "2026-11-28T10:00:00Z"}
+RESULT = {
+    "splits": 10,
+    "seed": 0,
+    "feature_extractor": "inception-v3-compat",
+    "weights_sha256": "w",
+    "resize": "bilinear",
+    "reference": "imagenet:val",
+    "reference_id": "ref",
+    "n": 50000,
+    "created_at": "2026-11-28T10:00:00Z",
+}
 
 
 def _results_file(tmp_path, rows, tail=""):
@@ -172,10 +217,24 @@ def _results_file(tmp_path, rows, tail=""):
 PAPER_ROWS = [
     {"metric": "isc", "model": "Feed-forward", "value": 18.1, "std": 0.96},
     {"metric": "fid", "model": "Feed-forward", "value": 44.95, "std": None},
-    {"metric": "nll_bpd", "model": "Feed-forward", "value": 3.343, "std": 0.001, "n": 1000, "feature_extractor": None},
+    {
+        "metric": "nll_bpd",
+        "model": "Feed-forward",
+        "value": 3.343,
+        "std": 0.001,
+        "n": 1000,
+        "feature_extractor": None,
+    },
     {"metric": "isc", "model": "MSP", "value": 17.02, "std": 0.79},
     {"metric": "fid", "model": "MSP", "value": 46.05, "std": None},
-    {"metric": "nll_bpd", "model": "MSP", "value": 3.409, "std": 0.001, "n": 1000, "feature_extractor": None},
+    {
+        "metric": "nll_bpd",
+        "model": "MSP",
+        "value": 3.409,
+        "std": 0.001,
+        "n": 1000,
+        "feature_extractor": None,
+    },
 ]
 
 
@@ -188,9 +247,15 @@ def test_table1_paper_layout(tmp_path):
 
 
 def test_table1_refuses_mixed_extractors_and_counts(tmp_path):
-    rows = PAPER_ROWS[:3] + [{**PAPER_ROWS[3], "feature_extractor": "domain-classifier"}] + PAPER_ROWS[4:]
+    rows = (
+        PAPER_ROWS[:3]
+        + [{**PAPER_ROWS[3], "feature_extractor": "domain-classifier"}]
+        + PAPER_ROWS[4:]
+    )
     results = load_results(_results_file(tmp_path, rows))
-    with pytest.raises(ResultsError, match="isc column would mix.*inception-v3-compat.*domain-classifier"):
+    with pytest.raises(
+        ResultsError, match="isc column would mix.*inception-v3-compat.*domain-classifier"
+    ):
         table1(results)
     table, notes = table1(results, allow_mixed=True)
     assert any(n.startswith("MIXED isc") for n in notes)
@@ -213,5 +278,9 @@ def test_table1_same_settings_latest_wins_and_torn_line(tmp_path):
     other = rows + [{**PAPER_ROWS[1], "n": 10000}]
     with pytest.raises(ResultsError, match="'Feed-forward' has fid results made differently"):
         table1(load_results(_results_file(tmp_path, other)))
-    assert table1(load_results(_results_file(tmp_path, other)), n=10000)[0].set_index("model").loc[
-        "Feed-forward", "fid"] == 44.95
+    assert (
+        table1(load_results(_results_file(tmp_path, other)), n=10000)[0]
+        .set_index("model")
+        .loc["Feed-forward", "fid"]
+        == 44.95
+    )

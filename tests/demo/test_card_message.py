@@ -12,7 +12,19 @@ from hvqeval.demo.plan import DEMO_CARD_SETTINGS
 def test_same_card_other_settings_names_the_value_that_differs(tmp_path):
     run = str(tmp_path / "run")
     settings = [arg for s in DEMO_CARD_SETTINGS["msp"] for arg in ("--set", s)]
-    base = ["train", "--out", run, "--level", "1", "--steps", "1", "--workers", "0", "--limit", "32"]
+    base = [
+        "train",
+        "--out",
+        run,
+        "--level",
+        "1",
+        "--steps",
+        "1",
+        "--workers",
+        "0",
+        "--limit",
+        "32",
+    ]
     first = CliRunner().invoke(cli, base + ["--config", "tiny_msp", *settings])
     assert first.exit_code == 0, first.output
     # The same card without the demo's settings (what a user types from a suggestion).
@@ -25,8 +37,10 @@ def test_same_card_other_settings_names_the_value_that_differs(tmp_path):
     assert "level.0.aux_decoder.bottleneck = 16, but this card gives" in errors[0]
     assert "continue the run with the card and overrides it was started with" in errors[0]
     # Leaving them out continues the run as the message says.
-    ok = CliRunner().invoke(cli, ["train", "--out", run, "--level", "1", "--steps", "2", "--workers", "0",
-                                  "--limit", "32"])
+    ok = CliRunner().invoke(
+        cli,
+        ["train", "--out", run, "--level", "1", "--steps", "2", "--workers", "0", "--limit", "32"],
+    )
     assert ok.exit_code == 0, ok.output
 
     # Loading its checkpoint with the card's plain values names the value too.

@@ -13,10 +13,16 @@ ORDER = ["plan", "quality", "report", "steps", "__init__"]  # each may import on
 def _demo_imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):  # imports inside functions count too
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hvqeval.demo."):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("hvqeval.demo.")
+        ):
             found.add(node.module.rsplit(".", 1)[1])
         elif isinstance(node, ast.Import):
-            found |= {a.name.rsplit(".", 1)[1] for a in node.names if a.name.startswith("hvqeval.demo.")}
+            found |= {
+                a.name.rsplit(".", 1)[1] for a in node.names if a.name.startswith("hvqeval.demo.")
+            }
     return found
 
 
@@ -33,5 +39,7 @@ def test_plan_needs_no_torch():
     import sys
 
     code = "import sys, hvqeval.demo.plan; print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"

@@ -20,7 +20,9 @@ SHAPES_CLASSES = 10
 
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory):
-    return write_seeded_inception(tmp_path_factory.mktemp("weights") / "inception-seeded.pth", seed=0)
+    return write_seeded_inception(
+        tmp_path_factory.mktemp("weights") / "inception-seeded.pth", seed=0
+    )
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +39,13 @@ def domain_weights(tmp_path_factory):
             module.running_mean.normal_(0, 0.1)
     torch.nn.init.normal_(model.head.weight, std=20.0)  # logits that differ between images: IS > 1
     path = tmp_path_factory.mktemp("weights") / "domain.pt"
-    save_weights(path, model, dataset="shapes", class_names=[str(i) for i in range(SHAPES_CLASSES)],
-                 meta={"val_accuracy": None})
+    save_weights(
+        path,
+        model,
+        dataset="shapes",
+        class_names=[str(i) for i in range(SHAPES_CLASSES)],
+        meta={"val_accuracy": None},
+    )
     return path
 
 

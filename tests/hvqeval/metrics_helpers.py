@@ -51,7 +51,7 @@ def numpy_isc(logits: np.ndarray, splits: int, permutation: np.ndarray) -> tuple
     n = len(logits)
     scores = []
     for i in range(splits):
-        part = logits[i * n // splits:(i + 1) * n // splits]
+        part = logits[i * n // splits : (i + 1) * n // splits]
         p, log_p = softmax(part, axis=1), log_softmax(part, axis=1)
         marginal = p.mean(axis=0)
         scores.append(np.exp((p * (log_p - np.log(marginal))).sum(axis=1).mean()))

@@ -44,7 +44,9 @@ def seeded_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp) / "empty.pth"
         torch.save({}, empty)
-        skeleton = _Skeleton("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
+        skeleton = _Skeleton(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty)
+        )
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for key, value in skeleton.state_dict().items():
@@ -80,8 +82,12 @@ def _centre_logits(state: dict[str, torch.Tensor], generator: torch.Generator) -
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "inception.pth"
         torch.save(state, path)
-        network = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
-    images = torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8, generator=generator)  # (8, 3, 64, 64)
+        network = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
+        )
+    images = torch.randint(
+        0, 256, (8, 3, 64, 64), dtype=torch.uint8, generator=generator
+    )  # (8, 3, 64, 64)
     with torch.no_grad():
         (pooled,) = network(images)  # (8, 2048)
     mean = pooled.mean(dim=0)  # (2048,)

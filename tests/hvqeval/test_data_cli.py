@@ -45,7 +45,12 @@ def imagenet(tmp_path):
 
 def test_check_imagenet_folders(imagenet):
     r = report(imagenet)
-    assert (r["format"], r["split"], r["images"], r["num_classes"]) == ("imagenet-folders", "train", 3, 1000)
+    assert (r["format"], r["split"], r["images"], r["num_classes"]) == (
+        "imagenet-folders",
+        "train",
+        3,
+        1000,
+    )
     assert r["class_counts"] == {"649": 2, "933": 1} and r["classes_present"] == 2
     assert r["image_sizes"] == {"64x48": 2, "80x80": 1} and r["ok"] and r["checked"] == "pixels"
     text = run(imagenet, "--split", "val").output
@@ -57,7 +62,8 @@ def test_check_missing_split_folder(imagenet):
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == (
         f"Error: --split: {imagenet}: missing split folder 'test/' (found train/, val/); "
-        f"choose split 'train' or add {imagenet / 'test'}")
+        f"choose split 'train' or add {imagenet / 'test'}"
+    )
 
 
 def test_check_broken_folder_names_the_broken_file(imagenet):
@@ -95,21 +101,33 @@ def test_check_plain_folder_with_mixed_sizes(tmp_path):
 def test_check_npz_batches(tmp_path):
     folder = tmp_path / "Imagenet32_val_npz"
     folder.mkdir()
-    np.savez(folder / "val_data.npz", data=np.zeros((4, 3 * 32 * 32), np.uint8), labels=[1, 1, 650, 1000])
+    np.savez(
+        folder / "val_data.npz", data=np.zeros((4, 3 * 32 * 32), np.uint8), labels=[1, 1, 650, 1000]
+    )
     r = report(folder, "--split", "val")
     assert r["format"] == "downsampled-imagenet-npz" and r["images"] == 4
     assert r["class_counts"] == {"0": 2, "649": 1, "999": 1} and r["image_sizes"] == {"32x32": 4}
 
 
-@pytest.mark.parametrize("arrays,message", [
-    ({"data": np.zeros((1, 12), np.uint8)}, "npz file has no 'labels' array"),
-    ({"labels": [1]}, "npz file has no 'data' array"),
-    ({"data": np.zeros((1, 12), np.uint8), "labels": [1001]}, "row 0: label 1001 out of range 1..1000"),
-])
+@pytest.mark.parametrize(
+    "arrays,message",
+    [
+        ({"data": np.zeros((1, 12), np.uint8)}, "npz file has no 'labels' array"),
+        ({"labels": [1]}, "npz file has no 'data' array"),
+        (
+            {"data": np.zeros((1, 12), np.uint8), "labels": [1001]},
+            "row 0: label 1001 out of range 1..1000",
+        ),
+    ],
+)
 def test_check_broken_npz(tmp_path, arrays, message):
     np.savez(tmp_path / "batch.npz", **arrays)
     result = run(tmp_path / "batch.npz")
-    assert result.exit_code == 1 and message in result.output and str(tmp_path / "batch.npz") in result.output
+    assert (
+        result.exit_code == 1
+        and message in result.output
+        and str(tmp_path / "batch.npz") in result.output
+    )
 
 
 def _idx(path, array):
@@ -126,7 +144,10 @@ def test_check_idx_folder_and_label_out_of_range(tmp_path):
     _idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([0, 12, 9]))
     result = run(tmp_path, "--split", "test")
     assert result.exit_code == 1
-    assert f"{tmp_path / 't10k-labels-idx1-ubyte.gz'} item 1: label 12 out of range 0..9" in result.output
+    assert (
+        f"{tmp_path / 't10k-labels-idx1-ubyte.gz'} item 1: label 12 out of range 0..9"
+        in result.output
+    )
 
 
 def test_check_real_fashion_mnist(fashion_mnist_dir):
@@ -137,8 +158,12 @@ def test_check_real_fashion_mnist(fashion_mnist_dir):
 
 def test_check_shapes_and_unknown_name():
     r = report("shapes", "--length", "25", "--split", "val")
-    assert r["format"] == "shapes" and r["images"] == 25 and r["class_counts"]["0"] == 3  # ids 0, 10, 20
+    assert (
+        r["format"] == "shapes" and r["images"] == 25 and r["class_counts"]["0"] == 3
+    )  # ids 0, 10, 20
     result = run("no_such_dataset")
     assert result.exit_code == 1
-    assert result.output.strip() == ("Error: no_such_dataset: no such file or folder, and not a built-in "
-                                     "dataset (shapes, fashion_mnist)")
+    assert result.output.strip() == (
+        "Error: no_such_dataset: no such file or folder, and not a built-in "
+        "dataset (shapes, fashion_mnist)"
+    )

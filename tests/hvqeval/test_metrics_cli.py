@@ -6,10 +6,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from metrics_helpers import write_image_folder, write_sample_set
 
 from hvqeval.cli import cli
 from hvqeval.results import ResultRow, ResultsStore
-from metrics_helpers import write_image_folder, write_sample_set
 
 
 def run(args, env=None):
@@ -20,10 +20,31 @@ def run(args, env=None):
 def test_metrics_command_appends_rows_and_prints_json(tmp_path, small_sample_set, domain_weights):
     reference = write_image_folder(tmp_path / "r", 20, size=32)
     results = tmp_path / "results.jsonl"
-    result = run(["metrics", "--samples", str(small_sample_set), "--reference", str(reference),
-                  "--metrics", "isc,fid,kid", "--extractor", "domain", "--weights", str(domain_weights),
-                  "--splits", "2", "--kid-subset-size", "10", "--kid-subsets", "3", "--per-class",
-                  "--results", str(results), "--json"])
+    result = run(
+        [
+            "metrics",
+            "--samples",
+            str(small_sample_set),
+            "--reference",
+            str(reference),
+            "--metrics",
+            "isc,fid,kid",
+            "--extractor",
+            "domain",
+            "--weights",
+            str(domain_weights),
+            "--splits",
+            "2",
+            "--kid-subset-size",
+            "10",
+            "--kid-subsets",
+            "3",
+            "--per-class",
+            "--results",
+            str(results),
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     stored = ResultsStore(results).read()
@@ -37,9 +58,23 @@ def test_metrics_command_appends_rows_and_prints_json(tmp_path, small_sample_set
 
 
 def test_metrics_table_output(tmp_path, small_sample_set, domain_weights):
-    result = run(["metrics", "--samples", str(small_sample_set), "--metrics", "isc", "--splits", "2",
-                  "--extractor", "domain", "--weights", str(domain_weights),
-                  "--results", str(tmp_path / "r.jsonl")])
+    result = run(
+        [
+            "metrics",
+            "--samples",
+            str(small_sample_set),
+            "--metrics",
+            "isc",
+            "--splits",
+            "2",
+            "--extractor",
+            "domain",
+            "--weights",
+            str(domain_weights),
+            "--results",
+            str(tmp_path / "r.jsonl"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     header, row = result.stdout.splitlines()[:2]
     assert header.split()[:3] == ["metric", "value", "n"]
@@ -47,19 +82,42 @@ def test_metrics_table_output(tmp_path, small_sample_set, domain_weights):
 
 
 def test_missing_inception_weights_fail_with_one_line(tmp_path, small_sample_set, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached weights; offline download fails
-    result = run(["metrics", "--samples", str(small_sample_set), "--metrics", "isc",
-                  "--results", str(tmp_path / "r.jsonl")])
+    monkeypatch.setenv(
+        "TORCH_HOME", str(tmp_path / "torch")
+    )  # no cached weights; offline download fails
+    result = run(
+        [
+            "metrics",
+            "--samples",
+            str(small_sample_set),
+            "--metrics",
+            "isc",
+            "--results",
+            str(tmp_path / "r.jsonl"),
+        ]
+    )
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ")
-    assert "weights-inception-2015-12-05-6726825d.pth" in lines[0] and "--inception-weights" in lines[0]
+    assert (
+        "weights-inception-2015-12-05-6726825d.pth" in lines[0]
+        and "--inception-weights" in lines[0]
+    )
 
 
 def test_inception_weights_from_the_environment_variable_must_exist(tmp_path, small_sample_set):
-    result = run(["metrics", "--samples", str(small_sample_set), "--metrics", "isc",
-                  "--results", str(tmp_path / "r.jsonl")],
-                 env={"HVQEVAL_INCEPTION_WEIGHTS": str(tmp_path / "missing.pth")})
+    result = run(
+        [
+            "metrics",
+            "--samples",
+            str(small_sample_set),
+            "--metrics",
+            "isc",
+            "--results",
+            str(tmp_path / "r.jsonl"),
+        ],
+        env={"HVQEVAL_INCEPTION_WEIGHTS": str(tmp_path / "missing.pth")},
+    )
     assert result.exit_code == 1 and "missing.pth does not exist" in result.stderr
 
 
@@ -69,7 +127,7 @@ def test_batch_runs_the_cross_product_and_resumes(tmp_path, domain_weights):
     reference = write_image_folder(tmp_path / "ref", 15, size=16)
     spec = tmp_path / "spec.toml"
     spec.write_text(f"""
-results = "{tmp_path / 'results.jsonl'}"
+results = "{tmp_path / "results.jsonl"}"
 [defaults]
 extractor = "domain"
 weights = "{domain_weights}"
@@ -83,8 +141,12 @@ metrics = ["isc", "fid"]
     assert first.exit_code == 0, first.output
     assert "2 job(s) computed, 0 already" in first.stderr
     rows = ResultsStore(tmp_path / "results.jsonl").read()
-    assert sorted((r["model"], r["metric"]) for r in rows) == [("ff", "fid"), ("ff", "isc"),
-                                                               ("msp", "fid"), ("msp", "isc")]
+    assert sorted((r["model"], r["metric"]) for r in rows) == [
+        ("ff", "fid"),
+        ("ff", "isc"),
+        ("msp", "fid"),
+        ("msp", "isc"),
+    ]
     # Simulate a crash after the first job: drop the second job's rows and run again.
     keep = [r for r in rows if r["model"] == "ff"]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in keep))
@@ -105,16 +167,35 @@ def test_batch_spec_errors_are_one_line(tmp_path):
 
 def test_results_store_round_trip_and_torn_last_line(tmp_path):
     store = ResultsStore(tmp_path / "r.jsonl")
-    row = ResultRow(metric="fid", value=1.5, std=None, model="m", sample_set="s", sample_set_sha256="x",
-                    reference="shapes:val", reference_id="y", n=10, n_reference=20, splits=None, seed=0,
-                    feature_extractor="inception-v3-compat", weights_sha256="z", resize="none", tf32=False,
-                    extra={"job": "k1"})
+    row = ResultRow(
+        metric="fid",
+        value=1.5,
+        std=None,
+        model="m",
+        sample_set="s",
+        sample_set_sha256="x",
+        reference="shapes:val",
+        reference_id="y",
+        n=10,
+        n_reference=20,
+        splits=None,
+        seed=0,
+        feature_extractor="inception-v3-compat",
+        weights_sha256="z",
+        resize="none",
+        tf32=False,
+        extra={"job": "k1"},
+    )
     store.append([row, row])
     with open(store.path, "a") as fh:
         fh.write('{"metric": "isc", "val')  # a crash mid-write
     with pytest.warns(UserWarning, match="incomplete last line"):
         rows = store.read()
-    assert len(rows) == 2 and rows[0]["value"] == 1.5 and list(rows[0])[:3] == ["metric", "value", "std"]
+    assert (
+        len(rows) == 2
+        and rows[0]["value"] == 1.5
+        and list(rows[0])[:3] == ["metric", "value", "std"]
+    )
     with pytest.warns(UserWarning):
         assert store.job_keys() == {"k1"}
 
@@ -122,9 +203,27 @@ def test_results_store_round_trip_and_torn_last_line(tmp_path):
 def test_fid_infinity_and_bootstrap_options(tmp_path, domain_weights):
     samples = write_sample_set(tmp_path / "s", 40, size=16)
     reference = write_image_folder(tmp_path / "r", 40, size=16)
-    result = run(["metrics", "--samples", str(samples), "--reference", str(reference), "--metrics", "fid",
-                  "--extractor", "domain", "--weights", str(domain_weights), "--fid-infinity", "--bootstrap", "10",
-                  "--results", str(tmp_path / "r.jsonl"), "--json"])
+    result = run(
+        [
+            "metrics",
+            "--samples",
+            str(samples),
+            "--reference",
+            str(reference),
+            "--metrics",
+            "fid",
+            "--extractor",
+            "domain",
+            "--weights",
+            str(domain_weights),
+            "--fid-infinity",
+            "--bootstrap",
+            "10",
+            "--results",
+            str(tmp_path / "r.jsonl"),
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
     rows = {r["metric"]: r for r in json.loads(result.stdout)}
     assert set(rows) == {"fid", "fid_infinity"}

@@ -20,7 +20,9 @@ def test_statistics_equal_numpy_mean_and_cov():
     f = correlated(500, 16, 0)
     stats = fidelity.features_to_statistics(f, chunk=64)  # several chunks
     assert np.allclose(stats.mu, f.astype(np.float64).mean(0), rtol=0, atol=1e-12)
-    assert np.allclose(stats.sigma, np.cov(f.astype(np.float64), rowvar=False), rtol=1e-12, atol=1e-12)
+    assert np.allclose(
+        stats.sigma, np.cov(f.astype(np.float64), rowvar=False), rtol=1e-12, atol=1e-12
+    )
     assert stats.n == 500
 
 
@@ -33,7 +35,9 @@ def test_matrix_sqrt_matches_scipy_sqrtm():
 
 def test_fid_equals_scipy_reference():
     f1, f2 = correlated(400, 32, 2), correlated(300, 32, 3, shift=0.3)
-    ours = fidelity.statistics_to_fid(fidelity.features_to_statistics(f1), fidelity.features_to_statistics(f2))
+    ours = fidelity.statistics_to_fid(
+        fidelity.features_to_statistics(f1), fidelity.features_to_statistics(f2)
+    )
     reference = scipy_fid(f1.astype(np.float64), f2.astype(np.float64))
     assert ours == pytest.approx(reference, rel=1e-6)
     assert ours > 1.0  # a real difference (shifted mean: |0.3|^2 * 32 = 2.88 alone)
@@ -46,7 +50,9 @@ def test_low_rank_path_equals_full_path_when_n_below_dimension():
     low_rank = fidelity.statistics_to_fid(s1, s2, f1)  # 12 x 12 eigenproblem
     # The full path adds sqrt(round-off) from S1's 28 zero eigenvalues (~1e-8 each).
     assert low_rank == pytest.approx(full, rel=1e-7)
-    assert low_rank == pytest.approx(scipy_fid(f1.astype(np.float64), f2.astype(np.float64)), rel=1e-6)
+    assert low_rank == pytest.approx(
+        scipy_fid(f1.astype(np.float64), f2.astype(np.float64)), rel=1e-6
+    )
 
 
 def test_fid_of_a_set_with_itself_is_zero():

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from metrics_helpers import rng_images, write_image_folder, write_sample_set
 from PIL import Image
 
 from hvqeval.errors import SampleSetError
 from hvqeval.inputs import InputError, open_images
-from metrics_helpers import rng_images, write_image_folder, write_sample_set
 
 
 def save(path, array):
@@ -26,7 +26,9 @@ def test_sample_set_items_are_uint8_chw_with_manifest_labels(small_sample_set):
     image = source[0]
     assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)
     assert source.class_ids.tolist() == [f["class_id"] for f in manifest["files"]]
-    assert np.array_equal(image.permute(1, 2, 0).numpy(), np.asarray(Image.open(small_sample_set / "000000.png")))
+    assert np.array_equal(
+        image.permute(1, 2, 0).numpy(), np.asarray(Image.open(small_sample_set / "000000.png"))
+    )
 
 
 def test_class_folder_labels_and_flat_folder(tmp_path):
@@ -117,7 +119,9 @@ def test_sample_set_file_of_the_wrong_size(tmp_path):
     path = write_sample_set(tmp_path / "s", 3, size=8)
     save(path / "000001.png", rng_images(1, 10, 0)[0])
     source = open_images(str(path))
-    with pytest.raises(SampleSetError, match="000001.png is 10x10 but the manifest says image_size 8"):
+    with pytest.raises(
+        SampleSetError, match="000001.png is 10x10 but the manifest says image_size 8"
+    ):
         source[1]
 
 
@@ -128,7 +132,9 @@ def test_npz_and_npy_arrays(tmp_path):
     assert len(source) == 6 and source.class_ids.tolist() == [0, 1, 0, 1, 0, 1]
     assert np.array_equal(source[4].permute(1, 2, 0).numpy(), images[4])
     np.save(tmp_path / "b.npy", images)
-    assert np.array_equal(open_images(str(tmp_path / "b.npy"))[2].permute(1, 2, 0).numpy(), images[2])
+    assert np.array_equal(
+        open_images(str(tmp_path / "b.npy"))[2].permute(1, 2, 0).numpy(), images[2]
+    )
     np.savez(tmp_path / "bad.npz", arr_0=images.astype(np.float32))
     with pytest.raises(InputError, match="must be uint8"):
         open_images(str(tmp_path / "bad.npz"))
@@ -149,7 +155,9 @@ def test_missing_path_is_reported(tmp_path):
 
 def test_fashion_mnist_reference_has_labels_and_grey_is_rgb(fashion_mnist_dir):
     source = open_images("fashion_mnist:test")
-    assert len(source) == 10000 and source.image_size == 28 and source.class_names[0] == "T-shirt/top"
+    assert (
+        len(source) == 10000 and source.image_size == 28 and source.class_names[0] == "T-shirt/top"
+    )
     assert source.class_ids.shape == (10000,) and set(source.class_ids.tolist()) == set(range(10))
     image = source[0]
     assert image.shape == (3, 28, 28) and torch.equal(image[0], image[2])  # grey replicated to RGB

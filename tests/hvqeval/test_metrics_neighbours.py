@@ -9,7 +9,9 @@ import pytest
 import torch
 import torchvision
 from click.testing import CliRunner
+from metrics_helpers import write_image_folder, write_sample_set
 from PIL import Image
+from seeded_weights import write_seeded_resnet50, write_seeded_vgg16
 from sklearn.neighbors import NearestNeighbors
 from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -17,8 +19,6 @@ from hvqeval.cli import cli
 from hvqeval.metrics.features import build_network, resolve_extractor
 from hvqeval.metrics.neighbours import exact_knn
 from hvqeval.metrics.resnet import resnet50_preprocess
-from seeded_weights import write_seeded_resnet50, write_seeded_vgg16
-from metrics_helpers import write_image_folder, write_sample_set
 
 
 @pytest.mark.parametrize("chunk", [37, 1000])
@@ -49,7 +49,9 @@ def test_vgg16_fc7_tap_equals_torchvision_classifier_relu(tmp_path):
     weights = write_seeded_vgg16(tmp_path / "vgg16.pth", seed=0)
     extractor = resolve_extractor("vgg16", weights)
     network = build_network(extractor, ["fc2_relu"], "cpu")
-    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = torch.randint(
+        0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         (ours,) = network(images)  # (2, 4096)
         model = torchvision.models.vgg16()
@@ -67,7 +69,9 @@ def test_resnet50_avgpool_tap_equals_torchvision_flatten(tmp_path):
     weights = write_seeded_resnet50(tmp_path / "resnet50.pth", seed=0)
     extractor = resolve_extractor("resnet50", weights)
     network = build_network(extractor, ["avgpool"], "cpu")
-    images = torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    images = torch.randint(
+        0, 256, (2, 3, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
     with torch.no_grad():
         (ours,) = network(images)  # (2, 2048)
         model = torchvision.models.resnet50()
@@ -99,8 +103,21 @@ def test_neighbours_command_pixel_space(tmp_path):
     copy = np.asarray(Image.open(sorted(dataset.iterdir())[7]))
     Image.fromarray(copy).save(samples / "000001.png")
     runner = CliRunner()
-    args = ["neighbours", "--samples", str(samples), "--dataset", str(dataset), "--space", "pixel", "--k", "4",
-            "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "neighbours",
+        "--samples",
+        str(samples),
+        "--dataset",
+        str(dataset),
+        "--space",
+        "pixel",
+        "--k",
+        "4",
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     result = runner.invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "computed and cached" in result.stderr

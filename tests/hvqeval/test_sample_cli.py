@@ -49,20 +49,37 @@ def _pixels(sample_set: SampleSet) -> np.ndarray:
     return np.stack([sample_set.uint8(i) for i in range(len(sample_set))])  # (N, H, W, 3)
 
 
-BASE = ("--classes", "0,3", "--per-class", 3, "--batch-size", 4, "--seed", 5)  # 6 images: batches of 4 + 2
+BASE = (
+    "--classes",
+    "0,3",
+    "--per-class",
+    3,
+    "--batch-size",
+    4,
+    "--seed",
+    5,
+)  # 6 images: batches of 4 + 2
 
 
 def test_sample_set_is_valid_and_reproducible_by_seed(run, tmp_path):
     first = _ok(run, tmp_path / "a", *BASE)
     first.verify()
     m = first.manifest
-    assert (m["model"], m["card"], m["image_size"], m["seed"], m["sampler"]) == ("tiny_ff", "tiny_ff", IMAGE_SIZE, 5, "cached")
+    assert (m["model"], m["card"], m["image_size"], m["seed"], m["sampler"]) == (
+        "tiny_ff",
+        "tiny_ff",
+        IMAGE_SIZE,
+        5,
+        "cached",
+    )
     assert m["temperature"] == 1.0 and m["batch_size"] == 4 and m["format_version"] == 1
     assert [c["stage"] for c in m["checkpoints"]] == ["level1", "prior"]
     for c in m["checkpoints"]:
         assert c["sha256"] == sha256_file(Path(c["path"]))
     # class-major plan; labels "name (id)" from the shapes dataset
-    assert [(f.class_id, f.class_name) for f in first.files] == [(0, "ring (0)")] * 3 + [(3, "cross (3)")] * 3
+    assert [(f.class_id, f.class_name) for f in first.files] == [(0, "ring (0)")] * 3 + [
+        (3, "cross (3)")
+    ] * 3
     again = _ok(run, tmp_path / "b", *BASE)
     assert [f.sha256 for f in again.files] == [f.sha256 for f in first.files]
     other = _ok(run, tmp_path / "c", *BASE[:-1], 6)
@@ -97,7 +114,9 @@ def test_interrupted_run_resumes_to_the_uninterrupted_files(run, tmp_path):
     assert len(SampleSet.load(tmp_path / "killed")) == 4
     report = generate_sample_set(request, tmp_path / "killed", progress=False)
     assert (report.made_now, report.already_there, report.complete) == (2, 4, True)
-    assert [f.sha256 for f in SampleSet.load(tmp_path / "killed").files] == [f.sha256 for f in whole.files]
+    assert [f.sha256 for f in SampleSet.load(tmp_path / "killed").files] == [
+        f.sha256 for f in whole.files
+    ]
 
 
 def test_saved_codes_and_a_batch_redrawn_by_hand(run, tmp_path):
@@ -106,7 +125,14 @@ def test_saved_codes_and_a_batch_redrawn_by_hand(run, tmp_path):
 
     made = _ok(run, tmp_path / "s", *BASE, "--save-codes")
     codes = load_sampled_codes(tmp_path / "s")
-    assert codes["codes_level1"].shape == (6, 1, 2, 2) and list(codes["class_ids"]) == [0, 0, 0, 3, 3, 3]
+    assert codes["codes_level1"].shape == (6, 1, 2, 2) and list(codes["class_ids"]) == [
+        0,
+        0,
+        0,
+        3,
+        3,
+        3,
+    ]
     assert list(codes["files"]) == [f.file for f in made.files]
     # Batch 1 (images 4, 5) by hand: Algorithm 4 with each image's own generator.
     hierarchy = load_run(run)
@@ -122,19 +148,26 @@ def test_per_stage_temperature_is_used_and_recorded(run, tmp_path):
     cold = _ok(run, tmp_path / "cold", *args, "--temperature", "prior=0.5,level1=0.7")
     assert cold.manifest["temperature"] == {"level1": 0.7, "prior": 0.5}
     uniform = _ok(run, tmp_path / "uniform", *args, "--temperature", "0.5")
-    assert uniform.manifest["temperature"] == 0.5  # same prior temperature, level 1 at 0.5 instead of 0.7
+    assert (
+        uniform.manifest["temperature"] == 0.5
+    )  # same prior temperature, level 1 at 0.5 instead of 0.7
     assert not np.array_equal(_pixels(cold), _pixels(uniform))
-    assert parse_temperatures("0.9,prior=0.5", ["level1", "prior"]) == Temperatures(0.9, (("prior", 0.5),))
+    assert parse_temperatures("0.9,prior=0.5", ["level1", "prior"]) == Temperatures(
+        0.9, (("prior", 0.5),)
+    )
     with pytest.raises(GenerationError, match="unknown stage 'level2'"):
         parse_temperatures("level2=1", ["level1", "prior"])
     assert parse_classes("0-2,7", 10) == [0, 1, 2, 7]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--classes", "3,10"), "class 10 is out of range: this model has classes 0..9"),
-    (("--classes", "x"), "'x' is not a class id"),
-    (("--temperature", "0"), "temperature must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--classes", "3,10"), "class 10 is out of range: this model has classes 0..9"),
+        (("--classes", "x"), "'x' is not a class id"),
+        (("--temperature", "0"), "temperature must be a positive number"),
+    ],
+)
 def test_bad_arguments_fail_with_one_line(run, tmp_path, extra, message):
     result = _sample(run, tmp_path / "x", "--per-class", 1, *extra)
     assert result.exit_code == 1
@@ -156,7 +189,9 @@ def test_missing_stage_and_foreign_out_folder_fail_clearly(run, tmp_path):
     assert result.exit_code == 1 and "holds files but no sample-set manifest" in result.output
     result = _sample(tmp_path / "nowhere", tmp_path / "y", "--per-class", 1)
     assert result.exit_code == 1 and "not a run folder" in result.output
-    summary = json.loads(_sample(run, tmp_path / "set", "--classes", "1", "--per-class", 1, "--json").stdout)
+    summary = json.loads(
+        _sample(run, tmp_path / "set", "--classes", "1", "--per-class", 1, "--json").stdout
+    )
     assert summary["made_now"] == 0 and summary["complete"]
 
 
@@ -164,7 +199,18 @@ def test_missing_stage_and_foreign_out_folder_fail_clearly(run, tmp_path):
 def test_cuda_sampling_matches_naive_and_runs_in_bfloat16_with_graphs(run, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    args = ("--classes", "0,1", "--per-class", 2, "--batch-size", 4, "--seed", 2, "--device", "cuda")
+    args = (
+        "--classes",
+        "0,1",
+        "--per-class",
+        2,
+        "--batch-size",
+        4,
+        "--seed",
+        2,
+        "--device",
+        "cuda",
+    )
     cached = _ok(run, tmp_path / "cached", *args)
     naive = _ok(run, tmp_path / "naive", *args, "--sampler", "naive")
     assert np.array_equal(_pixels(cached), _pixels(naive))
@@ -178,10 +224,26 @@ def test_two_level_samples_decode_again_from_saved_codes(tmp_path_factory, tmp_p
     from models.sampling import sample_prior
 
     run = build_tiny_run(tmp_path_factory.getbasetemp(), "imagenet256_msp", image_size=16)
-    made = _ok(run, tmp_path / "s", "--classes", "0,5", "--per-class", 1, "--batch-size", 2, "--save-codes",
-               "--temperature", "prior=0.9,level2=0.95")
+    made = _ok(
+        run,
+        tmp_path / "s",
+        "--classes",
+        "0,5",
+        "--per-class",
+        1,
+        "--batch-size",
+        2,
+        "--save-codes",
+        "--temperature",
+        "prior=0.9,level2=0.95",
+    )
     codes = load_sampled_codes(tmp_path / "s")
-    assert codes["codes_level2"].shape == (2, 1, 2, 2) and codes["codes_level1"].shape == (2, 3, 4, 4)
+    assert codes["codes_level2"].shape == (2, 1, 2, 2) and codes["codes_level1"].shape == (
+        2,
+        3,
+        4,
+        4,
+    )
     # Algorithm 4 by hand through both levels with the images' generators and the same temperatures.
     hierarchy, gen = load_run(run), [batch_generator(0, 0), batch_generator(0, 1)]  # one per image
     temperatures = parse_temperatures("prior=0.9,level2=0.95", ["level1", "level2", "prior"])

@@ -54,7 +54,11 @@ def test_images_do_not_depend_on_the_batch_size(run, tmp_path):
     one = _cli(*base, "--out", tmp_path / "b1", "--batch-size", 1)
     four = _cli(*base, "--out", tmp_path / "b4", "--batch-size", 4)
     auto = _cli(*base, "--out", tmp_path / "auto")
-    assert (one["batch_size"], four["batch_size"], auto["batch_size"]) == (1, 4, 9)  # auto: all 9 at once
+    assert (one["batch_size"], four["batch_size"], auto["batch_size"]) == (
+        1,
+        4,
+        9,
+    )  # auto: all 9 at once
     assert _files(tmp_path / "b1") == _files(tmp_path / "b4") == _files(tmp_path / "auto")
     manifest = SampleSet.load(tmp_path / "b4").manifest
     assert (

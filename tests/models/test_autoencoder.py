@@ -13,18 +13,29 @@ from models.config import load_card
 
 # CPU-sized versions of the tiny cards: 16x16 images, 4x4 codes, narrow networks.
 SMALL = [
-    "model.image_size=16", "level.0.codes.resolution=4", "level.0.codes.bits=4",
-    "level.0.encoder.hidden=16", "level.0.encoder.bottleneck=8",
-    "level.0.aux_decoder.hidden=16", "level.0.aux_decoder.bottleneck=8",
-    "level.0.modulator.hidden=16", "level.0.modulator.bottleneck=8",
-    "level.0.local_model.layers=2", "level.0.local_model.hidden=6",
+    "model.image_size=16",
+    "level.0.codes.resolution=4",
+    "level.0.codes.bits=4",
+    "level.0.encoder.hidden=16",
+    "level.0.encoder.bottleneck=8",
+    "level.0.aux_decoder.hidden=16",
+    "level.0.aux_decoder.bottleneck=8",
+    "level.0.modulator.hidden=16",
+    "level.0.modulator.bottleneck=8",
+    "level.0.local_model.layers=2",
+    "level.0.local_model.hidden=6",
 ]
-SMALL_MSP = SMALL + ["level.0.aux_decoder.teacher.hidden=16", "level.0.aux_decoder.teacher.bottleneck=8"]
+SMALL_MSP = SMALL + [
+    "level.0.aux_decoder.teacher.hidden=16",
+    "level.0.aux_decoder.teacher.bottleneck=8",
+]
 
 
 def small_level(kind: str) -> LevelModel:
     torch.manual_seed(0)
-    card = load_card("tiny_ff" if kind == "ff" else "tiny_msp", SMALL if kind == "ff" else SMALL_MSP)
+    card = load_card(
+        "tiny_ff" if kind == "ff" else "tiny_msp", SMALL if kind == "ff" else SMALL_MSP
+    )
     return LevelModel(card, 0)
 
 
@@ -36,14 +47,16 @@ def test_msp_masks_cover_squares_around_middles():
     for b in range(4):
         expected = torch.ones(12, 10, dtype=torch.bool)
         for i, j in middles[b, 0].nonzero().tolist():
-            expected[max(i - 1, 0):i + 2, max(j - 1, 0):j + 2] = False  # 3x3 square, clipped
+            expected[max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2] = False  # 3x3 square, clipped
         assert torch.equal(visible[b, 0], expected)
     # Every middle is itself masked, so the teacher never sees the value it predicts.
     assert not (visible & middles).any()
 
 
 def test_msp_masks_size_one_hides_only_the_middle():
-    visible, middles = sample_msp_masks(2, 6, 6, mask_size=1, count=3, generator=torch.Generator().manual_seed(0))
+    visible, middles = sample_msp_masks(
+        2, 6, 6, mask_size=1, count=3, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.equal(visible, ~middles)
 
 
@@ -93,10 +106,27 @@ def test_msp_losses_only_count_middle_positions():
     assert (grad_at[~middles.expand(b, c, h, w)] == 0).all()
     # Hand check: mean over the 2 middles x 3 channels of -log softmax(teacher)[x] and of KL.
     rows = [(0, 1, 2), (1, 3, 0)]
-    want_nll = sum(-F.log_softmax(teacher[i, ch, :, r, q], 0)[x[i, ch, r, q]]
-                   for i, r, q in rows for ch in range(c)) / 6
-    want_kl = sum(F.kl_div(F.log_softmax(student[i, ch, :, r, q], 0), F.log_softmax(teacher[i, ch, :, r, q], 0),
-                           log_target=True, reduction="sum") for i, r, q in rows for ch in range(c)) / 6
+    want_nll = (
+        sum(
+            -F.log_softmax(teacher[i, ch, :, r, q], 0)[x[i, ch, r, q]]
+            for i, r, q in rows
+            for ch in range(c)
+        )
+        / 6
+    )
+    want_kl = (
+        sum(
+            F.kl_div(
+                F.log_softmax(student[i, ch, :, r, q], 0),
+                F.log_softmax(teacher[i, ch, :, r, q], 0),
+                log_target=True,
+                reduction="sum",
+            )
+            for i, r, q in rows
+            for ch in range(c)
+        )
+        / 6
+    )
     assert torch.isclose(nll, want_nll, atol=1e-6)
     assert torch.isclose(kl, want_kl, atol=1e-6)
 
@@ -109,7 +139,9 @@ def test_distillation_trains_student_not_teacher():
     assert math.isfinite(float(teacher_nll))
     # The aux loss (L_MSP + L_dist) trains the teacher through L_MSP only; check via the graph:
     model.zero_grad()
-    kl_only = out.losses["aux"] - teacher_nll  # teacher_nll is detached: this is L_MSP + L_dist - const
+    kl_only = (
+        out.losses["aux"] - teacher_nll
+    )  # teacher_nll is detached: this is L_MSP + L_dist - const
     kl_only.backward(retain_graph=True)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
@@ -127,7 +159,9 @@ def test_ar_decoder_loss_leaves_encoder_gradients_at_zero(kind):
     assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in encoder_params)
     assert all(p.grad is None for p in model.aux_decoder.parameters())
     # ... while the same loss does train the decoder (modulator and local model).
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.modulator.parameters())
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.modulator.parameters()
+    )
     # And the auxiliary loss does reach the encoder (straight-through).
     model.zero_grad()
     model(x).losses["aux"].backward()
@@ -142,7 +176,9 @@ def test_feedforward_level_one_uses_mse_in_pixel_space():
     with torch.no_grad():
         q = model.quantizer.eval()(model.encoder_features(x))
         recon = model.aux_decoder(q.quantized)
-    assert torch.isclose(out.metrics["aux_mse"], F.mse_loss(recon, x.float() / 127.5 - 1), atol=1e-5)
+    assert torch.isclose(
+        out.metrics["aux_mse"], F.mse_loss(recon, x.float() / 127.5 - 1), atol=1e-5
+    )
     assert out.codes.shape == (2, 1, 4, 4) and int(out.codes.max()) < 16
     # bits/dim reported is the AR decoder's NLL per sub-pixel in bits.
     assert torch.isclose(out.metrics["bpd"], out.metrics["ar_nats"] / math.log(2))
@@ -150,12 +186,22 @@ def test_feedforward_level_one_uses_mse_in_pixel_space():
 
 def test_higher_level_feedforward_uses_categorical_nll_over_codes():
     torch.manual_seed(0)
-    card = load_card("imagenet256_ff", [
-        "level.1.encoder.hidden=8", "level.1.encoder.bottleneck=4", "level.1.encoder.layers=1",
-        "level.1.aux_decoder.hidden=8", "level.1.aux_decoder.bottleneck=4", "level.1.aux_decoder.layers=1",
-        "level.1.modulator.hidden=8", "level.1.modulator.bottleneck=4", "level.1.modulator.layers=1",
-        "level.1.local_model.layers=1", "level.1.local_model.hidden=4",
-    ])
+    card = load_card(
+        "imagenet256_ff",
+        [
+            "level.1.encoder.hidden=8",
+            "level.1.encoder.bottleneck=4",
+            "level.1.encoder.layers=1",
+            "level.1.aux_decoder.hidden=8",
+            "level.1.aux_decoder.bottleneck=4",
+            "level.1.aux_decoder.layers=1",
+            "level.1.modulator.hidden=8",
+            "level.1.modulator.bottleneck=4",
+            "level.1.modulator.layers=1",
+            "level.1.local_model.layers=1",
+            "level.1.local_model.hidden=4",
+        ],
+    )
     model = LevelModel(card, 1)
     assert model.one_hot_input and model.predicts_logits
     z = torch.randint(0, 256, (1, 1, 128, 128))[..., :16, :16]  # a 16x16 crop of level-1 codes
@@ -173,13 +219,23 @@ def test_msp_training_losses_equal_the_full_map_losses():
     with torch.no_grad():
         out = model(x, generator=torch.Generator().manual_seed(9))
         aux = model.config.aux_decoder
-        visible, middles = sample_msp_masks(3, 16, 16, aux.mask_size, aux.masks_per_image,
-                                            generator=torch.Generator().manual_seed(9))
+        visible, middles = sample_msp_masks(
+            3,
+            16,
+            16,
+            aux.mask_size,
+            aux.masks_per_image,
+            generator=torch.Generator().manual_seed(9),
+        )
         teacher = model.teacher_logits(x, visible)
-        student = model._logits(model.aux_decoder(model.quantizer(model.encoder_features(x)).quantized))
+        student = model._logits(
+            model.aux_decoder(model.quantizer(model.encoder_features(x)).quantized)
+        )
         want_nll, want_kl = msp_losses(teacher, student, x, middles)
     assert math.isclose(float(out.metrics["teacher_nll"]), float(want_nll), rel_tol=1e-5)
-    assert math.isclose(float(out.metrics["distill_kl"]), float(want_kl), rel_tol=1e-5, abs_tol=1e-7)
+    assert math.isclose(
+        float(out.metrics["distill_kl"]), float(want_kl), rel_tol=1e-5, abs_tol=1e-7
+    )
 
 
 def test_pixel_embeddings_start_ordinal_and_code_embeddings_do_not():

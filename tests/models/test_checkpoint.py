@@ -38,8 +38,16 @@ def _save_trained(path: Path, card, stage="level1") -> tuple[LevelModel, Polyak,
         out.loss.backward()
         opt.step()
         polyak.update(model, step)
-    save_checkpoint(path, model_class="LevelModel", card=card, stage=stage, state_dict=model.state_dict(),
-                    ema_state_dict=polyak.state_dict(), optimizer=opt.state_dict(), step=2)
+    save_checkpoint(
+        path,
+        model_class="LevelModel",
+        card=card,
+        stage=stage,
+        state_dict=model.state_dict(),
+        ema_state_dict=polyak.state_dict(),
+        optimizer=opt.state_dict(),
+        step=2,
+    )
     return model, polyak, opt
 
 
@@ -62,27 +70,37 @@ def test_round_trip_is_exact(tmp_path):
         assert torch.equal(model.decoder(x, model.encode(x)), rebuilt.decoder(x, rebuilt.encode(x)))
     opt2 = torch.optim.Adam(rebuilt.parameters(), lr=1e-3)
     opt2.load_state_dict(ckpt["optimizer"])
-    for (a, b) in zip(opt.state.values(), opt2.state.values()):
-        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+    for a, b in zip(opt.state.values(), opt2.state.values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(
+            a["exp_avg_sq"], b["exp_avg_sq"]
+        )
 
 
 def test_rng_state_round_trip():
     import random
 
     import numpy as np
+
     state = capture_rng_state()
     first = (torch.rand(3), np.random.rand(3), random.random())
     restore_rng_state(state)
     again = (torch.rand(3), np.random.rand(3), random.random())
-    assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1]) and first[2] == again[2]
+    assert (
+        torch.equal(first[0], again[0])
+        and np.array_equal(first[1], again[1])
+        and first[2] == again[2]
+    )
 
 
 def test_checkpoint_from_another_card_fails_clearly(tmp_path):
     card = small_card("tiny_msp")
     _save_trained(tmp_path / "level1.pt", card)
     other = small_card("tiny_ff")
-    with pytest.raises(CheckpointError, match=r"trained with card 'tiny_msp'.*differs from card 'tiny_ff' at "
-                                              r"'level\.0\.aux_decoder\.kind'"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"trained with card 'tiny_msp'.*differs from card 'tiny_ff' at "
+        r"'level\.0\.aux_decoder\.kind'",
+    ):
         load_checkpoint(tmp_path / "level1.pt", other, "level1")
     with pytest.raises(CheckpointError, match=r"holds stage 'level1', expected 'prior'"):
         load_checkpoint(tmp_path / "level1.pt", card, "prior")

@@ -19,7 +19,9 @@ def _options(steps: int, limit: int | None) -> TrainOptions:
 
 def _identity(directory: Path) -> tuple:
     """Changes whenever the code files are written again (new files are moved into place)."""
-    stats = [(directory / name).stat() for name in ("train.codes.npy", "val.codes.npy", "meta.json")]
+    stats = [
+        (directory / name).stat() for name in ("train.codes.npy", "val.codes.npy", "meta.json")
+    ]
     return tuple((s.st_ino, s.st_mtime_ns) for s in stats)
 
 
@@ -30,7 +32,9 @@ def test_codes_record_their_item_limit_and_are_re_extracted_for_more_items(tmp_p
 
     train_stage(card, tmp_path, "prior", options=_options(1, limit=8))
     meta = read_meta(directory)
-    assert meta["limit"] == 8 and meta["splits"] == {"train": 8, "val": 8} and meta["source_step"] == 2
+    assert (
+        meta["limit"] == 8 and meta["splits"] == {"train": 8, "val": 8} and meta["source_step"] == 2
+    )
     first = _identity(directory)
 
     # The same limit reuses the codes (the prior is already at step 1: only the codes are checked).
@@ -58,8 +62,14 @@ def test_codes_record_their_item_limit_and_are_re_extracted_for_more_items(tmp_p
 
 
 def test_stale_reason_rules():
-    meta = {"source_stage": "level1", "source_step": 5, "limit": 8, "bits": 4,
-            "splits": {"train": 8, "val": 8}, "class_names": ["a"]}
+    meta = {
+        "source_stage": "level1",
+        "source_step": 5,
+        "limit": 8,
+        "bits": 4,
+        "splits": {"train": 8, "val": 8},
+        "class_names": ["a"],
+    }
     assert stale_reason(meta, source_step=5, limit=8) is None
     assert stale_reason(meta, source_step=5, limit=3) is None
     assert "first 8 items" in stale_reason(meta, source_step=5, limit=9)

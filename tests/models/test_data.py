@@ -17,6 +17,7 @@ from models.data import DataError, eval_transform, open_dataset, train_transform
 
 # --------------------------------------------------------------------------- shapes
 
+
 def test_shapes_items_are_uint8_chw_with_balanced_labels():
     ds = open_dataset("shapes", "train", length=20)
     assert (len(ds), ds.num_classes, ds.image_size, ds.format) == (20, 10, 32, "shapes")
@@ -115,6 +116,7 @@ def test_dataset_with_transform_pickles_and_reports_transform_size():
 
 # --------------------------------------------------------------------------- transforms
 
+
 def _gradient_image(width, height):
     """RGB image whose red channel encodes x and green encodes y (0..255 across the image)."""
     xs = np.linspace(0, 255, width).round().astype(np.uint8)
@@ -137,7 +139,9 @@ def test_eval_transform_centre_crop_picks_the_centre_and_keeps_aspect():
     out = eval_transform(32)(_gradient_image(200, 100))
     red, green = out[0].float(), out[1].float()
     assert abs(red.mean().item() - 127.5) < 3  # centred horizontally
-    assert 255 * 0.25 - 8 < red.min().item() and red.max().item() < 255 * 0.75 + 8  # middle half only
+    assert (
+        255 * 0.25 - 8 < red.min().item() and red.max().item() < 255 * 0.75 + 8
+    )  # middle half only
     assert green[0].mean() < 8 and green[-1].mean() > 247  # full height kept
     # Aspect preserved: red grows across the 32 columns by about half the full range, the
     # same slope per pixel as green (full range over 32 rows) divided by two.
@@ -160,7 +164,9 @@ def test_eval_transform_accepts_tensor_grey_and_rgba_inputs():
 
 def test_train_transform_random_crop_flip_and_jitter():
     image = _gradient_image(120, 60)  # -> 64x32 after rescale to 32
-    outs = [train_transform(32, generator=torch.Generator().manual_seed(s))(image) for s in range(40)]
+    outs = [
+        train_transform(32, generator=torch.Generator().manual_seed(s))(image) for s in range(40)
+    ]
     assert all(o.shape == (3, 32, 32) and o.dtype == torch.uint8 for o in outs)
     # The crop position varies: the red value at the left edge differs between draws.
     assert len({int(o[0, :, 0].float().mean()) // 8 for o in outs}) > 3
@@ -174,18 +180,25 @@ def test_train_transform_random_crop_flip_and_jitter():
 
 def test_train_transform_without_jitter_is_an_exact_crop():
     image = torch.randint(0, 256, (3, 32, 50), dtype=torch.uint8)
-    t = train_transform(32, brightness=0, contrast=0, saturation=0, flip=False,
-                        generator=torch.Generator().manual_seed(0))
+    t = train_transform(
+        32,
+        brightness=0,
+        contrast=0,
+        saturation=0,
+        flip=False,
+        generator=torch.Generator().manual_seed(0),
+    )
     out = t(image)
-    crops = [image[:, :, left:left + 32] for left in range(19)]
+    crops = [image[:, :, left : left + 32] for left in range(19)]
     assert any(torch.equal(out, c) for c in crops)
 
 
 def test_train_transform_jitter_changes_colours_within_bounds():
     image = torch.full((3, 32, 32), 100, dtype=torch.uint8)
     image[0] = 180
-    outs = torch.stack([train_transform(32, generator=torch.Generator().manual_seed(s))(image)
-                        for s in range(30)]).float()
+    outs = torch.stack(
+        [train_transform(32, generator=torch.Generator().manual_seed(s))(image) for s in range(30)]
+    ).float()
     means = outs.mean((1, 2, 3))
     assert means.std() > 0.5  # brightness/contrast/saturation actually vary
     # 0.1 jitter on each of three multiplicative factors keeps the mean within ~35% of 126.7.
@@ -193,6 +206,7 @@ def test_train_transform_jitter_changes_colours_within_bounds():
 
 
 # --------------------------------------------------------------------------- fixture writers
+
 
 def write_image(path, size, colour, fmt=None):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +221,9 @@ def imagenet_root(tmp_path):
     write_image(root / "train/n03743016/n03743016_1.JPEG", (40, 30), (200, 10, 10), "JPEG")
     write_image(root / "train/n03743016/n03743016_2.JPEG", (50, 50), (200, 10, 10), "JPEG")
     write_image(root / "train/n02510455/n02510455_7.JPEG", (30, 60), (10, 10, 200), "JPEG")
-    write_image(root / "val/n02510455/ILSVRC2012_val_00000001.JPEG", (64, 48), (10, 10, 200), "JPEG")
+    write_image(
+        root / "val/n02510455/ILSVRC2012_val_00000001.JPEG", (64, 48), (10, 10, 200), "JPEG"
+    )
     return root
 
 
@@ -220,12 +236,16 @@ def write_npz_batch(path, images, labels, compressed=False):
 def write_idx(path, array):
     """IDX: magic 0x0000 08 NN, NN big-endian uint32 sizes, then the uint8 values; gzipped."""
     import gzip
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     with gzip.open(path, "wb") as f:
         f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
 # --------------------------------------------------------------------------- ImageNet folders
+
 
 def test_imagenet_class_folders_map_synsets_to_the_1000_class_index(imagenet_root):
     ds = open_dataset(imagenet_root, "train")
@@ -236,9 +256,16 @@ def test_imagenet_class_folders_map_synsets_to_the_1000_class_index(imagenet_roo
     assert ds.class_names[649] == "megalith" and ds.class_names[388] == "giant panda"
     image, _ = ds[1]
     assert image.shape == (3, 30, 40) and image.dtype == torch.uint8
-    assert abs(int(image[0].float().mean()) - 200) <= 3  # JPEG keeps the red fill within a few levels
+    assert (
+        abs(int(image[0].float().mean()) - 200) <= 3
+    )  # JPEG keeps the red fill within a few levels
     val = open_dataset(imagenet_root, "val", image_size=32)
-    assert len(val) == 1 and val.image_size == 32 and val[0][0].shape == (3, 32, 32) and val[0][1] == 388
+    assert (
+        len(val) == 1
+        and val.image_size == 32
+        and val[0][0].shape == (3, 32, 32)
+        and val[0][1] == 388
+    )
 
 
 def test_imagenet_folders_with_transform_batch_through_dataloader(imagenet_root):
@@ -255,7 +282,9 @@ def test_missing_split_folder_is_named(imagenet_root):
 def test_folder_with_a_stray_non_synset_folder_is_rejected(imagenet_root):
     (imagenet_root / "train/holiday_photos").mkdir()
     write_image(imagenet_root / "train/holiday_photos/a.png", (8, 8), (0, 0, 0))
-    with pytest.raises(DataError, match="holiday_photos: folder name is not one of the 1000 ImageNet"):
+    with pytest.raises(
+        DataError, match="holiday_photos: folder name is not one of the 1000 ImageNet"
+    ):
         open_dataset(imagenet_root, "train")
 
 
@@ -293,13 +322,14 @@ def test_corrupt_image_error_names_the_file(tmp_path):
 
 # --------------------------------------------------------------------------- npz batches
 
+
 def test_npz_batches_chw_rows_and_one_based_labels(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(5, 3, 4, 4), dtype=np.uint8)
     folder = tmp_path / "Imagenet4_train_npz"
     folder.mkdir()
     write_npz_batch(folder / "train_data_batch_1.npz", images[:3], [1, 650, 1000])
-    write_npz_batch(folder / "train_data_batch_10.npz", images[4:], [2])       # natural order: 1, 2, 10
+    write_npz_batch(folder / "train_data_batch_10.npz", images[4:], [2])  # natural order: 1, 2, 10
     write_npz_batch(folder / "train_data_batch_2.npz", images[3:4], [389], compressed=True)
     ds = open_dataset(folder, "train")
     assert ds.format == "downsampled-imagenet-npz" and len(ds) == 5 and ds.image_size == 4
@@ -343,6 +373,7 @@ def test_npz_errors(tmp_path):
 
 # --------------------------------------------------------------------------- IDX / Fashion-MNIST
 
+
 def test_idx_gz_files_as_rgb_with_padding(tmp_path):
     images = np.arange(3 * 28 * 28, dtype=np.int64).reshape(3, 28, 28) % 251
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
@@ -351,7 +382,9 @@ def test_idx_gz_files_as_rgb_with_padding(tmp_path):
     assert (len(ds), ds.image_size, ds.class_names[7]) == (3, 28, "sneaker")
     image, label = ds[2]
     assert label == 3 and image.shape == (3, 28, 28)
-    assert all(torch.equal(image[c], torch.from_numpy(images[2].astype(np.uint8))) for c in range(3))
+    assert all(
+        torch.equal(image[c], torch.from_numpy(images[2].astype(np.uint8))) for c in range(3)
+    )
     padded = open_dataset("fashion_mnist", "train", root=tmp_path, pad_to=32)
     p, _ = padded[2]
     assert p.shape == (3, 32, 32) and padded.image_size == 32
@@ -362,6 +395,7 @@ def test_idx_gz_files_as_rgb_with_padding(tmp_path):
 
 def test_idx_truncated_file_is_reported(tmp_path):
     import gzip
+
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.array([1, 2]))
     with gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb") as f:
         f.write(bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (2, 4, 4)) + bytes(20))
@@ -376,7 +410,9 @@ def test_real_fashion_mnist(fashion_mnist_dir):
     image, label = test[0]
     # The first test item of Fashion-MNIST is an ankle boot (label 9), on a black background.
     assert label == 9 and test.class_names[label] == "ankle boot"
-    assert image.shape == (3, 28, 28) and torch.equal(image[0], image[2]) and image[:, 0, 0].sum() == 0
+    assert (
+        image.shape == (3, 28, 28) and torch.equal(image[0], image[2]) and image[:, 0, 0].sum() == 0
+    )
     assert 30 < image.float().mean() < 200
     train = open_dataset("fashion_mnist", "train", root=fashion_mnist_dir, pad_to=32)
     assert len(train) == 60_000 and train[59_999][0].shape == (3, 32, 32)
@@ -388,15 +424,33 @@ def test_real_fashion_mnist(fashion_mnist_dir):
 # --------------------------------------------------------------------------- ImageNet class table
 
 # The 20 classes of the paper's Table 5 with the ids printed there.
-TABLE5 = {649: "megalith", 388: "giant panda", 933: "cheeseburger", 381: "Geoffroy's spider monkey",
-          973: "coral reef", 780: "schooner", 259: "Pomeranian", 127: "white stork", 978: "seashore",
-          327: "starfish", 980: "volcano", 453: "bookcase", 948: "Granny Smith", 323: "monarch butterfly",
-          72: "yellow garden spider", 407: "ambulance", 567: "frying pan", 147: "grey whale", 292: "tiger",
-          251: "Dalmatian"}
+TABLE5 = {
+    649: "megalith",
+    388: "giant panda",
+    933: "cheeseburger",
+    381: "Geoffroy's spider monkey",
+    973: "coral reef",
+    780: "schooner",
+    259: "Pomeranian",
+    127: "white stork",
+    978: "seashore",
+    327: "starfish",
+    980: "volcano",
+    453: "bookcase",
+    948: "Granny Smith",
+    323: "monarch butterfly",
+    72: "yellow garden spider",
+    407: "ambulance",
+    567: "frying pan",
+    147: "grey whale",
+    292: "tiger",
+    251: "Dalmatian",
+}
 
 
 def test_imagenet_class_table_matches_paper_table5():
     from models.data import class_label, imagenet_class_name, imagenet_class_names
+
     names = imagenet_class_names()
     assert len(names) == 1000 and len(set(names)) == 1000
     for class_id, name in TABLE5.items():
@@ -420,6 +474,7 @@ def test_imagenet_wnids_are_the_sorted_ilsvrc_synsets():
     # Independent cross-check with two torchvision tables: Imagenette's (wnid -> names) and
     # the pretrained classifiers' category list (class id -> name) must agree with our ids.
     from torchvision.models._meta import _IMAGENET_CATEGORIES
+
     for wnid, names in Imagenette._WNID_TO_CLASS.items():
         assert _IMAGENET_CATEGORIES[imagenet_class_id(wnid)] in names
     with pytest.raises(DataError, match="not one of the 1000"):
@@ -429,6 +484,7 @@ def test_imagenet_wnids_are_the_sorted_ilsvrc_synsets():
 
 
 # --------------------------------------------------------------------------- loaders and properties
+
 
 def test_data_loader_is_seeded_and_uses_a_distributed_sampler_under_torch_distributed(tmp_path):
     import torch.distributed as dist
@@ -440,7 +496,9 @@ def test_data_loader_is_seeded_and_uses_a_distributed_sampler_under_torch_distri
     again = [y.tolist() for _, y in data_loader(ds, 4, seed=5)]
     assert first == again and sorted(sum(first, [])) == sorted(i % 10 for i in range(16))
     assert sum(first, []) != [i % 10 for i in range(16)]  # shuffled
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1
+    )
     try:
         loader = data_loader(ds, 4, seed=5)
         assert isinstance(loader.sampler, DistributedSampler)
@@ -468,5 +526,5 @@ def test_eval_transform_of_an_image_already_at_size_is_the_central_slice(short, 
     image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
     out = eval_transform(short)(image)
     off = extra // 2
-    expected = image[:, off:off + short, :] if tall else image[:, :, off:off + short]
+    expected = image[:, off : off + short, :] if tall else image[:, :, off : off + short]
     assert torch.equal(out, expected)

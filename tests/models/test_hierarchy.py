@@ -37,11 +37,14 @@ def test_one_batch_train_checkpoint_reload_every_card(name, tmp_path):
     assert [r.step for r in results] == [1] * (len(card.level) + 1)
     assert all(math.isfinite(r.metrics["loss"]) for r in results)
     hierarchy = load_run(tmp_path, require_prior=True)
-    x, y = zip(*[open_level_input(card, 0, tmp_path, None, "val", train=False)[i] for i in range(2)])
+    x, y = zip(
+        *[open_level_input(card, 0, tmp_path, None, "val", train=False)[i] for i in range(2)]
+    )
     x, y = torch.stack(x), torch.tensor(y)
     codes = hierarchy.encode(x)
     assert [tuple(c.shape[1:]) for c in codes] == [
-        (lvl.codes.channels, lvl.codes.resolution, lvl.codes.resolution) for lvl in card.level]
+        (lvl.codes.channels, lvl.codes.resolution, lvl.codes.resolution) for lvl in card.level
+    ]
     terms = hierarchy.nll_terms(x, y)
     assert list(terms) == Stage.all_of(card)
     for stage, value in terms.items():
@@ -108,7 +111,10 @@ def test_parameter_counts_match_hand_count_and_show_prints_them():
 
     from hvqeval.cli import cli
 
-    counts = {(r.stage, r.network): (r.parameters, r.buffers) for r in count_parameters(load_card("tiny_ff"))}
+    counts = {
+        (r.stage, r.network): (r.parameters, r.buffers)
+        for r in count_parameters(load_card("tiny_ff"))
+    }
     # tiny_ff encoder (3 -> hidden 64, bottleneck 32, 2 blocks, 32x32 -> 8x8, one 64-feature code channel):
     #   stem 3x3 conv 3->64            3*64*9 + 64            =   1,792
     #   2 blocks: 3x3 64->32, 1x1 32->64   2 * (18,464 + 2,112) =  41,152

@@ -13,8 +13,11 @@ from models.pixelcnn import ConditionalDecoder, GatedPixelCNN
 
 def tiny_level(layers=2, hidden=8, kernel_size=3):
     level = load_card("tiny_ff").level[0]
-    return dataclasses.replace(level, local_model=LocalModelConfig(layers, hidden, kernel_size),
-                               modulator=ResNetConfig(layers=1, hidden=8, bottleneck=4))
+    return dataclasses.replace(
+        level,
+        local_model=LocalModelConfig(layers, hidden, kernel_size),
+        modulator=ResNetConfig(layers=1, hidden=8, bottleneck=4),
+    )
 
 
 def dependency_map(net: GatedPixelCNN, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -28,7 +31,9 @@ def dependency_map(net: GatedPixelCNN, height: int, width: int, seed: int = 0) -
     emb = torch.randn(8, C * E, height, width, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(8, net.bias_channels, height, width, dtype=torch.float64)
     logits = net.forward_embedded(emb, bias)  # (1, C, V, H, W)
-    probe = torch.randn(net.values, dtype=torch.float64)  # random projection: no accidental cancelling
+    probe = torch.randn(
+        net.values, dtype=torch.float64
+    )  # random projection: no accidental cancelling
     dep = torch.zeros(C, height, width, C, height, width, dtype=torch.bool)
     for c, i, j in itertools.product(range(C), range(height), range(width)):
         (grad,) = torch.autograd.grad((logits[:, c, :, i, j] * probe).sum(), emb, retain_graph=True)
@@ -72,23 +77,32 @@ def test_within_pixel_channel_order_is_r_then_g_then_b():
 
 
 def test_decoder_shapes_and_nll():
-    dec = ConditionalDecoder(tiny_level(), input_channels=3, input_values=16, code_channels=1,
-                             code_values=8, factor=4)
+    dec = ConditionalDecoder(
+        tiny_level(), input_channels=3, input_values=16, code_channels=1, code_values=8, factor=4
+    )
     x = torch.randint(0, 16, (2, 3, 8, 8))
     codes = torch.randint(0, 8, (2, 1, 2, 2))
     logits = dec(x, codes)
     assert logits.shape == (2, 3, 16, 8, 8)
     nll = dec.nll(x, codes)
     assert nll.shape == (2,)
-    manual = -torch.log_softmax(logits, dim=2).gather(2, x[:, :, None]).squeeze(2).sum(dim=(1, 2, 3))
+    manual = (
+        -torch.log_softmax(logits, dim=2).gather(2, x[:, :, None]).squeeze(2).sum(dim=(1, 2, 3))
+    )
     torch.testing.assert_close(nll, manual)
 
 
 def test_decoder_probabilities_sum_to_one_over_every_image():
     # Every 1x2 RGB image with 3 values per channel: 3**6 = 729 images, one batch.
     torch.manual_seed(0)
-    dec = ConditionalDecoder(tiny_level(layers=2, hidden=6), input_channels=3, input_values=3,
-                             code_channels=1, code_values=4, factor=1).double()
+    dec = ConditionalDecoder(
+        tiny_level(layers=2, hidden=6),
+        input_channels=3,
+        input_values=3,
+        code_channels=1,
+        code_values=4,
+        factor=1,
+    ).double()
     images = torch.tensor(list(itertools.product(range(3), repeat=6))).view(-1, 3, 1, 2)
     codes = torch.tensor([[[[1, 3]]]]).expand(len(images), 1, 1, 2)
     with torch.no_grad():

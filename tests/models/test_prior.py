@@ -14,8 +14,16 @@ from models.prior import Prior, attention_positions
 
 
 def prior_config(**changes):
-    base = dict(layers=2, hidden=8, residual_hidden=12, attention_layers=1, attention_heads=3,
-                dropout=0.0, kernel_size=3, timing="add")
+    base = dict(
+        layers=2,
+        hidden=8,
+        residual_hidden=12,
+        attention_layers=1,
+        attention_heads=3,
+        dropout=0.0,
+        kernel_size=3,
+        timing="add",
+    )
     base.update(changes)
     return dataclasses.replace(load_card("tiny_ff").prior, **base)
 
@@ -68,7 +76,9 @@ def test_convolutions_alone_would_leave_a_blind_spot():
 
 def test_prior_probabilities_sum_to_one_over_every_code_map():
     # All 2x2 single-channel code maps with 3 values: 3**4 = 81, one batch per class.
-    prior = Prior(prior_config(attention_layers=2, dropout=0.3), 1, 3, num_classes=2).double().eval()
+    prior = (
+        Prior(prior_config(attention_layers=2, dropout=0.3), 1, 3, num_classes=2).double().eval()
+    )
     z = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 1, 2, 2)
     for label in range(2):
         with torch.no_grad():
@@ -91,7 +101,9 @@ def test_first_position_has_nothing_to_attend_to_and_stays_finite():
 
 def test_heads_need_not_divide_hidden():
     # Table 4: h = 640 with 15 heads -> per-head width ceil(640 / 15) = 43.
-    attn = CausalSelfAttention(hidden=640, embed_width=8, query_width=640, heads=15, timing="concat")
+    attn = CausalSelfAttention(
+        hidden=640, embed_width=8, query_width=640, heads=15, timing="concat"
+    )
     assert attn.head_dim == 43 and attn.query.out_features == 15 * 43
     assert attn(torch.randn(1, 640, 2, 2), torch.randn(1, 8, 2, 2)).shape == (1, 640, 2, 2)
 
@@ -101,7 +113,9 @@ def test_timing_signal_distinguishes_positions():
     assert sig.shape == (8, 3, 4)
     flat = sig.flatten(1).t()  # (12 positions, 8)
     assert torch.cdist(flat, flat).add(torch.eye(12)).min() > 0  # all positions differ
-    torch.testing.assert_close(sig[0, 1, 0], torch.sin(torch.tensor(1.0)))  # row 1, lowest frequency 1
+    torch.testing.assert_close(
+        sig[0, 1, 0], torch.sin(torch.tensor(1.0))
+    )  # row 1, lowest frequency 1
 
 
 def test_prior_shapes_dropout_and_class_errors():
@@ -118,8 +132,12 @@ def test_prior_shapes_dropout_and_class_errors():
 
 def test_table4_prior_builds_at_real_size():
     card = load_card("imagenet128_ff")
-    with torch.device("meta"):  # shapes only: allocating and initialising 0.3 G weights takes seconds
-        prior = Prior(card.prior, card.top_codes.channels, card.top_codes.num_codes, card.model.num_classes)
+    with torch.device(
+        "meta"
+    ):  # shapes only: allocating and initialising 0.3 G weights takes seconds
+        prior = Prior(
+            card.prior, card.top_codes.channels, card.top_codes.num_codes, card.model.num_classes
+        )
     n_params = sum(p.numel() for p in prior.parameters())
     assert attention_positions(20, 6) == [2, 5, 9, 12, 15, 19]
     assert 250e6 < n_params < 450e6, n_params  # a large PixelSNAIL-style prior, as in Table 4

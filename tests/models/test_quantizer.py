@@ -102,7 +102,10 @@ def test_dead_codes_are_reseeded_from_encoder_outputs():
         assert any(torch.equal(vq.embedding[0, k], r) for r in rows), vq.embedding[0, k]
         assert vq.cluster_size[0, k].item() == 1.0
     # Live codes were left alone by the re-seeding.
-    assert vq.embedding[0, 0].norm() < 1.0 and (vq.embedding[0, 1] - torch.tensor([1.0, 0.0])).norm() < 0.2
+    assert (
+        vq.embedding[0, 0].norm() < 1.0
+        and (vq.embedding[0, 1] - torch.tensor([1.0, 0.0])).norm() < 0.2
+    )
 
 
 def test_first_training_batch_seeds_codebook_from_data():

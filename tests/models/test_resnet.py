@@ -11,8 +11,12 @@ def test_block_is_identity_plus_relu_conv3_relu_conv1():
     block = ResidualBlock(hidden=6, bottleneck=3)
     x = torch.randn(2, 6, 5, 5)
     # Written out by hand in the order of Appendix A: ReLU, 3x3 conv, ReLU, 1x1 conv, + x.
-    inner = torch.nn.functional.conv2d(torch.relu(x), block.conv3.weight, block.conv3.bias, padding=1)
-    expected = x + torch.nn.functional.conv2d(torch.relu(inner), block.conv1.weight, block.conv1.bias)
+    inner = torch.nn.functional.conv2d(
+        torch.relu(x), block.conv3.weight, block.conv3.bias, padding=1
+    )
+    expected = x + torch.nn.functional.conv2d(
+        torch.relu(inner), block.conv1.weight, block.conv1.bias
+    )
     torch.testing.assert_close(block(x), expected)
     assert block.conv3.kernel_size == (3, 3) and block.conv3.out_channels == 3
     assert block.conv1.kernel_size == (1, 1) and block.conv1.out_channels == 6

@@ -16,16 +16,25 @@ from models.sampling_cache import CachedSampler
 def tiny_decoder(channels=3, values=5, layers=3, hidden=9, seed=0):
     torch.manual_seed(seed)
     level = load_card("tiny_ff").level[0]
-    level = dataclasses.replace(level, local_model=LocalModelConfig(layers, hidden, 3),
-                                modulator=ResNetConfig(1, 8, 4))
+    level = dataclasses.replace(
+        level, local_model=LocalModelConfig(layers, hidden, 3), modulator=ResNetConfig(1, 8, 4)
+    )
     return ConditionalDecoder(level, channels, values, 1, 4, factor=2)
 
 
 def tiny_prior(timing="add", channels=1, seed=0, kernel_size=3):
     torch.manual_seed(seed)
-    config = dataclasses.replace(load_card("tiny_ff").prior, layers=3, hidden=8, residual_hidden=12,
-                                 attention_layers=2, attention_heads=3, timing=timing, dropout=0.25,
-                                 kernel_size=kernel_size)
+    config = dataclasses.replace(
+        load_card("tiny_ff").prior,
+        layers=3,
+        hidden=8,
+        residual_hidden=12,
+        attention_layers=2,
+        attention_heads=3,
+        timing=timing,
+        dropout=0.25,
+        kernel_size=kernel_size,
+    )
     return Prior(config, channels, 6, num_classes=3)
 
 

@@ -100,15 +100,20 @@ def test_run_folder_config_log_and_codes(tmp_path):
     assert len(codes) == 12 and z.shape == (1, 4, 4) and 0 <= int(z.max()) < 16
     # The stored codes are those of the Polyak-averaged encoder on the evaluation transform.
     from models.stage_data import open_level_input
+
     image, _ = open_level_input(card, 0, tmp_path, None, "train", train=False)[3]
     assert torch.equal(load_run(tmp_path).levels[0].encode(image[None])[0], z)
 
 
 def test_level_before_the_one_below_exists_fails_clearly(tmp_path):
     card = small_card("imagenet256_msp")
-    with pytest.raises(CheckpointError, match=r"no trained level 1 .*train that stage first") as caught:
+    with pytest.raises(
+        CheckpointError, match=r"no trained level 1 .*train that stage first"
+    ) as caught:
         train_stage(card, tmp_path, "level2", options=_options(1))
-    assert caught.value.stage == "level1" and caught.value.argument == "run_dir"  # the CLI adds --level 1
+    assert (
+        caught.value.stage == "level1" and caught.value.argument == "run_dir"
+    )  # the CLI adds --level 1
     with pytest.raises(CheckpointError, match=r"no trained level 1"):
         train_stage(card, tmp_path, "prior", options=_options(1))
 
@@ -125,12 +130,22 @@ def test_random_crops_are_windows_of_each_item():
     assert crops.shape == (2, 1, 4, 4)
     for i in range(2):
         top, left = divmod(int(crops[i, 0, 0, 0]) - 36 * i, 6)
-        assert torch.equal(crops[i, 0], x[i, 0, top:top + 4, left:left + 4])
+        assert torch.equal(crops[i, 0], x[i, 0, top : top + 4, left : left + 4])
 
 
 def test_cli_errors_are_one_line(tmp_path):
     runner = CliRunner()
-    base = ["train", "--out", str(tmp_path / "run"), "--workers", "0", "--limit", "8", "--steps", "1"]
+    base = [
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--workers",
+        "0",
+        "--limit",
+        "8",
+        "--steps",
+        "1",
+    ]
     ff = ["--config", "tiny_ff", *_set_args("tiny_ff")]
     ok = runner.invoke(cli, base + ff + ["--level", "1", "--json"])
     assert ok.exit_code == 0, ok.output
@@ -151,9 +166,31 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_torchrun_two_processes_on_cpu(tmp_path):
     card_args = _set_args("tiny_ff")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "hvqeval", "train", "--config", "tiny_ff", *card_args, "--out", str(tmp_path),
-           "--all", "--steps", "2", "--workers", "0", "--limit", "16", "--device", "cpu", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "hvqeval",
+        "train",
+        "--config",
+        "tiny_ff",
+        *card_args,
+        "--out",
+        str(tmp_path),
+        "--all",
+        "--steps",
+        "2",
+        "--workers",
+        "0",
+        "--limit",
+        "16",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert load_checkpoint(tmp_path / "level1.pt")["step"] == 2
@@ -162,11 +199,15 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     # Both processes encoded their half of each split into the shared code files.
     hierarchy = load_run(tmp_path)
     from models.stage_data import open_level_input
+
     codes = CodesDataset(codes_dir(tmp_path, 1), "train")
     assert len(codes) == 16
     for i in (0, 15):  # first row (rank 0's share) and last row (rank 1's share)
         image, label = open_level_input(hierarchy.card, 0, tmp_path, None, "train", train=False)[i]
-        assert torch.equal(hierarchy.levels[0].encode(image[None])[0], codes[i][0]) and codes[i][1] == label
+        assert (
+            torch.equal(hierarchy.levels[0].encode(image[None])[0], codes[i][0])
+            and codes[i][1] == label
+        )
 
 
 def test_ctrl_c_saves_and_rerun_continues(tmp_path, monkeypatch):

@@ -22,13 +22,21 @@ SECRET = "test-secret-key-0123456789abcdef"
 CLASS_NAMES = {3: "ring (3)", 5: "square (5)", 7: "triangle (7)"}
 
 
-def make_sample_set(path, model: str, per_class: int, classes=(3, 5, 7), size: int = 8, seed: int = 0):
+def make_sample_set(
+    path, model: str, per_class: int, classes=(3, 5, 7), size: int = 8, seed: int = 0
+):
     """A sample set of random ``size``×``size`` images, ``per_class`` per class."""
     rng = np.random.default_rng(seed)
-    writer = SampleSetWriter(path, model=model, image_size=size, seed=seed, temperature=1.0, sampler="cached")
+    writer = SampleSetWriter(
+        path, model=model, image_size=size, seed=seed, temperature=1.0, sampler="cached"
+    )
     for c in classes:
         for _ in range(per_class):
-            writer.add(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), c, CLASS_NAMES.get(c, f"c{c} ({c})"))
+            writer.add(
+                rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+                c,
+                CLASS_NAMES.get(c, f"c{c} ({c})"),
+            )
     return writer.close()
 
 
@@ -88,9 +96,16 @@ def sets(tmp_path):
 
 @pytest.fixture
 def app(db_url, tmp_path):
-    return create_app({"TESTING": True, "SECRET_KEY": SECRET, "DATABASE_URL": db_url,
-                       "IMAGE_CACHE_DIR": str(tmp_path / "cache"), "RATE_LIMIT_RATER": "100000/60",
-                       "RATE_LIMIT_IP": "100000/60"})
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": db_url,
+            "IMAGE_CACHE_DIR": str(tmp_path / "cache"),
+            "RATE_LIMIT_RATER": "100000/60",
+            "RATE_LIMIT_IP": "100000/60",
+        }
+    )
 
 
 @pytest.fixture
@@ -107,4 +122,6 @@ def new_rater(app):
 
 @pytest.fixture
 def sample_set_factory(tmp_path):
-    return lambda name, model, per_class, **kw: make_sample_set(tmp_path / "samples" / name, model, per_class, **kw)
+    return lambda name, model, per_class, **kw: make_sample_set(
+        tmp_path / "samples" / name, model, per_class, **kw
+    )

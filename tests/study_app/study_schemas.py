@@ -67,8 +67,11 @@ class RaterClient:
     def enter(self, participant: str):
         r = self.get(f"/s/{self.public_id}/?PROLIFIC_PID={participant}", follow_redirects=True)
         assert r.status_code == 200, r.data
-        r = self.client.post(f"/s/{self.public_id}/consent", data={"agree": "yes", "csrf_token": self.csrf},
-                             follow_redirects=True)
+        r = self.client.post(
+            f"/s/{self.public_id}/consent",
+            data={"agree": "yes", "csrf_token": self.csrf},
+            follow_redirects=True,
+        )
         self._remember(r)
         assert r.status_code == 200, r.data
         return r

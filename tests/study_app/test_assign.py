@@ -17,12 +17,28 @@ from study_app.db import session_scope
 from study_app.schema import Answer, Assignment, Slot, Study
 
 
-def _study(db_url, sets, tmp_path, kind="rating", per_class=2, classes=(3,), k=3, tasks=100, name="s"):
-    sources = (SourceSpec("ff", str(sets["ff"].path)),) if kind == "rating" else (
-        SourceSpec("ff", str(sets["ff"].path)), SourceSpec("msp", str(sets["msp"].path)))
-    create_study(db_url, StudySettings(name=name, kind=kind, sources=sources, classes=classes, per_class=per_class,
-                                       answers_per_item=k, tasks_per_rater=tasks,
-                                       pairs_per_class=per_class * 2 if kind == "pairwise" else None), tmp_path)
+def _study(
+    db_url, sets, tmp_path, kind="rating", per_class=2, classes=(3,), k=3, tasks=100, name="s"
+):
+    sources = (
+        (SourceSpec("ff", str(sets["ff"].path)),)
+        if kind == "rating"
+        else (SourceSpec("ff", str(sets["ff"].path)), SourceSpec("msp", str(sets["msp"].path)))
+    )
+    create_study(
+        db_url,
+        StudySettings(
+            name=name,
+            kind=kind,
+            sources=sources,
+            classes=classes,
+            per_class=per_class,
+            answers_per_item=k,
+            tasks_per_rater=tasks,
+            pairs_per_class=per_class * 2 if kind == "pairwise" else None,
+        ),
+        tmp_path,
+    )
     with session_scope(engine_for(db_url)) as s:
         study = s.scalar(select(Study).where(Study.name == name))
         s.expunge(study)
@@ -31,7 +47,9 @@ def _study(db_url, sets, tmp_path, kind="rating", per_class=2, classes=(3,), k=3
 
 def _answers(engine, study):
     with session_scope(engine) as s:
-        return s.execute(select(Answer.item_id, Answer.rater_id).where(Answer.study_id == study.id)).all()
+        return s.execute(
+            select(Answer.item_id, Answer.rater_id).where(Answer.study_id == study.id)
+        ).all()
 
 
 def _rater(engine, study, name):
@@ -95,7 +113,9 @@ def test_expired_lease_returns_to_the_pool_and_the_late_answer_is_refused(db_url
     slow, fast = _rater(engine, study, "slow"), _rater(engine, study, "fast")
     held = assign.next_task(engine, study, slow)
     assert isinstance(held, assign.Task)
-    assert isinstance(assign.next_task(engine, study, fast), assign.Finished)  # the only slot is leased
+    assert isinstance(
+        assign.next_task(engine, study, fast), assign.Finished
+    )  # the only slot is leased
     with session_scope(engine) as s:  # time passes: the lease runs out
         s.execute(update(Slot).values(lease_expires_at=assign.utcnow() - dt.timedelta(seconds=1)))
     fast2 = _rater(engine, study, "fast2")
@@ -129,11 +149,23 @@ def test_answers_for_tasks_of_another_rater_are_refused(db_url, sets, tmp_path):
     assert err.value.status == 404 and not _answers(engine, study)
 
 
-@pytest.mark.parametrize("kind, answer, reason", [
-    ("rating", 0, None), ("rating", 6, None), ("rating", 2.5, None), ("rating", True, None), ("rating", "3", None),
-    ("rating", "unknown", None), ("rating", "unknown", "because"), ("rating", 3, "other"),
-    ("pairwise", "a", None), ("pairwise", "up", None), ("pairwise", None, None), ("pairwise", ["left"], None),
-])
+@pytest.mark.parametrize(
+    "kind, answer, reason",
+    [
+        ("rating", 0, None),
+        ("rating", 6, None),
+        ("rating", 2.5, None),
+        ("rating", True, None),
+        ("rating", "3", None),
+        ("rating", "unknown", None),
+        ("rating", "unknown", "because"),
+        ("rating", 3, "other"),
+        ("pairwise", "a", None),
+        ("pairwise", "up", None),
+        ("pairwise", None, None),
+        ("pairwise", ["left"], None),
+    ],
+)
 def test_parse_answer_rejects_everything_but_valid_answers(kind, answer, reason):
     with pytest.raises(assign.AnswerRejected) as err:
         assign.parse_answer(kind, answer, reason)
@@ -143,7 +175,11 @@ def test_parse_answer_rejects_everything_but_valid_answers(kind, answer, reason)
 def test_parse_answer_accepts_valid_answers():
     assert assign.parse_answer("rating", 5, None) == (5, None, None)
     assert assign.parse_answer("pairwise", "right", "") == (None, "right", None)
-    assert assign.parse_answer("pairwise", "unknown", "image-failed") == (None, "unknown", "image-failed")
+    assert assign.parse_answer("pairwise", "unknown", "image-failed") == (
+        None,
+        "unknown",
+        "image-failed",
+    )
 
 
 def test_parallel_raters_and_parallel_requests_of_one_rater(db_url, sets, tmp_path):

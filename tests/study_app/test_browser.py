@@ -38,13 +38,22 @@ def _shapes_set(path, model: str, seed: int):
         if counts.get(class_id, 99) < 5:
             hwc = image.permute(1, 2, 0).numpy().astype(np.int16)
             hwc[..., seed % 3] += 40
-            writer.add(np.clip(hwc, 0, 255).astype(np.uint8), class_id, class_label(dataset.class_names[class_id], class_id))
+            writer.add(
+                np.clip(hwc, 0, 255).astype(np.uint8),
+                class_id,
+                class_label(dataset.class_names[class_id], class_id),
+            )
             counts[class_id] += 1
     return writer.close()
 
 
-@pytest.fixture(scope="module", params=[pytest.param("sqlite", id="sqlite"),
-                                        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ],
+)
 def server(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     cleanup = lambda: None
@@ -53,21 +62,50 @@ def server(request, tmp_path_factory):
     elif os.environ.get("HVQEVAL_TEST_DATABASE_URL"):
         url, cleanup = isolated_url(os.environ["HVQEVAL_TEST_DATABASE_URL"])  # a fresh schema
     else:
-        pytest.skip("PostgreSQL tests need HVQEVAL_TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            "PostgreSQL tests need HVQEVAL_TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
     ff, msp = _shapes_set(tmp / "ff", "tiny_ff", 1), _shapes_set(tmp / "msp", "tiny_msp", 2)
-    rating = create_study(url, StudySettings(
-        name="rate", kind="rating", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
-        classes=CLASSES, per_class=3, answers_per_item=1, tasks_per_rater=5, examples_real="shapes"), tmp)
-    pairwise = create_study(url, StudySettings(
-        name="pair", kind="pairwise", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("real", "real:shapes")),
-        classes=CLASSES, per_class=3, pairs_per_class=6, answers_per_item=2, tasks_per_rater=4), tmp)
+    rating = create_study(
+        url,
+        StudySettings(
+            name="rate",
+            kind="rating",
+            sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
+            classes=CLASSES,
+            per_class=3,
+            answers_per_item=1,
+            tasks_per_rater=5,
+            examples_real="shapes",
+        ),
+        tmp,
+    )
+    pairwise = create_study(
+        url,
+        StudySettings(
+            name="pair",
+            kind="pairwise",
+            sources=(SourceSpec("ff", str(ff.path)), SourceSpec("real", "real:shapes")),
+            classes=CLASSES,
+            per_class=3,
+            pairs_per_class=6,
+            answers_per_item=2,
+            tasks_per_rater=4,
+        ),
+        tmp,
+    )
     dispose_all()
     try:
         with LocalServer(url, str(tmp), workers=1, threads=4) as srv:
             # screenshots of the SQLite run keep their plain names
             suffix = "" if request.param == "sqlite" else f"_{request.param}"
-            yield {"base": f"http://127.0.0.1:{srv.port}", "url": url, "rating": rating, "pairwise": pairwise,
-                   "shot": lambda name: artifacts_name(name, suffix)}
+            yield {
+                "base": f"http://127.0.0.1:{srv.port}",
+                "url": url,
+                "rating": rating,
+                "pairwise": pairwise,
+                "shot": lambda name: artifacts_name(name, suffix),
+            }
     finally:
         dispose_all()
         cleanup()
@@ -81,20 +119,28 @@ def artifacts_name(name: str, suffix: str) -> str:
 def _answers(url, name):
     with session_scope(engine_for(url)) as s:
         study_id = s.scalar(select(Study.id).where(Study.name == name))
-        return s.execute(select(Answer.rating, Answer.choice, Answer.unknown_reason)
-                         .where(Answer.study_id == study_id)).all()
+        return s.execute(
+            select(Answer.rating, Answer.choice, Answer.unknown_reason).where(
+                Answer.study_id == study_id
+            )
+        ).all()
 
 
 def _ready(page, done: int, total: int):
     page.wait_for_function(
         "([d, t]) => document.getElementById('progress-text').textContent === d + ' / ' + t"
-        " && !document.querySelector('#task button.answer').disabled", arg=[done, total], timeout=15000)
+        " && !document.querySelector('#task button.answer').disabled",
+        arg=[done, total],
+        timeout=15000,
+    )
 
 
 def _consent(page, base, public_id, participant):
     page.goto(f"{base}/s/{public_id}/?PROLIFIC_PID={participant}")
     page.wait_for_selector("text=please ignore blur and other scaling artifacts", timeout=15000)
-    page.wait_for_function("() => Array.from(document.images).every(i => i.complete && i.naturalWidth === 512)")
+    page.wait_for_function(
+        "() => Array.from(document.images).every(i => i.complete && i.naturalWidth === 512)"
+    )
     return page
 
 
@@ -102,14 +148,20 @@ def test_whole_rating_session_with_mouse_and_keys(browser, server, artifacts_dir
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     _consent(page, server["base"], server["rating"].public_id, "browser-rater")
     captions = page.locator("figcaption").all_inner_texts()
-    assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(c.startswith("Generated") for c in captions)
-    page.screenshot(path=str(artifacts_dir / server["shot"]("study_rating_consent.png")), full_page=True)
+    assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(
+        c.startswith("Generated") for c in captions
+    )
+    page.screenshot(
+        path=str(artifacts_dir / server["shot"]("study_rating_consent.png")), full_page=True
+    )
     page.check("input[name=agree]")
     page.click("#start")
     _ready(page, 0, 5)
     assert re.fullmatch(r"(ring \(0\)|cross \(3\))", page.inner_text("#label"))
     assert page.evaluate("document.getElementById('img-0').naturalWidth") == 512
-    page.screenshot(path=str(artifacts_dir / server["shot"]("study_rating_task.png")), full_page=True)
+    page.screenshot(
+        path=str(artifacts_dir / server["shot"]("study_rating_task.png")), full_page=True
+    )
     page.click("button.answer[data-answer='4']")  # mouse
     _ready(page, 1, 5)
     page.keyboard.press("2")  # keys 1-5
@@ -123,16 +175,24 @@ def test_whole_rating_session_with_mouse_and_keys(browser, server, artifacts_dir
     page.wait_for_selector("#done", state="visible", timeout=15000)
     code = page.inner_text("#code")
     assert re.fullmatch(r"[0-9A-F]{12}", code)
-    page.screenshot(path=str(artifacts_dir / server["shot"]("study_rating_done.png")), full_page=True)
+    page.screenshot(
+        path=str(artifacts_dir / server["shot"]("study_rating_done.png")), full_page=True
+    )
     answers = _answers(server["url"], "rate")
     assert sorted(a.rating for a in answers if a.rating) == [1, 2, 4, 5]
-    assert [(a.choice, a.unknown_reason) for a in answers if a.rating is None] == [("unknown", "cannot-decide")]
+    assert [(a.choice, a.unknown_reason) for a in answers if a.rating is None] == [
+        ("unknown", "cannot-decide")
+    ]
     page.close()
 
 
 def test_whole_pairwise_session_on_a_phone_with_arrows_and_taps(browser, server, artifacts_dir):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
-                                  device_scale_factor=2)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
     page = context.new_page()
     _consent(page, server["base"], server["pairwise"].public_id, "phone-rater")
     page.check("input[name=agree]")
@@ -140,9 +200,13 @@ def test_whole_pairwise_session_on_a_phone_with_arrows_and_taps(browser, server,
     _ready(page, 0, 4)
     assert page.inner_text("#question") == "Which image is real?"
     left, right = page.locator("#img-0").bounding_box(), page.locator("#img-1").bounding_box()
-    assert left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 1  # side by side
+    assert (
+        left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 1
+    )  # side by side
     assert right["x"] + right["width"] <= 390  # both fit the phone's width
-    page.screenshot(path=str(artifacts_dir / server["shot"]("study_pairwise_phone.png")), full_page=True)
+    page.screenshot(
+        path=str(artifacts_dir / server["shot"]("study_pairwise_phone.png")), full_page=True
+    )
     page.keyboard.press("ArrowLeft")
     _ready(page, 1, 4)
     page.keyboard.press("ArrowRight")
@@ -152,7 +216,9 @@ def test_whole_pairwise_session_on_a_phone_with_arrows_and_taps(browser, server,
     page.click("button.pick[data-answer='right']")
     page.wait_for_selector("#done", state="visible", timeout=15000)
     assert re.fullmatch(r"[0-9A-F]{12}", page.inner_text("#code"))
-    page.screenshot(path=str(artifacts_dir / server["shot"]("study_pairwise_phone_done.png")), full_page=True)
+    page.screenshot(
+        path=str(artifacts_dir / server["shot"]("study_pairwise_phone_done.png")), full_page=True
+    )
     answers = _answers(server["url"], "pair")
     assert len(answers) == 4 and {a.choice for a in answers} <= {"a", "b"}
     body = page.content()
@@ -166,7 +232,9 @@ def test_pairwise_task_on_a_desktop(browser, server, artifacts_dir):
     page.check("input[name=agree]")
     page.click("#start")
     _ready(page, 0, 4)
-    page.screenshot(path=str(artifacts_dir / server["shot"]("study_pairwise_task.png")), full_page=True)
+    page.screenshot(
+        path=str(artifacts_dir / server["shot"]("study_pairwise_task.png")), full_page=True
+    )
     page.keyboard.press("ArrowRight")
     _ready(page, 1, 4)
     assert len(_answers(server["url"], "pair")) >= 1

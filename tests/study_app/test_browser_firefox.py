@@ -23,10 +23,10 @@ import time
 
 import pytest
 from sqlalchemy import select
+from study_schemas import engine_for
 from test_browser import server  # noqa: F401  (module-scoped production server with a rating and a pairwise study)
 
 from study_app.db import session_scope
-from study_schemas import engine_for
 from study_app.schema import Answer, Rater, Study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -82,8 +82,11 @@ def _write_profile(profile) -> None:
     (profile / "chrome").mkdir(parents=True)
     lines = []
     for name, value in FIREFOX_PREFS.items():
-        literal = ("true" if value else "false") if isinstance(value, bool) else (
-            str(value) if isinstance(value, int) else '"' + value + '"')
+        literal = (
+            ("true" if value else "false")
+            if isinstance(value, bool)
+            else (str(value) if isinstance(value, int) else '"' + value + '"')
+        )
         lines.append(f'user_pref("{name}", {literal});\n')
     (profile / "user.js").write_text("".join(lines))
     (profile / "chrome" / "userChrome.css").write_text(PHONE_CHROME_CSS)
@@ -98,14 +101,26 @@ def firefox_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def firefox(firefox_path, firefox_dir):
     """A Marionette client connected to a headless Firefox with a fresh profile (one per module)."""
-    marionette = pytest.importorskip("marionette_driver.marionette", reason="pip install marionette_driver")
+    marionette = pytest.importorskip(
+        "marionette_driver.marionette", reason="pip install marionette_driver"
+    )
     tmp = firefox_dir
     profile = tmp / "profile"
     _write_profile(profile)
     log = open(tmp / "firefox.log", "wb")
-    env = {**os.environ, "MOZ_CRASHREPORTER_DISABLE": "1", "MOZ_HEADLESS_WIDTH": "1600", "MOZ_HEADLESS_HEIGHT": "1200"}
-    process = subprocess.Popen([str(firefox_path), "-marionette", "-headless", "-no-remote", "-profile", str(profile)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    env = {
+        **os.environ,
+        "MOZ_CRASHREPORTER_DISABLE": "1",
+        "MOZ_HEADLESS_WIDTH": "1600",
+        "MOZ_HEADLESS_HEIGHT": "1200",
+    }
+    process = subprocess.Popen(
+        [str(firefox_path), "-marionette", "-headless", "-no-remote", "-profile", str(profile)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     client = None
     try:
         port_file = profile / "MarionetteActivePort"
@@ -113,9 +128,13 @@ def firefox(firefox_path, firefox_dir):
         while not (port_file.is_file() and port_file.read_text().strip()):
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = (tmp / "firefox.log").read_bytes()[-2000:].decode(errors="replace")
-                pytest.fail(f"{firefox_path} did not start Marionette within {STARTUP_TIMEOUT:.0f} s: {tail}")
+                pytest.fail(
+                    f"{firefox_path} did not start Marionette within {STARTUP_TIMEOUT:.0f} s: {tail}"
+                )
             time.sleep(0.1)
-        client = marionette.Marionette(host="127.0.0.1", port=int(port_file.read_text()), socket_timeout=60)
+        client = marionette.Marionette(
+            host="127.0.0.1", port=int(port_file.read_text()), socket_timeout=60
+        )
         client.start_session(timeout=STARTUP_TIMEOUT)
         assert client.session_capabilities["moz:headless"] is True
         client.timeout.page_load = 30
@@ -148,16 +167,20 @@ def _evidence_on_failure(client, request, artifacts_dir, firefox_dir):
         folder = artifacts_dir / "firefox-failures" / re.sub(r"[^\w.-]+", "_", request.node.name)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        for name, grab in (("screenshot.png", lambda: client.screenshot(format="binary", full=True)),
-                           ("page.html", lambda: client.page_source.encode()),
-                           ("url.txt", lambda: client.get_url().encode())):
+        for name, grab in (
+            ("screenshot.png", lambda: client.screenshot(format="binary", full=True)),
+            ("page.html", lambda: client.page_source.encode()),
+            ("url.txt", lambda: client.get_url().encode()),
+        ):
             try:
                 (folder / name).write_bytes(grab())
             except Exception as err:  # the browser may be the thing that broke
                 (folder / f"{name}.error.txt").write_text(repr(err))
         if (firefox_dir / "firefox.log").is_file():
             shutil.copyfile(firefox_dir / "firefox.log", folder / "firefox-console.log")
-        print(f"\nFirefox failure evidence (screenshot, page, console log): {folder}", file=sys.stderr)
+        print(
+            f"\nFirefox failure evidence (screenshot, page, console log): {folder}", file=sys.stderr
+        )
         raise
 
 
@@ -172,13 +195,22 @@ def _viewport(client, width: int, height: int) -> None:
     Headless Firefox applies a new window size asynchronously, so the chrome's extra size is
     read only once the window has its new outer size, and the viewport is polled."""
     rect = client.set_window_rect(width=width, height=height)  # the size Firefox settled on
-    _wait(client, "return window.outerWidth === arguments[0] && window.outerHeight === arguments[1]",
-          (rect["width"], rect["height"]), what=f"the window to become {rect['width']}x{rect['height']}")
+    _wait(
+        client,
+        "return window.outerWidth === arguments[0] && window.outerHeight === arguments[1]",
+        (rect["width"], rect["height"]),
+        what=f"the window to become {rect['width']}x{rect['height']}",
+    )
     extra_w, extra_h = client.execute_script(
-        "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]")
+        "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]"
+    )
     client.set_window_rect(width=width + extra_w, height=height + extra_h)
-    _wait(client, "return window.innerWidth === arguments[0] && window.innerHeight === arguments[1]",
-          (width, height), what=f"a {width}x{height} viewport")
+    _wait(
+        client,
+        "return window.innerWidth === arguments[0] && window.innerHeight === arguments[1]",
+        (width, height),
+        what=f"a {width}x{height} viewport",
+    )
 
 
 def _wait(client, script: str, args=(), timeout: float = 30.0, what: str = "condition"):
@@ -196,26 +228,34 @@ def _wait(client, script: str, args=(), timeout: float = 30.0, what: str = "cond
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} at {client.get_url()}"
-                                 + (f" (last script error: {last_error})" if last_error else ""))
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what} at {client.get_url()}"
+                + (f" (last script error: {last_error})" if last_error else "")
+            )
         time.sleep(0.05)
 
 
 def _ready(client, done: int, total: int) -> None:
     # Null-safe: right after the consent form's "start" click this may still run on the
     # consent page (no #progress-text) or on the task page before its script has run.
-    _wait(client, "const [d, t] = arguments;"
-                  " const text = document.getElementById('progress-text');"
-                  " const button = document.querySelector('#task button.answer');"
-                  " return text !== null && button !== null && text.textContent === d + ' / ' + t"
-                  " && !button.disabled",
-          (done, total), what=f"task {done + 1} of {total}")
+    _wait(
+        client,
+        "const [d, t] = arguments;"
+        " const text = document.getElementById('progress-text');"
+        " const button = document.querySelector('#task button.answer');"
+        " return text !== null && button !== null && text.textContent === d + ' / ' + t"
+        " && !button.disabled",
+        (done, total),
+        what=f"task {done + 1} of {total}",
+    )
     assert _code_hidden(client)
 
 
 def _code_hidden(client) -> bool:
-    return client.execute_script("return document.getElementById('done').hidden"
-                                 " && document.getElementById('code').textContent === ''")
+    return client.execute_script(
+        "return document.getElementById('done').hidden"
+        " && document.getElementById('code').textContent === ''"
+    )
 
 
 def _css(client, selector: str):
@@ -232,8 +272,13 @@ def _press(client, key: str) -> None:
 def _tap(client, selector: str) -> None:
     """A touch tap (pointer of type touch) on the middle of the element."""
     element = _css(client, selector)
-    (client.actions.sequence("pointer", "finger", {"pointerType": "touch"})
-     .pointer_move(0, 0, origin=element).pointer_down().pointer_up().perform())
+    (
+        client.actions.sequence("pointer", "finger", {"pointerType": "touch"})
+        .pointer_move(0, 0, origin=element)
+        .pointer_down()
+        .pointer_up()
+        .perform()
+    )
 
 
 def _screenshot(client, path) -> None:
@@ -243,22 +288,38 @@ def _screenshot(client, path) -> None:
 def _consent(client, base: str, public_id: str, participant: str) -> None:
     client.delete_all_cookies()
     client.navigate(f"{base}/s/{public_id}/?PROLIFIC_PID={participant}")
-    _wait(client, "return document.body.textContent.includes('please ignore blur and other scaling artifacts')",
-          what="the consent page")
-    _wait(client, "return Array.from(document.images).every(i => i.complete && i.naturalWidth === 512)",
-          what="the example images")
+    _wait(
+        client,
+        "return document.body.textContent.includes('please ignore blur and other scaling artifacts')",
+        what="the consent page",
+    )
+    _wait(
+        client,
+        "return Array.from(document.images).every(i => i.complete && i.naturalWidth === 512)",
+        what="the example images",
+    )
 
 
 def _answers(url: str, study: str, participant: str):
     with session_scope(engine_for(url)) as s:
-        rater = s.scalar(select(Rater).join(Study, Study.id == Rater.study_id)
-                         .where(Study.name == study, Rater.participant == participant))
-        answers = s.execute(select(Answer.left, Answer.rating, Answer.choice, Answer.unknown_reason, Answer.response_ms)
-                            .where(Answer.rater_id == rater.id).order_by(Answer.id)).all()
+        rater = s.scalar(
+            select(Rater)
+            .join(Study, Study.id == Rater.study_id)
+            .where(Study.name == study, Rater.participant == participant)
+        )
+        answers = s.execute(
+            select(
+                Answer.left, Answer.rating, Answer.choice, Answer.unknown_reason, Answer.response_ms
+            )
+            .where(Answer.rater_id == rater.id)
+            .order_by(Answer.id)
+        ).all()
         return rater.completion_code, rater.finished_at, answers
 
 
-def test_whole_rating_session_in_firefox_with_clicks_and_keys(firefox, server, artifacts_dir, evidence):  # noqa: F811
+def test_whole_rating_session_in_firefox_with_clicks_and_keys(
+    firefox, server, artifacts_dir, evidence
+):  # noqa: F811
     with evidence():
         _rating_session(firefox, server, artifacts_dir)
 
@@ -267,7 +328,9 @@ def _rating_session(firefox, server, artifacts_dir):  # noqa: F811
     _viewport(firefox, 1280, 900)
     _consent(firefox, server["base"], server["rating"].public_id, "firefox-rater")
     captions = [e.text for e in firefox.find_elements("css selector", "figcaption")]
-    assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(c.startswith("Generated") for c in captions)
+    assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(
+        c.startswith("Generated") for c in captions
+    )
     _screenshot(firefox, artifacts_dir / server["shot"]("study_rating_consent_firefox.png"))
     _css(firefox, "input[name=agree]").click()
     _css(firefox, "#start").click()
@@ -287,21 +350,33 @@ def _rating_session(firefox, server, artifacts_dir):  # noqa: F811
     code, finished, answers = _answers(server["url"], "rate", "firefox-rater")
     assert code is None and finished is None and len(answers) == 4  # no code before the last answer
     _press(firefox, "1")
-    code = _wait(firefox, "const d = document.getElementById('done');"
-                          " return !d.hidden && document.getElementById('code').textContent",
-                 what="the completion code")
+    code = _wait(
+        firefox,
+        "const d = document.getElementById('done');"
+        " return !d.hidden && document.getElementById('code').textContent",
+        what="the completion code",
+    )
     assert re.fullmatch(r"[0-9A-F]{12}", code)
     assert firefox.execute_script("return document.getElementById('task').hidden") is True
     _screenshot(firefox, artifacts_dir / server["shot"]("study_rating_done_firefox.png"))
     stored_code, finished, answers = _answers(server["url"], "rate", "firefox-rater")
     assert stored_code == code and finished is not None
     assert [(a.rating, a.choice, a.unknown_reason) for a in answers] == [
-        (4, None, None), (2, None, None), (5, None, None), (None, "unknown", "cannot-decide"), (1, None, None)]
+        (4, None, None),
+        (2, None, None),
+        (5, None, None),
+        (None, "unknown", "cannot-decide"),
+        (1, None, None),
+    ]
     assert all(a.response_ms >= 0 for a in answers)
 
 
-def test_whole_pairwise_session_in_firefox_on_a_phone_with_arrows_and_taps(firefox, server, artifacts_dir,  # noqa: F811
-                                                                           evidence):
+def test_whole_pairwise_session_in_firefox_on_a_phone_with_arrows_and_taps(
+    firefox,
+    server,
+    artifacts_dir,  # noqa: F811
+    evidence,
+):
     with evidence():
         _pairwise_session(firefox, server, artifacts_dir)
 
@@ -309,13 +384,17 @@ def test_whole_pairwise_session_in_firefox_on_a_phone_with_arrows_and_taps(firef
 def _pairwise_session(firefox, server, artifacts_dir):  # noqa: F811
     _viewport(firefox, 390, 844)
     _consent(firefox, server["base"], server["pairwise"].public_id, "firefox-phone-rater")
-    assert firefox.execute_script("return document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    assert (
+        firefox.execute_script("return document.documentElement.scrollWidth") <= 390
+    )  # no sideways scrolling
     _css(firefox, "input[name=agree]").click()
     _css(firefox, "#start").click()
     _ready(firefox, 0, 4)
     assert _css(firefox, "#question").text == "Which image is real?"
     left, right = _css(firefox, "#img-0").rect, _css(firefox, "#img-1").rect
-    assert left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 1  # side by side
+    assert (
+        left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 1
+    )  # side by side
     assert right["x"] + right["width"] <= 390  # both fit the phone's width
     assert firefox.execute_script("return document.documentElement.scrollWidth") <= 390
     _screenshot(firefox, artifacts_dir / server["shot"]("study_pairwise_phone_firefox.png"))
@@ -328,15 +407,24 @@ def _pairwise_session(firefox, server, artifacts_dir):  # noqa: F811
     code, _, answers = _answers(server["url"], "pair", "firefox-phone-rater")
     assert code is None and len(answers) == 3
     _css(firefox, "button.pick[data-answer='right']").click()
-    code = _wait(firefox, "const d = document.getElementById('done');"
-                          " return !d.hidden && document.getElementById('code').textContent",
-                 what="the completion code")
+    code = _wait(
+        firefox,
+        "const d = document.getElementById('done');"
+        " return !d.hidden && document.getElementById('code').textContent",
+        what="the completion code",
+    )
     assert re.fullmatch(r"[0-9A-F]{12}", code)
     _screenshot(firefox, artifacts_dir / server["shot"]("study_pairwise_phone_done_firefox.png"))
     stored_code, finished, answers = _answers(server["url"], "pair", "firefox-phone-rater")
     assert stored_code == code and finished is not None
     # Each answer names the image on the side that was picked (left, right, left, right).
     other = {"a": "b", "b": "a"}
-    assert [a.choice for a in answers] == [answers[0].left, other[answers[1].left], answers[2].left,
-                                           other[answers[3].left]]
-    assert "tiny_ff" not in firefox.page_source and "real" not in _css(firefox, "#progress-text").text
+    assert [a.choice for a in answers] == [
+        answers[0].left,
+        other[answers[1].left],
+        answers[2].left,
+        other[answers[3].left],
+    ]
+    assert (
+        "tiny_ff" not in firefox.page_source and "real" not in _css(firefox, "#progress-text").text
+    )

@@ -24,13 +24,34 @@ def _invoke(*args):
 
 
 def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp_path):
-    result = _invoke("create", "rating", "--name", "table2", "--model", f"ff={sets['ff'].path}",
-                     "--model", f"msp={sets['msp'].path}", "--real", "real=shapes", "--classes", "2",
-                     "--per-class", "3", "--ratings-per-item", "2", "--database-url", db_url,
-                     "--instance-dir", str(tmp_path / "inst"), "--json")
+    result = _invoke(
+        "create",
+        "rating",
+        "--name",
+        "table2",
+        "--model",
+        f"ff={sets['ff'].path}",
+        "--model",
+        f"msp={sets['msp'].path}",
+        "--real",
+        "real=shapes",
+        "--classes",
+        "2",
+        "--per-class",
+        "3",
+        "--ratings-per-item",
+        "2",
+        "--database-url",
+        db_url,
+        "--instance-dir",
+        str(tmp_path / "inst"),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["items"] == 3 * 2 * 3 and summary["answers_needed"] == 36  # 3 sources x 2 classes x 3 images
+    assert (
+        summary["items"] == 3 * 2 * 3 and summary["answers_needed"] == 36
+    )  # 3 sources x 2 classes x 3 images
     engine = engine_for(db_url)
     with session_scope(engine) as s:
         study = s.query(Study).filter_by(name="table2").one()
@@ -42,7 +63,15 @@ def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp
     assign.record_consent(engine, rater)
     for value in (5, "unknown"):
         task = assign.next_task(engine, study, rater)
-        assign.submit(engine, study, rater, task.token, value, "image-failed" if value == "unknown" else None, 700)
+        assign.submit(
+            engine,
+            study,
+            rater,
+            task.token,
+            value,
+            "image-failed" if value == "unknown" else None,
+            700,
+        )
     out = tmp_path / "responses.csv"
     result = _invoke("export", "--study", "table2", "--out", str(out), "--database-url", db_url)
     assert result.exit_code == 0, result.output
@@ -50,47 +79,135 @@ def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames) == EXPORT_COLUMNS
         rows = list(reader)
-    assert [(r["rating"], r["choice"], r["unknown_reason"]) for r in rows] == [("5", "", ""),
-                                                                              ("", "unknown", "image-failed")]
-    assert all(r["kind"] == "rating" and r["rater"] == "P1" and r["model_b"] == "" and r["left"] == "a"
-               and r["response_ms"] == "700" for r in rows)
+    assert [(r["rating"], r["choice"], r["unknown_reason"]) for r in rows] == [
+        ("5", "", ""),
+        ("", "unknown", "image-failed"),
+    ]
+    assert all(
+        r["kind"] == "rating"
+        and r["rater"] == "P1"
+        and r["model_b"] == ""
+        and r["left"] == "a"
+        and r["response_ms"] == "700"
+        for r in rows
+    )
     assert all(r["model_a"] in ("ff", "msp", "real") and "/" in r["sample_a"] for r in rows)
 
 
 def test_create_pairwise_list_close_open(db_url, sets, tmp_path):
-    result = _invoke("create", "pairwise", "--name", "table5", "--a", f"ff={sets['ff'].path}",
-                     "--b", f"msp={sets['msp'].path}", "--classes", "3,5", "--per-class", "4",
-                     "--pairs-per-class", "8", "--raters-per-pair", "3", "--database-url", db_url)
+    result = _invoke(
+        "create",
+        "pairwise",
+        "--name",
+        "table5",
+        "--a",
+        f"ff={sets['ff'].path}",
+        "--b",
+        f"msp={sets['msp'].path}",
+        "--classes",
+        "3,5",
+        "--per-class",
+        "4",
+        "--pairs-per-class",
+        "8",
+        "--raters-per-pair",
+        "3",
+        "--database-url",
+        db_url,
+    )
     assert result.exit_code == 0, result.output
     assert "16 items, 48 answers needed" in result.output  # 2 classes x 8 pairs, k = 3
     listed = json.loads(_invoke("list", "--json", "--database-url", db_url).output)
-    assert [(s["name"], s["kind"], s["status"], s["needed"]) for s in listed] == [("table5", "pairwise", "open", 48)]
+    assert [(s["name"], s["kind"], s["status"], s["needed"]) for s in listed] == [
+        ("table5", "pairwise", "open", 48)
+    ]
     assert _invoke("close", "table5", "--database-url", db_url).exit_code == 0
-    assert json.loads(_invoke("list", "--json", "--database-url", db_url).output)[0]["status"] == "closed"
+    assert (
+        json.loads(_invoke("list", "--json", "--database-url", db_url).output)[0]["status"]
+        == "closed"
+    )
     assert _invoke("open", "table5", "--database-url", db_url).exit_code == 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["create", "pairwise", "--name", "x", "--a", "ff={ff}", "--b", "msp={msp}", "--classes", "1",
-      "--per-class", "4", "--pairs-per-class", "10"], "infeasible pairing"),
-    (["create", "rating", "--name", "x", "--model", "ff={ff}", "--classes", "1", "--per-class", "7"],
-     "only 0 class(es) have 7 images"),
-    (["create", "rating", "--name", "x", "--model", "ff=/nonexistent", "--classes", "1"], "is not a sample set"),
-    (["create", "rating", "--name", "x", "--model", "ff", "--classes", "1"], "expected LABEL=SAMPLE_SET"),
-    (["create", "rating", "--name", "bad name!", "--model", "ff={ff}", "--classes", "1"], "study name"),
-    (["export", "--study", "nope", "--out", "{tmp}/x.csv"], "no study named 'nope'"),
-    (["close", "nope"], "no study named 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            [
+                "create",
+                "pairwise",
+                "--name",
+                "x",
+                "--a",
+                "ff={ff}",
+                "--b",
+                "msp={msp}",
+                "--classes",
+                "1",
+                "--per-class",
+                "4",
+                "--pairs-per-class",
+                "10",
+            ],
+            "infeasible pairing",
+        ),
+        (
+            [
+                "create",
+                "rating",
+                "--name",
+                "x",
+                "--model",
+                "ff={ff}",
+                "--classes",
+                "1",
+                "--per-class",
+                "7",
+            ],
+            "only 0 class(es) have 7 images",
+        ),
+        (
+            ["create", "rating", "--name", "x", "--model", "ff=/nonexistent", "--classes", "1"],
+            "is not a sample set",
+        ),
+        (
+            ["create", "rating", "--name", "x", "--model", "ff", "--classes", "1"],
+            "expected LABEL=SAMPLE_SET",
+        ),
+        (
+            ["create", "rating", "--name", "bad name!", "--model", "ff={ff}", "--classes", "1"],
+            "study name",
+        ),
+        (["export", "--study", "nope", "--out", "{tmp}/x.csv"], "no study named 'nope'"),
+        (["close", "nope"], "no study named 'nope'"),
+    ],
+)
 def test_user_mistakes_are_one_line_errors(db_url, sets, tmp_path, args, message):
     args = [a.format(ff=sets["ff"].path, msp=sets["msp"].path, tmp=tmp_path) for a in args]
     result = CliRunner().invoke(cli, ["study", *args, "--database-url", db_url])
     assert result.exit_code == 1, result.output
-    assert result.output.startswith("Error: ") and message in result.output and "Traceback" not in result.output
+    assert (
+        result.output.startswith("Error: ")
+        and message in result.output
+        and "Traceback" not in result.output
+    )
 
 
 def test_duplicate_study_name_is_refused(db_url, sets):
-    args = ["create", "rating", "--name", "once", "--model", f"ff={sets['ff'].path}", "--classes", "1",
-            "--per-class", "2", "--database-url", db_url]
+    args = [
+        "create",
+        "rating",
+        "--name",
+        "once",
+        "--model",
+        f"ff={sets['ff'].path}",
+        "--classes",
+        "1",
+        "--per-class",
+        "2",
+        "--database-url",
+        db_url,
+    ]
     assert _invoke(*args).exit_code == 0
     again = CliRunner().invoke(cli, ["study", *args])
     assert again.exit_code == 1 and "already exists" in again.output
@@ -113,12 +230,28 @@ def test_migrations_create_exactly_the_models_schema(db_url):
 
 def test_export_needs_no_flask(sets, tmp_path):
     db_url = f"sqlite:///{tmp_path / 'noflask.sqlite3'}"
-    _invoke("create", "rating", "--name", "noflask", "--model", f"ff={sets['ff'].path}", "--classes", "1",
-            "--per-class", "2", "--database-url", db_url)
-    code = ("import sys; from study_app.export import read_export; "
-            f"rows = read_export({db_url!r}, ['noflask']); "
-            "assert rows == [] and 'flask' not in sys.modules, sorted(m for m in sys.modules if 'flask' in m); print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    _invoke(
+        "create",
+        "rating",
+        "--name",
+        "noflask",
+        "--model",
+        f"ff={sets['ff'].path}",
+        "--classes",
+        "1",
+        "--per-class",
+        "2",
+        "--database-url",
+        db_url,
+    )
+    code = (
+        "import sys; from study_app.export import read_export; "
+        f"rows = read_export({db_url!r}, ['noflask']); "
+        "assert rows == [] and 'flask' not in sys.modules, sorted(m for m in sys.modules if 'flask' in m); print('ok')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     assert export_rows(engine_for(db_url), "noflask") == []
 
@@ -145,22 +278,31 @@ def test_database_urls_are_normalised_or_refused():
 
 
 def test_unreachable_database_is_one_line(tmp_path):
-    result = CliRunner().invoke(cli, ["study", "list", "--database-url", "postgresql://nobody@127.0.0.1:1/none"])
-    assert result.exit_code == 1 and result.output.startswith("Error: cannot reach the study database")
+    result = CliRunner().invoke(
+        cli, ["study", "list", "--database-url", "postgresql://nobody@127.0.0.1:1/none"]
+    )
+    assert result.exit_code == 1 and result.output.startswith(
+        "Error: cannot reach the study database"
+    )
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("command", [["export", "--study", "s", "--out", "out.csv"], ["serve"], ["list"],
-                                     ["close", "s"]])
-def test_commands_on_a_database_that_does_not_exist_are_one_line_and_create_nothing(tmp_path, monkeypatch,
-                                                                                     command):
+@pytest.mark.parametrize(
+    "command", [["export", "--study", "s", "--out", "out.csv"], ["serve"], ["list"], ["close", "s"]]
+)
+def test_commands_on_a_database_that_does_not_exist_are_one_line_and_create_nothing(
+    tmp_path, monkeypatch, command
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HVQEVAL_SECRET_KEY", "k" * 32)
     monkeypatch.delenv("HVQEVAL_STUDY_DATABASE_URL", raising=False)
     for extra in ([], ["--database-url", f"sqlite:///{tmp_path / 'missing.sqlite3'}"]):
         result = CliRunner().invoke(cli, ["study", *command, *extra])
         assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
-        assert result.output.startswith("Error: no study database at ") and "serving" not in result.output
+        assert (
+            result.output.startswith("Error: no study database at ")
+            and "serving" not in result.output
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no instance/study.sqlite3, no CSV
 
 
@@ -170,12 +312,19 @@ def test_serve_on_a_busy_port_is_one_line_before_anything_is_served(db_url, monk
     monkeypatch.setenv("HVQEVAL_SECRET_KEY", "k" * 32)
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
-        result = CliRunner().invoke(cli, ["study", "serve", "--database-url", db_url, "--bind", f"127.0.0.1:{port}"])
+        result = CliRunner().invoke(
+            cli, ["study", "serve", "--database-url", db_url, "--bind", f"127.0.0.1:{port}"]
+        )
     assert result.exit_code == 1 and result.output.count("\n") == 1
-    assert result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}") and "serving" not in result.output
+    assert (
+        result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}")
+        and "serving" not in result.output
+    )
 
 
-@pytest.mark.parametrize("content, message", [(None, "No such file"), ("", "is empty"), ("short", "too short")])
+@pytest.mark.parametrize(
+    "content, message", [(None, "No such file"), ("", "is empty"), ("short", "too short")]
+)
 def test_secret_key_file_errors_are_one_line(db_url, tmp_path, monkeypatch, content, message):
     monkeypatch.delenv("HVQEVAL_SECRET_KEY", raising=False)
     key_file = tmp_path / "secret.key"
@@ -185,7 +334,9 @@ def test_secret_key_file_errors_are_one_line(db_url, tmp_path, monkeypatch, cont
         if not how:
             monkeypatch.setenv("HVQEVAL_SECRET_KEY_FILE", str(key_file))
         result = CliRunner().invoke(cli, ["study", "serve", "--database-url", db_url, *how])
-        assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+        assert (
+            result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output
+        ), result.output
 
 
 @pytest.mark.slow
@@ -197,15 +348,49 @@ def test_serve_with_a_secret_key_file_serves_the_study(db_url, sets, tmp_path):
 
     from study_server import free_port
 
-    _invoke("create", "rating", "--name", "keyed", "--model", f"ff={sets['ff'].path}", "--classes", "1",
-            "--per-class", "2", "--database-url", db_url)
+    _invoke(
+        "create",
+        "rating",
+        "--name",
+        "keyed",
+        "--model",
+        f"ff={sets['ff'].path}",
+        "--classes",
+        "1",
+        "--per-class",
+        "2",
+        "--database-url",
+        db_url,
+    )
     key_file = tmp_path / "secret.key"
     key_file.write_text("f" * 64 + "\n")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("HVQEVAL_SECRET_KEY", "HVQEVAL_SECRET_KEY_FILE")}
-    server = subprocess.Popen([sys.executable, "-m", "hvqeval", "study", "serve", "--database-url", db_url,
-                               "--bind", f"127.0.0.1:{port}", "--workers", "1", "--secret-key-file", str(key_file)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HVQEVAL_SECRET_KEY", "HVQEVAL_SECRET_KEY_FILE")
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hvqeval",
+            "study",
+            "serve",
+            "--database-url",
+            db_url,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--secret-key-file",
+            str(key_file),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline, status = time.monotonic() + 60, None
         while time.monotonic() < deadline and status is None and server.poll() is None:

@@ -28,20 +28,36 @@ def _imported_packages(folder: str) -> dict[str, set[str]]:
     return found
 
 
-@pytest.mark.parametrize("folder, forbidden", [("study_app", {"torch", "torchvision", "models", "hvqeval"}),
-                                               ("analysis", {"study_app", "torch", "models", "hvqeval"})])
+@pytest.mark.parametrize(
+    "folder, forbidden",
+    [
+        ("study_app", {"torch", "torchvision", "models", "hvqeval"}),
+        ("analysis", {"study_app", "torch", "models", "hvqeval"}),
+    ],
+)
 def test_a_part_imports_nothing_behind_its_doors(folder, forbidden):
-    crossings = {module: sorted(names & forbidden) for module, names in _imported_packages(folder).items()
-                 if names & forbidden}
+    crossings = {
+        module: sorted(names & forbidden)
+        for module, names in _imported_packages(folder).items()
+        if names & forbidden
+    }
     assert not crossings
 
 
 def test_creating_and_serving_a_study_loads_none_of_the_model_stack():
-    code = ("import sys, study_app, study_app.create, study_app.export, study_app.server; "
-            "from study_app import create_app; "
-            "print(sorted(m for m in ('torch', 'models', 'hvqeval') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                         check=False)
+    code = (
+        "import sys, study_app, study_app.create, study_app.export, study_app.server; "
+        "from study_app import create_app; "
+        "print(sorted(m for m in ('torch', 'models', 'hvqeval') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
 
@@ -49,4 +65,6 @@ def test_no_test_helper_ships_in_the_app():
     names = [p.name for p in (ROOT / "study_app").rglob("*.py")]
     assert not [n for n in names if "test" in n or n in ("loadtest.py", "conftest.py")]
     sources = " ".join(p.read_text(encoding="utf-8") for p in (ROOT / "study_app").rglob("*.py"))
-    assert "socket.socket(" not in sources and "http.client" not in sources  # no load generator inside
+    assert (
+        "socket.socket(" not in sources and "http.client" not in sources
+    )  # no load generator inside

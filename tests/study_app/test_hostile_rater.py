@@ -20,9 +20,19 @@ from study_app.schema import Answer, Assignment, Rater, Study
 
 @pytest.fixture
 def study(db_url, sets, tmp_path):
-    return create_study(db_url, StudySettings(
-        name="hostile", kind="rating", sources=(SourceSpec("ff", str(sets["ff"].path)),),
-        classes=(3, 5), per_class=2, answers_per_item=2, tasks_per_rater=3), tmp_path)
+    return create_study(
+        db_url,
+        StudySettings(
+            name="hostile",
+            kind="rating",
+            sources=(SourceSpec("ff", str(sets["ff"].path)),),
+            classes=(3, 5),
+            per_class=2,
+            answers_per_item=2,
+            tasks_per_rater=3,
+        ),
+        tmp_path,
+    )
 
 
 def _count(db_url, model, *where):
@@ -45,21 +55,38 @@ def test_the_api_refuses_a_rater_who_never_gave_consent(app, study, db_url, new_
     # Even with a real task token (of a rater who did consent), nothing is stored for them.
     honest = new_rater(study.public_id, "honest")
     token = honest.next()["task"]
-    answer = client.post(f"/s/{study.public_id}/api/answer", headers={"X-CSRFToken": csrf},
-                         json={"task": token, "answer": 3, "response_ms": 500})
+    answer = client.post(
+        f"/s/{study.public_id}/api/answer",
+        headers={"X-CSRFToken": csrf},
+        json={"task": token, "answer": 3, "response_ms": 500},
+    )
     assert answer.status_code == 403
     assert _count(db_url, Answer) == 0
-    assert _count(db_url, Assignment, Assignment.rater_id != select(Rater.id).where(
-        Rater.participant == "honest").scalar_subquery()) == 0
+    assert (
+        _count(
+            db_url,
+            Assignment,
+            Assignment.rater_id
+            != select(Rater.id).where(Rater.participant == "honest").scalar_subquery(),
+        )
+        == 0
+    )
 
 
-@pytest.mark.parametrize("body", [b"[" * 30_000, b'{"a":' * 1_600 + b"1" + b"}" * 1_600],
-                         ids=["30000-brackets", "nested-objects"])
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 30_000, b'{"a":' * 1_600 + b"1" + b"}" * 1_600],
+    ids=["30000-brackets", "nested-objects"],
+)
 def test_deeply_nested_json_is_a_400_not_a_500(study, new_rater, db_url, body):
     assert len(body) < 64 * 1024  # under the body-size limit: the parser itself must cope
     rater = new_rater(study.public_id, "nester")
-    reply = rater.client.post(f"/s/{study.public_id}/api/answer", data=body, content_type="application/json",
-                              headers={"X-CSRFToken": rater.csrf})
+    reply = rater.client.post(
+        f"/s/{study.public_id}/api/answer",
+        data=body,
+        content_type="application/json",
+        headers={"X-CSRFToken": rater.csrf},
+    )
     assert reply.status_code == 400 and reply.get_json() == {"error": "expected a JSON object"}
     assert _count(db_url, Answer) == 0
 
@@ -88,14 +115,34 @@ def test_create_refuses_png_files_that_are_not_images(db_url, sample_set_factory
     (broken.path / victim["file"]).write_bytes(b"this is not a PNG at all")
     victim["sha256"] = hashlib.sha256(b"this is not a PNG at all").hexdigest()  # the hash is right
     manifest_path.write_text(json.dumps(manifest))
-    settings = StudySettings(name="broken", kind="rating", sources=(SourceSpec("tiny", str(broken.path)),),
-                             classes=(3, 5, 7), per_class=3)
+    settings = StudySettings(
+        name="broken",
+        kind="rating",
+        sources=(SourceSpec("tiny", str(broken.path)),),
+        classes=(3, 5, 7),
+        per_class=3,
+    )
     with pytest.raises(StudySourceError, match=re.escape(victim["file"])):
         create_study(db_url, settings, tmp_path)
     assert _count(db_url, Study) == 0
-    result = CliRunner().invoke(cli, ["study", "create", "rating", "--name", "broken", "--model",
-                                      f"tiny={broken.path}", "--classes", "3,5,7", "--per-class", "3",
-                                      "--database-url", db_url])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "study",
+            "create",
+            "rating",
+            "--name",
+            "broken",
+            "--model",
+            f"tiny={broken.path}",
+            "--classes",
+            "3,5,7",
+            "--per-class",
+            "3",
+            "--database-url",
+            db_url,
+        ],
+    )
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert result.output.startswith("Error: ") and victim["file"] in result.output
 
@@ -110,16 +157,24 @@ def test_a_bad_rate_limit_is_one_line_before_anything_is_served(db_url, monkeypa
 
 def test_an_unreachable_postgresql_is_one_line(tmp_path):
     url = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
-    for args in (["study", "export", "--study", "x", "--out", str(tmp_path / "x.csv")], ["study", "list"],
-                 ["study", "migrate"]):
+    for args in (
+        ["study", "export", "--study", "x", "--out", str(tmp_path / "x.csv")],
+        ["study", "list"],
+        ["study", "migrate"],
+    ):
         result = CliRunner().invoke(cli, [*args, "--database-url", url])
         assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
-        assert result.output.startswith("Error: cannot reach the study database") and "Traceback" not in result.output
+        assert (
+            result.output.startswith("Error: cannot reach the study database")
+            and "Traceback" not in result.output
+        )
     assert not (tmp_path / "x.csv").exists()
 
 
 @pytest.mark.postgres
-def test_raters_see_no_error_after_postgresql_terminates_the_app_connections(database_url, db_url, study, tmp_path):
+def test_raters_see_no_error_after_postgresql_terminates_the_app_connections(
+    database_url, db_url, study, tmp_path
+):
     """pg_terminate_backend on every connection of the app (a PostgreSQL restart or failover
     does the same): pooled connections are pinged before use and a transaction whose connection
     broke under it runs once more, so no rater request fails."""
@@ -132,15 +187,32 @@ def test_raters_see_no_error_after_postgresql_terminates_the_app_connections(dat
     from study_app.db import make_engine
 
     name = f"hvqeval-terminate-{tmp_path.name[-20:]}"
-    app_url = make_url(db_url).update_query_dict({"application_name": name}).render_as_string(hide_password=False)
-    app = create_app({"TESTING": True, "SECRET_KEY": "t" * 32, "DATABASE_URL": app_url,
-                      "IMAGE_CACHE_DIR": str(tmp_path / "c")})
+    app_url = (
+        make_url(db_url)
+        .update_query_dict({"application_name": name})
+        .render_as_string(hide_password=False)
+    )
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "t" * 32,
+            "DATABASE_URL": app_url,
+            "IMAGE_CACHE_DIR": str(tmp_path / "c"),
+        }
+    )
     admin = make_engine(database_url)
 
     def terminate() -> int:
         with admin.begin() as conn:
-            return len(conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                         "WHERE application_name = :name"), {"name": name}).all())
+            return len(
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = :name"
+                    ),
+                    {"name": name},
+                ).all()
+            )
 
     raters = []
     for i in range(4):

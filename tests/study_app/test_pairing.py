@@ -19,7 +19,11 @@ def feasible_sizes(draw):
     n_a = draw(st.integers(1, 30))
     u_a = draw(st.integers(1, 12))
     pairs = n_a * u_a
-    n_b = draw(st.sampled_from([d for d in range(1, pairs + 1) if pairs % d == 0 and u_a <= d <= 40] or [pairs]))
+    n_b = draw(
+        st.sampled_from(
+            [d for d in range(1, pairs + 1) if pairs % d == 0 and u_a <= d <= 40] or [pairs]
+        )
+    )
     return n_a, n_b, u_a, pairs // n_b
 
 
@@ -48,11 +52,14 @@ def test_paper_design_is_seeded_and_random():
     assert runs < 5
 
 
-@pytest.mark.parametrize("n_a, n_b, u_a, u_b, words", [
-    (50, 50, 10, 9, "500 pairs"),          # 50*10 != 50*9
-    (3, 3, 4, 4, "only 3*3 = 9"),          # 12 distinct pairs from a 3x3 grid is impossible
-    (0, 5, 1, 1, "n_a must be a positive"),
-])
+@pytest.mark.parametrize(
+    "n_a, n_b, u_a, u_b, words",
+    [
+        (50, 50, 10, 9, "500 pairs"),  # 50*10 != 50*9
+        (3, 3, 4, 4, "only 3*3 = 9"),  # 12 distinct pairs from a 3x3 grid is impossible
+        (0, 5, 1, 1, "n_a must be a positive"),
+    ],
+)
 def test_infeasible_designs_are_refused_with_the_reason(n_a, n_b, u_a, u_b, words):
     with pytest.raises(PairingError, match=re.escape(words)):
         design_pairs(n_a, n_b, u_a, u_b)
@@ -72,8 +79,23 @@ def test_uses_for_pairs():
 
 def test_cli_prints_and_writes_the_design(tmp_path):
     out = tmp_path / "pairs.csv"
-    result = CliRunner().invoke(cli, ["study", "pairings", "--n-a", "50", "--n-b", "50", "--uses", "10",
-                                      "--seed", "0", "--out", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "study",
+            "pairings",
+            "--n-a",
+            "50",
+            "--n-b",
+            "50",
+            "--uses",
+            "10",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
     assert lines[0] == "pair,a,b" and len(lines) == 501
@@ -84,6 +106,10 @@ def test_cli_prints_and_writes_the_design(tmp_path):
 
 
 def test_cli_refuses_infeasible_parameters_in_one_line():
-    result = CliRunner().invoke(cli, ["study", "pairings", "--n-a", "50", "--n-b", "40", "--uses", "10"])
+    result = CliRunner().invoke(
+        cli, ["study", "pairings", "--n-a", "50", "--n-b", "40", "--uses", "10"]
+    )
     assert result.exit_code == 1
-    assert result.output.startswith("Error: infeasible pairing") and "Traceback" not in result.output
+    assert (
+        result.output.startswith("Error: infeasible pairing") and "Traceback" not in result.output
+    )

@@ -31,9 +31,19 @@ SPARE_RATERS = 8
 def _study(db_url, sample_set_factory, tmp_path, per_class=20):
     ff = sample_set_factory("ff", "tiny_ff", per_class, seed=1)
     msp = sample_set_factory("msp", "tiny_msp", per_class, seed=2)
-    return create_study(db_url, StudySettings(
-        name="load", kind="rating", sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
-        classes=(3, 5, 7), per_class=per_class, answers_per_item=3, tasks_per_rater=3), tmp_path)
+    return create_study(
+        db_url,
+        StudySettings(
+            name="load",
+            kind="rating",
+            sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
+            classes=(3, 5, 7),
+            per_class=per_class,
+            answers_per_item=3,
+            tasks_per_rater=3,
+        ),
+        tmp_path,
+    )
 
 
 def _stored(db_url):
@@ -56,11 +66,20 @@ def test_120_parallel_raters_finish_a_study_through_gunicorn(db_url, sample_set_
     summary = _study(db_url, sample_set_factory, tmp_path)
     assert summary.answers_needed == RATERS * 3
     with LocalServer(db_url, str(tmp_path), workers=2, threads=8) as server:
-        raters = [SimulatedRater(server.url, summary.public_id, f"p{i}") for i in range(RATERS + SPARE_RATERS)]
+        raters = [
+            SimulatedRater(server.url, summary.public_id, f"p{i}")
+            for i in range(RATERS + SPARE_RATERS)
+        ]
         with ThreadPoolExecutor(16) as pool:
-            done = list(pool.map(lambda r: r.run(lambda task: 1 + len(task["task"]) % 5, fetch_images=True), raters))
-    assert all((r.state == "finished" and r.code) if r.answers else r.state == "unavailable" for r in done), \
-        Counter((r.state, r.answers) for r in done)
+            done = list(
+                pool.map(
+                    lambda r: r.run(lambda task: 1 + len(task["task"]) % 5, fetch_images=True),
+                    raters,
+                )
+            )
+    assert all(
+        (r.state == "finished" and r.code) if r.answers else r.state == "unavailable" for r in done
+    ), Counter((r.state, r.answers) for r in done)
     assert all(r.answers <= 3 for r in done) and sum(r.answers for r in done) == RATERS * 3
     _assert_exactly_k(*_stored(db_url), RATERS * 3)
     with session_scope(engine_for(db_url)):
@@ -70,7 +89,9 @@ def test_120_parallel_raters_finish_a_study_through_gunicorn(db_url, sample_set_
 
 
 @pytest.mark.slow
-def test_a_server_killed_mid_study_and_restarted_loses_and_doubles_nothing(db_url, sample_set_factory, tmp_path):
+def test_a_server_killed_mid_study_and_restarted_loses_and_doubles_nothing(
+    db_url, sample_set_factory, tmp_path
+):
     """SIGKILL the arbiter and every worker while raters are answering; a new server on the same
     database serves the rest. Raters retry what failed (as the page does): in the end each item
     has exactly k answers, each answer a rater was told was stored is in the database once."""
@@ -90,8 +111,10 @@ def test_a_server_killed_mid_study_and_restarted_loses_and_doubles_nothing(db_ur
                     entered = True
                 current = rater.api("next")
                 while current["state"] == "task":
-                    reply = rater.api("answer", {"task": current["task"], "answer": rng.randint(1, 5),
-                                                 "response_ms": 900})
+                    reply = rater.api(
+                        "answer",
+                        {"task": current["task"], "answer": rng.randint(1, 5), "response_ms": 900},
+                    )
                     confirmed.append((participant, current["task"]))
                     current = reply["next"]
                 return
@@ -117,7 +140,9 @@ def test_a_server_killed_mid_study_and_restarted_loses_and_doubles_nothing(db_ur
         server.__exit__(None, None, None)
     _assert_exactly_k(*_stored(db_url), 180)
     with session_scope(engine_for(db_url)) as s:
-        answered = set(s.scalars(select(Assignment.token).join(Answer, Answer.assignment_id == Assignment.id)))
+        answered = set(
+            s.scalars(select(Assignment.token).join(Answer, Answer.assignment_id == Assignment.id))
+        )
     # An answer whose reply was lost in the kill may be stored without the rater knowing (a retry
     # then gets 409); every answer a rater was told about is stored, once.
     assert len(set(confirmed)) == len(confirmed) and {task for _, task in confirmed} <= answered

@@ -21,18 +21,43 @@ from study_app.schema import Answer, Assignment, Rater
 
 @pytest.fixture
 def rating(db_url, sets, tmp_path):
-    return create_study(db_url, StudySettings(
-        name="realism", kind="rating", sources=(SourceSpec("ff", str(sets["ff"].path)),
-                                                SourceSpec("msp", str(sets["msp"].path))),
-        classes=(3, 5), per_class=2, answers_per_item=2, tasks_per_rater=3), tmp_path)
+    return create_study(
+        db_url,
+        StudySettings(
+            name="realism",
+            kind="rating",
+            sources=(
+                SourceSpec("ff", str(sets["ff"].path)),
+                SourceSpec("msp", str(sets["msp"].path)),
+            ),
+            classes=(3, 5),
+            per_class=2,
+            answers_per_item=2,
+            tasks_per_rater=3,
+        ),
+        tmp_path,
+    )
 
 
 @pytest.fixture
 def pairwise(db_url, sets, tmp_path):
-    return create_study(db_url, StudySettings(
-        name="ffvsmsp", kind="pairwise", sources=(SourceSpec("ff", str(sets["ff"].path)),
-                                                  SourceSpec("msp", str(sets["msp"].path))),
-        classes=(3,), per_class=2, pairs_per_class=4, answers_per_item=2, tasks_per_rater=4), tmp_path)
+    return create_study(
+        db_url,
+        StudySettings(
+            name="ffvsmsp",
+            kind="pairwise",
+            sources=(
+                SourceSpec("ff", str(sets["ff"].path)),
+                SourceSpec("msp", str(sets["msp"].path)),
+            ),
+            classes=(3,),
+            per_class=2,
+            pairs_per_class=4,
+            answers_per_item=2,
+            tasks_per_rater=4,
+        ),
+        tmp_path,
+    )
 
 
 def _count(db_url, model):
@@ -61,7 +86,9 @@ def test_pairwise_task_shows_two_opaque_images_and_stores_side(pairwise, new_rat
     assert len(task["images"]) == 2
     for url in task["images"]:
         assert re.fullmatch(r"/img/[A-Za-z0-9_-]{22}\.png", url)  # nothing but a random token
-    body = str({k: v for k, v in task.items() if k not in ("task", "images")})  # the random ids aside
+    body = str(
+        {k: v for k, v in task.items() if k not in ("task", "images")}
+    )  # the random ids aside
     assert "ff" not in body and "msp" not in body
     assert rater.answer(task["task"], "right").status_code == 200
     with session_scope(engine_for(db_url)) as s:
@@ -73,21 +100,46 @@ def test_question_and_words_for_real_images(db_url, sets, sample_set_factory, tm
     from study_app.create import QUESTION_PAIRWISE, QUESTION_PAIRWISE_REAL
 
     assert QUESTION_PAIRWISE == "Which image looks the most realistic?"
-    real = sample_set_factory("real", "real", 6, seed=9)  # stands for images written from a data set
-    summary = create_study(db_url, StudySettings(
-        name="vsreal", kind="pairwise", sources=(SourceSpec("ff", str(sets["ff"].path)),
-                                                 SourceSpec("real", str(real.path), dataset="shapes")),
-        classes=(3,), per_class=2, pairs_per_class=4), tmp_path)
-    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "DATABASE_URL": db_url,
-                      "IMAGE_CACHE_DIR": str(tmp_path / "c")})
+    real = sample_set_factory(
+        "real", "real", 6, seed=9
+    )  # stands for images written from a data set
+    summary = create_study(
+        db_url,
+        StudySettings(
+            name="vsreal",
+            kind="pairwise",
+            sources=(
+                SourceSpec("ff", str(sets["ff"].path)),
+                SourceSpec("real", str(real.path), dataset="shapes"),
+            ),
+            classes=(3,),
+            per_class=2,
+            pairs_per_class=4,
+        ),
+        tmp_path,
+    )
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "k" * 32,
+            "DATABASE_URL": db_url,
+            "IMAGE_CACHE_DIR": str(tmp_path / "c"),
+        }
+    )
     client = app.test_client()
     page = client.get(f"/s/{summary.public_id}/?participant=x1", follow_redirects=True)
     assert page.status_code == 200
-    assert b"Real image (shapes data set)" in page.data and b"shapes data set, others were made" in page.data
+    assert (
+        b"Real image (shapes data set)" in page.data
+        and b"shapes data set, others were made" in page.data
+    )
     assert b"photograph" not in page.data.lower()
     csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page.data).group(1).decode()
-    task = client.post(f"/s/{summary.public_id}/consent", data={"agree": "yes", "csrf_token": csrf},
-                       follow_redirects=True)
+    task = client.post(
+        f"/s/{summary.public_id}/consent",
+        data={"agree": "yes", "csrf_token": csrf},
+        follow_redirects=True,
+    )
     assert QUESTION_PAIRWISE_REAL.encode() in task.data.replace(b"&#34;", b'"')
 
 
@@ -113,9 +165,16 @@ def test_images_are_512_bilinear_and_only_for_their_rater(rating, new_rater, app
     assert app.test_client().get(url).status_code == 403  # no session at all
 
 
-@pytest.mark.parametrize("path", ["/img/..%2F..%2Fetc%2Fpasswd.png", "/img/../../etc/passwd.png",
-                                  "/img/%2e%2e%2fmanifest.json.png", "/img/AAAAAAAAAAAAAAAAAAAAAA.png",
-                                  "/static/../study_app/models.py"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/img/..%2F..%2Fetc%2Fpasswd.png",
+        "/img/../../etc/passwd.png",
+        "/img/%2e%2e%2fmanifest.json.png",
+        "/img/AAAAAAAAAAAAAAAAAAAAAA.png",
+        "/static/../study_app/models.py",
+    ],
+)
 def test_no_path_traversal(rating, new_rater, path):
     rater = new_rater(rating.public_id, "walker")
     assert rater.client.get(path).status_code in (403, 404)
@@ -140,8 +199,11 @@ def test_bad_answers_are_4xx_and_store_nothing(rating, new_rater, db_url):
         assert 400 <= response.status_code < 500, (body, response.status_code)
         assert "error" in response.get_json()
     for raw in (b"not json", b"[1, 2]", b"\xff\xfe", b'{"task": '):
-        response = rater.client.post(f"/s/{rating.public_id}/api/answer", data=raw,
-                                     headers={"X-CSRFToken": rater.csrf, "Content-Type": "application/json"})
+        response = rater.client.post(
+            f"/s/{rating.public_id}/api/answer",
+            data=raw,
+            headers={"X-CSRFToken": rater.csrf, "Content-Type": "application/json"},
+        )
         assert response.status_code == 400
     assert _count(db_url, Answer) == 0
 
@@ -151,10 +213,15 @@ def test_forged_and_replayed_posts_are_rejected(rating, new_rater, app, db_url):
     task = rater.next()["task"]
     forged = rater.api("answer", {"task": task, "answer": 3, "response_ms": 5}, csrf=False)
     assert forged.status_code == 400  # no CSRF token
-    wrong = rater.client.post(f"/s/{rating.public_id}/api/answer", json={"task": task, "answer": 3, "response_ms": 5},
-                              headers={"X-CSRFToken": "forged"})
+    wrong = rater.client.post(
+        f"/s/{rating.public_id}/api/answer",
+        json={"task": task, "answer": 3, "response_ms": 5},
+        headers={"X-CSRFToken": "forged"},
+    )
     assert wrong.status_code == 400
-    attacker = new_rater(rating.public_id, "attacker")  # valid session and token, someone else's task
+    attacker = new_rater(
+        rating.public_id, "attacker"
+    )  # valid session and token, someone else's task
     assert attacker.answer(task, 1).status_code == 404
     assert _count(db_url, Answer) == 0
     assert rater.answer(task, 3).status_code == 200
@@ -170,7 +237,10 @@ def test_unknown_answers_are_stored_with_reason(pairwise, new_rater, db_url):
     assert rater.answer(task, "unknown", reason="image-failed").status_code == 200
     with session_scope(engine_for(db_url)) as s:
         assert s.execute(select(Answer.choice, Answer.unknown_reason, Answer.rating)).one() == (
-            "unknown", "image-failed", None)
+            "unknown",
+            "image-failed",
+            None,
+        )
 
 
 def test_entry_needs_a_participant_id_and_consent(rating, app, db_url):
@@ -195,23 +265,42 @@ def test_security_headers_and_cookie_flags(rating, app):
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     page = client.get(f"/s/{rating.public_id}/consent")
-    for name in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"):
+    for name in (
+        "Content-Security-Policy",
+        "X-Content-Type-Options",
+        "X-Frame-Options",
+        "Referrer-Policy",
+    ):
         assert name in page.headers
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["Cache-Control"] == "no-store"
 
 
 def test_rate_limit_per_rater_and_per_ip(rating, db_url, tmp_path):
-    app = create_app({"TESTING": True, "SECRET_KEY": "s" * 32, "DATABASE_URL": db_url,
-                      "IMAGE_CACHE_DIR": str(tmp_path / "c"), "RATE_LIMIT_RATER": "5/60", "RATE_LIMIT_IP": "12/60"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "s" * 32,
+            "DATABASE_URL": db_url,
+            "IMAGE_CACHE_DIR": str(tmp_path / "c"),
+            "RATE_LIMIT_RATER": "5/60",
+            "RATE_LIMIT_IP": "12/60",
+        }
+    )
     client = app.test_client()
     page = client.get(f"/s/{rating.public_id}/?PROLIFIC_PID=speedy", follow_redirects=True)
     csrf = re.search(rb'name="csrf-token" content="([^"]+)"', page.data).group(1).decode()
     client.post(f"/s/{rating.public_id}/consent", data={"agree": "yes", "csrf_token": csrf})
-    responses = [client.post(f"/s/{rating.public_id}/api/next", headers={"X-CSRFToken": csrf}) for _ in range(7)]
+    responses = [
+        client.post(f"/s/{rating.public_id}/api/next", headers={"X-CSRFToken": csrf})
+        for _ in range(7)
+    ]
     codes = [r.status_code for r in responses]
     assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]  # 5 API calls per rater per minute
-    assert 0 < int(responses[-1].headers["Retry-After"]) <= 60 and "slow down" in responses[-1].get_json()["error"]
+    assert (
+        0 < int(responses[-1].headers["Retry-After"]) <= 60
+        and "slow down" in responses[-1].get_json()["error"]
+    )
     other = app.test_client()
     codes = [other.get(f"/s/{rating.public_id}/").status_code for _ in range(12)]
     # Pages count against the address (12 a minute); API calls count against the rater instead.
@@ -219,8 +308,15 @@ def test_rate_limit_per_rater_and_per_ip(rating, db_url, tmp_path):
 
 
 def test_admin_login_progress_close_and_export(rating, new_rater, db_url, tmp_path):
-    app = create_app({"TESTING": True, "SECRET_KEY": "a" * 32, "DATABASE_URL": db_url,
-                      "IMAGE_CACHE_DIR": str(tmp_path / "c"), "ADMIN_PASSWORD_HASH": generate_password_hash("hunter22")})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "a" * 32,
+            "DATABASE_URL": db_url,
+            "IMAGE_CACHE_DIR": str(tmp_path / "c"),
+            "ADMIN_PASSWORD_HASH": generate_password_hash("hunter22"),
+        }
+    )
     rater_client = new_rater(rating.public_id, "R1")
     task = rater_client.next()
     rater_client.answer(task["task"], 5)
@@ -229,18 +325,39 @@ def test_admin_login_progress_close_and_export(rating, new_rater, db_url, tmp_pa
     assert admin.get("/admin/study/realism/export.csv").status_code == 302
     login = admin.get("/admin/login")
     csrf = re.search(rb'name="csrf_token" value="([^"]+)"', login.data).group(1).decode()
-    assert admin.post("/admin/login", data={"password": "wrong", "csrf_token": csrf}).status_code == 401
-    assert admin.post("/admin/login", data={"password": "hunter22"}).status_code == 400  # no CSRF token
-    assert admin.post("/admin/login", data={"password": "hunter22", "csrf_token": csrf}).status_code == 302
+    assert (
+        admin.post("/admin/login", data={"password": "wrong", "csrf_token": csrf}).status_code
+        == 401
+    )
+    assert (
+        admin.post("/admin/login", data={"password": "hunter22"}).status_code == 400
+    )  # no CSRF token
+    assert (
+        admin.post("/admin/login", data={"password": "hunter22", "csrf_token": csrf}).status_code
+        == 302
+    )
     overview = admin.get("/admin/")
     assert b"realism" in overview.data and b"1 / 16" in overview.data  # 8 images x k=2
     detail = admin.get("/admin/study/realism")
-    assert detail.status_code == 200 and b"ring (3)" in detail.data and rating.public_id.encode() in detail.data
+    assert (
+        detail.status_code == 200
+        and b"ring (3)" in detail.data
+        and rating.public_id.encode() in detail.data
+    )
     csrf = re.search(rb'name="csrf-token" content="([^"]+)"', detail.data).group(1).decode()
-    assert admin.post("/admin/study/realism/status", data={"status": "closed", "csrf_token": csrf}).status_code == 302
+    assert (
+        admin.post(
+            "/admin/study/realism/status", data={"status": "closed", "csrf_token": csrf}
+        ).status_code
+        == 302
+    )
     open_task = rater_client.next()
-    assert open_task["state"] == "task"  # handed out (with the last reply) before closing: still answerable
-    assert rater_client.answer(open_task["task"], 1).get_json()["next"]["state"] == "finished"  # no new tasks
+    assert (
+        open_task["state"] == "task"
+    )  # handed out (with the last reply) before closing: still answerable
+    assert (
+        rater_client.answer(open_task["task"], 1).get_json()["next"]["state"] == "finished"
+    )  # no new tasks
     newcomer = app.test_client()
     assert newcomer.get(f"/s/{rating.public_id}/").status_code == 403
     csv_text = admin.get("/admin/study/realism/export.csv").data.decode()
@@ -260,7 +377,10 @@ def test_production_refuses_to_start_without_secret_key(monkeypatch, db_url):
         create_app({"DATABASE_URL": db_url})
     with pytest.raises(ConfigurationError, match="too short"):
         create_app({"DATABASE_URL": db_url, "SECRET_KEY": "short"})
-    assert create_app({"DATABASE_URL": db_url, "SECRET_KEY": "x" * 40}).config["SECRET_KEY"] == "x" * 40
+    assert (
+        create_app({"DATABASE_URL": db_url, "SECRET_KEY": "x" * 40}).config["SECRET_KEY"]
+        == "x" * 40
+    )
 
 
 def test_create_app_takes_its_settings_from_its_argument_not_the_environment(monkeypatch, db_url):
@@ -272,9 +392,16 @@ def test_create_app_takes_its_settings_from_its_argument_not_the_environment(mon
     assert app.config["SECRET_KEY"] == "x" * 40 and app.config["RATE_LIMIT_RATER"] == "240/60"
 
 
-@pytest.mark.parametrize("setting, value", [("RATE_LIMIT_RATER", "lots"), ("RATE_LIMIT_IP", "0/60"),
-                                            ("RATE_LIMIT_STORAGE", "memcached://x"), ("PROXY_HOPS", "two"),
-                                            ("HTTPS", "yes")])
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("RATE_LIMIT_RATER", "lots"),
+        ("RATE_LIMIT_IP", "0/60"),
+        ("RATE_LIMIT_STORAGE", "memcached://x"),
+        ("PROXY_HOPS", "two"),
+        ("HTTPS", "yes"),
+    ],
+)
 def test_every_bad_setting_is_one_configuration_error_line(db_url, setting, value):
     with pytest.raises(ConfigurationError) as err:
         create_app({"DATABASE_URL": db_url, "SECRET_KEY": "x" * 40, setting: value})
@@ -295,25 +422,47 @@ def test_nothing_is_stored_for_assignments_after_bad_requests(rating, new_rater,
     rater = new_rater(rating.public_id, "counter")
     rater.next()
     assert _count(db_url, Assignment) == 1
-    assert rater.client.get(f"/s/{rating.public_id}/api/next").status_code == 405  # claims need a POST
+    assert (
+        rater.client.get(f"/s/{rating.public_id}/api/next").status_code == 405
+    )  # claims need a POST
     assert _count(db_url, Assignment) == 1
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False) | st.text(max_size=50),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=6)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=50),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(answer=json_values, reason=json_values, response_ms=json_values, use_real_task=st.booleans(),
-       extra=st.dictionaries(st.text(max_size=8), json_values, max_size=2))
-def test_no_request_body_causes_a_server_error(rating, new_rater, db_url, answer, reason, response_ms,
-                                               use_real_task, extra):
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    answer=json_values,
+    reason=json_values,
+    response_ms=json_values,
+    use_real_task=st.booleans(),
+    extra=st.dictionaries(st.text(max_size=8), json_values, max_size=2),
+)
+def test_no_request_body_causes_a_server_error(
+    rating, new_rater, db_url, answer, reason, response_ms, use_real_task, extra
+):
     rater = new_rater(rating.public_id, "fuzzer")
     task = rater.next()
-    body = {**extra, "task": task.get("task") if use_real_task else answer, "answer": answer, "reason": reason,
-            "response_ms": response_ms}
+    body = {
+        **extra,
+        "task": task.get("task") if use_real_task else answer,
+        "answer": answer,
+        "reason": reason,
+        "response_ms": response_ms,
+    }
     response = rater.api("answer", body)
     assert response.status_code in (200, 400, 404, 409), response.status_code
     stored = _count(db_url, Answer)
@@ -334,46 +483,81 @@ def test_served_images_are_the_bilinear_upscale_not_nearest(rating, new_rater, d
 
     rater = new_rater(rating.public_id, "looker")
     url = rater.next()["images"][0]
-    token = url.rsplit("/", 1)[1][:-len(".png")]
+    token = url.rsplit("/", 1)[1][: -len(".png")]
     with session_scope(engine_for(db_url)) as s:
-        file, folder = s.execute(select(Image.file, Source.path).join(Source, Source.id == Image.source_id)
-                                 .where(Image.token == token)).one()
-    served = np.asarray(PILImage.open(BytesIO(rater.client.get(url).data)).convert("RGB"))  # (512, 512, 3)
+        file, folder = s.execute(
+            select(Image.file, Source.path)
+            .join(Source, Source.id == Image.source_id)
+            .where(Image.token == token)
+        ).one()
+    served = np.asarray(
+        PILImage.open(BytesIO(rater.client.get(url).data)).convert("RGB")
+    )  # (512, 512, 3)
     with PILImage.open(Path(folder) / file) as original:
-        bilinear = np.asarray(original.convert("RGB").resize((512, 512), PILImage.Resampling.BILINEAR))
-        nearest = np.asarray(original.convert("RGB").resize((512, 512), PILImage.Resampling.NEAREST))
+        bilinear = np.asarray(
+            original.convert("RGB").resize((512, 512), PILImage.Resampling.BILINEAR)
+        )
+        nearest = np.asarray(
+            original.convert("RGB").resize((512, 512), PILImage.Resampling.NEAREST)
+        )
     assert served.shape == (512, 512, 3) and np.array_equal(served, bilinear)
     assert not np.array_equal(served, nearest)  # random 8x8 images: the two upscales differ
 
 
-def test_pairwise_side_of_a_is_drawn_from_the_study_seed_and_both_sides_occur(db_url, sets, tmp_path, new_rater):
+def test_pairwise_side_of_a_is_drawn_from_the_study_seed_and_both_sides_occur(
+    db_url, sets, tmp_path, new_rater
+):
     from study_app.assign import side_of_a
     from study_app.schema import Image, Item, Study
 
-    summary = create_study(db_url, StudySettings(
-        name="sides", kind="pairwise", sources=(SourceSpec("ff", str(sets["ff"].path)),
-                                                SourceSpec("msp", str(sets["msp"].path))),
-        classes=(3, 5, 7), per_class=4, pairs_per_class=8, answers_per_item=2, tasks_per_rater=6, seed=11),
-        tmp_path)
+    summary = create_study(
+        db_url,
+        StudySettings(
+            name="sides",
+            kind="pairwise",
+            sources=(
+                SourceSpec("ff", str(sets["ff"].path)),
+                SourceSpec("msp", str(sets["msp"].path)),
+            ),
+            classes=(3, 5, 7),
+            per_class=4,
+            pairs_per_class=8,
+            answers_per_item=2,
+            tasks_per_rater=6,
+            seed=11,
+        ),
+        tmp_path,
+    )
     shown = {}  # task token -> (participant, image tokens in display order)
     for i in range(4):
         rater = new_rater(summary.public_id, f"side{i}")
         for _ in range(6):
             task = rater.next()
-            shown[task["task"]] = (f"side{i}", [u.rsplit("/", 1)[1][:-len(".png")] for u in task["images"]])
+            shown[task["task"]] = (
+                f"side{i}",
+                [u.rsplit("/", 1)[1][: -len(".png")] for u in task["images"]],
+            )
             assert rater.answer(task["task"], "left").status_code == 200
     with session_scope(engine_for(db_url)) as s:
         study = s.scalar(select(Study).where(Study.name == "sides"))
         s.expunge(study)
-        handed = s.execute(select(Assignment.token, Assignment.left, Item.number, Image.token)
-                           .join(Item, Item.id == Assignment.item_id).join(Image, Image.id == Item.image_a_id)).all()
+        handed = s.execute(
+            select(Assignment.token, Assignment.left, Item.number, Image.token)
+            .join(Item, Item.id == Assignment.item_id)
+            .join(Image, Image.id == Item.image_a_id)
+        ).all()
         lefts = s.execute(select(Answer.left, Answer.choice)).all()
     assert len(handed) == len(shown) == 24
     for task, left, number, token_a in handed:
         participant, display = shown[task]
         assert (display[0] == token_a) == (left == "a")  # the page shows A where the database says
         assert side_of_a(study, number, participant) == left  # drawn from the seed, item and rater
-    assert {left for _, left, _, _ in handed} == {"a", "b"}  # A on the left in some tasks, right in others
-    assert all(left == choice for left, choice in lefts)  # "left" chose whichever model was on the left
+    assert {left for _, left, _, _ in handed} == {
+        "a",
+        "b",
+    }  # A on the left in some tasks, right in others
+    assert all(
+        left == choice for left, choice in lefts
+    )  # "left" chose whichever model was on the left
     study.seed = 12  # another seed draws other sides for the same raters and items
     assert any(side_of_a(study, number, shown[task][0]) != left for task, left, number, _ in handed)
