@@ -7,6 +7,10 @@
 #
 #   bash benchmarks/gpu_check.sh
 #   BUDGET_S=300 OUT=/tmp/gpu bash benchmarks/gpu_check.sh
+#   ONLY=sampler_throughput BUDGET_S=330 bash benchmarks/gpu_check.sh   # just the named steps
+#
+# Steps (ONLY takes a comma-separated list of these names): pytest_gpu, sampler_throughput,
+# sampler_speed, metrics_speed, train_speed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_logs}"
@@ -15,7 +19,10 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 TABLE="$OUT/summary.txt"
 : > "$TABLE"
 BUDGET_S="${BUDGET_S:-540}"
+ONLY="${ONLY:-}"
 START_S=$SECONDS
+# wanted NAME: true if ONLY is empty or lists NAME
+wanted() { [[ -z "$ONLY" || ",$ONLY," == *",$1,"* ]]; }
 
 row() { printf '%-44s %s\n' "$1" "$2" | tee -a "$TABLE"; }
 # limit SECONDS: this step's own limit, or what is left of the budget if that is less (at least 1)
@@ -32,12 +39,15 @@ python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; pr
   2>&1 | tee "$OUT/device.log" || { echo "no CUDA device: nothing to check"; exit 1; }
 
 # 1. GPU tests
-timeout "$(limit 150)" python3 -m pytest -q -m gpu tests -p no:cacheprovider > "$OUT/pytest_gpu.log" 2>&1
-row "pytest -m gpu" "$(tail -n 1 "$OUT/pytest_gpu.log")"
+if wanted pytest_gpu; then
+  timeout "$(limit 150)" python3 -m pytest -q -m gpu tests -p no:cacheprovider > "$OUT/pytest_gpu.log" 2>&1
+  row "pytest -m gpu" "$(tail -n 1 "$OUT/pytest_gpu.log")"
+fi
 
 # 2. GPU benchmarks (each prints one 'RESULT <name> <value>' line per number)
 run_bench() {
   local name=$1 seconds=$2; shift 2
+  wanted "$name" || return 0
   timeout "$(limit "$seconds")" "$@" > "$OUT/$name.log" 2>&1
   local status=$?
   if grep -q '^RESULT' "$OUT/$name.log"; then
@@ -47,6 +57,9 @@ run_bench() {
   fi
 }
 # Benchmarks register themselves below: run_bench NAME SECONDS python3 benchmarks/X.py --gpu ...
+# Sampling throughput (issue 16): imagenet128_ff at the largest batch that fits (target >= 55
+# samples/s, peak memory), then imagenet256_ff (two levels + prior), 9 samples (target <= 60 s).
+run_bench sampler_throughput 300 python3 benchmarks/sampler_speed.py --gpu-throughput
 # Sampling (Appendix C): cached vs naive on imagenet128_ff at real size, 25 samples end to end.
 run_bench sampler_speed 300 python3 benchmarks/sampler_speed.py --gpu
 # Evaluation: IS+FID of 50k 128x128 samples vs cached reference stats (strict fp32, target <= 30 s);

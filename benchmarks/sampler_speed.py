@@ -13,11 +13,29 @@ first ``--naive-rows`` rows, compared per step. Every timed run follows an untim
 few steps (library initialisation). Peak memory: CUDA allocator peak above the network and its
 conditioning, i.e. what the engine itself needs.
 
+Throughput (``--processes N``, CPU): ``hvqeval sample`` of the ``tiny_ff`` card at its real
+size (a run folder trained for one step per stage: random-like weights, real code path), once
+in one process and once under ``torchrun`` with N gloo processes, same arguments; reports
+both throughputs, their ratio and whether the two sample sets are byte-identical. Images/s
+counts drawing and writing (the command's own ``seconds``); the wall time of each command
+(Python and torch start-up, rendezvous) is shown beside it.
+
+Throughput (``--gpu-throughput``, CUDA): a random-weight hierarchy of ``imagenet128_ff`` at
+real size through the same code path as ``hvqeval sample`` (``Hierarchy.sample``, one
+generator per image, bfloat16, CUDA graphs) at the largest batch that fits
+(``hvqeval.batch_fit``, or ``--batch``). The prior runs in full; the decoder runs its first
+``--decoder-rows`` rows and its per-step time is extrapolated to all 49,152 steps (cached
+steps cost the same at every position of a decoder without attention). Peak memory is the
+CUDA allocator's. Then ``--card imagenet256_ff`` (two levels + prior), 9 samples, end to end,
+in full.
+
 Prints a table, ``RESULT <name> <value>`` lines (collected by ``benchmarks/gpu_check.sh``) and,
 with ``--json``, one JSON object.
 
     python benchmarks/sampler_speed.py                 # CPU, tiny_ff
+    python benchmarks/sampler_speed.py --processes 2   # CPU, tiny_ff, torchrun 2 vs 1 process
     python benchmarks/sampler_speed.py --gpu           # CUDA, imagenet128_ff, 25 samples
+    python benchmarks/sampler_speed.py --gpu-throughput  # CUDA, best batch + 9 samples at 256x256
 """
 
 from __future__ import annotations
@@ -26,7 +44,12 @@ import argparse
 import copy
 import json
 import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -242,6 +265,283 @@ def run_gpu(args) -> dict:
     return results
 
 
+# --------------------------------------------------------------------------------------
+# Throughput of `hvqeval sample`: N torchrun processes vs 1 (CPU)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_run(folder: Path, card_name: str) -> Path:
+    """A run folder of ``card_name`` trained one step per stage (the sampler's cost does not
+    depend on the weights)."""
+    from models import TrainOptions, load_card, train_stage
+
+    if not (folder / "prior.pt").is_file():
+        card = load_card(card_name)
+        options = TrainOptions(steps=1, num_workers=0, progress=False, limit=32, log_every=1)
+        for stage in [f"level{i + 1}" for i in range(len(card.level))] + ["prior"]:
+            train_stage(card, folder, stage, options=options)
+    return folder
+
+
+def sample_command(run: Path, out: Path, args, processes: int) -> dict:
+    """One ``hvqeval sample`` (under torchrun when ``processes`` > 1): its JSON and wall time."""
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    sample = [
+        "sample",
+        "--run",
+        str(run),
+        "--classes",
+        "all",
+        "--per-class",
+        str(args.per_class),
+        "--batch-size",
+        str(args.batch),
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    if processes == 1:
+        cmd = [sys.executable, "-m", "hvqeval", *sample]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "hvqeval",
+            "--",
+            *sample,
+        ]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    summary = json.loads(done.stdout)
+    return dict(
+        wall_s=wall,
+        seconds=summary["seconds"],
+        images=summary["made_now"],
+        images_per_s=summary["made_now"] / summary["seconds"],
+        wall_images_per_s=summary["made_now"] / wall,
+    )
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def run_processes(args) -> dict:
+    """``hvqeval sample`` with 1 process and with N under torchrun, ``--repeat`` rounds in
+    alternating order (the machine's load drifts): throughputs, ratios and bytes."""
+    from hvqeval.sample_set import SampleSet
+
+    rounds = []
+    with tempfile.TemporaryDirectory(prefix="sampler_speed_") as tmp:
+        root = Path(tmp)
+        run = tiny_run(root / "run", args.card)
+        for r in range(args.repeat):
+            result = {"load_before": load_average()}
+            order = [("one", 1), ("many", args.processes)]
+            for key, n in order if r % 2 == 0 else order[::-1]:
+                result[key] = sample_command(run, root / f"{key}{r}", args, n)
+            result["load_after"] = load_average()
+            sets = [SampleSet.load(root / f"{name}{r}") for name in ("one", "many")]
+            result["identical"] = all(
+                a.file == b.file
+                and (root / f"one{r}" / a.file).read_bytes()
+                == (root / f"many{r}" / b.file).read_bytes()
+                for a, b in zip(sets[0].files, sets[1].files, strict=True)
+            )
+            result["speedup"] = result["many"]["images_per_s"] / result["one"]["images_per_s"]
+            result["wall_speedup"] = result["one"]["wall_s"] / result["many"]["wall_s"]
+            rounds.append(result)
+    speedups = sorted(r["speedup"] for r in rounds)
+    return {
+        "rounds": rounds,
+        "median_speedup": speedups[len(speedups) // 2],
+        "identical": all(r["identical"] for r in rounds),
+    }
+
+
+def print_processes(results: dict, args) -> None:
+    print(
+        f"{'round':6} {'processes':10} {'images':>7} {'seconds':>8} {'images/s':>9} {'wall s':>8} "
+        f"{'wall images/s':>14}  load average before / after"
+    )
+    for i, result in enumerate(results["rounds"]):
+        for key, n in (("one", 1), ("many", args.processes)):
+            r = result[key]
+            print(
+                f"{i:<6d} {n:<10d} {r['images']:7d} {r['seconds']:8.1f} {r['images_per_s']:9.2f} "
+                f"{r['wall_s']:8.1f} {r['wall_images_per_s']:14.2f}  {result['load_before']} / "
+                f"{result['load_after']}"
+            )
+        print(
+            f"       ratio {result['speedup']:.2f}x (wall {result['wall_speedup']:.2f}x), "
+            f"identical {result['identical']}"
+        )
+    print(f"RESULT sample_{args.processes}proc_speedup {results['median_speedup']:.2f}x (median)")
+    print(f"RESULT sample_{args.processes}proc_identical {results['identical']}")
+
+
+# --------------------------------------------------------------------------------------
+# Throughput at the best batch on one GPU (imagenet128_ff), 9 samples at 256x256
+
+
+def random_hierarchy(card_name: str, device: str):
+    """Every stage of ``card_name`` at real size with seeded random weights, in eval mode."""
+    from models import Hierarchy, load_card
+    from models.hierarchy import build_stage_model
+
+    card = load_card(card_name)
+    torch.manual_seed(0)
+    with torch.device(device):
+        levels = [build_stage_model(card, f"level{i + 1}") for i in range(len(card.level))]
+        prior = build_stage_model(card, "prior")
+    return Hierarchy(card, levels, prior).eval()
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_gib(device) -> float:
+    return (
+        torch.cuda.max_memory_allocated() / 2**30
+        if torch.device(device).type == "cuda"
+        else float("nan")
+    )
+
+
+def timed_sample(hierarchy, batch: int, options, device, decoder_rows: int | None = None) -> dict:
+    """``Hierarchy.sample`` of one batch as ``hvqeval sample`` draws it; with ``decoder_rows`` the
+    pixel decoder stops after that many rows and its time is extrapolated per step."""
+    from hvqeval.sampling import batch_generator
+
+    card = hierarchy.card
+    class_ids = torch.arange(batch, device=device) % card.model.num_classes
+    generators = [batch_generator(0, i) for i in range(batch)]  # one per image, as hvqeval sample
+    engine = options.engine_options()
+    _sync(device)
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    top = hierarchy.sample_top(class_ids, 1.0, generators, "cached", **engine)
+    _sync(device)
+    prior_s = time.perf_counter() - start
+    if decoder_rows is None:
+        hierarchy.decode(top, 1.0, generators, "cached", **engine)
+        _sync(device)
+        total = time.perf_counter() - start
+        return dict(
+            batch=batch,
+            seconds=total,
+            prior_s=prior_s,
+            extrapolated=False,
+            samples_per_s=batch / total,
+            peak_gib=_peak_gib(device),
+        )
+    # Only the pixel decoder (level 1) is cut short; levels above it run in full.
+    size = card.model.image_size
+    row, steps, limit, marks = 3 * size, [0], decoder_rows * 3 * size, []
+
+    class Stop(Exception):
+        pass
+
+    def count(step, logits):
+        steps[0] = step + 1
+        if steps[0] == row:  # after the first row (graph capture, conditioning): start the clock
+            _sync(device)
+            marks.append(time.perf_counter())
+        if steps[0] >= limit:
+            _sync(device)
+            marks.append(time.perf_counter())
+            raise Stop
+
+    codes = top
+    for index in reversed(range(1, len(hierarchy.levels))):  # the levels above the pixels, in full
+        codes = sample_decoder(
+            hierarchy.levels[index].decoder, codes, 1.0, generators, "cached", **engine
+        )
+    decode_start = time.perf_counter()
+    try:
+        hierarchy.decode(codes, 1.0, generators, "cached", from_level=1, on_step=count, **engine)
+    except Stop:
+        pass
+    per_step = (marks[1] - marks[0]) / (limit - row)
+    above_s = decode_start - start - prior_s
+    decoder_s = (marks[0] - decode_start) + per_step * (size * size * 3 - row)
+    total = prior_s + above_s + decoder_s
+    return dict(
+        batch=batch,
+        seconds=total,
+        prior_s=prior_s,
+        decoder_per_step_ms=1000 * per_step,
+        extrapolated=True,
+        samples_per_s=batch / total,
+        peak_gib=_peak_gib(device),
+    )
+
+
+def run_gpu_throughput(args) -> dict:
+    from hvqeval.batch_fit import largest_batch
+    from hvqeval.sampling import SamplerOptions
+    from models import Temperatures
+
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"  # --device cpu: a dry run of this path on small cards
+    options = SamplerOptions("cached", "bfloat16" if cuda else "float32", cuda)
+    results = {}
+    hierarchy = random_hierarchy(args.card128, device)
+    fit = largest_batch(hierarchy, Temperatures(), options, device)
+    batch = args.batch or fit
+    results["best_batch"] = dict(
+        card=args.card128,
+        fit=fit,
+        **timed_sample(hierarchy, batch, options, device, args.decoder_rows),
+    )
+    del hierarchy
+    if cuda:
+        torch.cuda.empty_cache()
+    hierarchy = random_hierarchy(args.card256, device)
+    results["nine"] = dict(card=args.card256, **timed_sample(hierarchy, 9, options, device))
+    return results
+
+
+def print_gpu_throughput(results: dict, args) -> None:
+    a, b = results["best_batch"], results["nine"]
+    size = 3 * load_card(a["card"]).model.image_size ** 2
+    print(
+        f"{a['card']}: batch {a['batch']} (largest that fits: {a['fit']}), prior {a['prior_s']:.1f} s, "
+        f"pixel decoder {a['decoder_per_step_ms']:.2f} ms/step x {size:,} steps (timed over "
+        f"{args.decoder_rows} rows, extrapolated), {a['samples_per_s']:.2f} samples/s, "
+        f"peak {a['peak_gib']:.1f} GiB"
+    )
+    print(
+        f"{b['card']}: 9 samples end to end in {b['seconds']:.1f} s (prior {b['prior_s']:.1f} s), "
+        f"peak {b['peak_gib']:.1f} GiB"
+    )
+    print(f"RESULT sample_best_batch {a['batch']}")
+    print(
+        f"RESULT sample_best_batch_samples_per_s {a['samples_per_s']:.1f} (target >= 55, {a['card']}; extrapolated)"
+    )
+    print(f"RESULT sample_best_batch_peak_gib {a['peak_gib']:.1f}")
+    print(f"RESULT sample_9_samples_s {b['seconds']:.1f} (target <= 60, {b['card']})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", action="store_true", help="CUDA, imagenet128_ff, batch 25")
@@ -257,7 +557,50 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # cpu: dry run of --gpu
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="CPU: hvqeval sample under torchrun with this many processes vs one",
+    )
+    parser.add_argument(
+        "--per-class", type=int, default=16, help="--processes: images per class (10 classes)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="--processes: rounds, in alternating order"
+    )
+    parser.add_argument(
+        "--gpu-throughput",
+        action="store_true",
+        help="CUDA: imagenet128_ff at the best batch, then 9 samples of --card256",
+    )
+    parser.add_argument(
+        "--decoder-rows", type=int, default=4, help="--gpu-throughput: decoder rows timed"
+    )
+    parser.add_argument(
+        "--card128", default="imagenet128_ff", help="--gpu-throughput: the best-batch card"
+    )
+    parser.add_argument(
+        "--card256", default="imagenet256_ff", help="--gpu-throughput: the 9-sample card"
+    )
     args = parser.parse_args()
+    if args.processes:
+        args.card, args.batch = args.card or "tiny_ff", args.batch or 8
+        results = run_processes(args)
+        print_processes(results, args)
+        if args.json:
+            print(json.dumps(results))
+        return
+    if args.gpu_throughput:
+        results = run_gpu_throughput(args)
+        results["setup"] = dict(
+            device=torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
+            torch=torch.__version__,
+        )
+        print_gpu_throughput(results, args)
+        if args.json:
+            print(json.dumps(results))
+        return
     args.card = args.card or ("imagenet128_ff" if args.gpu else "tiny_ff")
     args.batch = args.batch or (25 if args.gpu else 4)
     results = run_gpu(args) if args.gpu else run_cpu(args)

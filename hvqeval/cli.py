@@ -24,6 +24,7 @@ COMMANDS = {
     "data": "hvqeval.commands.data",
     "train": "hvqeval.commands.train",
     "sample": "hvqeval.commands.sample",
+    "samples": "hvqeval.commands.samples",
     "reconstruct": "hvqeval.commands.reconstruct",
     "nll": "hvqeval.commands.nll",
     "metrics": "hvqeval.commands.metrics",

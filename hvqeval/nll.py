@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from hvqeval.errors import HvqevalError
+from hvqeval.sharding import Shard, batch_indices
 
 TOTAL = "total"
 
@@ -133,13 +134,14 @@ def summarise(per_image_nats: dict[str, np.ndarray], card) -> NllResult:
 
 
 @torch.no_grad()
-def joint_nll(
+def per_image_nats(
     hierarchy,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device | str = "cpu",
     progress=None,
-) -> NllResult:
-    """Stream ``(uint8 images (B, 3, H, W), class ids (B,))`` batches through ``Hierarchy.nll_terms``.
+) -> dict[str, np.ndarray]:
+    """Stream ``(uint8 images (B, 3, H, W), class ids (B,))`` batches through ``Hierarchy.nll_terms``:
+    ``{term: (N,) float64 nats}`` in input order (empty arrays when there are no batches).
 
     ``progress``: an optional tqdm bar, advanced by the batch size.
     """
@@ -160,9 +162,32 @@ def joint_nll(
             collected.setdefault(name, []).append(nats.double().cpu().numpy())
         if progress is not None:
             progress.update(len(x))
-    if not collected:
+    return {k: np.concatenate(v) for k, v in collected.items()}
+
+
+def joint_nll(
+    hierarchy,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str = "cpu",
+    progress=None,
+) -> NllResult:
+    """``per_image_nats`` summarised in bits/dim (see the module docstring)."""
+    nats = per_image_nats(hierarchy, batches, device, progress)
+    if not nats:
         raise LikelihoodError("no images to evaluate; check --data, --split and --limit")
-    return summarise({k: np.concatenate(v) for k, v in collected.items()}, hierarchy.card)
+    return summarise(nats, hierarchy.card)
+
+
+def merge_shards(parts: list[tuple[list[int], dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+    """Per-image nats of every process (item indices, ``{term: (n_rank,)}``) -> one array per term
+    in item order, as one process would have computed it."""
+    order = np.concatenate([np.asarray(indices, dtype=np.int64) for indices, _ in parts])
+    names = next((list(nats) for _, nats in parts if nats), [])
+    merged = {}
+    for name in names:
+        values = np.concatenate([nats[name] for indices, nats in parts if len(indices)])
+        merged[name] = values[np.argsort(order, kind="stable")]
+    return merged
 
 
 def result_rows(
@@ -227,13 +252,19 @@ def evaluate_run(
     model: str | None = None,
     results=None,
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> RunEvaluation:
-    """``hvqeval nll``: load a run, stream ``data``'s ``split`` through it, optionally store the rows."""
+    """``hvqeval nll``: load a run, stream ``data``'s ``split`` through it, optionally store the rows.
+
+    Under ``torchrun`` (``shard``) each process takes the batches ``hvqeval.sharding`` gives it;
+    the per-image values are gathered in item order, so every process holds the single-process
+    result, and rank 0 stores the rows.
+    """
     import hashlib
     import json
     import os
 
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
     from hvqeval.run_folder import check_run, checkpoint_records
@@ -253,15 +284,24 @@ def evaluate_run(
             f"{card.model.num_classes}; use the data the run was trained on"
         )
     hierarchy = load_run(run_dir, dev, require_prior=True)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    shard = shard or Shard()
+    mine = batch_indices(len(dataset), batch_size, shard)  # the single-process batches of this rank
+    loader = DataLoader(
+        Subset(dataset, mine), batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
     with tqdm(
-        total=len(dataset), desc="joint NLL", unit="img", disable=not progress, dynamic_ncols=True
+        total=len(mine),
+        desc="joint NLL",
+        unit="img",
+        disable=not (progress and shard.is_main),
+        dynamic_ncols=True,
     ) as bar:
-        result = joint_nll(hierarchy, loader, dev, bar)
+        nats = per_image_nats(hierarchy, loader if mine else [], dev, bar)
+    result = summarise(merge_shards(shard.gather((mine, nats))), card)
     reference = f"{data}:{split}"
     label = model or card.name
     rows: list = []
-    if results is not None:
+    if results is not None and shard.is_main:
         from hvqeval.results import ResultsStore
 
         reference_id = hashlib.sha256(

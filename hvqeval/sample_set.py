@@ -35,6 +35,8 @@ from models import atomic_write_bytes
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 REQUIRED_KEYS = ("format_version", "model", "image_size", "files")
+# How the last call ran (not what decides the images): a resumed set may differ in these.
+RUN_KEYS = ("batch_size", "processes")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -179,12 +181,45 @@ class SampleSet:
                 )
 
 
+def image_name(index: int) -> str:
+    """File name of image ``index`` of a set (its place in the set, so any process can write it)."""
+    return f"{index:06d}.png"
+
+
+def write_image(
+    root: str | os.PathLike,
+    index: int,
+    image_hwc: np.ndarray,
+    class_id: int,
+    class_name: str,
+    image_size: int,
+) -> dict[str, Any]:
+    """Write image ``index`` of the set at ``root`` (atomically) -> its manifest entry."""
+    image_hwc = np.asarray(image_hwc)
+    if image_hwc.dtype != np.uint8 or image_hwc.shape != (image_size, image_size, 3):
+        raise ValueError(
+            f"expected a ({image_size}, {image_size}, 3) uint8 image, got "
+            f"{image_hwc.shape} {image_hwc.dtype}"
+        )
+    target = Path(root) / image_name(index)
+    atomic_write_bytes(
+        target, lambda f: Image.fromarray(image_hwc, mode="RGB").save(f, format="PNG")
+    )
+    return {
+        "file": target.name,
+        "class_id": int(class_id),
+        "class_name": class_name,
+        "sha256": sha256_file(target),
+    }
+
+
 class SampleSetWriter:
     """Writes (or resumes) a sample set; ``add`` images, ``flush`` after each batch, ``close``.
 
     ``meta`` holds the manifest's descriptive keys (model, card, run, checkpoints,
     temperature, seed, sampler, ...). Resuming requires the same ``meta`` (apart from
-    ``created_at``) so a set never mixes images drawn with different settings.
+    ``created_at`` and the ``RUN_KEYS``) so a set never mixes images drawn with different
+    settings.
     """
 
     def __init__(self, path: str | os.PathLike, *, model: str, image_size: int, **meta: Any):
@@ -198,9 +233,9 @@ class SampleSetWriter:
             old = {
                 k: v
                 for k, v in existing.items()
-                if k not in ("files", "format_version", "created_at")
+                if k not in ("files", "format_version", "created_at", *RUN_KEYS)
             }
-            new = json.loads(json.dumps(self.meta))
+            new = {k: v for k, v in json.loads(json.dumps(self.meta)).items() if k not in RUN_KEYS}
             if old != new:
                 changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
                 raise SampleSetError(
@@ -217,25 +252,22 @@ class SampleSetWriter:
 
     def add(self, image_hwc: np.ndarray, class_id: int, class_name: str) -> SampleFile:
         """Write one (H, W, 3) uint8 image as the next PNG; the manifest updates on ``flush``."""
-        image_hwc = np.asarray(image_hwc)
-        size = self.meta["image_size"]
-        if image_hwc.dtype != np.uint8 or image_hwc.shape != (size, size, 3):
-            raise ValueError(
-                f"expected a ({size}, {size}, 3) uint8 image, got {image_hwc.shape} {image_hwc.dtype}"
-            )
-        name = f"{len(self.files):06d}.png"
-        target = self.path / name
-        atomic_write_bytes(
-            target, lambda f: Image.fromarray(image_hwc, mode="RGB").save(f, format="PNG")
+        entry = write_image(
+            self.path, len(self.files), image_hwc, class_id, class_name, self.meta["image_size"]
         )
-        entry = {
-            "file": name,
-            "class_id": int(class_id),
-            "class_name": class_name,
-            "sha256": sha256_file(target),
-        }
         self.files.append(entry)
         return SampleFile(**entry)
+
+    def extend(self, entries: list[dict[str, Any]]) -> None:
+        """Append entries of PNGs already written by ``write_image`` (maybe by other processes);
+        they must continue the set: entry ``k`` names file ``image_name(len(self) + k)``."""
+        for entry in entries:
+            if entry["file"] != image_name(len(self.files)):
+                raise SampleSetError(
+                    f"{self.path}: {entry['file']} does not continue the set after "
+                    f"{len(self.files)} files"
+                )
+            self.files.append(dict(entry))
 
     def manifest(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, **self.meta, "files": self.files}

@@ -4,24 +4,33 @@
 a sample set (``hvqeval.sample_set``)::
 
     plan    class-major list of class ids: [c0]*N + [c1]*N + ...      (len = classes * N)
-    batch b items [b*B, (b+1)*B) of the plan, generator seeded by (seed, b)
+    image i generator seeded by (seed, i); its draws do not depend on the batch it is in
+    batch b images [b*B, (b+1)*B) of the plan (B: --batch-size, or the largest that fits)
             x~_L ~ P(. | class)        at temperature T_prior        (top codes)
             x~_l ~ D_l(. | x~_{l+1})   at temperature T_level{l}     for l = L-1 .. 1
-    writer  PNGs + manifest (run, checkpoint sha256 per stage, temperatures, seed, sampler,
-            batch size, classes) rewritten after every batch
+    writer  PNG i -> "{i:06d}.png" as soon as its batch is done; the manifest (run,
+            checkpoint sha256 per stage, temperatures, seed, sampler, classes) lists the
+            finished prefix and is rewritten atomically after every batch (every round of
+            batches under torchrun)
 
-Every batch has its own generator, so a run that stops after k batches and is started again
-continues with batch k and produces exactly the files of an uninterrupted run. The batch size
-changes which random numbers each image gets, so it is part of the recorded settings.
+Every image has its own generator (``models.draws.draw_uniforms`` takes one per row group),
+so an image does not depend on the batch size, on which process draws its batch
+(``hvqeval.sharding``: batch b goes to rank b % world) or on where a run was stopped: a run
+killed after k batches and started again continues with batch k and produces exactly the
+files of an uninterrupted run. (Different batch sizes group the same arithmetic differently;
+on the machines tested the bytes were the same, but only the same batch size is promised to
+give identical bytes.)
 
-With ``save_codes`` the sampled codes of every level are kept in ``codes/batch_NNNNN.npz``
-(arrays ``codes_level{l}`` = the sampled x_{l+1}, ``class_ids``, ``files``) so images can be
-decoded again from any level (``load_sampled_codes`` + ``Hierarchy.decode``).
+With ``save_codes`` the sampled codes of every level are kept in ``codes/images_NNNNNN.npz``
+(one file per batch, named by its first image; arrays ``codes_level{l}`` = the sampled
+x_{l+1}, ``class_ids``, ``files``) so images can be decoded again from any level
+(``load_sampled_codes`` + ``Hierarchy.decode``).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +39,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from hvqeval.batch_fit import largest_batch
 from hvqeval.errors import GenerationError
 from hvqeval.run_folder import check_run, checkpoint_records, run_class_names
-from hvqeval.sample_set import SampleSetWriter
+from hvqeval.sample_set import MANIFEST_NAME, SampleSetWriter, image_name, write_image
+from hvqeval.sharding import Shard
 from models import SAMPLERS, Stage, Temperatures, atomic_write_bytes, load_run
 
 CODES_FOLDER = "codes"
@@ -105,13 +116,14 @@ def parse_classes(text: str, num_classes: int) -> list[int]:
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
-    """A 63-bit seed for batch ``batch_index`` of a run seeded ``seed`` (independent streams)."""
+    """A 63-bit seed for item ``batch_index`` (an image of a sample set, a reconstructed image)
+    of a run seeded ``seed``: independent streams."""
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32, int(batch_index)])
     return int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def batch_generator(seed: int, batch_index: int) -> torch.Generator:
-    """The CPU generator of one batch: images do not depend on the device's RNG."""
+    """The CPU generator of one item: images do not depend on the device's RNG."""
     return torch.Generator().manual_seed(batch_seed(seed, batch_index))
 
 
@@ -133,7 +145,7 @@ def sample_batch(
     hierarchy,
     class_ids: torch.Tensor,
     temperatures: Temperatures,
-    generator: torch.Generator,
+    generator: torch.Generator | list[torch.Generator],
     options: SamplerOptions = SamplerOptions(),
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """One batch of Algorithm 4 (``Hierarchy.sample``): class ids (B,) -> (pixels long (B, 3, H, W),
@@ -151,14 +163,14 @@ def sample_batch(
 
 @dataclass(frozen=True)
 class SampleRequest:
-    """Everything that decides the images of a sample set."""
+    """Everything that decides the images of a sample set (``batch_size`` only sets the speed)."""
 
     run: str
     classes: tuple[int, ...]
     per_class: int
     temperatures: Temperatures = Temperatures()
     seed: int = 0
-    batch_size: int = 16
+    batch_size: int | None = None  # None: the largest that fits the device (hvqeval.batch_fit)
     options: SamplerOptions = SamplerOptions()
     save_codes: bool = False
     model: str | None = None  # label in the manifest and in results (default: the card name)
@@ -177,9 +189,16 @@ class SampleReport:
     batches_run: int
     complete: bool
     manifest: dict[str, Any] = field(default_factory=dict)
+    batch_size: int | None = None
+    processes: int = 1
+    seconds: float = (
+        0.0  # drawing and writing in this call (model loading and batch fitting excluded)
+    )
 
 
-BatchHook = Callable[[int, int], None]  # (batch index, images in the set so far)
+BatchHook = Callable[[int, int], None]  # (last batch index of a round, images in the set so far)
+
+SEEDING = "per image: generator of (seed, image index)"
 
 
 def _manifest_meta(request: SampleRequest, card, run_dir: str) -> dict[str, Any]:
@@ -189,9 +208,9 @@ def _manifest_meta(request: SampleRequest, card, run_dir: str) -> dict[str, Any]
         "checkpoints": checkpoint_records(run_dir),
         "temperature": request.temperatures.record(Stage.all_of(card)),
         "seed": int(request.seed),
+        "seeding": SEEDING,
         "sampler": request.options.sampler,
         "precision": request.options.precision,
-        "batch_size": int(request.batch_size),
         "classes": list(request.classes),
         "per_class": int(request.per_class),
         "num_images": len(request.classes) * request.per_class,
@@ -201,7 +220,7 @@ def _manifest_meta(request: SampleRequest, card, run_dir: str) -> dict[str, Any]
 
 def _save_codes(
     folder: Path,
-    batch_index: int,
+    start: int,
     codes: dict[int, torch.Tensor],
     class_ids: torch.Tensor,
     files: list[str],
@@ -209,7 +228,7 @@ def _save_codes(
     folder.mkdir(exist_ok=True)
     arrays = {f"codes_level{level}": c.cpu().numpy().astype(np.int32) for level, c in codes.items()}
     atomic_write_bytes(
-        folder / f"batch_{batch_index:05d}.npz",
+        folder / f"images_{start:06d}.npz",
         lambda f: np.savez_compressed(
             f, class_ids=class_ids.cpu().numpy().astype(np.int64), files=np.array(files), **arrays
         ),
@@ -217,17 +236,60 @@ def _save_codes(
 
 
 def load_sampled_codes(sample_set: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All saved codes of a set, concatenated in file order: ``codes_level{l}``, ``class_ids``, ``files``."""
+    """All saved codes of a set in file order: ``codes_level{l}``, ``class_ids``, ``files``.
+
+    A batch redrawn after an interruption (perhaps at another batch size) may overlap earlier
+    parts; each image is taken once (its codes are the same in both)."""
     folder = Path(sample_set) / CODES_FOLDER
-    parts = sorted(folder.glob("batch_*.npz")) if folder.is_dir() else []
+    parts = sorted(folder.glob("images_*.npz")) if folder.is_dir() else []
     if not parts:
         raise GenerationError(f"{sample_set} has no saved codes; sample it again with --save-codes")
-    merged: dict[str, list[np.ndarray]] = {}
+    by_file: dict[str, dict[str, np.ndarray]] = {}
     for part in parts:
         with np.load(part) as archive:
-            for key in archive.files:
-                merged.setdefault(key, []).append(archive[key])
-    return {k: np.concatenate(v) for k, v in merged.items()}
+            arrays = {key: archive[key] for key in archive.files}
+        for i, name in enumerate(arrays["files"]):
+            by_file.setdefault(str(name), {k: v[i] for k, v in arrays.items()})
+    rows = [by_file[name] for name in sorted(by_file)]
+    return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+
+
+def _open_writer(request: SampleRequest, out, card, run_dir: str) -> SampleSetWriter:
+    """The set at ``out`` (new or to continue), checked against ``request``'s settings and plan."""
+    target = Path(out)
+    if (
+        target.is_dir()
+        and not (target / MANIFEST_NAME).is_file()
+        and any(not p.name.startswith(".") for p in target.iterdir())
+    ):
+        raise GenerationError(
+            f"{out} already holds files but no sample-set manifest; choose an empty or new --out"
+        )
+    writer = SampleSetWriter(
+        out,
+        model=request.model or card.name,
+        image_size=card.model.image_size,
+        **_manifest_meta(request, card, run_dir),
+    )
+    plan = request.plan()
+    done = len(writer)
+    if done > len(plan) or [f["class_id"] for f in writer.files] != plan[:done]:
+        raise GenerationError(
+            f"{out} holds files that do not follow this request's class plan; "
+            "choose another --out folder or delete it"
+        )
+    return writer
+
+
+def _draw_batch(hierarchy, request: SampleRequest, plan: list[int], start: int, stop: int):
+    """Images ``[start, stop)`` of the plan: uint8 (B, H, W, 3), class ids (B,), codes by level."""
+    class_ids = torch.tensor(plan[start:stop], dtype=torch.long)
+    generators = [batch_generator(request.seed, i) for i in range(start, stop)]  # one per image
+    pixels, codes = sample_batch(
+        hierarchy, class_ids, request.temperatures, generators, request.options
+    )
+    images = pixels.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+    return images, class_ids, codes
 
 
 def generate_sample_set(
@@ -238,19 +300,23 @@ def generate_sample_set(
     max_batches: int | None = None,
     progress: bool = True,
     on_batch: BatchHook | None = None,
+    shard: Shard | None = None,
 ) -> SampleReport:
     """Write (or continue) the sample set ``out`` for ``request``; see the module docstring.
 
-    ``max_batches`` stops after that many batches in this call (rerun to continue);
-    ``on_batch`` is called after each batch is safely on disk.
+    ``shard``: this process's place under ``torchrun`` (``hvqeval.sharding``); batch ``b``
+    is drawn by rank ``b % world``, rank 0 writes the manifest. ``max_batches`` stops after
+    that many rounds (one batch per process) in this call (rerun to continue); ``on_batch``
+    is called after each round is safely on disk.
     """
     from tqdm import tqdm
 
+    shard = shard or Shard()
     if request.options.sampler not in SAMPLERS:
         raise GenerationError(
             f"unknown sampler {request.options.sampler!r}; choose {' or '.join(SAMPLERS)}"
         )
-    if request.per_class < 1 or request.batch_size < 1:
+    if request.per_class < 1 or (request.batch_size is not None and request.batch_size < 1):
         raise GenerationError("--per-class and --batch-size must be at least 1")
     run_dir = os.fspath(request.run)
     card = check_run(run_dir, need_prior=True)
@@ -258,80 +324,78 @@ def generate_sample_set(
         ",".join(map(str, request.classes)), card.model.num_classes
     )  # refuses class ids the model lacks
     labels = run_class_names(run_dir, card)
-    meta = _manifest_meta(request, card, run_dir)
-    target = Path(out)
-    if (
-        target.is_dir()
-        and not (target / "manifest.json").is_file()
-        and any(not p.name.startswith(".") for p in target.iterdir())
-    ):
-        raise GenerationError(
-            f"{out} already holds files but no sample-set manifest; choose an empty or new --out"
-        )
-    writer = SampleSetWriter(
-        out, model=request.model or card.name, image_size=card.model.image_size, **meta
-    )
-    plan = request.plan()
-    done = len(writer)
-    if done > len(plan) or [f["class_id"] for f in writer.files] != plan[:done]:
-        raise GenerationError(
-            f"{out} holds files that do not follow this request's class plan; "
-            "choose another --out folder or delete it"
-        )
-    already = done
-    hierarchy = None
-    codes_folder = Path(out) / CODES_FOLDER
-    size = request.batch_size
-    first_batch = done // size
-    batches = range(first_batch, -(-len(plan) // size))
-    batches_run = 0
-    with tqdm(
-        total=len(plan),
-        initial=done,
-        desc=f"sampling {Path(out).name}",
-        unit="img",
-        disable=not progress,
-        dynamic_ncols=True,
-    ) as bar:
-        for b in batches:
-            if max_batches is not None and batches_run >= max_batches:
-                break
-            if hierarchy is None:
-                hierarchy = load_run(run_dir, device, require_prior=True)
-            start, stop = b * size, min((b + 1) * size, len(plan))
-            class_ids = torch.tensor(plan[start:stop], dtype=torch.long)
-            pixels, codes = sample_batch(
-                hierarchy,
-                class_ids,
-                request.temperatures,
-                batch_generator(request.seed, b),
-                request.options,
+    writer = _open_writer(
+        request, out, card, run_dir
+    )  # every rank checks (reads only), so all agree
+    shard.barrier()  # nobody writes before every rank has read the set
+    plan, size_px = request.plan(), card.model.image_size
+    done = already = len(writer)
+    batches_run, size, seconds = 0, request.batch_size, 0.0
+    if done < len(plan):
+        hierarchy = load_run(run_dir, device, require_prior=True)
+        if size is None:  # the same on every rank: the smallest that fits, at most an even share
+            fit = largest_batch(
+                hierarchy, request.temperatures, request.options, torch.device(device)
             )
-            images = (
-                pixels.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            )  # (B, H, W, 3)
-            names = []
-            for i in range(len(images)):  # a batch redone after a crash skips its finished images
-                if start + i < len(writer):
-                    names.append(writer.files[start + i]["file"])
-                    continue
-                cid = plan[start + i]
-                names.append(writer.add(images[i], cid, labels[cid]).file)
-            if request.save_codes:
-                _save_codes(codes_folder, b, codes, class_ids, names)
-            writer.flush()
-            batches_run += 1
-            bar.update(stop - max(start, done))
-            done = stop
-            if on_batch is not None:
-                on_batch(b, len(writer))
-    writer.flush()
+            size = shard.agree_min(max(1, min(fit, -(-len(plan) // shard.world))))
+        writer.meta.update(batch_size=int(size), processes=shard.world)
+        if shard.is_main:
+            writer.flush()  # the manifest exists before the first PNG: a kill leaves a valid set
+        codes_folder = Path(out) / CODES_FOLDER
+        began = time.perf_counter()
+        with tqdm(
+            total=len(plan),
+            initial=done,
+            desc=f"sampling {Path(out).name}",
+            unit="img",
+            disable=not (progress and shard.is_main),
+            dynamic_ncols=True,
+        ) as bar:
+            for batches in shard.rounds(done // size, -(-len(plan) // size)):
+                if max_batches is not None and batches_run >= max_batches:
+                    break
+                entries: list[dict[str, Any]] = []
+                for b in (b for b in batches if shard.owns(b)):
+                    start, stop = b * size, min((b + 1) * size, len(plan))
+                    images, class_ids, codes = _draw_batch(hierarchy, request, plan, start, stop)
+                    for i in range(
+                        max(start, done), stop
+                    ):  # a batch redone after a kill skips finished images
+                        cid = plan[i]
+                        entries.append(
+                            write_image(out, i, images[i - start], cid, labels[cid], size_px)
+                        )
+                    if request.save_codes:
+                        _save_codes(
+                            codes_folder,
+                            start,
+                            codes,
+                            class_ids,
+                            [image_name(i) for i in range(start, stop)],
+                        )
+                merged = sorted(
+                    (e for part in shard.gather(entries) for e in part),
+                    key=lambda e: int(Path(e["file"]).stem),
+                )  # image index order
+                if shard.is_main:
+                    writer.extend(merged)
+                    writer.flush()
+                done += len(merged)
+                batches_run += 1
+                bar.update(len(merged))
+                if on_batch is not None:
+                    on_batch(batches[-1], done)
+        seconds = time.perf_counter() - began
+    report_manifest = writer.manifest() if shard.is_main else {}
     return SampleReport(
         Path(out),
         len(plan),
-        len(writer) - already,
+        done - already,
         already,
         batches_run,
-        len(writer) == len(plan),
-        writer.manifest(),
+        done == len(plan),
+        report_manifest,
+        size,
+        shard.world,
+        seconds,
     )

@@ -171,8 +171,11 @@ def _task(
     return Task(token, class_name, tokens, done, study.tasks_per_rater)
 
 
-def _finish(connection: Connection, rater_id: int, done: int) -> Finished:
-    code = secrets.token_hex(6).upper()  # 12 hex digits, as raters type them into the platform
+def _finish(
+    connection: Connection, rater_id: int, done: int, study_code: str | None = None
+) -> Finished:
+    # The study's own code (Prolific's per-study code) when it has one, else 12 random hex digits
+    code = study_code or secrets.token_hex(6).upper()
     connection.execute(
         update(Rater)
         .where(Rater.id == rater_id, Rater.completion_code.is_(None))
@@ -203,10 +206,10 @@ def _next_for_locked_rater(
     if active is not None:
         return _task(connection, study, active.token, active.item_id, active.left, done)
     if done >= study.tasks_per_rater:
-        return _finish(connection, rater_id, done)
+        return _finish(connection, rater_id, done, study.completion_code)
     if connection.scalar(select(Study.status).where(Study.id == study.id)) != "open":
         return (
-            _finish(connection, rater_id, done) if done else Closed()
+            _finish(connection, rater_id, done, study.completion_code) if done else Closed()
         )  # answered some: their code
 
     free = or_(Slot.lease_expires_at.is_(None), Slot.lease_expires_at < now)
@@ -226,7 +229,9 @@ def _next_for_locked_rater(
         .returning(Slot.id, Slot.item_id)
     ).first()
     if claimed is None:
-        return _finish(connection, rater_id, done)  # nothing left for this rater
+        return _finish(
+            connection, rater_id, done, study.completion_code
+        )  # nothing left for this rater
     number = connection.scalar(select(Item.number).where(Item.id == claimed.item_id))
     token, left = new_token(), side_of_a(study, number, participant)
     connection.execute(

@@ -5,15 +5,17 @@ each file checked against its sha256 and decoded once; see ``sample_sets.py``). 
 reach a study as a sample set too: the CLI writes them (``hvqeval study create ... --real``,
 same preprocessing as training) and passes the folder with the data set's name.
 
-Per class, ``per_class`` images of every source are drawn (seeded). Rating studies make one
-item per image; pairwise studies make ``pairs_per_class`` pairs per class with the design
-of ``pairing.py``. Every item gets k slots (k = answers per item).
+Per class, ``per_class`` images of every source are drawn (seeded; ``counts`` gives a source
+another number). Rating studies make one item per image; pairwise studies compare M >= 2
+sources, all pairs or those listed, with the designs of ``source_pairs.py`` / ``pairing.py``.
+Every item gets k slots (k = answers per item).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -25,9 +27,10 @@ from sqlalchemy.exc import IntegrityError
 from study_app.assign import new_token, utcnow
 from study_app.db import make_engine, session_scope, upgrade
 from study_app.errors import StudyError, StudyExistsError, StudySourceError
-from study_app.pairing import design_pairs, uses_for_pairs
+from study_app.platforms import origin
 from study_app.sample_sets import SampleSetFiles, check_images, read_sample_set
 from study_app.schema import Image, Item, Slot, Source, Study
+from study_app.source_pairs import design_seed, pair_design, source_pairs
 
 REAL_PREFIX = "real:"
 QUESTION_RATING = "How realistic does this image look?"
@@ -69,7 +72,7 @@ class SourceSpec:
 class StudySettings:
     name: str
     kind: str
-    sources: tuple[SourceSpec, ...]  # rating: any number; pairwise: (a, b)
+    sources: tuple[SourceSpec, ...]  # rating: any number; pairwise: two or more
     classes: int | tuple[int, ...]
     per_class: int
     answers_per_item: int = 3
@@ -80,6 +83,19 @@ class StudySettings:
     real_split: str = "val"
     examples_real: str | None = None  # dataset for example real images when no source is real
     examples_real_set: str | None = None  # the sample set the CLI wrote for those examples
+    pairs: tuple[tuple[str, str], ...] = ()  # pairwise: source pairs (labels) compared; () = all
+    uses: int | None = (
+        None  # pairwise: uses of each sample per source pair (None: 10, or pairs_per_class)
+    )
+    counts: tuple[tuple[str, int], ...] = ()  # images per class of a source, other than per_class
+    completion_code: str | None = (
+        None  # one code for every rater (Prolific); None: random per rater
+    )
+    completion_url: str | None = None  # where finished raters are redirected (Prolific)
+    no_examples: bool = False  # said explicitly: instructions without example images
+
+    def count_of(self, label: str) -> int:
+        return dict(self.counts).get(label, self.per_class)
 
 
 @dataclass(frozen=True)
@@ -99,7 +115,8 @@ def _load(spec: SourceSpec) -> SampleSetFiles:
             "sample set first (hvqeval study create does this)"
         )
     loaded = read_sample_set(spec.label, spec.location)
-    loaded.dataset = spec.dataset  # a generated set may name its training data: not real images
+    if spec.dataset is not None:  # real images the CLI wrote for this study
+        loaded.dataset = spec.dataset
     return loaded
 
 
@@ -113,13 +130,16 @@ def choose_classes(settings: StudySettings) -> list[int]:
     generated = generated_sources(settings)
     if not generated:
         raise StudyError("a study needs at least one generated sample set besides real images")
-    return _choose_classes(settings.classes, generated, settings.per_class, settings.seed)
+    return _choose_classes(settings.classes, generated, settings, settings.seed)
 
 
-def _choose_classes(requested, generated: list[SampleSetFiles], need: int, seed: int) -> list[int]:
+def _choose_classes(
+    requested, generated: list[SampleSetFiles], settings: StudySettings, seed: int
+) -> list[int]:
+    need = settings.per_class
     eligible = None
     for src in generated:
-        ok = {c for c, files in src.by_class.items() if len(files) >= need}
+        ok = {c for c, files in src.by_class.items() if len(files) >= settings.count_of(src.label)}
         eligible = ok if eligible is None else eligible & ok
     eligible = sorted(eligible or ())
     if isinstance(requested, int):
@@ -133,7 +153,10 @@ def _choose_classes(requested, generated: list[SampleSetFiles], need: int, seed:
         return sorted(random.Random(seed).sample(eligible, requested))
     for c in requested:
         if c not in eligible:
-            counts = {s.label: len(s.by_class.get(c, [])) for s in generated}
+            counts = {
+                s.label: f"{len(s.by_class.get(c, []))}/{settings.count_of(s.label)}"
+                for s in generated
+            }
             raise StudySourceError(
                 f"class {c} does not have {need} images in every sample set ({counts})"
             )
@@ -160,20 +183,27 @@ def create_study(
         or not settings.name.replace("-", "").replace("_", "").isalnum()
     ):
         raise StudyError(f"study name {settings.name!r}: use 1-100 letters, digits, '-' or '_'")
-    if settings.kind == "pairwise":
-        if len(settings.sources) != 2:
-            raise StudyError("a pairwise study compares exactly two sources (--a and --b)")
-        if settings.pairs_per_class is None:
-            raise StudyError("a pairwise study needs --pairs-per-class")
-        uses, _ = uses_for_pairs(settings.per_class, settings.per_class, settings.pairs_per_class)
-        design_pairs(
-            settings.per_class, settings.per_class, uses, uses, 0
-        )  # feasibility check first
-    elif not settings.sources:
-        raise StudyError("a rating study needs at least one --model LABEL=SAMPLE_SET")
+    check_completion(settings.completion_code, settings.completion_url)
     labels = [s.label for s in settings.sources]
     if len(set(labels)) != len(labels):
         raise StudyError(f"source labels must differ, got {labels}")
+    for label, count in settings.counts:
+        if label not in labels or count < 1:
+            raise StudyError(
+                f"--count {label}={count}: name a source and a positive number of images per class"
+            )
+    if settings.kind == "pairwise":
+        for x, y in source_pairs(labels, settings.pairs):  # feasibility check first
+            pair_design(
+                settings.count_of(labels[x]),
+                settings.count_of(labels[y]),
+                (labels[x], labels[y]),
+                settings.uses,
+                settings.pairs_per_class,
+                0,
+            )
+    elif not settings.sources:
+        raise StudyError("a rating study needs at least one --model LABEL=SAMPLE_SET")
 
     upgrade(database_url)
     engine = make_engine(database_url)
@@ -193,7 +223,7 @@ def _build(engine, settings: StudySettings) -> StudySummary:
     generated = generated_sources(settings)
     if not generated:
         raise StudyError("a study needs at least one generated sample set besides real images")
-    classes = _choose_classes(settings.classes, generated, settings.per_class, settings.seed)
+    classes = _choose_classes(settings.classes, generated, settings, settings.seed)
     loaded: list[SampleSetFiles] = [_load(spec) for spec in settings.sources]
     example_sources = []
     if settings.examples_real_set and not any(s.dataset for s in loaded):
@@ -201,11 +231,11 @@ def _build(engine, settings: StudySettings) -> StudySummary:
         examples_set.dataset = settings.examples_real
         example_sources.append(examples_set)
     for src in loaded:
-        short = [c for c in classes if len(src.by_class.get(c, [])) < settings.per_class]
+        need = settings.count_of(src.label)
+        short = [c for c in classes if len(src.by_class.get(c, [])) < need]
         if short:
             raise StudySourceError(
-                f"source {src.label}: too few images of class(es) {short} "
-                f"(need {settings.per_class} each)"
+                f"source {src.label}: too few images of class(es) {short} (need {need} each)"
             )
 
     rng = random.Random(settings.seed)
@@ -214,7 +244,7 @@ def _build(engine, settings: StudySettings) -> StudySummary:
     for s_index, src in enumerate(loaded):
         for c in classes:
             files = sorted(src.by_class.get(c, []))
-            picked = rng.sample(files, settings.per_class)
+            picked = rng.sample(files, settings.count_of(src.label))
             chosen[(s_index, c)] = picked
             unused = [f for f in files if f not in set(picked)]
             if len(examples[s_index]) < extra and unused:
@@ -222,12 +252,30 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             check_images(src, [f for f, _h, _n in picked + examples[s_index]])
     for src in example_sources:
         check_images(src, [f for files in src.by_class.values() for f, _h, _n in files])
+    if not settings.no_examples:
+        # The instructions show examples of every source; one that has no image beyond those the
+        # study asks about would leave them out silently.
+        bare = [src.label for i, src in enumerate(loaded) if not examples[i]]
+        if bare:
+            raise StudySourceError(
+                f"source(s) {', '.join(bare)} have no image left for the instructions' examples (every image "
+                f"of the study's classes is a task); add images, lower --per-class / --count, or pass "
+                f"--no-examples"
+            )
 
-    real_in_study = any(s.dataset for s in loaded)
+    compared = (
+        source_pairs([s.label for s in loaded], settings.pairs)
+        if settings.kind == "pairwise"
+        else []
+    )
+    # "Which image is real?" only when every pair holds real images against generated ones
+    real_in_every_pair = bool(compared) and all(
+        bool(loaded[x].dataset) != bool(loaded[y].dataset) for x, y in compared
+    )
     question = (
         QUESTION_RATING
         if settings.kind == "rating"
-        else (QUESTION_PAIRWISE_REAL if real_in_study else QUESTION_PAIRWISE)
+        else (QUESTION_PAIRWISE_REAL if real_in_every_pair else QUESTION_PAIRWISE)
     )
     with session_scope(engine) as session:
         study = Study(
@@ -242,6 +290,8 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             seed=settings.seed,
             settings_json=json.dumps(asdict(settings)),
             created_at=utcnow(),
+            completion_code=settings.completion_code,
+            completion_url=settings.completion_url,
         )
         session.add(study)
         try:
@@ -306,26 +356,25 @@ def _build(engine, settings: StudySettings) -> StudySummary:
                     for f, _h, cname in chosen[(s_index, c)]:
                         item_rows.append((c, cname, image_ids[(s_index, f)], None))
             else:
-                uses, _ = uses_for_pairs(
-                    settings.per_class, settings.per_class, settings.pairs_per_class
-                )
-                design = design_pairs(
-                    settings.per_class,
-                    settings.per_class,
-                    uses,
-                    uses,
-                    seed=settings.seed * 1_000_003 + c,
-                )
-                files_a, files_b = chosen[(0, c)], chosen[(1, c)]
-                for ia, ib in design.pairs:
-                    item_rows.append(
-                        (
-                            c,
-                            files_a[ia][2],
-                            image_ids[(0, files_a[ia][0])],
-                            image_ids[(1, files_b[ib][0])],
-                        )
+                for p_index, (x, y) in enumerate(compared):
+                    files_a, files_b = chosen[(x, c)], chosen[(y, c)]
+                    design = pair_design(
+                        len(files_a),
+                        len(files_b),
+                        (loaded[x].label, loaded[y].label),
+                        settings.uses,
+                        settings.pairs_per_class,
+                        design_seed(settings.seed, c, p_index),
                     )
+                    for ia, ib in design.pairs:
+                        item_rows.append(
+                            (
+                                c,
+                                files_a[ia][2],
+                                image_ids[(x, files_a[ia][0])],
+                                image_ids[(y, files_b[ib][0])],
+                            )
+                        )
         rows = [
             {
                 "study_id": study.id,
@@ -362,6 +411,16 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             tuple(classes),
         )
     return summary
+
+
+def check_completion(code: str | None, url: str | None) -> None:
+    """A completion code raters can type (1-40 letters, digits, - or _) and an http(s) URL."""
+    if code is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", code):
+        raise StudyError(f"--completion-code {code!r}: use 1-40 letters, digits, '-' or '_'")
+    if url is not None and (origin(url) is None or len(url) > 2000):
+        raise StudyError(
+            f"--completion-url {url!r}: give the absolute http(s) URL the platform gave you"
+        )
 
 
 def _class_of(src: SampleSetFiles, file: str) -> int:

@@ -3,7 +3,8 @@
 Columns (README, "Human studies", documents each)::
 
     study, kind, rater, item, class_id, class_name, model_a, sample_a, model_b, sample_b,
-    left, rating, choice, unknown_reason, response_ms, created_at
+    left, rating, choice, unknown_reason, response_ms, created_at,
+    platform, platform_study, platform_session, completion_code
 
 Flask-free on purpose: ``hvqeval report --database URL --study NAME`` (the CLI layer) reads
 answers with ``read_export`` and hands ``analysis`` the rows.
@@ -39,6 +40,10 @@ EXPORT_COLUMNS = (
     "unknown_reason",
     "response_ms",
     "created_at",
+    "platform",
+    "platform_study",
+    "platform_session",
+    "completion_code",
 )
 
 
@@ -77,6 +82,10 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
                 Answer.unknown_reason,
                 Answer.response_ms,
                 Answer.created_at,
+                Rater.platform,
+                Rater.platform_study,
+                Rater.platform_session,
+                Rater.completion_code,
             )
             .select_from(Answer)
             .join(Rater, Rater.id == Answer.rater_id)
@@ -106,6 +115,10 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
             reason,
             ms,
             created,
+            platform,
+            p_study,
+            p_session,
+            code,
         ) in session.execute(query):
             rows.append(
                 {
@@ -125,6 +138,10 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
                     "unknown_reason": reason,
                     "response_ms": ms,
                     "created_at": created.isoformat(timespec="milliseconds") + "Z",
+                    "platform": platform,
+                    "platform_study": p_study,
+                    "platform_session": p_session,
+                    "completion_code": code,
                 }
             )
         return rows

@@ -79,8 +79,52 @@ def design_pairs(
     """A random design with exact uses and no repeated pair (see module docstring)."""
     uses_b = uses_a if uses_b is None else uses_b
     num_pairs = check_feasible(n_a, n_b, uses_a, uses_b)
+    return PairingDesign(n_a, n_b, uses_a, uses_b, seed, _random_design(n_a, n_b, num_pairs, seed))
+
+
+def check_uses(n_a: int, n_b: int, uses: int, names: tuple[str, str] = ("A", "B")) -> int:
+    """P = uses * max(n_A, n_B) pairs, or PairingError when no design without repeats exists."""
+    for name, value in (("sample count", n_a), ("sample count", n_b), ("uses", uses)):
+        if not isinstance(value, int) or value < 1:
+            raise PairingError(f"{name} must be a positive integer, got {value!r}")
+    if uses > min(n_a, n_b):
+        small = names[0] if n_a <= n_b else names[1]
+        raise PairingError(
+            f"infeasible pairing {names[0]} vs {names[1]}: each sample used {uses} times needs {uses} different "
+            f"partners, but {small} has only {min(n_a, n_b)} samples per class; lower --uses to at most "
+            f"{min(n_a, n_b)} or use more samples"
+        )
+    return uses * max(n_a, n_b)
+
+
+def design_uneven(
+    n_a: int, n_b: int, uses: int, seed: int = 0, names: tuple[str, str] = ("A", "B")
+) -> PairingDesign:
+    """Pairs between sets of unequal size: every sample of the larger set used exactly ``uses``
+    times, those of the smaller set floor or ceil of P / n_small times (as even as the counts
+    allow), no repeated pair. Equal sizes give ``design_pairs(n, n, uses, uses, seed)``."""
+    num_pairs = check_uses(n_a, n_b, uses, names)
+    return PairingDesign(
+        n_a,
+        n_b,
+        num_pairs // n_a,
+        num_pairs // n_b,
+        seed,
+        _random_design(n_a, n_b, num_pairs, seed),
+    )
+
+
+def _random_design(n_a: int, n_b: int, num_pairs: int, seed: int) -> tuple[tuple[int, int], ...]:
+    """Steps 1-3 of the module docstring for degrees as even as P allows on both sides.
+
+    Start: a's stubs consecutively (the first P mod n_A samples of A get one more use), pair
+    p joins the a of stub p with b = p mod n_B: an a's pairs use consecutive b's, distinct
+    since its degree <= ceil(P / n_A) <= n_B; every b gets floor or ceil of P / n_B pairs.
+    """
     rng = random.Random(seed)
-    pairs = [(p // uses_a, p % n_b) for p in range(num_pairs)]
+    base, extra = divmod(num_pairs, n_a)
+    stubs = [a for a in range(n_a) for _ in range(base + (a < extra))]
+    pairs = [(a, p % n_b) for p, a in enumerate(stubs)]
     present = set(pairs)
     if len(present) < n_a * n_b:  # a complete design has nothing to swap into
         for _ in range(SWAPS_PER_PAIR * num_pairs):
@@ -92,7 +136,7 @@ def design_pairs(
             pairs[i], pairs[j] = (a1, b2), (a2, b1)
             present.update((pairs[i], pairs[j]))
     rng.shuffle(pairs)
-    return PairingDesign(n_a, n_b, uses_a, uses_b, seed, tuple(pairs))
+    return tuple(pairs)
 
 
 def _lcm(x: int, y: int) -> int:

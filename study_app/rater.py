@@ -5,6 +5,11 @@
     /s/<public_id>/task                 the task page (static/rater.js drives it)
     POST /s/<public_id>/api/next        the rater's current task, a new one, or the completion code
     POST /s/<public_id>/api/answer      store one answer, reply with the next task (CSRF token in X-CSRFToken)
+    /s/<public_id>/complete             after the last answer: Prolific redirect / MTurk submit form
+
+Crowd platforms (``platforms.py``): Prolific's STUDY_ID / SESSION_ID and MTurk's hitId /
+assignmentId / turkSubmitTo are stored with the rater; an MTurk preview
+(assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE) shows the instructions and examples and claims nothing.
 
 The browser only ever sees opaque assignment and image ids: which model made an image, or
 whether it is real, is never sent. There is no feedback on correctness.
@@ -14,11 +19,21 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
-from study_app import assign
+from study_app import assign, platforms
 from study_app.db import session_scope
 from study_app.schema import Image, Rater, Source
 from study_app.web import engine, study_by_public_id
@@ -57,16 +72,31 @@ def _rater_id(study) -> int:
     return session["rater_id"]
 
 
-def _start(study, participant: str):
+def _start(study, participant: str, entry: platforms.PlatformEntry | None = None):
     if not PARTICIPANT_RE.match(participant):
         abort(400, "participant id: use 1-100 letters, digits or . _ @ : + -")
     try:
         rater_id = assign.enter(engine(), study, participant)
     except assign.AnswerRejected as err:  # a closed study admits no new raters
         abort(err.status, err.message)
+    if entry is not None:
+        platforms.record(engine(), rater_id, entry)
     session.clear()
     session["study_id"], session["rater_id"] = study.id, rater_id
+    session["platform"] = entry.platform if entry is not None else None
     return redirect(url_for("rater.consent", public_id=study.public_id))
+
+
+def _examples(study):
+    """The example images of the instructions: (real, generated), two of each at most."""
+    with session_scope(engine(), read_only=True) as s:
+        rows = s.execute(
+            select(Image.token, Image.class_name, Source.is_real, Source.dataset)
+            .join(Source, Source.id == Image.source_id)
+            .where(Image.study_id == study.id, Image.is_example.is_(True))
+            .order_by(Image.id)
+        ).all()
+    return [r for r in rows if r.is_real][:2], [r for r in rows if not r.is_real][:2]
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -74,9 +104,21 @@ def entry(public_id: str):
     study = _study(public_id)
     if request.method == "POST":
         return _start(study, str(request.form.get("participant", "")).strip())
+    if platforms.is_preview(
+        request.args
+    ):  # MTurk preview: instructions and examples, nothing claimed
+        real, generated = _examples(study)
+        return render_template(
+            "consent.html", study=study, real=real, generated=generated, preview=True
+        )
     for name in PARTICIPANT_PARAMS:
         if request.args.get(name):
-            return _start(study, request.args[name].strip())
+            hosts = platforms.allowed_hosts(current_app.config["MTURK_SUBMIT_HOSTS"])
+            try:
+                entry = platforms.entry_from_args(request.args, hosts)
+            except platforms.PlatformError as err:
+                abort(400, str(err))
+            return _start(study, request.args[name].strip(), entry)
     if study.status != "open":
         abort(403, assign.CLOSED[1])
     return render_template("entry.html", study=study)
@@ -91,15 +133,10 @@ def consent(public_id: str):
             abort(400, "tick the box to agree before starting")
         assign.record_consent(engine(), rater_id)
         return redirect(url_for("rater.task", public_id=public_id))
-    with session_scope(engine(), read_only=True) as s:
-        rows = s.execute(
-            select(Image.token, Image.class_name, Source.is_real, Source.dataset)
-            .join(Source, Source.id == Image.source_id)
-            .where(Image.study_id == study.id, Image.is_example.is_(True))
-            .order_by(Image.id)
-        ).all()
-    real, generated = [r for r in rows if r.is_real][:2], [r for r in rows if not r.is_real][:2]
-    return render_template("consent.html", study=study, real=real, generated=generated)
+    real, generated = _examples(study)
+    return render_template(
+        "consent.html", study=study, real=real, generated=generated, preview=False
+    )
 
 
 @bp.route("/task")
@@ -115,7 +152,7 @@ def task(public_id: str):
     )
 
 
-def _task_json(result):
+def _task_json(result, study):
     if isinstance(result, assign.Task):
         return {
             "state": "task",
@@ -128,7 +165,10 @@ def _task_json(result):
     if isinstance(result, assign.Finished):
         if result.done == 0:
             return {"state": "unavailable", "done": 0}
-        return {"state": "finished", "code": result.completion_code, "done": result.done}
+        finished = {"state": "finished", "code": result.completion_code, "done": result.done}
+        if study.completion_url or session.get("platform") == "mturk":  # the browser goes on there
+            finished["complete"] = url_for("rater.complete", public_id=study.public_id)
+        return finished
     return {"state": "closed"}
 
 
@@ -140,7 +180,7 @@ def api_next(public_id: str):
         result = assign.next_task(engine(), study, rater_id)
     except assign.AnswerRejected as err:
         return jsonify(error=err.message), err.status
-    return jsonify(_task_json(result))
+    return jsonify(_task_json(result, study))
 
 
 @bp.post("/api/answer")
@@ -167,4 +207,45 @@ def api_answer(public_id: str):
         )
     except assign.AnswerRejected as err:
         return jsonify(error=err.message), err.status
-    return jsonify(stored=True, done=done, next=_task_json(following))
+    return jsonify(stored=True, done=done, next=_task_json(following, study))
+
+
+@bp.route("/complete")
+def complete(public_id: str):
+    """Once the rater's last answer is stored (their completion code is set): the study's
+    completion URL (Prolific), or the form that submits the MTurk assignment, or the code."""
+    study = _study(public_id)
+    rater_id = _rater_id(study)
+    with session_scope(engine(), read_only=True) as s:
+        rater = s.execute(
+            select(
+                Rater.completion_code, Rater.platform, Rater.platform_session, Rater.submit_to
+            ).where(Rater.id == rater_id)
+        ).one()
+    if rater.completion_code is None:
+        abort(403, "answer all your tasks first; the completion step comes after the last answer")
+    if rater.platform == "mturk" and rater.submit_to and rater.platform_session:
+        action = platforms.external_submit_url(rater.submit_to)
+        response = current_app.make_response(
+            render_template(
+                "mturk_submit.html",
+                study=study,
+                action=action,
+                assignment_id=rater.platform_session,
+                code=rater.completion_code,
+            )
+        )
+        # this one form may post to MTurk (the app's policy allows only itself otherwise)
+        from study_app.security import CONTENT_SECURITY_POLICY
+
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action 'self' {rater.submit_to}"
+        )
+        return response
+    if study.completion_url:
+        return redirect(study.completion_url)
+    return render_template(
+        "message.html",
+        title="Thank you!",
+        message=f"All your answers are stored. Your completion code is {rater.completion_code}.",
+    )

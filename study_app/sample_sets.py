@@ -2,8 +2,8 @@
 
 The on-disk contract is the README's ("On-disk contracts", sample set): a folder of lossless
 PNGs and ``manifest.json`` with ``format_version`` (1), ``model``, ``image_size`` and ``files``:
-``[{file, class_id, class_name, sha256}, ...]``; a set of real images also names its
-``dataset``. The study app reads it itself (it never imports the evaluation package): every
+``[{file, class_id, class_name, sha256}, ...]``; a set of real images says ``"real": true``
+and names its ``dataset``. The study app reads it itself (it never imports the evaluation package): every
 file is checked against its sha256, and the images a study uses are decoded once at create
 time, so raters never meet a file that is not an image.
 """
@@ -84,13 +84,20 @@ def read_sample_set(label: str, path: str | Path) -> SampleSetFiles:
                 "(the file changed after sampling)"
             )
         by_class[class_id].append((file, digest, class_name))
+    # A set of real images says so (``"real": true``, written by ``hvqeval samples from-dataset``);
+    # a generated set may name its training data set too, which does not make it real.
+    real_of = (
+        str(manifest["dataset"])
+        if manifest.get("real") is True and manifest.get("dataset")
+        else None
+    )
     return SampleSetFiles(
         label,
         root.resolve(),
         root.name,
         hashlib.sha256(raw).hexdigest(),
         image_size,
-        manifest.get("dataset"),
+        real_of,
         dict(by_class),
     )
 

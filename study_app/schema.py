@@ -57,6 +57,10 @@ class Study(Base):
     seed: Mapped[int] = mapped_column(Integer)
     settings_json: Mapped[str] = mapped_column(Text, default="{}")  # how the study was created
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # Crowd platforms: one code for every rater (Prolific's per-study code; None: a random code
+    # per rater) and where a finished rater is sent (Prolific's completion URL).
+    completion_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    completion_url: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         CheckConstraint("kind IN ('rating', 'pairwise')", name="ck_study_kind"),
@@ -155,6 +159,12 @@ class Rater(Base):
     )  # kept by submit()
     completion_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # Where the rater came from: "prolific" (STUDY_ID, SESSION_ID), "mturk" (hitId, assignmentId,
+    # turkSubmitTo) or None (a plain link).
+    platform: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    platform_study: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    platform_session: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    submit_to: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (UniqueConstraint("study_id", "participant", name="uq_rater_participant"),)
 

@@ -26,6 +26,8 @@ DEFAULTS = {
     "HTTPS": False,  # Secure cookies, HSTS, strict CSRF referrer checks
     "PROXY_HOPS": 0,  # trusted reverse proxies in front (client address from X-Forwarded-For)
     "DISPLAY_SIZE": 512,  # paper Appendix G: images upscaled to 512×512, bilinear
+    # Origins an MTurk HIT may send its finished raters' form to (turkSubmitTo), comma-separated.
+    "MTURK_SUBMIT_HOSTS": "https://www.mturk.com,https://workersandbox.mturk.com",
     "TESTING": False,
 }
 
@@ -39,6 +41,7 @@ ENVIRONMENT = {
     "RATE_LIMIT_STORAGE": "HVQEVAL_RATE_LIMIT_STORAGE",
     "HTTPS": "HVQEVAL_HTTPS",
     "PROXY_HOPS": "HVQEVAL_PROXY_HOPS",
+    "MTURK_SUBMIT_HOSTS": "HVQEVAL_MTURK_SUBMIT_HOSTS",
 }
 STORAGE_HINT = (
     "use memory:// (counts per server process) or redis://HOST:PORT/DB (shared by all workers)"
@@ -107,6 +110,15 @@ def check_settings(config: dict) -> dict:
             f"HVQEVAL_PROXY_HOPS={hops!r}: give the number of trusted proxies (0, 1, ...)"
         )
     config["PROXY_HOPS"] = int(hops)
+    from study_app.platforms import allowed_hosts
+
+    try:
+        allowed_hosts(config["MTURK_SUBMIT_HOSTS"])
+    except ValueError as err:
+        raise ConfigurationError(
+            f"HVQEVAL_MTURK_SUBMIT_HOSTS: {str(err)!r} is not an http(s) origin; give "
+            "comma-separated origins such as https://www.mturk.com"
+        ) from None
     return config
 
 

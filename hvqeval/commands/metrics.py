@@ -1,11 +1,14 @@
 """``hvqeval metrics``: IS / FID / KID / precision-recall of a sample set (paper Section 6, Table 1).
 
     hvqeval metrics --samples samples/tiny_ff --reference shapes:val --metrics isc,fid,kid
+    torchrun --standalone --nproc_per_node=8 -m hvqeval -- metrics --samples samples/in128 --reference /data/imagenet:val
     hvqeval metrics batch spec.toml
 
 Every value is appended to the results store (``--results``, default
 ``results/results.jsonl``) with the settings that produced it; the table (or ``--json``) goes
-to stdout, progress to stderr.
+to stdout, progress to stderr. Under ``torchrun`` the feature extraction (the expensive part)
+is shared out over the processes and gathered in order, every process computes the same
+values, and rank 0 alone prints and stores them.
 """
 
 from __future__ import annotations
@@ -169,15 +172,28 @@ def command(ctx, samples, reference, results_path, as_json, **options):
         return
     if not samples:
         raise click.UsageError("--samples is required (or use `hvqeval metrics batch SPEC.toml`)")
+    import dataclasses
     import warnings
 
     from hvqeval.metrics.evaluation import evaluate
+    from hvqeval.metrics.features import pick_device
     from hvqeval.results import ResultsStore, print_rows
+    from hvqeval.sharding import join, leave
 
     settings = settings_from_options(options)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # surfaced below as one line each
-        outcome = evaluate(samples, reference, settings)
+    shard = join(pick_device(settings.device))  # a world of one without torchrun
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # surfaced below as one line each
+            outcome = evaluate(
+                samples,
+                reference,
+                settings if shard.is_main else dataclasses.replace(settings, progress=False),
+            )
+    finally:
+        leave()
+    if not shard.is_main:
+        return
     ResultsStore(results_path).append(outcome.rows)
     for note in outcome.warnings:
         click.echo(f"Warning: {note}", err=True)
@@ -209,8 +225,16 @@ def command(ctx, samples, reference, results_path, as_json, **options):
 )
 def batch_command(spec, results_path, as_json, dry_run):
     """Run many sample sets x metrics x references from a TOML SPEC; resumable (skips stored rows)."""
+    import os
+
     from hvqeval.metrics.batch import load_spec, run_batch
     from hvqeval.results import print_rows
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.UsageError(
+            "metrics batch runs in one process; start it without torchrun "
+            "(or shard each job: torchrun ... -m hvqeval -- metrics --samples ...)"
+        )
 
     plan = load_spec(spec, results_override=results_path)
     rows = run_batch(plan, dry_run=dry_run)

@@ -2,12 +2,15 @@
 
     hvqeval nll --run runs/tiny --data shapes --split val --limit 2000
     hvqeval nll --run runs/in128 --data /data/imagenet --split val --json
+    torchrun --standalone --nproc_per_node=8 -m hvqeval -- nll --run runs/in128 --data /data/imagenet --split val
 
 Prints every term (-log D_l for each level, -log P for the prior) and the total in bits per
 pixel sub-dimension (H x W x 3) with standard errors over images, and appends the rows
 ``nll_bpd`` and ``nll_bpd_<term>`` to the results store. The total is an upper bound on the
 NLL of the pixels (a lower bound on the likelihood), dominated by the pixel term ``level1``;
 for a single-level card (``pixelcnn_baseline``, ``tiny_pixelcnn``) it is the exact NLL.
+Under ``torchrun`` the images are shared out over the processes; rank 0 prints and stores the
+single-process numbers.
 """
 
 from __future__ import annotations
@@ -72,18 +75,26 @@ def command(
     """Joint NLL of RUN on real images, per term and in total, in bits/dim."""
     from hvqeval.commands import device_from_option
     from hvqeval.nll import evaluate_run
+    from hvqeval.sharding import join, leave
 
-    outcome = evaluate_run(
-        run_dir,
-        data=data,
-        split=split,
-        limit=limit,
-        batch_size=batch_size,
-        num_workers=workers,
-        device=device_from_option(device),
-        model=model_label,
-        results=None if no_results else results_path,
-    )
+    shard = join(device_from_option(device))  # a world of one without torchrun
+    try:
+        outcome = evaluate_run(
+            run_dir,
+            data=data,
+            split=split,
+            limit=limit,
+            batch_size=batch_size,
+            num_workers=workers,
+            device=shard.device,
+            model=model_label,
+            results=None if no_results else results_path,
+            shard=shard,
+        )
+    finally:
+        leave()
+    if not shard.is_main:
+        return
     result = outcome.result
     if as_json:
         click.echo(

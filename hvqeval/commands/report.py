@@ -262,10 +262,18 @@ def table2_command(by_class, **params) -> None:
 @command.command("table3")
 @_response_options
 def table3_command(**params) -> None:
-    """Table 3: % preferring A / B / unknown per pairwise study, all-agree fraction, unusable answers."""
-    from analysis.sections import table3_section
+    """Table 3: % preferring A / B / unknown per source pair of each pairwise study, all-agree fraction,
+    unusable answers; with more than two sources, the Bradley-Terry ranking of all of them."""
+    from analysis.sections import strengths_section, table3_section
 
-    _study_report("Table 3", lambda df, opts, q: [table3_section(df, opts)], params)
+    def build(df, opts, quality):
+        sections = [table3_section(df, opts)]
+        pairwise = df[df["kind"] == "pairwise"]
+        if len(set(pairwise["model_a"]) | set(pairwise["model_b"])) > 2:
+            sections.append(strengths_section(df, opts))
+        return sections
+
+    _study_report("Table 3", build, params)
 
 
 @command.command("table5")

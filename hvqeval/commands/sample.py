@@ -2,11 +2,15 @@
 
     hvqeval sample --run runs/tiny --classes all --per-class 50 --temperature 0.98 --out samples/tiny
     hvqeval sample --run runs/in128 --classes 0-19 --per-class 50 --temperature prior=0.97,level1=1.0 \\
-        --sampler cached --batch-size 25 --out samples/in128_t097
+        --sampler cached --precision bfloat16 --out samples/in128_t097
+    torchrun --standalone --nproc_per_node=8 -m hvqeval -- sample --run runs/in128 --classes all --per-class 50 ...
 
-Writes lossless PNGs and ``manifest.json`` (see ``hvqeval.sample_set``). Stopping the command
-keeps every finished batch; rerunning it continues and yields the same files as a run that
-was never interrupted.
+Writes lossless PNGs and ``manifest.json`` (see ``hvqeval.sample_set``) as batches finish.
+Stopping the command keeps every finished batch; rerunning it continues and yields the same
+files as a run that was never interrupted. Under ``torchrun`` the batches are shared out
+over the processes (``hvqeval.sharding``) and the files are the same as with one process
+(the ``--`` after ``-m hvqeval`` ends torchrun's options: it would take ``--run`` for its
+``--run-path``).
 """
 
 from __future__ import annotations
@@ -47,10 +51,12 @@ import click
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
-    default=16,
+    "batch_size",
+    default="auto",
     show_default=True,
-    help="Images per batch (recorded: it changes which random numbers each image gets).",
+    metavar="N|auto",
+    help="Images per batch; auto: the largest that fits the device. Only the speed "
+    "depends on it: every image has its own seed.",
 )
 @click.option("--out", required=True, metavar="DIR", help="Sample-set folder, e.g. samples/NAME.")
 @click.option(
@@ -107,8 +113,10 @@ def command(
         parse_classes,
         parse_temperatures,
     )
+    from hvqeval.sharding import join, leave
     from models import Stage
 
+    size = _batch_size(batch_size)
     card = check_run(run_dir, need_prior=True)
     request = SampleRequest(
         run=run_dir,
@@ -116,14 +124,20 @@ def command(
         per_class=per_class,
         temperatures=parse_temperatures(temperature, Stage.all_of(card)),
         seed=seed,
-        batch_size=batch_size,
+        batch_size=size,
         options=SamplerOptions(sampler, precision, cuda_graph),
         save_codes=save_codes,
         model=model_label,
     )
-    report = generate_sample_set(
-        request, out, device=device_from_option(device), max_batches=max_batches
-    )
+    shard = join(device_from_option(device))  # a world of one without torchrun
+    try:
+        report = generate_sample_set(
+            request, out, device=shard.device, max_batches=max_batches, shard=shard
+        )
+    finally:
+        leave()
+    if not shard.is_main:
+        return
     summary = {
         "sample_set": str(report.path),
         "images": len(report.manifest["files"]),
@@ -135,6 +149,9 @@ def command(
         "temperature": report.manifest["temperature"],
         "seed": seed,
         "sampler": sampler,
+        "batch_size": report.batch_size,
+        "processes": report.processes,
+        "seconds": round(report.seconds, 3),
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -148,3 +165,18 @@ def command(
             f"{report.path}: {summary['images']} of {report.total} images so far; "
             "rerun the same command to continue"
         )
+
+
+def _batch_size(text: str) -> int | None:
+    """``--batch-size``: a positive integer, or ``auto`` (None: the largest that fits)."""
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise click.BadParameter(
+            f"{text!r} is neither a positive whole number nor auto", param_hint="'--batch-size'"
+        )
+    return value

@@ -1,10 +1,11 @@
 """``hvqeval study``: create, serve and export human studies (paper Section 7.3, Appendix G).
 
 hvqeval study create rating   --name NAME --model LABEL=SET ... [--real LABEL=DATASET] ...
-hvqeval study create pairwise --name NAME --a LABEL=SET --b LABEL=SET ...
+hvqeval study create pairwise --name NAME --source LABEL=SET --source LABEL=SET ... [--pair A:B]
 hvqeval study pairings --n-a 50 --n-b 50 --uses 10 --seed 0 [--out pairs.csv]
 hvqeval study serve    [--bind 127.0.0.1:8000] [--workers 4] [--secret-key-file PATH]
 hvqeval study export   --study NAME --out responses.csv
+hvqeval study codes    STUDY [--check platform.csv]
 hvqeval study list | open NAME | close NAME | migrate | hash-password
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import sys
 from pathlib import Path
@@ -96,18 +96,27 @@ def _common(f):
             show_default=True,
             help="Where the default database and the preprocessed real images live.",
         ),
+        click.option(
+            "--completion-code",
+            default=None,
+            help="One completion code for every rater (Prolific's study code) [default: random per rater].",
+        ),
+        click.option(
+            "--completion-url",
+            default=None,
+            help="Where a rater is redirected once the last answer is stored (Prolific's completion URL).",
+        ),
+        click.option(
+            "--no-examples",
+            is_flag=True,
+            help="Create the study even when a source has no image left for the instructions' examples.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         _db_option,
     ]
     for option in reversed(options):
         f = option(f)
     return f
-
-
-def _class_label(names: list[str], class_id: int) -> str:
-    from models import class_label
-
-    return class_label(names[class_id], class_id)
 
 
 def _write_real_images(
@@ -120,63 +129,26 @@ def _write_real_images(
     seed: int,
     out: Path,
 ) -> Path:
-    """Draw ``count`` real images per class, preprocess them as in training (rescale the
-    shortest side, centre crop), and write them as a sample set at ``out``."""
-    import numpy as np
-
-    from hvqeval.sample_set import SampleSetWriter
-    from models import ModelsError, eval_transform, open_dataset
+    """``count`` real images per class as a sample set at ``out`` (``hvqeval samples
+    from-dataset``: preprocessed as in training, the manifest naming the dataset)."""
+    from hvqeval.image_import import ImageImportError, write_dataset_images
     from study_app.errors import StudySourceError
 
-    try:
-        kwargs = {"image_size": size} if dataset_name == "shapes" else {}
-        dataset = open_dataset(dataset_name, split, transform=eval_transform(size), **kwargs)
-    except ModelsError as err:
-        raise StudySourceError(f"real images {label}: {err}") from None
-    bad = [c for c in classes if not 0 <= c < dataset.num_classes]
-    if bad:
-        raise StudySourceError(
-            f"real images {label}: dataset {dataset_name} has no class(es) {bad} "
-            f"(it has {dataset.num_classes} classes)"
-        )
-    wanted = {c: count for c in classes}
-    order = list(range(len(dataset)))
-    random.Random(seed).shuffle(order)
-    targets = getattr(
-        dataset, "targets", None
-    )  # labels without decoding, where a reader offers them
     if out.exists():
-        shutil.rmtree(out)
-    writer = SampleSetWriter(
-        out,
-        model=label,
-        image_size=size,
-        dataset=dataset_name,
-        split=split,
-        seed=seed,
-        preprocessing="rescale shortest side, centre crop (eval_transform)",
-    )
-    for index in order:
-        if not any(wanted.values()):
-            break
-        if targets is not None and wanted.get(int(targets[index]), 0) == 0:
-            continue
-        image, class_id = dataset[index]  # (3, size, size) uint8
-        if wanted.get(class_id, 0) == 0:
-            continue
-        writer.add(
-            np.ascontiguousarray(image.permute(1, 2, 0).numpy()),
-            class_id,
-            _class_label(dataset.class_names, class_id),
+        shutil.rmtree(out)  # the study's own copy, rewritten by every create
+    try:
+        write_dataset_images(
+            dataset_name,
+            split,
+            out,
+            per_class=count,
+            classes=classes,
+            image_size=size,
+            seed=seed,
+            model=label,
         )
-        wanted[class_id] -= 1
-    short = {c: n for c, n in wanted.items() if n}
-    if short:
-        raise StudySourceError(
-            f"real images {label}: {dataset_name}:{split} has too few images of class(es) "
-            f"{sorted(short)} (need {count} each)"
-        )
-    writer.close()
+    except ImageImportError as err:
+        raise StudySourceError(f"real images {label}: {err}") from None
     return out
 
 
@@ -204,7 +176,7 @@ def _create(url: str, settings, instance_dir: str):
                     settings.real_split,
                     spec.label,
                     classes,
-                    settings.per_class + EXAMPLES_PER_SOURCE,
+                    settings.count_of(spec.label) + EXAMPLES_PER_SOURCE,
                     size,
                     settings.seed,
                     study_dir / f"real-{spec.label}",
@@ -297,6 +269,9 @@ def create_rating(
     real_split,
     examples_real,
     instance_dir,
+    completion_code,
+    completion_url,
+    no_examples,
     as_json,
     database_url,
 ):
@@ -319,33 +294,69 @@ def create_rating(
         seed=seed,
         real_split=real_split,
         examples_real=examples_real,
+        completion_code=completion_code,
+        completion_url=completion_url,
+        no_examples=no_examples,
     )
     _report(_create(url, settings, instance_dir), url, as_json)
 
 
 @create.command(name="pairwise")
 @click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="LABEL=SET",
+    help="A source to compare (sample set, or LABEL=real:DATASET); repeat for M >= 2 sources.",
+)
+@click.option(
     "--a",
     "source_a",
-    required=True,
+    default=None,
     metavar="LABEL=SET",
-    help="Model A's sample set (LABEL=real:DATASET for real images).",
+    help="Two-source form: source A (as --source).",
 )
-@click.option("--b", "source_b", required=True, metavar="LABEL=SET", help="Model B, as --a.")
+@click.option(
+    "--b", "source_b", default=None, metavar="LABEL=SET", help="Two-source form: source B."
+)
+@click.option(
+    "--pair",
+    "pairs",
+    multiple=True,
+    metavar="A:B",
+    help="Compare only these source pairs (A shown as model A in the export) [default: all pairs].",
+)
+@click.option(
+    "--uses",
+    type=int,
+    default=None,
+    help="Uses of each sample per source pair [default: 10]; the smaller source's samples are used "
+    "as evenly as the counts allow.",
+)
+@click.option(
+    "--count",
+    "counts",
+    multiple=True,
+    metavar="LABEL=N",
+    help="Images per class of one source, when it differs from --per-class.",
+)
 @click.option(
     "--pairs-per-class",
     type=int,
-    default=500,
-    show_default=True,
-    help="Pairs per class; each sample is used pairs/per-class times.",
+    default=None,
+    help="Instead of --uses: exactly this many pairs per class and source pair.",
 )
 @click.option(
     "--raters-per-pair", type=int, default=3, show_default=True, help="k distinct raters per pair."
 )
 @_common
 def create_pairwise(
+    sources,
     source_a,
     source_b,
+    pairs,
+    uses,
+    counts,
     pairs_per_class,
     raters_per_pair,
     name,
@@ -357,17 +368,28 @@ def create_pairwise(
     real_split,
     examples_real,
     instance_dir,
+    completion_code,
+    completion_url,
+    no_examples,
     as_json,
     database_url,
 ):
-    """Side-by-side preference (Tables 3 and 5): which image looks the most realistic / is real."""
+    """Side-by-side preference (Tables 3 and 5) among two or more sources: which image looks the
+    most realistic (or, when every pair holds real images, which is real)."""
     from study_app.create import SourceSpec, StudySettings
+    from study_app.errors import StudyError
+    from study_app.source_pairs import parse_pair
 
+    texts = [t for t in (source_a, source_b) if t] + list(sources)
+    if len(texts) < 2:
+        raise StudyError(
+            "a pairwise study needs two or more sources: --source LABEL=SET (repeat), or --a and --b"
+        )
     url = _database_url(database_url, instance_dir)
     settings = StudySettings(
         name=name,
         kind="pairwise",
-        sources=(SourceSpec.parse(source_a), SourceSpec.parse(source_b)),
+        sources=tuple(SourceSpec.parse(t) for t in texts),
         classes=_classes(classes),
         per_class=per_class,
         answers_per_item=raters_per_pair,
@@ -377,8 +399,25 @@ def create_pairwise(
         pairs_per_class=pairs_per_class,
         real_split=real_split,
         examples_real=examples_real,
+        pairs=tuple(parse_pair(p) for p in pairs),
+        uses=uses,
+        counts=tuple(_count(c) for c in counts),
+        completion_code=completion_code,
+        completion_url=completion_url,
+        no_examples=no_examples,
     )
     _report(_create(url, settings, instance_dir), url, as_json)
+
+
+def _count(text: str) -> tuple[str, int]:
+    from study_app.errors import StudyError
+
+    label, sep, value = text.partition("=")
+    if not sep or not label.strip() or not value.strip().isdigit():
+        raise StudyError(
+            f"--count: expected LABEL=N (images per class of that source), got {text!r}"
+        )
+    return label.strip(), int(value)
 
 
 @command.command(name="pairings")
@@ -518,6 +557,51 @@ def export_cmd(study_name, out, database_url):
 
     count = write_csv(_database_url(database_url), study_name, out)
     click.echo(f"wrote {count} answers to {out}", err=True)
+
+
+@command.command(name="codes")
+@click.argument("study_name", metavar="STUDY")
+@click.option(
+    "--check",
+    "check_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A platform's CSV of submissions (participant id and pasted completion code) to check.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@_db_option
+def codes_cmd(study_name, check_file, as_json, database_url):
+    """The completion code of every rater; with --check, the submissions whose code does not match
+    (exit status 1 when there is any)."""
+    from dataclasses import asdict
+
+    from study_app.codes import check_codes, rater_codes, read_pasted
+    from study_app.db import open_database
+
+    with open_database(_database_url(database_url)) as engine:
+        stored = rater_codes(engine, study_name)
+    if check_file is None:
+        if as_json:
+            click.echo(json.dumps([asdict(r) for r in stored]))
+        for r in [] if as_json else stored:
+            click.echo(
+                f"{r.participant}\t{r.platform or '-'}\t{r.answered}\t{r.completion_code or '-'}"
+            )
+        return
+    pasted = read_pasted(check_file)
+    mismatches = check_codes(stored, pasted)
+    if as_json:
+        click.echo(
+            json.dumps({"checked": len(pasted), "mismatches": [asdict(m) for m in mismatches]})
+        )
+    else:
+        for m in mismatches:
+            click.echo(
+                f"{m.participant}\tpasted {m.pasted or '-'}\tstored {m.stored or '-'}\t{m.problem}"
+            )
+        click.echo(f"{len(pasted)} submission(s) checked, {len(mismatches)} mismatch(es)", err=True)
+    if mismatches:
+        sys.exit(1)
 
 
 @command.command(name="list")

@@ -427,6 +427,7 @@ class Demo(BudgetCuts):
                             data,
                             self.database_url,
                             min(plan.study_per_class, self.sampled_per_class()),
+                            self.sampled_per_class(),
                         )[name]
                     ),
                 )

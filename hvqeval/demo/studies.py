@@ -14,9 +14,13 @@ from pathlib import Path
 from hvqeval.demo.plan import CARDS, NUM_CLASSES
 
 
-def study_specs(out: Path, data: str, database_url: str, per_class: int) -> dict[str, list[str]]:
+def study_specs(
+    out: Path, data: str, database_url: str, per_class: int, sampled_per_class: int | None = None
+) -> dict[str, list[str]]:
     """``hvqeval study create`` arguments of each study, by study name; ``per_class``: images per
-    class and model (at most the samples per class every model has)."""
+    class and model (at most ``sampled_per_class``, the samples per class every model has).
+    When every sample is a task, none is left for the instructions' examples: the studies then
+    say ``--no-examples`` (study create refuses to drop them silently)."""
     ff, msp = (str(out / "samples" / card) for card in CARDS.values())
     common = [
         "--classes",
@@ -31,6 +35,8 @@ def study_specs(out: Path, data: str, database_url: str, per_class: int) -> dict
         "20",
         "--json",
     ]
+    if sampled_per_class is not None and per_class >= sampled_per_class:
+        common.append("--no-examples")
     pairs = [
         "--pairs-per-class",
         str(per_class * min(per_class, 2)),

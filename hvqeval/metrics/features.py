@@ -268,24 +268,85 @@ def images_to_features(
 
     Batches are formed exactly as torch-fidelity forms them (DataLoader, same batch size,
     no shuffling), so features equal those of ``torch_fidelity.calculate_metrics``.
+    Under ``torchrun`` each process runs the batches ``hvqeval.sharding`` gives it and the
+    features are gathered in item order, so every process gets the single-process arrays.
     Returns read-only memmaps ``{layer: (N, D) float32}``.
     """
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
+    from torch.utils.data import Subset
+
+    from hvqeval.sharding import batch_indices, current
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(source)
+    size = min(batch_size, n)
+    shard = current()
+    if not shard.distributed:
+        arrays = _extract(
+            source,
+            network,
+            layers,
+            size,
+            device,
+            num_workers,
+            desc,
+            progress,
+            lambda name, dim: np.lib.format.open_memmap(
+                out_dir / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n, dim)
+            ),
+            getattr(source, "id", source),
+        )
+        for array in arrays.values():
+            array.flush()
+        del arrays
+    else:
+        mine = batch_indices(n, size, shard)
+        own = _extract(
+            Subset(source, mine),
+            network,
+            layers,
+            size,
+            device,
+            num_workers,
+            desc,
+            progress and shard.is_main,
+            lambda name, dim: np.empty((len(mine), dim), np.float32),
+            getattr(source, "id", source),
+        )
+        for name in layers:  # every rank runs every collective, in the same order
+            parts = shard.gather((mine, own.get(name)))
+            dim = next(a.shape[1] for _, a in parts if a is not None)
+            full = np.lib.format.open_memmap(
+                out_dir / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n, dim)
+            )
+            for indices, array in parts:
+                if indices:
+                    full[np.asarray(indices)] = array
+            full.flush()
+            del full
+    return {name: np.load(out_dir / f"{name}.npy", mmap_mode="r") for name in layers}
+
+
+def _extract(
+    source, network, layers, batch_size, device, num_workers, desc, progress, allocate, label
+):
+    """Features of ``source`` in order: ``{layer: allocate(layer, D)}`` filled batch by batch."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    n = len(source)
+    arrays: dict[str, np.ndarray] = {}
+    if n == 0:
+        return arrays
     loader = DataLoader(
         source,
-        batch_size=min(batch_size, n),
+        batch_size=batch_size,
         shuffle=False,
         drop_last=False,
         num_workers=num_workers,
         pin_memory=(device == "cuda"),
         persistent_workers=False,
     )
-    arrays: dict[str, np.memmap] = {}
     start = 0
     with (
         tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar,
@@ -302,8 +363,7 @@ def images_to_features(
             except RuntimeError as err:
                 if "stack expects each tensor to be equal size" in str(err):
                     raise HvqevalError(
-                        f"{getattr(source, 'id', source)} has images of different sizes; "
-                        "pass --image-size N"
+                        f"{label} has images of different sizes; pass --image-size N"
                     ) from None
                 raise
             if device == "cuda":
@@ -312,16 +372,8 @@ def images_to_features(
             for name in layers:
                 value = outputs[name].detach().to("cpu", torch.float32).numpy()  # (B, D)
                 if name not in arrays:
-                    arrays[name] = np.lib.format.open_memmap(
-                        out_dir / f"{name}.npy",
-                        mode="w+",
-                        dtype=np.float32,
-                        shape=(n, value.shape[1]),
-                    )
+                    arrays[name] = allocate(name, value.shape[1])
                 arrays[name][start : start + len(value)] = value
             start += len(batch)
             bar.update(len(batch))
-    for array in arrays.values():
-        array.flush()
-    del arrays
-    return {name: np.load(out_dir / f"{name}.npy", mmap_mode="r") for name in layers}
+    return arrays

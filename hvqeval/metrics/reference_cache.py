@@ -191,7 +191,12 @@ class ReferenceCache:
         if final.exists():  # a concurrent run finished first; its entry is equivalent
             shutil.rmtree(tmp, ignore_errors=True)
             return
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process (a torchrun rank) renamed its equal entry in between
+            if not final.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def scratch(self) -> Path:
         """A temporary folder for sample-side features (deleted by the caller)."""

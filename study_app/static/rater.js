@@ -60,6 +60,8 @@
       showProgress(d.done, Math.max(d.done, Number($("progress").max)));
       $("code").textContent = d.code;
       $("done").hidden = false;
+      // Prolific's completion URL / MTurk's submit form: only offered after the last answer is stored
+      if (d.complete) window.location.assign(d.complete);
       setStatus("");
     } else if (d.state === "closed") {
       setStatus("This study is closed. Thank you!");

@@ -45,6 +45,7 @@ def test_database_and_csv_give_the_same_report(tmp_path):
             pairs_per_class=4,
             answers_per_item=3,
             tasks_per_rater=8,
+            no_examples=True,
         ),
         tmp_path,
     )

@@ -134,9 +134,9 @@ def test_saved_codes_and_a_batch_redrawn_by_hand(run, tmp_path):
         3,
     ]
     assert list(codes["files"]) == [f.file for f in made.files]
-    # Batch 1 (images 4, 5) by hand: Algorithm 4 with the batch's own generator.
+    # Batch 1 (images 4, 5) by hand: Algorithm 4 with each image's own generator.
     hierarchy = load_run(run)
-    gen = batch_generator(5, 1)
+    gen = [batch_generator(5, 4), batch_generator(5, 5)]
     z = sample_prior(hierarchy.prior, torch.tensor([3, 3]), 1.0, gen, size=2)
     assert np.array_equal(z.numpy(), codes["codes_level1"][4:])
     x = sample_decoder(hierarchy.levels[0].decoder, z, 1.0, gen)  # (2, 3, 8, 8)
@@ -244,8 +244,8 @@ def test_two_level_samples_decode_again_from_saved_codes(tmp_path_factory, tmp_p
         4,
         4,
     )
-    # Algorithm 4 by hand through both levels with the batch's generator and the same temperatures.
-    hierarchy, gen = load_run(run), batch_generator(0, 0)
+    # Algorithm 4 by hand through both levels with the images' generators and the same temperatures.
+    hierarchy, gen = load_run(run), [batch_generator(0, 0), batch_generator(0, 1)]  # one per image
     temperatures = parse_temperatures("prior=0.9,level2=0.95", ["level1", "level2", "prior"])
     top = sample_prior(hierarchy.prior, torch.tensor([0, 5]), 0.9, gen, size=2)
     assert np.array_equal(top.numpy(), codes["codes_level2"])

@@ -94,6 +94,74 @@ def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp
     assert all(r["model_a"] in ("ff", "msp", "real") and "/" in r["sample_a"] for r in rows)
 
 
+def test_imported_sets_and_real_images_from_samples_commands_make_a_study(db_url, sets, tmp_path):
+    """A folder imported with ``samples import`` is a model; a ``samples from-dataset`` set is real."""
+    from PIL import Image
+
+    for c in (3, 5):
+        for i in range(6):
+            (tmp_path / "biggan" / str(c)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(sets["msp"].uint8(i)).save(tmp_path / "biggan" / str(c) / f"{i}.png")
+    imported, real = tmp_path / "imported", tmp_path / "real"
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        [
+            "samples",
+            "import",
+            str(tmp_path / "biggan"),
+            "--model",
+            "BigGAN",
+            "--out",
+            str(imported),
+            "--classes-of",
+            "shapes",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        cli,
+        [
+            "samples",
+            "from-dataset",
+            "shapes",
+            "--per-class",
+            "6",
+            "--classes",
+            "3,5",
+            "--image-size",
+            "8",
+            "--out",
+            str(real),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = _invoke(
+        "create",
+        "rating",
+        "--name",
+        "mixed",
+        "--model",
+        f"ff={sets['ff'].path}",
+        "--model",
+        f"biggan={imported}",
+        "--model",
+        f"photo={real}",
+        "--classes",
+        "3,5",
+        "--per-class",
+        "2",
+        "--database-url",
+        db_url,
+    )
+    assert result.exit_code == 0, result.output
+    with session_scope(engine_for(db_url)) as s:
+        found = {src.label: (src.is_real, src.dataset) for src in s.query(Source)}
+    assert found == {"ff": (False, None), "biggan": (False, None), "photo": (True, "shapes")}
+
+
 def test_create_pairwise_list_close_open(db_url, sets, tmp_path):
     result = _invoke(
         "create",
@@ -404,3 +472,29 @@ def test_serve_with_a_secret_key_file_serves_the_study(db_url, sets, tmp_path):
         output = server.communicate(timeout=30)[0]
     assert status == "ok", output
     assert output.startswith(f"serving on http://127.0.0.1:{port}")
+
+
+def test_study_without_example_images_is_refused_unless_said(db_url, sets):
+    args = [
+        "create",
+        "rating",
+        "--name",
+        "bare",
+        "--model",
+        f"ff={sets['ff'].path}",
+        "--classes",
+        "1",
+        "--per-class",
+        "6",
+        "--database-url",
+        db_url,
+    ]  # the sets hold 6 images per class: none left over
+    refused = CliRunner().invoke(cli, ["study", *args])
+    assert (
+        refused.exit_code == 1
+        and refused.output.startswith("Error: ")
+        and "--no-examples" in refused.output
+    )
+    assert "ff" in refused.output and len(refused.output.strip().splitlines()) == 1
+    assert json.loads(_invoke("list", "--json", "--database-url", db_url).output) == []
+    assert _invoke(*args, "--no-examples").exit_code == 0

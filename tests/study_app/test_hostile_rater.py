@@ -172,14 +172,13 @@ def test_an_unreachable_postgresql_is_one_line(tmp_path):
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_raters_see_no_error_after_postgresql_terminates_the_app_connections(
     database_url, db_url, study, tmp_path
 ):
     """pg_terminate_backend on every connection of the app (a PostgreSQL restart or failover
     does the same): pooled connections are pinged before use and a transaction whose connection
     broke under it runs once more, so no rater request fails."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from hvqeval.cli import cli
 from study_app.errors import PairingError
-from study_app.pairing import check_feasible, design_pairs, uses_for_pairs
+from study_app.pairing import check_feasible, design_pairs, design_uneven, uses_for_pairs
 
 
 @st.composite
@@ -113,3 +113,24 @@ def test_cli_refuses_infeasible_parameters_in_one_line():
     assert (
         result.output.startswith("Error: infeasible pairing") and "Traceback" not in result.output
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 25), st.integers(1, 25), st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_unequal_counts_use_every_sample_as_evenly_as_the_counts_allow(n_a, n_b, uses, seed):
+    if uses > min(n_a, n_b):
+        with pytest.raises(PairingError, match="infeasible pairing"):
+            design_uneven(n_a, n_b, uses, seed)
+        return
+    design = design_uneven(n_a, n_b, uses, seed)
+    assert design.num_pairs == uses * max(n_a, n_b) and len(set(design.pairs)) == design.num_pairs
+    for side, n in ((0, n_a), (1, n_b)):
+        used = Counter(p[side] for p in design.pairs)
+        assert set(used) == set(range(n))
+        assert min(used.values()) >= uses and max(used.values()) - min(used.values()) <= 1
+        if n == max(n_a, n_b):
+            assert set(used.values()) == {uses}  # the larger source: exactly u uses per sample
+
+
+def test_equal_counts_keep_the_exact_design():
+    assert design_uneven(50, 50, 10, seed=4).pairs == design_pairs(50, 50, 10, 10, seed=4).pairs

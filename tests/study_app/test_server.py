@@ -41,6 +41,7 @@ def _study(db_url, sample_set_factory, tmp_path, per_class=20):
             per_class=per_class,
             answers_per_item=3,
             tasks_per_rater=3,
+            no_examples=True,
         ),
         tmp_path,
     )
@@ -121,7 +122,8 @@ def test_a_server_killed_mid_study_and_restarted_loses_and_doubles_nothing(
             except requests.HTTPError as err:
                 if err.response.status_code != 409:  # 409: a retried answer that was stored already
                     raise
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                # The kill cut the connection, before or in the middle of the reply.
                 killed.wait(30)
                 threading.Event().wait(0.2)  # the page retries after a moment
 

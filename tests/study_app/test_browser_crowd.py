@@ -1,0 +1,170 @@
+"""Chromium through a 3-source pairwise study (a model's sample set, an imported plain folder,
+real images) on the production server: a Prolific link to the completion redirect, an MTurk
+preview that claims nothing, an MTurk assignment to its externalSubmit form; then the export
+(every answer once, its sides, platform ids and codes) and Table 3 with the Bradley-Terry
+ranking. The platforms' own sites are answered by Playwright routes (no network)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from urllib.parse import parse_qs
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from sqlalchemy import func, select
+from study_schemas import dispose_all, engine_for
+from study_server import LocalServer
+
+from hvqeval.cli import cli
+from hvqeval.commands.study import (
+    _create as create_study,  # writes the real images, as the CLI does
+)
+from hvqeval.image_import import import_images
+from hvqeval.sample_set import SampleSetWriter
+from study_app.create import SourceSpec, StudySettings
+from study_app.db import session_scope
+from study_app.schema import Rater
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+PROLIFIC = "https://app.prolific.com/submissions/complete?cc=C0DE42"
+SANDBOX = "https://workersandbox.mturk.com"
+
+
+def shapes_set(path, model: str, seed: int, classes=(0, 3)):
+    """Stand-in 'generated' images: 5 shapes images per class with a model-specific colour shift."""
+    from models import class_label, open_dataset
+
+    dataset = open_dataset("shapes", "train", image_size=32, seed=seed, length=400)
+    writer = SampleSetWriter(path, model=model, image_size=32, seed=seed)
+    counts = dict.fromkeys(classes, 0)
+    for i in range(len(dataset)):
+        image, class_id = dataset[i]  # (3, 32, 32) uint8
+        if counts.get(class_id, 99) < 5:
+            hwc = image.permute(1, 2, 0).numpy().astype(np.int16)
+            hwc[..., seed % 3] += 40
+            writer.add(
+                np.clip(hwc, 0, 255).astype(np.uint8),
+                class_id,
+                class_label(dataset.class_names[class_id], class_id),
+            )
+            counts[class_id] += 1
+    return writer.close()
+
+
+def ready(page, done: int, total: int):
+    page.wait_for_function(
+        "([d, t]) => document.getElementById('progress-text').textContent === d + ' / ' + t"
+        " && !document.querySelector('#task button.answer').disabled",
+        arg=[done, total],
+        timeout=15000,
+    )
+
+
+def _answer_all(page, total: int):
+    for n in range(total):
+        ready(page, n, total)
+        page.keyboard.press("ArrowLeft" if n % 2 else "ArrowRight")
+
+
+def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifacts_dir):
+    url = f"sqlite:///{tmp_path / 'study.sqlite3'}"
+    ff = shapes_set(tmp_path / "ff", "tiny_ff", 1)
+    flat = tmp_path / "biggan_pngs"
+    for c in (0, 3):
+        for i, f in enumerate(shapes_set(tmp_path / f"src{c}", "other", 2).files):
+            if f.class_id == c:
+                (flat / str(c)).mkdir(parents=True, exist_ok=True)
+                Image.open(tmp_path / f"src{c}" / f.file).save(flat / str(c) / f"img{i}.png")
+    imported = import_images(flat, tmp_path / "imported", model="BigGAN", classes_of="shapes")
+    settings = StudySettings(
+        name="crowd",
+        kind="pairwise",
+        sources=(
+            SourceSpec("ff", str(ff.path)),
+            SourceSpec("biggan", str(imported.path)),
+            SourceSpec("real", "real:shapes"),
+        ),
+        classes=(0, 3),
+        per_class=2,
+        uses=1,
+        answers_per_item=2,
+        tasks_per_rater=4,
+        completion_code="C0DE42",
+        completion_url=PROLIFIC,
+    )
+    summary = create_study(url, settings, tmp_path)
+    assert summary.items == 2 * 3 * 2  # 2 classes x 3 source pairs x 2 pairs
+    dispose_all()
+    with LocalServer(url, str(tmp_path), workers=1, threads=4) as srv:
+        base = f"http://127.0.0.1:{srv.port}/s/{summary.public_id}/"
+        # Prolific: link -> consent -> 4 answers -> redirected to the completion URL
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(base + "?PROLIFIC_PID=pp1&STUDY_ID=st9&SESSION_ID=se7")
+        page.check("input[name=agree]")
+        page.click("#start")
+        # (the browser then leaves for Prolific's site, which this machine cannot reach)
+        with page.expect_response(
+            lambda r: r.url.endswith("/complete"), timeout=15000
+        ) as completion:
+            _answer_all(page, 4)
+        assert completion.value.status == 302 and completion.value.headers["location"] == PROLIFIC
+
+        # MTurk preview: instructions and examples, nothing stored
+        preview = browser.new_page()
+        preview.goto(base + "?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
+        assert (
+            preview.locator("#preview").is_visible()
+            and preview.locator("input[name=agree]").count() == 0
+        )
+        assert preview.locator("figcaption").count() >= 2
+        with session_scope(engine_for(url)) as s:
+            assert s.scalar(select(func.count()).select_from(Rater)) == 1
+
+        # MTurk assignment: the completion page posts the assignment to turkSubmitTo
+        worker = browser.new_page()
+        posted = []
+
+        def mturk(route):
+            posted.append(parse_qs(route.request.post_data))
+            route.fulfill(body="<p>submitted</p>", content_type="text/html")
+
+        worker.route(f"{SANDBOX}/**", mturk)
+        worker.goto(base + f"?workerId=W1&assignmentId=A77&hitId=H1&turkSubmitTo={SANDBOX}")
+        worker.check("input[name=agree]")
+        worker.click("#start")
+        _answer_all(worker, 4)
+        worker.wait_for_selector("#submit-hit", timeout=15000)
+        worker.screenshot(path=str(artifacts_dir / "study_mturk_submit.png"), full_page=True)
+        worker.click("#submit-hit")
+        worker.wait_for_url(f"{SANDBOX}/mturk/externalSubmit", timeout=15000)
+        assert posted == [{"assignmentId": ["A77"], "completion_code": ["C0DE42"]}]
+
+    out = tmp_path / "responses.csv"
+    runner = CliRunner()
+    assert (
+        runner.invoke(
+            cli, ["study", "export", "--study", "crowd", "--out", str(out), "--database-url", url]
+        ).exit_code
+        == 0
+    )
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and len({(r["rater"], r["item"]) for r in rows}) == 8  # every answer once
+    assert {
+        r["rater"]: (
+            r["platform"],
+            r["platform_study"],
+            r["platform_session"],
+            r["completion_code"],
+        )
+        for r in rows
+    } == {"pp1": ("prolific", "st9", "se7", "C0DE42"), "W1": ("mturk", "H1", "A77", "C0DE42")}
+    assert {r["left"] for r in rows} <= {"a", "b"} and all(r["choice"] in ("a", "b") for r in rows)
+    report = runner.invoke(cli, ["report", "table3", "--responses", str(out), "--json"])
+    assert report.exit_code == 0, report.output
+    sections = json.loads(report.output)["sections"]
+    assert "Bradley" in sections[1]["title"]
+    assert {r["model"] for r in sections[1]["rows"]} <= {"ff", "biggan", "real"}
