@@ -173,6 +173,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
                 per_class=args.per_class,
                 answers_per_item=args.k,
                 tasks_per_rater=args.tasks_per_rater,
+                no_examples=True,  # every generated image is a task
             ),
             tmp,
         )
