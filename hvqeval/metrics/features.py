@@ -38,6 +38,7 @@ import torch
 
 from hvqeval.errors import HvqevalError, WeightsError
 from hvqeval.sample_set import sha256_file
+from models import ModelsError, resolve_device
 
 INCEPTION_ENV = "HVQEVAL_INCEPTION_WEIGHTS"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -206,15 +207,11 @@ def resolve_extractor(
 
 
 def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise HvqevalError(
-            f"--device {device} requested but CUDA is not available; use --device cpu"
-        )
-    if device not in ("cpu", "cuda"):
-        raise HvqevalError(f"--device must be auto, cpu or cuda, got {device!r}")
-    return device
+    """The metric commands' ``--device`` (auto, cpu, cuda, cuda:N) through models' one resolver."""
+    try:
+        return str(resolve_device(None if device == "auto" else device))
+    except ModelsError as err:
+        raise HvqevalError(f"--device: {err}") from None
 
 
 @contextlib.contextmanager
