@@ -214,7 +214,9 @@ def _next_for_locked_rater(
     if active is not None:
         return _task(connection, study, active.token, active.item_id, active.left, done)
     if checks.has_checks(study):  # attention checks: practice first, catch items unannounced
-        check = checks.next_check(connection, study, rater_id, participant, done)
+        check = checks.next_check(
+            connection, study, rater_id, participant, done, now, new_token, side_of_a
+        )
         if check is not None:
             token, item_id, left, role = check
             return _task(connection, study, token, item_id, left, done, role)
@@ -383,7 +385,9 @@ def submit(
     def work(connection: Connection):
         _, participant = _lock_rater(connection, rater_id)
         done = (
-            checks.store_check(connection, study, rater_id, assignment_token, parsed, response_ms)
+            checks.store_check(
+                connection, study, rater_id, assignment_token, parsed, response_ms, utcnow()
+            )
             if checks.has_checks(study)
             else None
         )

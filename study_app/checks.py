@@ -20,10 +20,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine, case, func, insert, select
 
-from study_app import assign
 from study_app.db import session_scope
 from study_app.schema import Answer, Assignment, Item, Rater, Slot, Study
 
@@ -60,10 +60,18 @@ def _check_rows(connection: Connection, study: Study, rater_id: int):
 
 
 def next_check(
-    connection: Connection, study: Study, rater_id: int, participant: str, done: int
+    connection: Connection,
+    study: Study,
+    rater_id: int,
+    participant: str,
+    done: int,
+    now: dt.datetime,
+    new_token: Callable[[], str],
+    side_of_a: Callable[[Study, int, str], str],
 ) -> tuple[str, int, str, str] | None:
     """The rater's open catch/practice item, else a new one when the rater is due one:
-    (assignment token, item id, left side, role); None when the next answer is a counted task."""
+    (assignment token, item id, left side, role); None when the next answer is a counted task.
+    ``new_token`` and ``side_of_a`` are ``assign``'s (the hand-out is made as for any task)."""
     rows = _check_rows(connection, study, rater_id)
     for row in rows:
         if row.id is None:
@@ -90,8 +98,7 @@ def next_check(
     if role == "catch":  # each rater meets the catch items in an order of their own
         random.Random(f"{study.seed}:catch-order:{participant}").shuffle(candidates)
     chosen = candidates[index]
-    now = assign.utcnow()
-    token, left = assign.new_token(), assign.side_of_a(study, chosen.number, participant)
+    token, left = new_token(), side_of_a(study, chosen.number, participant)
     connection.execute(
         insert(Assignment).values(
             study_id=study.id,
@@ -99,7 +106,7 @@ def next_check(
             item_id=chosen.id,
             rater_id=rater_id,
             slot_id=chosen.slot_id,
-            lease_token=assign.new_token(),
+            lease_token=new_token(),
             left=left,
             issued_at=now,
             expires_at=now + dt.timedelta(seconds=study.lease_seconds),
@@ -109,10 +116,17 @@ def next_check(
 
 
 def store_check(
-    connection: Connection, study: Study, rater_id: int, assignment_token: str, parsed, response_ms
+    connection: Connection,
+    study: Study,
+    rater_id: int,
+    assignment_token: str,
+    parsed,
+    response_ms: int,
+    now: dt.datetime,
 ) -> int | None:
     """Store the answer to a catch/practice hand-out; the rater's counted answers (unchanged),
-    or None when the token is not a catch/practice hand-out of this rater."""
+    or None when the token is not a catch/practice hand-out of this rater. A second answer to
+    the same hand-out breaks ``UNIQUE(answer.assignment_id)``: ``assign.submit`` answers 409."""
     found = connection.execute(
         select(Assignment.id, Assignment.item_id, Assignment.left)
         .join(Item, Item.id == Assignment.item_id)
@@ -125,8 +139,6 @@ def store_check(
     ).first()
     if found is None:
         return None
-    if connection.scalar(select(Answer.id).where(Answer.assignment_id == found.id)) is not None:
-        raise assign.AnswerRejected(*assign.ANSWERED)
     rating, side, unknown_reason = parsed
     choice = {"left": found.left, "right": "b" if found.left == "a" else "a"}.get(side, side)
     connection.execute(
@@ -140,7 +152,7 @@ def store_check(
             choice=choice,
             unknown_reason=unknown_reason,
             response_ms=response_ms,
-            created_at=assign.utcnow(),
+            created_at=now,
             exposure_ms=study.exposure_ms,
             passed=passed(study.kind, rating, choice),
         )
@@ -151,7 +163,7 @@ def store_check(
 def with_progress(connection: Connection, study: Study, rater_id: int, result):
     """The task with the progress the rater sees: practice n of P; else the counted and catch
     answers given of ``tasks_per_rater + catch_items`` (catch items stay unannounced)."""
-    if not has_checks(study) or not isinstance(result, assign.Task):
+    if not has_checks(study) or getattr(result, "role", None) is None:  # not an assign.Task
         return result
     counts = dict(
         connection.execute(

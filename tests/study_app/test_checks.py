@@ -273,3 +273,32 @@ def test_migration_0005_keeps_existing_answers(db_url, sets, tmp_path):
         roles = set(s.scalars(select(Item.role).where(Item.study_id == study.id)))
         answers = s.scalar(select(func.count()).select_from(Answer))
     assert roles == {"task"} and answers == TASKS
+
+
+def test_admin_study_page_shows_pass_rates_and_counted_progress(db_url, sets, tmp_path):
+    import re
+
+    from werkzeug.security import generate_password_hash
+
+    from study_app import create_app
+
+    engine, study = _study(db_url, sets, tmp_path)
+    bad = _corrupted_tokens(engine, study)
+    _run_rater(engine, study, "careless", True, bad)
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "a" * 32,
+            "DATABASE_URL": db_url,
+            "IMAGE_CACHE_DIR": str(tmp_path / "c"),
+            "ADMIN_PASSWORD_HASH": generate_password_hash("hunter22"),
+        }
+    )
+    admin = app.test_client()
+    login = admin.get("/admin/login")
+    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', login.data).group(1).decode()
+    admin.post("/admin/login", data={"password": "hunter22", "csrf_token": csrf})
+    page = admin.get("/admin/study/checked").data.decode()
+    assert "catch items passed" in page and "0 / 2 (0%)" in page
+    # progress counts the counted answers only: 6 of 12 items x k=2
+    assert "6 / 24" in admin.get("/admin/").data.decode()
