@@ -14,6 +14,9 @@ How the tables guarantee "exactly k distinct raters per item" without read-then-
   k answers come from k distinct raters.
 * A submit fills the slot only if the rater still holds its lease token; a second submit
   of the same form finds the slot filled and stores nothing.
+* Attention checks (``checks.py``): catch and practice items (``item.role``) have one slot,
+  filled from the start, so the claim above never takes them; each rater's hand-out of one is an
+  assignment on that slot and its answer says whether it ``passed``.
 """
 
 from __future__ import annotations
