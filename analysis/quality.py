@@ -48,6 +48,7 @@ class ExclusionRules:
     flags: tuple[str, ...] = ()
     raters: tuple[str, ...] = ()
     min_response_ms: float | None = None
+    failed_checks: tuple[str, ...] = ()  # raters who failed the attention checks (analysis.checks)
 
     def __post_init__(self):
         unknown = [f for f in self.flags if f not in FLAGS]
@@ -67,6 +68,7 @@ class ExclusionSummary:
     answers_removed_with_raters: int = 0
     answers_removed_fast: int = 0
     min_response_ms: float | None = None
+    check_statement: str = ""  # analysis.checks: who failed the attention checks
 
     @property
     def raters_removed_total(self) -> int:
@@ -77,6 +79,10 @@ class ExclusionSummary:
         return self.answers_removed_with_raters + self.answers_removed_fast
 
     def describe(self) -> str:
+        text = self._describe_removals()
+        return f"{text} {self.check_statement}" if self.check_statement else text
+
+    def _describe_removals(self) -> str:
         if not self.raters_removed and self.min_response_ms is None:
             return (
                 f"Exclusions: none applied ({self.raters_before} raters, {self.answers_before} answers "
@@ -110,6 +116,7 @@ class ExclusionSummary:
             "answers_removed_fast": self.answers_removed_fast,
             "min_response_ms": self.min_response_ms,
             "answers_removed_total": self.answers_removed_total,
+            "attention_checks": self.check_statement,
             "statement": self.describe(),
         }
 
@@ -203,9 +210,14 @@ def apply_exclusions(
             )
         removed["named"] = len(set(rules.raters))
         drop |= responses["rater"].isin(rules.raters)
+    already = set(rules.raters)
+    if rules.failed_checks:
+        failed = set(rules.failed_checks) - already
+        removed["failed_checks"] = len(failed)
+        already |= failed
+        drop |= responses["rater"].isin(failed)
     if rules.flags:
         table = rater_quality(responses, quality)
-        already = set(rules.raters)
         for flag in rules.flags:
             flagged = set(table.loc[table[flag].astype(bool), "rater"]) - already
             removed[flag] = len(flagged)

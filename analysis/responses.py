@@ -5,6 +5,13 @@ One row per answer, exactly the study app's export columns (see README, "Study e
     study, kind, rater, item, class_id, class_name, model_a, sample_a, model_b, sample_b,
     left, rating, choice, unknown_reason, response_ms, created_at
 
+followed, in exports of the current study app, by ``platform, platform_study, platform_session,
+completion_code`` (crowd platforms) and ``role, exposure_ms, check_passed, check_pass_rate``
+(attention checks; ``EXPORT_COLUMNS`` is the whole header). ``role`` is ``task`` for a counted
+answer and ``catch`` / ``practice`` for an attention check; :func:`load_responses` keeps only
+``task`` rows, so catch and practice answers never reach a table (:func:`load_all_responses`
+keeps them for ``analysis.checks``). An export without the check columns is all ``task``.
+
 ``kind`` is ``rating`` (a 1-5 realism score of the image ``model_a``/``sample_a``) or
 ``pairwise`` (``choice`` is ``a``, ``b`` or ``unknown``; ``left`` says which side A was shown
 on). A rating row marked ``choice=unknown`` is a "can't answer" escape without a rating.
@@ -26,6 +33,9 @@ unknown_reason  str
 response_ms     float, NaN when not recorded
 created_at      str (ISO 8601 as exported)
 usable          bool: a rating or an a/b choice was given
+role            ``"task"``, ``"catch"`` or ``"practice"`` (``"task"`` without check columns)
+check_passed    float 1.0 / 0.0 on catch and practice rows, NaN otherwise
+has_checks      bool: the source carried the check columns
 row             int: 1-based row number in the source (the CSV header is line 1)
 =============== ==================================================================
 
@@ -60,6 +70,10 @@ COLUMNS = (
     "response_ms",
     "created_at",
 )
+PLATFORM_COLUMNS = ("platform", "platform_study", "platform_session", "completion_code")
+CHECK_COLUMNS = ("role", "exposure_ms", "check_passed", "check_pass_rate")
+EXPORT_COLUMNS = COLUMNS + PLATFORM_COLUMNS + CHECK_COLUMNS  # the study app's export header
+ROLES = ("task", "catch", "practice")
 KINDS = ("rating", "pairwise")
 CHOICES = ("a", "b", "unknown")
 RATING_MIN, RATING_MAX = 1, 5
@@ -86,7 +100,7 @@ def read_responses_csv(path: str | Path) -> pd.DataFrame:
 def responses_from_records(records: Iterable[Mapping], source: str) -> pd.DataFrame:
     """Validate export rows given as dicts (a study database's rows, read by the CLI)."""
     records = list(records)
-    raw = pd.DataFrame.from_records(records, columns=list(COLUMNS) if not records else None)
+    raw = pd.DataFrame.from_records(records, columns=list(EXPORT_COLUMNS) if not records else None)
 
     def as_text(value) -> str:
         if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -118,7 +132,18 @@ def validate_responses(
             f"{source}: header row, missing column(s) {', '.join(missing)}; "
             f"an export has exactly: {', '.join(COLUMNS)}"
         )
-    df = raw.loc[:, list(COLUMNS)].astype(str).reset_index(drop=True)
+    partial = [c for c in CHECK_COLUMNS if c not in raw.columns]
+    has_checks = not partial
+    if partial and len(partial) < len(CHECK_COLUMNS):
+        raise ResponsesError(
+            f"{source}: header row, missing check column(s) {', '.join(partial)}; an export has "
+            f"all of {', '.join(CHECK_COLUMNS)} or none"
+        )
+    taken = list(COLUMNS) + (list(CHECK_COLUMNS) if has_checks else [])
+    df = raw.loc[:, taken].astype(str).reset_index(drop=True)
+    if not has_checks:
+        for column, value in zip(CHECK_COLUMNS, ("task", "", "", "")):
+            df[column] = value
     rows = np.arange(1, len(df) + 1)
 
     def fail(mask: np.ndarray, column: str, problem: str, fix: str) -> None:
@@ -238,7 +263,28 @@ def validate_responses(
         "fix or empty the cell",
     )
 
+    fail(
+        ~df["role"].isin(ROLES).to_numpy(),
+        "role",
+        "unknown role '{value}'",
+        f"expected one of {', '.join(ROLES)}",
+    )
+    fail(
+        ~df["check_passed"].isin(("", "0", "1")).to_numpy(),
+        "check_passed",
+        "'{value}' is not 0, 1 or empty",
+        "re-export the study",
+    )
+    fail(
+        (df["role"] != "task").to_numpy() & (df["check_passed"] == "").to_numpy(),
+        "check_passed",
+        "a catch or practice answer has no result",
+        "re-export the study",
+    )
+
     out = df.copy()
+    out["check_passed"] = pd.to_numeric(df["check_passed"].replace("", np.nan)).astype(float)
+    out["has_checks"] = has_checks
     out["class_id"] = class_id.astype("Int64")
     out["class_name"] = out["class_name"].where(
         out["class_name"] != "", out["class_id"].astype(str)
@@ -260,13 +306,28 @@ def validate_responses(
     return out
 
 
+def task_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The counted answers only (no catch or practice rows)."""
+    return df[df["role"] == "task"].reset_index(drop=True)
+
+
 def load_responses(
     csv_paths: Iterable[str | Path] = (),
     frames: Iterable[pd.DataFrame] = (),
     studies: Iterable[str] = (),
 ) -> pd.DataFrame:
+    """The counted answers (:func:`load_all_responses` without catch and practice rows)."""
+    return task_rows(load_all_responses(csv_paths, frames, studies))
+
+
+def load_all_responses(
+    csv_paths: Iterable[str | Path] = (),
+    frames: Iterable[pd.DataFrame] = (),
+    studies: Iterable[str] = (),
+) -> pd.DataFrame:
     """Answers from export CSVs and already validated frames (``responses_from_records`` of a
-    study database's rows, which the CLI reads), optionally restricted to named studies."""
+    study database's rows, which the CLI reads), optionally restricted to named studies; catch
+    and practice rows included."""
     studies = list(studies)
     frames = [read_responses_csv(p) for p in csv_paths] + list(frames)
     if not frames:

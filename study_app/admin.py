@@ -24,7 +24,7 @@ from flask import (
     url_for,
 )
 
-from study_app import codes, export, progress
+from study_app import checks, codes, export, progress
 from study_app.security import check_admin_password
 from study_app.web import engine
 
@@ -91,7 +91,8 @@ def study(name: str):
     found = _progress_or_404(name)
     link = url_for("rater.entry", public_id=found.public_id, _external=True)
     raters = codes.rater_codes(engine(), name)
-    return render_template("admin_study.html", study=found, link=link, raters=raters)
+    passed = checks.participant_pass_rates(engine(), name)  # catch items: (passed, given)
+    return render_template("admin_study.html", study=found, link=link, raters=raters, passed=passed)
 
 
 @bp.post("/study/<name>/status")

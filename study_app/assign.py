@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Engine, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from study_app import checks
 from study_app.db import run_transaction
 from study_app.schema import Answer, Assignment, Image, Item, Rater, Slot, Study
 
@@ -68,6 +69,7 @@ class Task:
     image_tokens: tuple[str, ...]  # display order: (left[, right])
     done: int
     total: int
+    role: str = "task"  # "catch" or "practice": an attention check (checks.py)
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,13 @@ def _lock_rater(connection: Connection, rater_id: int):
 
 
 def _task(
-    connection: Connection, study: Study, token: str, item_id: int, left: str, done: int
+    connection: Connection,
+    study: Study,
+    token: str,
+    item_id: int,
+    left: str,
+    done: int,
+    role: str = "task",
 ) -> Task:
     image_a, image_b = Image.__table__.alias("image_a"), Image.__table__.alias("image_b")
     class_name, token_a, token_b = connection.execute(
@@ -168,7 +176,7 @@ def _task(
         if token_b is None
         else ((token_a, token_b) if left == "a" else (token_b, token_a))
     )
-    return Task(token, class_name, tokens, done, study.tasks_per_rater)
+    return Task(token, class_name, tokens, done, study.tasks_per_rater, role)
 
 
 def _finish(
@@ -205,6 +213,13 @@ def _next_for_locked_rater(
     ).first()
     if active is not None:
         return _task(connection, study, active.token, active.item_id, active.left, done)
+    if checks.has_checks(study):  # attention checks: practice first, catch items unannounced
+        check = checks.next_check(
+            connection, study, rater_id, participant, done, now, new_token, side_of_a
+        )
+        if check is not None:
+            token, item_id, left, role = check
+            return _task(connection, study, token, item_id, left, done, role)
     if done >= study.tasks_per_rater:
         return _finish(connection, rater_id, done, study.completion_code)
     if connection.scalar(select(Study.status).where(Study.id == study.id)) != "open":
@@ -255,7 +270,8 @@ def next_task(engine: Engine, study: Study, rater_id: int) -> Task | Finished | 
 
     def work(connection: Connection):
         done, participant = _lock_rater(connection, rater_id)
-        return _next_for_locked_rater(connection, study, rater_id, participant, done)
+        result = _next_for_locked_rater(connection, study, rater_id, participant, done)
+        return checks.with_progress(connection, study, rater_id, result)
 
     return run_transaction(engine, work)
 
@@ -341,6 +357,7 @@ def _store(
             unknown_reason=unknown_reason,
             response_ms=response_ms,
             created_at=utcnow(),
+            exposure_ms=study.exposure_ms,
         )
     )
     return connection.scalar(
@@ -367,13 +384,21 @@ def submit(
 
     def work(connection: Connection):
         _, participant = _lock_rater(connection, rater_id)
-        done = _store(connection, study, rater_id, assignment_token, parsed, response_ms)
+        done = (
+            checks.store_check(
+                connection, study, rater_id, assignment_token, parsed, response_ms, utcnow()
+            )
+            if checks.has_checks(study)
+            else None
+        )
+        if done is None:
+            done = _store(connection, study, rater_id, assignment_token, parsed, response_ms)
         following = (
             _next_for_locked_rater(connection, study, rater_id, participant, done)
             if with_next
             else None
         )
-        return done, following
+        return done, checks.with_progress(connection, study, rater_id, following)
 
     try:
         return run_transaction(engine, work)

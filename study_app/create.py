@@ -17,6 +17,7 @@ import json
 import random
 import re
 import secrets
+import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from study_app import catch_items
 from study_app.assign import new_token, utcnow
 from study_app.db import make_engine, session_scope, upgrade
 from study_app.errors import StudyError, StudyExistsError, StudySourceError
@@ -93,6 +95,9 @@ class StudySettings:
     )
     completion_url: str | None = None  # where finished raters are redirected (Prolific)
     no_examples: bool = False  # said explicitly: instructions without example images
+    catch_fraction: float = 0.0  # attention checks: share of catch items in each rater's answers
+    practice: int = 0  # practice items shown first (catch_items.py)
+    exposure_ms: int | None = None  # HYPE-style exposure: images hidden after this many ms
 
     def count_of(self, label: str) -> int:
         return dict(self.counts).get(label, self.per_class)
@@ -106,6 +111,8 @@ class StudySummary:
     items: int
     answers_needed: int
     classes: tuple[int, ...]
+    catch_items: int = 0  # per rater
+    practice_items: int = 0
 
 
 def _load(spec: SourceSpec) -> SampleSetFiles:
@@ -184,6 +191,7 @@ def create_study(
     ):
         raise StudyError(f"study name {settings.name!r}: use 1-100 letters, digits, '-' or '_'")
     check_completion(settings.completion_code, settings.completion_url)
+    catch_items.check_settings(settings.catch_fraction, settings.practice, settings.exposure_ms)
     labels = [s.label for s in settings.sources]
     if len(set(labels)) != len(labels):
         raise StudyError(f"source labels must differ, got {labels}")
@@ -213,12 +221,12 @@ def create_study(
                 raise StudyExistsError(
                     f"a study named {settings.name!r} already exists; choose another --name"
                 )
-        return _build(engine, settings)
+        return _build(engine, settings, Path(storage_dir))
     finally:
         engine.dispose()
 
 
-def _build(engine, settings: StudySettings) -> StudySummary:
+def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
     extra = EXAMPLES_PER_SOURCE
     generated = generated_sources(settings)
     if not generated:
@@ -292,6 +300,9 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             created_at=utcnow(),
             completion_code=settings.completion_code,
             completion_url=settings.completion_url,
+            catch_items=catch_items.catch_count(settings.catch_fraction, settings.tasks_per_rater),
+            practice_items=settings.practice,
+            exposure_ms=settings.exposure_ms,
         )
         session.add(study)
         try:
@@ -402,6 +413,30 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             for s in range(k)
         ]
         session.execute(insert(Slot), slots)
+        # Attention checks: from the study's images (real ones when it has some), after the items
+        real = [i for i, src in enumerate(loaded) if src.dataset] or list(range(len(loaded)))
+        originals = [
+            catch_items.Original(
+                image_ids[(i, f)], loaded[i].path / f, c, cname, loaded[i].image_size
+            )
+            for i in real
+            for c in classes
+            for f, _h, cname in chosen[(i, c)]
+        ]
+        checks_dir = storage_dir.resolve() / "studies" / settings.name / "checks"
+        try:
+            catch_items.add_check_items(
+                session,
+                study,
+                originals,
+                study.catch_items,
+                study.practice_items,
+                len(item_ids) + 1,
+                checks_dir,
+            )
+        except BaseException:
+            shutil.rmtree(checks_dir, ignore_errors=True)  # nothing half-written left
+            raise
         summary = StudySummary(
             study.name,
             study.kind,
@@ -409,6 +444,8 @@ def _build(engine, settings: StudySettings) -> StudySummary:
             len(item_ids),
             len(item_ids) * k,
             tuple(classes),
+            study.catch_items,
+            study.practice_items,
         )
     return summary
 

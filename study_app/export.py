@@ -4,7 +4,12 @@ Columns (README, "Human studies", documents each)::
 
     study, kind, rater, item, class_id, class_name, model_a, sample_a, model_b, sample_b,
     left, rating, choice, unknown_reason, response_ms, created_at,
-    platform, platform_study, platform_session, completion_code
+    platform, platform_study, platform_session, completion_code,
+    role, exposure_ms, check_passed, check_pass_rate
+
+``role`` is ``task`` (counted), ``catch`` or ``practice`` (attention checks, ``checks.py``);
+``check_passed`` is 1/0 on catch and practice rows; ``check_pass_rate`` is the rater's share of
+catch answers passed (on every row of the rater; empty when they answered no catch item).
 
 Flask-free on purpose: ``hvqeval report --database URL --study NAME`` (the CLI layer) reads
 answers with ``read_export`` and hands ``analysis`` the rows.
@@ -19,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import aliased
 
+from study_app.checks import pass_rates
 from study_app.db import open_database, session_scope
 from study_app.errors import StudyNotFoundError
 from study_app.schema import Answer, Image, Item, Rater, Source, Study
@@ -44,6 +50,10 @@ EXPORT_COLUMNS = (
     "platform_study",
     "platform_session",
     "completion_code",
+    "role",
+    "exposure_ms",
+    "check_passed",
+    "check_pass_rate",
 )
 
 
@@ -64,6 +74,7 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
             raise StudyNotFoundError(
                 f"no study named {study_name!r} (studies: {', '.join(names) or 'none'})"
             )
+        rates = pass_rates(engine, study.id)
         query = (
             select(
                 Rater.participant,
@@ -86,6 +97,10 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
                 Rater.platform_study,
                 Rater.platform_session,
                 Rater.completion_code,
+                Item.role,
+                Answer.exposure_ms,
+                Answer.passed,
+                Rater.id,
             )
             .select_from(Answer)
             .join(Rater, Rater.id == Answer.rater_id)
@@ -119,7 +134,12 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
             p_study,
             p_session,
             code,
+            role,
+            exposure,
+            check_passed,
+            rater_id,
         ) in session.execute(query):
+            ok, given = rates.get(rater_id, (0, 0))
             rows.append(
                 {
                     "study": study_name,
@@ -142,6 +162,10 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
                     "platform_study": p_study,
                     "platform_session": p_session,
                     "completion_code": code,
+                    "role": role,
+                    "exposure_ms": exposure,
+                    "check_passed": None if check_passed is None else int(check_passed),
+                    "check_pass_rate": round(ok / given, 6) if given else None,
                 }
             )
         return rows

@@ -161,6 +161,8 @@ def _task_json(result, study):
             "images": [url_for("images.image", token=t) for t in result.image_tokens],
             "done": result.done,
             "total": result.total,
+            # practice items are labelled as such; catch items look like any task (unannounced)
+            "practice": result.role == "practice",
         }
     if isinstance(result, assign.Finished):
         if result.done == 0:

@@ -14,6 +14,9 @@ How the tables guarantee "exactly k distinct raters per item" without read-then-
   k answers come from k distinct raters.
 * A submit fills the slot only if the rater still holds its lease token; a second submit
   of the same form finds the slot filled and stores nothing.
+* Attention checks (``checks.py``): catch and practice items (``item.role``) have one slot,
+  filled from the start, so the claim above never takes them; each rater's hand-out of one is an
+  assignment on that slot and its answer says whether it ``passed``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 KINDS = ("rating", "pairwise")
+ROLES = ("task", "catch", "practice")
 STATUSES = ("open", "closed")
 CHOICES = ("a", "b", "unknown")
 
@@ -61,6 +65,11 @@ class Study(Base):
     # per rater) and where a finished rater is sent (Prolific's completion URL).
     completion_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     completion_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Attention checks (checks.py): catch items each rater gets, mixed in unannounced; practice
+    # items shown first; the exposure limit of the task page (image hidden after N ms; None: off).
+    catch_items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    practice_items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    exposure_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
         CheckConstraint("kind IN ('rating', 'pairwise')", name="ck_study_kind"),
@@ -120,6 +129,9 @@ class Item(Base):
     class_name: Mapped[str] = mapped_column(String(200))
     image_a_id: Mapped[int] = mapped_column(ForeignKey("image.id"))
     image_b_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"), nullable=True)
+    # "task" (counted, k slots), "catch" or "practice" (checks.py: one filled slot, never
+    # claimed; every rater may get it; never counted in the tables)
+    role: Mapped[str] = mapped_column(String(10), default="task", server_default="task")
 
     __table_args__ = (UniqueConstraint("study_id", "number", name="uq_item_number"),)
 
@@ -210,6 +222,8 @@ class Answer(Base):
     unknown_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     response_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    exposure_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the study's, if any
+    passed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # catch/practice items only
 
     __table_args__ = (
         UniqueConstraint("item_id", "rater_id", name="uq_answer_item_rater"),

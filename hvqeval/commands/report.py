@@ -68,6 +68,18 @@ def _response_options(f):
             help="Remove this rater (repeatable).",
         ),
         click.option(
+            "--exclude-failed-checks",
+            is_flag=True,
+            help="Remove raters who passed fewer than --min-check-pass of their catch items.",
+        ),
+        click.option(
+            "--min-check-pass",
+            type=click.FloatRange(0.0, 1.0),
+            default=0.75,
+            show_default=True,
+            help="Share of catch items a rater must pass (raters below it are listed as failed).",
+        ),
+        click.option(
             "--min-response-ms", type=float, help="Remove single answers faster than this."
         ),
         click.option(
@@ -132,9 +144,12 @@ def _response_options(f):
 
 
 def _load(params: dict):
+    from dataclasses import replace
+
+    from analysis.checks import check_results
     from analysis.errors import AnalysisError
     from analysis.quality import ExclusionRules, QualityRules, apply_exclusions
-    from analysis.responses import load_responses
+    from analysis.responses import load_all_responses, task_rows
     from analysis.sections import StatOptions
 
     flags_text = params["exclude_flagged"].strip()
@@ -149,10 +164,24 @@ def _load(params: dict):
                 f"{', '.join(FLAG_NAMES)} or all"
             )
         flags = tuple(FLAG_NAMES[n] for n in names)
-    responses = load_responses(params["responses"], _database_frames(params), params["studies"])
+    everything = load_all_responses(
+        params["responses"], _database_frames(params), params["studies"]
+    )
+    # catch and practice answers only tell who passed the attention checks; never a table's rows
+    responses = task_rows(everything)
+    checks = check_results(everything, params["min_check_pass"])
+    exclude_failed = params["exclude_failed_checks"]
+    if exclude_failed:
+        checks.require_checks()
     quality = QualityRules(fast_ms=params["fast_ms"], real_models=tuple(params["real_models"]))
-    rules = ExclusionRules(flags, tuple(params["exclude_raters"]), params["min_response_ms"])
+    rules = ExclusionRules(
+        flags,
+        tuple(params["exclude_raters"]),
+        params["min_response_ms"],
+        checks.failed if exclude_failed else (),
+    )
     kept, summary = apply_exclusions(responses, rules, quality)
+    summary = replace(summary, check_statement=checks.describe(exclude_failed))
     every = params["all_stats"]
     opts = StatOptions(
         interval=params["interval"],

@@ -111,6 +111,27 @@ def _common(f):
             is_flag=True,
             help="Create the study even when a source has no image left for the instructions' examples.",
         ),
+        click.option(
+            "--catch-fraction",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Attention checks: share of catch items (an image against a corrupted copy, or a "
+            "corrupted image) mixed unannounced into each rater's answers, e.g. 0.1.",
+        ),
+        click.option(
+            "--practice",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Practice items shown first, labelled as practice (stored, never analysed).",
+        ),
+        click.option(
+            "--exposure-ms",
+            type=int,
+            default=None,
+            help="Hide the images this many ms after they appear (HYPE-style); recorded with each answer.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         _db_option,
     ]
@@ -219,6 +240,11 @@ def _report(summary, database_url: str, as_json: bool) -> None:
         f"created {summary.kind} study {summary.name}: {summary.items} items, "
         f"{summary.answers_needed} answers needed, classes {list(summary.classes)}"
     )
+    if summary.catch_items or summary.practice_items:
+        click.echo(
+            f"attention checks: {summary.catch_items} catch item(s) per rater, "
+            f"{summary.practice_items} practice item(s) first"
+        )
     click.echo(f"raters' link: <server>/s/{summary.public_id}/?PROLIFIC_PID=<participant id>")
 
 
@@ -272,6 +298,9 @@ def create_rating(
     completion_code,
     completion_url,
     no_examples,
+    catch_fraction,
+    practice,
+    exposure_ms,
     as_json,
     database_url,
 ):
@@ -297,6 +326,9 @@ def create_rating(
         completion_code=completion_code,
         completion_url=completion_url,
         no_examples=no_examples,
+        catch_fraction=catch_fraction,
+        practice=practice,
+        exposure_ms=exposure_ms,
     )
     _report(_create(url, settings, instance_dir), url, as_json)
 
@@ -371,6 +403,9 @@ def create_pairwise(
     completion_code,
     completion_url,
     no_examples,
+    catch_fraction,
+    practice,
+    exposure_ms,
     as_json,
     database_url,
 ):
@@ -405,6 +440,9 @@ def create_pairwise(
         completion_code=completion_code,
         completion_url=completion_url,
         no_examples=no_examples,
+        catch_fraction=catch_fraction,
+        practice=practice,
+        exposure_ms=exposure_ms,
     )
     _report(_create(url, settings, instance_dir), url, as_json)
 

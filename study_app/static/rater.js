@@ -1,6 +1,8 @@
 // Task page of the human study: fetch a task, show it, send the answer, repeat.
 // The server decides everything (which item, which side, when the rater is done); this
 // script never learns which model made an image and shows no feedback on correctness.
+// Practice items are labelled as practice; with an exposure limit (data-exposure-ms) the
+// images are hidden that long after they appeared, and the rater can still answer.
 (function () {
   "use strict";
   const app = document.getElementById("app");
@@ -12,6 +14,19 @@
   let shownAt = null;     // time the images finished loading
   let busy = true;        // true while a request is in flight or images load
   let pending = null;     // request to repeat after a network error
+  const exposureMs = Number(app.dataset.exposureMs) || 0;
+  let exposureTimer = null;
+
+  function startExposure() {
+    if (!exposureMs) return;
+    exposureTimer = setTimeout(() => { app.classList.add("exposure-over"); }, exposureMs);
+  }
+
+  function resetExposure() {
+    if (exposureTimer !== null) clearTimeout(exposureTimer);
+    exposureTimer = null;
+    app.classList.remove("exposure-over");
+  }
 
   function setStatus(text) { $("status").textContent = text; $("status").hidden = !text; }
 
@@ -55,6 +70,7 @@
 
   function handle(d) {
     if (d.state === "task") return show(d);
+    resetExposure();
     $("task").hidden = true;
     if (d.state === "finished") {
       showProgress(d.done, Math.max(d.done, Number($("progress").max)));
@@ -72,14 +88,16 @@
 
   function show(d) {
     task = d.task;
+    resetExposure();
     showProgress(d.done, d.total);
+    $("practice").hidden = !d.practice;
     $("label").textContent = d.label;
     $("task").hidden = false;
     $("cant").open = false;
     let waiting = images.length;
     const loaded = () => {
       waiting -= 1;
-      if (waiting === 0) { shownAt = performance.now(); busy = false; setButtons(true); setStatus(""); }
+      if (waiting === 0) { shownAt = performance.now(); startExposure(); busy = false; setButtons(true); setStatus(""); }
     };
     images.forEach((img, i) => {
       img.onload = loaded;

@@ -1,8 +1,10 @@
 """Chromium through a 3-source pairwise study (a model's sample set, an imported plain folder,
-real images) on the production server: a Prolific link to the completion redirect, an MTurk
-preview that claims nothing, an MTurk assignment to its externalSubmit form; then the export
-(every answer once, its sides, platform ids and codes) and Table 3 with the Bradley-Terry
-ranking. The platforms' own sites are answered by Playwright routes (no network)."""
+real images) with a practice item, catch items and an exposure limit on the production server:
+a Prolific link to the completion redirect, an MTurk preview that claims nothing, an MTurk
+assignment (a rater who fails the catch items on purpose) to its externalSubmit form; then the
+export (every answer once, its sides, catch results, platform ids and codes) and Table 3 with
+the Bradley-Terry ranking, listing and then excluding the rater who failed the checks. The
+platforms' own sites are answered by Playwright routes (no network)."""
 
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ from hvqeval.commands.study import (
 )
 from hvqeval.image_import import import_images
 from hvqeval.sample_set import SampleSetWriter
+from study_app.catch_items import CHECK_SOURCE_LABEL
 from study_app.create import SourceSpec, StudySettings
 from study_app.db import session_scope
-from study_app.schema import Rater
+from study_app.schema import Image as ImageRow
+from study_app.schema import Rater, Source
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PROLIFIC = "https://app.prolific.com/submissions/complete?cc=C0DE42"
@@ -63,10 +67,47 @@ def ready(page, done: int, total: int):
     )
 
 
-def _answer_all(page, total: int):
-    for n in range(total):
-        ready(page, n, total)
-        page.keyboard.press("ArrowLeft" if n % 2 else "ArrowRight")
+PROGRESS = [(0, 1)] + [(n, 5) for n in range(5)]  # 1 practice item, then 4 tasks + 1 catch item
+
+
+def _token(page, i: int) -> str:
+    return page.get_attribute(f"#img-{i}", "src").rsplit("/", 1)[1].removesuffix(".png")
+
+
+def _answer_all(page, corrupted: set[str], fail_checks: bool = False):
+    """Answer every task; a check item (one image corrupted) right, or wrong with ``fail_checks``.
+    Returns [(left token, right token, key pressed)] in order."""
+    shown = []
+    for n, (done, total) in enumerate(PROGRESS):
+        ready(page, done, total)
+        assert page.locator("#practice").is_visible() == (n == 0)  # practice is labelled
+        left, right = _token(page, 0), _token(page, 1)
+        if n == 1:  # the exposure limit hides the images; the rater can still answer
+            page.wait_for_selector("#app.exposure-over", timeout=5000)
+            assert page.eval_on_selector("#img-0", "e => getComputedStyle(e).visibility") == (
+                "hidden"
+            )
+        if left in corrupted or right in corrupted:
+            key = "ArrowLeft" if (right in corrupted) != fail_checks else "ArrowRight"
+        else:
+            key = "ArrowLeft" if n % 2 else "ArrowRight"
+        page.keyboard.press(key)
+        shown.append((left, right, key))
+    return shown
+
+
+def _samples(url: str) -> tuple[dict[str, str], set[str]]:
+    """{image token: export sample id} of every image, and the tokens of the corrupted copies."""
+    with session_scope(engine_for(url)) as s:
+        rows = s.execute(
+            select(ImageRow.token, Source.sample_set_id, ImageRow.file, Source.label).join(
+                Source, Source.id == ImageRow.source_id
+            )
+        ).all()
+    return (
+        {t: f"{set_id}/{file}" for t, set_id, file, _ in rows},
+        {t for t, _, _, label in rows if label == CHECK_SOURCE_LABEL},
+    )
 
 
 def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifacts_dir):
@@ -94,10 +135,17 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
         tasks_per_rater=4,
         completion_code="C0DE42",
         completion_url=PROLIFIC,
+        catch_fraction=0.2,  # 1 catch item among each rater's 5 answers
+        practice=1,
+        exposure_ms=400,
     )
     summary = create_study(url, settings, tmp_path)
     assert summary.items == 2 * 3 * 2  # 2 classes x 3 source pairs x 2 pairs
+    assert (summary.catch_items, summary.practice_items) == (1, 1)
+    samples, corrupted = _samples(url)
+    assert len(corrupted) == 2
     dispose_all()
+    shown = {}
     with LocalServer(url, str(tmp_path), workers=1, threads=4) as srv:
         base = f"http://127.0.0.1:{srv.port}/s/{summary.public_id}/"
         # Prolific: link -> consent -> 4 answers -> redirected to the completion URL
@@ -109,7 +157,7 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
         with page.expect_response(
             lambda r: r.url.endswith("/complete"), timeout=15000
         ) as completion:
-            _answer_all(page, 4)
+            shown["pp1"] = _answer_all(page, corrupted)
         assert completion.value.status == 302 and completion.value.headers["location"] == PROLIFIC
 
         # MTurk preview: instructions and examples, nothing stored
@@ -135,7 +183,7 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
         worker.goto(base + f"?workerId=W1&assignmentId=A77&hitId=H1&turkSubmitTo={SANDBOX}")
         worker.check("input[name=agree]")
         worker.click("#start")
-        _answer_all(worker, 4)
+        shown["W1"] = _answer_all(worker, corrupted, fail_checks=True)
         worker.wait_for_selector("#submit-hit", timeout=15000)
         worker.screenshot(path=str(artifacts_dir / "study_mturk_submit.png"), full_page=True)
         worker.click("#submit-hit")
@@ -152,7 +200,23 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
     )
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 8 and len({(r["rater"], r["item"]) for r in rows}) == 8  # every answer once
+    # every answer once: per rater 4 counted, 1 catch, 1 practice
+    assert len(rows) == 12 and len({(r["rater"], r["item"]) for r in rows}) == 12
+    for rater, answers in shown.items():
+        mine = [r for r in rows if r["rater"] == rater]  # in the order answered
+        assert [r["role"] for r in mine].count("task") == 4 and mine[0]["role"] == "practice"
+        for row, (left, right, key) in zip(mine, answers):
+            chosen = left if key == "ArrowLeft" else right
+            assert row[f"sample_{row['choice']}"] == samples[chosen]  # the side shown was stored
+            shown_left = samples[left]
+            assert row[f"sample_{row['left']}"] == shown_left
+            if row["role"] != "task":
+                assert row["model_b"] == CHECK_SOURCE_LABEL
+                assert row["check_passed"] == ("0" if rater == "W1" else "1")
+            else:
+                assert row["check_passed"] == "" and row["model_b"] != CHECK_SOURCE_LABEL
+            assert row["check_pass_rate"] == ("0.0" if rater == "W1" else "1.0")
+            assert row["exposure_ms"] == "400"
     assert {
         r["rater"]: (
             r["platform"],
@@ -168,3 +232,14 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
     sections = json.loads(report.output)["sections"]
     assert "Bradley" in sections[1]["title"]
     assert {r["model"] for r in sections[1]["rows"]} <= {"ff", "biggan", "real"}
+    assert len(sections[0]["rows"]) == 3  # every source pair; catch items are none of them
+    listed = runner.invoke(cli, ["report", "table3", "--responses", str(out)])
+    assert "1 of 2 raters passed fewer than 75% of their catch items: W1 (0/1); kept" in (
+        listed.output
+    )
+    excluded = runner.invoke(
+        cli, ["report", "table3", "--responses", str(out), "--exclude-failed-checks"]
+    )
+    assert excluded.exit_code == 0, excluded.output
+    assert "1 of 2 raters removed (failed-checks: 1) with their 4 answers" in excluded.output
+    assert "W1 (0/1); removed with their answers" in excluded.output

@@ -1,0 +1,214 @@
+"""Handing out catch and practice items and storing their answers (attention checks).
+
+A study with checks (``Study.catch_items`` / ``Study.practice_items``, built by
+``catch_items.py``) shows every rater its practice items first, in order and labelled as
+practice, then mixes its catch items unannounced into the counted tasks: among the rater's
+``tasks_per_rater + catch_items`` answers, the catch items take positions drawn from the study
+seed and the participant id (reproducible), in an order drawn the same way.
+
+A catch/practice hand-out is an ``assignment`` row on the item's one filled slot (so the claim
+of counted tasks never sees it and it never counts toward their k answers); its answer is an
+``answer`` row with ``passed`` set: pairwise, the uncorrupted image (side "a") was chosen;
+rating, a rating of at most ``PASS_RATING_MAX``. A rater's pass rate is the share of their catch
+answers that passed (practice answers are stored but not counted). Both run inside the
+transaction of ``assign.py`` with the rater's row locked, so the usual guarantees hold: an item
+once per rater, a repeated submit stores nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine, case, func, insert, select
+
+from study_app.db import session_scope
+from study_app.schema import Answer, Assignment, Item, Rater, Slot, Study
+
+CHECK_ROLES = ("catch", "practice")
+PASS_RATING_MAX = 2  # a corrupted image rated at most this passes a rating catch item
+
+
+def has_checks(study: Study) -> bool:
+    return bool(study.catch_items or study.practice_items)
+
+
+def catch_positions(study: Study, participant: str) -> set[int]:
+    """Where the rater's catch items fall among their counted + catch answers (0-based)."""
+    sequence = study.tasks_per_rater + study.catch_items
+    rng = random.Random(f"{study.seed}:catch-positions:{participant}")
+    return set(rng.sample(range(sequence), study.catch_items))
+
+
+def passed(kind: str, rating: int | None, choice: str | None) -> bool:
+    """Whether an answer to a catch/practice item is right (an unknown answer is not)."""
+    if kind == "pairwise":
+        return choice == "a"
+    return rating is not None and rating <= PASS_RATING_MAX
+
+
+def _check_rows(connection: Connection, study: Study, rater_id: int):
+    return connection.execute(
+        select(Assignment.token, Assignment.item_id, Assignment.left, Item.role, Answer.id)
+        .join(Item, Item.id == Assignment.item_id)
+        .outerjoin(Answer, Answer.assignment_id == Assignment.id)
+        .where(Assignment.rater_id == rater_id, Item.role.in_(CHECK_ROLES))
+        .order_by(Assignment.id)
+    ).all()
+
+
+def next_check(
+    connection: Connection,
+    study: Study,
+    rater_id: int,
+    participant: str,
+    done: int,
+    now: dt.datetime,
+    new_token: Callable[[], str],
+    side_of_a: Callable[[Study, int, str], str],
+) -> tuple[str, int, str, str] | None:
+    """The rater's open catch/practice item, else a new one when the rater is due one:
+    (assignment token, item id, left side, role); None when the next answer is a counted task.
+    ``new_token`` and ``side_of_a`` are ``assign``'s (the hand-out is made as for any task)."""
+    rows = _check_rows(connection, study, rater_id)
+    for row in rows:
+        if row.id is None:
+            return row.token, row.item_id, row.left, row.role
+    if connection.scalar(select(Study.status).where(Study.id == study.id)) != "open":
+        return None
+    practice_done = sum(r.role == "practice" for r in rows)
+    catch_done = sum(r.role == "catch" for r in rows)
+    role = None
+    if practice_done < study.practice_items:
+        role, index = "practice", practice_done
+    elif catch_done < study.catch_items and done + catch_done in catch_positions(
+        study, participant
+    ):
+        role, index = "catch", catch_done
+    if role is None:
+        return None
+    candidates = connection.execute(
+        select(Item.id, Item.number, Slot.id.label("slot_id"))
+        .join(Slot, Slot.item_id == Item.id)
+        .where(Item.study_id == study.id, Item.role == role)
+        .order_by(Item.number)
+    ).all()
+    if role == "catch":  # each rater meets the catch items in an order of their own
+        random.Random(f"{study.seed}:catch-order:{participant}").shuffle(candidates)
+    chosen = candidates[index]
+    token, left = new_token(), side_of_a(study, chosen.number, participant)
+    connection.execute(
+        insert(Assignment).values(
+            study_id=study.id,
+            token=token,
+            item_id=chosen.id,
+            rater_id=rater_id,
+            slot_id=chosen.slot_id,
+            lease_token=new_token(),
+            left=left,
+            issued_at=now,
+            expires_at=now + dt.timedelta(seconds=study.lease_seconds),
+        )
+    )
+    return token, chosen.id, left, role
+
+
+def store_check(
+    connection: Connection,
+    study: Study,
+    rater_id: int,
+    assignment_token: str,
+    parsed,
+    response_ms: int,
+    now: dt.datetime,
+) -> int | None:
+    """Store the answer to a catch/practice hand-out; the rater's counted answers (unchanged),
+    or None when the token is not a catch/practice hand-out of this rater. A second answer to
+    the same hand-out breaks ``UNIQUE(answer.assignment_id)``: ``assign.submit`` answers 409."""
+    found = connection.execute(
+        select(Assignment.id, Assignment.item_id, Assignment.left)
+        .join(Item, Item.id == Assignment.item_id)
+        .where(
+            Assignment.token == assignment_token,
+            Assignment.rater_id == rater_id,
+            Assignment.study_id == study.id,
+            Item.role.in_(CHECK_ROLES),
+        )
+    ).first()
+    if found is None:
+        return None
+    rating, side, unknown_reason = parsed
+    choice = {"left": found.left, "right": "b" if found.left == "a" else "a"}.get(side, side)
+    connection.execute(
+        insert(Answer).values(
+            study_id=study.id,
+            assignment_id=found.id,
+            item_id=found.item_id,
+            rater_id=rater_id,
+            left=found.left,
+            rating=rating,
+            choice=choice,
+            unknown_reason=unknown_reason,
+            response_ms=response_ms,
+            created_at=now,
+            exposure_ms=study.exposure_ms,
+            passed=passed(study.kind, rating, choice),
+        )
+    )
+    return connection.scalar(select(Rater.answered).where(Rater.id == rater_id))
+
+
+def with_progress(connection: Connection, study: Study, rater_id: int, result):
+    """The task with the progress the rater sees: practice n of P; else the counted and catch
+    answers given of ``tasks_per_rater + catch_items`` (catch items stay unannounced)."""
+    if not has_checks(study) or getattr(result, "role", None) is None:  # not an assign.Task
+        return result
+    counts = dict(
+        connection.execute(
+            select(Item.role, func.count(Answer.id))
+            .select_from(Answer)
+            .join(Item, Item.id == Answer.item_id)
+            .where(Answer.rater_id == rater_id, Item.role.in_(CHECK_ROLES))
+            .group_by(Item.role)
+        ).all()
+    )
+    if result.role == "practice":
+        return dataclasses.replace(
+            result, done=counts.get("practice", 0), total=study.practice_items
+        )
+    answered = connection.scalar(select(Rater.answered).where(Rater.id == rater_id))
+    return dataclasses.replace(
+        result,
+        done=answered + counts.get("catch", 0),
+        total=study.tasks_per_rater + study.catch_items,
+    )
+
+
+def pass_rates(engine: Engine, study_id: int) -> dict[int, tuple[int, int]]:
+    """Per rater id: (catch answers passed, catch answers given); raters without any are absent."""
+    with session_scope(engine, read_only=True) as session:
+        rows = session.execute(
+            select(
+                Answer.rater_id,
+                func.sum(case((Answer.passed.is_(True), 1), else_=0)),
+                func.count(Answer.id),
+            )
+            .join(Item, Item.id == Answer.item_id)
+            .where(Answer.study_id == study_id, Item.role == "catch")
+            .group_by(Answer.rater_id)
+        ).all()
+    return {rater: (int(ok or 0), int(n)) for rater, ok, n in rows}
+
+
+def participant_pass_rates(engine: Engine, study_name: str) -> dict[str, tuple[int, int]]:
+    """Per participant id of the study ``study_name``: (catch answers passed, given)."""
+    with session_scope(engine, read_only=True) as session:
+        study_id = session.scalar(select(Study.id).where(Study.name == study_name))
+        names = dict(
+            session.execute(
+                select(Rater.id, Rater.participant).where(Rater.study_id == study_id)
+            ).all()
+        )
+    return {names[r]: counts for r, counts in pass_rates(engine, study_id).items()}

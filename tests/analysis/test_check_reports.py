@@ -1,0 +1,175 @@
+"""Attention checks in `hvqeval report`: catch and practice rows never reach a table, raters below
+--min-check-pass are listed, --exclude-failed-checks removes them and says so, bad check input is
+one line; and the study app's export header is exactly what analysis reads."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from analysis_helpers import pair_row
+from click.testing import CliRunner
+
+from analysis.checks import check_results
+from analysis.errors import ResponsesError
+from analysis.responses import (
+    CHECK_COLUMNS,
+    COLUMNS,
+    EXPORT_COLUMNS,
+    load_all_responses,
+    load_responses,
+    validate_responses,
+)
+from hvqeval.cli import cli
+
+
+def test_the_study_export_header_is_what_analysis_reads():
+    from study_app.export import EXPORT_COLUMNS as STUDY_EXPORT
+
+    assert STUDY_EXPORT == EXPORT_COLUMNS and EXPORT_COLUMNS[: len(COLUMNS)] == COLUMNS
+
+
+def _checked(row, role="task", passed="", rate=""):
+    return {
+        **row,
+        "platform": "",
+        "platform_study": "",
+        "platform_session": "",
+        "completion_code": "",
+        "role": role,
+        "exposure_ms": "800",
+        "check_passed": passed,
+        "check_pass_rate": rate,
+    }
+
+
+def rows_with_checks():
+    """Raters good1, good2 (all catch items right) and cheat (both wrong, and always 'a')."""
+    rows = []
+    for rater, ok in (("good1", "1"), ("good2", "1"), ("cheat", "0")):
+        rate = "1.0" if ok == "1" else "0.0"
+        for k in range(4):
+            choice = "a" if rater == "cheat" else "ab"[k % 2]
+            rows.append(_checked(pair_row(rater, f"{k}", choice, left="ab"[k % 2]), rate=rate))
+        for n in range(2):  # catch: A is the real image, B its corrupted copy
+            catch = pair_row(rater, f"c{n}", "a" if ok == "1" else "b", b=("check:corrupted", "x"))
+            rows.append(_checked(catch, "catch", ok, rate))
+        practice = pair_row(rater, "p0", "b", b=("check:corrupted", "y"))
+        rows.append(_checked(practice, "practice", "0", rate))
+    return rows
+
+
+def _csv(tmp_path, rows, columns=EXPORT_COLUMNS):
+    path = tmp_path / "checked.csv"
+    pd.DataFrame(rows, columns=list(columns)).astype(str).to_csv(path, index=False)
+    return path
+
+
+def test_catch_and_practice_rows_never_reach_the_tables(tmp_path):
+    path = _csv(tmp_path, rows_with_checks())
+    everything = load_all_responses([path])
+    counted = load_responses([path])
+    assert len(everything) == 3 * 7 and len(counted) == 3 * 4
+    assert set(counted["role"]) == {"task"} and "check:corrupted" not in set(counted["model_b"])
+    result = CliRunner().invoke(cli, ["report", "table3", "--responses", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert "check:corrupted" not in result.output.split('"exclusions"')[0]
+    assert data["exclusions"]["answers_before"] == 12
+
+
+def test_failed_raters_are_listed_and_removed_when_asked(tmp_path):
+    path = _csv(tmp_path, rows_with_checks())
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["report", "table3", "--responses", str(path)])
+    assert listed.exit_code == 0, listed.output
+    assert "1 of 3 raters passed fewer than 75% of their catch items: cheat (0/2); kept" in (
+        listed.output
+    )
+    assert "Exclusions: none applied (3 raters, 12 answers" in listed.output
+    for fmt in ("md", "html"):
+        out = tmp_path / f"t3.{fmt}"
+        removed = runner.invoke(
+            cli,
+            [
+                "report",
+                "table3",
+                "--responses",
+                str(path),
+                "--exclude-failed-checks",
+                "--format",
+                fmt,
+                "--out",
+                str(out),
+            ],
+        )
+        assert removed.exit_code == 0, removed.output
+        text = out.read_text()
+        assert "1 of 3 raters removed (failed-checks: 1) with their 4 answers" in text
+        assert "cheat (0/2); removed with their answers (--exclude-failed-checks)" in text
+    table5 = runner.invoke(
+        cli, ["report", "table5", "--responses", str(path), "--exclude-failed-checks", "--json"]
+    )
+    assert json.loads(table5.output)["exclusions"]["raters_removed"] == {"failed_checks": 1}
+    lenient = runner.invoke(
+        cli, ["report", "table3", "--responses", str(path), "--min-check-pass", "0"]
+    )
+    assert "all 3 raters with catch answers passed at least 0%" in lenient.output
+
+
+def test_check_results_threshold():
+    df = validate_responses(pd.DataFrame(rows_with_checks(), columns=list(EXPORT_COLUMNS)))
+    results = check_results(df, 0.75)
+    assert results.failed == ("cheat",)
+    assert results.table.set_index("rater").loc["good1", "pass_rate"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "columns, rows, message",
+    [
+        (COLUMNS, None, "have no check columns (role, check_passed)"),
+        (EXPORT_COLUMNS, "no-catch", "hold no catch answers"),
+    ],
+)
+def test_exclude_failed_checks_without_checks_is_one_line(tmp_path, columns, rows, message):
+    base = [r for r in rows_with_checks() if r["role"] == "task"]
+    path = _csv(tmp_path, base, columns)
+    result = CliRunner().invoke(
+        cli, ["report", "table3", "--responses", str(path), "--exclude-failed-checks"]
+    )
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert message in result.output
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"role": "warmup"}, "unknown role 'warmup'"),
+        ({"role": "catch", "check_passed": ""}, "a catch or practice answer has no result"),
+        ({"check_passed": "yes"}, "'yes' is not 0, 1 or empty"),
+    ],
+)
+def test_bad_check_cells_are_one_line(tmp_path, change, message):
+    rows = rows_with_checks()
+    rows[0] = {**rows[0], **change}
+    path = _csv(tmp_path, rows)
+    result = CliRunner().invoke(cli, ["report", "table3", "--responses", str(path)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert message in result.output and "row 1 (line 2)" in result.output
+
+
+def test_some_check_columns_missing_is_an_error():
+    raw = pd.DataFrame(rows_with_checks(), columns=list(EXPORT_COLUMNS)).drop(
+        columns=[CHECK_COLUMNS[2]]
+    )
+    with pytest.raises(ResponsesError, match="missing check column"):
+        validate_responses(raw)
+
+
+def test_min_check_pass_outside_zero_one_is_one_line(tmp_path):
+    path = _csv(tmp_path, rows_with_checks())
+    result = CliRunner().invoke(
+        cli, ["report", "table3", "--responses", str(path), "--min-check-pass", "1.5"]
+    )
+    assert result.exit_code == 2 and "--min-check-pass" in result.output
