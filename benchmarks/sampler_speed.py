@@ -284,13 +284,16 @@ def tiny_run(folder: Path, card_name: str) -> Path:
     return folder
 
 
-def sample_command(run: Path, out: Path, args, processes: int) -> dict:
-    """One ``hvqeval sample`` (under torchrun when ``processes`` > 1): its JSON and wall time."""
+def sample_command(run: Path, out: Path, args, processes: int, threads: int | None = None) -> dict:
+    """One ``hvqeval sample`` (under torchrun when ``processes`` > 1): its JSON and wall time.
+    ``threads``: OMP_NUM_THREADS for the process (torchrun sets 1 per process itself)."""
     env = {
         **os.environ,
         "CUDA_VISIBLE_DEVICES": "",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     sample = [
         "sample",
         "--run",
@@ -353,9 +356,11 @@ def run_processes(args) -> dict:
         run = tiny_run(root / "run", args.card)
         for r in range(args.repeat):
             result = {"load_before": load_average()}
-            order = [("one", 1), ("many", args.processes)]
-            for key, n in order if r % 2 == 0 else order[::-1]:
-                result[key] = sample_command(run, root / f"{key}{r}", args, n)
+            # "one": one process as a user starts it (torch's default intra-op threads, one per
+            # core); "one_1t": the same with one thread, as torchrun starts each of its processes.
+            order = [("one", 1, None), ("many", args.processes, None), ("one_1t", 1, 1)]
+            for key, n, threads in order if r % 2 == 0 else order[::-1]:
+                result[key] = sample_command(run, root / f"{key}{r}", args, n, threads)
             result["load_after"] = load_average()
             sets = [SampleSet.load(root / f"{name}{r}") for name in ("one", "many")]
             result["identical"] = all(
@@ -365,12 +370,15 @@ def run_processes(args) -> dict:
                 for a, b in zip(sets[0].files, sets[1].files, strict=True)
             )
             result["speedup"] = result["many"]["images_per_s"] / result["one"]["images_per_s"]
+            result["speedup_1t"] = result["many"]["images_per_s"] / result["one_1t"]["images_per_s"]
             result["wall_speedup"] = result["one"]["wall_s"] / result["many"]["wall_s"]
             rounds.append(result)
     speedups = sorted(r["speedup"] for r in rounds)
+    speedups_1t = sorted(r["speedup_1t"] for r in rounds)
     return {
         "rounds": rounds,
         "median_speedup": speedups[len(speedups) // 2],
+        "median_speedup_1t": speedups_1t[len(speedups_1t) // 2],
         "identical": all(r["identical"] for r in rounds),
     }
 
@@ -381,18 +389,23 @@ def print_processes(results: dict, args) -> None:
         f"{'wall images/s':>14}  load average before / after"
     )
     for i, result in enumerate(results["rounds"]):
-        for key, n in (("one", 1), ("many", args.processes)):
+        for key, n in (("one", "1"), ("one_1t", "1 (1 thr)"), ("many", str(args.processes))):
             r = result[key]
             print(
-                f"{i:<6d} {n:<10d} {r['images']:7d} {r['seconds']:8.1f} {r['images_per_s']:9.2f} "
+                f"{i:<6d} {n:<10s} {r['images']:7d} {r['seconds']:8.1f} {r['images_per_s']:9.2f} "
                 f"{r['wall_s']:8.1f} {r['wall_images_per_s']:14.2f}  {result['load_before']} / "
                 f"{result['load_after']}"
             )
         print(
-            f"       ratio {result['speedup']:.2f}x (wall {result['wall_speedup']:.2f}x), "
+            f"       ratio {result['speedup']:.2f}x (wall {result['wall_speedup']:.2f}x; "
+            f"{result['speedup_1t']:.2f}x against 1 process with 1 thread), "
             f"identical {result['identical']}"
         )
     print(f"RESULT sample_{args.processes}proc_speedup {results['median_speedup']:.2f}x (median)")
+    print(
+        f"RESULT sample_{args.processes}proc_speedup_vs_1thread "
+        f"{results['median_speedup_1t']:.2f}x (median)"
+    )
     print(f"RESULT sample_{args.processes}proc_identical {results['identical']}")
 
 

@@ -10,8 +10,8 @@ a sample set (``hvqeval.sample_set``)::
             x~_l ~ D_l(. | x~_{l+1})   at temperature T_level{l}     for l = L-1 .. 1
     writer  PNG i -> "{i:06d}.png" as soon as its batch is done; the manifest (run,
             checkpoint sha256 per stage, temperatures, seed, sampler, classes) lists the
-            finished prefix and is rewritten atomically after every batch (every round of
-            batches under torchrun)
+            finished prefix and is rewritten atomically after every batch (under torchrun,
+            after the first round of batches and then about every MEET_SECONDS)
 
 Every image has its own generator (``models.draws.draw_uniforms`` takes one per row group),
 so an image does not depend on the batch size, on which process draws its batch
@@ -47,6 +47,7 @@ from hvqeval.sharding import Shard
 from models import SAMPLERS, Stage, Temperatures, atomic_write_bytes, load_run
 
 CODES_FOLDER = "codes"
+MEET_SECONDS = 5.0  # under torchrun: how often the ranks merge their finished images
 
 
 # --------------------------------------------------------------------------------------
@@ -342,7 +343,14 @@ def generate_sample_set(
         if shard.is_main:
             writer.flush()  # the manifest exists before the first PNG: a kill leaves a valid set
         codes_folder = Path(out) / CODES_FOLDER
+        stop_batch = -(-len(plan) // size)
         began = time.perf_counter()
+        # Under torchrun the ranks meet (gather the finished entries, rank 0 rewrites the
+        # manifest) after the first round and then about every MEET_SECONDS, not after every
+        # round: a meeting makes every rank wait for the slowest, so meeting per round would
+        # add up each round's imbalance. A kill loses at most the rounds since the last meeting
+        # (redrawn, to the same bytes, on the rerun). One process meets itself every round.
+        every, since, pending = 1, 0, []
         with tqdm(
             total=len(plan),
             initial=done,
@@ -351,10 +359,9 @@ def generate_sample_set(
             disable=not (progress and shard.is_main),
             dynamic_ncols=True,
         ) as bar:
-            for batches in shard.rounds(done // size, -(-len(plan) // size)):
+            for batches in shard.rounds(done // size, stop_batch):
                 if max_batches is not None and batches_run >= max_batches:
                     break
-                entries: list[dict[str, Any]] = []
                 for b in (b for b in batches if shard.owns(b)):
                     start, stop = b * size, min((b + 1) * size, len(plan))
                     images, class_ids, codes = _draw_batch(hierarchy, request, plan, start, stop)
@@ -362,7 +369,7 @@ def generate_sample_set(
                         max(start, done), stop
                     ):  # a batch redone after a kill skips finished images
                         cid = plan[i]
-                        entries.append(
+                        pending.append(
                             write_image(out, i, images[i - start], cid, labels[cid], size_px)
                         )
                     if request.save_codes:
@@ -373,15 +380,24 @@ def generate_sample_set(
                             class_ids,
                             [image_name(i) for i in range(start, stop)],
                         )
+                batches_run += 1
+                since += 1
+                last = batches[-1] == stop_batch - 1 or batches_run == max_batches
+                if since < every and not last:
+                    continue
+                parts = shard.gather((pending, time.perf_counter() - began))
+                if every == 1 and shard.distributed:  # the first meeting: rounds per meeting
+                    round_s = max(seconds for _, seconds in parts) / batches_run
+                    every = max(1, int(MEET_SECONDS / max(round_s, 1e-3)))
                 merged = sorted(
-                    (e for part in shard.gather(entries) for e in part),
+                    (e for part, _ in parts for e in part),
                     key=lambda e: int(Path(e["file"]).stem),
                 )  # image index order
                 if shard.is_main:
                     writer.extend(merged)
                     writer.flush()
                 done += len(merged)
-                batches_run += 1
+                since, pending = 0, []
                 bar.update(len(merged))
                 if on_batch is not None:
                     on_batch(batches[-1], done)

@@ -197,10 +197,20 @@ def test_torchrun_two_processes_write_the_single_process_set(run, tmp_path):
         str(tmp_path / "two"),
         "--json",
     ]  # "--": torchrun would read --run
+    # Two rounds first (4 batches of 2: the ranks merge after the first round and at the stop),
+    # then the rest: the ranks' images since their last meeting must reach the manifest.
+    done = subprocess.run(
+        [*cmd, "--max-batches", "2"], env=ENV, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    part = json.loads(done.stdout)
+    assert (part["made_now"], part["complete"]) == (8, False)
+    assert _files(tmp_path / "two") == _files(tmp_path / "one")[:8]
     done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)  # one summary: rank 0 reports
     assert (summary["processes"], summary["images"], summary["complete"]) == (2, 15, True)
+    assert (summary["made_now"], summary["already_there"]) == (7, 8)
     assert single["processes"] == 1
     assert _files(tmp_path / "two") == _files(tmp_path / "one")
     one, two = (SampleSet.load(tmp_path / n).manifest for n in ("one", "two"))
