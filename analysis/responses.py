@@ -100,7 +100,9 @@ def read_responses_csv(path: str | Path) -> pd.DataFrame:
 def responses_from_records(records: Iterable[Mapping], source: str) -> pd.DataFrame:
     """Validate export rows given as dicts (a study database's rows, read by the CLI)."""
     records = list(records)
-    raw = pd.DataFrame.from_records(records, columns=list(EXPORT_COLUMNS) if not records else None)
+    # dtype=object keeps each cell as given: an int column with empty cells (check_passed,
+    # exposure_ms) would otherwise turn float and read back as "1.0"
+    raw = pd.DataFrame(records, columns=list(EXPORT_COLUMNS) if not records else None, dtype=object)
 
     def as_text(value) -> str:
         if value is None or (isinstance(value, float) and np.isnan(value)):

@@ -173,3 +173,26 @@ def test_min_check_pass_outside_zero_one_is_one_line(tmp_path):
         cli, ["report", "table3", "--responses", str(path), "--min-check-pass", "1.5"]
     )
     assert result.exit_code == 2 and "--min-check-pass" in result.output
+
+
+def test_database_rows_with_checks_read_like_the_csv():
+    """Rows as `export_rows` returns them (ints, floats and None, not text), the path of
+    `hvqeval report --database URL --study NAME`: catch and practice rows carry check_passed
+    1/0 beside tasks' None, which must not turn into '1.0' and be refused."""
+    from analysis.responses import responses_from_records
+
+    def typed(row):
+        out = dict(row)
+        for key in ("class_id", "response_ms", "exposure_ms", "check_passed"):
+            out[key] = int(row[key]) if row[key] not in ("", None) else None
+        for key in ("rating", "choice", "unknown_reason"):
+            out[key] = row[key] or None
+        out["check_pass_rate"] = float(row["check_pass_rate"]) if row["check_pass_rate"] else None
+        return out
+
+    rows = [{**typed(row), "item": n + 1} for n, row in enumerate(rows_with_checks())]
+    frame = responses_from_records(rows, source="study 'x'")
+    assert len(frame) == len(rows)
+    catch = frame[frame["role"] == "catch"]
+    assert sorted(catch["check_passed"].tolist()) == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    assert frame[frame["role"] == "task"]["check_passed"].isna().all()
