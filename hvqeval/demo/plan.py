@@ -325,7 +325,7 @@ class TimeBudget:
     def expected_parts(self, steps: list[str]) -> tuple[float, float]:
         """Expected seconds of the other steps ``steps`` (not yet done), as (fixed, sized at
         scale 1): a step of a model whose twin ran in this run (``metrics_ff`` for
-        ``metrics_msp``) is expected to take what the twin took (divided by the twin's scale if
+        ``metrics_msp``; the latest twin) is expected to take what the twin took (divided by the twin's scale if
         sized); the rest their reference figure times the slowdown."""
         fixed = sized = 0.0
         slowdown = self.slowdown()
@@ -334,7 +334,7 @@ class TimeBudget:
             twin = next(
                 (
                     s
-                    for s in self.measured
+                    for s in reversed(self.measured)  # the latest: the present speed and caches
                     if reference_key(s) == key
                     and key in ("sample", "reconstruct", "metrics", "nll", "neighbours")
                 ),

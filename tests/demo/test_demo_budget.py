@@ -86,6 +86,9 @@ def test_the_second_model_is_planned_with_what_the_first_ones_steps_took():
     budget.record("train_ff_level1", 300.0)  # a whole training stage is not a speed measurement
     assert "train_ff_level1" not in budget.measured
     assert budget.expected(["metrics_msp"]) == pytest.approx(40.0)
+    # The latest twin counts: the second model's metrics found the FID reference's features cached.
+    budget.record("metrics_msp", 2.0)
+    assert budget.expected(["metrics_pixelcnn"]) == pytest.approx(2.0)
     assert budget.expected(["nll_msp"]) == pytest.approx(
         budget.reference("nll_msp") * budget.slowdown()
     )
