@@ -3,7 +3,7 @@
 torch's CPU kernels split each operation over one thread per core and wait for all of them at
 its end. When another process keeps a core busy, the thread that shares that core is
 descheduled and the others wait (spinning) for it after every operation. On a 2-core machine
-with other work running, a level-1 training chunk of the demo's cards cost 4 to 12 times the
+with other work running, a level-1 training chunk of the demo's cards cost 3 to 12 times the
 CPU time with 2 threads that it cost with 1 (docs/BENCHMARKS.md), which made the stages' first
 steps, the floor the time budget cannot shrink, the largest part of a short run. So before each
 step the demo counts the cores other processes kept busy since the step before and gives torch
