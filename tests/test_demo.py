@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from hvqeval.demo import Demo
+from hvqeval.demo.plan import MIN_STAGE_STEPS
 
 pytestmark = [pytest.mark.slow]
 
@@ -161,8 +162,8 @@ def test_report_shows_the_steps_each_model_got_and_reference_values(demo_dir):
     for key, card in (("ff", "tiny_ff"), ("msp", "tiny_msp")):
         level = _checkpoint_step(out / "runs" / card / "level1.pt")
         prior = _checkpoint_step(out / "runs" / card / "prior.pt")
-        assert summary["training_steps"][f"train_{key}_level1"] == level >= 5
-        assert summary["training_steps"][f"train_{key}_prior"] == prior >= 5
+        assert summary["training_steps"][f"train_{key}_level1"] == level >= MIN_STAGE_STEPS
+        assert summary["training_steps"][f"train_{key}_prior"] == prior >= MIN_STAGE_STEPS
         assert f"{level} level1, {prior} prior" in report
     rows = [
         json.loads(line) for line in (out / "results" / "results.jsonl").read_text().splitlines()

@@ -13,10 +13,11 @@ Each step is one or more ``hvqeval`` commands run in this process, so the demo i
 what a user would type; the report lists them. ``steps.json`` records finished steps, so a
 rerun reuses them and continues the one Ctrl-C stopped.
 
-Modules: ``plan`` (sizes and the time budget; no torch), ``steps`` (the ``Demo`` that runs
-the commands), ``studies`` (the studies' arguments and the serve line), ``quality`` (reference
-values and warnings), ``report`` (the HTML). The dependencies point one way:
-steps -> report -> quality -> studies -> plan.
+Modules: ``plan`` (sizes and the time budget; no torch), ``threads`` (torch threads for the
+cores other processes leave free), ``steps`` (the ``Demo`` that runs the commands), ``cuts``
+(what the budget cuts), ``studies`` (the studies' arguments and the serve line), ``quality``
+(reference values and warnings), ``report`` (the HTML). The dependencies point one way:
+steps -> cuts, report -> quality -> studies -> threads, plan.
 """
 
 from hvqeval.demo.plan import DemoError, DemoPlan

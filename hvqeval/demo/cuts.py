@@ -3,14 +3,16 @@
 ``BudgetCuts`` is a part of ``Demo`` (hvqeval.demo.steps): before a sized step it checks that
 the steps left fit what is left of the budget and halves the evaluation sizes when they do
 not (Table 1's sizes once, at the first model's evaluation, so every model's row is
-comparable; the sweep's at its start); at the first step of an optional extra it leaves the
-whole extra out when it does not fit beside the steps every report needs. Every cut is
-recorded in ``steps.json`` and said in plain words by ``cuts``.
+comparable; the sweep's at its start); before each training stage and at the first step of an
+optional extra it leaves out, whole, each extra whose least cost does not fit beside the least
+cost of the steps still to run (the training stages' first chunks, the evaluation at its present
+sizes). Every cut is recorded in ``steps.json`` and said in plain words by ``cuts``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from hvqeval.demo.plan import (
@@ -24,9 +26,13 @@ from hvqeval.demo.plan import (
 )
 
 
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class BudgetCuts:
     """Needs from ``Demo``: ``plan``, ``budget``, ``steps``, ``scale``, ``sweep_scale``,
-    ``all_steps``, ``echo`` and ``order()``."""
+    ``all_steps``, ``echo``, ``order()`` and ``save_steps()``."""
 
     plan: DemoPlan
     budget: TimeBudget
@@ -39,14 +45,17 @@ class BudgetCuts:
     def order(self) -> list[tuple[str, Callable[[], dict[str, Any] | None]]]:
         raise NotImplementedError
 
+    def save_steps(self) -> None:
+        raise NotImplementedError
+
     def fit_scale(self, sweep: bool) -> None:
         """Cut the evaluation sizes (by powers of 2) when the steps left would not end within
         the budget at the current sizes: Table 1's sizes once, at the first model's evaluation
         (every model then gets the same), the sweep's at its start."""
-        done = set(self.steps)
         training = [s for s, *_ in TRAINING_STAGES]
-        others_left = [s for s, _ in self.order() if s not in done and s not in training]
-        stages_left = tuple(s for s in training if s not in done)
+        left = self.steps_left()
+        others_left = [s for s in left if s not in training]
+        stages_left = tuple(s for s in training if s in left)
         if sweep:
             self.sweep_scale = self.budget.fit_scale(others_left, self.scale, stages_left)
             return
@@ -60,33 +69,49 @@ class BudgetCuts:
             )
             self.scale = scale
 
-    def skip_reason(self, name: str) -> str | None:
-        """Why the optional step ``name`` is left out (its group was, or the group does not fit
-        what is left beside the steps every report needs), or None to run it."""
-        group = next((g for g, members in OPTIONAL.items() if name in members), None)
-        if group is None or self.all_steps:
-            return None
-        members = OPTIONAL[group]
-        if any("skipped" in self.steps.get(m, {}) for m in members):
-            return f"as {group} is"
-        if name != members[0]:
-            return None
-        done, optional = set(self.steps), {m for ms in OPTIONAL.values() for m in ms}
+    def steps_left(self) -> list[str]:
+        """The steps not yet done (nor left out), in the order they run."""
+        return [s for s, _ in self.order() if s not in self.steps]
+
+    def cost(self, steps: list[str]) -> float:
+        """Expected seconds of ``steps`` at the least they can take: the training stages'
+        floors, the other steps at the present evaluation sizes."""
         training = {s for s, *_ in TRAINING_STAGES}
-        left = [s for s, _ in self.order() if s not in done]
-        needed = [s for s in left if s not in optional]
-        cost = self.budget.expected(
-            [s for s in needed if s not in training], self.scale
-        ) + self.budget.floors([s for s in needed if s in training])
-        extra = self.budget.expected(
-            [s for s in members if s not in training], self.scale
-        ) + self.budget.floors([s for s in members if s in training])
-        if cost + extra <= self.budget.left():
-            return None
-        return (
-            f"no time left for {group}: about {extra:.0f} s on this machine now, beside {cost:.0f} s for the "
-            f"steps every report needs, with {max(self.budget.left(), 0):.0f} s left"
-        )
+        return self.budget.expected(
+            [s for s in steps if s not in training], self.scale
+        ) + self.budget.floors([s for s in steps if s in training])
+
+    def drop_extras(self) -> None:
+        """Leave out, whole, each extra not yet started whose least cost does not fit what is
+        left of the budget beside the least cost of every other step still to run (the extras
+        kept before it included). Called before each training stage, so that a run whose floor
+        leaves no room for an extra drops it before the training shares are planned and its
+        time goes to the stages, and again at the extra's first step, with what the steps
+        since really took."""
+        if self.all_steps:
+            return
+        left = self.steps_left()
+        optional = {m for ms in OPTIONAL.values() for m in ms}
+        cost = self.cost([s for s in left if s not in optional])
+        for group, members in OPTIONAL.items():
+            if any(m in self.steps for m in members):
+                continue  # under way, done or left out already
+            extra = self.cost(list(members))
+            if cost + extra <= self.budget.left():
+                cost += extra
+                continue
+            reason = (
+                f"no time left for {group}: about {extra:.0f} s on this machine now, beside {cost:.0f} s "
+                f"for the other steps still to run, with {max(self.budget.left(), 0):.0f} s left"
+            )
+            self.echo(f"[demo] leaving out {group}: {reason}")
+            for i, member in enumerate(members):
+                self.steps[member] = {
+                    "seconds": 0.0,
+                    "finished_at": now(),
+                    "skipped": reason if i == 0 else f"as {group} is",
+                }
+            self.save_steps()
 
     def sized_step(
         self, size: str, func: Callable[[int], Any], scale: float | None = None

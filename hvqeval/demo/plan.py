@@ -8,6 +8,13 @@ every finished step really took on this machine (``TimeBudget``), so a machine t
 busier midway gets fewer training steps instead of a longer run. Evaluation sizes shrink the
 same way: before each sized step the steps left must fit what is left (``fit_scale``), or
 the sizes are halved until they do (``sizes``).
+
+What cannot shrink is the floor: each stage's first chunk (MIN_STAGE_STEPS steps with the
+model's and the data's set-up), the evaluation at the smallest sizes, the studies and the
+report. Every plan counts it at this machine's present speed: measured where a step of the same
+kind has run in this run, else a reference figure times the slowdown so far (``floor``,
+``expected``), so the shares and the cuts of hvqeval.demo.cuts are made before the floor
+would push the run past ``--minutes``.
 """
 
 from __future__ import annotations
@@ -102,21 +109,23 @@ OPTIONAL = {
 # The domain classifier trains for at most this share of --minutes: under heavy load its 60
 # steps took 394 s, more than a 3-minute demo's whole budget.
 CLASSIFIER_SHARE = 0.08
-# Seconds the other steps take on an idle 2-core machine with the plan of a short run
-# (measured); only their proportions matter: they are scaled by how much slower the finished
-# steps of this run were than their own figure here (``TimeBudget.slowdown``).
+# Seconds the other steps take with one torch thread on a free core (their CPU seconds, measured
+# on a 2-core Intel Xeon) with the plan of REFERENCE_MINUTES, scaled to a run's plan by the work
+# its sizes ask for (``work``); what a run expects is this times how much slower its finished
+# steps were than their own figure here (``TimeBudget.slowdown``).
+REFERENCE_MINUTES = 6
 REFERENCE_SECONDS = {
-    "classifier": 12.0,
-    "sample": 1.0,
-    "reconstruct": 1.0,
-    "metrics": 2.0,
-    "nll": 2.5,
-    "neighbours": 1.0,
-    "metrics_real": 2.0,
-    "study": 1.0,
-    "report": 1.0,
-    "sweep": 3.0,
-    "plot": 2.0,
+    "classifier": 2.0,
+    "sample": 1.4,
+    "reconstruct": 0.3,
+    "metrics": 2.2,  # the first model's: the FID reference's features are then cached
+    "nll": 3.9,
+    "neighbours": 0.8,
+    "metrics_real": 2.8,
+    "study": 0.5,
+    "report": 1.9,
+    "sweep": 2.7,
+    "plot": 0.8,
 }
 # Steps whose time grows with the evaluation sizes (samples per class, NLL images): when what is
 # left of the budget cannot pay for them at the plan's sizes, the sizes are cut by a power of 2
@@ -127,20 +136,47 @@ REFERENCE_SECONDS = {
 EVALUATION_MARGIN = 1.3
 SIZED = {"sample", "metrics", "nll", "metrics_real", "sweep"}
 MIN_SCALE = 1 / 16
-# Share of the classifier's idle time that does not shrink with its steps (data set-up and the
-# validation pass), for reading a classifier stopped by its time share as a speed measurement.
-CLASSIFIER_FIXED = 0.3
-MIN_STAGE_STEPS = 5  # a stage always trains a few steps, so that every later step has a model
-# Seconds of a stage's first MIN_STAGE_STEPS steps on an idle 2-core machine (building the
-# model and the data, the prior's encoding of the training split): a stage costs at least this
-# times the slowdown however short its share, so the shares keep it for the stages still to come.
+# Share of the classifier's time that does not shrink with its steps (data set-up and the
+# validation pass: measured 0.26 with 200 validation images, 0.5 with 2,000), for reading a
+# classifier stopped by its time share as a speed measurement.
+CLASSIFIER_FIXED = 0.4
+# A stage's first chunk: this many steps, which is all a stage trains when the budget leaves it
+# no share. Its first step pays for the warm-up, the second gives a speed to size the next chunk
+# from; one step would be enough for a model to exist, but not to measure.
+MIN_STAGE_STEPS = 2
+# Seconds of a stage's first chunk (MIN_STAGE_STEPS steps, with building the model and the data
+# and, for a prior, encoding the training and validation images to codes) with one thread on a
+# free core, with the plan of REFERENCE_MINUTES (4,000 training images; the prior's encoding
+# grows with them: ``work``). A stage costs at least this times the slowdown however short its
+# share, so the shares keep it for the stages still to come until a stage of the same kind has
+# run (``TimeBudget.floor``).
 STAGE_FLOOR_SECONDS = {
-    "train_ff_level1": 11.0,
-    "train_ff_prior": 6.0,
-    "train_msp_level1": 11.0,
-    "train_msp_prior": 6.0,
-    "train_pixelcnn_prior": 2.0,
+    "train_ff_level1": 0.4,
+    "train_ff_prior": 2.4,
+    "train_msp_level1": 0.4,
+    "train_msp_prior": 2.4,
+    "train_pixelcnn_prior": 0.2,
 }
+# Training chunks last half of what is left of the stage's share, within these seconds: they
+# shorten towards the deadline, so a machine that gets busier midway shows up in a short chunk
+# before the last, which is sized to end at the deadline; 5 s keeps a chunk's set-up (building
+# the model, reading and writing the checkpoint) a small part of it.
+CHUNK_SECONDS = (5.0, 30.0)
+
+
+def chunk_seconds(share_left: float) -> float:
+    """Seconds the next training chunk may last with ``share_left`` seconds of the share left."""
+    low, high = CHUNK_SECONDS
+    return min(max(share_left / 2, low), high)
+
+
+def stage_kind(stage: str) -> tuple[str, ...]:
+    """Stages of one kind cost alike: the levels of the hierarchies (``("--level", "1")``), their
+    priors (``("--prior",)``); the baseline is a kind of its own."""
+    for name, key, flags, _ in TRAINING_STAGES:
+        if name == stage:
+            return flags if key in CARDS else (key, *flags)
+    raise KeyError(stage)
 
 
 class DemoError(HvqevalError):
@@ -210,6 +246,25 @@ def reference_key(step: str) -> str:
     return step.split("_")[0]
 
 
+def work(key: str, plan: DemoPlan) -> float:
+    """The work step ``key`` (a ``reference_key`` or a training stage) does with ``plan``, as a
+    multiple of its work with the plan of REFERENCE_MINUTES."""
+    ref = make_plan(REFERENCE_MINUTES, plan.data)
+    if key in ("sample", "sweep"):
+        return plan.per_class / ref.per_class
+    if key in ("metrics", "metrics_real", "nll"):  # the FID reference, the NLL's held-out images
+        return plan.evaluation_images / ref.evaluation_images
+    if key == "neighbours":
+        return plan.train_images / ref.train_images
+    if key == "classifier":  # training images seen and validation images
+        return (plan.classifier_steps * plan.classifier_batch + plan.classifier_val) / (
+            ref.classifier_steps * ref.classifier_batch + ref.classifier_val
+        )
+    if key in STAGE_FLOOR_SECONDS and stage_kind(key) == ("--prior",):
+        return 0.2 + 0.8 * plan.train_images / ref.train_images  # the encoding is most of it
+    return 1.0
+
+
 class TimeBudget:
     """Shares out ``--minutes``: what is left, minus the expected cost of the other steps left,
     goes to the training stages left in proportion to their weights.
@@ -227,6 +282,7 @@ class TimeBudget:
         self.measured: dict[str, float] = {}  # step -> seconds, other steps finished in this run
         self.fractions: dict[str, float] = {}  # step -> share of its reference work it did
         self.scales: dict[str, float] = {}  # step -> evaluation scale it ran at
+        self.stage_floors: dict[str, float] = {}  # training stage -> seconds of its first chunk
 
     def spent(self) -> float:
         return self.earlier_seconds + self.clock() - self.started
@@ -242,20 +298,34 @@ class TimeBudget:
             self.fractions[step] = fraction
             self.scales[step] = scale
 
+    def reference(self, step: str) -> float:
+        """Seconds ``step`` (or a training stage's first chunk) takes with one thread on a free
+        core of the reference machine, with this run's plan at the plan's sizes."""
+        if step in STAGE_FLOOR_SECONDS:
+            return STAGE_FLOOR_SECONDS[step] * work(step, self.plan)
+        key = reference_key(step)
+        return REFERENCE_SECONDS[key] * work(key, self.plan)
+
+    def record_floor(self, stage: str, seconds: float) -> None:
+        """What training stage ``stage``'s first chunk took (``STAGE_FLOOR_SECONDS``)."""
+        self.stage_floors[stage] = seconds
+
     def slowdown(self) -> float:
-        """How much slower than on the idle reference machine this run's other steps were
-        (1.0 before any was measured)."""
-        if not self.measured:
+        """How much slower than one thread on a free core of the reference machine this run's
+        finished steps were: the other steps and the training stages' first chunks (1.0 before
+        any was measured)."""
+        if not self.measured and not self.stage_floors:
             return 1.0
         reference = sum(
-            REFERENCE_SECONDS[reference_key(s)] * self.fractions.get(s, 1.0) for s in self.measured
-        )
-        return max(sum(self.measured.values()) / reference, 0.25)
+            self.reference(s) * self.fractions.get(s, 1.0) for s in self.measured
+        ) + sum(self.reference(s) for s in self.stage_floors)
+        took = sum(self.measured.values()) + sum(self.stage_floors.values())
+        return max(took / reference, 0.25)
 
     def expected_parts(self, steps: list[str]) -> tuple[float, float]:
         """Expected seconds of the other steps ``steps`` (not yet done), as (fixed, sized at
         scale 1): a step of a model whose twin ran in this run (``metrics_ff`` for
-        ``metrics_msp``) is expected to take what the twin took (divided by the twin's scale if
+        ``metrics_msp``; the latest twin) is expected to take what the twin took (divided by the twin's scale if
         sized); the rest their reference figure times the slowdown."""
         fixed = sized = 0.0
         slowdown = self.slowdown()
@@ -264,7 +334,7 @@ class TimeBudget:
             twin = next(
                 (
                     s
-                    for s in self.measured
+                    for s in reversed(self.measured)  # the latest: the present speed and caches
                     if reference_key(s) == key
                     and key in ("sample", "reconstruct", "metrics", "nll", "neighbours")
                 ),
@@ -274,10 +344,10 @@ class TimeBudget:
                 sized += (
                     self.measured[twin] / self.scales[twin]
                     if twin
-                    else REFERENCE_SECONDS[key] * slowdown
+                    else self.reference(step) * slowdown
                 )
             else:
-                fixed += self.measured[twin] if twin else REFERENCE_SECONDS[key] * slowdown
+                fixed += self.measured[twin] if twin else self.reference(step) * slowdown
         return fixed, sized
 
     def expected(self, steps: list[str], scale: float = 1.0) -> float:
@@ -296,9 +366,21 @@ class TimeBudget:
             scale /= 2
         return scale
 
+    def floor(self, stage: str) -> float:
+        """Seconds training stage ``stage`` takes at least on this machine now: what its first
+        chunk took if it ran; else what the first chunk of a stage of its kind took in this run
+        (``stage_kind``; scaled by their reference figures); else its reference figure times
+        the slowdown."""
+        if stage in self.stage_floors:
+            return self.stage_floors[stage]
+        twin = next((s for s in self.stage_floors if stage_kind(s) == stage_kind(stage)), None)
+        if twin is not None:
+            return self.stage_floors[twin] * self.reference(stage) / self.reference(twin)
+        return self.reference(stage) * self.slowdown()
+
     def floors(self, stages: tuple[str, ...] | list[str]) -> float:
         """Seconds the training ``stages`` take at least on this machine now."""
-        return sum(STAGE_FLOOR_SECONDS[s] for s in stages) * self.slowdown()
+        return sum(self.floor(s) for s in stages)
 
     def share(
         self, stage: str, stages_left: list[str], other_steps_left: list[str], scale: float = 1.0
@@ -307,7 +389,7 @@ class TimeBudget:
         its weight's part of what is left after the other steps and every stage's floor; 0
         when nothing is left beyond them."""
         weights = {name: weight for name, _, _, weight in TRAINING_STAGES}
-        floors = {s: STAGE_FLOOR_SECONDS[s] * self.slowdown() for s in stages_left}
+        floors = {s: self.floor(s) for s in stages_left}
         training = self.left() - self.expected(other_steps_left, scale) - sum(floors.values())
         if training <= 0:
             return 0.0  # no slack: the stage trains its MIN_STAGE_STEPS only, at whatever they cost

@@ -16,13 +16,12 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from hvqeval.demo.cuts import BudgetCuts
+from hvqeval.demo.cuts import BudgetCuts, now
 from hvqeval.demo.plan import (
     CARDS,
     CLASSIFIER_FIXED,
@@ -35,6 +34,7 @@ from hvqeval.demo.plan import (
     MIN_STAGE_STEPS,
     MODELS,
     NUM_CLASSES,
+    OPTIONAL,
     PLAN_VERSION,
     SIZED,
     SWEEP_MODEL,
@@ -43,17 +43,15 @@ from hvqeval.demo.plan import (
     DemoError,
     DemoPlan,
     TimeBudget,
+    chunk_seconds,
     make_plan,
     reference_key,
     train_args,
 )
 from hvqeval.demo.studies import serve_command, study_links, study_specs
+from hvqeval.demo.threads import CoreShare
 
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (cli.HvqevalGroup)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -101,6 +99,12 @@ class Demo(BudgetCuts):
         )
         self.commands: list[str] = []
         self.started = clock()
+        # Import the heavy libraries now, so that the first step's time (which re-plans the
+        # rest) is the step's own and not the import's; the other processes' load is read
+        # over the imports too.
+        import torch
+
+        self.cores = CoreShare(most=torch.get_num_threads())
         self.plan = self.load_plan()
         # The budget counts what the steps finished by earlier runs took, plus this run's time.
         earlier = sum(s.get("seconds", 0.0) for s in self.steps.values())
@@ -109,8 +113,6 @@ class Demo(BudgetCuts):
         # smallest one a finished step ran at.
         self.scale = min((s["scale"] for s in self.steps.values() if "scale" in s), default=1.0)
         self.sweep_scale = self.scale  # the sweep's own (its rows are not compared with Table 1's)
-        # Import the heavy libraries now, so that the first step's time (which re-plans the
-        # rest) is the step's own and not the import's.
         import torchvision  # noqa: F401
 
         import hvqeval.cli  # noqa: F401
@@ -142,24 +144,30 @@ class Demo(BudgetCuts):
             raise DemoError(f"`{line}` stopped with exit status {status}")
         return stdout.getvalue()
 
+    def save_steps(self) -> None:
+        atomic_write_text(self.steps_path, json.dumps(self.steps, indent=1))
+
     def step(self, name: str, func: Callable[[], dict[str, Any] | None]) -> None:
-        """Run ``func`` unless ``name`` is done; record it only when it returned."""
+        """Run ``func`` unless ``name`` is done or left out; record it only when it returned."""
+        training = any(name == s for s, *_ in TRAINING_STAGES)
+        if name not in self.steps and (
+            training or any(name == members[0] for members in OPTIONAL.values())
+        ):
+            self.drop_extras()
+        if "skipped" in self.steps.get(name, {}):
+            self.echo(f"[demo] {name}: left out, {self.steps[name]['skipped']}")
+            return
         if name in self.steps:
             self.echo(f"[demo] {name}: done earlier, reused")
             self.commands.extend(self.steps[name].get("commands", []))
             return
-        skip = self.skip_reason(name)
-        if skip:
-            self.echo(f"[demo] {name}: left out, {skip}")
-            self.steps[name] = {"seconds": 0.0, "finished_at": _now(), "skipped": skip}
-            atomic_write_text(self.steps_path, json.dumps(self.steps, indent=1))
-            return
         self.echo(f"[demo] {name} ...")
+        threads = self.set_threads()
         sized = reference_key(name) in SIZED
         sweep = reference_key(name) == "sweep"
         if sized:
             self.fit_scale(sweep)
-        start = self.clock()
+        start, cpu = self.clock(), self.cpu_seconds()
         first = len(self.commands)
         result = func()
         extra = result if isinstance(result, dict) else {}  # training stages report their step
@@ -177,11 +185,33 @@ class Demo(BudgetCuts):
         )
         self.steps[name] = {
             "seconds": round(seconds, 1),
-            "finished_at": _now(),
+            "cpu_seconds": round(self.cpu_seconds() - cpu, 1),
+            "threads": threads,
+            "finished_at": now(),
             "commands": self.commands[first:],
             **extra,
         }
-        atomic_write_text(self.steps_path, json.dumps(self.steps, indent=1))
+        self.save_steps()
+
+    @staticmethod
+    def cpu_seconds() -> float:
+        """CPU seconds this process has used (all its threads): what a step costs whatever the
+        machine's load, beside its wall-clock seconds."""
+        times = psutil.Process().cpu_times()
+        return times.user + times.system
+
+    def set_threads(self) -> int:
+        """Give torch one thread per core other processes leave free (``CoreShare``)."""
+        import torch
+
+        threads = self.cores.threads()
+        if threads != torch.get_num_threads():
+            self.echo(
+                f"[demo] {threads} torch thread(s): other processes kept "
+                f"{self.cores.others:.1f} of {self.cores.cores} cores busy"
+            )
+            torch.set_num_threads(threads)
+        return threads
 
     def card_args(self, key: str) -> list[str]:
         args = ["--config", MODELS[key]]
@@ -481,9 +511,14 @@ class Demo(BudgetCuts):
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
-        order = self.order()
-        for name, func in order:
-            self.step(name, func)
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            for name, func in self.order():
+                self.step(name, func)
+        finally:
+            torch.set_num_threads(threads)
         from hvqeval.demo.quality import assess
 
         quality = assess(self.path("results", "results.jsonl"), self.steps, self.real_label)
@@ -550,38 +585,43 @@ class Demo(BudgetCuts):
     def train_stage(self, name: str, key: str, flags: tuple[str, ...]) -> dict[str, Any]:
         """Train one stage for its share of the time left, as ``hvqeval train`` chunks.
 
-        Each chunk is a ``--steps`` target sized from the speed of the chunk before, at most
-        ``chunk`` seconds long, so a load change shows up in the next chunk's size; the last
-        chunk is sized to end at the share's deadline. The share itself is planned just before
-        the stage starts (``TimeBudget.share``)."""
-        done = set(self.steps)
-        stages_left = [s for s, *_ in TRAINING_STAGES if s not in done]
-        others_left = [s for s, _ in self.order() if s not in done and s not in stages_left]
+        The first chunk is MIN_STAGE_STEPS steps (all the stage gets when its share is 0); what
+        it took is the stage's floor (``TimeBudget.record_floor``), which the later stages of
+        its kind are planned with. Each later chunk is a ``--steps`` target sized from the speed
+        of the chunk before, lasting at most ``chunk_seconds`` of what is left of the share, so a
+        load change shows up in the next chunk's size; the last chunk is sized to end at the
+        share's deadline. The share itself is planned just before the stage starts
+        (``TimeBudget.share``)."""
+        left = self.steps_left()
+        stages_left = [s for s, *_ in TRAINING_STAGES if s in left]
+        others_left = [s for s in left if s not in stages_left]
         seconds = self.budget.share(name, stages_left, others_left, self.scale)
-        others = self.budget.expected(others_left, self.scale)
-        if others > self.budget.left():
+        least = self.cost(left)
+        if least > self.budget.left():
             self.echo(
-                f"[demo] the steps after training need about {others:.0f} s on this machine now, more than "
-                f"the {max(self.budget.left(), 0):.0f} s left: this run will overrun --minutes "
+                f"[demo] the steps left need about {least:.0f} s on this machine now at the least, more "
+                f"than the {max(self.budget.left(), 0):.0f} s left: this run will overrun --minutes "
                 f"{self.plan.minutes:g}; each training stage gets its {MIN_STAGE_STEPS} steps only"
             )
         self.echo(
             f"[demo] {name}: {seconds:.0f} s of the {self.budget.left():.0f} s left "
-            f"({self.budget.slowdown():.1f}x the idle machine's time so far)"
+            f"({self.budget.slowdown():.1f}x a free core's time so far)"
         )
         run = self.path("runs", MODELS[key])
         deadline = self.clock() + seconds
-        chunk = min(max(seconds / 4, 5.0), 30.0)
         base = [] if (run / "config.json").exists() else self.card_args(key)
-        step, per_step, overhead, per_step_seen = 0, None, 0.0, 0
+        step, per_step, overhead, per_step_seen, floor = 0, None, 0.0, 0, None
         while True:
-            if per_step is None:  # a few steps to learn the speed (a resumed run says where it is)
-                target = max(step + 3, MIN_STAGE_STEPS)
-            else:
-                fit = int((deadline - self.clock() - overhead) / per_step)
-                if fit < 1 and step >= MIN_STAGE_STEPS:
+            if per_step is None:  # the first chunk (a resumed run says where it is)
+                if step >= MIN_STAGE_STEPS and seconds <= 0:
                     break
-                target = step + max(1, MIN_STAGE_STEPS - step, min(fit, int(chunk / per_step)))
+                target = step + MIN_STAGE_STEPS if seconds > 0 else MIN_STAGE_STEPS
+            else:
+                share_left = deadline - self.clock() - overhead
+                fit = int(share_left / per_step)
+                if fit < 1:
+                    break
+                target = step + max(1, min(fit, int(chunk_seconds(share_left) / per_step)))
             started = self.clock()
             printed = self.run_cli(
                 [
@@ -602,17 +642,25 @@ class Demo(BudgetCuts):
             result = json.loads(printed)[0]
             base, step = [], result["step"]
             if result["steps_trained"] > 0:
+                took = self.clock() - started
+                if per_step is None:
+                    floor = took
+                    self.budget.record_floor(name, took)
                 per_step = result["seconds"] / result["steps_trained"]
                 # Building the model, loading data and checkpoints: paid again by every chunk (the
                 # least seen, as the prior's first chunk also encodes the training split once).
-                cost = max(self.clock() - started - result["seconds"], 0.0)
+                cost = max(took - result["seconds"], 0.0)
                 overhead = cost if per_step_seen == 0 else min(overhead, cost)
                 per_step_seen += 1
                 self.echo(
                     f"[demo] {name}: step {step}, {1 / per_step:.1f} steps/s, "
                     f"{max(deadline - self.clock(), 0):.0f} s of its share left"
                 )
-        return {"step": step, "share_seconds": round(seconds, 1)}
+        return {
+            "step": step,
+            "share_seconds": round(seconds, 1),
+            **({} if floor is None else {"floor_seconds": round(floor, 1)}),
+        }
 
     # ------------------------------------------------------------------ studies
     def serve_command(self) -> str:

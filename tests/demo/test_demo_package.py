@@ -1,4 +1,4 @@
-"""The demo package's modules depend one way: __init__ -> steps -> cuts, report -> quality -> studies -> plan."""
+"""The demo package's modules depend one way: __init__ -> steps -> cuts, report -> quality -> studies -> threads, plan."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import hvqeval.demo
 
 ORDER = [
     "plan",
+    "threads",
     "studies",
     "quality",
     "report",
