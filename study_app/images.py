@@ -62,22 +62,27 @@ def upscaled_path(source_file: Path, sha256: str, size: int, cache_dir: Path) ->
     return target
 
 
+def image_cache_dir(instance_path: str | Path) -> Path:
+    """Where the upscales of an app with this instance folder are kept."""
+    return Path(instance_path) / "cache" / "images"
+
+
 def prerender_images(engine, size: int, cache_dir: Path, progress=None) -> int:
     """Make the ``size``×``size`` upscale of every study image that lacks one; returns how
-    many images there are. ``progress(n)`` is called after each one (a progress bar)."""
+    many images there are. ``progress(done, total)`` is called after each one (a progress bar)."""
     with session_scope(engine, read_only=True) as s:
         rows = s.execute(
             select(Image.file, Image.sha256, Source.path)
             .join(Source, Source.id == Image.source_id)
             .distinct()
         ).all()
-    for row in rows:
+    for done, row in enumerate(rows, 1):
         root = Path(row.path)
         source_file = (root / row.file).resolve()
         if root.resolve() in source_file.parents and source_file.is_file():
             upscaled_path(source_file, row.sha256, size, cache_dir)
         if progress is not None:
-            progress(1)
+            progress(done, len(rows))
     return len(rows)
 
 
