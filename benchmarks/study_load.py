@@ -123,7 +123,7 @@ def start_server(url: str, tmp: Path, port: int) -> subprocess.Popen:
         stderr=log,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600  # serve renders every image first (~30 s for 2,000)
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError((tmp / "server.log").read_text())

@@ -140,6 +140,8 @@ _candidate = (
         Slot.study_id == bindparam("in_study"),
         Slot.filled.is_(False),
         _free,
+        # a closed study hands out nothing (asked here rather than in a statement of its own)
+        exists().where(Study.id == Slot.study_id, Study.status == "open"),
         ~exists().where(
             Assignment.rater_id == bindparam("for_rater"), Assignment.item_id == Slot.item_id
         ),
@@ -281,11 +283,6 @@ def _next_for_locked_rater(
         return _task(connection, study, active.token, active.item_id, active.left, done)
     if done >= study.tasks_per_rater:
         return _finish(connection, rater_id, done, study.completion_code)
-    if connection.scalar(STUDY_STATUS, {"study_id": study.id}) != "open":
-        return (
-            _finish(connection, rater_id, done, study.completion_code) if done else Closed()
-        )  # answered some: their code
-
     lease, expires = new_token(), now + dt.timedelta(seconds=study.lease_seconds)
     claimed = connection.execute(
         CLAIM_SLOT,
@@ -298,9 +295,10 @@ def _next_for_locked_rater(
         },
     ).first()
     if claimed is None:
-        return _finish(
-            connection, rater_id, done, study.completion_code
-        )  # nothing left for this rater
+        if not done and connection.scalar(STUDY_STATUS, {"study_id": study.id}) != "open":
+            return Closed()
+        # nothing left for this rater, or the study closed after they answered some: their code
+        return _finish(connection, rater_id, done, study.completion_code)
     class_name, number, token_a, token_b = connection.execute(
         TASK_OF_ITEM, {"item_id": claimed.item_id}
     ).one()
