@@ -7,7 +7,8 @@ answering (``POST api/answer``, which stores the answer and claims the next task
 each task's image, until the study is full or ``--answers`` answers are stored. Reports the CPU
 time of this process (``time.process_time``: the server's work plus the test client's, and on
 SQLite the database's; PostgreSQL's own processes are not counted) per answer and per image
-request. CPU time, unlike wall time, hardly depends on what else runs on the machine.
+request, and per rater arriving (entry link, consent page, consent, task page, first task).
+CPU time, unlike wall time, hardly depends on what else runs on the machine.
 
     PYTHONPATH=$PWD python benchmarks/study_cpu.py                       # SQLite
     PYTHONPATH=$PWD python benchmarks/study_cpu.py --database postgresql
@@ -91,15 +92,21 @@ def run(args, tmp: Path) -> dict:
             prerender_s = time.monotonic() - started
         public_id = summary.public_id
         raters = []
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler is not None and args.profile_arrival:
+            profiler.enable()
+        t0 = time.process_time()
         for n in range(args.raters):
             client = app.test_client()
             csrf, current = enter(client, public_id, f"cpu-{n}")
             raters.append([client, csrf, current])
+        arrival_cpu = time.process_time() - t0
+        if profiler is not None and args.profile_arrival:
+            profiler.disable()
 
         answer_cpu = image_cpu = 0.0
         answers = images = 0
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler is not None:
+        if profiler is not None and not args.profile_arrival:
             profiler.enable()
         while answers < args.answers and any(r[2].get("state") == "task" for r in raters):
             for rater in raters:
@@ -134,6 +141,7 @@ def run(args, tmp: Path) -> dict:
             "answers": answers,
             "images": images,
             "prerender_s": None if prerender_s is None else round(prerender_s, 1),
+            "cpu_ms_per_arrival": round(1000 * arrival_cpu / max(1, args.raters), 2),
             "cpu_ms_per_answer": round(1000 * answer_cpu / max(1, answers), 2),
             "cpu_ms_per_image": round(1000 * image_cpu / max(1, images), 2),
             "cpu_ms_per_cycle": round(1000 * (answer_cpu + image_cpu) / max(1, answers), 2),
@@ -156,6 +164,9 @@ def main() -> None:
     parser.add_argument("--tasks-per-rater", type=int, default=1000)
     parser.add_argument("--no-prerender", action="store_true")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile's top N")
+    parser.add_argument(
+        "--profile-arrival", action="store_true", help="profile the raters' arrival instead"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="study-cpu-") as tmp:
         print(json.dumps(run(args, Path(tmp))))
