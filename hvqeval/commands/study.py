@@ -473,10 +473,13 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="gunicorn worker processes [default: 2 x cores + 1].",
+    help="gunicorn worker processes [default: cores + 1].",
 )
 @click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="Threads per worker [default: 2]."
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads per worker [default: 1 on SQLite, 2 on PostgreSQL].",
 )
 @click.option(
     "--secret-key-file",
