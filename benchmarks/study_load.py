@@ -96,7 +96,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def start_server(url: str, tmp: Path, port: int) -> subprocess.Popen:
+def start_server(
+    url: str, tmp: Path, port: int, workers: int | None = None, threads: int | None = None
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "HVQEVAL_SECRET_KEY": "benchmark-secret-key-0123456789abcdef",
@@ -117,13 +119,15 @@ def start_server(url: str, tmp: Path, port: int) -> subprocess.Popen:
             url,
             "--instance-dir",
             str(tmp / "instance"),
+            *(["--workers", str(workers)] if workers else []),
+            *(["--threads", str(threads)] if threads else []),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600  # serve renders every image first (~30 s for 2,000)
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError((tmp / "server.log").read_text())
@@ -178,7 +182,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             tmp,
         )
         port = 20000 + os.getpid() % 20000
-        server = start_server(url, tmp, port)
+        server = start_server(url, tmp, port, args.workers, args.threads)
         result_file, csv_prefix = tmp / "locust-totals.json", tmp / "locust"
         env = {
             **os.environ,
@@ -242,6 +246,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
         return {
             "database": kind,
             "raters": args.raters,
+            "workers_threads": [args.workers, args.threads],
             "arrival_s": args.arrival_s,
             "think_s": [args.think_min, args.think_max],
             "answers_needed": needed,
@@ -292,6 +297,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--time-limit", type=float, default=180.0, help="seconds of load at most per database"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="serve's --workers [default: serve's own]"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="serve's --threads [default: serve's own]"
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

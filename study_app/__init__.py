@@ -35,7 +35,7 @@ def create_app(config: dict | None = None):
         instance_path=config.get("INSTANCE_DIR") and str(Path(config["INSTANCE_DIR"]).resolve()),
     )
     app.config.from_mapping(
-        IMAGE_CACHE_DIR=str(Path(app.instance_path) / "cache" / "images"),
+        IMAGE_CACHE_DIR=str(images.image_cache_dir(app.instance_path)),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=config["HTTPS"],
@@ -63,13 +63,19 @@ def create_app(config: dict | None = None):
     app.register_blueprint(admin.bp)
 
     limiter = Limiter(get_remote_address, app=app)
+    # One counter per request of the answer loop: the API counts against the rater (whose
+    # session came through an address-limited entry; without a session the key is the address)
+    # instead of also against the address, and the images, files behind the session check, are
+    # exempt like static files. Each count costs CPU on every request (the memory storage starts
+    # its expiry timer thread), and the loop is where a study's load is.
     per_rater = limiter.limit(
         limit_string(config["RATE_LIMIT_RATER"]),
         key_func=rater.rate_limit_key,
-        override_defaults=False,
+        override_defaults=True,
     )
     for endpoint in ("rater.api_next", "rater.api_answer"):
         app.view_functions[endpoint] = per_rater(app.view_functions[endpoint])
+    app.view_functions["images.image"] = limiter.exempt(app.view_functions["images.image"])
     app.view_functions["admin.login"] = limiter.limit(
         limit_string(config["RATE_LIMIT_LOGIN"]),
         methods=["POST"],

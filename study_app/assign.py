@@ -23,6 +23,12 @@ One path for both databases, each request one transaction (``db.run_transaction`
 3. The hand-out row ``assignment`` has ``UNIQUE(item_id, rater_id)``: never an item twice.
 4. **Submit** fills the slot only ``WHERE lease_token = <the rater's> AND NOT filled``; the
    answer row has ``UNIQUE(assignment_id)`` and ``UNIQUE(item_id, rater_id)``.
+
+The statements of a rater's request cycle are built once, at import, with ``bindparam``
+placeholders, and executed with that request's values. Building a SQLAlchemy statement and
+generating its cache key cost more CPU than running it on SQLite; a statement object built once
+keeps its cache key (SQLAlchemy memoizes it on the object), so each execution only looks its
+compiled form up in the engine's own compiled cache. Nothing is cached but the statements.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import random
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, exists, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -102,6 +108,98 @@ def side_of_a(study: Study, item_number: int, participant: str) -> str:
     return random.Random(f"{study.seed}:{item_number}:{participant}").choice("ab")
 
 
+# -- The statements of the request cycle (see the module docstring), parameters by name. --
+
+LOCK_RATER = (
+    select(Rater.answered, Rater.participant, Rater.consented_at)
+    .where(Rater.id == bindparam("rater_id"))
+    .with_for_update()
+)
+_image_a, _image_b = Image.__table__.alias("image_a"), Image.__table__.alias("image_b")
+TASK_OF_ITEM = (
+    select(Item.class_name, Item.number, _image_a.c.token, _image_b.c.token)
+    .join(_image_a, _image_a.c.id == Item.image_a_id)
+    .outerjoin(_image_b, _image_b.c.id == Item.image_b_id)
+    .where(Item.id == bindparam("item_id"))
+)
+ACTIVE_ASSIGNMENT = (
+    select(Assignment.token, Assignment.item_id, Assignment.left)
+    .join(Slot, Slot.id == Assignment.slot_id)
+    .where(
+        Assignment.rater_id == bindparam("rater_id"),
+        Slot.lease_token == Assignment.lease_token,
+        Slot.filled.is_(False),
+        Slot.lease_expires_at > bindparam("now"),
+    )
+    .order_by(Assignment.id)
+    .limit(1)
+)
+STUDY_STATUS = select(Study.status).where(Study.id == bindparam("study_id"))
+_free = or_(Slot.lease_expires_at.is_(None), Slot.lease_expires_at < bindparam("now"))
+_candidate = (
+    select(Slot.id)
+    .where(
+        Slot.study_id == bindparam("in_study"),
+        Slot.filled.is_(False),
+        _free,
+        # a closed study hands out nothing (asked here rather than in a statement of its own)
+        exists().where(Study.id == Slot.study_id, Study.status == "open"),
+        ~exists().where(
+            Assignment.rater_id == bindparam("for_rater"), Assignment.item_id == Slot.item_id
+        ),
+    )
+    .order_by(Slot.slot_no, Slot.shuffle)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+CLAIM_SLOT = (
+    update(Slot)
+    .where(Slot.id == _candidate.scalar_subquery(), Slot.filled.is_(False), _free)
+    .values(lease_token=bindparam("new_lease"), lease_expires_at=bindparam("expires"))
+    .returning(Slot.id, Slot.item_id)
+)
+INSERT_ASSIGNMENT = insert(Assignment)
+FIND_ASSIGNMENT = (
+    select(
+        Assignment.id,
+        Assignment.item_id,
+        Assignment.slot_id,
+        Assignment.lease_token,
+        Assignment.left,
+        Slot.filled,
+        Slot.lease_token.label("slot_lease"),
+    )
+    .join(Slot, Slot.id == Assignment.slot_id)
+    .where(
+        Assignment.token == bindparam("token"),
+        Assignment.rater_id == bindparam("rater_id"),
+        Assignment.study_id == bindparam("study_id"),
+    )
+)
+FILL_SLOT = (
+    update(Slot)
+    .where(
+        Slot.id == bindparam("filled_slot"),
+        Slot.lease_token == bindparam("held_lease"),
+        Slot.filled.is_(False),
+    )
+    .values(filled=True, lease_expires_at=None)
+)
+INSERT_ANSWER = insert(Answer)
+COUNT_ANSWER = (
+    update(Rater)
+    .where(Rater.id == bindparam("answering_rater"))
+    .values(answered=Rater.answered + 1)
+    .returning(Rater.answered)
+)
+
+
+def _tokens_in_order(token_a: str, token_b: str | None, left: str) -> tuple[str, ...]:
+    if token_b is None:
+        return (token_a,)
+    return (token_a, token_b) if left == "a" else (token_b, token_a)
+
+
 def _insert_ignoring_duplicates(connection: Connection, table):
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
@@ -143,11 +241,7 @@ def record_consent(engine: Engine, rater_id: int) -> None:
 
 def _lock_rater(connection: Connection, rater_id: int):
     """(answered, participant) of a rater who gave consent, with the rater's row locked."""
-    row = connection.execute(
-        select(Rater.answered, Rater.participant, Rater.consented_at)
-        .where(Rater.id == rater_id)
-        .with_for_update()
-    ).first()
+    row = connection.execute(LOCK_RATER, {"rater_id": rater_id}).first()
     if row is None:
         raise AnswerRejected(*NO_TASK)
     if row.consented_at is None:
@@ -164,18 +258,10 @@ def _task(
     done: int,
     role: str = "task",
 ) -> Task:
-    image_a, image_b = Image.__table__.alias("image_a"), Image.__table__.alias("image_b")
-    class_name, token_a, token_b = connection.execute(
-        select(Item.class_name, image_a.c.token, image_b.c.token)
-        .join(image_a, image_a.c.id == Item.image_a_id)
-        .outerjoin(image_b, image_b.c.id == Item.image_b_id)
-        .where(Item.id == item_id)
+    class_name, _number, token_a, token_b = connection.execute(
+        TASK_OF_ITEM, {"item_id": item_id}
     ).one()
-    tokens = (
-        (token_a,)
-        if token_b is None
-        else ((token_a, token_b) if left == "a" else (token_b, token_a))
-    )
+    tokens = _tokens_in_order(token_a, token_b, left)
     return Task(token, class_name, tokens, done, study.tasks_per_rater, role)
 
 
@@ -199,18 +285,7 @@ def _next_for_locked_rater(
 ) -> Task | Finished | Closed:
     """The rater's open task, else a newly claimed one, else the completion code."""
     now = utcnow()
-    active = connection.execute(
-        select(Assignment.token, Assignment.item_id, Assignment.left)
-        .join(Slot, Slot.id == Assignment.slot_id)
-        .where(
-            Assignment.rater_id == rater_id,
-            Slot.lease_token == Assignment.lease_token,
-            Slot.filled.is_(False),
-            Slot.lease_expires_at > now,
-        )
-        .order_by(Assignment.id)
-        .limit(1)
-    ).first()
+    active = connection.execute(ACTIVE_ASSIGNMENT, {"rater_id": rater_id, "now": now}).first()
     if active is not None:
         return _task(connection, study, active.token, active.item_id, active.left, done)
     if checks.has_checks(study):  # attention checks: practice first, catch items unannounced
@@ -222,47 +297,42 @@ def _next_for_locked_rater(
             return _task(connection, study, token, item_id, left, done, role)
     if done >= study.tasks_per_rater:
         return _finish(connection, rater_id, done, study.completion_code)
-    if connection.scalar(select(Study.status).where(Study.id == study.id)) != "open":
-        return (
-            _finish(connection, rater_id, done, study.completion_code) if done else Closed()
-        )  # answered some: their code
-
-    free = or_(Slot.lease_expires_at.is_(None), Slot.lease_expires_at < now)
-    seen = exists().where(Assignment.rater_id == rater_id, Assignment.item_id == Slot.item_id)
-    candidate = (
-        select(Slot.id)
-        .where(Slot.study_id == study.id, Slot.filled.is_(False), free, ~seen)
-        .order_by(Slot.slot_no, Slot.shuffle)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
     lease, expires = new_token(), now + dt.timedelta(seconds=study.lease_seconds)
     claimed = connection.execute(
-        update(Slot)
-        .where(Slot.id == candidate.scalar_subquery(), Slot.filled.is_(False), free)
-        .values(lease_token=lease, lease_expires_at=expires)
-        .returning(Slot.id, Slot.item_id)
+        CLAIM_SLOT,
+        {
+            "in_study": study.id,
+            "for_rater": rater_id,
+            "now": now,
+            "new_lease": lease,
+            "expires": expires,
+        },
     ).first()
     if claimed is None:
-        return _finish(
-            connection, rater_id, done, study.completion_code
-        )  # nothing left for this rater
-    number = connection.scalar(select(Item.number).where(Item.id == claimed.item_id))
+        if not done and connection.scalar(STUDY_STATUS, {"study_id": study.id}) != "open":
+            return Closed()
+        # nothing left for this rater, or the study closed after they answered some: their code
+        return _finish(connection, rater_id, done, study.completion_code)
+    class_name, number, token_a, token_b = connection.execute(
+        TASK_OF_ITEM, {"item_id": claimed.item_id}
+    ).one()
     token, left = new_token(), side_of_a(study, number, participant)
     connection.execute(
-        insert(Assignment).values(
-            study_id=study.id,
-            token=token,
-            item_id=claimed.item_id,
-            rater_id=rater_id,
-            slot_id=claimed.id,
-            lease_token=lease,
-            left=left,
-            issued_at=now,
-            expires_at=expires,
-        )
+        INSERT_ASSIGNMENT,
+        {
+            "study_id": study.id,
+            "token": token,
+            "item_id": claimed.item_id,
+            "rater_id": rater_id,
+            "slot_id": claimed.id,
+            "lease_token": lease,
+            "left": left,
+            "issued_at": now,
+            "expires_at": expires,
+        },
     )
-    return _task(connection, study, token, claimed.item_id, left, done)
+    tokens = _tokens_in_order(token_a, token_b, left)
+    return Task(token, class_name, tokens, done, study.tasks_per_rater)
 
 
 def next_task(engine: Engine, study: Study, rater_id: int) -> Task | Finished | Closed:
@@ -314,58 +384,37 @@ def _store(
     """Store one validated answer for the locked rater; returns the rater's answered count."""
     rating, side, unknown_reason = parsed
     found = connection.execute(
-        select(
-            Assignment.id,
-            Assignment.item_id,
-            Assignment.slot_id,
-            Assignment.lease_token,
-            Assignment.left,
-            Slot.filled,
-            Slot.lease_token.label("slot_lease"),
-        )
-        .join(Slot, Slot.id == Assignment.slot_id)
-        .where(
-            Assignment.token == assignment_token,
-            Assignment.rater_id == rater_id,
-            Assignment.study_id == study.id,
-        )
+        FIND_ASSIGNMENT,
+        {"token": assignment_token, "rater_id": rater_id, "study_id": study.id},
     ).first()
     if found is None:
         raise AnswerRejected(*NO_TASK)
     if found.filled and found.slot_lease == found.lease_token:
         raise AnswerRejected(*ANSWERED)
     filled = connection.execute(
-        update(Slot)
-        .where(
-            Slot.id == found.slot_id, Slot.lease_token == found.lease_token, Slot.filled.is_(False)
-        )
-        .values(filled=True, lease_expires_at=None)
+        FILL_SLOT, {"filled_slot": found.slot_id, "held_lease": found.lease_token}
     )
     if filled.rowcount != 1:
         raise AnswerRejected(*EXPIRED)
     # The answer keeps a/b (which model), not left/right (where it was shown).
     choice = {"left": found.left, "right": "b" if found.left == "a" else "a"}.get(side, side)
     connection.execute(
-        insert(Answer).values(
-            study_id=study.id,
-            assignment_id=found.id,
-            item_id=found.item_id,
-            rater_id=rater_id,
-            left=found.left,
-            rating=rating,
-            choice=choice,
-            unknown_reason=unknown_reason,
-            response_ms=response_ms,
-            created_at=utcnow(),
-            exposure_ms=study.exposure_ms,
-        )
+        INSERT_ANSWER,
+        {
+            "study_id": study.id,
+            "assignment_id": found.id,
+            "item_id": found.item_id,
+            "rater_id": rater_id,
+            "left": found.left,
+            "rating": rating,
+            "choice": choice,
+            "unknown_reason": unknown_reason,
+            "response_ms": response_ms,
+            "created_at": utcnow(),
+            "exposure_ms": study.exposure_ms,
+        },
     )
-    return connection.scalar(
-        update(Rater)
-        .where(Rater.id == rater_id)
-        .values(answered=Rater.answered + 1)
-        .returning(Rater.answered)
-    )
+    return connection.scalar(COUNT_ANSWER, {"answering_rater": rater_id})
 
 
 def submit(

@@ -126,6 +126,16 @@ def session_scope(engine: Engine, read_only: bool = False):
         yield session
 
 
+@contextlib.contextmanager
+def reading(engine: Engine):
+    """A Core connection in one read-only transaction (plain ``BEGIN`` on SQLite, so no write
+    lock): the cheap path for a request's lookups, without an ORM session."""
+    with engine.connect() as connection:
+        connection.execution_options(read_only=True)  # before the transaction begins
+        with connection.begin():
+            yield connection
+
+
 def _alembic_config(connection):
     from alembic.config import Config
 

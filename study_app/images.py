@@ -1,8 +1,9 @@
 """Images blueprint: ``/img/<token>.png``, the 512×512 bilinear upscale of one study image.
 
 Appendix G: images are "upscaled to 512×512 using bilinear interpolation" before they are
-shown. The upscale is done here, once per image, and cached in the instance folder under
-the image's sha256. The URL holds only an opaque random token; the file is found through
+shown. The upscale is made once per image and kept in the instance folder under the image's
+sha256: ``hvqeval study serve`` renders every study image ahead (``prerender_images``, before
+it binds), so no rater request encodes a PNG; an image missing there is made on first view. The URL holds only an opaque random token; the file is found through
 the database (never from anything in the URL), so there is no path to traverse. A rater may
 fetch only the instruction examples and the images of their own assignments.
 """
@@ -15,14 +16,33 @@ import tempfile
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, send_file, session
-from sqlalchemy import exists, or_, select
+from sqlalchemy import bindparam, exists, or_, select
 
-from study_app.db import session_scope
+from study_app.db import reading, session_scope
 from study_app.schema import Assignment, Image, Item, Source
 from study_app.web import engine
 
 bp = Blueprint("images", __name__)
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,40}$")
+
+# The image lookups, built once (see assign.py): any image of the study for the admin; for a
+# rater, the instruction examples and the images of the rater's own assignments.
+IMAGE_FILE = (
+    select(Image.file, Image.sha256, Source.path)
+    .join(Source, Source.id == Image.source_id)
+    .where(Image.token == bindparam("token"))
+)
+RATER_IMAGE_FILE = IMAGE_FILE.where(
+    Image.study_id == bindparam("study_id"),
+    or_(
+        Image.is_example.is_(True),
+        exists().where(
+            Assignment.rater_id == bindparam("rater_id"),
+            Assignment.item_id == Item.id,
+            or_(Item.image_a_id == Image.id, Item.image_b_id == Image.id),
+        ),
+    ),
+)
 
 
 def upscaled_path(source_file: Path, sha256: str, size: int, cache_dir: Path) -> Path:
@@ -42,6 +62,40 @@ def upscaled_path(source_file: Path, sha256: str, size: int, cache_dir: Path) ->
     return target
 
 
+def image_cache_dir(instance_path: str | Path) -> Path:
+    """Where the upscales of an app with this instance folder are kept."""
+    return Path(instance_path) / "cache" / "images"
+
+
+def prerender_images(engine, size: int, cache_dir: Path, progress=None) -> int:
+    """Make the ``size``×``size`` upscale of every study image that lacks one; returns how
+    many images there are. ``progress(done, total)`` is called after each one (a progress bar)."""
+    with session_scope(engine, read_only=True) as s:
+        rows = s.execute(
+            select(Image.file, Image.sha256, Source.path)
+            .join(Source, Source.id == Image.source_id)
+            .distinct()
+        ).all()
+    for done, row in enumerate(rows, 1):
+        root = Path(row.path)
+        source_file = (root / row.file).resolve()
+        if root.resolve() in source_file.parents and source_file.is_file():
+            upscaled_path(source_file, row.sha256, size, cache_dir)
+        if progress is not None:
+            progress(done, len(rows))
+    return len(rows)
+
+
+def prerender(app, progress=None) -> int:
+    """``prerender_images`` for the images of ``app``'s database, size and cache folder."""
+    return prerender_images(
+        app.extensions["study_engine"],
+        app.config["DISPLAY_SIZE"],
+        Path(app.config["IMAGE_CACHE_DIR"]),
+        progress,
+    )
+
+
 @bp.get("/img/<token>.png")
 def image(token: str):
     if not TOKEN_RE.match(token):
@@ -50,23 +104,14 @@ def image(token: str):
     is_admin = bool(session.get("admin"))
     if rater_id is None and not is_admin:
         abort(403, "open the study link you were given first")
-    query = (
-        select(Image.file, Image.sha256, Source.path)
-        .join(Source, Source.id == Image.source_id)
-        .where(Image.token == token)
-    )
-    if not is_admin:
-        own_assignment = exists().where(
-            Assignment.rater_id == rater_id,
-            Assignment.item_id == Item.id,
-            or_(Item.image_a_id == Image.id, Item.image_b_id == Image.id),
-        )
-        query = query.where(
-            Image.study_id == session.get("study_id"),
-            or_(Image.is_example.is_(True), own_assignment),
-        )
-    with session_scope(engine(), read_only=True) as s:
-        row = s.execute(query).first()
+    with reading(engine()) as connection:
+        if is_admin:
+            row = connection.execute(IMAGE_FILE, {"token": token}).first()
+        else:
+            row = connection.execute(
+                RATER_IMAGE_FILE,
+                {"token": token, "study_id": session.get("study_id"), "rater_id": rater_id},
+            ).first()
     if row is None:
         abort(404)
     root = Path(row.path)

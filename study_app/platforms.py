@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, update
 
-from study_app.db import session_scope
+from study_app.db import run_transaction
 from study_app.schema import Rater
 
 PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -96,8 +96,9 @@ def record(engine: Engine, rater_id: int, entry: PlatformEntry) -> None:
     and accepts it again comes back with a new assignmentId)."""
     if entry.platform is None:
         return
-    with session_scope(engine) as s:
-        s.execute(
+    run_transaction(
+        engine,
+        lambda connection: connection.execute(
             update(Rater)
             .where(Rater.id == rater_id)
             .values(
@@ -106,7 +107,8 @@ def record(engine: Engine, rater_id: int, entry: PlatformEntry) -> None:
                 platform_session=entry.session,
                 submit_to=entry.submit_to,
             )
-        )
+        ),
+    )
 
 
 def external_submit_url(submit_to: str) -> str:

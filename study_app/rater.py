@@ -34,7 +34,7 @@ from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
 from study_app import assign, platforms
-from study_app.db import session_scope
+from study_app.db import reading, session_scope
 from study_app.schema import Image, Rater, Source
 from study_app.web import engine, study_by_public_id
 
@@ -89,8 +89,8 @@ def _start(study, participant: str, entry: platforms.PlatformEntry | None = None
 
 def _examples(study):
     """The example images of the instructions: (real, generated), two of each at most."""
-    with session_scope(engine(), read_only=True) as s:
-        rows = s.execute(
+    with reading(engine()) as connection:  # a Core read: every rater's arrival asks this
+        rows = connection.execute(
             select(Image.token, Image.class_name, Source.is_real, Source.dataset)
             .join(Source, Source.id == Image.source_id)
             .where(Image.study_id == study.id, Image.is_example.is_(True))
@@ -143,8 +143,8 @@ def consent(public_id: str):
 def task(public_id: str):
     study = _study(public_id)
     rater_id = _rater_id(study)
-    with session_scope(engine(), read_only=True) as s:
-        consented = s.scalar(select(Rater.consented_at).where(Rater.id == rater_id))
+    with reading(engine()) as connection:
+        consented = connection.scalar(select(Rater.consented_at).where(Rater.id == rater_id))
     if consented is None:
         return redirect(url_for("rater.consent", public_id=public_id))
     return render_template(

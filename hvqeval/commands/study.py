@@ -511,10 +511,13 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="gunicorn worker processes [default: 2 x cores + 1].",
+    help="gunicorn worker processes [default: cores + 1].",
 )
 @click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="Threads per worker [default: 2]."
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads per worker [default: 1 on SQLite, 2 on PostgreSQL].",
 )
 @click.option(
     "--secret-key-file",
@@ -557,6 +560,7 @@ def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, dat
     if revision is not None and revision != head_revision():
         upgrade(config["DATABASE_URL"])  # a study database of an older version of this code
     config = check_before_serving(config, bind)
+    _prerender(config)
 
     def ready(workers, threads):
         click.echo(
@@ -566,6 +570,27 @@ def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, dat
     run_server(
         config, bind=bind, workers=workers, threads=threads, access_log=access_log, on_ready=ready
     )
+
+
+def _prerender(config: dict) -> None:
+    """Every study image upscaled before serving, with a progress bar on a terminal."""
+    from tqdm import tqdm
+
+    from study_app.server import prerender_before_serving
+
+    bar = None
+
+    def shown(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="rendering images", unit="image", disable=None)
+        bar.update(1)
+
+    try:
+        prerender_before_serving(config, shown)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _read_secret_key(path: str) -> str:

@@ -1,0 +1,123 @@
+"""What keeps a rater's request cycle cheap: the images rendered before serving (no request
+encodes a PNG) and one rate-limit count per answer (the API per rater, images exempt)."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image as PILImage
+from sqlalchemy import select
+from study_schemas import RaterClient, engine_for
+
+from hvqeval.cli import cli
+from study_app import create_app, server
+from study_app.create import SourceSpec, StudySettings, create_study
+from study_app.db import session_scope
+from study_app.images import image_cache_dir
+from study_app.schema import Image
+from study_app.server import prerender_before_serving
+
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture
+def study(db_url, sets, tmp_path):
+    return create_study(
+        db_url,
+        StudySettings(
+            name="cost",
+            kind="rating",
+            sources=(
+                SourceSpec("ff", str(sets["ff"].path)),
+                SourceSpec("msp", str(sets["msp"].path)),
+            ),
+            classes=(3, 5),
+            per_class=2,
+            answers_per_item=2,
+            tasks_per_rater=8,  # every item: more answers than the address limit below
+        ),
+        tmp_path,
+    )
+
+
+def _app(db_url, instance, ip_rate="100000/60"):
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": db_url,
+            "INSTANCE_DIR": str(instance),
+            "RATE_LIMIT_RATER": "100000/60",
+            "RATE_LIMIT_IP": ip_rate,
+        }
+    )
+
+
+def test_serve_renders_every_image_before_binding_and_requests_only_read_them(
+    study, db_url, tmp_path
+):
+    instance = tmp_path / "instance"
+    config = {"DATABASE_URL": db_url, "INSTANCE_DIR": str(instance), "DISPLAY_SIZE": 512}
+    seen = []
+    total = prerender_before_serving(config, lambda done, total: seen.append((done, total)))
+    with session_scope(engine_for(db_url), read_only=True) as s:
+        hashes = set(s.scalars(select(Image.sha256)))
+    cache = image_cache_dir(instance.resolve())
+    rendered = {p.name for p in cache.glob("*.png")}
+    assert total == len(hashes) and seen[-1] == (total, total)
+    assert rendered == {f"{h}-512.png" for h in hashes}
+    for path in cache.glob("*.png"):
+        assert PILImage.open(path).size == (512, 512)
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.png")}
+
+    assert prerender_before_serving(config) == total  # a second start renders nothing again
+    app = _app(db_url, instance)
+    rater = RaterClient(app.test_client(), study.public_id)
+    rater.enter("viewer")
+    reply = rater.client.get(rater.next()["images"][0])
+    assert reply.status_code == 200
+    assert PILImage.open(BytesIO(reply.data)).size == (512, 512)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.png")} == stamps  # read only
+
+
+def test_images_and_answers_do_not_count_against_the_address(study, db_url, tmp_path):
+    # 5 requests a minute per address and route: a page is refused after 5, but a rater
+    # answering 8 times and looking at images goes on (the API counts against the rater).
+    app = _app(db_url, tmp_path / "instance", ip_rate="5/60")
+    rater = RaterClient(app.test_client(), study.public_id)
+    rater.enter("looker")
+    task = rater.next()
+    image_codes = [rater.client.get(task["images"][0]).status_code for _ in range(10)]
+    assert image_codes == [200] * 10
+    answers = []
+    while task["state"] == "task":
+        reply = rater.answer(task["task"], 4)
+        answers.append(reply.status_code)
+        task = reply.get_json()["next"]
+    assert answers == [200] * 8 and task["state"] == "finished"
+    page_codes = [app.test_client().get(f"/s/{study.public_id}/").status_code for _ in range(6)]
+    assert page_codes == [200] * 4 + [429] * 2  # the rater's own entry was the fifth
+
+
+def test_the_serve_command_renders_the_images_before_it_serves(
+    study, db_url, tmp_path, monkeypatch
+):
+    instance = tmp_path / "served"
+    found = {}
+
+    def instead_of_gunicorn(config, **_kwargs):  # what the server would find at start
+        found["images"] = sorted(image_cache_dir(instance.resolve()).glob("*.png"))
+
+    monkeypatch.setattr(server, "serve", instead_of_gunicorn)
+    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "k" * 32)
+    result = CliRunner().invoke(
+        cli,
+        ["study", "serve", "--database-url", db_url, "--instance-dir", str(instance)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    with session_scope(engine_for(db_url), read_only=True) as s:
+        hashes = set(s.scalars(select(Image.sha256)))
+    assert {p.name for p in found["images"]} == {f"{h}-512.png" for h in hashes}
