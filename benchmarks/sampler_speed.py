@@ -577,7 +577,11 @@ def main() -> None:
         help="CPU: hvqeval sample under torchrun with this many processes vs one",
     )
     parser.add_argument(
-        "--per-class", type=int, default=16, help="--processes: images per class (10 classes)"
+        "--per-class",
+        type=int,
+        default=48,
+        help="--processes: images per class (10 classes); 48 makes runs of 25-50 s, long "
+        "enough that the first batches' warm-up and the ranks' meetings are not the measure",
     )
     parser.add_argument(
         "--repeat", type=int, default=3, help="--processes: rounds, in alternating order"
