@@ -37,12 +37,11 @@ def _study(db_url, sets, tmp_path, kind="pairwise", name="checked", **extra):
         kind=kind,
         sources=sources,
         classes=(3, 5),
-        per_class=3,
         answers_per_item=K,
         tasks_per_rater=TASKS,
         uses=2 if kind == "pairwise" else None,
         seed=7,
-        **{"catch_fraction": 0.25, "practice": 2, "exposure_ms": 800, **extra},
+        **{"per_class": 3, "catch_fraction": 0.25, "practice": 2, "exposure_ms": 800, **extra},
     )
     create_study(db_url, settings, tmp_path / "inst")
     with session_scope(engine_for(db_url)) as s:
@@ -260,7 +259,7 @@ def test_no_image_to_corrupt_is_one_line():
     from study_app.catch_items import pick_originals
 
     with pytest.raises(StudyError, match="no image to corrupt"):
-        pick_originals([], 2, 0)
+        pick_originals([], 2, 0, ["real"])
 
 
 def test_migration_0005_keeps_existing_answers(db_url, sets, tmp_path):
