@@ -45,15 +45,24 @@ class Original:
     image_size: int
 
 
-def check_settings(catch_fraction: float, practice: int, exposure_ms: int | None) -> None:
-    """One StudyError line for a catch fraction outside [0, 1), practice < 0 or exposure <= 0."""
-    if not 0.0 <= catch_fraction < 1.0 or math.isnan(catch_fraction):
+MAX_CATCH_FRACTION = 0.5  # beyond this checks outnumber the tasks they check
+
+
+def check_settings(
+    catch_fraction: float, practice: int, exposure_ms: int | None, tasks_per_rater: int
+) -> None:
+    """One StudyError line for a catch fraction outside [0, MAX_CATCH_FRACTION], practice
+    outside [0, tasks_per_rater] or exposure <= 0."""
+    if not 0.0 <= catch_fraction <= MAX_CATCH_FRACTION or math.isnan(catch_fraction):
         raise StudyError(
-            f"--catch-fraction {catch_fraction}: give a fraction from 0 (no catch items) to below 1, "
-            "e.g. 0.1"
+            f"--catch-fraction {catch_fraction}: give a fraction from 0 (no catch items) to "
+            f"{MAX_CATCH_FRACTION} (as many catch items as tasks), e.g. 0.1"
         )
-    if practice < 0:
-        raise StudyError(f"--practice {practice}: give 0 or more practice items")
+    if not 0 <= practice <= tasks_per_rater:
+        raise StudyError(
+            f"--practice {practice}: give 0 to {tasks_per_rater} (--tasks-per-rater) practice "
+            "items, e.g. 2"
+        )
     if exposure_ms is not None and exposure_ms <= 0:
         raise StudyError(
             f"--exposure-ms {exposure_ms}: give a positive number of milliseconds, or leave it out "

@@ -113,6 +113,8 @@ class StudySummary:
     classes: tuple[int, ...]
     catch_items: int = 0  # per rater
     practice_items: int = 0
+    check_images: int = 0  # distinct images (none in a counted task) the check items are made from
+    exposure_ms: int | None = None
 
 
 def _load(spec: SourceSpec) -> SampleSetFiles:
@@ -191,7 +193,9 @@ def create_study(
     ):
         raise StudyError(f"study name {settings.name!r}: use 1-100 letters, digits, '-' or '_'")
     check_completion(settings.completion_code, settings.completion_url)
-    catch_items.check_settings(settings.catch_fraction, settings.practice, settings.exposure_ms)
+    catch_items.check_settings(
+        settings.catch_fraction, settings.practice, settings.exposure_ms, settings.tasks_per_rater
+    )
     labels = [s.label for s in settings.sources]
     if len(set(labels)) != len(labels):
         raise StudyError(f"source labels must differ, got {labels}")
@@ -464,6 +468,8 @@ def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
             tuple(classes),
             study.catch_items,
             study.practice_items,
+            len({(i, f) for i, f, *_ in check_files}),
+            study.exposure_ms,
         )
     return summary
 
