@@ -210,6 +210,11 @@ def test_task_page_labels_practice_and_carries_the_exposure(app, db_url, sets, t
     "extra, message",
     [
         ({"catch_fraction": 1.0}, "--catch-fraction 1.0"),
+        (
+            {"catch_fraction": 0.6},
+            "--catch-fraction 0.6: give a fraction from 0 (no catch items) to 0.5",
+        ),
+        ({"practice": TASKS + 1}, f"--practice {TASKS + 1}: give 0 to {TASKS} (--tasks-per-rater)"),
         ({"catch_fraction": -0.1}, "--catch-fraction -0.1"),
         ({"practice": -1}, "--practice -1"),
         ({"exposure_ms": 0}, "--exposure-ms 0"),
@@ -253,6 +258,10 @@ def test_cli_check_options_and_their_errors(db_url, sets, tmp_path):
     ok = CliRunner().invoke(cli, [*base, "--catch-fraction", "0.1", "--practice", "1"])
     assert ok.exit_code == 0, ok.output
     assert "1 catch item(s) per rater, 1 practice item(s)" in ok.output
+    assert "made from 2 image(s) no counted task shows" in ok.output
+    assert "exposure: no limit" in ok.output
+    listed = CliRunner().invoke(cli, ["study", "list", "--database-url", db_url])
+    assert "1 catch, 1 practice per rater, no exposure limit" in listed.output, listed.output
 
 
 def test_no_image_to_corrupt_is_one_line():
@@ -299,5 +308,6 @@ def test_admin_study_page_shows_pass_rates_and_counted_progress(db_url, sets, tm
     admin.post("/admin/login", data={"password": "hunter22", "csrf_token": csrf})
     page = admin.get("/admin/study/checked").data.decode()
     assert "catch items passed" in page and "0 / 2 (0%)" in page
+    assert "2 catch, 2 practice per rater, exposure 800 ms" in page
     # progress counts the counted answers only: 6 of 12 items x k=2
     assert "6 / 24" in admin.get("/admin/").data.decode()

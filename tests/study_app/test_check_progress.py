@@ -121,3 +121,48 @@ def test_no_image_outside_the_counted_tasks_is_one_line_and_creates_nothing(db_u
     with session_scope(engine_for(db_url)) as s:
         assert s.scalar(select(func.count()).select_from(Study)) == 0
     assert not (tmp_path / "inst" / "studies" / "checked").exists()
+
+
+def test_instructions_mention_checks_only_when_the_study_has_them(app, db_url, sets, tmp_path):
+    import re
+
+    for name, fraction in (("with", 0.25), ("without", 0.0)):
+        _engine, study = _study(db_url, sets, tmp_path / name, name=name, catch_fraction=fraction)
+        page = app.test_client().get(
+            f"/s/{study.public_id}/?PROLIFIC_PID=i-{name}", follow_redirects=True
+        )
+        text = re.sub(r"\s+", " ", page.data.decode())
+        assert ("A few tasks have an obvious answer" in text) == (fraction > 0)
+        assert ("There are no right or wrong answers" in text) == (fraction == 0)
+
+
+def test_real_given_a_sample_set_says_what_to_use(db_url, sets, tmp_path):
+    from click.testing import CliRunner
+
+    from hvqeval.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        [
+            "study",
+            "create",
+            "rating",
+            "--name",
+            "r",
+            "--model",
+            f"ff={sets['ff'].path}",
+            "--real",
+            f"real={sets['msp'].path}",
+            "--classes",
+            "3,5",
+            "--per-class",
+            "2",
+            "--database-url",
+            db_url,
+            "--instance-dir",
+            str(tmp_path / "inst"),
+        ],
+    )
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "--real takes a dataset" in result.output
+    assert f"--source real={sets['msp'].path}" in result.output
