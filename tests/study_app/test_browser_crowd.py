@@ -234,8 +234,9 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
     assert {r["model"] for r in sections[1]["rows"]} <= {"ff", "biggan", "real"}
     assert len(sections[0]["rows"]) == 3  # every source pair; catch items are none of them
     listed = runner.invoke(cli, ["report", "table3", "--responses", str(out)])
-    assert "1 of 2 raters passed fewer than 75% of their catch items: W1 (0/1); kept" in (
-        listed.output
+    assert (
+        "1 of 2 raters passed fewer than 75% of their catch items: study crowd: W1 (0/1); kept"
+        in (listed.output)
     )
     excluded = runner.invoke(
         cli, ["report", "table3", "--responses", str(out), "--exclude-failed-checks"]
