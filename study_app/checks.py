@@ -27,15 +27,11 @@ import dataclasses
 import datetime as dt
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, case, exists, func, insert, or_, select
 
 from study_app.db import session_scope
 from study_app.schema import Answer, Assignment, Item, Rater, Slot, Study
-
-if TYPE_CHECKING:
-    from study_app.assign import Finished, Task
 
 CHECK_ROLES = ("catch", "practice")
 PASS_RATING_MAX = 2  # a corrupted image rated at most this passes a rating catch item
@@ -204,9 +200,7 @@ def shown_done(connection: Connection, study: Study, rater_id: int, answered: in
     )
 
 
-def with_progress(
-    connection: Connection, study: Study, rater_id: int, result: Task | Finished | object
-):
+def with_progress(connection: Connection, study: Study, rater_id: int, result: object):
     """The task (or the completion) with the progress the rater sees: practice n of P; else the
     counted and catch answers given of ``tasks_per_rater + catch_items`` (catch items stay
     unannounced); a completion counts the same answers."""

@@ -28,7 +28,7 @@ from study_app.schema import Answer, Image, Item, Slot, Source, Study
 TASKS, K = 6, 2
 
 
-def _study(db_url, sets, tmp_path, kind="pairwise", name="checked", **extra):
+def make_study(db_url, sets, tmp_path, kind="pairwise", name="checked", **extra):
     sources = (SourceSpec("ff", str(sets["ff"].path)),)
     if kind == "pairwise":
         sources += (SourceSpec("msp", str(sets["msp"].path)),)
@@ -50,7 +50,7 @@ def _study(db_url, sets, tmp_path, kind="pairwise", name="checked", **extra):
     return engine_for(db_url), study
 
 
-def _corrupted_tokens(engine, study) -> set[str]:
+def corrupted_tokens(engine, study) -> set[str]:
     with session_scope(engine) as s:
         return set(
             s.scalars(
@@ -61,7 +61,7 @@ def _corrupted_tokens(engine, study) -> set[str]:
         )
 
 
-def _run_rater(engine, study, participant: str, fail_checks: bool, bad: set[str]):
+def run_rater(engine, study, participant: str, fail_checks: bool, bad: set[str]):
     """Answer every task of one rater; catch/practice items right (or wrong when ``fail_checks``).
     Returns the roles in the order shown."""
     rater = assign.enter(engine, study, participant)
@@ -87,10 +87,10 @@ def _run_rater(engine, study, participant: str, fail_checks: bool, bad: set[str]
 
 
 def test_practice_first_catch_items_unannounced_never_counted(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path)
+    engine, study = make_study(db_url, sets, tmp_path)
     c = catch_count(0.25, TASKS)
     assert (study.catch_items, study.practice_items, c) == (2, 2, 2)  # 2 of 8 = 25%
-    bad = _corrupted_tokens(engine, study)
+    bad = corrupted_tokens(engine, study)
     assert len(bad) == c + 2
     with session_scope(engine) as s:
         counted = s.scalar(
@@ -99,7 +99,7 @@ def test_practice_first_catch_items_unannounced_never_counted(db_url, sets, tmp_
     raters = {}
     for n in range(counted * K // TASKS + 2):
         name = f"r{n}"
-        raters[name] = _run_rater(engine, study, name, fail_checks=(n == 0), bad=bad)
+        raters[name] = run_rater(engine, study, name, fail_checks=(n == 0), bad=bad)
     full = [n for n, (_r, roles) in raters.items() if roles.count("task") == TASKS]
     assert len(full) == counted * K // TASKS  # the others found the counted items all answered
     for name in full:
@@ -145,7 +145,7 @@ def test_practice_first_catch_items_unannounced_never_counted(db_url, sets, tmp_
 
 
 def test_a_repeated_catch_answer_stores_nothing(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path, practice=1)
+    engine, study = make_study(db_url, sets, tmp_path, practice=1)
     rater = assign.enter(engine, study, "p")
     assign.record_consent(engine, rater)
     first = assign.next_task(engine, study, rater)
@@ -163,24 +163,26 @@ def test_a_repeated_catch_answer_stores_nothing(db_url, sets, tmp_path):
 
 
 def test_rating_catch_items_pass_with_a_low_rating(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path, kind="rating", practice=0)
-    bad = _corrupted_tokens(engine, study)
-    _run_rater(engine, study, "good", False, bad)
-    _run_rater(engine, study, "bad", True, bad)
+    engine, study = make_study(db_url, sets, tmp_path, kind="rating", practice=0)
+    bad = corrupted_tokens(engine, study)
+    run_rater(engine, study, "good", False, bad)
+    run_rater(engine, study, "bad", True, bad)
     rates = checks.participant_pass_rates(engine, "checked")
     assert rates == {"good": (2, 2), "bad": (0, 2)}
 
 
 def test_a_study_without_checks_hands_out_as_before(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path, catch_fraction=0.0, practice=0, exposure_ms=None)
-    assert _corrupted_tokens(engine, study) == set()
-    _rater, roles = _run_rater(engine, study, "x", False, set())
+    engine, study = make_study(
+        db_url, sets, tmp_path, catch_fraction=0.0, practice=0, exposure_ms=None
+    )
+    assert corrupted_tokens(engine, study) == set()
+    _rater, roles = run_rater(engine, study, "x", False, set())
     assert roles == ["task"] * TASKS
     assert not (tmp_path / "inst" / "studies" / "checked" / "checks").exists()
 
 
 def test_corrupted_copies_are_seeded_visibly_different_and_hashed(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path)
+    engine, study = make_study(db_url, sets, tmp_path)
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert np.array_equal(corrupt(pixels, 3), corrupt(pixels, 3))
     assert np.abs(corrupt(pixels, 3).astype(int) - pixels).mean() > 40
@@ -196,7 +198,7 @@ def test_corrupted_copies_are_seeded_visibly_different_and_hashed(db_url, sets, 
 
 
 def test_task_page_labels_practice_and_carries_the_exposure(app, db_url, sets, tmp_path, new_rater):
-    _engine, study = _study(db_url, sets, tmp_path)
+    _engine, study = make_study(db_url, sets, tmp_path)
     rater = new_rater(study.public_id, "web1")
     page = rater.get(f"/s/{study.public_id}/task")
     assert b'data-exposure-ms="800"' in page.data and b'id="practice"' in page.data
@@ -222,7 +224,7 @@ def test_task_page_labels_practice_and_carries_the_exposure(app, db_url, sets, t
 )
 def test_bad_check_settings_are_one_line_and_create_nothing(db_url, sets, tmp_path, extra, message):
     with pytest.raises(StudyError) as err:
-        _study(db_url, sets, tmp_path, **extra)
+        make_study(db_url, sets, tmp_path, **extra)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
     with session_scope(engine_for(db_url)) as s:
         assert s.scalar(select(func.count()).select_from(Study)) == 0
@@ -272,8 +274,8 @@ def test_no_image_to_corrupt_is_one_line():
 
 
 def test_migration_0005_keeps_existing_answers(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path, catch_fraction=0.0, practice=0)
-    _run_rater(engine, study, "before", False, set())
+    engine, study = make_study(db_url, sets, tmp_path, catch_fraction=0.0, practice=0)
+    run_rater(engine, study, "before", False, set())
     engine.dispose()
     downgrade(db_url, "0004")
     upgrade(db_url)
@@ -290,9 +292,9 @@ def test_admin_study_page_shows_pass_rates_and_counted_progress(db_url, sets, tm
 
     from study_app import create_app
 
-    engine, study = _study(db_url, sets, tmp_path)
-    bad = _corrupted_tokens(engine, study)
-    _run_rater(engine, study, "careless", True, bad)
+    engine, study = make_study(db_url, sets, tmp_path)
+    bad = corrupted_tokens(engine, study)
+    run_rater(engine, study, "careless", True, bad)
     app = create_app(
         {
             "TESTING": True,

@@ -6,7 +6,7 @@ load" on a catch item is neither pass nor fail, and check images never show up i
 from __future__ import annotations
 
 from sqlalchemy import select
-from test_attention_checks import TASKS, _corrupted_tokens, _run_rater, _study
+from test_attention_checks import TASKS, corrupted_tokens, make_study, run_rater
 
 from study_app import checks
 from study_app.db import session_scope
@@ -35,9 +35,9 @@ def _answer_everything(rater, bad: set[str], unknown_on_catch: str | None = None
 def test_progress_counts_catch_answers_in_every_reply_and_finishes_n_of_n(
     app, db_url, sets, tmp_path, new_rater
 ):
-    engine, study = _study(db_url, sets, tmp_path, practice=1)
+    engine, study = make_study(db_url, sets, tmp_path, practice=1)
     total = TASKS + study.catch_items
-    bad = _corrupted_tokens(engine, study)
+    bad = corrupted_tokens(engine, study)
     replies, finished = _answer_everything(new_rater(study.public_id, "w1"), bad)
     counted = [(shown, body) for shown, body in replies if not shown["practice"]]
     assert len(counted) == total and len(replies) == total + 1
@@ -51,11 +51,11 @@ def test_progress_counts_catch_answers_in_every_reply_and_finishes_n_of_n(
 def test_a_rater_arriving_at_a_full_study_gets_no_practice_and_no_code(
     app, db_url, sets, tmp_path, new_rater
 ):
-    engine, study = _study(db_url, sets, tmp_path, practice=2)
-    bad = _corrupted_tokens(engine, study)
+    engine, study = make_study(db_url, sets, tmp_path, practice=2)
+    bad = corrupted_tokens(engine, study)
     n = 0
     while True:  # fill every counted slot
-        _rater, roles = _run_rater(engine, study, f"f{n}", False, bad)
+        _rater, roles = run_rater(engine, study, f"f{n}", False, bad)
         n += 1
         if roles.count("task") < TASKS:
             break
@@ -71,8 +71,8 @@ def test_a_rater_arriving_at_a_full_study_gets_no_practice_and_no_code(
 def test_image_failed_on_a_catch_item_is_neither_pass_nor_fail(
     app, db_url, sets, tmp_path, new_rater
 ):
-    engine, study = _study(db_url, sets, tmp_path, practice=0)
-    bad = _corrupted_tokens(engine, study)
+    engine, study = make_study(db_url, sets, tmp_path, practice=0)
+    bad = corrupted_tokens(engine, study)
     _answer_everything(new_rater(study.public_id, "w2"), bad, unknown_on_catch="image-failed")
     _answer_everything(new_rater(study.public_id, "w3"), bad, unknown_on_catch="cannot-decide")
     rates = checks.participant_pass_rates(engine, "checked")
@@ -90,7 +90,7 @@ def test_image_failed_on_a_catch_item_is_neither_pass_nor_fail(
 
 def test_check_images_are_never_shown_in_counted_tasks(db_url, sets, tmp_path):
     for kind in ("pairwise", "rating"):
-        engine, study = _study(db_url, sets, tmp_path / kind, kind=kind, name=kind, practice=2)
+        engine, study = make_study(db_url, sets, tmp_path / kind, kind=kind, name=kind, practice=2)
         with session_scope(engine) as s:
             items = s.execute(
                 select(Item.role, Item.image_a_id, Item.image_b_id).where(Item.study_id == study.id)
@@ -115,7 +115,7 @@ def test_no_image_outside_the_counted_tasks_is_one_line_and_creates_nothing(db_u
     from study_app.schema import Study
 
     with pytest.raises(StudyError) as err:  # 6 images per class, all 6 in counted tasks
-        _study(db_url, sets, tmp_path, kind="rating", per_class=6, no_examples=True)
+        make_study(db_url, sets, tmp_path, kind="rating", per_class=6, no_examples=True)
     message = str(err.value)
     assert "no image to corrupt" in message and "ff" in message and "\n" not in message
     with session_scope(engine_for(db_url)) as s:
@@ -127,7 +127,9 @@ def test_instructions_mention_checks_only_when_the_study_has_them(app, db_url, s
     import re
 
     for name, fraction in (("with", 0.25), ("without", 0.0)):
-        _engine, study = _study(db_url, sets, tmp_path / name, name=name, catch_fraction=fraction)
+        _engine, study = make_study(
+            db_url, sets, tmp_path / name, name=name, catch_fraction=fraction
+        )
         page = app.test_client().get(
             f"/s/{study.public_id}/?PROLIFIC_PID=i-{name}", follow_redirects=True
         )
