@@ -2,9 +2,12 @@
 statement every report makes about them.
 
 Catch items (the study app's ``--catch-fraction``) are rows with ``role == "catch"`` and
-``check_passed`` 1/0. A rater *fails* when they answered at least one catch item and passed a
-share below ``min_pass`` (default ``DEFAULT_MIN_PASS``). Practice rows are never counted.
-Raters are removed only when asked (``--exclude-failed-checks``).
+``check_passed`` 1/0 (empty: "an image did not load", no result, left out of the rate). Pass
+rates are per study and rater: one participant id in two studies is two raters here (their
+catch items, instructions and attention differ by study). A rater *fails* a study's checks when
+they have at least one catch result there and passed a share below ``min_pass`` (default
+``DEFAULT_MIN_PASS``); ``--exclude-failed-checks`` removes their answers in that study only.
+Practice rows are never counted. Raters are removed only when asked.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ DEFAULT_MIN_PASS = 0.75  # e.g. with 4 catch items a rater may miss one
 
 @dataclass(frozen=True)
 class CheckResults:
-    table: pd.DataFrame  # rater, catch_answered, catch_passed, pass_rate, failed
+    table: pd.DataFrame  # study, rater, catch_answered, catch_passed, pass_rate, failed
     min_pass: float
     without_columns: tuple[str, ...]  # studies whose answers carry no check columns
 
     @property
-    def failed(self) -> tuple[str, ...]:
-        return tuple(self.table.loc[self.table["failed"], "rater"])
+    def failed(self) -> tuple[tuple[str, str], ...]:
+        """(study, rater) of every rater who failed that study's checks."""
+        failed = self.table[self.table["failed"]]
+        return tuple(zip(failed["study"], failed["rater"]))
 
     def require_checks(self) -> None:
         """AnalysisError (one line) unless every study has check columns and catch answers."""
@@ -54,10 +59,17 @@ class CheckResults:
         n = len(self.table)
         failed = self.table[self.table["failed"]]
         if failed.empty:
-            return f"Attention checks: all {n} raters with catch answers passed at least {share} of them."
-        names = ", ".join(
-            f"{r.rater} ({int(r.catch_passed)}/{int(r.catch_answered)})"
-            for r in failed.itertuples()
+            return (
+                f"Attention checks (per study): all {n} raters with catch results passed at least "
+                f"{share} of them."
+            )
+        names = "; ".join(
+            f"study {study}: "
+            + ", ".join(
+                f"{r.rater} ({int(r.catch_passed)}/{int(r.catch_answered)})"
+                for r in rows.itertuples()
+            )
+            for study, rows in failed.groupby("study", sort=True)
         )
         what = (
             "removed with their answers (--exclude-failed-checks)"
@@ -65,8 +77,8 @@ class CheckResults:
             else "kept; pass --exclude-failed-checks to remove them"
         )
         return (
-            f"Attention checks: {len(failed)} of {n} raters passed fewer than {share} of their "
-            f"catch items: {names}; {what}."
+            f"Attention checks (per study): {len(failed)} of {n} raters passed fewer than {share} "
+            f"of their catch items: {names}; {what}."
         )
 
 
@@ -75,8 +87,9 @@ def check_results(all_rows: pd.DataFrame, min_pass: float = DEFAULT_MIN_PASS) ->
     if not 0.0 <= min_pass <= 1.0:
         raise AnalysisError(f"--min-check-pass {min_pass}: give a share from 0 to 1, e.g. 0.75")
     without = tuple(sorted(set(all_rows.loc[~all_rows["has_checks"].astype(bool), "study"])))
-    catch = all_rows[all_rows["role"] == "catch"]
-    grouped = catch.groupby("rater", sort=True)["check_passed"]
+    # "an image did not load" has no result (NaN): neither passed nor failed
+    catch = all_rows[(all_rows["role"] == "catch") & all_rows["check_passed"].notna()]
+    grouped = catch.groupby(["study", "rater"], sort=True)["check_passed"]
     table = pd.DataFrame(
         {"catch_answered": grouped.size(), "catch_passed": grouped.sum()}
     ).reset_index()

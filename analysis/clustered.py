@@ -13,7 +13,10 @@ Two interval types are offered; every table says which one it shows:
     intersection of the factors in ``S``. Interval ``mean +- t * sqrt(V)`` with ``G - 1``
     degrees of freedom, ``G`` the smallest number of clusters of any one factor (CGM's
     small-sample advice). Nominal coverage in simulations of the paper's design
-    (tests/analysis/test_simulated.py).
+    (tests/analysis/test_simulated.py). A percentage (a proportion) gets the Wilson score
+    interval at the effective sample size ``p (1 - p) / V`` instead (:func:`proportion_interval`):
+    the same interval where the data are many, and always within 0-100% where they are few
+    (``p +- t * sqrt(V)`` leaves [0, 1] on a tiny study).
 ``bootstrap``
     Pigeonhole bootstrap (Owen 2007): images (within class) and raters are resampled
     independently and each answer is weighted by the product of its levels' multiplicities;
@@ -34,7 +37,8 @@ from statsmodels.stats.sandwich_covariance import cov_cluster
 
 INTERVALS = ("cluster", "bootstrap")
 INTERVAL_LABELS = {
-    "cluster": "multiway cluster-robust t interval (clusters: {factors})",
+    "cluster": "multiway cluster-robust t interval (clusters: {factors}; percentages: Wilson score "
+    "interval at the clustered effective sample size)",
     "bootstrap": "pigeonhole cluster bootstrap percentile interval over {factors}, B={B}",
 }
 
@@ -107,6 +111,20 @@ def clustered_mean(y: np.ndarray, factors: pd.DataFrame, confidence: float = 0.9
     se = float(np.sqrt(multiway_variance(y, codes)))
     t = critical_value(confidence, cluster_df(codes))
     return MeanEstimate(mean, se_naive, se, mean - t * se, mean + t * se)
+
+
+def proportion_interval(p: float, se: float, n: int, crit: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``p`` with clustered standard error ``se``: the
+    effective sample size ``n_eff = p (1 - p) / se^2`` (Kish's design effect) stands in for the
+    ``n`` answers, ``crit`` is the critical value. Stays within [0, 1]; ``se`` of 0 (``p`` at 0
+    or 1, or no variation) uses ``n`` itself."""
+    if not (np.isfinite(p) and n > 0 and np.isfinite(crit)):
+        return float("nan"), float("nan")
+    n_eff = p * (1 - p) / se**2 if se > 0 and 0 < p < 1 else float(n)
+    z2 = crit * crit
+    centre = (p + z2 / (2 * n_eff)) / (1 + z2 / n_eff)
+    half = crit * np.sqrt(p * (1 - p) / n_eff + z2 / (4 * n_eff * n_eff)) / (1 + z2 / n_eff)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 def pigeonhole_weights(

@@ -35,6 +35,7 @@ from analysis.clustered import (
     cluster_df,
     critical_value,
     multiway_variance,
+    proportion_interval,
     subset_codes,
 )
 
@@ -114,7 +115,8 @@ def _summarise(
         df = cluster_df(codes)
         z_crit = critical_value(confidence, df)
         se_a = np.sqrt(multiway_variance(chose_a, codes))
-        a_low, a_high = pct_a - 100 * z_crit * se_a, pct_a + 100 * z_crit * se_a
+        # Wilson at the clustered effective n: within 0-100% however small the study
+        a_low, a_high = (100 * v for v in proportion_interval(pct_a / 100, se_a, n, z_crit))
         se_diff = float(np.sqrt(multiway_variance(chose_a - chose_b, codes)))
         left_codes = subset_codes(factors[usable]) if left_won.size else []
         df_left = cluster_df(left_codes) if left_won.size else 1
@@ -124,7 +126,9 @@ def _summarise(
             else float("nan")
         )
         z_left_crit = critical_value(confidence, df_left)
-        l_low, l_high = left - 100 * z_left_crit * se_left, left + 100 * z_left_crit * se_left
+        l_low, l_high = (
+            100 * v for v in proportion_interval(left / 100, se_left, left_won.size, z_left_crit)
+        )
     diff = chose_a.mean() - chose_b.mean()
     z = diff / se_diff if se_diff > 0 else float("nan")
     z_left = (left / 100 - 0.5) / se_left if se_left > 0 else float("nan")

@@ -48,7 +48,8 @@ class ExclusionRules:
     flags: tuple[str, ...] = ()
     raters: tuple[str, ...] = ()
     min_response_ms: float | None = None
-    failed_checks: tuple[str, ...] = ()  # raters who failed the attention checks (analysis.checks)
+    # (study, rater) of raters who failed that study's attention checks (analysis.checks)
+    failed_checks: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         unknown = [f for f in self.flags if f not in FLAGS]
@@ -69,6 +70,8 @@ class ExclusionSummary:
     answers_removed_fast: int = 0
     min_response_ms: float | None = None
     check_statement: str = ""  # analysis.checks: who failed the attention checks
+    # reason -> study -> rater ids removed for it (a rater is listed under the first reason)
+    excluded_raters: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @property
     def raters_removed_total(self) -> int:
@@ -116,6 +119,7 @@ class ExclusionSummary:
             "answers_removed_fast": self.answers_removed_fast,
             "min_response_ms": self.min_response_ms,
             "answers_removed_total": self.answers_removed_total,
+            "excluded_raters": {k: dict(v) for k, v in self.excluded_raters.items()},
             "attention_checks": self.check_statement,
             "statement": self.describe(),
         }
@@ -201,28 +205,44 @@ def apply_exclusions(
     """Remove what ``rules`` ask for and say how much that was."""
     raters_before, answers_before = responses["rater"].nunique(), len(responses)
     removed: dict[str, int] = {}
+    excluded: dict[str, dict[str, list[str]]] = {}  # reason -> study -> raters
     drop = pd.Series(False, index=responses.index)
+
+    def remove(reason: str, mask: pd.Series) -> None:
+        nonlocal drop
+        new = responses[mask & ~drop]
+        removed[reason] = (
+            new["rater"].nunique()
+            if reason != "failed_checks"
+            else len(new.groupby(["study", "rater"]).size())
+        )
+        excluded[reason] = {
+            study: sorted(set(rows["rater"])) for study, rows in new.groupby("study", sort=True)
+        }
+        drop = drop | mask
+
     if rules.raters:
         unknown = sorted(set(rules.raters) - set(responses["rater"]))
         if unknown:
             raise AnalysisError(
                 f"--exclude-rater {unknown[0]!r} answered nothing in these responses"
             )
-        removed["named"] = len(set(rules.raters))
-        drop |= responses["rater"].isin(rules.raters)
-    already = set(rules.raters)
+        remove("named", responses["rater"].isin(rules.raters))
     if rules.failed_checks:
-        failed = set(rules.failed_checks) - already
-        removed["failed_checks"] = len(failed)
-        already |= failed
-        drop |= responses["rater"].isin(failed)
+        # per study: a rater who failed one study's checks keeps their answers in another
+        pairs = pd.MultiIndex.from_tuples(rules.failed_checks, names=["study", "rater"])
+        remove(
+            "failed_checks",
+            pd.Series(
+                pd.MultiIndex.from_frame(responses[["study", "rater"]]).isin(pairs),
+                index=responses.index,
+            ),
+        )
     if rules.flags:
         table = rater_quality(responses, quality)
         for flag in rules.flags:
-            flagged = set(table.loc[table[flag].astype(bool), "rater"]) - already
-            removed[flag] = len(flagged)
-            already |= flagged
-            drop |= responses["rater"].isin(flagged)
+            flagged = set(table.loc[table[flag].astype(bool), "rater"])
+            remove(flag, responses["rater"].isin(flagged))
     kept = responses[~drop]
     n_fast = 0
     if rules.min_response_ms is not None:
@@ -230,6 +250,12 @@ def apply_exclusions(
         n_fast = int(fast.sum())
         kept = kept[~fast]
     summary = ExclusionSummary(
-        raters_before, answers_before, removed, int(drop.sum()), n_fast, rules.min_response_ms
+        raters_before,
+        answers_before,
+        removed,
+        int(drop.sum()),
+        n_fast,
+        rules.min_response_ms,
+        excluded_raters=excluded,
     )
     return kept.reset_index(drop=True), summary

@@ -34,7 +34,8 @@ response_ms     float, NaN when not recorded
 created_at      str (ISO 8601 as exported)
 usable          bool: a rating or an a/b choice was given
 role            ``"task"``, ``"catch"`` or ``"practice"`` (``"task"`` without check columns)
-check_passed    float 1.0 / 0.0 on catch and practice rows, NaN otherwise
+check_passed    float 1.0 / 0.0 on catch and practice rows, NaN otherwise (and on a catch
+                answer "an image did not load": no result, left out of pass rates)
 has_checks      bool: the source carried the check columns
 row             int: 1-based row number in the source (the CSV header is line 1)
 =============== ==================================================================
@@ -278,9 +279,13 @@ def validate_responses(
         "re-export the study",
     )
     fail(
-        (df["role"] != "task").to_numpy() & (df["check_passed"] == "").to_numpy(),
+        (
+            (df["role"] != "task")
+            & (df["check_passed"] == "")
+            & (df["unknown_reason"] != "image-failed")  # no result: the image did not load
+        ).to_numpy(),
         "check_passed",
-        "a catch or practice answer has no result",
+        "a catch or practice answer has no result (only 'an image did not load' may have none)",
         "re-export the study",
     )
 

@@ -268,6 +268,8 @@ def _task(
 def _finish(
     connection: Connection, rater_id: int, done: int, study_code: str | None = None
 ) -> Finished:
+    if done == 0:  # never got a counted task: not finished, no code (may come back later)
+        return Finished("", 0)
     # The study's own code (Prolific's per-study code) when it has one, else 12 random hex digits
     code = study_code or secrets.token_hex(6).upper()
     connection.execute(
@@ -428,7 +430,7 @@ def submit(
     with_next: bool = False,
 ) -> tuple[int, Task | Finished | Closed | None]:
     """Store one answer and, ``with_next``, claim the rater's next task in the same transaction:
-    (answered count, next task or None). Raises AnswerRejected with nothing stored."""
+    (answered count as progress shows it: counted plus catch answers, next task or None). Raises AnswerRejected with nothing stored."""
     parsed = _check_submit(study, assignment_token, answer, reason, response_ms)
 
     def work(connection: Connection):
@@ -447,7 +449,12 @@ def submit(
             if with_next
             else None
         )
-        return done, checks.with_progress(connection, study, rater_id, following)
+        shown = (
+            checks.shown_done(connection, study, rater_id, done)
+            if checks.has_checks(study)
+            else done
+        )
+        return shown, checks.with_progress(connection, study, rater_id, following)
 
     try:
         return run_transaction(engine, work)

@@ -1,11 +1,13 @@
 """Building a study's catch and practice items at create time (attention checks; ``checks.py``
 hands them out).
 
-A catch item is an image of the study against a visibly corrupted copy of it (pairwise: the
-right answer is the uncorrupted image, side "a"), or the corrupted copy alone (rating: the right
-answer is a rating of at most ``checks.PASS_RATING_MAX``). Practice items are built the same way and
+A catch item is an image against a visibly corrupted copy of it (pairwise: the right answer is
+the uncorrupted image, side "a"), or the corrupted copy alone (rating: the right answer is a
+rating of at most ``checks.PASS_RATING_MAX``). The images are ones no counted task shows (images of
+the study's classes beyond --per-class / --count, real ones when the study has real images), so a
+check never tells a rater the answer to a counted task. Practice items are built the same way and
 shown first, labelled as practice. The corrupted copies are written once, from the study seed,
-as a sample set of the study's own (``<storage>/checks/<study>/``, a ``manifest.json`` with each
+as a sample set of the study's own (``<storage>/studies/<study>/checks/``, a ``manifest.json`` with each
 file's sha256) and stored like any study image. Every catch/practice item has one slot, filled
 from the start: the claim of counted tasks never picks it, so catch and practice items never
 count toward the k answers of a counted item.
@@ -43,15 +45,24 @@ class Original:
     image_size: int
 
 
-def check_settings(catch_fraction: float, practice: int, exposure_ms: int | None) -> None:
-    """One StudyError line for a catch fraction outside [0, 1), practice < 0 or exposure <= 0."""
-    if not 0.0 <= catch_fraction < 1.0 or math.isnan(catch_fraction):
+MAX_CATCH_FRACTION = 0.5  # beyond this checks outnumber the tasks they check
+
+
+def check_settings(
+    catch_fraction: float, practice: int, exposure_ms: int | None, tasks_per_rater: int
+) -> None:
+    """One StudyError line for a catch fraction outside [0, MAX_CATCH_FRACTION], practice
+    outside [0, tasks_per_rater] or exposure <= 0."""
+    if not 0.0 <= catch_fraction <= MAX_CATCH_FRACTION or math.isnan(catch_fraction):
         raise StudyError(
-            f"--catch-fraction {catch_fraction}: give a fraction from 0 (no catch items) to below 1, "
-            "e.g. 0.1"
+            f"--catch-fraction {catch_fraction}: give a fraction from 0 (no catch items) to "
+            f"{MAX_CATCH_FRACTION} (as many catch items as tasks), e.g. 0.1"
         )
-    if practice < 0:
-        raise StudyError(f"--practice {practice}: give 0 or more practice items")
+    if not 0 <= practice <= tasks_per_rater:
+        raise StudyError(
+            f"--practice {practice}: give 0 to {tasks_per_rater} (--tasks-per-rater) practice "
+            "items, e.g. 2"
+        )
     if exposure_ms is not None and exposure_ms <= 0:
         raise StudyError(
             f"--exposure-ms {exposure_ms}: give a positive number of milliseconds, or leave it out "
@@ -81,16 +92,19 @@ def corrupt(pixels: np.ndarray, seed: int) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def pick_originals(candidates: list[Original], count: int, seed: int) -> list[Original]:
-    """``count`` originals drawn with the study seed (a separate stream: the designs of studies
-    without checks do not change); each used once while there are enough, then again."""
+def pick_originals(candidates: list, count: int, seed: int, sources: list[str]) -> list:
+    """``count`` of the candidate images (none of them in a counted task) drawn with the study
+    seed (a separate stream: the designs of studies without checks do not change); each used
+    once while there are enough, then again (each copy is corrupted with noise of its own)."""
     if count and not candidates:
         raise StudyError(
-            "catch or practice items were asked for, but the study has no image to corrupt; "
-            "add images or leave out --catch-fraction / --practice"
+            f"catch or practice items were asked for, but there is no image to corrupt: every "
+            f"image of the study's classes in {', '.join(sources)} is in a counted task, and "
+            "check items use only images no counted task shows; add images, lower --per-class "
+            "/ --count, or leave out --catch-fraction / --practice"
         )
     rng = random.Random(f"{seed}:checks")
-    picked: list[Original] = []
+    picked: list = []
     while len(picked) < count:
         picked += rng.sample(candidates, min(len(candidates), count - len(picked)))
     return picked
@@ -134,14 +148,15 @@ def write_corrupted(originals: list[Original], folder: Path, seed: int) -> list[
 def add_check_items(
     session,
     study,
-    candidates: list[Original],
+    originals: list[Original],
     catch_items: int,
     practice_items: int,
     first_number: int,
     folder: Path,
 ) -> None:
     """Insert the study's practice items, then its catch items (numbered from ``first_number``),
-    with their corrupted images and one filled slot each."""
+    made from ``originals`` (``pick_originals``' choice, one each), with their corrupted images
+    and one filled slot each."""
     from sqlalchemy import insert
 
     from study_app.schema import Image, Item, Slot, Source
@@ -149,7 +164,6 @@ def add_check_items(
     total = catch_items + practice_items
     if total == 0:
         return
-    originals = pick_originals(candidates, total, study.seed)
     written = write_corrupted(originals, folder, study.seed)
     manifest_sha = hashlib.sha256((folder / MANIFEST_NAME).read_bytes()).hexdigest()
     source = Source(

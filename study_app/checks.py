@@ -9,8 +9,14 @@ seed and the participant id (reproducible), in an order drawn the same way.
 A catch/practice hand-out is an ``assignment`` row on the item's one filled slot (so the claim
 of counted tasks never sees it and it never counts toward their k answers); its answer is an
 ``answer`` row with ``passed`` set: pairwise, the uncorrupted image (side "a") was chosen;
-rating, a rating of at most ``PASS_RATING_MAX``. A rater's pass rate is the share of their catch
-answers that passed (practice answers are stored but not counted). Both run inside the
+rating, a rating of at most ``PASS_RATING_MAX``; "Can't answer: an image did not load" is neither
+(``passed`` stays NULL). A rater's pass rate is the share of their catch answers that passed,
+over the catch answers with a result (practice answers are stored but not counted).
+
+A rater gets a practice or catch item only while counted work is theirs to do: a counted slot
+they could claim now, or (for a catch item due after their last counted task) all their counted
+tasks done. A rater arriving at a full study goes straight to "no tasks left", with no practice
+and no completion code. Both run inside the
 transaction of ``assign.py`` with the rater's row locked, so the usual guarantees hold: an item
 once per rater, a repeated submit stores nothing.
 """
@@ -22,7 +28,7 @@ import datetime as dt
 import random
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, case, func, insert, select
+from sqlalchemy import Connection, Engine, case, exists, func, insert, or_, select
 
 from study_app.db import session_scope
 from study_app.schema import Answer, Assignment, Item, Rater, Slot, Study
@@ -42,8 +48,14 @@ def catch_positions(study: Study, participant: str) -> set[int]:
     return set(rng.sample(range(sequence), study.catch_items))
 
 
-def passed(kind: str, rating: int | None, choice: str | None) -> bool:
-    """Whether an answer to a catch/practice item is right (an unknown answer is not)."""
+def passed(
+    kind: str, rating: int | None, choice: str | None, unknown_reason: str | None = None
+) -> bool | None:
+    """Whether an answer to a catch/practice item is right; None (no result, left out of the
+    pass rate) when the rater said an image did not load: that is no lapse of attention. Any
+    other unknown answer ("cannot decide", "other") fails: the right answer is obvious."""
+    if unknown_reason == "image-failed":
+        return None
     if kind == "pairwise":
         return choice == "a"
     return rating is not None and rating <= PASS_RATING_MAX
@@ -57,6 +69,20 @@ def _check_rows(connection: Connection, study: Study, rater_id: int):
         .where(Assignment.rater_id == rater_id, Item.role.in_(CHECK_ROLES))
         .order_by(Assignment.id)
     ).all()
+
+
+def counted_work_left(
+    connection: Connection, study: Study, rater_id: int, now: dt.datetime
+) -> bool:
+    """Whether a counted slot is free for this rater now (the claim's own conditions, without
+    claiming: the claim that follows the practice items takes the slot)."""
+    free = or_(Slot.lease_expires_at.is_(None), Slot.lease_expires_at < now)
+    seen = exists().where(Assignment.rater_id == rater_id, Assignment.item_id == Slot.item_id)
+    return bool(
+        connection.scalar(
+            select(exists().where(Slot.study_id == study.id, Slot.filled.is_(False), free, ~seen))
+        )
+    )
 
 
 def next_check(
@@ -78,6 +104,8 @@ def next_check(
             return row.token, row.item_id, row.left, row.role
     if connection.scalar(select(Study.status).where(Study.id == study.id)) != "open":
         return None
+    if done < study.tasks_per_rater and not counted_work_left(connection, study, rater_id, now):
+        return None  # no practice or catch item without counted work to follow
     practice_done = sum(r.role == "practice" for r in rows)
     catch_done = sum(r.role == "catch" for r in rows)
     role = None
@@ -154,16 +182,36 @@ def store_check(
             response_ms=response_ms,
             created_at=now,
             exposure_ms=study.exposure_ms,
-            passed=passed(study.kind, rating, choice),
+            passed=passed(study.kind, rating, choice, unknown_reason),
         )
     )
     return connection.scalar(select(Rater.answered).where(Rater.id == rater_id))
 
 
-def with_progress(connection: Connection, study: Study, rater_id: int, result):
-    """The task with the progress the rater sees: practice n of P; else the counted and catch
-    answers given of ``tasks_per_rater + catch_items`` (catch items stay unannounced)."""
-    if not has_checks(study) or getattr(result, "role", None) is None:  # not an assign.Task
+def shown_done(connection: Connection, study: Study, rater_id: int, answered: int) -> int:
+    """The rater's answers as progress counts them: counted plus catch answers (practice
+    answers are not progress), so a catch answer moves the count like any other."""
+    if not study.catch_items:
+        return answered
+    return answered + connection.scalar(
+        select(func.count(Answer.id))
+        .join(Item, Item.id == Answer.item_id)
+        .where(Answer.rater_id == rater_id, Item.role == "catch")
+    )
+
+
+def with_progress(connection: Connection, study: Study, rater_id: int, result: object):
+    """The task (or the completion) with the progress the rater sees: practice n of P; else the
+    counted and catch answers given of ``tasks_per_rater + catch_items`` (catch items stay
+    unannounced); a completion counts the same answers."""
+    if not has_checks(study):
+        return result
+    if hasattr(result, "completion_code"):  # assign.Finished
+        answered = connection.scalar(select(Rater.answered).where(Rater.id == rater_id))
+        if not answered:  # never got a counted task: nothing to count
+            return result
+        return dataclasses.replace(result, done=shown_done(connection, study, rater_id, answered))
+    if getattr(result, "role", None) is None:  # not an assign.Task
         return result
     counts = dict(
         connection.execute(
@@ -181,13 +229,14 @@ def with_progress(connection: Connection, study: Study, rater_id: int, result):
     answered = connection.scalar(select(Rater.answered).where(Rater.id == rater_id))
     return dataclasses.replace(
         result,
-        done=answered + counts.get("catch", 0),
+        done=shown_done(connection, study, rater_id, answered),
         total=study.tasks_per_rater + study.catch_items,
     )
 
 
 def pass_rates(engine: Engine, study_id: int) -> dict[int, tuple[int, int]]:
-    """Per rater id: (catch answers passed, catch answers given); raters without any are absent."""
+    """Per rater id: (catch answers passed, catch answers with a result); an answer "an image did
+    not load" has none and is left out; raters without any are absent."""
     with session_scope(engine, read_only=True) as session:
         rows = session.execute(
             select(
@@ -196,7 +245,7 @@ def pass_rates(engine: Engine, study_id: int) -> dict[int, tuple[int, int]]:
                 func.count(Answer.id),
             )
             .join(Item, Item.id == Answer.item_id)
-            .where(Answer.study_id == study_id, Item.role == "catch")
+            .where(Answer.study_id == study_id, Item.role == "catch", Answer.passed.is_not(None))
             .group_by(Answer.rater_id)
         ).all()
     return {rater: (int(ok or 0), int(n)) for rater, ok, n in rows}

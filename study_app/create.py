@@ -113,6 +113,8 @@ class StudySummary:
     classes: tuple[int, ...]
     catch_items: int = 0  # per rater
     practice_items: int = 0
+    check_images: int = 0  # distinct images (none in a counted task) the check items are made from
+    exposure_ms: int | None = None
 
 
 def _load(spec: SourceSpec) -> SampleSetFiles:
@@ -191,7 +193,9 @@ def create_study(
     ):
         raise StudyError(f"study name {settings.name!r}: use 1-100 letters, digits, '-' or '_'")
     check_completion(settings.completion_code, settings.completion_url)
-    catch_items.check_settings(settings.catch_fraction, settings.practice, settings.exposure_ms)
+    catch_items.check_settings(
+        settings.catch_fraction, settings.practice, settings.exposure_ms, settings.tasks_per_rater
+    )
     labels = [s.label for s in settings.sources]
     if len(set(labels)) != len(labels):
         raise StudyError(f"source labels must differ, got {labels}")
@@ -271,6 +275,24 @@ def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
                 f"--no-examples"
             )
 
+    # Attention checks: from images no counted task shows (real ones when the study has some)
+    real = [i for i, src in enumerate(loaded) if src.dataset] or list(range(len(loaded)))
+    check_files = catch_items.pick_originals(
+        [
+            (i, f, h, cname, c)
+            for i in real
+            for c in classes
+            for f, h, cname in sorted(src_files(loaded[i], c))
+            if (f, h, cname) not in set(chosen[(i, c)])
+        ],
+        catch_items.catch_count(settings.catch_fraction, settings.tasks_per_rater)
+        + settings.practice,
+        settings.seed,
+        [loaded[i].label for i in real],
+    )
+    for i in real:
+        check_images(loaded[i], sorted({f for s_i, f, *_ in check_files if s_i == i}))
+
     compared = (
         source_pairs([s.label for s in loaded], settings.pairs)
         if settings.kind == "pairwise"
@@ -346,6 +368,10 @@ def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
         for s_index, src in enumerate(loaded):
             ex = [(f, h, n, _class_of(src, f), True) for f, h, n in examples[s_index]]
             items = [(f, h, n, c, False) for c in classes for f, h, n in chosen[(s_index, c)]]
+            stored = {f for f, *_ in ex + items}
+            for file, h, n, c in {(f, h, n, c) for i, f, h, n, c in check_files if i == s_index}:
+                if file not in stored:  # an image only a check item shows
+                    items.append((file, h, n, c, False))
             _, pairs = add_source(src, ex, items)
             for file, image_id in pairs:
                 image_ids.setdefault((s_index, file), image_id)
@@ -413,15 +439,11 @@ def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
             for s in range(k)
         ]
         session.execute(insert(Slot), slots)
-        # Attention checks: from the study's images (real ones when it has some), after the items
-        real = [i for i, src in enumerate(loaded) if src.dataset] or list(range(len(loaded)))
         originals = [
             catch_items.Original(
                 image_ids[(i, f)], loaded[i].path / f, c, cname, loaded[i].image_size
             )
-            for i in real
-            for c in classes
-            for f, _h, cname in chosen[(i, c)]
+            for i, f, _h, cname, c in check_files
         ]
         checks_dir = storage_dir.resolve() / "studies" / settings.name / "checks"
         try:
@@ -446,6 +468,8 @@ def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
             tuple(classes),
             study.catch_items,
             study.practice_items,
+            len({(i, f) for i, f, *_ in check_files}),
+            study.exposure_ms,
         )
     return summary
 
@@ -458,6 +482,11 @@ def check_completion(code: str | None, url: str | None) -> None:
         raise StudyError(
             f"--completion-url {url!r}: give the absolute http(s) URL the platform gave you"
         )
+
+
+def src_files(src: SampleSetFiles, class_id: int) -> list[tuple[str, str, str]]:
+    """(file, sha256, class name) of every image of ``class_id`` in the sample set."""
+    return list(src.by_class.get(class_id, []))
 
 
 def _class_of(src: SampleSetFiles, file: str) -> int:

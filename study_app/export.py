@@ -8,8 +8,9 @@ Columns (README, "Human studies", documents each)::
     role, exposure_ms, check_passed, check_pass_rate
 
 ``role`` is ``task`` (counted), ``catch`` or ``practice`` (attention checks, ``checks.py``);
-``check_passed`` is 1/0 on catch and practice rows; ``check_pass_rate`` is the rater's share of
-catch answers passed (on every row of the rater; empty when they answered no catch item).
+``check_passed`` is 1/0 on catch and practice rows (empty on one answered "an image did not
+load": no result); ``check_pass_rate`` is the rater's share of catch answers passed (of those
+with a result) (on every row of the rater; empty when they answered no catch item).
 
 Flask-free on purpose: ``hvqeval report --database URL --study NAME`` (the CLI layer) reads
 answers with ``read_export`` and hands ``analysis`` the rows.

@@ -38,6 +38,15 @@ class StudyProgress:
     active_raters: int  # handed a task within the last lease period
     answers_last_hour: int
     groups: tuple[GroupProgress, ...]
+    catch_items: int = 0  # per rater (attention checks)
+    practice_items: int = 0
+    exposure_ms: int | None = None
+
+    @property
+    def checks_text(self) -> str:
+        """The attention-check and exposure settings in a few words."""
+        exposure = f"exposure {self.exposure_ms} ms" if self.exposure_ms else "no exposure limit"
+        return f"{self.catch_items} catch, {self.practice_items} practice per rater, {exposure}"
 
 
 def study_names(engine: Engine) -> list[str]:
@@ -116,6 +125,9 @@ def study_progress(engine: Engine, name: str) -> StudyProgress | None:
             active,
             last_hour,
             groups,
+            study.catch_items,
+            study.practice_items,
+            study.exposure_ms,
         )
 
 

@@ -167,7 +167,13 @@ def _task_json(result, study):
     if isinstance(result, assign.Finished):
         if result.done == 0:
             return {"state": "unavailable", "done": 0}
-        finished = {"state": "finished", "code": result.completion_code, "done": result.done}
+        finished = {
+            "state": "finished",
+            "code": result.completion_code,
+            # the same count as the tasks' progress: counted plus catch answers
+            "done": result.done,
+            "total": study.tasks_per_rater + study.catch_items,
+        }
         if study.completion_url or session.get("platform") == "mturk":  # the browser goes on there
             finished["complete"] = url_for("rater.complete", public_id=study.public_id)
         return finished

@@ -153,8 +153,16 @@ def _write_real_images(
     """``count`` real images per class as a sample set at ``out`` (``hvqeval samples
     from-dataset``: preprocessed as in training, the manifest naming the dataset)."""
     from hvqeval.image_import import ImageImportError, write_dataset_images
+    from hvqeval.sample_set import MANIFEST_NAME
     from study_app.errors import StudySourceError
 
+    if (Path(dataset_name) / MANIFEST_NAME).is_file():
+        raise StudySourceError(
+            f"--real {label}={dataset_name}: --real takes a dataset to draw real images from "
+            f"(e.g. {label}=imagenet:/data/imagenet or {label}=shapes), but {dataset_name} is a "
+            f"sample set; give it as --source {label}={dataset_name} (a `samples from-dataset` set "
+            "counts as real images)"
+        )
     if out.exists():
         shutil.rmtree(out)  # the study's own copy, rewritten by every create
     try:
@@ -186,7 +194,18 @@ def _create(url: str, settings, instance_dir: str):
     )
 
     if any(s.real_dataset for s in settings.sources) or settings.examples_real:
+        from study_app.catch_items import catch_count, check_settings
+
+        check_settings(  # one line for a bad setting before any image is written
+            settings.catch_fraction,
+            settings.practice,
+            settings.exposure_ms,
+            settings.tasks_per_rater,
+        )
         classes = choose_classes(settings)
+        # beyond the tasks and examples, one image per check item that no counted task shows
+        checks = catch_count(settings.catch_fraction, settings.tasks_per_rater) + settings.practice
+        for_checks = -(-checks // len(classes)) if checks > 0 else 0
         size = generated_sources(settings)[0].image_size
         study_dir = Path(instance_dir).resolve() / "studies" / settings.name
         sources = []
@@ -197,7 +216,7 @@ def _create(url: str, settings, instance_dir: str):
                     settings.real_split,
                     spec.label,
                     classes,
-                    settings.count_of(spec.label) + EXAMPLES_PER_SOURCE,
+                    settings.count_of(spec.label) + EXAMPLES_PER_SOURCE + for_checks,
                     size,
                     settings.seed,
                     study_dir / f"real-{spec.label}",
@@ -243,8 +262,14 @@ def _report(summary, database_url: str, as_json: bool) -> None:
     if summary.catch_items or summary.practice_items:
         click.echo(
             f"attention checks: {summary.catch_items} catch item(s) per rater, "
-            f"{summary.practice_items} practice item(s) first"
+            f"{summary.practice_items} practice item(s) first, made from "
+            f"{summary.check_images} image(s) no counted task shows"
         )
+    click.echo(
+        f"exposure: images hidden {summary.exposure_ms} ms after they appear"
+        if summary.exposure_ms
+        else "exposure: no limit (images stay until answered)"
+    )
     click.echo(f"raters' link: <server>/s/{summary.public_id}/?PROLIFIC_PID=<participant id>")
 
 
@@ -687,7 +712,7 @@ def list_cmd(as_json, database_url):
     for p in found:
         click.echo(
             f"{p.name:24s} {p.kind:9s} {p.status:7s} {p.done}/{p.needed} answers, {p.raters} raters, "
-            f"link /s/{p.public_id}/"
+            f"{p.checks_text}, link /s/{p.public_id}/"
         )
     if not found:
         click.echo("no studies", err=True)

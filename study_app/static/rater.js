@@ -73,7 +73,8 @@
     resetExposure();
     $("task").hidden = true;
     if (d.state === "finished") {
-      showProgress(d.done, Math.max(d.done, Number($("progress").max)));
+      // the server's count: every answer the rater gave (counted and catch), of their total
+      showProgress(d.done, Math.max(d.done, d.total || 0));
       $("code").textContent = d.code;
       $("done").hidden = false;
       // Prolific's completion URL / MTurk's submit form: only offered after the last answer is stored

@@ -84,8 +84,9 @@ def test_failed_raters_are_listed_and_removed_when_asked(tmp_path):
     runner = CliRunner()
     listed = runner.invoke(cli, ["report", "table3", "--responses", str(path)])
     assert listed.exit_code == 0, listed.output
-    assert "1 of 3 raters passed fewer than 75% of their catch items: cheat (0/2); kept" in (
-        listed.output
+    assert (
+        "1 of 3 raters passed fewer than 75% of their catch items: study pairs: cheat (0/2); kept"
+        in listed.output
     )
     assert "Exclusions: none applied (3 raters, 12 answers" in listed.output
     for fmt in ("md", "html"):
@@ -111,18 +112,73 @@ def test_failed_raters_are_listed_and_removed_when_asked(tmp_path):
     table5 = runner.invoke(
         cli, ["report", "table5", "--responses", str(path), "--exclude-failed-checks", "--json"]
     )
-    assert json.loads(table5.output)["exclusions"]["raters_removed"] == {"failed_checks": 1}
+    exclusions = json.loads(table5.output)["exclusions"]
+    assert exclusions["raters_removed"] == {"failed_checks": 1}
+    assert exclusions["excluded_raters"] == {"failed_checks": {"pairs": ["cheat"]}}
     lenient = runner.invoke(
         cli, ["report", "table3", "--responses", str(path), "--min-check-pass", "0"]
     )
-    assert "all 3 raters with catch answers passed at least 0%" in lenient.output
+    assert "all 3 raters with catch results passed at least 0%" in lenient.output
 
 
 def test_check_results_threshold():
     df = validate_responses(pd.DataFrame(rows_with_checks(), columns=list(EXPORT_COLUMNS)))
     results = check_results(df, 0.75)
-    assert results.failed == ("cheat",)
+    assert results.failed == (("pairs", "cheat"),)
     assert results.table.set_index("rater").loc["good1", "pass_rate"] == 1.0
+
+
+def _in_study(rows, study):
+    return [{**r, "study": study} for r in rows]
+
+
+def test_pass_rates_are_per_study_and_exclusion_removes_only_that_study(tmp_path):
+    """One participant id in two studies: passed both catch items in one, failed both in the
+    other; per study they pass (2/2) there and fail (0/2) here, not 2/4 pooled."""
+    good = _in_study([r for r in rows_with_checks() if r["rater"] != "cheat"], "pw")
+    bad = _in_study(rows_with_checks(), "rt")
+    for r in good:
+        if r["rater"] == "good1" and r["role"] == "catch":
+            assert r["check_passed"] == "1"
+    for r in bad:  # good1 fails every catch item of study rt
+        if r["rater"] == "good1" and r["role"] == "catch":
+            r.update(choice="b", check_passed="0", check_pass_rate="0.0")
+    pw, rt = tmp_path / "pw.csv", tmp_path / "rt.csv"
+    pd.DataFrame(good, columns=list(EXPORT_COLUMNS)).astype(str).to_csv(pw, index=False)
+    pd.DataFrame(bad, columns=list(EXPORT_COLUMNS)).astype(str).to_csv(rt, index=False)
+    results = check_results(load_all_responses([pw, rt]), 0.75)
+    table = results.table.set_index(["study", "rater"])
+    assert table.loc[("pw", "good1"), ["catch_passed", "catch_answered"]].tolist() == [2, 2]
+    assert table.loc[("rt", "good1"), ["catch_passed", "catch_answered"]].tolist() == [0, 2]
+    assert set(results.failed) == {("rt", "good1"), ("rt", "cheat")}
+    result = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "table3",
+            "--responses",
+            str(pw),
+            "--responses",
+            str(rt),
+            "--exclude-failed-checks",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    exclusions = json.loads(result.output)["exclusions"]
+    assert exclusions["excluded_raters"] == {"failed_checks": {"rt": ["cheat", "good1"]}}
+    assert exclusions["answers_removed_with_raters"] == 8  # 4 each in rt; good1 keeps pw's 4
+    assert "study rt: cheat (0/2), good1 (0/2)" in exclusions["attention_checks"]
+
+
+def test_an_image_that_did_not_load_is_no_check_result(tmp_path):
+    rows = rows_with_checks()
+    for r in rows:  # cheat says the image did not load on one catch item; nothing else
+        if r["rater"] == "cheat" and r["item"] == "c0":
+            r.update(choice="unknown", unknown_reason="image-failed", check_passed="")
+    results = check_results(validate_responses(pd.DataFrame(rows, columns=list(EXPORT_COLUMNS))))
+    cheat = results.table.set_index("rater").loc["cheat"]
+    assert (cheat["catch_passed"], cheat["catch_answered"]) == (0, 1)
 
 
 @pytest.mark.parametrize(

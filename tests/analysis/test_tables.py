@@ -284,3 +284,35 @@ def test_table1_same_settings_latest_wins_and_torn_line(tmp_path):
         .loc["Feed-forward", "fid"]
         == 44.95
     )
+
+
+def test_percentage_intervals_stay_within_0_100_on_a_tiny_study():
+    """Six answers on two pairs: p +- t * SE with 1 df would reach far outside 0-100%; the Wilson
+    interval at the clustered effective sample size stays inside and holds the estimate."""
+    rows = [
+        pair_row("r1", "p1", "a", left="a"),
+        pair_row("r2", "p1", "a", left="b"),
+        pair_row("r3", "p1", "b", left="a"),
+        pair_row("r1", "p2", "a", left="b", b=("B", "b2")),
+        pair_row("r2", "p2", "b", left="b", b=("B", "b2")),
+        pair_row("r3", "p2", "a", left="a", b=("B", "b2")),
+    ]
+    row = preference_table(validate_responses(frame(rows))).iloc[0]
+    for low, est, high in (
+        (row.pct_a_low, row.pct_a, row.pct_a_high),
+        (row.left_low, row.left_wins, row.left_high),
+    ):
+        assert 0.0 <= low <= est <= high <= 100.0
+
+
+def test_proportion_interval_is_wilson_and_matches_the_t_interval_on_much_data():
+    from analysis.clustered import proportion_interval
+
+    # with the naive SE it is the textbook Wilson interval: 8 of 10 -> (0.4902, 0.9433)
+    p, n = 0.8, 10
+    low, high = proportion_interval(p, math.sqrt(p * (1 - p) / n), n, 1.959964)
+    assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    # many answers: the same as p +- z * se
+    low, high = proportion_interval(0.6, 0.01, 100_000, 1.96)
+    assert (low, high) == pytest.approx((0.6 - 0.0196, 0.6 + 0.0196), abs=5e-4)
+    assert proportion_interval(1.0, 0.0, 5, 1.96)[1] == 1.0

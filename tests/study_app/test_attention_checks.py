@@ -28,7 +28,7 @@ from study_app.schema import Answer, Image, Item, Slot, Source, Study
 TASKS, K = 6, 2
 
 
-def _study(db_url, sets, tmp_path, kind="pairwise", name="checked", **extra):
+def make_study(db_url, sets, tmp_path, kind="pairwise", name="checked", **extra):
     sources = (SourceSpec("ff", str(sets["ff"].path)),)
     if kind == "pairwise":
         sources += (SourceSpec("msp", str(sets["msp"].path)),)
@@ -37,12 +37,11 @@ def _study(db_url, sets, tmp_path, kind="pairwise", name="checked", **extra):
         kind=kind,
         sources=sources,
         classes=(3, 5),
-        per_class=3,
         answers_per_item=K,
         tasks_per_rater=TASKS,
         uses=2 if kind == "pairwise" else None,
         seed=7,
-        **{"catch_fraction": 0.25, "practice": 2, "exposure_ms": 800, **extra},
+        **{"per_class": 3, "catch_fraction": 0.25, "practice": 2, "exposure_ms": 800, **extra},
     )
     create_study(db_url, settings, tmp_path / "inst")
     with session_scope(engine_for(db_url)) as s:
@@ -51,7 +50,7 @@ def _study(db_url, sets, tmp_path, kind="pairwise", name="checked", **extra):
     return engine_for(db_url), study
 
 
-def _corrupted_tokens(engine, study) -> set[str]:
+def corrupted_tokens(engine, study) -> set[str]:
     with session_scope(engine) as s:
         return set(
             s.scalars(
@@ -62,7 +61,7 @@ def _corrupted_tokens(engine, study) -> set[str]:
         )
 
 
-def _run_rater(engine, study, participant: str, fail_checks: bool, bad: set[str]):
+def run_rater(engine, study, participant: str, fail_checks: bool, bad: set[str]):
     """Answer every task of one rater; catch/practice items right (or wrong when ``fail_checks``).
     Returns the roles in the order shown."""
     rater = assign.enter(engine, study, participant)
@@ -88,10 +87,10 @@ def _run_rater(engine, study, participant: str, fail_checks: bool, bad: set[str]
 
 
 def test_practice_first_catch_items_unannounced_never_counted(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path)
+    engine, study = make_study(db_url, sets, tmp_path)
     c = catch_count(0.25, TASKS)
     assert (study.catch_items, study.practice_items, c) == (2, 2, 2)  # 2 of 8 = 25%
-    bad = _corrupted_tokens(engine, study)
+    bad = corrupted_tokens(engine, study)
     assert len(bad) == c + 2
     with session_scope(engine) as s:
         counted = s.scalar(
@@ -100,7 +99,7 @@ def test_practice_first_catch_items_unannounced_never_counted(db_url, sets, tmp_
     raters = {}
     for n in range(counted * K // TASKS + 2):
         name = f"r{n}"
-        raters[name] = _run_rater(engine, study, name, fail_checks=(n == 0), bad=bad)
+        raters[name] = run_rater(engine, study, name, fail_checks=(n == 0), bad=bad)
     full = [n for n, (_r, roles) in raters.items() if roles.count("task") == TASKS]
     assert len(full) == counted * K // TASKS  # the others found the counted items all answered
     for name in full:
@@ -146,7 +145,7 @@ def test_practice_first_catch_items_unannounced_never_counted(db_url, sets, tmp_
 
 
 def test_a_repeated_catch_answer_stores_nothing(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path, practice=1)
+    engine, study = make_study(db_url, sets, tmp_path, practice=1)
     rater = assign.enter(engine, study, "p")
     assign.record_consent(engine, rater)
     first = assign.next_task(engine, study, rater)
@@ -164,24 +163,26 @@ def test_a_repeated_catch_answer_stores_nothing(db_url, sets, tmp_path):
 
 
 def test_rating_catch_items_pass_with_a_low_rating(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path, kind="rating", practice=0)
-    bad = _corrupted_tokens(engine, study)
-    _run_rater(engine, study, "good", False, bad)
-    _run_rater(engine, study, "bad", True, bad)
+    engine, study = make_study(db_url, sets, tmp_path, kind="rating", practice=0)
+    bad = corrupted_tokens(engine, study)
+    run_rater(engine, study, "good", False, bad)
+    run_rater(engine, study, "bad", True, bad)
     rates = checks.participant_pass_rates(engine, "checked")
     assert rates == {"good": (2, 2), "bad": (0, 2)}
 
 
 def test_a_study_without_checks_hands_out_as_before(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path, catch_fraction=0.0, practice=0, exposure_ms=None)
-    assert _corrupted_tokens(engine, study) == set()
-    _rater, roles = _run_rater(engine, study, "x", False, set())
+    engine, study = make_study(
+        db_url, sets, tmp_path, catch_fraction=0.0, practice=0, exposure_ms=None
+    )
+    assert corrupted_tokens(engine, study) == set()
+    _rater, roles = run_rater(engine, study, "x", False, set())
     assert roles == ["task"] * TASKS
     assert not (tmp_path / "inst" / "studies" / "checked" / "checks").exists()
 
 
 def test_corrupted_copies_are_seeded_visibly_different_and_hashed(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path)
+    engine, study = make_study(db_url, sets, tmp_path)
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert np.array_equal(corrupt(pixels, 3), corrupt(pixels, 3))
     assert np.abs(corrupt(pixels, 3).astype(int) - pixels).mean() > 40
@@ -197,7 +198,7 @@ def test_corrupted_copies_are_seeded_visibly_different_and_hashed(db_url, sets, 
 
 
 def test_task_page_labels_practice_and_carries_the_exposure(app, db_url, sets, tmp_path, new_rater):
-    _engine, study = _study(db_url, sets, tmp_path)
+    _engine, study = make_study(db_url, sets, tmp_path)
     rater = new_rater(study.public_id, "web1")
     page = rater.get(f"/s/{study.public_id}/task")
     assert b'data-exposure-ms="800"' in page.data and b'id="practice"' in page.data
@@ -211,6 +212,11 @@ def test_task_page_labels_practice_and_carries_the_exposure(app, db_url, sets, t
     "extra, message",
     [
         ({"catch_fraction": 1.0}, "--catch-fraction 1.0"),
+        (
+            {"catch_fraction": 0.6},
+            "--catch-fraction 0.6: give a fraction from 0 (no catch items) to 0.5",
+        ),
+        ({"practice": TASKS + 1}, f"--practice {TASKS + 1}: give 0 to {TASKS} (--tasks-per-rater)"),
         ({"catch_fraction": -0.1}, "--catch-fraction -0.1"),
         ({"practice": -1}, "--practice -1"),
         ({"exposure_ms": 0}, "--exposure-ms 0"),
@@ -218,7 +224,7 @@ def test_task_page_labels_practice_and_carries_the_exposure(app, db_url, sets, t
 )
 def test_bad_check_settings_are_one_line_and_create_nothing(db_url, sets, tmp_path, extra, message):
     with pytest.raises(StudyError) as err:
-        _study(db_url, sets, tmp_path, **extra)
+        make_study(db_url, sets, tmp_path, **extra)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
     with session_scope(engine_for(db_url)) as s:
         assert s.scalar(select(func.count()).select_from(Study)) == 0
@@ -254,18 +260,22 @@ def test_cli_check_options_and_their_errors(db_url, sets, tmp_path):
     ok = CliRunner().invoke(cli, [*base, "--catch-fraction", "0.1", "--practice", "1"])
     assert ok.exit_code == 0, ok.output
     assert "1 catch item(s) per rater, 1 practice item(s)" in ok.output
+    assert "made from 2 image(s) no counted task shows" in ok.output
+    assert "exposure: no limit" in ok.output
+    listed = CliRunner().invoke(cli, ["study", "list", "--database-url", db_url])
+    assert "1 catch, 1 practice per rater, no exposure limit" in listed.output, listed.output
 
 
 def test_no_image_to_corrupt_is_one_line():
     from study_app.catch_items import pick_originals
 
     with pytest.raises(StudyError, match="no image to corrupt"):
-        pick_originals([], 2, 0)
+        pick_originals([], 2, 0, ["real"])
 
 
 def test_migration_0005_keeps_existing_answers(db_url, sets, tmp_path):
-    engine, study = _study(db_url, sets, tmp_path, catch_fraction=0.0, practice=0)
-    _run_rater(engine, study, "before", False, set())
+    engine, study = make_study(db_url, sets, tmp_path, catch_fraction=0.0, practice=0)
+    run_rater(engine, study, "before", False, set())
     engine.dispose()
     downgrade(db_url, "0004")
     upgrade(db_url)
@@ -282,9 +292,9 @@ def test_admin_study_page_shows_pass_rates_and_counted_progress(db_url, sets, tm
 
     from study_app import create_app
 
-    engine, study = _study(db_url, sets, tmp_path)
-    bad = _corrupted_tokens(engine, study)
-    _run_rater(engine, study, "careless", True, bad)
+    engine, study = make_study(db_url, sets, tmp_path)
+    bad = corrupted_tokens(engine, study)
+    run_rater(engine, study, "careless", True, bad)
     app = create_app(
         {
             "TESTING": True,
@@ -300,5 +310,6 @@ def test_admin_study_page_shows_pass_rates_and_counted_progress(db_url, sets, tm
     admin.post("/admin/login", data={"password": "hunter22", "csrf_token": csrf})
     page = admin.get("/admin/study/checked").data.decode()
     assert "catch items passed" in page and "0 / 2 (0%)" in page
+    assert "2 catch, 2 practice per rater, exposure 800 ms" in page
     # progress counts the counted answers only: 6 of 12 items x k=2
     assert "6 / 24" in admin.get("/admin/").data.decode()

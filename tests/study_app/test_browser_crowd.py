@@ -1,6 +1,7 @@
 """Chromium through a 3-source pairwise study (a model's sample set, an imported plain folder,
 real images) with a practice item, catch items and an exposure limit on the production server:
-a Prolific link to the completion redirect, an MTurk preview that claims nothing, an MTurk
+a Prolific link to the completion redirect (the finished screen counting every answer, catch
+items too: N / N), an MTurk preview that claims nothing, an MTurk
 assignment (a rater who fails the catch items on purpose) to its externalSubmit form; then the
 export (every answer once, its sides, catch results, platform ids and codes) and Table 3 with
 the Bradley-Terry ranking, listing and then excluding the rater who failed the checks. The
@@ -67,6 +68,15 @@ def ready(page, done: int, total: int):
     )
 
 
+FINISHED_SCREEN_JS = """
+document.addEventListener("DOMContentLoaded", () => {
+  const done = document.getElementById("done");
+  if (!done) return;
+  new MutationObserver(() => {
+    if (!done.hidden) window.finishedScreen(document.getElementById("progress-text").textContent);
+  }).observe(done, { attributes: true });
+});
+"""
 PROGRESS = [(0, 1)] + [(n, 5) for n in range(5)]  # 1 practice item, then 4 tasks + 1 catch item
 
 
@@ -150,6 +160,10 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
         base = f"http://127.0.0.1:{srv.port}/s/{summary.public_id}/"
         # Prolific: link -> consent -> 4 answers -> redirected to the completion URL
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        # the finished screen as it appears, reported before the browser leaves for Prolific
+        finished_screen = []
+        page.expose_function("finishedScreen", lambda text: finished_screen.append(text))
+        page.add_init_script(FINISHED_SCREEN_JS)
         page.goto(base + "?PROLIFIC_PID=pp1&STUDY_ID=st9&SESSION_ID=se7")
         page.check("input[name=agree]")
         page.click("#start")
@@ -159,6 +173,8 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
         ) as completion:
             shown["pp1"] = _answer_all(page, corrupted)
         assert completion.value.status == 302 and completion.value.headers["location"] == PROLIFIC
+        # every answer counted on the finished screen, the catch item too: 4 tasks + 1 catch
+        assert finished_screen == ["5 / 5"]
 
         # MTurk preview: instructions and examples, nothing stored
         preview = browser.new_page()
@@ -234,8 +250,9 @@ def test_three_sources_prolific_and_mturk_end_to_end(browser, tmp_path, artifact
     assert {r["model"] for r in sections[1]["rows"]} <= {"ff", "biggan", "real"}
     assert len(sections[0]["rows"]) == 3  # every source pair; catch items are none of them
     listed = runner.invoke(cli, ["report", "table3", "--responses", str(out)])
-    assert "1 of 2 raters passed fewer than 75% of their catch items: W1 (0/1); kept" in (
-        listed.output
+    assert (
+        "1 of 2 raters passed fewer than 75% of their catch items: study crowd: W1 (0/1); kept"
+        in (listed.output)
     )
     excluded = runner.invoke(
         cli, ["report", "table3", "--responses", str(out), "--exclude-failed-checks"]

@@ -92,6 +92,7 @@ def test_prolific_ids_stored_and_redirect_only_after_the_last_answer(db_url, set
         "state": "finished",
         "code": "C0DE42",
         "done": 2,
+        "total": 2,
         "complete": f"/s/{study.public_id}/complete",
     }
     done = rater.get(f"/s/{study.public_id}/complete")
