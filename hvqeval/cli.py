@@ -89,7 +89,7 @@ def _options(command: click.Command | None) -> list[click.Option]:
 
 
 class HvqevalGroup(click.Group):
-    """Top-level group: commands from the table, user errors as one line, clean Ctrl-C.
+    """Top-level group: commands from the table, user and usage errors as one line, clean Ctrl-C.
 
     Commands can run other commands in the same process (``hvqeval demo``, ``hvqeval sweep``):
     ``depth`` counts the invocations under way, so only the outermost one prints the interrupt
@@ -117,6 +117,13 @@ class HvqevalGroup(click.Group):
                     err=True,
                 )
             ctx.exit(130)
+        except click.UsageError as err:
+            # A bad option or argument: one line naming it and where help is, not click's
+            # usage block (usage, hint and error on four lines). Same exit status (2).
+            where = err.ctx.command_path if err.ctx is not None else ctx.command_path
+            one_line = click.ClickException(f"{err.format_message()} (see '{where} --help')")
+            one_line.exit_code = err.exit_code
+            raise one_line from None
         except Exception as err:
             if isinstance(err, user_error_types()):
                 command = self.get_command(ctx, ctx.invoked_subcommand or "")
