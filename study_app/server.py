@@ -15,18 +15,19 @@ from study_app.errors import ConfigurationError
 
 
 def default_concurrency(database_url: str) -> tuple[int, int]:
-    """(workers, threads): cores + 1 workers; one thread each on SQLite, two on PostgreSQL.
+    """(workers, threads): one worker per core; one thread each on SQLite, two on PostgreSQL.
 
     The work of a request is CPU in Python, so more runnable threads than cores only queue and
     switch. SQLite has one writer at a time: a writer that finds the lock taken sleeps in
     SQLite's busy handler (1, 2, 5, 10 ms and longer), so fewer concurrent writers mean fewer
     such sleeps in the tail latency. On PostgreSQL a second thread works while the first waits
-    for a round trip. Measured on 2 cores with the load benchmark (docs/BENCHMARKS.md): on
-    SQLite, 3 x 1 answered with p99 180 ms where gunicorn's rule of thumb (2 x cores + 1 workers
-    of 2 threads) took 1.4 s."""
+    for a round trip. Measured on 2 quiet cores with the load benchmark (docs/BENCHMARKS.md):
+    gunicorn's rule of thumb (2 x cores + 1 workers of 2 threads) answered with p99 1.4 s on
+    SQLite; cores + 1 workers (3 x 1 on SQLite, 3 x 2 on PostgreSQL) 330 ms and 690-1,000 ms;
+    one worker per core (2 x 1, 2 x 2) 250 ms and 290-360 ms."""
     cores = os.cpu_count() or 1
     threads = 1 if database_url.startswith("sqlite") else 2
-    return cores + 1, threads
+    return cores, threads
 
 
 def check_before_serving(config: dict, bind: str) -> dict:
