@@ -34,10 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from study_load import DEFAULT_PG, database, make_set  # noqa: E402
+from study_load import DEFAULT_PG, database, make_study  # noqa: E402
 
 from study_app import create_app  # noqa: E402
-from study_app.create import SourceSpec, StudySettings, create_study  # noqa: E402
 
 CSRF_RE = re.compile(rb'name="csrf-token" content="([^"]+)"')
 
@@ -58,22 +57,7 @@ def enter(client, public_id: str, participant: str) -> tuple[str, dict]:
 def run(args, tmp: Path) -> dict:
     url, cleanup = database(args.database, tmp, args.postgres_url)
     try:
-        ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
-        msp = make_set(tmp / "msp", "bench_msp", args.classes, args.per_class, 2)
-        summary = create_study(
-            url,
-            StudySettings(
-                name="bench",
-                kind="rating",
-                sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
-                classes=args.classes,
-                per_class=args.per_class,
-                answers_per_item=args.k,
-                tasks_per_rater=args.tasks_per_rater,
-                no_examples=True,
-            ),
-            tmp,
-        )
+        summary = make_study(url, tmp, args)
         app = create_app(
             {
                 "DATABASE_URL": url,

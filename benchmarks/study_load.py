@@ -56,6 +56,28 @@ def make_set(path: Path, model: str, classes: int, per_class: int, seed: int):
     return writer.close()
 
 
+def make_study(url: str, tmp: Path, args):
+    """The benchmark's rating study: two generated sample sets (``args.classes`` classes of
+    ``args.per_class`` images), ``args.k`` raters per image; ``create_study``'s summary."""
+
+    ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
+    msp = make_set(tmp / "msp", "bench_msp", args.classes, args.per_class, 2)
+    return create_study(
+        url,
+        StudySettings(
+            name="bench",
+            kind="rating",
+            sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
+            classes=args.classes,
+            per_class=args.per_class,
+            answers_per_item=args.k,
+            tasks_per_rater=args.tasks_per_rater,
+            no_examples=True,  # every generated image is a task
+        ),
+        tmp,
+    )
+
+
 def database(kind: str, tmp: Path, pg_url: str):
     """(url, cleanup) for a fresh database: a SQLite file or a new PostgreSQL schema."""
     if kind == "sqlite":
@@ -164,23 +186,8 @@ def run_one(kind: str, args, tmp: Path) -> dict:
     url, cleanup = database(kind, tmp, args.postgres_url)
     server = None
     try:
-        ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
-        msp = make_set(tmp / "msp", "bench_msp", args.classes, args.per_class, 2)
         needed = 2 * args.classes * args.per_class * args.k
-        summary = create_study(
-            url,
-            StudySettings(
-                name="bench",
-                kind="rating",
-                sources=(SourceSpec("ff", str(ff.path)), SourceSpec("msp", str(msp.path))),
-                classes=args.classes,
-                per_class=args.per_class,
-                answers_per_item=args.k,
-                tasks_per_rater=args.tasks_per_rater,
-                no_examples=True,  # every generated image is a task
-            ),
-            tmp,
-        )
+        summary = make_study(url, tmp, args)
         port = 20000 + os.getpid() % 20000
         server = start_server(url, tmp, port, args.workers, args.threads)
         result_file, csv_prefix = tmp / "locust-totals.json", tmp / "locust"

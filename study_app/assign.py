@@ -34,17 +34,17 @@ compiled form up in the engine's own compiled cache. Nothing is cached but the s
 from __future__ import annotations
 
 import datetime as dt
-import random
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from study_app import checks
 from study_app.db import run_transaction
-from study_app.schema import Answer, Assignment, Image, Item, Rater, Slot, Study
+from study_app.handout import choice_of, hand_out, new_token, store_answer
+from study_app.schema import Assignment, Image, Item, Rater, Slot, Study
 
 UNKNOWN_REASONS = ("image-failed", "cannot-decide", "other")
 MAX_RESPONSE_MS = 24 * 3600 * 1000
@@ -53,10 +53,6 @@ MAX_RESPONSE_MS = 24 * 3600 * 1000
 def utcnow() -> dt.datetime:
     """Naive UTC (the schema stores UTC without a zone on both databases)."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(16)  # 128 random bits
 
 
 class AnswerRejected(Exception):
@@ -94,18 +90,6 @@ ANSWERED = (409, "this task was already answered")
 EXPIRED = (409, "this task expired and was given to someone else")
 NO_CONSENT = (403, "give your consent on the instructions page before starting")
 CLOSED = (403, "this study is closed; thank you for your interest")
-
-
-def side_of_a(study: Study, item_number: int, participant: str) -> str:
-    """Which side image A of a pairwise item is shown on for this rater: "a" (left) or "b".
-
-    Drawn from the study seed, the item and the rater, so a study recreated with the same seed
-    shows every rater the same sides; over many showings both sides occur about equally often.
-    Rating studies show one image, on the left.
-    """
-    if study.kind == "rating":
-        return "a"
-    return random.Random(f"{study.seed}:{item_number}:{participant}").choice("ab")
 
 
 # -- The statements of the request cycle (see the module docstring), parameters by name. --
@@ -158,7 +142,6 @@ CLAIM_SLOT = (
     .values(lease_token=bindparam("new_lease"), lease_expires_at=bindparam("expires"))
     .returning(Slot.id, Slot.item_id)
 )
-INSERT_ASSIGNMENT = insert(Assignment)
 FIND_ASSIGNMENT = (
     select(
         Assignment.id,
@@ -185,7 +168,6 @@ FILL_SLOT = (
     )
     .values(filled=True, lease_expires_at=None)
 )
-INSERT_ANSWER = insert(Answer)
 COUNT_ANSWER = (
     update(Rater)
     .where(Rater.id == bindparam("answering_rater"))
@@ -291,9 +273,7 @@ def _next_for_locked_rater(
     if active is not None:
         return _task(connection, study, active.token, active.item_id, active.left, done)
     if checks.has_checks(study):  # attention checks: practice first, catch items unannounced
-        check = checks.next_check(
-            connection, study, rater_id, participant, done, now, new_token, side_of_a
-        )
+        check = checks.next_check(connection, study, rater_id, participant, done, now)
         if check is not None:
             token, item_id, left, role = check
             return _task(connection, study, token, item_id, left, done, role)
@@ -318,20 +298,16 @@ def _next_for_locked_rater(
     class_name, number, token_a, token_b = connection.execute(
         TASK_OF_ITEM, {"item_id": claimed.item_id}
     ).one()
-    token, left = new_token(), side_of_a(study, number, participant)
-    connection.execute(
-        INSERT_ASSIGNMENT,
-        {
-            "study_id": study.id,
-            "token": token,
-            "item_id": claimed.item_id,
-            "rater_id": rater_id,
-            "slot_id": claimed.id,
-            "lease_token": lease,
-            "left": left,
-            "issued_at": now,
-            "expires_at": expires,
-        },
+    token, left = hand_out(
+        connection,
+        study,
+        rater_id=rater_id,
+        item_id=claimed.item_id,
+        item_number=number,
+        slot_id=claimed.id,
+        lease=lease,
+        participant=participant,
+        now=now,
     )
     tokens = _tokens_in_order(token_a, token_b, left)
     return Task(token, class_name, tokens, done, study.tasks_per_rater)
@@ -398,23 +374,18 @@ def _store(
     )
     if filled.rowcount != 1:
         raise AnswerRejected(*EXPIRED)
-    # The answer keeps a/b (which model), not left/right (where it was shown).
-    choice = {"left": found.left, "right": "b" if found.left == "a" else "a"}.get(side, side)
-    connection.execute(
-        INSERT_ANSWER,
-        {
-            "study_id": study.id,
-            "assignment_id": found.id,
-            "item_id": found.item_id,
-            "rater_id": rater_id,
-            "left": found.left,
-            "rating": rating,
-            "choice": choice,
-            "unknown_reason": unknown_reason,
-            "response_ms": response_ms,
-            "created_at": utcnow(),
-            "exposure_ms": study.exposure_ms,
-        },
+    store_answer(
+        connection,
+        study,
+        assignment_id=found.id,
+        item_id=found.item_id,
+        rater_id=rater_id,
+        left=found.left,
+        rating=rating,
+        choice=choice_of(side, found.left),
+        unknown_reason=unknown_reason,
+        response_ms=response_ms,
+        now=utcnow(),
     )
     return connection.scalar(COUNT_ANSWER, {"answering_rater": rater_id})
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study_app import assign
+from study_app import handout
 from study_app.errors import StudyError
 from study_app.sample_sets import FORMAT_VERSION, MANIFEST_NAME, sha256_file
 
@@ -181,7 +181,7 @@ def add_check_items(
         {
             "study_id": study.id,
             "source_id": source.id,
-            "token": assign.new_token(),
+            "token": handout.new_token(),
             "file": file,
             "sha256": digest,
             "class_id": o.class_id,

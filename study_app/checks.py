@@ -26,11 +26,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
-from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, case, exists, func, insert, or_, select
+from sqlalchemy import Connection, Engine, case, exists, func, or_, select
 
 from study_app.db import session_scope
+from study_app.handout import choice_of, hand_out, new_token, store_answer
 from study_app.schema import Answer, Assignment, Item, Rater, Slot, Study
 
 CHECK_ROLES = ("catch", "practice")
@@ -92,12 +92,10 @@ def next_check(
     participant: str,
     done: int,
     now: dt.datetime,
-    new_token: Callable[[], str],
-    side_of_a: Callable[[Study, int, str], str],
 ) -> tuple[str, int, str, str] | None:
     """The rater's open catch/practice item, else a new one when the rater is due one:
     (assignment token, item id, left side, role); None when the next answer is a counted task.
-    ``new_token`` and ``side_of_a`` are ``assign``'s (the hand-out is made as for any task)."""
+    The hand-out is made as for any task (``handout.hand_out``)."""
     rows = _check_rows(connection, study, rater_id)
     for row in rows:
         if row.id is None:
@@ -126,19 +124,16 @@ def next_check(
     if role == "catch":  # each rater meets the catch items in an order of their own
         random.Random(f"{study.seed}:catch-order:{participant}").shuffle(candidates)
     chosen = candidates[index]
-    token, left = new_token(), side_of_a(study, chosen.number, participant)
-    connection.execute(
-        insert(Assignment).values(
-            study_id=study.id,
-            token=token,
-            item_id=chosen.id,
-            rater_id=rater_id,
-            slot_id=chosen.slot_id,
-            lease_token=new_token(),
-            left=left,
-            issued_at=now,
-            expires_at=now + dt.timedelta(seconds=study.lease_seconds),
-        )
+    token, left = hand_out(
+        connection,
+        study,
+        rater_id=rater_id,
+        item_id=chosen.id,
+        item_number=chosen.number,
+        slot_id=chosen.slot_id,
+        lease=new_token(),
+        participant=participant,
+        now=now,
     )
     return token, chosen.id, left, role
 
@@ -168,22 +163,20 @@ def store_check(
     if found is None:
         return None
     rating, side, unknown_reason = parsed
-    choice = {"left": found.left, "right": "b" if found.left == "a" else "a"}.get(side, side)
-    connection.execute(
-        insert(Answer).values(
-            study_id=study.id,
-            assignment_id=found.id,
-            item_id=found.item_id,
-            rater_id=rater_id,
-            left=found.left,
-            rating=rating,
-            choice=choice,
-            unknown_reason=unknown_reason,
-            response_ms=response_ms,
-            created_at=now,
-            exposure_ms=study.exposure_ms,
-            passed=passed(study.kind, rating, choice, unknown_reason),
-        )
+    choice = choice_of(side, found.left)
+    store_answer(
+        connection,
+        study,
+        assignment_id=found.id,
+        item_id=found.item_id,
+        rater_id=rater_id,
+        left=found.left,
+        rating=rating,
+        choice=choice,
+        unknown_reason=unknown_reason,
+        response_ms=response_ms,
+        now=now,
+        passed=passed(study.kind, rating, choice, unknown_reason),
     )
     return connection.scalar(select(Rater.answered).where(Rater.id == rater_id))
 

@@ -26,9 +26,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from study_app import catch_items
-from study_app.assign import new_token, utcnow
+from study_app.assign import utcnow
 from study_app.db import make_engine, session_scope, upgrade
 from study_app.errors import StudyError, StudyExistsError, StudySourceError
+from study_app.handout import new_token
 from study_app.platforms import origin
 from study_app.sample_sets import SampleSetFiles, check_images, read_sample_set
 from study_app.schema import Image, Item, Slot, Source, Study

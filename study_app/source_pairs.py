@@ -7,7 +7,7 @@ design is ``pairing.design_uneven``: every sample of the larger source used ``us
 those of the smaller as evenly as the counts allow, no repeated pair. The older form, two
 sources with ``pairs_per_class``, keeps its exact design (``pairing.design_pairs``).
 Which of A and B is shown on the left is drawn per rater from the study seed at hand-out
-(``assign.side_of_a``).
+(``handout.side_of_a``).
 """
 
 from __future__ import annotations

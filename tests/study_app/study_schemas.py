@@ -1,6 +1,6 @@
 """Test support of the study-app tests: private PostgreSQL schemas that share one test database,
 engines kept per URL for a test (disposed by the ``db_url`` fixture), and a Flask test client
-that behaves like the rater's page."""
+that behaves like the rater's page, and the small two-model rating study many tests start from."""
 
 from __future__ import annotations
 
@@ -10,9 +10,28 @@ import uuid
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from study_app.create import SourceSpec, StudySettings, create_study
 from study_app.db import make_engine
 
 _ENGINES: dict[str, Engine] = {}
+
+
+def small_rating_study(db_url, sets, instance, name, models=("ff", "msp"), tasks_per_rater=3):
+    """A rating study of ``models`` (sample sets of the ``sets`` fixture), classes 3 and 5, two
+    images per class and model, two raters per item; ``create_study``'s summary."""
+    return create_study(
+        db_url,
+        StudySettings(
+            name=name,
+            kind="rating",
+            sources=tuple(SourceSpec(m, str(sets[m].path)) for m in models),
+            classes=(3, 5),
+            per_class=2,
+            answers_per_item=2,
+            tasks_per_rater=tasks_per_rater,
+        ),
+        instance,
+    )
 
 
 def engine_for(url: str) -> Engine:

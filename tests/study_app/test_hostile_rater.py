@@ -8,7 +8,7 @@ import re
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
-from study_schemas import RaterClient, engine_for
+from study_schemas import RaterClient, engine_for, small_rating_study
 
 from hvqeval.cli import cli
 from study_app.create import SourceSpec, StudySettings, create_study
@@ -20,19 +20,7 @@ from study_app.schema import Answer, Assignment, Rater, Study
 
 @pytest.fixture
 def study(db_url, sets, tmp_path):
-    return create_study(
-        db_url,
-        StudySettings(
-            name="hostile",
-            kind="rating",
-            sources=(SourceSpec("ff", str(sets["ff"].path)),),
-            classes=(3, 5),
-            per_class=2,
-            answers_per_item=2,
-            tasks_per_rater=3,
-        ),
-        tmp_path,
-    )
+    return small_rating_study(db_url, sets, tmp_path, "hostile", models=("ff",))
 
 
 def _count(db_url, model, *where):

@@ -13,10 +13,10 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from study_schemas import small_rating_study
 
 from hvqeval.cli import cli
 from study_app import create_app
-from study_app.create import SourceSpec, StudySettings, create_study
 from study_app.errors import ConfigurationError
 from study_app.settings import check_rate_limit_storage, parse_rate
 from study_app.web import TOO_MANY_REQUESTS
@@ -29,22 +29,7 @@ REDIS_URL = (
 
 @pytest.fixture
 def study(db_url, sets, tmp_path):
-    return create_study(
-        db_url,
-        StudySettings(
-            name="limits",
-            kind="rating",
-            sources=(
-                SourceSpec("ff", str(sets["ff"].path)),
-                SourceSpec("msp", str(sets["msp"].path)),
-            ),
-            classes=(3, 5),
-            per_class=2,
-            answers_per_item=2,
-            tasks_per_rater=3,
-        ),
-        tmp_path,
-    )
+    return small_rating_study(db_url, sets, tmp_path, "limits")
 
 
 class Rater:

@@ -9,11 +9,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import select
-from study_schemas import RaterClient, engine_for
+from study_schemas import RaterClient, engine_for, small_rating_study
 
 from hvqeval.cli import cli
 from study_app import create_app, server
-from study_app.create import SourceSpec, StudySettings, create_study
 from study_app.db import session_scope
 from study_app.images import image_cache_dir
 from study_app.schema import Image
@@ -24,22 +23,8 @@ SECRET = "test-secret-key-0123456789abcdef"
 
 @pytest.fixture
 def study(db_url, sets, tmp_path):
-    return create_study(
-        db_url,
-        StudySettings(
-            name="cost",
-            kind="rating",
-            sources=(
-                SourceSpec("ff", str(sets["ff"].path)),
-                SourceSpec("msp", str(sets["msp"].path)),
-            ),
-            classes=(3, 5),
-            per_class=2,
-            answers_per_item=2,
-            tasks_per_rater=8,  # every item: more answers than the address limit below
-        ),
-        tmp_path,
-    )
+    # every item: more answers than the address limit below
+    return small_rating_study(db_url, sets, tmp_path, "cost", tasks_per_rater=8)
 
 
 def _app(db_url, instance, ip_rate="100000/60"):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
-from study_schemas import engine_for
+from study_schemas import engine_for, small_rating_study
 from werkzeug.security import generate_password_hash
 
 from study_app import create_app
@@ -21,22 +21,7 @@ from study_app.schema import Answer, Assignment, Rater
 
 @pytest.fixture
 def rating(db_url, sets, tmp_path):
-    return create_study(
-        db_url,
-        StudySettings(
-            name="realism",
-            kind="rating",
-            sources=(
-                SourceSpec("ff", str(sets["ff"].path)),
-                SourceSpec("msp", str(sets["msp"].path)),
-            ),
-            classes=(3, 5),
-            per_class=2,
-            answers_per_item=2,
-            tasks_per_rater=3,
-        ),
-        tmp_path,
-    )
+    return small_rating_study(db_url, sets, tmp_path, "realism")
 
 
 @pytest.fixture
@@ -508,7 +493,7 @@ def test_served_images_are_the_bilinear_upscale_not_nearest(rating, new_rater, d
 def test_pairwise_side_of_a_is_drawn_from_the_study_seed_and_both_sides_occur(
     db_url, sets, tmp_path, new_rater
 ):
-    from study_app.assign import side_of_a
+    from study_app.handout import side_of_a
     from study_app.schema import Image, Item, Study
 
     summary = create_study(
