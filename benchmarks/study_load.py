@@ -197,6 +197,8 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "STUDY_KIND": "rating",
             "THINK_MIN_S": str(args.think_min),
             "THINK_MAX_S": str(args.think_max),
+            "RATERS": str(args.raters),
+            "ARRIVAL_S": str(args.arrival_s),
             "RESULT_FILE": str(result_file),
         }
         ticks0, started = cpu_ticks(), time.monotonic()
@@ -212,8 +214,8 @@ def run_one(kind: str, args, tmp: Path) -> dict:
                 f"http://127.0.0.1:{port}",
                 "-u",
                 str(args.raters),
-                "-r",
-                str(args.raters / args.arrival_s),
+                "-r",  # every user starts at once and waits for its arrival time (even arrivals)
+                str(args.raters),
                 "--run-time",
                 f"{int(args.time_limit)}s",
                 "--csv",

@@ -3,11 +3,16 @@
 Each user opens the study link with its own participant id, posts consent, asks for its first
 task, and then, until it gets its completion code: fetches the task's images, thinks
 (``THINK_MIN_S``..``THINK_MAX_S`` seconds, uniform) and posts an answer (the reply carries the
-next task). What each user was told was stored is counted, and written to ``RESULT_FILE`` at
+next task). The first task is thought about like every other one (locust runs a user's first
+task as soon as ``on_start`` returns, so ``on_start`` waits once itself). What each user was told was stored is counted, and written to ``RESULT_FILE`` at
 the end, so the benchmark can compare it with the database (nothing lost, nothing doubled).
 
+Arrivals are even: locust starts users in batches (a spawn rate of 50/s starts 50 users at
+the same instant once a second), so ``study_load.py`` starts every user at once and each waits
+for its own arrival time, ``ARRIVAL_S`` × its number / ``RATERS`` after the test started.
+
 Settings (environment): STUDY_PUBLIC_ID, STUDY_KIND (rating|pairwise), THINK_MIN_S, THINK_MAX_S,
-RESULT_FILE. Run by ``study_load.py`` through locust's own command line.
+RATERS, ARRIVAL_S, RESULT_FILE. Run by ``study_load.py`` through locust's own command line.
 """
 
 from __future__ import annotations
@@ -17,15 +22,19 @@ import json
 import os
 import random
 import re
+import time
 from urllib.parse import urlencode
 
+import gevent
 from locust import FastHttpUser, between, events, task
 from locust.exception import StopUser
 
 PUBLIC_ID = os.environ["STUDY_PUBLIC_ID"]
 KIND = os.environ.get("STUDY_KIND", "rating")
 THINK = (float(os.environ.get("THINK_MIN_S", "2")), float(os.environ.get("THINK_MAX_S", "4")))
+ARRIVAL_GAP_S = float(os.environ.get("ARRIVAL_S", "0")) / max(1, int(os.environ.get("RATERS", "1")))
 _numbers = itertools.count()
+_started = {}
 _totals = {"stored": 0, "finished": 0, "unavailable": 0, "users": 0, "stored_tasks": []}
 
 
@@ -36,7 +45,10 @@ class Rater(FastHttpUser):
 
     def on_start(self):
         _totals["users"] += 1
-        self.participant = f"locust-{next(_numbers)}"
+        number = next(_numbers)
+        arrival = _started.setdefault("at", time.monotonic()) + number * ARRIVAL_GAP_S
+        gevent.sleep(max(0.0, arrival - time.monotonic()))  # this rater's turn to arrive
+        self.participant = f"locust-{number}"
         self.rng = random.Random(self.participant)
         base = f"/s/{PUBLIC_ID}"
         page = self.client.get(
@@ -51,6 +63,7 @@ class Rater(FastHttpUser):
         )
         self.current = self.call_api("next", {})
         self.show_task()
+        self.wait()  # the first task too is looked at before it is answered
 
     def call_api(self, name: str, body: dict):
         reply = self.client.post(
@@ -106,8 +119,6 @@ def _keep_the_runner(environment, **_kwargs):
 @events.spawning_complete.add_listener
 def _watch_for_the_end(user_count, **_kwargs):
     """Quit once every rater has stopped (all finished: the study is full)."""
-    import gevent
-
     environment = _runner["environment"]
 
     def watch():

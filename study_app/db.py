@@ -128,10 +128,14 @@ def session_scope(engine: Engine, read_only: bool = False):
 
 @contextlib.contextmanager
 def reading(engine: Engine):
-    """A Core connection in one read-only transaction (plain ``BEGIN`` on SQLite, so no write
-    lock): the cheap path for a request's lookups, without an ORM session."""
+    """A Core connection for a request's read-only lookups, without an ORM session: on SQLite
+    one transaction with a plain ``BEGIN`` (no write lock); on PostgreSQL in autocommit, so
+    each lookup is one round trip instead of three (``BEGIN``, the query, ``COMMIT``). Callers
+    make single-statement lookups, which need no snapshot shared between statements."""
     with engine.connect() as connection:
         connection.execution_options(read_only=True)  # before the transaction begins
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
         with connection.begin():
             yield connection
 

@@ -8,14 +8,14 @@ from io import BytesIO
 import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import select, update
 from study_schemas import RaterClient, engine_for, small_rating_study
 
 from hvqeval.cli import cli
 from study_app import create_app, server
-from study_app.db import session_scope
+from study_app.db import make_engine, reading, run_transaction, session_scope
 from study_app.images import image_cache_dir
-from study_app.schema import Image
+from study_app.schema import Image, Study
 from study_app.server import prerender_before_serving
 
 SECRET = "test-secret-key-0123456789abcdef"
@@ -106,3 +106,32 @@ def test_the_serve_command_renders_the_images_before_it_serves(
     with session_scope(engine_for(db_url), read_only=True) as s:
         hashes = set(s.scalars(select(Image.sha256)))
     assert {p.name for p in found["images"]} == {f"{h}-512.png" for h in hashes}
+
+
+def test_lookups_are_one_round_trip_on_postgresql_and_writes_stay_transactional(study, db_url):
+    """``reading`` runs PostgreSQL lookups in autocommit (no BEGIN/COMMIT round trips); the
+    pooled connection must come back transactional, or a failed request would keep half its
+    writes."""
+    engine = make_engine(db_url)
+    try:
+        with reading(engine) as connection:
+            name = connection.scalar(select(Study.name).where(Study.public_id == study.public_id))
+            if engine.dialect.name == "postgresql":
+                assert connection.connection.dbapi_connection.autocommit is True
+        assert name == "cost"
+
+        def rename_then_fail(connection):
+            connection.execute(
+                update(Study).where(Study.public_id == study.public_id).values(name="half-done")
+            )
+            raise RuntimeError("the request failed after writing")
+
+        with pytest.raises(RuntimeError):
+            run_transaction(engine, rename_then_fail)  # the same pooled connection as above
+        with reading(engine) as connection:
+            assert (
+                connection.scalar(select(Study.name).where(Study.public_id == study.public_id))
+                == "cost"
+            )
+    finally:
+        engine.dispose()
