@@ -187,25 +187,28 @@ def _insert_ignoring_duplicates(connection: Connection, table):
     return dialect.insert(table).on_conflict_do_nothing()
 
 
-def enter(engine: Engine, study: Study, participant: str) -> int:
+def enter(engine: Engine, study: Study, participant: str, platform: dict | None = None) -> int:
     """The rater id of this participant, created on first entry; a closed study admits no new
-    raters (AnswerRejected 403, nothing stored)."""
+    raters (AnswerRejected 403, nothing stored). ``platform``: rater columns saying where the
+    rater came from (``platforms.rater_columns``), stored in the same transaction."""
 
     def work(connection: Connection) -> int:
         query = select(Rater.id).where(Rater.study_id == study.id, Rater.participant == participant)
-        found = connection.scalar(query)
-        if found is not None:
-            return found
-        if connection.scalar(select(Study.status).where(Study.id == study.id)) != "open":
-            raise AnswerRejected(*CLOSED)
-        # A concurrent first entry of the same participant may insert first: then this inserts
-        # nothing (after waiting for it to commit) and the query below finds its row.
-        connection.execute(
-            _insert_ignoring_duplicates(connection, Rater).values(
-                study_id=study.id, participant=participant, created_at=utcnow(), answered=0
+        rater_id = connection.scalar(query)
+        if rater_id is None:
+            if connection.scalar(select(Study.status).where(Study.id == study.id)) != "open":
+                raise AnswerRejected(*CLOSED)
+            # A concurrent first entry of the same participant may insert first: then this
+            # inserts nothing (after waiting for it to commit) and the query below finds its row.
+            connection.execute(
+                _insert_ignoring_duplicates(connection, Rater).values(
+                    study_id=study.id, participant=participant, created_at=utcnow(), answered=0
+                )
             )
-        )
-        return connection.scalar(query)
+            rater_id = connection.scalar(query)
+        if platform:
+            connection.execute(update(Rater).where(Rater.id == rater_id).values(**platform))
+        return rater_id
 
     return run_transaction(engine, work)
 

@@ -20,11 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, update
-
-from study_app.db import run_transaction
-from study_app.schema import Rater
-
 PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_DEFAULT_HOSTS = "https://www.mturk.com,https://workersandbox.mturk.com"
 EXTERNAL_SUBMIT = "/mturk/externalSubmit"
@@ -91,24 +86,18 @@ def entry_from_args(args, hosts: tuple[str, ...]) -> PlatformEntry:
     return PlatformEntry(None)
 
 
-def record(engine: Engine, rater_id: int, entry: PlatformEntry) -> None:
-    """Store where the rater came from (the latest entry wins: an MTurk worker who returns a HIT
-    and accepts it again comes back with a new assignmentId)."""
+def rater_columns(entry: PlatformEntry) -> dict:
+    """The rater columns that say where the rater came from (stored by ``assign.enter`` in the
+    entry's own transaction; the latest entry wins: an MTurk worker who returns a HIT and
+    accepts it again comes back with a new assignmentId). Empty when no platform is known."""
     if entry.platform is None:
-        return
-    run_transaction(
-        engine,
-        lambda connection: connection.execute(
-            update(Rater)
-            .where(Rater.id == rater_id)
-            .values(
-                platform=entry.platform,
-                platform_study=entry.study,
-                platform_session=entry.session,
-                submit_to=entry.submit_to,
-            )
-        ),
-    )
+        return {}
+    return {
+        "platform": entry.platform,
+        "platform_study": entry.study,
+        "platform_session": entry.session,
+        "submit_to": entry.submit_to,
+    }
 
 
 def external_submit_url(submit_to: str) -> str:

@@ -75,12 +75,12 @@ def _rater_id(study) -> int:
 def _start(study, participant: str, entry: platforms.PlatformEntry | None = None):
     if not PARTICIPANT_RE.match(participant):
         abort(400, "participant id: use 1-100 letters, digits or . _ @ : + -")
-    try:
-        rater_id = assign.enter(engine(), study, participant)
+    try:  # where the rater came from is stored in the same transaction
+        rater_id = assign.enter(
+            engine(), study, participant, entry and platforms.rater_columns(entry)
+        )
     except assign.AnswerRejected as err:  # a closed study admits no new raters
         abort(err.status, err.message)
-    if entry is not None:
-        platforms.record(engine(), rater_id, entry)
     session.clear()
     session["study_id"], session["rater_id"] = study.id, rater_id
     session["platform"] = entry.platform if entry is not None else None
