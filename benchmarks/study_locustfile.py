@@ -52,7 +52,7 @@ class Rater(FastHttpUser):
         self.rng = random.Random(self.participant)
         base = f"/s/{PUBLIC_ID}"
         page = self.client.get(
-            f"{base}/?PROLIFIC_PID={self.participant}", name="entry + consent page"
+            f"{base}/?PROLIFIC_PID={self.participant}", name="entry (consent page)"
         )
         self.csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
         self.client.post(

@@ -72,7 +72,8 @@ def _rater_id(study) -> int:
     return session["rater_id"]
 
 
-def _start(study, participant: str, entry: platforms.PlatformEntry | None = None):
+def _start(study, participant: str, entry: platforms.PlatformEntry | None = None) -> None:
+    """Create or find the participant's rater and start a fresh session for it."""
     if not PARTICIPANT_RE.match(participant):
         abort(400, "participant id: use 1-100 letters, digits or . _ @ : + -")
     try:  # where the rater came from is stored in the same transaction
@@ -84,7 +85,13 @@ def _start(study, participant: str, entry: platforms.PlatformEntry | None = None
     session.clear()
     session["study_id"], session["rater_id"] = study.id, rater_id
     session["platform"] = entry.platform if entry is not None else None
-    return redirect(url_for("rater.consent", public_id=study.public_id))
+
+
+def _consent_page(study, preview: bool = False):
+    real, generated = _examples(study)
+    return render_template(
+        "consent.html", study=study, real=real, generated=generated, preview=preview
+    )
 
 
 def _examples(study):
@@ -102,15 +109,11 @@ def _examples(study):
 @bp.route("/", methods=["GET", "POST"])
 def entry(public_id: str):
     study = _study(public_id)
-    if request.method == "POST":
-        return _start(study, str(request.form.get("participant", "")).strip())
-    if platforms.is_preview(
-        request.args
-    ):  # MTurk preview: instructions and examples, nothing claimed
-        real, generated = _examples(study)
-        return render_template(
-            "consent.html", study=study, real=real, generated=generated, preview=True
-        )
+    if request.method == "POST":  # the participant-id form: then the instructions page
+        _start(study, str(request.form.get("participant", "")).strip())
+        return redirect(url_for("rater.consent", public_id=study.public_id))
+    if platforms.is_preview(request.args):  # MTurk preview: instructions and examples only
+        return _consent_page(study, preview=True)
     for name in PARTICIPANT_PARAMS:
         if request.args.get(name):
             hosts = platforms.allowed_hosts(current_app.config["MTURK_SUBMIT_HOSTS"])
@@ -118,7 +121,11 @@ def entry(public_id: str):
                 entry = platforms.entry_from_args(request.args, hosts)
             except platforms.PlatformError as err:
                 abort(400, str(err))
-            return _start(study, request.args[name].strip(), entry)
+            # A crowd platform's link: the instructions and consent form in this response (no
+            # redirect: one round trip less for every arriving rater; a reload enters again,
+            # which finds the same rater)
+            _start(study, request.args[name].strip(), entry)
+            return _consent_page(study)
     if study.status != "open":
         abort(403, assign.CLOSED[1])
     return render_template("entry.html", study=study)
@@ -133,10 +140,7 @@ def consent(public_id: str):
             abort(400, "tick the box to agree before starting")
         assign.record_consent(engine(), rater_id)
         return redirect(url_for("rater.task", public_id=public_id))
-    real, generated = _examples(study)
-    return render_template(
-        "consent.html", study=study, real=real, generated=generated, preview=False
-    )
+    return _consent_page(study)
 
 
 @bp.route("/task")

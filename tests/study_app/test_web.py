@@ -235,13 +235,23 @@ def test_entry_needs_a_participant_id_and_consent(rating, app, db_url):
     assert form.status_code == 200 and b'name="participant"' in form.data
     assert client.get(f"/s/{rating.public_id}/?workerId=../../bad").status_code == 400
     assert client.get(f"/s/{rating.public_id}/task").status_code == 403  # no session yet
+    # a platform's link shows the instructions and the consent form at once (no redirect)
     entered = client.get(f"/s/{rating.public_id}/?workerId=W123", follow_redirects=False)
-    assert entered.status_code == 302 and entered.headers["Location"].endswith("/consent")
+    assert entered.status_code == 200 and b"ignore blur and other scaling artifacts" in entered.data
+    assert f'action="/s/{rating.public_id}/consent"'.encode() in entered.data
     assert client.get(f"/s/{rating.public_id}/task").status_code == 302  # consent first
     page = client.get(f"/s/{rating.public_id}/consent")
     assert b"ignore blur and other scaling artifacts" in page.data
+    # the participant-id form posts, then redirects to the instructions (post/redirect/get)
+    other = app.test_client()
+    form = other.get(f"/s/{rating.public_id}/").data
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', form).group(1).decode()
+    typed = other.post(
+        f"/s/{rating.public_id}/", data={"participant": "typed-1", "csrf_token": token}
+    )
+    assert typed.status_code == 302 and typed.headers["Location"].endswith("/consent")
     with session_scope(engine_for(db_url)) as s:
-        assert s.scalars(select(Rater.participant)).all() == ["W123"]
+        assert s.scalars(select(Rater.participant).order_by(Rater.id)).all() == ["W123", "typed-1"]
 
 
 def test_security_headers_and_cookie_flags(rating, app):
