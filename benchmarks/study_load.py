@@ -177,6 +177,33 @@ def latencies(csv_prefix: Path) -> dict:
     return out
 
 
+def timeline(request_log: Path) -> list[dict]:
+    """Second by second from the first request: requests ended, arrival requests among them
+    (entry, consent, first task), p50/p99 ms of all of them."""
+    rows = [line.split("\t") for line in request_log.read_text().splitlines() if line]
+    if not rows:
+        return []
+    start = min(float(r[0]) for r in rows)
+    seconds: dict[int, list[tuple[str, float]]] = {}
+    for ended, name, ms in rows:
+        seconds.setdefault(int(float(ended) - start), []).append((name, float(ms)))
+    out = []
+    for second in sorted(seconds):
+        ms = np.array([m for _, m in seconds[second]])
+        out.append(
+            {
+                "second": second,
+                "requests": len(ms),
+                "arrival_requests": sum(
+                    name not in ("api/answer", "image") for name, _ in seconds[second]
+                ),
+                "p50_ms": round(float(np.percentile(ms, 50)), 1),
+                "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            }
+        )
+    return out
+
+
 def run_one(kind: str, args, tmp: Path) -> dict:
     from sqlalchemy import func, select
 
@@ -200,6 +227,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "RATERS": str(args.raters),
             "ARRIVAL_S": str(args.arrival_s),
             "RESULT_FILE": str(result_file),
+            "REQUEST_LOG": str(tmp / "requests.tsv"),
         }
         ticks0, started = cpu_ticks(), time.monotonic()
         load = subprocess.run(
@@ -272,6 +300,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "answers_per_s": round(len(rows) / seconds, 1),
             "p99_ms_worst_request": max(v["p99_ms"] for v in rater_requests.values()),
             "requests": stats,
+            "timeline": timeline(tmp / "requests.tsv"),
             "machine_busy": round(busy, 2),
             "locust_exit": load.returncode,
             "locust_tail": load.stderr[:3000] if load.returncode else "",
@@ -336,6 +365,15 @@ def main() -> None:
                 f"    {name:24s} n={v['count']:6d} fail={v['failures']} p50={v['p50_ms']:.0f} "
                 f"p95={v['p95_ms']:.0f} p99={v['p99_ms']:.0f} max={v['max_ms']:.0f} ms"
             )
+        worst = sorted(r["timeline"], key=lambda s: s["p99_ms"], reverse=True)[:3]
+        print(
+            "    slowest seconds: "
+            + ", ".join(
+                f"{s['second']} s ({s['requests']} requests, {s['arrival_requests']} of "
+                f"arrivals, p99 {s['p99_ms']:.0f} ms)"
+                for s in sorted(worst, key=lambda s: s["second"])
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ Arrivals are even: locust starts users in batches (a spawn rate of 50/s starts 5
 the same instant once a second), so ``study_load.py`` starts every user at once and each waits
 for its own arrival time, ``ARRIVAL_S`` × its number / ``RATERS`` after the test started.
 
+Every request's end time, name and milliseconds go to ``REQUEST_LOG`` (one line each), from
+which ``study_load.py`` draws the latency second by second (where in the run the tail is).
+
 Settings (environment): STUDY_PUBLIC_ID, STUDY_KIND (rating|pairwise), THINK_MIN_S, THINK_MAX_S,
-RATERS, ARRIVAL_S, RESULT_FILE. Run by ``study_load.py`` through locust's own command line.
+RATERS, ARRIVAL_S, RESULT_FILE, REQUEST_LOG. Run by ``study_load.py`` through locust's own command line.
 """
 
 from __future__ import annotations
@@ -102,8 +105,17 @@ class Rater(FastHttpUser):
         self.show_task()
 
 
+_request_log = open(os.environ["REQUEST_LOG"], "w", encoding="utf-8")  # noqa: SIM115 - whole run
+
+
+@events.request.add_listener
+def _log_request(name, response_time, **_kwargs):
+    _request_log.write(f"{time.time():.3f}\t{name}\t{response_time:.1f}\n")
+
+
 @events.test_stop.add_listener
 def _write_totals(environment, **_kwargs):
+    _request_log.close()
     with open(os.environ["RESULT_FILE"], "w", encoding="utf-8") as fh:
         json.dump(_totals, fh)
 
