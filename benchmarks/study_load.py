@@ -107,6 +107,16 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(values), values[3] + values[4]
 
 
+def host_speed_s() -> float:
+    """CPU seconds of a fixed pure-Python loop: how fast this (shared, virtual) machine runs
+    Python right now. The same machine has given 0.8 s and 1.2 s within an hour; latencies
+    near saturation move with it, so each run records it."""
+    started, total = time.process_time(), 0
+    for i in range(5_000_000):
+        total += i
+    return round(time.process_time() - started, 2)
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -229,6 +239,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "RESULT_FILE": str(result_file),
             "REQUEST_LOG": str(tmp / "requests.tsv"),
         }
+        speed = host_speed_s()
         ticks0, started = cpu_ticks(), time.monotonic()
         load = subprocess.run(
             [
@@ -302,6 +313,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "requests": stats,
             "timeline": timeline(tmp / "requests.tsv"),
             "machine_busy": round(busy, 2),
+            "host_loop_s": speed,
             "locust_exit": load.returncode,
             "locust_tail": load.stderr[:3000] if load.returncode else "",
         }
@@ -358,7 +370,7 @@ def main() -> None:
             f"{r['database']:10s} {r['answers_stored']}/{r['answers_needed']} answers in {r['seconds']} s "
             f"({r['answers_per_s']} answers/s), worst p99 {r['p99_ms_worst_request']:.0f} ms, errors {r['errors']}, "
             f"lost {r['lost']}, duplicates {r['duplicates']}, exactly k {r['exactly_k']}, "
-            f"machine busy {r['machine_busy']:.0%}"
+            f"machine busy {r['machine_busy']:.0%}, host loop {r['host_loop_s']} s"
         )
         for name, v in r["requests"].items():
             print(
