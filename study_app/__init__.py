@@ -63,6 +63,9 @@ def create_app(config: dict | None = None):
     app.register_blueprint(admin.bp)
 
     limiter = Limiter(get_remote_address, app=app)
+    # The route limits below refer to the limiter weakly; with the limits switched off
+    # (RATELIMIT_ENABLED=False) Flask-Limiter does not keep it on the app, so the app does.
+    app.extensions["study_limiter"] = limiter
     # One counter per request of the answer loop: the API counts against the rater (whose
     # session came through an address-limited entry; without a session the key is the address)
     # instead of also against the address, and the images, files behind the session check, are

@@ -135,3 +135,24 @@ def test_lookups_are_one_round_trip_on_postgresql_and_writes_stay_transactional(
             )
     finally:
         engine.dispose()
+
+
+def test_the_api_answers_with_rate_limits_switched_off(study, db_url, tmp_path):
+    """Flask-Limiter's own ``RATELIMIT_ENABLED = False`` (a library key passed through to the
+    app) switches the limits off; the API must still answer (the route limits refer to the
+    app's limiter, which must live as long as the app)."""
+    import gc
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": db_url,
+            "INSTANCE_DIR": str(tmp_path / "instance"),
+            "RATELIMIT_ENABLED": False,
+        }
+    )
+    gc.collect()
+    rater = RaterClient(app.test_client(), study.public_id)
+    rater.enter("no-limits")
+    assert rater.next()["state"] == "task"
