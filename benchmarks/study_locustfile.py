@@ -37,7 +37,7 @@ KIND = os.environ.get("STUDY_KIND", "rating")
 THINK = (float(os.environ.get("THINK_MIN_S", "2")), float(os.environ.get("THINK_MAX_S", "4")))
 ARRIVAL_GAP_S = float(os.environ.get("ARRIVAL_S", "0")) / max(1, int(os.environ.get("RATERS", "1")))
 _numbers = itertools.count()
-_started = {}
+_started = {}  # when the test started (test_start), the origin of the arrival times
 _totals = {"stored": 0, "finished": 0, "unavailable": 0, "users": 0, "stored_tasks": []}
 
 
@@ -49,7 +49,7 @@ class Rater(FastHttpUser):
     def on_start(self):
         _totals["users"] += 1
         number = next(_numbers)
-        arrival = _started.setdefault("at", time.monotonic()) + number * ARRIVAL_GAP_S
+        arrival = _started["at"] + number * ARRIVAL_GAP_S
         gevent.sleep(max(0.0, arrival - time.monotonic()))  # this rater's turn to arrive
         self.participant = f"locust-{number}"
         self.rng = random.Random(self.participant)
@@ -121,6 +121,11 @@ def _write_totals(environment, **_kwargs):
 
 
 _runner = {}
+
+
+@events.test_start.add_listener
+def _note_the_start(**_kwargs):
+    _started["at"] = time.monotonic()
 
 
 @events.init.add_listener

@@ -86,11 +86,11 @@ def entry_from_args(args, hosts: tuple[str, ...]) -> PlatformEntry:
     return PlatformEntry(None)
 
 
-def rater_columns(entry: PlatformEntry) -> dict:
+def rater_columns(entry: PlatformEntry | None) -> dict:
     """The rater columns that say where the rater came from (stored by ``assign.enter`` in the
     entry's own transaction; the latest entry wins: an MTurk worker who returns a HIT and
     accepts it again comes back with a new assignmentId). Empty when no platform is known."""
-    if entry.platform is None:
+    if entry is None or entry.platform is None:
         return {}
     return {
         "platform": entry.platform,

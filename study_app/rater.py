@@ -77,9 +77,7 @@ def _start(study, participant: str, entry: platforms.PlatformEntry | None = None
     if not PARTICIPANT_RE.match(participant):
         abort(400, "participant id: use 1-100 letters, digits or . _ @ : + -")
     try:  # where the rater came from is stored in the same transaction
-        rater_id = assign.enter(
-            engine(), study, participant, entry and platforms.rater_columns(entry)
-        )
+        rater_id = assign.enter(engine(), study, participant, platforms.rater_columns(entry))
     except assign.AnswerRejected as err:  # a closed study admits no new raters
         abort(err.status, err.message)
     session.clear()
