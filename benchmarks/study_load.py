@@ -26,6 +26,7 @@ import csv
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -105,6 +106,28 @@ def cpu_ticks() -> tuple[int, int]:
     with open("/proc/stat") as fh:
         values = [int(v) for v in fh.readline().split()[1:9]]
     return sum(values), values[3] + values[4]
+
+
+def process_cpu_s(server_session: int) -> dict[str, float]:
+    """CPU seconds used so far (user + system) by the server's processes (gunicorn's session)
+    and by PostgreSQL's processes: where the machine's CPU goes, read before and after a run."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"server": 0.0, "database": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # exited meanwhile
+            continue
+        name, fields = (
+            text[text.index("(") + 1 : text.rindex(")")],
+            text[text.rindex(")") + 2 :].split(),
+        )
+        seconds = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        if int(fields[3]) == server_session:  # the session gunicorn was started in
+            used["server"] += seconds
+        elif name == "postgres":
+            used["database"] += seconds
+    return used
 
 
 def host_speed_s() -> float:
@@ -240,6 +263,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "REQUEST_LOG": str(tmp / "requests.tsv"),
         }
         speed = host_speed_s()
+        cpu0, children0 = process_cpu_s(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
         ticks0, started = cpu_ticks(), time.monotonic()
         load = subprocess.run(
             [
@@ -273,6 +297,11 @@ def run_one(kind: str, args, tmp: Path) -> dict:
         )
         seconds = time.monotonic() - started  # arrival of the first rater to the last one's code
         ticks1 = cpu_ticks()
+        cpu1, children1 = process_cpu_s(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_s = {role: round(cpu1[role] - cpu0[role], 1) for role in cpu1}
+        cpu_s["load_generator"] = round(
+            children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime, 1
+        )  # locust, the only child waited for meanwhile
         totals = json.loads(result_file.read_text())
         engine = make_engine(url)
         with session_scope(engine) as s:
@@ -313,6 +342,10 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "requests": stats,
             "timeline": timeline(tmp / "requests.tsv"),
             "machine_busy": round(busy, 2),
+            "cpu_s": cpu_s,
+            "cpu_ms_per_answer": {
+                role: round(1000 * v / max(1, len(rows)), 2) for role, v in cpu_s.items()
+            },
             "host_loop_s": speed,
             "locust_exit": load.returncode,
             "locust_tail": load.stderr[:3000] if load.returncode else "",
@@ -371,6 +404,10 @@ def main() -> None:
             f"({r['answers_per_s']} answers/s), worst p99 {r['p99_ms_worst_request']:.0f} ms, errors {r['errors']}, "
             f"lost {r['lost']}, duplicates {r['duplicates']}, exactly k {r['exactly_k']}, "
             f"machine busy {r['machine_busy']:.0%}, host loop {r['host_loop_s']} s"
+        )
+        print(
+            "    CPU ms per answer stored (its images and the arrivals included): "
+            + ", ".join(f"{role} {ms}" for role, ms in r["cpu_ms_per_answer"].items())
         )
         for name, v in r["requests"].items():
             print(

@@ -6,10 +6,13 @@ fill evenly, unanswered leases return to the pool, a repeated submit stores noth
 
 One path for both databases, each request one transaction (``db.run_transaction``):
 
-1. **Lock the rater**: ``SELECT ... FROM rater WHERE id = :rater FOR UPDATE``. One rater's
-   parallel requests (two tabs, a double click) queue here on PostgreSQL; on SQLite every
-   transaction starts with ``BEGIN IMMEDIATE`` and holds the database's write lock, and the
-   dialect leaves ``FOR UPDATE`` out. The row also says whether the rater gave consent.
+1. **Lock the rater**: ``SELECT study.*, rater.... FROM study JOIN rater ... WHERE rater.id =
+   :rater AND study.public_id = :link FOR UPDATE OF rater``. One rater's parallel requests (two
+   tabs, a double click) queue here on PostgreSQL; on SQLite every transaction starts with
+   ``BEGIN IMMEDIATE`` and holds the database's write lock, and the dialect leaves ``FOR
+   UPDATE`` out. The same row is the study of the link (read in the request's own transaction:
+   its status may change; no lookup of its own) and says whether the rater gave consent; a
+   rater of another study finds no row.
 2. **Claim** = one guarded statement::
 
        UPDATE slot SET lease = ... WHERE id = (SELECT id FROM slot WHERE <free> AND <item not
@@ -76,8 +79,10 @@ class Task:
 
 @dataclass(frozen=True)
 class Finished:
-    completion_code: str
+    completion_code: str  # "" when the rater never got a counted task (no code)
     done: int
+    total: int = 0  # what progress counts to: counted tasks plus catch items
+    completion_url: str | None = None  # where the browser goes next (Prolific)
 
 
 @dataclass(frozen=True)
@@ -90,15 +95,23 @@ ANSWERED = (409, "this task was already answered")
 EXPIRED = (409, "this task expired and was given to someone else")
 NO_CONSENT = (403, "give your consent on the instructions page before starting")
 CLOSED = (403, "this study is closed; thank you for your interest")
+NOT_IN_STUDY = (403, "open the study link you were given first")
 
 
 # -- The statements of the request cycle (see the module docstring), parameters by name. --
 
 LOCK_RATER = (
-    select(Rater.answered, Rater.participant, Rater.consented_at)
-    .where(Rater.id == bindparam("rater_id"))
-    .with_for_update()
+    select(
+        *Study.__table__.columns,
+        Rater.answered.label("rater_answered"),
+        Rater.participant.label("rater_participant"),
+        Rater.consented_at.label("rater_consented_at"),
+    )
+    .join(Rater, Rater.study_id == Study.id)
+    .where(Rater.id == bindparam("rater_id"), Study.public_id == bindparam("public_id"))
+    .with_for_update(of=Rater)  # the rater's row only: other raters go on in parallel
 )
+STUDY_COLUMNS = tuple(Study.__table__.columns.keys())
 _image_a, _image_b = Image.__table__.alias("image_a"), Image.__table__.alias("image_b")
 TASK_OF_ITEM = (
     select(Item.class_name, Item.number, _image_a.c.token, _image_b.c.token)
@@ -176,38 +189,48 @@ COUNT_ANSWER = (
 )
 
 
+# A rater's arrival (``enter``, ``record_consent``). The insert of a new rater does nothing
+# when the participant entered at the same moment by another request (one per dialect).
+RATER_OF_PARTICIPANT = select(Rater.id).where(
+    Rater.study_id == bindparam("study_id"), Rater.participant == bindparam("participant")
+)
+NEW_RATER = {
+    "postgresql": postgresql.insert(Rater).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(Rater).on_conflict_do_nothing(),
+}
+PLATFORM_OF_RATER = update(Rater).where(Rater.id == bindparam("entering_rater"))
+RECORD_CONSENT = (
+    update(Rater)
+    .where(Rater.id == bindparam("consenting_rater"), Rater.consented_at.is_(None))
+    .values(consented_at=bindparam("now"))
+)
+
+
 def _tokens_in_order(token_a: str, token_b: str | None, left: str) -> tuple[str, ...]:
     if token_b is None:
         return (token_a,)
     return (token_a, token_b) if left == "a" else (token_b, token_a)
 
 
-def _insert_ignoring_duplicates(connection: Connection, table):
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
-
-
 def enter(engine: Engine, study: Study, participant: str, platform: dict | None = None) -> int:
     """The rater id of this participant, created on first entry; a closed study admits no new
     raters (AnswerRejected 403, nothing stored). ``platform``: rater columns saying where the
     rater came from (``platforms.rater_columns``), stored in the same transaction."""
+    known = {"study_id": study.id, "participant": participant}
 
     def work(connection: Connection) -> int:
-        query = select(Rater.id).where(Rater.study_id == study.id, Rater.participant == participant)
-        rater_id = connection.scalar(query)
+        rater_id = connection.scalar(RATER_OF_PARTICIPANT, known)
         if rater_id is None:
-            if connection.scalar(select(Study.status).where(Study.id == study.id)) != "open":
+            if connection.scalar(STUDY_STATUS, {"study_id": study.id}) != "open":
                 raise AnswerRejected(*CLOSED)
             # A concurrent first entry of the same participant may insert first: then this
             # inserts nothing (after waiting for it to commit) and the query below finds its row.
             connection.execute(
-                _insert_ignoring_duplicates(connection, Rater).values(
-                    study_id=study.id, participant=participant, created_at=utcnow(), answered=0
-                )
+                NEW_RATER[connection.dialect.name], {**known, "created_at": utcnow(), "answered": 0}
             )
-            rater_id = connection.scalar(query)
-        if platform:
-            connection.execute(update(Rater).where(Rater.id == rater_id).values(**platform))
+            rater_id = connection.scalar(RATER_OF_PARTICIPANT, known)
+        if platform:  # the columns set are the keys of ``platform``
+            connection.execute(PLATFORM_OF_RATER, {"entering_rater": rater_id, **platform})
         return rater_id
 
     return run_transaction(engine, work)
@@ -217,21 +240,21 @@ def record_consent(engine: Engine, rater_id: int) -> None:
     run_transaction(
         engine,
         lambda connection: connection.execute(
-            update(Rater)
-            .where(Rater.id == rater_id, Rater.consented_at.is_(None))
-            .values(consented_at=utcnow())
+            RECORD_CONSENT, {"consenting_rater": rater_id, "now": utcnow()}
         ),
     )
 
 
-def _lock_rater(connection: Connection, rater_id: int):
-    """(answered, participant) of a rater who gave consent, with the rater's row locked."""
-    row = connection.execute(LOCK_RATER, {"rater_id": rater_id}).first()
+def _lock_rater(connection: Connection, public_id: str, rater_id: int):
+    """(study, answered, participant) of a rater of the study of link ``public_id`` who gave
+    consent, with the rater's row locked; the study is a ``Study`` of no ORM session."""
+    row = connection.execute(LOCK_RATER, {"rater_id": rater_id, "public_id": public_id}).first()
     if row is None:
-        raise AnswerRejected(*NO_TASK)
-    if row.consented_at is None:
+        raise AnswerRejected(*NOT_IN_STUDY)
+    if row.rater_consented_at is None:
         raise AnswerRejected(*NO_CONSENT)
-    return row.answered, row.participant
+    study = Study(**{name: getattr(row, name) for name in STUDY_COLUMNS})
+    return study, row.rater_answered, row.rater_participant
 
 
 def _task(
@@ -250,20 +273,21 @@ def _task(
     return Task(token, class_name, tokens, done, study.tasks_per_rater, role)
 
 
-def _finish(
-    connection: Connection, rater_id: int, done: int, study_code: str | None = None
-) -> Finished:
+def _finish(connection: Connection, study: Study, rater_id: int, done: int) -> Finished:
     if done == 0:  # never got a counted task: not finished, no code (may come back later)
         return Finished("", 0)
     # The study's own code (Prolific's per-study code) when it has one, else 12 random hex digits
-    code = study_code or secrets.token_hex(6).upper()
+    code = study.completion_code or secrets.token_hex(6).upper()
     connection.execute(
         update(Rater)
         .where(Rater.id == rater_id, Rater.completion_code.is_(None))
         .values(completion_code=code, finished_at=utcnow())
     )
     return Finished(
-        connection.scalar(select(Rater.completion_code).where(Rater.id == rater_id)), done
+        connection.scalar(select(Rater.completion_code).where(Rater.id == rater_id)),
+        done,
+        study.tasks_per_rater + study.catch_items,
+        study.completion_url,
     )
 
 
@@ -281,7 +305,7 @@ def _next_for_locked_rater(
             token, item_id, left, role = check
             return _task(connection, study, token, item_id, left, done, role)
     if done >= study.tasks_per_rater:
-        return _finish(connection, rater_id, done, study.completion_code)
+        return _finish(connection, study, rater_id, done)
     lease, expires = new_token(), now + dt.timedelta(seconds=study.lease_seconds)
     claimed = connection.execute(
         CLAIM_SLOT,
@@ -297,7 +321,7 @@ def _next_for_locked_rater(
         if not done and connection.scalar(STUDY_STATUS, {"study_id": study.id}) != "open":
             return Closed()
         # nothing left for this rater, or the study closed after they answered some: their code
-        return _finish(connection, rater_id, done, study.completion_code)
+        return _finish(connection, study, rater_id, done)
     class_name, number, token_a, token_b = connection.execute(
         TASK_OF_ITEM, {"item_id": claimed.item_id}
     ).one()
@@ -316,11 +340,12 @@ def _next_for_locked_rater(
     return Task(token, class_name, tokens, done, study.tasks_per_rater)
 
 
-def next_task(engine: Engine, study: Study, rater_id: int) -> Task | Finished | Closed:
-    """The rater's open task, else a newly claimed one, else their completion code."""
+def next_task(engine: Engine, public_id: str, rater_id: int) -> Task | Finished | Closed:
+    """The rater's open task in the study of link ``public_id``, else a newly claimed one, else
+    their completion code."""
 
     def work(connection: Connection):
-        done, participant = _lock_rater(connection, rater_id)
+        study, done, participant = _lock_rater(connection, public_id, rater_id)
         result = _next_for_locked_rater(connection, study, rater_id, participant, done)
         return checks.with_progress(connection, study, rater_id, result)
 
@@ -346,12 +371,13 @@ def parse_answer(kind: str, answer, reason) -> tuple[int | None, str | None, str
     return None, answer, None
 
 
-def _check_submit(study: Study, assignment_token, answer, reason, response_ms):
+def _check_submit(assignment_token, response_ms) -> None:
+    """What the browser sent, whatever the study's kind (the answer is checked against it
+    with the rater's row locked; a rejected answer rolls back and stores nothing)."""
     if not isinstance(assignment_token, str) or not 10 <= len(assignment_token) <= 40:
         raise AnswerRejected(400, "missing or malformed task id")
     if type(response_ms) is not int or not 0 <= response_ms <= MAX_RESPONSE_MS:
         raise AnswerRejected(400, f"response_ms must be an integer from 0 to {MAX_RESPONSE_MS}")
-    return parse_answer(study.kind, answer, reason)
 
 
 def _store(
@@ -395,7 +421,7 @@ def _store(
 
 def submit(
     engine: Engine,
-    study: Study,
+    public_id: str,
     rater_id: int,
     assignment_token,
     answer,
@@ -403,12 +429,14 @@ def submit(
     response_ms,
     with_next: bool = False,
 ) -> tuple[int, Task | Finished | Closed | None]:
-    """Store one answer and, ``with_next``, claim the rater's next task in the same transaction:
-    (answered count as progress shows it: counted plus catch answers, next task or None). Raises AnswerRejected with nothing stored."""
-    parsed = _check_submit(study, assignment_token, answer, reason, response_ms)
+    """Store one answer of a rater of the study of link ``public_id`` and, ``with_next``, claim
+    their next task in the same transaction: (answered count as progress shows it: counted plus
+    catch answers, next task or None). Raises AnswerRejected with nothing stored."""
+    _check_submit(assignment_token, response_ms)
 
     def work(connection: Connection):
-        _, participant = _lock_rater(connection, rater_id)
+        study, _, participant = _lock_rater(connection, public_id, rater_id)
+        parsed = parse_answer(study.kind, answer, reason)
         done = (
             checks.store_check(
                 connection, study, rater_id, assignment_token, parsed, response_ms, utcnow()

@@ -6,9 +6,12 @@ front, so two writers never both read and then both try to upgrade to a write lo
 deadlock); read-only ones (``session_scope(engine, read_only=True)``) start with a plain ``BEGIN``.
 That is the recipe of SQLAlchemy's SQLite dialect documentation ("Serializable isolation /
 Savepoints / Transactional DDL"). PostgreSQL runs at READ COMMITTED; ``assign.py`` takes the row
-locks it needs. Pooled connections are pinged before use (``pool_pre_ping``), so a restarted or
-terminated PostgreSQL connection is replaced instead of failing a request; ``run_transaction``
-retries a transaction once when its connection broke during it.
+locks it needs.
+
+Pooled connections are pinged before use (``pool_pre_ping``), so a restarted or terminated
+PostgreSQL connection is replaced instead of failing a request, and a rater's request runs its
+database work as one call of ``run_transaction(engine, work)``, which runs a transaction once
+more when its connection broke during it.
 
 Engines are made by ``make_engine`` and owned by whoever made them (the Flask app keeps its own
 in ``app.extensions``); nothing here caches engines between callers.
@@ -99,17 +102,27 @@ def _begin_immediate_on_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
-def run_transaction(engine: Engine, work):
+def run_transaction(engine: Engine, work, read_only: bool = False):
     """``work(connection)`` inside one transaction; committed when it returns.
 
-    A transaction whose connection broke underneath it (PostgreSQL restarted, or the connection
-    was terminated) is run once more on a fresh connection: it was rolled back as a whole, so a
-    second run cannot store anything twice.
+    ``read_only``: lookups that write nothing. On SQLite they start with a plain ``BEGIN`` (no
+    write lock: in WAL mode they read a snapshot beside the one writer); on PostgreSQL they run
+    in autocommit, each statement one round trip instead of three (``BEGIN``, it, ``COMMIT``),
+    so a ``work`` that reads must not need one snapshot across its statements. The pooled
+    connection comes back transactional either way.
+
+    A transaction whose connection broke underneath it is run once more on a fresh connection:
+    it was rolled back as a whole, so a second run cannot store anything twice.
     """
     for attempt in (1, 2):
         try:
-            with engine.begin() as connection:
-                return work(connection)
+            with engine.connect() as connection:
+                if read_only:  # options set before the transaction begins
+                    connection.execution_options(read_only=True)
+                    if connection.dialect.name == "postgresql":
+                        connection.execution_options(isolation_level="AUTOCOMMIT")
+                with connection.begin():
+                    return work(connection)
         except DBAPIError as err:
             if attempt == 2 or not err.connection_invalidated:
                 raise
@@ -117,27 +130,14 @@ def run_transaction(engine: Engine, work):
 
 @contextlib.contextmanager
 def session_scope(engine: Engine, read_only: bool = False):
-    """An ORM session in one transaction, committed on success. ``read_only`` transactions
-    take no write lock on SQLite (plain ``BEGIN``); they must not write."""
+    """An ORM session in one transaction, committed on success (the admin pages and commands;
+    a rater's requests use ``run_transaction``). ``read_only`` transactions take no write lock
+    on SQLite (plain ``BEGIN``); they must not write."""
     from sqlalchemy.orm import Session
 
     bind = engine.execution_options(read_only=True) if read_only else engine
     with Session(bind, expire_on_commit=False) as session, session.begin():
         yield session
-
-
-@contextlib.contextmanager
-def reading(engine: Engine):
-    """A Core connection for a request's read-only lookups, without an ORM session: on SQLite
-    one transaction with a plain ``BEGIN`` (no write lock); on PostgreSQL in autocommit, so
-    each lookup is one round trip instead of three (``BEGIN``, the query, ``COMMIT``). Callers
-    make single-statement lookups, which need no snapshot shared between statements."""
-    with engine.connect() as connection:
-        connection.execution_options(read_only=True)  # before the transaction begins
-        if connection.dialect.name == "postgresql":
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-        with connection.begin():
-            yield connection
 
 
 def _alembic_config(connection):

@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import Blueprint, abort, current_app, send_file, session
 from sqlalchemy import bindparam, exists, or_, select
 
-from study_app.db import reading, session_scope
+from study_app.db import run_transaction, session_scope
 from study_app.schema import Assignment, Image, Item, Source
 from study_app.web import engine
 
@@ -104,14 +104,14 @@ def image(token: str):
     is_admin = bool(session.get("admin"))
     if rater_id is None and not is_admin:
         abort(403, "open the study link you were given first")
-    with reading(engine()) as connection:
-        if is_admin:
-            row = connection.execute(IMAGE_FILE, {"token": token}).first()
-        else:
-            row = connection.execute(
-                RATER_IMAGE_FILE,
-                {"token": token, "study_id": session.get("study_id"), "rater_id": rater_id},
-            ).first()
+    if is_admin:
+        query, values = IMAGE_FILE, {"token": token}
+    else:
+        query = RATER_IMAGE_FILE
+        values = {"token": token, "study_id": session.get("study_id"), "rater_id": rater_id}
+    row = run_transaction(
+        engine(), lambda connection: connection.execute(query, values).first(), read_only=True
+    )
     if row is None:
         abort(404)
     root = Path(row.path)

@@ -31,10 +31,10 @@ from flask import (
     url_for,
 )
 from flask_limiter.util import get_remote_address
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from study_app import assign, platforms
-from study_app.db import reading, session_scope
+from study_app.db import run_transaction, session_scope
 from study_app.schema import Image, Rater, Source
 from study_app.web import engine, study_by_public_id
 
@@ -50,6 +50,14 @@ PARTICIPANT_PARAMS = (
     "pid",
 )
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,100}$")
+# Read at every rater's arrival: built once (see assign.py).
+EXAMPLES = (
+    select(Image.token, Image.class_name, Source.is_real, Source.dataset)
+    .join(Source, Source.id == Image.source_id)
+    .where(Image.study_id == bindparam("study_id"), Image.is_example.is_(True))
+    .order_by(Image.id)
+)
+CONSENTED_AT = select(Rater.consented_at).where(Rater.id == bindparam("rater_id"))
 RATING_LABELS = ("1 – clearly not real", "2", "3", "4", "5 – looks completely real")
 
 
@@ -94,13 +102,11 @@ def _consent_page(study, preview: bool = False):
 
 def _examples(study):
     """The example images of the instructions: (real, generated), two of each at most."""
-    with reading(engine()) as connection:  # a Core read: every rater's arrival asks this
-        rows = connection.execute(
-            select(Image.token, Image.class_name, Source.is_real, Source.dataset)
-            .join(Source, Source.id == Image.source_id)
-            .where(Image.study_id == study.id, Image.is_example.is_(True))
-            .order_by(Image.id)
-        ).all()
+    rows = run_transaction(  # a Core read: every rater's arrival asks this
+        engine(),
+        lambda connection: connection.execute(EXAMPLES, {"study_id": study.id}).all(),
+        read_only=True,
+    )
     return [r for r in rows if r.is_real][:2], [r for r in rows if not r.is_real][:2]
 
 
@@ -145,8 +151,11 @@ def consent(public_id: str):
 def task(public_id: str):
     study = _study(public_id)
     rater_id = _rater_id(study)
-    with reading(engine()) as connection:
-        consented = connection.scalar(select(Rater.consented_at).where(Rater.id == rater_id))
+    consented = run_transaction(
+        engine(),
+        lambda connection: connection.scalar(CONSENTED_AT, {"rater_id": rater_id}),
+        read_only=True,
+    )
     if consented is None:
         return redirect(url_for("rater.consent", public_id=public_id))
     return render_template(
@@ -154,7 +163,7 @@ def task(public_id: str):
     )
 
 
-def _task_json(result, study):
+def _task_json(result, public_id: str):
     if isinstance(result, assign.Task):
         return {
             "state": "task",
@@ -174,29 +183,36 @@ def _task_json(result, study):
             "code": result.completion_code,
             # the same count as the tasks' progress: counted plus catch answers
             "done": result.done,
-            "total": study.tasks_per_rater + study.catch_items,
+            "total": result.total,
         }
-        if study.completion_url or session.get("platform") == "mturk":  # the browser goes on there
-            finished["complete"] = url_for("rater.complete", public_id=study.public_id)
+        if result.completion_url or session.get("platform") == "mturk":  # the browser goes on
+            finished["complete"] = url_for("rater.complete", public_id=public_id)
         return finished
     return {"state": "closed"}
 
 
+def _api_rater_id() -> int:
+    """The rater of the session; which study it belongs to is checked in the request's own
+    transaction (``assign``), together with the study of the link."""
+    rater_id = session.get("rater_id")
+    if rater_id is None:
+        abort(403, assign.NOT_IN_STUDY[1])
+    return rater_id
+
+
 @bp.post("/api/next")
 def api_next(public_id: str):
-    study = _study(public_id)
-    rater_id = _rater_id(study)
+    rater_id = _api_rater_id()
     try:
-        result = assign.next_task(engine(), study, rater_id)
+        result = assign.next_task(engine(), public_id, rater_id)
     except assign.AnswerRejected as err:
         return jsonify(error=err.message), err.status
-    return jsonify(_task_json(result, study))
+    return jsonify(_task_json(result, public_id))
 
 
 @bp.post("/api/answer")
 def api_answer(public_id: str):
-    study = _study(public_id)
-    rater_id = _rater_id(study)
+    rater_id = _api_rater_id()
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # deeply nested JSON (the decoder recurses once per level)
@@ -207,7 +223,7 @@ def api_answer(public_id: str):
     try:
         done, following = assign.submit(
             engine(),
-            study,
+            public_id,
             rater_id,
             body.get("task"),
             body.get("answer"),
@@ -217,7 +233,7 @@ def api_answer(public_id: str):
         )
     except assign.AnswerRejected as err:
         return jsonify(error=err.message), err.status
-    return jsonify(stored=True, done=done, next=_task_json(following, study))
+    return jsonify(stored=True, done=done, next=_task_json(following, public_id))
 
 
 @bp.route("/complete")

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from study_app.db import head_revision, reading
+from study_app.db import head_revision, run_transaction
 from study_app.errors import DatabaseError
 from study_app.schema import Study
 from study_app.security import HSTS, SECURITY_HEADERS
@@ -31,9 +31,13 @@ def study_by_public_id(public_id: str) -> Study | None:
     ``Study`` object that belongs to no ORM session (a Core read costs less than a session)."""
     if not isinstance(public_id, str) or not 8 <= len(public_id) <= 40:
         return None
-    with reading(engine()) as connection:
-        found = connection.execute(STUDY_BY_PUBLIC_ID, {"public_id": public_id}).mappings()
-        row = found.first()
+    row = run_transaction(
+        engine(),
+        lambda connection: (
+            connection.execute(STUDY_BY_PUBLIC_ID, {"public_id": public_id}).mappings().first()
+        ),
+        read_only=True,
+    )
     return None if row is None else Study(**row)
 
 

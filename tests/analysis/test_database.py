@@ -58,12 +58,20 @@ def test_database_and_csv_give_the_same_report(tmp_path):
         assign.record_consent(engine, r)
     answered = 0
     for r in raters:
-        while not isinstance(task := assign.next_task(engine, study, r), assign.Finished):
+        while not isinstance(task := assign.next_task(engine, study.public_id, r), assign.Finished):
             if answered == 5:
-                assign.submit(engine, study, r, task.token, "unknown", "image-failed", 1500)
+                assign.submit(
+                    engine, study.public_id, r, task.token, "unknown", "image-failed", 1500
+                )
             else:
                 assign.submit(
-                    engine, study, r, task.token, "left" if answered % 3 else "right", None, 1500
+                    engine,
+                    study.public_id,
+                    r,
+                    task.token,
+                    "left" if answered % 3 else "right",
+                    None,
+                    1500,
                 )
             answered += 1
     csv_path = tmp_path / "ab.csv"

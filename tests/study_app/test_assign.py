@@ -66,11 +66,11 @@ def test_each_item_gets_exactly_k_answers_from_k_distinct_raters(db_url, sets, t
         for r in raters:
             if r in finished:
                 continue
-            result = assign.next_task(engine, study, r)
+            result = assign.next_task(engine, study.public_id, r)
             if isinstance(result, assign.Finished):
                 finished.add(r)
                 continue
-            assign.submit(engine, study, r, result.token, 1 + r % 5, None, 900)
+            assign.submit(engine, study.public_id, r, result.token, 1 + r % 5, None, 900)
     rows = _answers(engine, study)
     per_item = Counter(item for item, _ in rows)
     assert len(per_item) == 6 and set(per_item.values()) == {3}  # 6 items x k=3 = 18 answers
@@ -84,16 +84,16 @@ def test_items_fill_evenly_and_a_rater_never_gets_an_item_twice(db_url, sets, tm
     firsts = []
     for i in range(4):
         r = _rater(engine, study, f"even{i}")
-        firsts.append(assign.next_task(engine, study, r))
+        firsts.append(assign.next_task(engine, study.public_id, r))
     with session_scope(engine) as s:
         leased = s.execute(select(Assignment.item_id)).scalars().all()
     assert len(set(leased)) == 4
     # One rater alone answers every item once, then gets the completion code instead of a repeat.
     solo = _rater(engine, study, "solo")
     seen = []
-    while isinstance(result := assign.next_task(engine, study, solo), assign.Task):
+    while isinstance(result := assign.next_task(engine, study.public_id, solo), assign.Task):
         seen.append(result.token)
-        assign.submit(engine, study, solo, result.token, 3, None, 10)
+        assign.submit(engine, study.public_id, solo, result.token, 3, None, 10)
     assert isinstance(result, assign.Finished) and result.done == 4
     with session_scope(engine) as s:
         items = s.scalars(select(Assignment.item_id).where(Assignment.rater_id == solo)).all()
@@ -103,39 +103,39 @@ def test_items_fill_evenly_and_a_rater_never_gets_an_item_twice(db_url, sets, tm
 def test_open_task_is_returned_again_until_answered(db_url, sets, tmp_path):
     engine, study = _study(db_url, sets, tmp_path)
     r = _rater(engine, study, "reload")
-    first = assign.next_task(engine, study, r)
-    again = assign.next_task(engine, study, r)  # e.g. the rater reloads the page
+    first = assign.next_task(engine, study.public_id, r)
+    again = assign.next_task(engine, study.public_id, r)  # e.g. the rater reloads the page
     assert isinstance(first, assign.Task) and again.token == first.token
 
 
 def test_expired_lease_returns_to_the_pool_and_the_late_answer_is_refused(db_url, sets, tmp_path):
     engine, study = _study(db_url, sets, tmp_path, per_class=1, classes=(3,), k=1)
     slow, fast = _rater(engine, study, "slow"), _rater(engine, study, "fast")
-    held = assign.next_task(engine, study, slow)
+    held = assign.next_task(engine, study.public_id, slow)
     assert isinstance(held, assign.Task)
     assert isinstance(
-        assign.next_task(engine, study, fast), assign.Finished
+        assign.next_task(engine, study.public_id, fast), assign.Finished
     )  # the only slot is leased
     with session_scope(engine) as s:  # time passes: the lease runs out
         s.execute(update(Slot).values(lease_expires_at=assign.utcnow() - dt.timedelta(seconds=1)))
     fast2 = _rater(engine, study, "fast2")
-    taken = assign.next_task(engine, study, fast2)
+    taken = assign.next_task(engine, study.public_id, fast2)
     assert isinstance(taken, assign.Task) and taken.token != held.token
     with pytest.raises(assign.AnswerRejected) as late:
-        assign.submit(engine, study, slow, held.token, 5, None, 10)
+        assign.submit(engine, study.public_id, slow, held.token, 5, None, 10)
     assert late.value.status == 409
-    assign.submit(engine, study, fast2, taken.token, 2, None, 10)
+    assign.submit(engine, study.public_id, fast2, taken.token, 2, None, 10)
     assert len(_answers(engine, study)) == 1
 
 
 def test_resubmitting_stores_nothing(db_url, sets, tmp_path):
     engine, study = _study(db_url, sets, tmp_path, kind="pairwise", per_class=2)
     r = _rater(engine, study, "double")
-    task = assign.next_task(engine, study, r)
-    assign.submit(engine, study, r, task.token, "left", None, 10)
+    task = assign.next_task(engine, study.public_id, r)
+    assign.submit(engine, study.public_id, r, task.token, "left", None, 10)
     for answer in ("left", "right"):
         with pytest.raises(assign.AnswerRejected) as again:
-            assign.submit(engine, study, r, task.token, answer, None, 10)
+            assign.submit(engine, study.public_id, r, task.token, answer, None, 10)
         assert again.value.status == 409
     assert len(_answers(engine, study)) == 1
 
@@ -143,9 +143,9 @@ def test_resubmitting_stores_nothing(db_url, sets, tmp_path):
 def test_answers_for_tasks_of_another_rater_are_refused(db_url, sets, tmp_path):
     engine, study = _study(db_url, sets, tmp_path)
     owner, thief = _rater(engine, study, "owner"), _rater(engine, study, "thief")
-    task = assign.next_task(engine, study, owner)
+    task = assign.next_task(engine, study.public_id, owner)
     with pytest.raises(assign.AnswerRejected) as err:
-        assign.submit(engine, study, thief, task.token, 3, None, 10)
+        assign.submit(engine, study.public_id, thief, task.token, 3, None, 10)
     assert err.value.status == 404 and not _answers(engine, study)
 
 
@@ -191,13 +191,13 @@ def test_parallel_raters_and_parallel_requests_of_one_rater(db_url, sets, tmp_pa
         try:
             r = _rater(engine, study, name)
             while True:
-                a = assign.next_task(engine, study, r)
-                b = assign.next_task(engine, study, r)  # second tab asks at the same time
+                a = assign.next_task(engine, study.public_id, r)
+                b = assign.next_task(engine, study.public_id, r)  # second tab asks at the same time
                 if isinstance(a, assign.Finished):
                     return
                 assert isinstance(b, assign.Task) and b.token == a.token
                 try:
-                    assign.submit(engine, study, r, a.token, 4, None, 5)
+                    assign.submit(engine, study.public_id, r, a.token, 4, None, 5)
                 except assign.AnswerRejected as err:
                     assert err.status == 409  # the other tab answered first
         except Exception as err:  # noqa: BLE001 - reported by the main thread

@@ -67,7 +67,7 @@ def run_rater(engine, study, participant: str, fail_checks: bool, bad: set[str])
     rater = assign.enter(engine, study, participant)
     assign.record_consent(engine, rater)
     roles = []
-    current = assign.next_task(engine, study, rater)
+    current = assign.next_task(engine, study.public_id, rater)
     while isinstance(current, assign.Task):
         roles.append(current.role)
         if study.kind == "pairwise":
@@ -80,7 +80,7 @@ def run_rater(engine, study, participant: str, fail_checks: bool, bad: set[str])
         else:
             answer = 5 if fail_checks or current.role == "task" else 1
         _, current = assign.submit(
-            engine, study, rater, current.token, answer, None, 900, with_next=True
+            engine, study.public_id, rater, current.token, answer, None, 900, with_next=True
         )
     assert isinstance(current, assign.Finished)
     return rater, roles
@@ -148,15 +148,17 @@ def test_a_repeated_catch_answer_stores_nothing(db_url, sets, tmp_path):
     engine, study = make_study(db_url, sets, tmp_path, practice=1)
     rater = assign.enter(engine, study, "p")
     assign.record_consent(engine, rater)
-    first = assign.next_task(engine, study, rater)
+    first = assign.next_task(engine, study.public_id, rater)
     assert first.role == "practice" and (first.done, first.total) == (0, 1)
-    again = assign.next_task(engine, study, rater)
+    again = assign.next_task(engine, study.public_id, rater)
     assert again.token == first.token  # the open practice item, not a new one
-    done, following = assign.submit(engine, study, rater, first.token, "left", None, 5, True)
+    done, following = assign.submit(
+        engine, study.public_id, rater, first.token, "left", None, 5, True
+    )
     assert done == 0 and following.role != "practice"
     assert (following.done, following.total) == (0, TASKS + study.catch_items)
     with pytest.raises(assign.AnswerRejected) as err:
-        assign.submit(engine, study, rater, first.token, "right", None, 5)
+        assign.submit(engine, study.public_id, rater, first.token, "right", None, 5)
     assert err.value.status == 409
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).where(Answer.rater_id == rater)) == 1

@@ -62,10 +62,10 @@ def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp
     rater = assign.enter(engine, study, "P1")
     assign.record_consent(engine, rater)
     for value in (5, "unknown"):
-        task = assign.next_task(engine, study, rater)
+        task = assign.next_task(engine, study.public_id, rater)
         assign.submit(
             engine,
-            study,
+            study.public_id,
             rater,
             task.token,
             value,

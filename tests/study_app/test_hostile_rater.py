@@ -165,8 +165,9 @@ def test_raters_see_no_error_after_postgresql_terminates_the_app_connections(
     database_url, db_url, study, tmp_path
 ):
     """pg_terminate_backend on every connection of the app (a PostgreSQL restart or failover
-    does the same): pooled connections are pinged before use and a transaction whose connection
-    broke under it runs once more, so no rater request fails."""
+    does the same): pooled connections are pinged before use and a transaction (or lookup) whose
+    connection broke under it runs once more, so no rater request fails: a page, an image or the
+    API."""
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
@@ -206,13 +207,21 @@ def test_raters_see_no_error_after_postgresql_terminates_the_app_connections(
         rater = RaterClient(app.test_client(), study.public_id)
         rater.enter(f"t{i}")
         raters.append(rater)
-    codes = []
+    codes, images = [], []
     try:
         for round_ in range(3):
+            # the first request after a termination: a page, an image, then the API
+            first = raters[0]
+            if round_ == 1:
+                codes.append(first.get(f"/s/{study.public_id}/task").status_code)
+            if round_ == 2:
+                codes.append(first.client.get(images[-1]).status_code)
             for rater in raters:
                 task = rater.api("next")
                 codes.append(task.status_code)
                 if task.status_code == 200 and task.get_json()["state"] == "task":
+                    if rater is first:
+                        images.extend(task.get_json()["images"])
                     codes.append(rater.answer(task.get_json()["task"], 1 + round_).status_code)
             assert terminate() >= 1  # the app's pooled connections were there, and are gone
     finally:

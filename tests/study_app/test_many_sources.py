@@ -108,8 +108,10 @@ def test_three_sources_unequal_counts_every_pair_and_sample_uses(db_url, sets, t
     rater = assign.enter(engine, study, "P1")
     assign.record_consent(engine, rater)
     for n in range(len(items)):
-        task = assign.next_task(engine, study, rater)
-        assign.submit(engine, study, rater, task.token, "left" if n % 3 else "right", None, 900)
+        task = assign.next_task(engine, study.public_id, rater)
+        assign.submit(
+            engine, study.public_id, rater, task.token, "left" if n % 3 else "right", None, 900
+        )
     out = tmp_path / "responses.csv"
     assert (
         CliRunner()

@@ -13,7 +13,7 @@ from study_schemas import RaterClient, engine_for, small_rating_study
 
 from hvqeval.cli import cli
 from study_app import create_app, server
-from study_app.db import make_engine, reading, run_transaction, session_scope
+from study_app.db import make_engine, run_transaction, session_scope
 from study_app.images import image_cache_dir
 from study_app.schema import Image, Study
 from study_app.server import prerender_before_serving
@@ -109,16 +109,21 @@ def test_the_serve_command_renders_the_images_before_it_serves(
 
 
 def test_lookups_are_one_round_trip_on_postgresql_and_writes_stay_transactional(study, db_url):
-    """``reading`` runs PostgreSQL lookups in autocommit (no BEGIN/COMMIT round trips); the
+    """Read-only work runs PostgreSQL lookups in autocommit (no BEGIN/COMMIT round trips); the
     pooled connection must come back transactional, or a failed request would keep half its
     writes."""
     engine = make_engine(db_url)
+    seen = {}
+
+    def look_up(connection):
+        if engine.dialect.name == "postgresql":
+            seen["autocommit"] = connection.connection.dbapi_connection.autocommit
+        return connection.scalar(select(Study.name).where(Study.public_id == study.public_id))
+
     try:
-        with reading(engine) as connection:
-            name = connection.scalar(select(Study.name).where(Study.public_id == study.public_id))
-            if engine.dialect.name == "postgresql":
-                assert connection.connection.dbapi_connection.autocommit is True
-        assert name == "cost"
+        assert run_transaction(engine, look_up, read_only=True) == "cost"
+        if engine.dialect.name == "postgresql":
+            assert seen["autocommit"] is True
 
         def rename_then_fail(connection):
             connection.execute(
@@ -128,11 +133,7 @@ def test_lookups_are_one_round_trip_on_postgresql_and_writes_stay_transactional(
 
         with pytest.raises(RuntimeError):
             run_transaction(engine, rename_then_fail)  # the same pooled connection as above
-        with reading(engine) as connection:
-            assert (
-                connection.scalar(select(Study.name).where(Study.public_id == study.public_id))
-                == "cost"
-            )
+        assert run_transaction(engine, look_up, read_only=True) == "cost"
     finally:
         engine.dispose()
 
