@@ -152,10 +152,16 @@ def cpu_model() -> str:
 
 
 def start_server(
-    url: str, tmp: Path, port: int, workers: int | None = None, threads: int | None = None
+    url: str,
+    tmp: Path,
+    port: int,
+    workers: int | None = None,
+    threads: int | None = None,
+    rate_limit_storage: str = "memory://",
 ) -> subprocess.Popen:
     env = {
         **os.environ,
+        "HVQEVAL_RATE_LIMIT_STORAGE": rate_limit_storage,
         "HVQEVAL_SECRET_KEY": "benchmark-secret-key-0123456789abcdef",
         "HVQEVAL_RATE_LIMIT_RATER": "1000/60",
         "HVQEVAL_RATE_LIMIT_IP": "1000000/60",
@@ -249,7 +255,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
         needed = 2 * args.classes * args.per_class * args.k
         summary = make_study(url, tmp, args)
         port = 20000 + os.getpid() % 20000
-        server = start_server(url, tmp, port, args.workers, args.threads)
+        server = start_server(url, tmp, port, args.workers, args.threads, args.rate_limit_storage)
         result_file, csv_prefix = tmp / "locust-totals.json", tmp / "locust"
         env = {
             **os.environ,
@@ -324,6 +330,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "database": kind,
             "raters": args.raters,
             "workers_threads": [args.workers, args.threads],
+            "rate_limit_storage": args.rate_limit_storage,
             "arrival_s": args.arrival_s,
             "think_s": [args.think_min, args.think_max],
             "answers_needed": needed,
@@ -386,6 +393,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="serve's --threads [default: serve's own]"
+    )
+    parser.add_argument(
+        "--rate-limit-storage",
+        default="memory://",
+        help="serve's HVQEVAL_RATE_LIMIT_STORAGE, e.g. redis://127.0.0.1:6379/0 [memory://]",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -100,7 +100,7 @@ NOT_IN_STUDY = (403, "open the study link you were given first")
 
 # -- The statements of the request cycle (see the module docstring), parameters by name. --
 
-LOCK_RATER = (
+RATER_AND_STUDY = (
     select(
         *Study.__table__.columns,
         Rater.answered.label("rater_answered"),
@@ -109,8 +109,9 @@ LOCK_RATER = (
     )
     .join(Rater, Rater.study_id == Study.id)
     .where(Rater.id == bindparam("rater_id"), Study.public_id == bindparam("public_id"))
-    .with_for_update(of=Rater)  # the rater's row only: other raters go on in parallel
 )
+# the rater's row only: other raters' requests go on in parallel
+LOCK_RATER = RATER_AND_STUDY.with_for_update(of=Rater)
 STUDY_COLUMNS = tuple(Study.__table__.columns.keys())
 _image_a, _image_b = Image.__table__.alias("image_a"), Image.__table__.alias("image_b")
 TASK_OF_ITEM = (
@@ -195,8 +196,8 @@ RATER_OF_PARTICIPANT = select(Rater.id).where(
     Rater.study_id == bindparam("study_id"), Rater.participant == bindparam("participant")
 )
 NEW_RATER = {
-    "postgresql": postgresql.insert(Rater).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(Rater).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(Rater).on_conflict_do_nothing().returning(Rater.id),
+    "sqlite": sqlite.insert(Rater).on_conflict_do_nothing().returning(Rater.id),
 }
 PLATFORM_OF_RATER = update(Rater).where(Rater.id == bindparam("entering_rater"))
 RECORD_CONSENT = (
@@ -215,7 +216,8 @@ def _tokens_in_order(token_a: str, token_b: str | None, left: str) -> tuple[str,
 def enter(engine: Engine, study: Study, participant: str, platform: dict | None = None) -> int:
     """The rater id of this participant, created on first entry; a closed study admits no new
     raters (AnswerRejected 403, nothing stored). ``platform``: rater columns saying where the
-    rater came from (``platforms.rater_columns``), stored in the same transaction."""
+    rater came from (``platforms.rater_columns``), stored in the same transaction (the latest
+    entry wins)."""
     known = {"study_id": study.id, "participant": participant}
 
     def work(connection: Connection) -> int:
@@ -223,11 +225,12 @@ def enter(engine: Engine, study: Study, participant: str, platform: dict | None 
         if rater_id is None:
             if connection.scalar(STUDY_STATUS, {"study_id": study.id}) != "open":
                 raise AnswerRejected(*CLOSED)
-            # A concurrent first entry of the same participant may insert first: then this
-            # inserts nothing (after waiting for it to commit) and the query below finds its row.
-            connection.execute(
-                NEW_RATER[connection.dialect.name], {**known, "created_at": utcnow(), "answered": 0}
-            )
+            new = {**known, **(platform or {}), "created_at": utcnow(), "answered": 0}
+            rater_id = connection.scalar(NEW_RATER[connection.dialect.name], new)
+            if rater_id is not None:
+                return rater_id
+            # The same participant entered at this moment by another request, which inserted
+            # first: this inserted nothing (after waiting for it to commit); use its row.
             rater_id = connection.scalar(RATER_OF_PARTICIPANT, known)
         if platform:  # the columns set are the keys of ``platform``
             connection.execute(PLATFORM_OF_RATER, {"entering_rater": rater_id, **platform})
@@ -245,6 +248,26 @@ def record_consent(engine: Engine, rater_id: int) -> None:
     )
 
 
+def rater_in_study(engine: Engine, public_id: str, rater_id: int) -> tuple[Study, bool] | None:
+    """(study of link ``public_id``, whether the rater gave consent) for a rater of that study,
+    in one read; None when the rater is not one of its raters (or there is no such study)."""
+    row = run_transaction(
+        engine,
+        lambda connection: connection.execute(
+            RATER_AND_STUDY, {"rater_id": rater_id, "public_id": public_id}
+        ).first(),
+        read_only=True,
+    )
+    if row is None:
+        return None
+    return _study_of(row), row.rater_consented_at is not None
+
+
+def _study_of(row) -> Study:
+    """The study columns of a ``RATER_AND_STUDY`` row as a ``Study`` of no ORM session."""
+    return Study(**{name: getattr(row, name) for name in STUDY_COLUMNS})
+
+
 def _lock_rater(connection: Connection, public_id: str, rater_id: int):
     """(study, answered, participant) of a rater of the study of link ``public_id`` who gave
     consent, with the rater's row locked; the study is a ``Study`` of no ORM session."""
@@ -253,8 +276,7 @@ def _lock_rater(connection: Connection, public_id: str, rater_id: int):
         raise AnswerRejected(*NOT_IN_STUDY)
     if row.rater_consented_at is None:
         raise AnswerRejected(*NO_CONSENT)
-    study = Study(**{name: getattr(row, name) for name in STUDY_COLUMNS})
-    return study, row.rater_answered, row.rater_participant
+    return _study_of(row), row.rater_answered, row.rater_participant
 
 
 def _task(

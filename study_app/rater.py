@@ -36,7 +36,7 @@ from sqlalchemy import bindparam, select
 from study_app import assign, platforms
 from study_app.db import run_transaction, session_scope
 from study_app.schema import Image, Rater, Source
-from study_app.web import engine, study_by_public_id
+from study_app.web import engine, find_study, study_by_public_id
 
 bp = Blueprint("rater", __name__, url_prefix="/s/<public_id>")
 
@@ -57,7 +57,7 @@ EXAMPLES = (
     .where(Image.study_id == bindparam("study_id"), Image.is_example.is_(True))
     .order_by(Image.id)
 )
-CONSENTED_AT = select(Rater.consented_at).where(Rater.id == bindparam("rater_id"))
+NO_STUDY = "no such study; check the link you were given"
 RATING_LABELS = ("1 – clearly not real", "2", "3", "4", "5 – looks completely real")
 
 
@@ -70,13 +70,14 @@ def rate_limit_key() -> str:
 def _study(public_id: str):
     study = study_by_public_id(public_id)
     if study is None:
-        abort(404, "no such study; check the link you were given")
+        abort(404, NO_STUDY)
     return study
 
 
-def _rater_id(study) -> int:
-    if session.get("study_id") != study.id or session.get("rater_id") is None:
-        abort(403, "open the study link you were given first")
+def _rater_id(public_id: str) -> int:
+    """The rater of the session, who entered through this link."""
+    if session.get("public_id") != public_id or session.get("rater_id") is None:
+        abort(403, assign.NOT_IN_STUDY[1])
     return session["rater_id"]
 
 
@@ -89,35 +90,44 @@ def _start(study, participant: str, entry: platforms.PlatformEntry | None = None
     except assign.AnswerRejected as err:  # a closed study admits no new raters
         abort(err.status, err.message)
     session.clear()
-    session["study_id"], session["rater_id"] = study.id, rater_id
+    session["study_id"], session["public_id"] = study.id, study.public_id
+    session["rater_id"] = rater_id
     session["platform"] = entry.platform if entry is not None else None
 
 
-def _consent_page(study, preview: bool = False):
-    real, generated = _examples(study)
+def _consent_page(study, examples, preview: bool = False):
+    """The instructions, the example images (two real and two generated at most) and, unless
+    an MTurk preview, the consent form."""
+    real = [r for r in examples if r.is_real][:2]
+    generated = [r for r in examples if not r.is_real][:2]
     return render_template(
         "consent.html", study=study, real=real, generated=generated, preview=preview
     )
 
 
-def _examples(study):
-    """The example images of the instructions: (real, generated), two of each at most."""
-    rows = run_transaction(  # a Core read: every rater's arrival asks this
-        engine(),
-        lambda connection: connection.execute(EXAMPLES, {"study_id": study.id}).all(),
-        read_only=True,
-    )
-    return [r for r in rows if r.is_real][:2], [r for r in rows if not r.is_real][:2]
+def _study_and_examples(public_id: str):
+    """(study, its example images) in one read: every rater's arrival asks both."""
+
+    def read(connection):
+        study = find_study(connection, public_id)
+        if study is None:
+            return None, []
+        return study, connection.execute(EXAMPLES, {"study_id": study.id}).all()
+
+    study, examples = run_transaction(engine(), read, read_only=True)
+    if study is None:
+        abort(404, NO_STUDY)
+    return study, examples
 
 
 @bp.route("/", methods=["GET", "POST"])
 def entry(public_id: str):
-    study = _study(public_id)
+    study, examples = _study_and_examples(public_id)
     if request.method == "POST":  # the participant-id form: then the instructions page
         _start(study, str(request.form.get("participant", "")).strip())
         return redirect(url_for("rater.consent", public_id=study.public_id))
     if platforms.is_preview(request.args):  # MTurk preview: instructions and examples only
-        return _consent_page(study, preview=True)
+        return _consent_page(study, examples, preview=True)
     for name in PARTICIPANT_PARAMS:
         if request.args.get(name):
             hosts = platforms.allowed_hosts(current_app.config["MTURK_SUBMIT_HOSTS"])
@@ -129,7 +139,7 @@ def entry(public_id: str):
             # redirect: one round trip less for every arriving rater; a reload enters again,
             # which finds the same rater)
             _start(study, request.args[name].strip(), entry)
-            return _consent_page(study)
+            return _consent_page(study, examples)
     if study.status != "open":
         abort(403, assign.CLOSED[1])
     return render_template("entry.html", study=study)
@@ -137,26 +147,23 @@ def entry(public_id: str):
 
 @bp.route("/consent", methods=["GET", "POST"])
 def consent(public_id: str):
-    study = _study(public_id)
-    rater_id = _rater_id(study)
-    if request.method == "POST":
+    rater_id = _rater_id(public_id)
+    if request.method == "POST":  # needs no study: the rater's row is the rater's own
         if request.form.get("agree") != "yes":
             abort(400, "tick the box to agree before starting")
         assign.record_consent(engine(), rater_id)
         return redirect(url_for("rater.task", public_id=public_id))
-    return _consent_page(study)
+    return _consent_page(*_study_and_examples(public_id))
 
 
 @bp.route("/task")
 def task(public_id: str):
-    study = _study(public_id)
-    rater_id = _rater_id(study)
-    consented = run_transaction(
-        engine(),
-        lambda connection: connection.scalar(CONSENTED_AT, {"rater_id": rater_id}),
-        read_only=True,
-    )
-    if consented is None:
+    rater_id = _rater_id(public_id)
+    found = assign.rater_in_study(engine(), public_id, rater_id)  # one read for both
+    if found is None:
+        abort(404, NO_STUDY)
+    study, consented = found
+    if not consented:
         return redirect(url_for("rater.consent", public_id=public_id))
     return render_template(
         "task.html", study=study, rating_labels=RATING_LABELS, reasons=assign.UNKNOWN_REASONS
@@ -191,18 +198,9 @@ def _task_json(result, public_id: str):
     return {"state": "closed"}
 
 
-def _api_rater_id() -> int:
-    """The rater of the session; which study it belongs to is checked in the request's own
-    transaction (``assign``), together with the study of the link."""
-    rater_id = session.get("rater_id")
-    if rater_id is None:
-        abort(403, assign.NOT_IN_STUDY[1])
-    return rater_id
-
-
 @bp.post("/api/next")
 def api_next(public_id: str):
-    rater_id = _api_rater_id()
+    rater_id = _rater_id(public_id)  # the study is checked with the rater's row
     try:
         result = assign.next_task(engine(), public_id, rater_id)
     except assign.AnswerRejected as err:
@@ -212,7 +210,7 @@ def api_next(public_id: str):
 
 @bp.post("/api/answer")
 def api_answer(public_id: str):
-    rater_id = _api_rater_id()
+    rater_id = _rater_id(public_id)  # the study is checked with the rater's row
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # deeply nested JSON (the decoder recurses once per level)
@@ -241,7 +239,7 @@ def complete(public_id: str):
     """Once the rater's last answer is stored (their completion code is set): the study's
     completion URL (Prolific), or the form that submits the MTurk assignment, or the code."""
     study = _study(public_id)
-    rater_id = _rater_id(study)
+    rater_id = _rater_id(public_id)
     with session_scope(engine(), read_only=True) as s:
         rater = s.execute(
             select(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -26,19 +26,20 @@ def engine() -> Engine:
     return current_app.extensions["study_engine"]
 
 
-def study_by_public_id(public_id: str) -> Study | None:
-    """The study of a raters' link (read on every request: its status may change), as a
-    ``Study`` object that belongs to no ORM session (a Core read costs less than a session)."""
+def find_study(connection: Connection, public_id: str) -> Study | None:
+    """The study of a raters' link, as a ``Study`` object that belongs to no ORM session (a
+    Core read costs less than a session), on a connection the caller has open."""
     if not isinstance(public_id, str) or not 8 <= len(public_id) <= 40:
         return None
-    row = run_transaction(
-        engine(),
-        lambda connection: (
-            connection.execute(STUDY_BY_PUBLIC_ID, {"public_id": public_id}).mappings().first()
-        ),
-        read_only=True,
-    )
+    row = connection.execute(STUDY_BY_PUBLIC_ID, {"public_id": public_id}).mappings().first()
     return None if row is None else Study(**row)
+
+
+def study_by_public_id(public_id: str) -> Study | None:
+    """The study of a raters' link, read afresh for each request (its status may change)."""
+    return run_transaction(
+        engine(), lambda connection: find_study(connection, public_id), read_only=True
+    )
 
 
 def healthz():

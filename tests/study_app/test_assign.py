@@ -214,3 +214,29 @@ def test_parallel_raters_and_parallel_requests_of_one_rater(db_url, sets, tmp_pa
     assert set(Counter(i for i, _ in rows).values()) == {3}
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).select_from(Slot).where(Slot.filled.is_(False))) == 0
+
+
+def test_one_participant_entering_at_once_from_many_requests_is_one_rater(db_url, sets, tmp_path):
+    """A double click on the study link: the first entry inserts the rater, every other one
+    (waiting for it on PostgreSQL's unique index) finds that row; one row, one id for all."""
+    from study_app.schema import Rater
+
+    engine, study = _study(db_url, sets, tmp_path)
+    ids, errors, start = [], [], threading.Barrier(8)
+
+    def work():
+        try:
+            start.wait()
+            ids.append(assign.enter(engine, study, "double-click", {"platform": "prolific"}))
+        except Exception as err:  # noqa: BLE001 - reported by the main thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and len(ids) == 8 and len(set(ids)) == 1
+    with session_scope(engine) as s:
+        rows = s.execute(select(Rater.id, Rater.platform).where(Rater.study_id == study.id)).all()
+    assert [tuple(r) for r in rows] == [(ids[0], "prolific")]
