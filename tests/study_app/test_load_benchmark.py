@@ -60,6 +60,10 @@ def test_load_benchmark_spreads_arrivals_and_checks_the_database():
     assert result["answers_stored"] == result["answers_needed"] == 2 * 2 * 3 * 2
     assert (result["errors"], result["lost"], result["duplicates"]) == (0, 0, 0)
     assert result["exactly_k"] and result["host_loop_s"] > 0
+    # where the CPU went: the server's processes and locust's, per answer (SQLite has no
+    # processes of its own)
+    assert set(result["cpu_ms_per_answer"]) == {"server", "load_generator"}
+    assert result["cpu_s"]["server"] > 0 and result["cpu_s"]["load_generator"] > 0
     # 6 raters over 3 s: one every 0.5 s, so their arrival requests end in at least 3
     # different seconds (one locust batch would put them all in the first)
     arrival_seconds = {s["second"] for s in result["timeline"] if s["arrival_requests"]}
