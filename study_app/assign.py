@@ -47,7 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from study_app import checks
 from study_app.db import run_transaction
 from study_app.handout import choice_of, hand_out, new_token, store_answer
-from study_app.schema import Assignment, Image, Item, Rater, Slot, Study
+from study_app.schema import Assignment, Image, Item, Rater, Slot, Study, detached_study
 
 UNKNOWN_REASONS = ("image-failed", "cannot-decide", "other")
 MAX_RESPONSE_MS = 24 * 3600 * 1000
@@ -112,7 +112,6 @@ RATER_AND_STUDY = (
 )
 # the rater's row only: other raters' requests go on in parallel
 LOCK_RATER = RATER_AND_STUDY.with_for_update(of=Rater)
-STUDY_COLUMNS = tuple(Study.__table__.columns.keys())
 _image_a, _image_b = Image.__table__.alias("image_a"), Image.__table__.alias("image_b")
 TASK_OF_ITEM = (
     select(Item.class_name, Item.number, _image_a.c.token, _image_b.c.token)
@@ -260,12 +259,7 @@ def rater_in_study(engine: Engine, public_id: str, rater_id: int) -> tuple[Study
     )
     if row is None:
         return None
-    return _study_of(row), row.rater_consented_at is not None
-
-
-def _study_of(row) -> Study:
-    """The study columns of a ``RATER_AND_STUDY`` row as a ``Study`` of no ORM session."""
-    return Study(**{name: getattr(row, name) for name in STUDY_COLUMNS})
+    return detached_study(row), row.rater_consented_at is not None
 
 
 def _lock_rater(connection: Connection, public_id: str, rater_id: int):
@@ -276,7 +270,7 @@ def _lock_rater(connection: Connection, public_id: str, rater_id: int):
         raise AnswerRejected(*NOT_IN_STUDY)
     if row.rater_consented_at is None:
         raise AnswerRejected(*NO_CONSENT)
-    return _study_of(row), row.rater_answered, row.rater_participant
+    return detached_study(row), row.rater_answered, row.rater_participant
 
 
 def _task(

@@ -78,6 +78,13 @@ class Study(Base):
     )
 
 
+def detached_study(row) -> Study:
+    """A ``Study`` of no ORM session from the study columns of a Core row (found by name, so
+    the row may carry other columns too): a rater's request reads its study without a session,
+    which costs less."""
+    return Study(**{column.key: getattr(row, column.key) for column in Study.__table__.columns})
+
+
 class Source(Base):
     """One model's sample set (or a folder of preprocessed real images) used by a study."""
 

@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from study_app.db import head_revision, run_transaction
 from study_app.errors import DatabaseError
-from study_app.schema import Study
+from study_app.schema import Study, detached_study
 from study_app.security import HSTS, SECURITY_HEADERS
 
 TOO_MANY_REQUESTS = "too many requests; slow down and try again in a minute"
@@ -31,8 +31,8 @@ def find_study(connection: Connection, public_id: str) -> Study | None:
     Core read costs less than a session), on a connection the caller has open."""
     if not isinstance(public_id, str) or not 8 <= len(public_id) <= 40:
         return None
-    row = connection.execute(STUDY_BY_PUBLIC_ID, {"public_id": public_id}).mappings().first()
-    return None if row is None else Study(**row)
+    row = connection.execute(STUDY_BY_PUBLIC_ID, {"public_id": public_id}).first()
+    return None if row is None else detached_study(row)
 
 
 def study_by_public_id(public_id: str) -> Study | None:
