@@ -268,9 +268,13 @@ def test_a_person_can_answer_the_demo_rating_study(demo_dir, browser, artifacts_
         page.click("#start")
         answered = 0
         while not page.locator("#done").is_visible():
+            # Null-safe: right after the "start" click this may still run on the consent page,
+            # and a predicate that throws is not retried.
             page.wait_for_function(
-                "() => document.getElementById('done').offsetParent !== null || "
-                "(document.querySelector('#task button.answer') && !document.querySelector('#task button.answer').disabled)",
+                "() => { const done = document.getElementById('done');"
+                " const button = document.querySelector('#task button.answer');"
+                " return (done !== null && done.offsetParent !== null)"
+                " || (button !== null && !button.disabled); }",
                 timeout=20000,
             )
             if page.locator("#done").is_visible():

@@ -128,8 +128,12 @@ def _answers(url, name):
 
 def _ready(page, done: int, total: int):
     page.wait_for_function(
-        "([d, t]) => document.getElementById('progress-text').textContent === d + ' / ' + t"
-        " && !document.querySelector('#task button.answer').disabled",
+        # Null-safe: right after the consent form's "start" click this may still run on the
+        # consent page (no #progress-text), and a predicate that throws is not retried.
+        "([d, t]) => { const text = document.getElementById('progress-text');"
+        " const button = document.querySelector('#task button.answer');"
+        " return text !== null && button !== null && text.textContent === d + ' / ' + t"
+        " && !button.disabled; }",
         arg=[done, total],
         timeout=15000,
     )

@@ -61,8 +61,12 @@ def shapes_set(path, model: str, seed: int, classes=(0, 3)):
 
 def ready(page, done: int, total: int):
     page.wait_for_function(
-        "([d, t]) => document.getElementById('progress-text').textContent === d + ' / ' + t"
-        " && !document.querySelector('#task button.answer').disabled",
+        # Null-safe: right after the consent form's "start" click this may still run on the
+        # consent page (no #progress-text), and a predicate that throws is not retried.
+        "([d, t]) => { const text = document.getElementById('progress-text');"
+        " const button = document.querySelector('#task button.answer');"
+        " return text !== null && button !== null && text.textContent === d + ' / ' + t"
+        " && !button.disabled; }",
         arg=[done, total],
         timeout=15000,
     )
