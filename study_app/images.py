@@ -1,11 +1,18 @@
-"""Images blueprint: ``/img/<token>.png``, the 512×512 bilinear upscale of one study image.
+"""Images blueprint: ``/img/<key>.png``, the 512×512 bilinear upscale of one study image.
 
 Appendix G: images are "upscaled to 512×512 using bilinear interpolation" before they are
 shown. The upscale is made once per image and kept in the instance folder under the image's
-sha256: ``hvqeval study serve`` renders every study image ahead (``prerender_images``, before
-it binds), so no rater request encodes a PNG; an image missing there is made on first view. The URL holds only an opaque random token; the file is found through
-the database (never from anything in the URL), so there is no path to traverse. A rater may
-fetch only the instruction examples and the images of their own assignments.
+random token: ``hvqeval study serve`` renders every study image ahead (``prerender_images``,
+before it binds), so no rater request encodes a PNG; an image missing there is made on first
+view. The URL holds only the opaque token (never a path, never the image's hash, which would
+let a rater look a real image up), so there is nothing to traverse.
+
+A rater may fetch only the instruction examples and the images of their own tasks. The server
+says so when it hands out the URL: a task image's URL is the token signed (``itsdangerous.Signer``,
+the app's secret key) with a salt naming the rater, valid only in that rater's session; an
+example's URL is signed with the examples' salt, valid for anyone shown the instructions (an
+MTurk preview has no session). The image request checks the signature and reads no database
+(unless the image was not rendered ahead). The admin's URL is the bare token.
 """
 
 from __future__ import annotations
@@ -15,41 +22,53 @@ import re
 import tempfile
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, send_file, session
-from sqlalchemy import bindparam, exists, or_, select
+from flask import Blueprint, abort, current_app, send_file, session, url_for
+from itsdangerous import Signer
+from sqlalchemy import bindparam, select
 
 from study_app.db import run_transaction, session_scope
-from study_app.schema import Assignment, Image, Item, Source
+from study_app.schema import Image, Source
 from study_app.web import engine
 
 bp = Blueprint("images", __name__)
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,40}$")
 
-# The image lookups, built once (see assign.py): any image of the study for the admin; for a
-# rater, the instruction examples and the images of the rater's own assignments.
+# The image lookup, built once (see assign.py): where an image's file is.
 IMAGE_FILE = (
-    select(Image.file, Image.sha256, Source.path)
+    select(Image.file, Source.path)
     .join(Source, Source.id == Image.source_id)
     .where(Image.token == bindparam("token"))
 )
-RATER_IMAGE_FILE = IMAGE_FILE.where(
-    Image.study_id == bindparam("study_id"),
-    or_(
-        Image.is_example.is_(True),
-        exists().where(
-            Assignment.rater_id == bindparam("rater_id"),
-            Assignment.item_id == Item.id,
-            or_(Item.image_a_id == Image.id, Item.image_b_id == Image.id),
-        ),
-    ),
-)
 
 
-def upscaled_path(source_file: Path, sha256: str, size: int, cache_dir: Path) -> Path:
-    """Path of the cached ``size``×``size`` bilinear upscale of ``source_file`` (made on first use)."""
+def _signer(rater_id: int | None) -> Signer:
+    """Signs the image URLs of one rater's tasks, or (None) the instruction examples'."""
+    salt = "study-example-image" if rater_id is None else f"study-image:{rater_id}"
+    return Signer(current_app.secret_key, salt=salt)
+
+
+def rater_image_url(token: str, rater_id: int) -> str:
+    """The URL of image ``token`` for rater ``rater_id``: valid only in that rater's session."""
+    return url_for("images.image", key=_signer(rater_id).sign(token).decode())
+
+
+@bp.app_template_global()
+def example_image_url(token: str) -> str:
+    """The URL of instruction example ``token``, valid for anyone shown the instructions."""
+    return url_for("images.image", key=_signer(None).sign(token).decode())
+
+
+def cached_path(token: str, size: int, cache_dir: Path) -> Path:
+    """Where the ``size``×``size`` upscale of the image with this token is kept."""
+    return cache_dir / f"{token}-{size}.png"
+
+
+def upscaled_path(source_file: Path, token: str, size: int, cache_dir: Path) -> Path:
+    """Path of the cached ``size``×``size`` bilinear upscale of ``source_file``, the image
+    with this token (made on first use)."""
     from PIL import Image as PILImage
 
-    target = cache_dir / f"{sha256}-{size}.png"
+    target = cached_path(token, size, cache_dir)
     if target.is_file():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -72,15 +91,13 @@ def prerender_images(engine, size: int, cache_dir: Path, progress=None) -> int:
     many images there are. ``progress(done, total)`` is called after each one (a progress bar)."""
     with session_scope(engine, read_only=True) as s:
         rows = s.execute(
-            select(Image.file, Image.sha256, Source.path)
-            .join(Source, Source.id == Image.source_id)
-            .distinct()
+            select(Image.token, Image.file, Source.path).join(Source, Source.id == Image.source_id)
         ).all()
     for done, row in enumerate(rows, 1):
         root = Path(row.path)
         source_file = (root / row.file).resolve()
         if root.resolve() in source_file.parents and source_file.is_file():
-            upscaled_path(source_file, row.sha256, size, cache_dir)
+            upscaled_path(source_file, row.token, size, cache_dir)
         if progress is not None:
             progress(done, len(rows))
     return len(rows)
@@ -96,30 +113,36 @@ def prerender(app, progress=None) -> int:
     )
 
 
-@bp.get("/img/<token>.png")
-def image(token: str):
+@bp.get("/img/<key>.png")
+def image(key: str):
+    token, _, signature = key.partition(".")
     if not TOKEN_RE.match(token):
         abort(404)
     rater_id = session.get("rater_id")
-    is_admin = bool(session.get("admin"))
-    if rater_id is None and not is_admin:
-        abort(403, "open the study link you were given first")
-    if is_admin:
-        query, values = IMAGE_FILE, {"token": token}
-    else:
-        query = RATER_IMAGE_FILE
-        values = {"token": token, "study_id": session.get("study_id"), "rater_id": rater_id}
-    row = run_transaction(
-        engine(), lambda connection: connection.execute(query, values).first(), read_only=True
-    )
-    if row is None:
-        abort(404)
-    root = Path(row.path)
-    source_file = (root / row.file).resolve()
-    if root.resolve() not in source_file.parents or not source_file.is_file():
-        abort(404)
+    if signature:  # the server handed this image out: as an example, or to this rater
+        if not _signer(None).validate(key):
+            if rater_id is None:
+                abort(403, "open the study link you were given first")
+            if not _signer(rater_id).validate(key):
+                abort(404)
+    elif not session.get("admin"):
+        abort(403 if rater_id is None else 404, "open the study link you were given first")
     size = current_app.config["DISPLAY_SIZE"]
-    path = upscaled_path(source_file, row.sha256, size, Path(current_app.config["IMAGE_CACHE_DIR"]))
+    cache_dir = Path(current_app.config["IMAGE_CACHE_DIR"])
+    path = cached_path(token, size, cache_dir)
+    if not path.is_file():  # not rendered ahead: find the file and render it now
+        row = run_transaction(
+            engine(),
+            lambda connection: connection.execute(IMAGE_FILE, {"token": token}).first(),
+            read_only=True,
+        )
+        if row is None:
+            abort(404)
+        root = Path(row.path)
+        source_file = (root / row.file).resolve()
+        if root.resolve() not in source_file.parents or not source_file.is_file():
+            abort(404)
+        path = upscaled_path(source_file, token, size, cache_dir)
     response = send_file(path, mimetype="image/png", max_age=3600, etag=False, last_modified=None)
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response

@@ -33,7 +33,7 @@ from flask import (
 from flask_limiter.util import get_remote_address
 from sqlalchemy import bindparam, select
 
-from study_app import assign, platforms
+from study_app import assign, images, platforms
 from study_app.db import run_transaction, session_scope
 from study_app.schema import Image, Rater, Source
 from study_app.web import engine, find_study, study_by_public_id
@@ -90,7 +90,7 @@ def _start(study, participant: str, entry: platforms.PlatformEntry | None = None
     except assign.AnswerRejected as err:  # a closed study admits no new raters
         abort(err.status, err.message)
     session.clear()
-    session["study_id"], session["public_id"] = study.id, study.public_id
+    session["public_id"] = study.public_id
     session["rater_id"] = rater_id
     session["platform"] = entry.platform if entry is not None else None
 
@@ -176,7 +176,7 @@ def _task_json(result, public_id: str):
             "state": "task",
             "task": result.token,
             "label": result.class_name,
-            "images": [url_for("images.image", token=t) for t in result.image_tokens],
+            "images": [images.rater_image_url(t, session["rater_id"]) for t in result.image_tokens],
             "done": result.done,
             "total": result.total,
             # practice items are labelled as such; catch items look like any task (unannounced)

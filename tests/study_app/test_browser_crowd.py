@@ -85,7 +85,9 @@ PROGRESS = [(0, 1)] + [(n, 5) for n in range(5)]  # 1 practice item, then 4 task
 
 
 def _token(page, i: int) -> str:
-    return page.get_attribute(f"#img-{i}", "src").rsplit("/", 1)[1].removesuffix(".png")
+    return (
+        page.get_attribute(f"#img-{i}", "src").rsplit("/", 1)[1].split(".")[0]
+    )  # token.signature.png
 
 
 def _answer_all(page, corrupted: set[str], fail_checks: bool = False):

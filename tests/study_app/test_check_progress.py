@@ -19,7 +19,9 @@ def _answer_everything(rater, bad: set[str], unknown_on_catch: str | None = None
     replies = []
     current = rater.next()
     while current["state"] == "task":
-        tokens = [url.rsplit("/", 1)[1].removesuffix(".png") for url in current["images"]]
+        tokens = [
+            url.rsplit("/", 1)[1].split(".")[0] for url in current["images"]
+        ]  # token.signature.png
         is_check = any(t in bad for t in tokens)
         if is_check and not current["practice"] and unknown_on_catch:
             r = rater.answer(current["task"], "unknown", reason=unknown_on_catch)

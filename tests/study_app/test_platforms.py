@@ -111,6 +111,12 @@ def test_mturk_preview_claims_nothing_and_submit_posts_the_assignment(db_url, se
         and b"Instructions" in preview.data
     )
     assert b'name="agree"' not in preview.data and re.search(rb"<img [^>]*example", preview.data)
+    # the worker deciding whether to accept sees the example images (no session yet)
+    examples = re.findall(rb'<img src="([^"]+)" alt="example', preview.data)
+    assert len(examples) >= 2
+    for url in examples:
+        image = app.test_client().get(url.decode())
+        assert image.status_code == 200 and image.mimetype == "image/png"
     with session_scope(engine_for(db_url)) as s:
         assert s.scalar(select(func.count()).select_from(Rater)) == 0
         assert s.scalar(select(func.count()).select_from(Assignment)) == 0

@@ -8,7 +8,7 @@ from io import BytesIO
 import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from study_schemas import RaterClient, engine_for, small_rating_study
 
 from hvqeval.cli import cli
@@ -48,11 +48,11 @@ def test_serve_renders_every_image_before_binding_and_requests_only_read_them(
     seen = []
     total = prerender_before_serving(config, lambda done, total: seen.append((done, total)))
     with session_scope(engine_for(db_url), read_only=True) as s:
-        hashes = set(s.scalars(select(Image.sha256)))
+        tokens = set(s.scalars(select(Image.token)))
     cache = image_cache_dir(instance.resolve())
     rendered = {p.name for p in cache.glob("*.png")}
-    assert total == len(hashes) and seen[-1] == (total, total)
-    assert rendered == {f"{h}-512.png" for h in hashes}
+    assert total == len(tokens) and seen[-1] == (total, total)
+    assert rendered == {f"{t}-512.png" for t in tokens}
     for path in cache.glob("*.png"):
         assert PILImage.open(path).size == (512, 512)
     stamps = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.png")}
@@ -61,9 +61,21 @@ def test_serve_renders_every_image_before_binding_and_requests_only_read_them(
     app = _app(db_url, instance)
     rater = RaterClient(app.test_client(), study.public_id)
     rater.enter("viewer")
-    reply = rater.client.get(rater.next()["images"][0])
+    url = rater.next()["images"][0]
+    statements = []
+
+    def seen(_connection, _cursor, statement, *_rest):
+        statements.append(statement)
+
+    engine = app.extensions["study_engine"]
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        reply = rater.client.get(url)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
     assert reply.status_code == 200
     assert PILImage.open(BytesIO(reply.data)).size == (512, 512)
+    assert statements == []  # the signed URL says the image is the rater's: no lookup
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.png")} == stamps  # read only
 
 
@@ -104,8 +116,8 @@ def test_the_serve_command_renders_the_images_before_it_serves(
     )
     assert result.exit_code == 0, result.output
     with session_scope(engine_for(db_url), read_only=True) as s:
-        hashes = set(s.scalars(select(Image.sha256)))
-    assert {p.name for p in found["images"]} == {f"{h}-512.png" for h in hashes}
+        tokens = set(s.scalars(select(Image.token)))
+    assert {p.name for p in found["images"]} == {f"{t}-512.png" for t in tokens}
 
 
 def test_lookups_are_one_round_trip_on_postgresql_and_writes_stay_transactional(study, db_url):

@@ -70,7 +70,8 @@ def test_pairwise_task_shows_two_opaque_images_and_stores_side(pairwise, new_rat
     task = rater.next()
     assert len(task["images"]) == 2
     for url in task["images"]:
-        assert re.fullmatch(r"/img/[A-Za-z0-9_-]{22}\.png", url)  # nothing but a random token
+        # nothing but a random token and the server's signature of it
+        assert re.fullmatch(r"/img/[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{27}\.png", url)
     body = str(
         {k: v for k, v in task.items() if k not in ("task", "images")}
     )  # the random ids aside
@@ -148,6 +149,13 @@ def test_images_are_512_bilinear_and_only_for_their_rater(rating, new_rater, app
     other = new_rater(rating.public_id, "other")
     assert other.client.get(url).status_code == 404  # not one of other's tasks
     assert app.test_client().get(url).status_code == 403  # no session at all
+    token, signature = url.removeprefix("/img/").removesuffix(".png").split(".")
+    forged = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    assert owner.client.get(f"/img/{token}.{forged}.png").status_code == 404
+    assert owner.client.get(f"/img/{token}.png").status_code == 404  # the bare token: admin only
+    # a signature is for its own token only
+    other_token = other.next()["images"][0].removeprefix("/img/").split(".")[0]
+    assert owner.client.get(f"/img/{other_token}.{signature}.png").status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -479,7 +487,7 @@ def test_served_images_are_the_bilinear_upscale_not_nearest(rating, new_rater, d
 
     rater = new_rater(rating.public_id, "looker")
     url = rater.next()["images"][0]
-    token = url.rsplit("/", 1)[1][: -len(".png")]
+    token = url.rsplit("/", 1)[1].split(".")[0]  # token.signature.png
     with session_scope(engine_for(db_url)) as s:
         file, folder = s.execute(
             select(Image.file, Source.path)
@@ -531,7 +539,7 @@ def test_pairwise_side_of_a_is_drawn_from_the_study_seed_and_both_sides_occur(
             task = rater.next()
             shown[task["task"]] = (
                 f"side{i}",
-                [u.rsplit("/", 1)[1][: -len(".png")] for u in task["images"]],
+                [u.rsplit("/", 1)[1].split(".")[0] for u in task["images"]],
             )
             assert rater.answer(task["task"], "left").status_code == 200
     with session_scope(engine_for(db_url)) as s:
