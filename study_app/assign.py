@@ -40,7 +40,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, bindparam, exists, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, exists, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -157,11 +157,7 @@ CLAIM_SLOT = (
 )
 FIND_ASSIGNMENT = (
     select(
-        Assignment.id,
-        Assignment.item_id,
-        Assignment.slot_id,
         Assignment.lease_token,
-        Assignment.left,
         Slot.filled,
         Slot.lease_token.label("slot_lease"),
     )
@@ -172,14 +168,32 @@ FIND_ASSIGNMENT = (
         Assignment.study_id == bindparam("study_id"),
     )
 )
+# (an UPDATE's parameters must not be named like the columns it may set)
+_held = select(Assignment.slot_id, Assignment.lease_token).where(
+    Assignment.token == bindparam("task"),
+    Assignment.rater_id == bindparam("of_rater"),
+    Assignment.study_id == bindparam("of_study"),
+)
+
+
+def _of_answered(column):
+    """``column`` of the answered assignment, as a subquery of the fill's RETURNING."""
+    return select(column).where(Assignment.token == bindparam("task")).scalar_subquery()
+
+
+# Fills the slot of the rater's assignment while the rater still holds its lease (the slot's
+# lease token is the assignment's) and returns what the answer row needs; nothing when the
+# task is not the rater's, was answered, or was given to someone else (FIND_ASSIGNMENT says which).
 FILL_SLOT = (
     update(Slot)
-    .where(
-        Slot.id == bindparam("filled_slot"),
-        Slot.lease_token == bindparam("held_lease"),
-        Slot.filled.is_(False),
-    )
+    .where(tuple_(Slot.id, Slot.lease_token).in_(_held), Slot.filled.is_(False))
     .values(filled=True, lease_expires_at=None)
+    .returning(
+        Slot.item_id,
+        _of_answered(Assignment.id).label("assignment_id"),
+        _of_answered(Assignment.left).label("left"),
+        _of_answered(Assignment.expires_at).label("expires_at"),
+    )
 )
 COUNT_ANSWER = (
     update(Rater)
@@ -308,11 +322,25 @@ def _finish(connection: Connection, study: Study, rater_id: int, done: int) -> F
 
 
 def _next_for_locked_rater(
-    connection: Connection, study: Study, rater_id: int, participant: str, done: int
+    connection: Connection,
+    study: Study,
+    rater_id: int,
+    participant: str,
+    done: int,
+    answered_open_task: bool = False,
 ) -> Task | Finished | Closed:
-    """The rater's open task, else a newly claimed one, else the completion code."""
+    """The rater's open task, else a newly claimed one, else the completion code.
+
+    A rater holds at most one open task (a hand-out is made only when this finds none, under
+    the rater's lock), so right after answering their open one (``answered_open_task``: its
+    lease was running) there is none to look for. An answer to a task whose lease ran out may
+    come after a newer hand-out, which is then the open one."""
     now = utcnow()
-    active = connection.execute(ACTIVE_ASSIGNMENT, {"rater_id": rater_id, "now": now}).first()
+    active = (
+        None
+        if answered_open_task
+        else connection.execute(ACTIVE_ASSIGNMENT, {"rater_id": rater_id, "now": now}).first()
+    )
     if active is not None:
         return _task(connection, study, active.token, active.item_id, active.left, done)
     if checks.has_checks(study):  # attention checks: practice first, catch items unannounced
@@ -403,36 +431,38 @@ def _store(
     assignment_token: str,
     parsed,
     response_ms: int,
-) -> int:
-    """Store one validated answer for the locked rater; returns the rater's answered count."""
+) -> tuple[int, bool]:
+    """Store one validated answer for the locked rater: (the rater's answered count, whether
+    the task's lease was still running, so that it was the rater's one open task)."""
     rating, side, unknown_reason = parsed
-    found = connection.execute(
-        FIND_ASSIGNMENT,
-        {"token": assignment_token, "rater_id": rater_id, "study_id": study.id},
-    ).first()
-    if found is None:
-        raise AnswerRejected(*NO_TASK)
-    if found.filled and found.slot_lease == found.lease_token:
-        raise AnswerRejected(*ANSWERED)
-    filled = connection.execute(
-        FILL_SLOT, {"filled_slot": found.slot_id, "held_lease": found.lease_token}
-    )
-    if filled.rowcount != 1:
+    now = utcnow()
+    mine = {"task": assignment_token, "of_rater": rater_id, "of_study": study.id}
+    filled = connection.execute(FILL_SLOT, mine).first()
+    if filled is None:  # say why
+        found = connection.execute(
+            FIND_ASSIGNMENT,
+            {"token": assignment_token, "rater_id": rater_id, "study_id": study.id},
+        ).first()
+        if found is None:
+            raise AnswerRejected(*NO_TASK)
+        if found.filled and found.slot_lease == found.lease_token:
+            raise AnswerRejected(*ANSWERED)
         raise AnswerRejected(*EXPIRED)
     store_answer(
         connection,
         study,
-        assignment_id=found.id,
-        item_id=found.item_id,
+        assignment_id=filled.assignment_id,
+        item_id=filled.item_id,
         rater_id=rater_id,
-        left=found.left,
+        left=filled.left,
         rating=rating,
-        choice=choice_of(side, found.left),
+        choice=choice_of(side, filled.left),
         unknown_reason=unknown_reason,
         response_ms=response_ms,
-        now=utcnow(),
+        now=now,
     )
-    return connection.scalar(COUNT_ANSWER, {"answering_rater": rater_id})
+    answered = connection.scalar(COUNT_ANSWER, {"answering_rater": rater_id})
+    return answered, filled.expires_at > now
 
 
 def submit(
@@ -460,10 +490,15 @@ def submit(
             if checks.has_checks(study)
             else None
         )
+        answered_open_task = False
         if done is None:
-            done = _store(connection, study, rater_id, assignment_token, parsed, response_ms)
+            done, answered_open_task = _store(
+                connection, study, rater_id, assignment_token, parsed, response_ms
+            )
         following = (
-            _next_for_locked_rater(connection, study, rater_id, participant, done)
+            _next_for_locked_rater(
+                connection, study, rater_id, participant, done, answered_open_task
+            )
             if with_next
             else None
         )

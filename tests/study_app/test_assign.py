@@ -128,6 +128,30 @@ def test_expired_lease_returns_to_the_pool_and_the_late_answer_is_refused(db_url
     assert len(_answers(engine, study)) == 1
 
 
+def test_a_late_answer_after_a_newer_hand_out_is_stored_and_the_newer_task_comes_next(
+    db_url, sets, tmp_path
+):
+    engine, study = _study(db_url, sets, tmp_path, per_class=2, classes=(3,), k=1)  # 2 items
+    r = _rater(engine, study, "late")
+    first = assign.next_task(engine, study.public_id, r)
+    past = assign.utcnow() - dt.timedelta(seconds=1)
+    with session_scope(engine) as s:  # time passes: the first task's lease runs out
+        s.execute(update(Slot).where(Slot.lease_token.is_not(None)).values(lease_expires_at=past))
+        s.execute(update(Assignment).values(expires_at=past))
+    second = assign.next_task(engine, study.public_id, r)
+    assert isinstance(second, assign.Task) and second.token != first.token
+    # nobody took the first task's slot: the late answer counts, and the open task comes next
+    done, following = assign.submit(
+        engine, study.public_id, r, first.token, 4, None, 10, with_next=True
+    )
+    assert done == 1 and isinstance(following, assign.Task) and following.token == second.token
+    with session_scope(engine) as s:
+        handed = s.scalar(
+            select(func.count()).select_from(Assignment).where(Assignment.rater_id == r)
+        )
+    assert handed == 2 and len(_answers(engine, study)) == 1
+
+
 def test_resubmitting_stores_nothing(db_url, sets, tmp_path):
     engine, study = _study(db_url, sets, tmp_path, kind="pairwise", per_class=2)
     r = _rater(engine, study, "double")

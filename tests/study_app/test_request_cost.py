@@ -169,3 +169,27 @@ def test_the_api_answers_with_rate_limits_switched_off(study, db_url, tmp_path):
     rater = RaterClient(app.test_client(), study.public_id)
     rater.enter("no-limits")
     assert rater.next()["state"] == "task"
+
+
+def test_an_answer_that_claims_the_next_task_is_seven_statements(study, db_url, tmp_path):
+    """The answer cycle's round trips: lock the rater, fill the slot (returning what the answer
+    row needs), insert the answer, count it, claim the next slot, read its item, insert the
+    hand-out. Right after the rater's open task is answered there is no open task to look for."""
+    app = _app(db_url, tmp_path / "instance")
+    rater = RaterClient(app.test_client(), study.public_id)
+    rater.enter("counted")
+    task = rater.next()
+    statements = []
+
+    def seen(_connection, _cursor, statement, *_rest):
+        statements.append(statement.split()[0].upper())
+
+    engine = app.extensions["study_engine"]
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        reply = rater.answer(task["task"], 3)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert reply.status_code == 200 and reply.get_json()["next"]["state"] == "task"
+    work = [kind for kind in statements if kind != "BEGIN"]  # SQLite's BEGIN IMMEDIATE
+    assert work == ["SELECT", "UPDATE", "INSERT", "UPDATE", "UPDATE", "SELECT", "INSERT"]
