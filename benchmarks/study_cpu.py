@@ -39,19 +39,19 @@ from study_load import DEFAULT_PG, database, make_study  # noqa: E402
 from study_app import create_app  # noqa: E402
 
 CSRF_RE = re.compile(rb'name="csrf-token" content="([^"]+)"')
+FIRST_TASK_RE = re.compile(rb'<script type="application/json" id="first-task">(.*?)</script>', re.S)
 
 
 def enter(client, public_id: str, participant: str) -> tuple[str, dict]:
     """(CSRF token, first task reply) of a rater who entered and consented."""
     page = client.get(f"/s/{public_id}/?PROLIFIC_PID={participant}", follow_redirects=True)
     csrf = CSRF_RE.search(page.data).group(1).decode()
-    client.post(
+    task_page = client.post(
         f"/s/{public_id}/consent",
         data={"agree": "yes", "csrf_token": csrf},
         follow_redirects=True,
     )
-    reply = client.post(f"/s/{public_id}/api/next", json={}, headers={"X-CSRFToken": csrf})
-    return csrf, reply.get_json()
+    return csrf, json.loads(FIRST_TASK_RE.search(task_page.data).group(1))
 
 
 def run(args, tmp: Path) -> dict:

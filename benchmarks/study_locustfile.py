@@ -1,11 +1,12 @@
 """Locust users for ``benchmarks/study_load.py``: raters of one study on a running server.
 
-Each user opens the study link with its own participant id, posts consent, asks for its first
-task, and then, until it gets its completion code: fetches the task's images, thinks
-(``THINK_MIN_S``..``THINK_MAX_S`` seconds, uniform) and posts an answer (the reply carries the
-next task). The first task is thought about like every other one (locust runs a user's first
-task as soon as ``on_start`` returns, so ``on_start`` waits once itself). What each user was told was stored is counted, and written to ``RESULT_FILE`` at
-the end, so the benchmark can compare it with the database (nothing lost, nothing doubled).
+Each user opens the study link with its own participant id, posts consent (the task page it
+is sent to carries its first task), and then, until it gets its completion code: fetches the
+task's images, thinks (``THINK_MIN_S``..``THINK_MAX_S`` seconds, uniform) and posts an answer
+(the reply carries the next task). The first task is thought about like every other one
+(locust runs a user's first task as soon as ``on_start`` returns, so ``on_start`` waits once
+itself). What each user was told was stored is counted, and written to ``RESULT_FILE`` at the
+end, so the benchmark can compare it with the database (nothing lost, nothing doubled).
 
 Arrivals are even: locust starts users in batches (a spawn rate of 50/s starts 50 users at
 the same instant once a second), so ``study_load.py`` starts every user at once and each waits
@@ -36,6 +37,8 @@ PUBLIC_ID = os.environ["STUDY_PUBLIC_ID"]
 KIND = os.environ.get("STUDY_KIND", "rating")
 THINK = (float(os.environ.get("THINK_MIN_S", "2")), float(os.environ.get("THINK_MAX_S", "4")))
 ARRIVAL_GAP_S = float(os.environ.get("ARRIVAL_S", "0")) / max(1, int(os.environ.get("RATERS", "1")))
+# the task page carries the rater's first task (as the browser's script reads it)
+FIRST_TASK_RE = re.compile(r'<script type="application/json" id="first-task">(.*?)</script>', re.S)
 _numbers = itertools.count()
 _started = {}  # when the test started (test_start), the origin of the arrival times
 _totals = {"stored": 0, "finished": 0, "unavailable": 0, "users": 0, "stored_tasks": []}
@@ -58,13 +61,13 @@ class Rater(FastHttpUser):
             f"{base}/?PROLIFIC_PID={self.participant}", name="entry (consent page)"
         )
         self.csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
-        self.client.post(
+        task_page = self.client.post(
             f"{base}/consent",
             data=urlencode({"agree": "yes", "csrf_token": self.csrf}),
             headers={"Content-Type": "application/x-www-form-urlencoded"},
             name="consent + task page",
         )
-        self.current = self.call_api("next", {})
+        self.current = json.loads(FIRST_TASK_RE.search(task_page.text).group(1))
         self.show_task()
         self.wait()  # the first task too is looked at before it is answered
 

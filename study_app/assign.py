@@ -261,21 +261,6 @@ def record_consent(engine: Engine, rater_id: int) -> None:
     )
 
 
-def rater_in_study(engine: Engine, public_id: str, rater_id: int) -> tuple[Study, bool] | None:
-    """(study of link ``public_id``, whether the rater gave consent) for a rater of that study,
-    in one read; None when the rater is not one of its raters (or there is no such study)."""
-    row = run_transaction(
-        engine,
-        lambda connection: connection.execute(
-            RATER_AND_STUDY, {"rater_id": rater_id, "public_id": public_id}
-        ).first(),
-        read_only=True,
-    )
-    if row is None:
-        return None
-    return detached_study(row), row.rater_consented_at is not None
-
-
 def _lock_rater(connection: Connection, public_id: str, rater_id: int):
     """(study, answered, participant) of a rater of the study of link ``public_id`` who gave
     consent, with the rater's row locked; the study is a ``Study`` of no ORM session."""
@@ -384,16 +369,24 @@ def _next_for_locked_rater(
     return Task(token, class_name, tokens, done, study.tasks_per_rater)
 
 
-def next_task(engine: Engine, public_id: str, rater_id: int) -> Task | Finished | Closed:
-    """The rater's open task in the study of link ``public_id``, else a newly claimed one, else
-    their completion code."""
+def study_and_next_task(
+    engine: Engine, public_id: str, rater_id: int
+) -> tuple[Study, Task | Finished | Closed]:
+    """(the study of link ``public_id``, the rater's open task in it, else a newly claimed one,
+    else their completion code): the task page shows both, from one transaction."""
 
     def work(connection: Connection):
         study, done, participant = _lock_rater(connection, public_id, rater_id)
         result = _next_for_locked_rater(connection, study, rater_id, participant, done)
-        return checks.with_progress(connection, study, rater_id, result)
+        return study, checks.with_progress(connection, study, rater_id, result)
 
     return run_transaction(engine, work)
+
+
+def next_task(engine: Engine, public_id: str, rater_id: int) -> Task | Finished | Closed:
+    """The rater's open task in the study of link ``public_id``, else a newly claimed one, else
+    their completion code."""
+    return study_and_next_task(engine, public_id, rater_id)[1]
 
 
 def parse_answer(kind: str, answer, reason) -> tuple[int | None, str | None, str | None]:

@@ -2,7 +2,7 @@
 
     /s/<public_id>/?PROLIFIC_PID=...   entry (participant id from crowdsourcing URL parameters)
     /s/<public_id>/consent              instructions, example images, consent  (paper Appendix G)
-    /s/<public_id>/task                 the task page (static/rater.js drives it)
+    /s/<public_id>/task                 the task page with the first task in it (static/rater.js)
     POST /s/<public_id>/api/next        the rater's current task, a new one, or the completion code
     POST /s/<public_id>/api/answer      store one answer, reply with the next task (CSRF token in X-CSRFToken)
     /s/<public_id>/complete             after the last answer: Prolific redirect / MTurk submit form
@@ -158,15 +158,21 @@ def consent(public_id: str):
 
 @bp.route("/task")
 def task(public_id: str):
+    """The task page with the rater's first task in it (no API request before the first
+    images load); a reload shows the same open task."""
     rater_id = _rater_id(public_id)
-    found = assign.rater_in_study(engine(), public_id, rater_id)  # one read for both
-    if found is None:
+    try:
+        study, first = assign.study_and_next_task(engine(), public_id, rater_id)
+    except assign.AnswerRejected as err:
+        if (err.status, err.message) == assign.NO_CONSENT:
+            return redirect(url_for("rater.consent", public_id=public_id))
         abort(404, NO_STUDY)
-    study, consented = found
-    if not consented:
-        return redirect(url_for("rater.consent", public_id=public_id))
     return render_template(
-        "task.html", study=study, rating_labels=RATING_LABELS, reasons=assign.UNKNOWN_REASONS
+        "task.html",
+        study=study,
+        first_task=_task_json(first, public_id),
+        rating_labels=RATING_LABELS,
+        reasons=assign.UNKNOWN_REASONS,
     )
 
 

@@ -1,4 +1,4 @@
-// Task page of the human study: fetch a task, show it, send the answer, repeat.
+// Task page of the human study: show the task, send the answer, show the next one, repeat.
 // The server decides everything (which item, which side, when the rater is done); this
 // script never learns which model made an image and shows no feedback on correctness.
 // Practice items are labelled as practice; with an exposure limit (data-exposure-ms) the
@@ -148,5 +148,7 @@
     if (kind === "pairwise" && event.key === "ArrowLeft") { event.preventDefault(); answer("left"); }
     if (kind === "pairwise" && event.key === "ArrowRight") { event.preventDefault(); answer("right"); }
   });
-  next();
+  // The page comes with the rater's first task (or their code); later ones come with answers.
+  const first = $("first-task");
+  if (first) handle(JSON.parse(first.textContent)); else next();
 })();

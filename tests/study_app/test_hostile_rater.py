@@ -80,16 +80,31 @@ def test_deeply_nested_json_is_a_400_not_a_500(study, new_rater, db_url, body):
 
 
 def test_a_closed_study_admits_no_new_raters_and_stores_no_rows(app, study, db_url, new_rater):
-    returning = new_rater(study.public_id, "early")  # entered while the study was open
+    holder = new_rater(study.public_id, "holder")  # saw the task page while the study was open
+    held = holder.next()
+    returning = RaterClient(app.test_client(), study.public_id)
+    entry = f"/s/{study.public_id}/?PROLIFIC_PID=early"
+    assert returning.get(entry).status_code == 200  # entered (instructions) while it was open
     set_status(engine_for(db_url), "hostile", "closed")
     late = app.test_client().get(f"/s/{study.public_id}/?PROLIFIC_PID=latecomer")
     assert late.status_code == 403 and b"closed" in late.data
     posted = app.test_client().post(f"/s/{study.public_id}/", data={"participant": "latecomer2"})
     assert posted.status_code in (400, 403)  # no CSRF token, or closed: never a new rater
     assert _count(db_url, Rater, Rater.participant.in_(["latecomer", "latecomer2"])) == 0
-    again = returning.get(f"/s/{study.public_id}/?PROLIFIC_PID=early", follow_redirects=True)
-    assert again.status_code == 200  # a rater who is in may come back (and gets the closed page)
+    again = returning.get(entry, follow_redirects=True)
+    assert again.status_code == 200  # a rater who is in may come back: the closed page
+    task_page = returning.client.post(
+        f"/s/{study.public_id}/consent",
+        data={"agree": "yes", "csrf_token": returning.csrf},
+        follow_redirects=True,
+    )
+    assert b'id="first-task">{"state": "closed"}' in task_page.data
     assert returning.next()["state"] == "closed"
+    # the task shown before the study closed may still be answered; nothing new is handed out
+    assert holder.next()["task"] == held["task"]
+    reply = holder.answer(held["task"], 3)
+    assert reply.status_code == 200 and reply.get_json()["next"]["state"] == "finished"
+    assert _count(db_url, Assignment) == 1
 
 
 def test_create_refuses_png_files_that_are_not_images(db_url, sample_set_factory, tmp_path):
