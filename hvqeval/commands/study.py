@@ -536,7 +536,7 @@ def pairings(n_a, n_b, uses, uses_a, uses_b, seed, out):
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="gunicorn worker processes [default: cores + 1].",
+    help="gunicorn worker processes [default: one per core].",
 )
 @click.option(
     "--threads",
