@@ -203,8 +203,8 @@ COUNT_ANSWER = (
 )
 
 
-# A rater's arrival (``enter``, ``record_consent``). The insert of a new rater does nothing
-# when the participant entered at the same moment by another request (one per dialect).
+# A rater's arrival (``admit``, ``record_consent``). The insert of a new rater does nothing
+# when the participant entered before or at the same moment (one per dialect).
 RATER_OF_PARTICIPANT = select(Rater.id).where(
     Rater.study_id == bindparam("study_id"), Rater.participant == bindparam("participant")
 )
@@ -226,28 +226,39 @@ def _tokens_in_order(token_a: str, token_b: str | None, left: str) -> tuple[str,
     return (token_a, token_b) if left == "a" else (token_b, token_a)
 
 
+def admit(
+    connection: Connection,
+    study_id: int,
+    participant: str,
+    platform: dict | None,
+    is_open: bool,
+) -> int:
+    """The rater id of this participant, created on first entry while the study ``is_open``
+    (its status read in this transaction); a closed study admits no new raters
+    (AnswerRejected 403, nothing stored). ``platform``: rater columns saying where the rater
+    came from (``platforms.rater_columns``), stored with the rater (the latest entry wins)."""
+    known = {"study_id": study_id, "participant": participant}
+    if is_open:  # most entries are first entries: one statement
+        new = {**known, **(platform or {}), "created_at": utcnow(), "answered": 0}
+        rater_id = connection.scalar(NEW_RATER[connection.dialect.name], new)
+        if rater_id is not None:
+            return rater_id
+        # The participant entered before, or at this moment by another request that inserted
+        # first (this waited for it to commit): this inserted nothing; use their row.
+    rater_id = connection.scalar(RATER_OF_PARTICIPANT, known)
+    if rater_id is None:
+        raise AnswerRejected(*CLOSED)
+    if platform:  # the columns set are the keys of ``platform``
+        connection.execute(PLATFORM_OF_RATER, {"entering_rater": rater_id, **platform})
+    return rater_id
+
+
 def enter(engine: Engine, study: Study, participant: str, platform: dict | None = None) -> int:
-    """The rater id of this participant, created on first entry; a closed study admits no new
-    raters (AnswerRejected 403, nothing stored). ``platform``: rater columns saying where the
-    rater came from (``platforms.rater_columns``), stored in the same transaction (the latest
-    entry wins)."""
-    known = {"study_id": study.id, "participant": participant}
+    """``admit`` in a transaction of its own, with the study's status read in it."""
 
     def work(connection: Connection) -> int:
-        rater_id = connection.scalar(RATER_OF_PARTICIPANT, known)
-        if rater_id is None:
-            if connection.scalar(STUDY_STATUS, {"study_id": study.id}) != "open":
-                raise AnswerRejected(*CLOSED)
-            new = {**known, **(platform or {}), "created_at": utcnow(), "answered": 0}
-            rater_id = connection.scalar(NEW_RATER[connection.dialect.name], new)
-            if rater_id is not None:
-                return rater_id
-            # The same participant entered at this moment by another request, which inserted
-            # first: this inserted nothing (after waiting for it to commit); use its row.
-            rater_id = connection.scalar(RATER_OF_PARTICIPANT, known)
-        if platform:  # the columns set are the keys of ``platform``
-            connection.execute(PLATFORM_OF_RATER, {"entering_rater": rater_id, **platform})
-        return rater_id
+        status = connection.scalar(STUDY_STATUS, {"study_id": study.id})
+        return admit(connection, study.id, participant, platform, is_open=status == "open")
 
     return run_transaction(engine, work)
 

@@ -81,18 +81,67 @@ def _rater_id(public_id: str) -> int:
     return session["rater_id"]
 
 
-def _start(study, participant: str, entry: platforms.PlatformEntry | None = None) -> None:
-    """Create or find the participant's rater and start a fresh session for it."""
+def _checked_participant(participant: str) -> str:
     if not PARTICIPANT_RE.match(participant):
         abort(400, "participant id: use 1-100 letters, digits or . _ @ : + -")
-    try:  # where the rater came from is stored in the same transaction
-        rater_id = assign.enter(engine(), study, participant, platforms.rater_columns(entry))
-    except assign.AnswerRejected as err:  # a closed study admits no new raters
-        abort(err.status, err.message)
+    return participant
+
+
+def _begin_session(
+    public_id: str, rater_id: int, entry: platforms.PlatformEntry | None = None
+) -> None:
+    """A fresh session for the rater, who entered through link ``public_id``."""
     session.clear()
-    session["public_id"] = study.public_id
+    session["public_id"] = public_id
     session["rater_id"] = rater_id
     session["platform"] = entry.platform if entry is not None else None
+
+
+def _start(study, participant: str) -> None:
+    """Create or find the rater of the participant-id form and start a fresh session for it."""
+    try:
+        rater_id = assign.enter(engine(), study, _checked_participant(participant))
+    except assign.AnswerRejected as err:  # a closed study admits no new raters
+        abort(err.status, err.message)
+    _begin_session(study.public_id, rater_id)
+
+
+def _link_participant() -> tuple[str, platforms.PlatformEntry] | None:
+    """(participant id, platform entry) of a crowd platform's link, or None."""
+    for name in PARTICIPANT_PARAMS:
+        if request.args.get(name):
+            hosts = platforms.allowed_hosts(current_app.config["MTURK_SUBMIT_HOSTS"])
+            try:
+                entry = platforms.entry_from_args(request.args, hosts)
+            except platforms.PlatformError as err:
+                abort(400, str(err))
+            return _checked_participant(request.args[name].strip()), entry
+    return None
+
+
+def _arrive(public_id: str, participant: str, entry: platforms.PlatformEntry):
+    """(study, its example images) for a participant arriving by a crowd platform's link, in
+    one transaction with finding or creating their rater (and where they came from); starts a
+    fresh session for the rater."""
+    columns = platforms.rater_columns(entry)
+
+    def work(connection):
+        study = find_study(connection, public_id)
+        if study is None:
+            return None
+        examples = connection.execute(EXAMPLES, {"study_id": study.id}).all()
+        is_open = study.status == "open"
+        return study, examples, assign.admit(connection, study.id, participant, columns, is_open)
+
+    try:
+        found = run_transaction(engine(), work)
+    except assign.AnswerRejected as err:  # a closed study admits no new raters
+        abort(err.status, err.message)
+    if found is None:
+        abort(404, NO_STUDY)
+    study, examples, rater_id = found
+    _begin_session(study.public_id, rater_id, entry)
+    return study, examples
 
 
 def _consent_page(study, examples, preview: bool = False):
@@ -122,24 +171,19 @@ def _study_and_examples(public_id: str):
 
 @bp.route("/", methods=["GET", "POST"])
 def entry(public_id: str):
+    if request.method == "GET" and not platforms.is_preview(request.args):
+        arriving = _link_participant()
+        if arriving is not None:
+            # A crowd platform's link: the instructions and consent form in this response (no
+            # redirect: one round trip less for every arriving rater; a reload enters again,
+            # which finds the same rater)
+            return _consent_page(*_arrive(public_id, *arriving))
     study, examples = _study_and_examples(public_id)
     if request.method == "POST":  # the participant-id form: then the instructions page
         _start(study, str(request.form.get("participant", "")).strip())
         return redirect(url_for("rater.consent", public_id=study.public_id))
     if platforms.is_preview(request.args):  # MTurk preview: instructions and examples only
         return _consent_page(study, examples, preview=True)
-    for name in PARTICIPANT_PARAMS:
-        if request.args.get(name):
-            hosts = platforms.allowed_hosts(current_app.config["MTURK_SUBMIT_HOSTS"])
-            try:
-                entry = platforms.entry_from_args(request.args, hosts)
-            except platforms.PlatformError as err:
-                abort(400, str(err))
-            # A crowd platform's link: the instructions and consent form in this response (no
-            # redirect: one round trip less for every arriving rater; a reload enters again,
-            # which finds the same rater)
-            _start(study, request.args[name].strip(), entry)
-            return _consent_page(study, examples)
     if study.status != "open":
         abort(403, assign.CLOSED[1])
     return render_template("entry.html", study=study)

@@ -15,7 +15,7 @@ from hvqeval.cli import cli
 from study_app import create_app, server
 from study_app.db import make_engine, run_transaction, session_scope
 from study_app.images import image_cache_dir
-from study_app.schema import Image, Study
+from study_app.schema import Image, Rater, Study
 from study_app.server import prerender_before_serving
 
 SECRET = "test-secret-key-0123456789abcdef"
@@ -193,3 +193,46 @@ def test_an_answer_that_claims_the_next_task_is_seven_statements(study, db_url, 
     assert reply.status_code == 200 and reply.get_json()["next"]["state"] == "task"
     work = [kind for kind in statements if kind != "BEGIN"]  # SQLite's BEGIN IMMEDIATE
     assert work == ["SELECT", "UPDATE", "INSERT", "UPDATE", "UPDATE", "SELECT", "INSERT"]
+
+
+def test_a_rater_arriving_by_a_crowd_link_is_one_transaction(study, db_url, tmp_path):
+    """The entry link's study, its example images and the new rater: one pooled checkout and
+    three statements; coming back by the same link finds the same rater."""
+    app = _app(db_url, tmp_path / "instance")
+    engine = app.extensions["study_engine"]
+    checkouts, statements = [], []
+
+    def checked_out(*_args):
+        checkouts.append(1)
+
+    def seen(_connection, _cursor, statement, *_rest):
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "checkout", checked_out)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        rater = RaterClient(app.test_client(), study.public_id)
+        page = rater.get(f"/s/{study.public_id}/?PROLIFIC_PID=arriving&STUDY_ID=S1&SESSION_ID=X1")
+    finally:
+        event.remove(engine, "checkout", checked_out)
+        event.remove(engine, "before_cursor_execute", seen)
+    assert page.status_code == 200 and b'name="agree"' in page.data
+    assert len(checkouts) == 1
+    assert [kind for kind in statements if kind != "BEGIN"] == ["SELECT", "SELECT", "INSERT"]
+    with session_scope(engine_for(db_url), read_only=True) as s:
+        first = s.execute(
+            select(Rater.id, Rater.platform_session).where(Rater.participant == "arriving")
+        ).one()
+    assert first.platform_session == "X1"
+    again = RaterClient(app.test_client(), study.public_id)
+    assert (
+        again.get(
+            f"/s/{study.public_id}/?PROLIFIC_PID=arriving&STUDY_ID=S1&SESSION_ID=X2"
+        ).status_code
+        == 200
+    )
+    with session_scope(engine_for(db_url), read_only=True) as s:
+        rows = s.execute(
+            select(Rater.id, Rater.platform_session).where(Rater.participant == "arriving")
+        ).all()
+    assert [(r.id, r.platform_session) for r in rows] == [(first.id, "X2")]  # the latest entry wins
