@@ -40,7 +40,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, bindparam, exists, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, exists, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -132,7 +132,7 @@ ACTIVE_ASSIGNMENT = (
     .limit(1)
 )
 STUDY_STATUS = select(Study.status).where(Study.id == bindparam("study_id"))
-_free = or_(Slot.lease_expires_at.is_(None), Slot.lease_expires_at < bindparam("now"))
+_free = Slot.lease_expires_at < bindparam("now")  # expired, or NEVER_LEASED (schema.py)
 _candidate = (
     select(Slot.id)
     .where(

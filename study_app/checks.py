@@ -27,7 +27,7 @@ import dataclasses
 import datetime as dt
 import random
 
-from sqlalchemy import Connection, Engine, case, exists, func, or_, select
+from sqlalchemy import Connection, Engine, case, exists, func, select
 
 from study_app.db import session_scope
 from study_app.handout import choice_of, hand_out, new_token, store_answer
@@ -76,7 +76,7 @@ def counted_work_left(
 ) -> bool:
     """Whether a counted slot is free for this rater now (the claim's own conditions, without
     claiming: the claim that follows the practice items takes the slot)."""
-    free = or_(Slot.lease_expires_at.is_(None), Slot.lease_expires_at < now)
+    free = Slot.lease_expires_at < now  # expired, or never leased (schema.NEVER_LEASED)
     seen = exists().where(Assignment.rater_id == rater_id, Assignment.item_id == Slot.item_id)
     return bool(
         connection.scalar(

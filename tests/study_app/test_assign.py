@@ -13,8 +13,8 @@ from study_schemas import engine_for
 
 from study_app import assign
 from study_app.create import SourceSpec, StudySettings, create_study
-from study_app.db import session_scope
-from study_app.schema import Answer, Assignment, Slot, Study
+from study_app.db import downgrade, session_scope, upgrade
+from study_app.schema import NEVER_LEASED, Answer, Assignment, Slot, Study
 
 
 def _study(
@@ -150,6 +150,26 @@ def test_a_late_answer_after_a_newer_hand_out_is_stored_and_the_newer_task_comes
             select(func.count()).select_from(Assignment).where(Assignment.rater_id == r)
         )
     assert handed == 2 and len(_answers(engine, study)) == 1
+
+
+def test_migration_0006_gives_never_leased_slots_a_past_expiry_and_claims_go_on(
+    db_url, sets, tmp_path
+):
+    engine, study = _study(db_url, sets, tmp_path, per_class=2, classes=(3,), k=1)  # 2 slots
+    held = assign.next_task(engine, study.public_id, _rater(engine, study, "before"))
+    engine.dispose()
+
+    def never_leased():
+        with session_scope(engine_for(db_url)) as s:
+            return s.scalars(select(Slot.lease_expires_at).where(Slot.lease_token.is_(None))).all()
+
+    downgrade(db_url, "0005")
+    assert never_leased() == [None]  # before 0006 a never-leased slot had no expiry
+    upgrade(db_url)
+    assert never_leased() == [NEVER_LEASED]
+    after = assign.next_task(engine, study.public_id, _rater(engine, study, "after"))
+    assert isinstance(after, assign.Task) and after.token != held.token  # the free slot
+    assert never_leased() == []
 
 
 def test_resubmitting_stores_nothing(db_url, sets, tmp_path):
