@@ -155,25 +155,19 @@ CLAIM_SLOT = (
     .values(lease_token=bindparam("new_lease"), lease_expires_at=bindparam("expires"))
     .returning(Slot.id, Slot.item_id)
 )
-FIND_ASSIGNMENT = (
-    select(
-        Assignment.lease_token,
-        Slot.filled,
-        Slot.lease_token.label("slot_lease"),
-    )
-    .join(Slot, Slot.id == Assignment.slot_id)
-    .where(
-        Assignment.token == bindparam("token"),
-        Assignment.rater_id == bindparam("rater_id"),
-        Assignment.study_id == bindparam("study_id"),
-    )
-)
-# (an UPDATE's parameters must not be named like the columns it may set)
-_held = select(Assignment.slot_id, Assignment.lease_token).where(
+# The rater's assignment with this token (parameters not named like the slot's columns: the
+# fill below is an UPDATE of the slot, whose parameters must not share a column's name).
+_MINE = (
     Assignment.token == bindparam("task"),
     Assignment.rater_id == bindparam("of_rater"),
     Assignment.study_id == bindparam("of_study"),
 )
+FIND_ASSIGNMENT = (
+    select(Assignment.lease_token, Slot.filled, Slot.lease_token.label("slot_lease"))
+    .join(Slot, Slot.id == Assignment.slot_id)
+    .where(*_MINE)
+)
+_held = select(Assignment.slot_id, Assignment.lease_token).where(*_MINE)
 
 
 def _of_answered(column):
@@ -443,10 +437,7 @@ def _store(
     mine = {"task": assignment_token, "of_rater": rater_id, "of_study": study.id}
     filled = connection.execute(FILL_SLOT, mine).first()
     if filled is None:  # say why
-        found = connection.execute(
-            FIND_ASSIGNMENT,
-            {"token": assignment_token, "rater_id": rater_id, "study_id": study.id},
-        ).first()
+        found = connection.execute(FIND_ASSIGNMENT, mine).first()
         if found is None:
             raise AnswerRejected(*NO_TASK)
         if found.filled and found.slot_lease == found.lease_token:

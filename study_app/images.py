@@ -119,12 +119,12 @@ def image(key: str):
     if not TOKEN_RE.match(token):
         abort(404)
     rater_id = session.get("rater_id")
-    if signature:  # the server handed this image out: as an example, or to this rater
-        if not _signer(None).validate(key):
+    if signature:  # the server handed this image out: to this rater, or as an example
+        for_rater = rater_id is not None and _signer(rater_id).validate(key)
+        if not for_rater and not _signer(None).validate(key):
             if rater_id is None:
                 abort(403, "open the study link you were given first")
-            if not _signer(rater_id).validate(key):
-                abort(404)
+            abort(404)
     elif not session.get("admin"):
         abort(403 if rater_id is None else 404, "open the study link you were given first")
     size = current_app.config["DISPLAY_SIZE"]

@@ -126,10 +126,9 @@ def _arrive(public_id: str, participant: str, entry: platforms.PlatformEntry):
     columns = platforms.rater_columns(entry)
 
     def work(connection):
-        study = find_study(connection, public_id)
+        study, examples = _read_study_and_examples(connection, public_id)
         if study is None:
             return None
-        examples = connection.execute(EXAMPLES, {"study_id": study.id}).all()
         is_open = study.status == "open"
         return study, examples, assign.admit(connection, study.id, participant, columns, is_open)
 
@@ -154,16 +153,19 @@ def _consent_page(study, examples, preview: bool = False):
     )
 
 
+def _read_study_and_examples(connection, public_id: str):
+    """(study of the link or None, its example images) on an open connection."""
+    study = find_study(connection, public_id)
+    if study is None:
+        return None, []
+    return study, connection.execute(EXAMPLES, {"study_id": study.id}).all()
+
+
 def _study_and_examples(public_id: str):
     """(study, its example images) in one read: every rater's arrival asks both."""
-
-    def read(connection):
-        study = find_study(connection, public_id)
-        if study is None:
-            return None, []
-        return study, connection.execute(EXAMPLES, {"study_id": study.id}).all()
-
-    study, examples = run_transaction(engine(), read, read_only=True)
+    study, examples = run_transaction(
+        engine(), lambda connection: _read_study_and_examples(connection, public_id), read_only=True
+    )
     if study is None:
         abort(404, NO_STUDY)
     return study, examples
