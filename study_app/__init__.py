@@ -44,7 +44,9 @@ def create_app(config: dict | None = None):
         MAX_CONTENT_LENGTH=64 * 1024,
         RATELIMIT_STORAGE_URI=config["RATE_LIMIT_STORAGE"],
         RATELIMIT_DEFAULT=limit_string(config["RATE_LIMIT_IP"]),
-        RATELIMIT_HEADERS_ENABLED=True,  # Retry-After on 429
+        # No X-RateLimit-* headers on every response (each costs reads of the limit storage):
+        # a 429 says when to come back (Retry-After, web.py) and the raters' pages need no more.
+        RATELIMIT_HEADERS_ENABLED=False,
         RATELIMIT_SWALLOW_ERRORS=True,  # a failing limit storage lets raters through, logged
     )
     app.config.update(config)

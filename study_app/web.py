@@ -4,6 +4,8 @@ traceback)."""
 
 from __future__ import annotations
 
+import time
+
 from flask import current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import Connection, Engine, bindparam, select
@@ -77,7 +79,7 @@ def _http_error(err: HTTPException):
         message = "the form expired or was not sent by this site; reload the page and try again"
     if err.code == 429:
         message = TOO_MANY_REQUESTS
-    response = err.get_response()  # keeps the headers of the error (Retry-After on 429)
+    response = err.get_response()  # keeps the headers of the error (Allow on 405, ...)
     if _wants_json():
         body = jsonify(error=message)
     else:
@@ -88,7 +90,17 @@ def _http_error(err: HTTPException):
         if name.lower() not in ("content-type", "content-length"):
             body.headers[name] = value
     body.status_code = err.code
+    if err.code == 429:
+        body.headers["Retry-After"] = str(_seconds_to_reset())
     return body
+
+
+def _seconds_to_reset() -> int:
+    """Whole seconds until the limit this request broke lets it through again (at least 1)."""
+    limit = current_app.extensions["study_limiter"].current_limit
+    if limit is None:  # a 429 raised by the app itself, not by a limit
+        return 60
+    return max(1, int(limit.reset_at - time.time()))
 
 
 def _unexpected_error(err: Exception):
