@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -103,11 +104,14 @@ def database(kind: str, tmp: Path, pg_url: str):
     ).render_as_string(hide_password=False), cleanup
 
 
-def cpu_ticks() -> tuple[int, int]:
-    """(all, idle) CPU ticks of this machine so far: how busy it was during a run."""
+def cpu_ticks() -> tuple[int, int, int]:
+    """(all, idle, stolen) CPU ticks of this machine so far: how busy it was during a run, and
+    how much of its cores' time the hypervisor of a virtual machine gave to other guests
+    ("steal": the machine's pace, which no process here can change)."""
     with open("/proc/stat") as fh:
+        # user nice system idle iowait irq softirq steal
         values = [int(v) for v in fh.readline().split()[1:9]]
-    return sum(values), values[3] + values[4]
+    return sum(values), values[3] + values[4], values[7]
 
 
 def process_cpu_s(server_session: int) -> dict[str, float]:
@@ -218,13 +222,38 @@ def latencies(csv_prefix: Path) -> dict:
     return out
 
 
-def timeline(request_log: Path) -> list[dict]:
+class TickSampler(threading.Thread):
+    """Reads the machine's CPU ticks once a second while the load runs: (wall time, ticks)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, tuple[int, int, int]]] = []
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.samples.append((time.time(), cpu_ticks()))
+            self.done.wait(1.0)
+
+    def by_second(self, start: float) -> dict[int, tuple[float, float]]:
+        """{second from ``start``: (busy share, stolen share) of the sample interval that began
+        in it}."""
+        out = {}
+        for (t0, a), (_t1, b) in zip(self.samples, self.samples[1:]):
+            ticks = max(1, b[0] - a[0])
+            out[int(t0 - start)] = (1 - (b[1] - a[1]) / ticks, (b[2] - a[2]) / ticks)
+        return out
+
+
+def timeline(request_log: Path, sampler: TickSampler | None = None) -> list[dict]:
     """Second by second from the first request: requests ended, arrival requests among them
-    (entry, consent, first task), p50/p99 ms of all of them."""
+    (entry, consent, first task), p50/p99 ms of all of them, and how busy the machine was and
+    how much of it was stolen (``sampler``)."""
     rows = [line.split("\t") for line in request_log.read_text().splitlines() if line]
     if not rows:
         return []
     start = min(float(r[0]) for r in rows)
+    machine = sampler.by_second(start) if sampler is not None else {}
     seconds: dict[int, list[tuple[str, float]]] = {}
     for ended, name, ms in rows:
         seconds.setdefault(int(float(ended) - start), []).append((name, float(ms)))
@@ -242,6 +271,8 @@ def timeline(request_log: Path) -> list[dict]:
                 "p99_ms": round(float(np.percentile(ms, 99)), 1),
             }
         )
+        if second in machine:
+            out[-1]["busy"], out[-1]["stolen"] = (round(v, 2) for v in machine[second])
     return out
 
 
@@ -273,6 +304,8 @@ def run_one(kind: str, args, tmp: Path) -> dict:
         speed = host_speed_s()
         cpu0, children0 = process_cpu_s(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
         ticks0, started = cpu_ticks(), time.monotonic()
+        sampler = TickSampler()
+        sampler.start()
         load = subprocess.run(
             [
                 sys.executable,
@@ -305,6 +338,8 @@ def run_one(kind: str, args, tmp: Path) -> dict:
         )
         seconds = time.monotonic() - started  # arrival of the first rater to the last one's code
         ticks1 = cpu_ticks()
+        sampler.done.set()
+        sampler.join()
         cpu1, children1 = process_cpu_s(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_s = {role: round(cpu1[role] - cpu0[role], 1) for role in cpu1}
         cpu_s["load_generator"] = round(
@@ -329,7 +364,9 @@ def run_one(kind: str, args, tmp: Path) -> dict:
         told = totals["stored_tasks"]
         stats = latencies(csv_prefix)
         rater_requests = {name: v for name, v in stats.items() if name != "Aggregated"}
-        busy = 1 - (ticks1[1] - ticks0[1]) / max(1, ticks1[0] - ticks0[0])
+        ticks = max(1, ticks1[0] - ticks0[0])
+        busy = 1 - (ticks1[1] - ticks0[1]) / ticks  # stolen ticks count as busy
+        stolen = (ticks1[2] - ticks0[2]) / ticks
         return {
             "database": kind,
             "raters": args.raters,
@@ -351,8 +388,9 @@ def run_one(kind: str, args, tmp: Path) -> dict:
             "answers_per_s": round(len(rows) / seconds, 1),
             "p99_ms_worst_request": max(v["p99_ms"] for v in rater_requests.values()),
             "requests": stats,
-            "timeline": timeline(tmp / "requests.tsv"),
+            "timeline": timeline(tmp / "requests.tsv", sampler),
             "machine_busy": round(busy, 2),
+            "machine_stolen": round(stolen, 3),
             "cpu_s": cpu_s,
             "cpu_ms_per_answer": {
                 role: round(1000 * v / max(1, len(rows)), 2) for role, v in cpu_s.items()
@@ -419,7 +457,7 @@ def main() -> None:
             f"{r['database']:10s} {r['answers_stored']}/{r['answers_needed']} answers in {r['seconds']} s "
             f"({r['answers_per_s']} answers/s), worst p99 {r['p99_ms_worst_request']:.0f} ms, errors {r['errors']}, "
             f"lost {r['lost']}, duplicates {r['duplicates']}, exactly k {r['exactly_k']}, "
-            f"machine busy {r['machine_busy']:.0%}, host loop {r['host_loop_s']} s"
+            f"machine busy {r['machine_busy']:.0%} (stolen {r['machine_stolen']:.1%}), host loop {r['host_loop_s']} s"
         )
         print(
             "    CPU ms per answer stored (its images and the arrivals included): "
@@ -435,7 +473,9 @@ def main() -> None:
             "    slowest seconds: "
             + ", ".join(
                 f"{s['second']} s ({s['requests']} requests, {s['arrival_requests']} of "
-                f"arrivals, p99 {s['p99_ms']:.0f} ms)"
+                f"arrivals, p99 {s['p99_ms']:.0f} ms"
+                + (f", {s['stolen']:.0%} stolen" if "stolen" in s else "")
+                + ")"
                 for s in sorted(worst, key=lambda s: s["second"])
             )
         )
