@@ -33,7 +33,7 @@ class StudyProgress:
     done: int
     needed: int
     unknown: int
-    raters: int
+    raters: int  # gave consent (the raters who may answer)
     finished_raters: int
     active_raters: int  # handed a task within the last lease period
     answers_last_hour: int
@@ -41,6 +41,13 @@ class StudyProgress:
     catch_items: int = 0  # per rater (attention checks)
     practice_items: int = 0
     exposure_ms: int | None = None
+    visitors: int = 0  # opened the link without giving consent (yet): not raters
+
+    @property
+    def raters_text(self) -> str:
+        """The raters in a few words (and who opened the link without consenting)."""
+        more = f", {self.visitors} more opened the link without consenting" if self.visitors else ""
+        return f"{self.raters} rater{'' if self.raters == 1 else 's'}{more}"
 
     @property
     def checks_text(self) -> str:
@@ -98,7 +105,9 @@ def study_progress(engine: Engine, name: str) -> StudyProgress | None:
         done = s.scalar(answers)
         unknown = s.scalar(answers.where(Answer.choice == "unknown"))
         last_hour = s.scalar(answers.where(Answer.created_at >= now - dt.timedelta(hours=1)))
-        raters = s.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.id))
+        of_study = select(func.count()).select_from(Rater).where(Rater.study_id == study.id)
+        raters = s.scalar(of_study.where(Rater.consented_at.is_not(None)))
+        visitors = s.scalar(of_study.where(Rater.consented_at.is_(None)))
         finished = s.scalar(
             select(func.count())
             .select_from(Rater)
@@ -128,6 +137,7 @@ def study_progress(engine: Engine, name: str) -> StudyProgress | None:
             study.catch_items,
             study.practice_items,
             study.exposure_ms,
+            visitors,
         )
 
 

@@ -671,7 +671,9 @@ def codes_cmd(study_name, check_file, as_json, database_url):
     if check_file is None:
         if as_json:
             click.echo(json.dumps([asdict(r) for r in stored]))
-        for r in [] if as_json else stored:
+            return
+        click.echo("participant\tplatform\tanswered\tcompletion_code")  # a TSV with its header
+        for r in stored:
             click.echo(
                 f"{r.participant}\t{r.platform or '-'}\t{r.answered}\t{r.completion_code or '-'}"
             )
@@ -711,7 +713,7 @@ def list_cmd(as_json, database_url):
         return
     for p in found:
         click.echo(
-            f"{p.name:24s} {p.kind:9s} {p.status:7s} {p.done}/{p.needed} answers, {p.raters} raters, "
+            f"{p.name:24s} {p.kind:9s} {p.status:7s} {p.done}/{p.needed} answers, {p.raters_text}, "
             f"{p.checks_text}, link /s/{p.public_id}/"
         )
     if not found:

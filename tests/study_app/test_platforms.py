@@ -197,6 +197,11 @@ def test_codes_in_export_admin_and_check(db_url, sets, tmp_path):
     page = admin.get("/admin/study/crowd").data.decode()
     assert codes["P1"] in page and codes["P2"] in page and "sess-P1" in page
 
+    listed = runner.invoke(cli, ["study", "codes", "crowd", "--database-url", db_url])
+    header, *lines = listed.output.splitlines()
+    assert header.split("\t") == ["participant", "platform", "answered", "completion_code"]
+    assert sorted(lines) == [f"P1\tprolific\t2\t{codes['P1']}", f"P2\tprolific\t2\t{codes['P2']}"]
+
     pasted = tmp_path / "prolific.csv"
     pasted.write_text(f"Participant id,Completion code\nP1,{codes['P1'].lower()}\nP3,XYZ\n")
     result = runner.invoke(

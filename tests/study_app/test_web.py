@@ -574,3 +574,40 @@ def test_pairwise_side_of_a_is_drawn_from_the_study_seed_and_both_sides_occur(
     )  # "left" chose whichever model was on the left
     study.seed = 12  # another seed draws other sides for the same raters and items
     assert any(side_of_a(study, number, shown[task][0]) != left for task, left, number, _ in handed)
+
+
+def test_visitors_who_never_consent_are_not_counted_as_raters(rating, new_rater, db_url, tmp_path):
+    """Opening a crowd link stores the participant (a reload finds them again), but until they
+    consent they are visitors: `study list`, its JSON and the admin page count them apart."""
+    import json
+
+    from click.testing import CliRunner
+
+    from hvqeval.cli import cli
+
+    new_rater(rating.public_id, "consented")
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "v" * 32,
+            "DATABASE_URL": db_url,
+            "IMAGE_CACHE_DIR": str(tmp_path / "c"),
+            "ADMIN_PASSWORD_HASH": generate_password_hash("hunter22"),
+        }
+    )
+    for participant in ("only-looked", "looked-twice", "looked-twice"):
+        page = app.test_client().get(f"/s/{rating.public_id}/?PROLIFIC_PID={participant}")
+        assert page.status_code == 200 and b"consent" in page.data.lower()
+
+    listed = CliRunner().invoke(cli, ["study", "list", "--json", "--database-url", db_url])
+    [progress] = json.loads(listed.output)
+    assert (progress["raters"], progress["visitors"]) == (1, 2)
+    text = CliRunner().invoke(cli, ["study", "list", "--database-url", db_url]).output
+    assert "1 rater, 2 more opened the link without consenting" in text
+
+    admin = app.test_client()
+    login = admin.get("/admin/login")
+    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', login.data).group(1).decode()
+    admin.post("/admin/login", data={"password": "hunter22", "csrf_token": csrf})
+    detail = admin.get("/admin/study/realism").data.decode()
+    assert "raters (gave consent): 1," in detail and "2 more opened the link" in detail
