@@ -598,18 +598,31 @@ def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, dat
 
 
 def _prerender(config: dict) -> None:
-    """Every study image upscaled before serving, with a progress bar on a terminal."""
+    """Every study image upscaled before serving: a progress bar on a terminal, else a line at
+    the start, at every tenth and at the end (a service's log shows that start-up is busy)."""
+    import time
+
     from tqdm import tqdm
 
     from study_app.server import prerender_before_serving
 
-    bar = None
+    on_terminal = sys.stderr.isatty()
+    bar, started, next_line = None, time.monotonic(), 0
 
     def shown(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc="rendering images", unit="image", disable=None)
-        bar.update(1)
+        nonlocal bar, next_line
+        if on_terminal:
+            if bar is None:
+                bar = tqdm(total=total, desc="rendering images", unit="image")
+            bar.update(1)
+            return
+        if done == 1:
+            click.echo(f"upscales of {total} image(s): rendering those not yet rendered", err=True)
+        if done >= next_line or done == total:
+            click.echo(
+                f"rendering images: {done}/{total} ({time.monotonic() - started:.0f} s)", err=True
+            )
+            next_line = done + max(1, total // 10)
 
     try:
         prerender_before_serving(config, shown)

@@ -118,6 +118,10 @@ def test_the_serve_command_renders_the_images_before_it_serves(
     with session_scope(engine_for(db_url), read_only=True) as s:
         tokens = set(s.scalars(select(Image.token)))
     assert {p.name for p in found["images"]} == {f"{t}-512.png" for t in tokens}
+    # not on a terminal (a service's log): lines saying what start-up is busy with, to the end
+    lines = [line for line in result.stderr.splitlines() if "image" in line]
+    assert lines[0] == f"upscales of {len(tokens)} image(s): rendering those not yet rendered"
+    assert lines[-1].startswith(f"rendering images: {len(tokens)}/{len(tokens)} (")
 
 
 def test_lookups_are_one_round_trip_on_postgresql_and_writes_stay_transactional(study, db_url):
