@@ -91,6 +91,8 @@
     task = d.task;
     resetExposure();
     showProgress(d.done, d.total);
+    // practice: which practice item this is (of how many), not how many were answered
+    if (d.practice) $("progress-text").textContent = "practice " + (d.done + 1) + " / " + d.total;
     $("practice").hidden = !d.practice;
     $("label").textContent = d.label;
     $("task").hidden = false;

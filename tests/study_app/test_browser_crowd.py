@@ -59,15 +59,15 @@ def shapes_set(path, model: str, seed: int, classes=(0, 3)):
     return writer.close()
 
 
-def ready(page, done: int, total: int):
+def ready(page, progress: str):
     page.wait_for_function(
         # Null-safe: right after the consent form's "start" click this may still run on the
         # consent page (no #progress-text), and a predicate that throws is not retried.
-        "([d, t]) => { const text = document.getElementById('progress-text');"
+        "(p) => { const text = document.getElementById('progress-text');"
         " const button = document.querySelector('#task button.answer');"
-        " return text !== null && button !== null && text.textContent === d + ' / ' + t"
+        " return text !== null && button !== null && text.textContent === p"
         " && !button.disabled; }",
-        arg=[done, total],
+        arg=progress,
         timeout=15000,
     )
 
@@ -81,7 +81,9 @@ document.addEventListener("DOMContentLoaded", () => {
   }).observe(done, { attributes: true });
 });
 """
-PROGRESS = [(0, 1)] + [(n, 5) for n in range(5)]  # 1 practice item, then 4 tasks + 1 catch item
+# 1 practice item (which one it is, of the practice items), then 4 tasks + 1 catch item (done
+# of all; the catch item is not announced)
+PROGRESS = ["practice 1 / 1"] + [f"{n} / 5" for n in range(5)]
 
 
 def _token(page, i: int) -> str:
@@ -94,8 +96,8 @@ def _answer_all(page, corrupted: set[str], fail_checks: bool = False):
     """Answer every task; a check item (one image corrupted) right, or wrong with ``fail_checks``.
     Returns [(left token, right token, key pressed)] in order."""
     shown = []
-    for n, (done, total) in enumerate(PROGRESS):
-        ready(page, done, total)
+    for n, progress in enumerate(PROGRESS):
+        ready(page, progress)
         assert page.locator("#practice").is_visible() == (n == 0)  # practice is labelled
         left, right = _token(page, 0), _token(page, 1)
         if n == 1:  # the exposure limit hides the images; the rater can still answer
