@@ -471,7 +471,11 @@ def test_serve_with_a_secret_key_file_serves_the_study(db_url, sets, tmp_path):
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert status == "ok", output
-    assert output.startswith(f"serving on http://127.0.0.1:{port}")
+    # before it serves: only the image prerender's progress lines (no warning, no traceback)
+    before, serving, _ = output.partition(f"serving on http://127.0.0.1:{port}")
+    assert serving and all(
+        line.startswith(("upscales of ", "rendering images: ")) for line in before.splitlines()
+    ), output
 
 
 def test_study_without_example_images_is_refused_unless_said(db_url, sets):
