@@ -133,7 +133,7 @@ def validate_responses(
     if missing:
         raise ResponsesError(
             f"{source}: header row, missing column(s) {', '.join(missing)}; "
-            f"an export has exactly: {', '.join(COLUMNS)}"
+            f"an export has at least: {', '.join(COLUMNS)}"
         )
     partial = [c for c in CHECK_COLUMNS if c not in raw.columns]
     has_checks = not partial

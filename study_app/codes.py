@@ -44,6 +44,7 @@ class RaterCode:
     platform_session: str | None
     answered: int
     completion_code: str | None
+    consented: bool = True  # False: opened the link and never consented (a visitor, no rater)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ class Mismatch:
     problem: str
 
 
-def rater_codes(engine: Engine, study_name: str) -> list[RaterCode]:
+def rater_codes(engine: Engine, study_name: str, visitors: bool = False) -> list[RaterCode]:
+    """The raters of the study (who gave consent) in order of arrival, with their platform ids
+    and codes; ``visitors`` adds the participants who opened the link and never consented."""
     with session_scope(engine, read_only=True) as s:
         study_id = s.scalar(select(Study.id).where(Study.name == study_name))
         if study_id is None:
@@ -67,11 +70,13 @@ def rater_codes(engine: Engine, study_name: str) -> list[RaterCode]:
                 Rater.platform_session,
                 Rater.answered,
                 Rater.completion_code,
+                Rater.consented_at.is_not(None),
             )
             .where(Rater.study_id == study_id)
             .order_by(Rater.id)
         ).all()
-    return [RaterCode(*r) for r in rows]
+    # SQLite answers the comparison with 0/1
+    return [RaterCode(*r[:-1], consented=bool(r[-1])) for r in rows if visitors or r[-1]]
 
 
 def _column(header: list[str], names: tuple[str, ...], what: str, path: Path) -> int:
@@ -119,6 +124,8 @@ def check_codes(stored: list[RaterCode], pasted: dict[str, str]) -> list[Mismatc
         rater = by_participant.get(participant)
         if rater is None:
             found.append(Mismatch(participant, code, None, "never entered this study"))
+        elif not rater.consented:
+            found.append(Mismatch(participant, code, None, "opened the link, never consented"))
         elif rater.completion_code is None:
             found.append(
                 Mismatch(participant, code, None, f"did not finish ({rater.answered} answers)")

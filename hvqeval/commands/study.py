@@ -680,7 +680,8 @@ def codes_cmd(study_name, check_file, as_json, database_url):
     from study_app.db import open_database
 
     with open_database(_database_url(database_url)) as engine:
-        stored = rater_codes(engine, study_name)
+        # a check meets visitors too: a platform may list someone who never consented
+        stored = rater_codes(engine, study_name, visitors=check_file is not None)
     if check_file is None:
         if as_json:
             click.echo(json.dumps([asdict(r) for r in stored]))

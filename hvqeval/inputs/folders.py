@@ -75,8 +75,10 @@ class FolderSource(ImageSource):
                 first = (path, size)
             elif size != first[1]:
                 return None, (
-                    f"{self.root} has images of different sizes ({first[0].name} is {first[1][0]}x{first[1][1]}, "
-                    f"{path.name} is {size[0]}x{size[1]}); pass --image-size N to rescale and centre-crop all"
+                    # named from the root: the same file name may be in several class folders
+                    f"{self.root} has images of different sizes ({first[0].relative_to(self.root)} "
+                    f"is {first[1][0]}x{first[1][1]}, {path.relative_to(self.root)} is "
+                    f"{size[0]}x{size[1]}); pass --image-size N to rescale and centre-crop all"
                 )
         assert first is not None
         width, height = first[1]

@@ -87,6 +87,16 @@ def test_mixed_sizes_are_refused_unless_an_image_size_is_given(tmp_path, small_s
     assert resized.preprocessing == "eval_transform(6)"
 
 
+def test_mixed_sizes_name_the_files_with_their_class_folder(tmp_path):
+    """The same file name is in every class folder: the message says which folder."""
+    for name, size in (("megalith", 8), ("volcano", 12)):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        save(tmp_path / "imgs" / name / "0.png", rng_images(1, size, 0)[0])
+    with pytest.raises(InputError) as refused:
+        open_images(str(tmp_path / "imgs")).require_uniform()
+    assert "megalith/0.png is 8x8, volcano/0.png is 12x12" in str(refused.value)
+
+
 def test_grayscale_is_converted_and_counted_alpha_is_refused(tmp_path):
     folder = tmp_path / "grey"
     folder.mkdir()

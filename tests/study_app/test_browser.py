@@ -150,8 +150,9 @@ def _consent(page, base, public_id, participant):
 
 def test_whole_rating_session_with_mouse_and_keys(browser, server, artifacts_dir):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    api_calls = []
+    api_calls, failed = [], []
     page.on("request", lambda r: api_calls.append(r.url) if "/api/" in r.url else None)
+    page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
     _consent(page, server["base"], server["rating"].public_id, "browser-rater")
     captions = page.locator("figcaption").all_inner_texts()
     assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(
@@ -191,6 +192,7 @@ def test_whole_rating_session_with_mouse_and_keys(browser, server, artifacts_dir
     ]
     # the task page brought the first task; every later one came with an answer's reply
     assert [url.rsplit("/", 1)[1] for url in api_calls] == ["answer"] * 5
+    assert failed == []  # nothing the pages ask for is missing (the icon included)
     page.close()
 
 

@@ -277,6 +277,10 @@ def test_security_headers_and_cookie_flags(rating, app):
     ):
         assert name in page.headers
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    # the pages name their icon (else a browser asks for /favicon.ico on every page: a 404)
+    icon = re.search(rb'<link rel="icon" href="([^"]+)"', page.data).group(1).decode()
+    fetched = client.get(icon)
+    assert fetched.status_code == 200 and fetched.mimetype == "image/svg+xml"
     assert page.headers["Cache-Control"] == "no-store"
 
 
@@ -604,6 +608,20 @@ def test_visitors_who_never_consent_are_not_counted_as_raters(rating, new_rater,
     assert (progress["raters"], progress["visitors"]) == (1, 2)
     text = CliRunner().invoke(cli, ["study", "list", "--database-url", db_url]).output
     assert "1 rater, 2 more opened the link without consenting" in text
+    # every rater's code: the visitors are none of them; a platform's list may still name one
+    codes = CliRunner().invoke(cli, ["study", "codes", "realism", "--database-url", db_url])
+    assert [line.split("\t")[0] for line in codes.output.splitlines()[1:]] == ["consented"]
+    pasted = tmp_path / "submissions.csv"
+    pasted.write_text("participant_id,completion_code\nonly-looked,ABC\n")
+    checked = CliRunner().invoke(
+        cli,
+        ["study", "codes", "realism", "--check", str(pasted), "--json", "--database-url", db_url],
+    )
+    [mismatch] = json.loads(checked.output)["mismatches"]
+    assert (mismatch["participant"], mismatch["problem"]) == (
+        "only-looked",
+        "opened the link, never consented",
+    )
 
     admin = app.test_client()
     login = admin.get("/admin/login")
