@@ -9,6 +9,8 @@ Runs ``benchmarks/study_cpu.py`` (the app in process, Flask's test client, SQLit
     A: R0 raters arrive, no answers      B: R raters arrive, no answers
     C: R raters arrive, N answers (each with its task's image)
 
+of a rating study of one class (2 models x ``--per-class`` images, 3 answers each).
+
 Start-up (imports, building the study, rendering its images) is the same in all three and
 cancels out: (B - A) / (R - R0) instructions per arriving rater (entry link, consent, task
 page with the first task), (C - B) / N per answer cycle (the task's image, the answer with the
@@ -19,8 +21,9 @@ process), not a socket server's (gunicorn) nor PostgreSQL's.
     python benchmarks/study_instructions.py --repo /tmp/old      # another checkout of the code
     git worktree add /tmp/old HEAD~1                             #   (e.g. the commit before)
 
-valgrind (Debian's package) runs Python about 45 times slower than usual: about 5 minutes at
-the defaults on 2 cores.
+valgrind (Debian's package) runs Python about 45 times slower than usual: about 10 minutes at
+the defaults on 2 cores. Counts of unchanged code differ by a few per cent between runs (threads, such
+as the rate-limit storage's timer, run when the clock says), so smaller differences say nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 COLLECTED_RE = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def count(repo: Path, raters: int, answers: int, tmp: Path) -> int:
+def count(repo: Path, raters: int, answers: int, per_class: int, tmp: Path) -> int:
     """Instructions of one run of study_cpu.py from checkout ``repo``."""
     out = tmp / f"callgrind-{raters}-{answers}.out"
     run = subprocess.run(
@@ -58,7 +61,7 @@ def count(repo: Path, raters: int, answers: int, tmp: Path) -> int:
             "--classes",
             "1",
             "--per-class",
-            "10",
+            str(per_class),
         ],
         env={**os.environ, "PYTHONPATH": str(repo), "PYTHONHASHSEED": "0"},
         capture_output=True,
@@ -76,21 +79,29 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout of the code to count")
-    parser.add_argument("--raters", type=int, default=20, help="R")
+    parser.add_argument("--raters", type=int, default=40, help="R")
     parser.add_argument("--fewer-raters", type=int, default=5, help="R0")
-    parser.add_argument("--answers", type=int, default=40, help="N (at most 60: the study's size)")
+    parser.add_argument("--answers", type=int, default=120, help="N")
+    parser.add_argument(
+        "--per-class",
+        type=int,
+        default=25,
+        help="images per model: the study holds 6 x this answers",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install valgrind")
     if not (args.repo / "benchmarks" / "study_cpu.py").is_file():
         raise SystemExit(f"--repo {args.repo}: no benchmarks/study_cpu.py there")
-    if not 0 <= args.fewer_raters < args.raters or not 0 < args.answers <= 60:
-        raise SystemExit("need 0 <= --fewer-raters < --raters and 0 < --answers <= 60")
+    if not 0 <= args.fewer_raters < args.raters or not 0 < args.answers <= 6 * args.per_class:
+        raise SystemExit("need 0 <= --fewer-raters < --raters and 0 < --answers <= 6 x --per-class")
     sizes = [(args.fewer_raters, 0), (args.raters, 0), (args.raters, args.answers)]
     with tempfile.TemporaryDirectory(prefix="study-instructions-") as tmp:
         with ThreadPoolExecutor(len(sizes)) as pool:
-            a, b, c = pool.map(lambda size: count(args.repo, *size, Path(tmp)), sizes)
+            a, b, c = pool.map(
+                lambda size: count(args.repo, *size, args.per_class, Path(tmp)), sizes
+            )
     result = {
         "repo": str(args.repo),
         "instructions_per_arrival": round((b - a) / (args.raters - args.fewer_raters)),
