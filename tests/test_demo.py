@@ -309,6 +309,25 @@ def _wait_for_line(process, pattern: str, timeout: float) -> list[str]:
     raise AssertionError("the demo ended before " + pattern + "\n" + "".join(seen[-30:]))
 
 
+def test_all_steps_runs_the_extras_an_earlier_run_left_out(tmp_path):
+    """A run whose budget left an extra out records it as skipped; a rerun with --all-steps
+    runs it (a rerun without keeps it left out), and keeps every finished step."""
+    from hvqeval.demo.plan import OPTIONAL
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    group, members = next(iter(OPTIONAL.items()))
+    left_out = {
+        m: {"seconds": 0.0, "skipped": f"no time left for {group}" if i == 0 else f"as {group} is"}
+        for i, m in enumerate(members)
+    }
+    finished = {"classifier": {"seconds": 3.0, "classifier_steps": 5}}
+    (out / "steps.json").write_text(json.dumps({**finished, **left_out}))
+    quiet = {"echo": lambda line: None}
+    assert Demo(out, 1, "shapes", None, all_steps=True, **quiet).steps == finished
+    assert Demo(out, 1, "shapes", None, **quiet).steps == {**finished, **left_out}
+
+
 def test_ctrl_c_in_every_step_stops_at_once_and_a_rerun_finishes_the_same_steps(demo_dir, tmp_path):
     out = tmp_path / "demo"
     # 1) A real Ctrl-C (SIGINT) while the first training command runs.
