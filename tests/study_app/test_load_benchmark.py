@@ -70,6 +70,7 @@ def test_load_benchmark_spreads_arrivals_and_checks_the_database():
     assert len(arrival_seconds) >= 3, result["timeline"]
     assert sum(s["requests"] for s in result["timeline"]) >= result["answers_stored"]
     # the machine's share busy and stolen (a virtual machine's steal), overall and per second
-    assert 0 <= result["machine_stolen"] <= result["machine_busy"] <= 1
+    assert 0 <= result["machine_stolen"] <= result["machine_busy"] + 0.01  # rounded: 3 vs 2 digits
+    assert result["machine_busy"] <= 1
     sampled = [s for s in result["timeline"] if "stolen" in s]
     assert sampled and all(0 <= s["stolen"] <= s["busy"] <= 1 for s in sampled)
