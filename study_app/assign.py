@@ -47,7 +47,16 @@ from sqlalchemy.exc import IntegrityError
 from study_app import checks
 from study_app.db import run_transaction
 from study_app.handout import choice_of, hand_out, new_token, store_answer
-from study_app.schema import Assignment, Image, Item, Rater, Slot, Study, detached_study
+from study_app.schema import (
+    Assignment,
+    Image,
+    Item,
+    Rater,
+    Slot,
+    Study,
+    detached_study,
+    lease_is_free,
+)
 
 UNKNOWN_REASONS = ("image-failed", "cannot-decide", "other")
 MAX_RESPONSE_MS = 24 * 3600 * 1000
@@ -132,7 +141,7 @@ ACTIVE_ASSIGNMENT = (
     .limit(1)
 )
 STUDY_STATUS = select(Study.status).where(Study.id == bindparam("study_id"))
-_free = Slot.lease_expires_at < bindparam("now")  # expired, or NEVER_LEASED (schema.py)
+_free = lease_is_free(bindparam("now"))
 _candidate = (
     select(Slot.id)
     .where(

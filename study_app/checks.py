@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, case, exists, func, select
 
 from study_app.db import session_scope
 from study_app.handout import choice_of, hand_out, new_token, store_answer
-from study_app.schema import Answer, Assignment, Item, Rater, Slot, Study
+from study_app.schema import Answer, Assignment, Item, Rater, Slot, Study, lease_is_free
 
 CHECK_ROLES = ("catch", "practice")
 PASS_RATING_MAX = 2  # a corrupted image rated at most this passes a rating catch item
@@ -76,7 +76,7 @@ def counted_work_left(
 ) -> bool:
     """Whether a counted slot is free for this rater now (the claim's own conditions, without
     claiming: the claim that follows the practice items takes the slot)."""
-    free = Slot.lease_expires_at < now  # expired, or never leased (schema.NEVER_LEASED)
+    free = lease_is_free(now)
     seen = exists().where(Assignment.rater_id == rater_id, Assignment.item_id == Slot.item_id)
     return bool(
         connection.scalar(

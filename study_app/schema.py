@@ -176,6 +176,12 @@ class Slot(Base):
     )
 
 
+def lease_is_free(now):
+    """Whether no one holds a slot's lease at ``now`` (a value or a bind parameter): it ran out,
+    or the slot was never leased (``NEVER_LEASED``). Filled slots keep NULL and are never free."""
+    return Slot.lease_expires_at < now
+
+
 class Rater(Base):
     __tablename__ = "rater"
 

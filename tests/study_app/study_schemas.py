@@ -109,3 +109,13 @@ class RaterClient:
         if reason is not None:
             body["reason"] = reason
         return self.api("answer", body)
+
+
+def logged_in_admin(app, password: str):
+    """A test client of ``app`` logged in to the admin pages (the login form, with its token)."""
+    admin = app.test_client()
+    login = admin.get("/admin/login")
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', login.data).group(1).decode()
+    reply = admin.post("/admin/login", data={"password": password, "csrf_token": token})
+    assert reply.status_code == 302, reply.status_code
+    return admin

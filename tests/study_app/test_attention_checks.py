@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import func, select
-from study_schemas import engine_for
+from study_schemas import engine_for, logged_in_admin
 
 from hvqeval.cli import cli
 from study_app import assign, checks
@@ -288,7 +288,6 @@ def test_migration_0005_keeps_existing_answers(db_url, sets, tmp_path):
 
 
 def test_admin_study_page_shows_pass_rates_and_counted_progress(db_url, sets, tmp_path):
-    import re
 
     from werkzeug.security import generate_password_hash
 
@@ -306,10 +305,7 @@ def test_admin_study_page_shows_pass_rates_and_counted_progress(db_url, sets, tm
             "ADMIN_PASSWORD_HASH": generate_password_hash("hunter22"),
         }
     )
-    admin = app.test_client()
-    login = admin.get("/admin/login")
-    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', login.data).group(1).decode()
-    admin.post("/admin/login", data={"password": "hunter22", "csrf_token": csrf})
+    admin = logged_in_admin(app, "hunter22")
     page = admin.get("/admin/study/checked").data.decode()
     assert "catch items passed" in page and "0 / 2 (0%)" in page
     assert "2 catch, 2 practice per rater, exposure 800 ms" in page

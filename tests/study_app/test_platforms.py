@@ -11,7 +11,7 @@ import re
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
-from study_schemas import RaterClient, engine_for
+from study_schemas import RaterClient, engine_for, logged_in_admin
 
 from hvqeval.cli import cli
 from study_app import create_app
@@ -190,11 +190,7 @@ def test_codes_in_export_admin_and_check(db_url, sets, tmp_path):
         (r["rater"], r["completion_code"], r["platform"], r["platform_session"]) for r in rows
     } == {("P1", codes["P1"], "prolific", "sess-P1"), ("P2", codes["P2"], "prolific", "sess-P2")}
 
-    admin = app.test_client()
-    login = admin.get("/admin/login")
-    token = re.search(rb'name="csrf_token" value="([^"]+)"', login.data).group(1).decode()
-    admin.post("/admin/login", data={"password": "pw", "csrf_token": token})
-    page = admin.get("/admin/study/crowd").data.decode()
+    page = logged_in_admin(app, "pw").get("/admin/study/crowd").data.decode()
     assert codes["P1"] in page and codes["P2"] in page and "sess-P1" in page
 
     listed = runner.invoke(cli, ["study", "codes", "crowd", "--database-url", db_url])

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
-from study_schemas import engine_for, small_rating_study
+from study_schemas import engine_for, logged_in_admin, small_rating_study
 from werkzeug.security import generate_password_hash
 
 from study_app import create_app
@@ -623,9 +623,5 @@ def test_visitors_who_never_consent_are_not_counted_as_raters(rating, new_rater,
         "opened the link, never consented",
     )
 
-    admin = app.test_client()
-    login = admin.get("/admin/login")
-    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', login.data).group(1).decode()
-    admin.post("/admin/login", data={"password": "hunter22", "csrf_token": csrf})
-    detail = admin.get("/admin/study/realism").data.decode()
+    detail = logged_in_admin(app, "hunter22").get("/admin/study/realism").data.decode()
     assert "raters (gave consent): 1," in detail and "2 more opened the link" in detail
