@@ -222,6 +222,13 @@ def latencies(csv_prefix: Path) -> dict:
     return out
 
 
+def shares(before: tuple[int, int, int], after: tuple[int, int, int]) -> tuple[float, float]:
+    """(busy, stolen) share of the machine's ticks between two ``cpu_ticks`` readings (stolen
+    ticks count as busy)."""
+    ticks = max(1, after[0] - before[0])
+    return 1 - (after[1] - before[1]) / ticks, (after[2] - before[2]) / ticks
+
+
 class TickSampler(threading.Thread):
     """Reads the machine's CPU ticks once a second while the load runs: (wall time, ticks)."""
 
@@ -238,11 +245,10 @@ class TickSampler(threading.Thread):
     def by_second(self, start: float) -> dict[int, tuple[float, float]]:
         """{second from ``start``: (busy share, stolen share) of the sample interval that began
         in it}."""
-        out = {}
-        for (t0, a), (_t1, b) in zip(self.samples, self.samples[1:]):
-            ticks = max(1, b[0] - a[0])
-            out[int(t0 - start)] = (1 - (b[1] - a[1]) / ticks, (b[2] - a[2]) / ticks)
-        return out
+        return {
+            int(t0 - start): shares(a, b)
+            for (t0, a), (_t1, b) in zip(self.samples, self.samples[1:])
+        }
 
 
 def timeline(request_log: Path, sampler: TickSampler | None = None) -> list[dict]:
@@ -364,9 +370,7 @@ def run_one(kind: str, args, tmp: Path) -> dict:
         told = totals["stored_tasks"]
         stats = latencies(csv_prefix)
         rater_requests = {name: v for name, v in stats.items() if name != "Aggregated"}
-        ticks = max(1, ticks1[0] - ticks0[0])
-        busy = 1 - (ticks1[1] - ticks0[1]) / ticks  # stolen ticks count as busy
-        stolen = (ticks1[2] - ticks0[2]) / ticks
+        busy, stolen = shares(ticks0, ticks1)
         return {
             "database": kind,
             "raters": args.raters,
