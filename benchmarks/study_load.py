@@ -4,11 +4,13 @@ Starts ``hvqeval study serve`` (gunicorn, its default workers and threads) on 12
 fresh rating study, then runs locust (``benchmarks/study_locustfile.py``, headless) with
 ``--raters`` raters arriving evenly over ``--arrival-s`` seconds; each rater enters, consents,
 and answers until the study is full, thinking ``--think-min``..``--think-max`` seconds (uniform)
-before each answer and fetching each task's images, as a browser does. Afterwards the database
-is checked: every item has exactly k answers from k distinct raters, every answer a rater was
-told was stored is one row (none lost, none doubled). Reported per request kind: count,
-failures, p50/p95/p99 latency; answers/s; the latency second by second; and the CPU time (user +
-system) of the server's processes, PostgreSQL's and the load generator's per answer stored,
+before each answer and fetching each task's images, as a browser does; like a new browser, it
+also fetches what the pages name (stylesheet, icon, script, the instructions' example images)
+and keeps them as a browser's cache would. Afterwards the database is checked: every item has
+exactly k answers from k distinct raters, every answer a rater was told was stored is one row
+(none lost, none doubled). Reported per request kind: count, failures, p50/p95/p99 latency;
+answers/s; the latency second by second; and the CPU time (user + system) of the server's
+processes, PostgreSQL's and the load generator's per answer stored,
 which says what the machine's two cores are spent on.
 
 The target (docs/BENCHMARKS.md): 500 raters over 10 s, think 2-4 s, p99 of every rater
@@ -52,17 +54,20 @@ LOCUSTFILE = REPO / "benchmarks" / "study_locustfile.py"
 
 
 def make_set(path: Path, model: str, classes: int, per_class: int, seed: int):
+    """``per_class`` random images of each class, and one more of class 0: the instructions'
+    example of this model (a study shows one image of each source that is no task)."""
     rng = np.random.default_rng(seed)
     writer = SampleSetWriter(path, model=model, image_size=16, seed=seed)
     for c in range(classes):
-        for _ in range(per_class):
+        for _ in range(per_class + (c == 0)):
             writer.add(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), c, f"class{c} ({c})")
     return writer.close()
 
 
 def make_study(url: str, tmp: Path, args):
     """The benchmark's rating study: two generated sample sets (``args.classes`` classes of
-    ``args.per_class`` images), ``args.k`` raters per image; ``create_study``'s summary."""
+    ``args.per_class`` images), ``args.k`` raters per image, an example image of each model in
+    the instructions (as every study has); ``create_study``'s summary."""
 
     ff = make_set(tmp / "ff", "bench_ff", args.classes, args.per_class, 1)
     msp = make_set(tmp / "msp", "bench_msp", args.classes, args.per_class, 2)
@@ -76,7 +81,6 @@ def make_study(url: str, tmp: Path, args):
             per_class=args.per_class,
             answers_per_item=args.k,
             tasks_per_rater=args.tasks_per_rater,
-            no_examples=True,  # every generated image is a task
         ),
         tmp,
     )

@@ -3,7 +3,10 @@
 Each user opens the study link with its own participant id, posts consent (the task page it
 is sent to carries its first task), and then, until it gets its completion code: fetches the
 task's images, thinks (``THINK_MIN_S``..``THINK_MAX_S`` seconds, uniform) and posts an answer
-(the reply carries the next task). The first task is thought about like every other one
+(the reply carries the next task). Like a new browser, a user also fetches what each page
+names: the stylesheet, the icon, the script and the instructions' example images, keeping
+them as a browser's cache does (fresh for ``max-age``; otherwise asked again with
+``If-None-Match`` / ``If-Modified-Since``, answered by a 304). The first task is thought about like every other one
 (locust runs a user's first task as soon as ``on_start`` returns, so ``on_start`` waits once
 itself). What each user was told was stored is counted, and written to ``RESULT_FILE`` at the
 end, so the benchmark can compare it with the database (nothing lost, nothing doubled).
@@ -39,6 +42,11 @@ THINK = (float(os.environ.get("THINK_MIN_S", "2")), float(os.environ.get("THINK_
 ARRIVAL_GAP_S = float(os.environ.get("ARRIVAL_S", "0")) / max(1, int(os.environ.get("RATERS", "1")))
 # the task page carries the rater's first task (as the browser's script reads it)
 FIRST_TASK_RE = re.compile(r'<script type="application/json" id="first-task">(.*?)</script>', re.S)
+# what a browser loads of a page: its stylesheet and icon, its scripts, its images
+SUBRESOURCE_RE = re.compile(
+    r'<(?:link rel="(?:stylesheet|icon)" href|script src|img src)="([^"]+)"'
+)
+MAX_AGE_RE = re.compile(r"max-age=(\d+)")
 _numbers = itertools.count()
 _started = {}  # when the test started (test_start), the origin of the arrival times
 _totals = {"stored": 0, "finished": 0, "unavailable": 0, "users": 0, "stored_tasks": []}
@@ -56,10 +64,12 @@ class Rater(FastHttpUser):
         gevent.sleep(max(0.0, arrival - time.monotonic()))  # this rater's turn to arrive
         self.participant = f"locust-{number}"
         self.rng = random.Random(self.participant)
+        self.cache = {}  # URL -> (fresh until, validators): this browser's cache
         base = f"/s/{PUBLIC_ID}"
         page = self.client.get(
             f"{base}/?PROLIFIC_PID={self.participant}", name="entry (consent page)"
         )
+        self.load_subresources(page.text)
         self.csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
         task_page = self.client.post(
             f"{base}/consent",
@@ -68,8 +78,32 @@ class Rater(FastHttpUser):
             name="consent + task page",
         )
         self.current = json.loads(FIRST_TASK_RE.search(task_page.text).group(1))
+        self.load_subresources(task_page.text)  # stylesheet, icon, script (its images: below)
         self.show_task()
         self.wait()  # the first task too is looked at before it is answered
+
+    def load_subresources(self, html: str) -> None:
+        """Fetch what the page names, as a browser does with its cache: a file still fresh is
+        not asked for, a stale one is revalidated. (The task page's images have no ``src``
+        until its script sets them: ``show_task`` fetches those.)"""
+        for url in SUBRESOURCE_RE.findall(html):
+            fresh_until, validators = self.cache.get(url, (0.0, {}))
+            if time.monotonic() < fresh_until:
+                continue
+            kind = "image (example)" if url.startswith("/img/") else "static file"
+            reply = self.client.get(url, headers=validators, name=kind)
+            max_age = MAX_AGE_RE.search(reply.headers.get("Cache-Control") or "")
+            if reply.status_code != 304:  # a new copy and its validators (a 304 keeps ours)
+                validators = {
+                    header: reply.headers[source]
+                    for header, source in (
+                        ("If-None-Match", "ETag"),
+                        ("If-Modified-Since", "Last-Modified"),
+                    )
+                    if reply.headers.get(source)
+                }
+            fresh_for = int(max_age.group(1)) if max_age else 0
+            self.cache[url] = (time.monotonic() + fresh_for, validators)
 
     def call_api(self, name: str, body: dict):
         reply = self.client.post(

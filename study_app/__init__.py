@@ -42,6 +42,7 @@ def create_app(config: dict | None = None):
         WTF_CSRF_TIME_LIMIT=None,  # valid for the whole session: a study can take an hour
         WTF_CSRF_SSL_STRICT=config["HTTPS"],
         MAX_CONTENT_LENGTH=64 * 1024,
+        SEND_FILE_MAX_AGE_DEFAULT=web.STATIC_MAX_AGE_S,  # static URLs are versioned (web.py)
         RATELIMIT_STORAGE_URI=config["RATE_LIMIT_STORAGE"],
         RATELIMIT_DEFAULT=limit_string(config["RATE_LIMIT_IP"]),
         # No X-RateLimit-* headers on every response (each costs reads of the limit storage):

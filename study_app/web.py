@@ -4,7 +4,9 @@ traceback)."""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from pathlib import Path
 
 from flask import current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -22,6 +24,29 @@ TOO_MANY_REQUESTS = "too many requests; slow down and try again in a minute"
 STUDY_BY_PUBLIC_ID = select(Study.__table__).where(
     Study.__table__.c.public_id == bindparam("public_id")
 )
+
+
+# The static files' URLs carry a hash of their content (``?v=``), so a browser may keep them this
+# long and still fetches a changed file at once: an arriving rater's second page (the task page)
+# asks again for none of them, where Flask's default (revalidate) costs a 304 request for each.
+STATIC_MAX_AGE_S = 365 * 24 * 3600
+
+
+def static_versions(folder: str | Path) -> dict[str, str]:
+    """{file name: the first 12 hex digits of its content's sha256} of a static folder."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        for path in sorted(Path(folder).iterdir())
+        if path.is_file()
+    }
+
+
+def _version_static_urls(endpoint: str, values: dict) -> None:
+    """``url_for('static', filename=F)`` gets ``v=<hash of F>`` (Flask's url_defaults hook)."""
+    if endpoint == "static":
+        version = current_app.extensions["study_static_versions"].get(values.get("filename"))
+        if version is not None:
+            values.setdefault("v", version)
 
 
 def engine() -> Engine:
@@ -113,6 +138,8 @@ def _unexpected_error(err: Exception):
 
 
 def init_app(app) -> None:
+    app.extensions["study_static_versions"] = static_versions(app.static_folder)
+    app.url_defaults(_version_static_urls)
     app.add_url_rule("/healthz", "healthz", healthz)
     app.after_request(_after_request)
     app.register_error_handler(HTTPException, _http_error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -282,6 +283,34 @@ def test_security_headers_and_cookie_flags(rating, app):
     fetched = client.get(icon)
     assert fetched.status_code == 200 and fetched.mimetype == "image/svg+xml"
     assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_static_files_are_kept_by_the_browser_and_versioned_by_their_content(rating, app, tmp_path):
+    """An arriving rater's browser fetches the stylesheet, the icon and the script once: their
+    URLs carry a hash of the content, so they may be kept a year (no 304 round trip on the next
+    page) and a changed file has a new URL."""
+    import hashlib
+
+    from study_app.web import static_versions
+
+    client = app.test_client()
+    page = client.get(f"/s/{rating.public_id}/?PROLIFIC_PID=cached").data.decode()
+    urls = re.findall(r'<link rel="(?:stylesheet|icon)" href="([^"]+)"', page)
+    assert len(urls) == 2
+    for url in urls:
+        path, _, query = url.partition("?")
+        content = Path(app.static_folder, path.rsplit("/", 1)[1]).read_bytes()
+        assert query == f"v={hashlib.sha256(content).hexdigest()[:12]}"
+        fetched = client.get(url)
+        assert fetched.status_code == 200 and fetched.data == content
+        assert fetched.cache_control.max_age == 365 * 24 * 3600
+    # another file, another hash; the same content, the same hash
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "a.css").write_text("p { color: red }")
+    (tmp_path / "s" / "b.css").write_text("p { color: red }")
+    first = static_versions(tmp_path / "s")
+    (tmp_path / "s" / "b.css").write_text("p { color: blue }")
+    assert first["a.css"] == first["b.css"] != static_versions(tmp_path / "s")["b.css"]
 
 
 def test_rate_limit_per_rater_and_per_ip(rating, db_url, tmp_path):
