@@ -17,8 +17,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from study_app.db import session_scope
-from study_app.errors import StudyError, StudyNotFoundError
-from study_app.schema import Rater, Study
+from study_app.errors import StudyError
+from study_app.schema import Rater, Study, no_study_named
 
 PARTICIPANT_COLUMNS = (
     "participant_id",
@@ -61,7 +61,7 @@ def rater_codes(engine: Engine, study_name: str, visitors: bool = False) -> list
     with session_scope(engine, read_only=True) as s:
         study_id = s.scalar(select(Study.id).where(Study.name == study_name))
         if study_id is None:
-            raise StudyNotFoundError(f"no study named {study_name!r}; see `hvqeval study list`")
+            raise no_study_named(s, study_name)
         rows = s.execute(
             select(
                 Rater.participant,

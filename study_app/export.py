@@ -27,8 +27,7 @@ from sqlalchemy.orm import aliased
 
 from study_app.checks import pass_rates
 from study_app.db import open_database, session_scope
-from study_app.errors import StudyNotFoundError
-from study_app.schema import Answer, Image, Item, Rater, Source, Study
+from study_app.schema import Answer, Image, Item, Rater, Source, Study, no_study_named
 
 EXPORT_COLUMNS = (
     "study",
@@ -71,10 +70,7 @@ def export_rows(engine: Engine, study_name: str) -> list[dict]:
             select(Study.id, Study.kind).where(Study.name == study_name)
         ).first()
         if study is None:
-            names = session.scalars(select(Study.name).order_by(Study.name)).all()
-            raise StudyNotFoundError(
-                f"no study named {study_name!r} (studies: {', '.join(names) or 'none'})"
-            )
+            raise no_study_named(session, study_name)
         rates = pass_rates(engine, study.id)
         query = (
             select(

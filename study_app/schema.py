@@ -33,8 +33,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from study_app.errors import StudyNotFoundError
 
 KINDS = ("rating", "pairwise")
 ROLES = ("task", "catch", "practice")
@@ -83,6 +86,12 @@ def detached_study(row) -> Study:
     the row may carry other columns too): a rater's request reads its study without a session,
     which costs less."""
     return Study(**{column.key: getattr(row, column.key) for column in Study.__table__.columns})
+
+
+def no_study_named(session: Session, name: str) -> StudyNotFoundError:
+    """The error for a study name the database lacks; it lists the names it has."""
+    names = session.scalars(select(Study.name).order_by(Study.name)).all()
+    return StudyNotFoundError(f"no study named {name!r} (studies: {', '.join(names) or 'none'})")
 
 
 class Source(Base):

@@ -91,8 +91,11 @@ def serve(
     timeout: int = 30,
     access_log: str | None = None,
     on_ready=None,
+    on_exit=None,
 ) -> None:
-    """Run gunicorn in the foreground until interrupted (``config`` already checked)."""
+    """Run gunicorn in the foreground until interrupted (``config`` already checked).
+    ``on_ready(workers, threads)`` is called once it listens, ``on_exit()`` as it stops (on
+    SIGTERM or Ctrl-C, after the workers finished their requests)."""
     from gunicorn.app.base import BaseApplication
 
     default_workers, default_threads = default_concurrency(config["DATABASE_URL"])
@@ -116,6 +119,8 @@ def serve(
             }
             if on_ready is not None:
                 settings["when_ready"] = lambda _arbiter: on_ready(workers, threads)
+            if on_exit is not None:
+                settings["on_exit"] = lambda _arbiter: on_exit()
             for key, value in settings.items():
                 self.cfg.set(key, value)
 

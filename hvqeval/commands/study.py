@@ -592,8 +592,17 @@ def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, dat
             f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True
         )
 
+    def stopped():
+        click.echo(f"stopped serving on http://{bind}", err=True)
+
     run_server(
-        config, bind=bind, workers=workers, threads=threads, access_log=access_log, on_ready=ready
+        config,
+        bind=bind,
+        workers=workers,
+        threads=threads,
+        access_log=access_log,
+        on_ready=ready,
+        on_exit=stopped,
     )
 
 
@@ -735,14 +744,14 @@ def list_cmd(as_json, database_url):
 
 
 def _set_status(name: str, status: str, database_url: str | None) -> None:
-    from study_app.db import open_database
-    from study_app.errors import StudyNotFoundError
+    from study_app.db import open_database, session_scope
     from study_app.progress import set_status
+    from study_app.schema import no_study_named
 
     with open_database(_database_url(database_url)) as engine:
-        changed = set_status(engine, name, status)
-    if not changed:
-        raise StudyNotFoundError(f"no study named {name!r}; see `hvqeval study list`")
+        if not set_status(engine, name, status):
+            with session_scope(engine, read_only=True) as session:
+                raise no_study_named(session, name)
     click.echo(f"study {name} is {status}", err=True)
 
 

@@ -246,8 +246,11 @@ def test_create_pairwise_list_close_open(db_url, sets, tmp_path):
             ["create", "rating", "--name", "bad name!", "--model", "ff={ff}", "--classes", "1"],
             "study name",
         ),
-        (["export", "--study", "nope", "--out", "{tmp}/x.csv"], "no study named 'nope'"),
-        (["close", "nope"], "no study named 'nope'"),
+        # an unknown study's name: every command lists the studies there are
+        (["export", "--study", "nope", "--out", "{tmp}/x.csv"], "no study named 'nope' (studies:"),
+        (["close", "nope"], "no study named 'nope' (studies:"),
+        (["open", "nope"], "no study named 'nope' (studies:"),
+        (["codes", "nope"], "no study named 'nope' (studies:"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(db_url, sets, tmp_path, args, message):
@@ -476,6 +479,9 @@ def test_serve_with_a_secret_key_file_serves_the_study(db_url, sets, tmp_path):
     assert serving and all(
         line.startswith(("upscales of ", "rendering images: ")) for line in before.splitlines()
     ), output
+    # stopped by SIGTERM (a service manager's stop): one line says so, and nothing else follows
+    assert output.rstrip().splitlines()[-1] == f"stopped serving on http://127.0.0.1:{port}"
+    assert server.returncode == 0, output
 
 
 def test_study_without_example_images_is_refused_unless_said(db_url, sets):
