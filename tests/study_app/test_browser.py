@@ -14,8 +14,8 @@ from sqlalchemy import select
 from study_schemas import dispose_all, engine_for, isolated_url
 from study_server import LocalServer
 
-from hvqeval.commands.study import (
-    _create as create_study,  # writes the real images, as the CLI does
+from hvqeval.commands.study.real_images import (
+    create_with_real_images as create_study,  # writes the real images, as the CLI does
 )
 from hvqeval.sample_set import SampleSetWriter
 from study_app.create import SourceSpec, StudySettings

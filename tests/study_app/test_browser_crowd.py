@@ -22,8 +22,8 @@ from study_schemas import dispose_all, engine_for
 from study_server import LocalServer
 
 from hvqeval.cli import cli
-from hvqeval.commands.study import (
-    _create as create_study,  # writes the real images, as the CLI does
+from hvqeval.commands.study.real_images import (
+    create_with_real_images as create_study,  # writes the real images, as the CLI does
 )
 from hvqeval.image_import import import_images
 from hvqeval.sample_set import SampleSetWriter
