@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from study_app import catch_items
 from study_app.assign import utcnow
-from study_app.db import make_engine, session_scope, upgrade
+from study_app.db import make_engine, normalise_url, session_scope, sqlite_path, upgrade
 from study_app.errors import StudyError, StudyExistsError, StudySourceError
 from study_app.handout import new_token
 from study_app.platforms import origin
@@ -218,17 +218,28 @@ def create_study(
     elif not settings.sources:
         raise StudyError("a rating study needs at least one --model LABEL=SAMPLE_SET")
 
-    upgrade(database_url)
-    engine = make_engine(database_url)
+    # A SQLite file this create makes is removed again when the study cannot be made (too few
+    # images, a file that is no image, ...): a failed create leaves nothing behind.
+    new_file = sqlite_path(normalise_url(database_url))
+    if new_file is not None and new_file.exists():
+        new_file = None
     try:
-        with session_scope(engine) as session:
-            if session.scalar(select(Study.id).where(Study.name == settings.name)) is not None:
-                raise StudyExistsError(
-                    f"a study named {settings.name!r} already exists; choose another --name"
-                )
-        return _build(engine, settings, Path(storage_dir))
-    finally:
-        engine.dispose()
+        upgrade(database_url)
+        engine = make_engine(database_url)
+        try:
+            with session_scope(engine) as session:
+                if session.scalar(select(Study.id).where(Study.name == settings.name)) is not None:
+                    raise StudyExistsError(
+                        f"a study named {settings.name!r} already exists; choose another --name"
+                    )
+            return _build(engine, settings, Path(storage_dir))
+        finally:
+            engine.dispose()
+    except BaseException:
+        if new_file is not None:
+            for path in (new_file, *(Path(f"{new_file}{end}") for end in ("-wal", "-shm"))):
+                path.unlink(missing_ok=True)
+        raise
 
 
 def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:

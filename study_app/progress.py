@@ -61,6 +61,16 @@ def study_names(engine: Engine) -> list[str]:
         return list(s.scalars(select(Study.name).order_by(Study.created_at, Study.id)))
 
 
+def study_links(engine: Engine) -> list[tuple[str, str, str]]:
+    """(name, status, public id) of every study, in the order they were created: the raters'
+    link of a study is ``/s/<public id>/``."""
+    with session_scope(engine, read_only=True) as s:
+        rows = s.execute(
+            select(Study.name, Study.status, Study.public_id).order_by(Study.created_at, Study.id)
+        )
+        return [tuple(row) for row in rows]
+
+
 def study_progress(engine: Engine, name: str) -> StudyProgress | None:
     now = utcnow()
     src_a, src_b, img_a, img_b = aliased(Source), aliased(Source), aliased(Image), aliased(Image)

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 from study_schemas import engine_for
 
 from hvqeval.cli import cli
@@ -264,6 +265,39 @@ def test_user_mistakes_are_one_line_errors(db_url, sets, tmp_path, args, message
     )
 
 
+def test_a_failed_create_leaves_no_database_file_behind(sets, tmp_path):
+    """A create that cannot make its study (here: too few images) removes the SQLite file it
+    made, so later commands still say that there is no study database; an existing file stays."""
+    path = tmp_path / "new.sqlite3"
+    args = ["create", "rating", "--name", "r", "--model", f"ff={sets['ff'].path}", "--classes", "1"]
+    failed = CliRunner().invoke(
+        cli, ["study", *args, "--per-class", "999", "--database-url", f"sqlite:///{path}"]
+    )
+    assert failed.exit_code == 1 and "999 images" in failed.output
+    assert not list(tmp_path.glob("new.sqlite3*"))
+    listed = CliRunner().invoke(cli, ["study", "list", "--database-url", f"sqlite:///{path}"])
+    assert listed.exit_code == 1 and "no study database" in listed.output
+    made = _invoke(*args, "--per-class", "2", "--database-url", f"sqlite:///{path}")
+    assert made.exit_code == 0 and path.is_file()
+    assert "attention checks: none" in made.output  # the settings are echoed, checks or not
+    again = CliRunner().invoke(
+        cli,
+        [
+            "study",
+            *args,
+            "--name",
+            "r2",
+            "--per-class",
+            "999",
+            "--database-url",
+            f"sqlite:///{path}",
+        ],
+    )
+    assert again.exit_code == 1 and path.is_file()  # the study made before is kept
+    listed = _invoke("list", "--database-url", f"sqlite:///{path}")
+    assert listed.output.startswith("r ")
+
+
 def test_duplicate_study_name_is_refused(db_url, sets):
     args = [
         "create",
@@ -479,6 +513,11 @@ def test_serve_with_a_secret_key_file_serves_the_study(db_url, sets, tmp_path):
     assert serving and all(
         line.startswith(("upscales of ", "rendering images: ")) for line in before.splitlines()
     ), output
+    # then each study's raters' link on this server, as printed ready to open
+    with session_scope(engine_for(db_url)) as s:
+        public_id = s.scalar(select(Study.public_id))
+    link = f"http://127.0.0.1:{port}/s/{public_id}/?PROLIFIC_PID=<participant id>"
+    assert serving and link in output.partition(serving)[2], output
     # stopped by SIGTERM (a service manager's stop): one line says so, and nothing else follows
     assert output.rstrip().splitlines()[-1] == f"stopped serving on http://127.0.0.1:{port}"
     assert server.returncode == 0, output

@@ -19,7 +19,7 @@ from hvqeval.commands.study.database import database_url_of, db_option
     default=None,
     help="A platform's CSV of submissions (participant id and pasted completion code) to check.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document) instead of text.")
 @db_option
 def codes_cmd(study_name, check_file, as_json, database_url):
     """The completion code of every rater; with --check, the submissions whose code does not match

@@ -140,12 +140,13 @@ def _report(summary, database_url: str, as_json: bool) -> None:
         f"created {summary.kind} study {summary.name}: {summary.items} items, "
         f"{summary.answers_needed} answers needed, classes {list(summary.classes)}"
     )
-    if summary.catch_items or summary.practice_items:
-        click.echo(
-            f"attention checks: {summary.catch_items} catch item(s) per rater, "
-            f"{summary.practice_items} practice item(s) first, made from "
-            f"{summary.check_images} image(s) no counted task shows"
-        )
+    click.echo(
+        f"attention checks: {summary.catch_items} catch item(s) per rater, "
+        f"{summary.practice_items} practice item(s) first, made from "
+        f"{summary.check_images} image(s) no counted task shows"
+        if summary.catch_items or summary.practice_items
+        else "attention checks: none (no catch or practice items)"
+    )
     click.echo(
         f"exposure: images hidden {summary.exposure_ms} ms after they appear"
         if summary.exposure_ms

@@ -68,12 +68,15 @@ def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, dat
     if revision is not None and revision != head_revision():
         upgrade(config["DATABASE_URL"])  # a study database of an older version of this code
     config = check_before_serving(config, bind)
+    links = _raters_links(config["DATABASE_URL"], bind)
     _prerender(config)
 
     def ready(workers, threads):
         click.echo(
             f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True
         )
+        for line in links:
+            click.echo(line, err=True)
 
     def stopped():
         click.echo(f"stopped serving on http://{bind}", err=True)
@@ -87,6 +90,26 @@ def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, dat
         on_ready=ready,
         on_exit=stopped,
     )
+
+
+def _raters_links(database_url: str, bind: str) -> list[str]:
+    """A line per study with its raters' link on this server (a crowd platform appends the
+    participant's id; a link without one asks for it)."""
+    from study_app.db import make_engine
+    from study_app.progress import study_links
+
+    host, _, port = bind.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::", ""):  # every address: the raters need one of them
+        host = "<this machine's address>"
+    engine = make_engine(database_url)
+    try:
+        studies = study_links(engine)
+    finally:
+        engine.dispose()
+    return [
+        f"  study {name} ({status}): http://{host}:{port}/s/{public_id}/?PROLIFIC_PID=<participant id>"
+        for name, status, public_id in studies
+    ]
 
 
 def _prerender(config: dict) -> None:

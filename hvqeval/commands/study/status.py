@@ -10,7 +10,7 @@ from hvqeval.commands.study.database import database_url_of, db_option
 
 
 @click.command(name="list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document) instead of text.")
 @db_option
 def list_cmd(as_json, database_url):
     """Studies with their progress."""
