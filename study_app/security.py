@@ -14,7 +14,10 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",  # the entry link carries the participant id
+    # The entry link carries the participant id: no other site may see it in a Referer. Our own
+    # pages' requests keep theirs: over HTTPS, Flask-WTF's CSRF check (WTF_CSRF_SSL_STRICT)
+    # refuses a POST without a same-origin Referer, so "no-referrer" would refuse every rater.
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",

@@ -4,20 +4,55 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Self
+
+import pytest
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def self_signed_certificate(folder: Path, name: str = "tls") -> tuple[str, str]:
+    """(certificate, key) files for 127.0.0.1 in ``folder``, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
 
 
 class LocalServer:
@@ -30,18 +65,22 @@ class LocalServer:
         env: dict | None = None,
         startup_timeout: float = 60.0,
         port: int | None = None,
+        tls: tuple[str, str] | None = None,
     ):
+        """``tls``: (certificate, key) files to serve HTTPS with (``serve --certfile
+        --keyfile``); the certificate, self-signed for 127.0.0.1, also verifies the server."""
         self.database_url, self.instance_dir = database_url, instance_dir
         self.workers, self.threads = workers, threads
         self.env = env or {}
         self.startup_timeout = startup_timeout
         self.port = port or free_port()
+        self.tls = tls
         self.process = None
         self.output = ""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Self:
         env = {
@@ -68,6 +107,7 @@ class LocalServer:
                 self.database_url,
                 "--instance-dir",
                 self.instance_dir,
+                *(["--certfile", self.tls[0], "--keyfile", self.tls[1]] if self.tls else []),
             ],
             env=env,
             stdout=subprocess.PIPE,
@@ -89,7 +129,10 @@ class LocalServer:
                     f"server exited: {self.process.stdout.read().decode(errors='replace')}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                context = ssl.create_default_context(cafile=self.tls[0]) if self.tls else None
+                with urllib.request.urlopen(
+                    f"{self.url}/healthz", timeout=2, context=context
+                ) as response:
                     if response.status == 200:
                         return
             except (OSError, urllib.error.URLError):
