@@ -37,7 +37,13 @@ def create_app(config: dict | None = None):
     app.config.from_mapping(
         IMAGE_CACHE_DIR=str(images.image_cache_dir(app.instance_path)),
         SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
+        # MTurk shows a study in a frame of its own site, where a browser sends a SameSite=Lax
+        # cookie never, and an unpartitioned third-party one not always (some block them). Over
+        # HTTPS (which MTurk requires) the session cookie is SameSite=None and Partitioned
+        # (CHIPS: kept per top-level site; a rater who opens the link itself is unaffected).
+        # Forms and API calls stay protected by Flask-WTF's tokens and its strict referrer check.
+        SESSION_COOKIE_SAMESITE="None" if config["HTTPS"] else "Lax",
+        SESSION_COOKIE_PARTITIONED=config["HTTPS"],
         SESSION_COOKIE_SECURE=config["HTTPS"],
         WTF_CSRF_TIME_LIMIT=None,  # valid for the whole session: a study can take an hour
         WTF_CSRF_SSL_STRICT=config["HTTPS"],

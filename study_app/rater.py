@@ -312,10 +312,10 @@ def complete(public_id: str):
             )
         )
         # this one form may post to MTurk (the app's policy allows only itself otherwise)
-        from study_app.security import CONTENT_SECURITY_POLICY
+        from study_app.security import content_security_policy
 
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
-            "form-action 'self'", f"form-action 'self' {rater.submit_to}"
+        response.headers["Content-Security-Policy"] = content_security_policy(
+            current_app.extensions["study_framed_by"], [rater.submit_to]
         )
         return response
     if study.completion_url:

@@ -30,12 +30,9 @@ def default_concurrency(database_url: str) -> tuple[int, int]:
     return cores, threads
 
 
-def check_before_serving(
-    config: dict, bind: str, certfile: str | None = None, keyfile: str | None = None
-) -> dict:
-    """Every setting, the rate-limit storage, the database (reachable, current schema), the TLS
-    certificate and key (when given) and the port, checked once: the first problem is one
-    ConfigurationError / DatabaseError line."""
+def check_before_serving(config: dict, bind: str) -> dict:
+    """Every setting, the rate-limit storage, the database (reachable, current schema) and the
+    port, checked once: the first problem is one ConfigurationError / DatabaseError line."""
     from study_app.db import open_database
     from study_app.settings import check_rate_limit_storage, check_settings
 
@@ -43,36 +40,8 @@ def check_before_serving(
     check_rate_limit_storage(config["RATE_LIMIT_STORAGE"])
     with open_database(config["DATABASE_URL"]):
         pass
-    if certfile or keyfile:
-        check_tls(certfile, keyfile)
     check_port_free(bind)
     return config
-
-
-def check_tls(certfile: str | None, keyfile: str | None) -> None:
-    """The certificate chain and its private key load as gunicorn's TLS will load them."""
-    import ssl
-
-    if not certfile or not keyfile:
-        raise ConfigurationError(
-            "--certfile and --keyfile go together: give the certificate (chain) and its key"
-        )
-    try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
-    except ssl.SSLError as err:
-        problem = (
-            "the key does not belong to the certificate"
-            if err.reason == "KEY_VALUES_MISMATCH"
-            else "not a PEM certificate (chain) and its PEM private key"
-        )
-        raise ConfigurationError(
-            f"--certfile {certfile} / --keyfile {keyfile}: {problem}; give the certificate "
-            "your certificate authority issued (e.g. fullchain.pem) and its key (privkey.pem)"
-        ) from None
-    except OSError as err:
-        raise ConfigurationError(
-            f"--certfile {certfile} / --keyfile {keyfile}: {err.strerror or err}"
-        ) from None
 
 
 def prerender_before_serving(config: dict, progress=None) -> int:
@@ -123,13 +92,10 @@ def serve(
     access_log: str | None = None,
     on_ready=None,
     on_exit=None,
-    certfile: str | None = None,
-    keyfile: str | None = None,
 ) -> None:
     """Run gunicorn in the foreground until interrupted (``config`` already checked).
     ``on_ready(workers, threads)`` is called once it listens, ``on_exit()`` as it stops (on
-    SIGTERM or Ctrl-C, after the workers finished their requests). With ``certfile`` and
-    ``keyfile`` gunicorn serves HTTPS itself (``config["HTTPS"]`` should then be true)."""
+    SIGTERM or Ctrl-C, after the workers finished their requests)."""
     from gunicorn.app.base import BaseApplication
 
     default_workers, default_threads = default_concurrency(config["DATABASE_URL"])
@@ -151,8 +117,6 @@ def serve(
                 "preload_app": False,
                 "proc_name": "hvqeval-study",
             }
-            if certfile:
-                settings.update(certfile=certfile, keyfile=keyfile)
             if on_ready is not None:
                 settings["when_ready"] = lambda _arbiter: on_ready(workers, threads)
             if on_exit is not None:

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from study_app.db import head_revision, run_transaction
 from study_app.errors import DatabaseError
 from study_app.schema import Study, detached_study
-from study_app.security import HSTS, SECURITY_HEADERS
+from study_app.security import HSTS, SECURITY_HEADERS, content_security_policy
 
 TOO_MANY_REQUESTS = "too many requests; slow down and try again in a minute"
 # Read on every rater request: built once (see assign.py), all of the study's columns.
@@ -90,7 +90,10 @@ def _wants_json() -> bool:
 
 
 def _after_request(response):
-    for name, value in SECURITY_HEADERS.items():
+    # a rater's pages may be shown in a crowd platform's frame; the admin's never
+    framed = request.blueprint in ("rater", "images")
+    headers = current_app.extensions["study_rater_headers" if framed else "study_headers"]
+    for name, value in headers.items():
         response.headers.setdefault(name, value)
     if current_app.config["HTTPS"]:
         response.headers.setdefault("Strict-Transport-Security", HSTS)
@@ -139,7 +142,17 @@ def _unexpected_error(err: Exception):
 
 
 def init_app(app) -> None:
+    from study_app.platforms import allowed_hosts
+
     app.extensions["study_static_versions"] = static_versions(app.static_folder)
+    # the crowd platforms that may show a rater's pages in a frame (MTurk's sites by default)
+    framed_by = sorted(allowed_hosts(app.config["MTURK_SUBMIT_HOSTS"]))
+    app.extensions["study_framed_by"] = framed_by
+    app.extensions["study_headers"] = SECURITY_HEADERS
+    app.extensions["study_rater_headers"] = {
+        **{k: v for k, v in SECURITY_HEADERS.items() if k != "X-Frame-Options"},
+        "Content-Security-Policy": content_security_policy(framed_by),
+    }
     app.url_defaults(_version_static_urls)
     # the schema this code needs, read from the migration scripts once (~13 ms of parsing): a
     # load balancer asks /healthz every few seconds, and the code cannot change under a worker

@@ -26,7 +26,8 @@ def free_port() -> int:
 
 
 def self_signed_certificate(folder: Path, name: str = "tls") -> tuple[str, str]:
-    """(certificate, key) files for 127.0.0.1 in ``folder``, made with the openssl command."""
+    """(certificate, key) files for 127.0.0.1 and localhost in ``folder``, made with the
+    openssl command."""
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is needed to make a test certificate")
     cert, key = folder / f"{name}.crt", folder / f"{name}.key"
@@ -47,12 +48,88 @@ def self_signed_certificate(folder: Path, name: str = "tls") -> tuple[str, str]:
             "-subj",
             "/CN=127.0.0.1",
             "-addext",
-            "subjectAltName=IP:127.0.0.1",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
         ],
         check=True,
         capture_output=True,
     )
     return str(cert), str(key)
+
+
+# The README's nginx block ("HTTPS"), with this test's port, certificate and server.
+NGINX_CONF = """pid {folder}/nginx.pid;
+error_log {folder}/error.log;
+daemon off;
+events {{}}
+http {{
+    access_log {folder}/access.log;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate     {cert};
+        ssl_certificate_key {key};
+        client_max_body_size 64k;
+        location / {{
+            proxy_pass {upstream};
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+}}
+"""
+
+
+class TlsProxy:
+    """nginx terminating TLS for ``upstream`` (a LocalServer's URL) on 127.0.0.1, configured as
+    the README says; ``url`` is its ``https://`` address. Skips the test without nginx."""
+
+    def __init__(self, upstream: str, cert: str, key: str, folder: Path):
+        self.nginx = shutil.which("nginx") or (
+            "/usr/sbin/nginx" if Path("/usr/sbin/nginx").is_file() else None
+        )
+        if self.nginx is None:
+            pytest.skip("nginx is needed to terminate TLS (apt-get install nginx-light)")
+        self.port, self.folder = free_port(), folder / "nginx"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.conf = self.folder / "nginx.conf"
+        self.conf.write_text(
+            NGINX_CONF.format(
+                folder=self.folder, port=self.port, cert=cert, key=key, upstream=upstream
+            )
+        )
+        self.cert, self.process = cert, None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.process = subprocess.Popen(
+            [self.nginx, "-c", str(self.conf), "-p", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        context = ssl.create_default_context(cafile=self.cert)  # our own certificate
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited: {self.process.stderr.read().decode()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2, context=context):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("nginx did not start in time")
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        if self.process is not None:
+            self.process.stderr.close()
 
 
 class LocalServer:
@@ -65,22 +142,18 @@ class LocalServer:
         env: dict | None = None,
         startup_timeout: float = 60.0,
         port: int | None = None,
-        tls: tuple[str, str] | None = None,
     ):
-        """``tls``: (certificate, key) files to serve HTTPS with (``serve --certfile
-        --keyfile``); the certificate, self-signed for 127.0.0.1, also verifies the server."""
         self.database_url, self.instance_dir = database_url, instance_dir
         self.workers, self.threads = workers, threads
         self.env = env or {}
         self.startup_timeout = startup_timeout
         self.port = port or free_port()
-        self.tls = tls
         self.process = None
         self.output = ""
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Self:
         env = {
@@ -107,7 +180,6 @@ class LocalServer:
                 self.database_url,
                 "--instance-dir",
                 self.instance_dir,
-                *(["--certfile", self.tls[0], "--keyfile", self.tls[1]] if self.tls else []),
             ],
             env=env,
             stdout=subprocess.PIPE,
@@ -129,10 +201,7 @@ class LocalServer:
                     f"server exited: {self.process.stdout.read().decode(errors='replace')}"
                 )
             try:
-                context = ssl.create_default_context(cafile=self.tls[0]) if self.tls else None
-                with urllib.request.urlopen(
-                    f"{self.url}/healthz", timeout=2, context=context
-                ) as response:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
                     if response.status == 200:
                         return
             except (OSError, urllib.error.URLError):

@@ -1,30 +1,38 @@
-"""Chromium through a whole rating session over HTTPS (``study serve --certfile --keyfile``, a
-certificate made here for 127.0.0.1), as crowd platforms need: the study runs with Secure
-cookies, HSTS and Flask-WTF's strict referrer check, and the browser sends only what the pages'
-Referrer-Policy lets it send. Each answer must be stored."""
+"""Chromium through whole sessions over HTTPS, deployed as the README says: nginx terminating TLS
+(a certificate made here for 127.0.0.1 and localhost) in front of ``study serve`` with
+``HVQEVAL_HTTPS=1 HVQEVAL_PROXY_HOPS=1``. The study runs with Secure cookies, HSTS and
+Flask-WTF's strict referrer check, and the browser sends only what the pages' Referrer-Policy
+lets it send; an MTurk HIT shows the study in a frame of the platform's own site. Each answer
+must be stored."""
 
 from __future__ import annotations
 
+import http.server
 import re
+import ssl
+import threading
+import urllib.parse
 
 import pytest
 from sqlalchemy import select
 from study_schemas import dispose_all, engine_for, small_rating_study
-from study_server import LocalServer, self_signed_certificate
+from study_server import LocalServer, TlsProxy, self_signed_certificate
 
 from study_app.db import session_scope
-from study_app.schema import Answer
+from study_app.schema import Answer, Rater
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+BEHIND_TLS = {"HVQEVAL_HTTPS": "1", "HVQEVAL_PROXY_HOPS": "1"}
 
 
 def test_whole_rating_session_over_https(browser, db_url, sets, tmp_path):
     study = small_rating_study(db_url, sets, tmp_path, "secure", tasks_per_rater=3)
     dispose_all()
-    with LocalServer(
-        db_url, str(tmp_path), workers=1, threads=2, tls=self_signed_certificate(tmp_path)
-    ) as srv:
-        assert srv.url.startswith("https://")
+    cert, key = self_signed_certificate(tmp_path)
+    with (
+        LocalServer(db_url, str(tmp_path), workers=1, threads=2, env=BEHIND_TLS) as app,
+        TlsProxy(app.url, cert, key, tmp_path) as srv,
+    ):
         context = browser.new_context(ignore_https_errors=True)  # the certificate is our own
         page = context.new_page()
         failed = []
@@ -47,3 +55,78 @@ def test_whole_rating_session_over_https(browser, db_url, sets, tmp_path):
         context.close()
     with session_scope(engine_for(db_url)) as s:
         assert sorted(s.scalars(select(Answer.rating))) == [2, 4, 5]
+
+
+class _Platform(http.server.BaseHTTPRequestHandler):
+    """A crowd platform's site on another origin: a page that shows the study in a frame, as
+    MTurk shows an ExternalQuestion HIT, and MTurk's ``/mturk/externalSubmit``."""
+
+    frame_url = ""
+    submitted: list[dict] = []
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        body = f'<!doctype html><iframe src="{self.frame_url}" width="1000" height="900"></iframe>'
+        self._reply(body)
+
+    def do_POST(self):  # noqa: N802
+        length = int(self.headers.get("Content-Length", 0))
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+        type(self).submitted.append({k: v[0] for k, v in form.items()} | {"path": self.path})
+        self._reply("<!doctype html><p id='submitted'>HIT submitted</p>")
+
+    def _reply(self, body: str):
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args):
+        pass
+
+
+def test_mturk_hit_in_the_platforms_frame(browser, db_url, sets, tmp_path):
+    """MTurk shows the study in a frame of its own site (another site than the study's): the
+    pages may be framed there, the session cookie works in the frame, and the completion form
+    posts the assignment and the code to the platform."""
+    study = small_rating_study(db_url, sets, tmp_path, "framed", tasks_per_rater=2)
+    dispose_all()
+    cert, key = self_signed_certificate(tmp_path)
+    handler = type("Platform", (_Platform,), {"submitted": [], "frame_url": ""})  # this test's
+    platform = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    platform.socket = context.wrap_socket(platform.socket, server_side=True)
+    origin = f"https://localhost:{platform.server_address[1]}"  # another site than 127.0.0.1
+    threading.Thread(target=platform.serve_forever, daemon=True).start()
+    env = {"HVQEVAL_MTURK_SUBMIT_HOSTS": origin, **BEHIND_TLS}
+    try:
+        with (
+            LocalServer(db_url, str(tmp_path), workers=1, threads=2, env=env) as app,
+            TlsProxy(app.url, cert, key, tmp_path) as srv,
+        ):
+            handler.frame_url = (
+                f"{srv.url}/s/{study.public_id}/?assignmentId=A1&hitId=H1&workerId=W1"
+                f"&turkSubmitTo={urllib.parse.quote(origin)}"
+            )
+            browser_context = browser.new_context(ignore_https_errors=True)
+            page = browser_context.new_page()
+            page.goto(f"{origin}/hit")
+            frame = page.frame_locator("iframe")
+            frame.locator("input[name=agree]").check(timeout=15000)
+            frame.locator("#start").click()
+            for rating in ("3", "4"):
+                frame.locator(f"#task button.answer[data-answer='{rating}']:enabled").click(
+                    timeout=15000
+                )
+            frame.locator("#submit-hit").click(timeout=15000)
+            frame.locator("#submitted").wait_for(timeout=15000)
+            browser_context.close()
+    finally:
+        platform.shutdown()
+    [submitted] = handler.submitted
+    assert submitted["path"] == "/mturk/externalSubmit" and submitted["assignmentId"] == "A1"
+    with session_scope(engine_for(db_url)) as s:
+        assert sorted(s.scalars(select(Answer.rating))) == [3, 4]
+        assert submitted["completion_code"] == s.scalar(select(Rater.completion_code))

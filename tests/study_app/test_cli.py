@@ -428,34 +428,6 @@ def test_serve_on_a_busy_port_is_one_line_before_anything_is_served(db_url, monk
 
 
 @pytest.mark.parametrize(
-    "tls, message",
-    [
-        (("cert", None), "--certfile and --keyfile go together"),
-        (("cert", "other key"), "the key does not belong to the certificate"),
-        (("key", "key"), "not a PEM certificate (chain) and its PEM private key"),
-        (("missing", "key"), "No such file or directory"),
-    ],
-)
-def test_tls_errors_are_one_line_before_anything_is_served(
-    db_url, tmp_path, monkeypatch, tls, message
-):
-    from study_server import self_signed_certificate
-
-    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "k" * 32)
-    cert, key = self_signed_certificate(tmp_path)
-    files = {
-        "cert": cert,
-        "key": key,
-        "other key": self_signed_certificate(tmp_path, "other")[1],
-        "missing": str(tmp_path / "missing.pem"),
-    }
-    args = ["--certfile", files[tls[0]], *(["--keyfile", files[tls[1]]] if tls[1] else [])]
-    result = CliRunner().invoke(cli, ["study", "serve", "--database-url", db_url, *args])
-    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
-    assert result.output.startswith("Error: ") and message in result.output
-
-
-@pytest.mark.parametrize(
     "content, message", [(None, "No such file"), ("", "is empty"), ("short", "too short")]
 )
 def test_secret_key_file_errors_are_one_line(db_url, tmp_path, monkeypatch, content, message):

@@ -270,19 +270,46 @@ def test_security_headers_and_cookie_flags(rating, app):
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     page = client.get(f"/s/{rating.public_id}/consent")
-    for name in (
-        "Content-Security-Policy",
-        "X-Content-Type-Options",
-        "X-Frame-Options",
-        "Referrer-Policy",
-    ):
+    for name in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"):
         assert name in page.headers
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    # a rater's pages may be framed by MTurk (an ExternalQuestion HIT) and nobody else; the
+    # admin's by nobody. (X-Frame-Options cannot name MTurk: the framed pages send none.)
+    assert (
+        "frame-ancestors 'self' https://workersandbox.mturk.com https://www.mturk.com"
+        in page.headers["Content-Security-Policy"]
+    )
+    assert "X-Frame-Options" not in page.headers
+    admin = client.get("/admin/login")
+    assert "frame-ancestors 'none'" in admin.headers["Content-Security-Policy"]
+    assert admin.headers["X-Frame-Options"] == "DENY"
+    # the referrer stays on this site (the entry link holds the participant id)
+    assert page.headers["Referrer-Policy"] == "same-origin"
     # the pages name their icon (else a browser asks for /favicon.ico on every page: a 404)
     icon = re.search(rb'<link rel="icon" href="([^"]+)"', page.data).group(1).decode()
     fetched = client.get(icon)
     assert fetched.status_code == 200 and fetched.mimetype == "image/svg+xml"
     assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_over_https_the_session_cookie_works_in_a_platforms_frame(rating, db_url, tmp_path):
+    """Behind TLS the session cookie is Secure, SameSite=None and Partitioned: MTurk shows the
+    study in a frame of its own site, where a browser withholds SameSite=Lax cookies (the
+    Chromium test of an MTurk HIT runs it through)."""
+    app = create_app(
+        {
+            "SECRET_KEY": "s" * 32,
+            "DATABASE_URL": db_url,
+            "INSTANCE_DIR": str(tmp_path),
+            "HTTPS": True,
+        }
+    )
+    response = app.test_client().get(
+        f"/s/{rating.public_id}/?PROLIFIC_PID=framed", base_url="https://study.example.org"
+    )
+    flags = {part.strip() for part in response.headers["Set-Cookie"].split(";")[1:]}
+    assert {"Secure", "HttpOnly", "SameSite=None", "Partitioned"} <= flags
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
 def test_static_files_are_kept_by_the_browser_and_versioned_by_their_content(rating, app, tmp_path):

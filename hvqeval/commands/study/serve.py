@@ -34,19 +34,6 @@ from hvqeval.commands.study.database import database_url_of, db_option
     help="File holding the secret key that signs sessions [default: $HVQEVAL_SECRET_KEY_FILE, "
     "else $HVQEVAL_SECRET_KEY].",
 )
-@click.option(
-    "--certfile",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Serve HTTPS with this PEM certificate (chain); needs --keyfile. Behind a reverse "
-    "proxy that terminates TLS, set HVQEVAL_HTTPS=1 and HVQEVAL_PROXY_HOPS=1 instead.",
-)
-@click.option(
-    "--keyfile",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="The PEM private key of --certfile.",
-)
 @click.option("--access-log", default=None, help="Access log file ('-' for stderr).")
 @click.option(
     "--instance-dir",
@@ -55,17 +42,7 @@ from hvqeval.commands.study.database import database_url_of, db_option
     help="Image cache (and default database).",
 )
 @db_option
-def serve(
-    bind,
-    workers,
-    threads,
-    secret_key_file,
-    certfile,
-    keyfile,
-    access_log,
-    instance_dir,
-    database_url,
-):
+def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, database_url):
     """Run the study web app under gunicorn. Needs a secret key; admin pages need HVQEVAL_ADMIN_PASSWORD(_HASH).
 
     Every setting, the database (it must exist: create a study first) and the port are checked
@@ -82,8 +59,6 @@ def serve(
     key_file = secret_key_file or os.environ.get("HVQEVAL_SECRET_KEY_FILE")
     if key_file:
         config["SECRET_KEY"] = _read_secret_key(key_file)
-    if certfile or keyfile:  # served over HTTPS: Secure cookies, HSTS, strict CSRF referrers
-        config["HTTPS"] = True
     check_settings(config)  # a bad setting is one line before the database is even opened
     engine = make_engine(config["DATABASE_URL"])  # a missing SQLite file is an error, never created
     try:
@@ -92,21 +67,19 @@ def serve(
         engine.dispose()
     if revision is not None and revision != head_revision():
         upgrade(config["DATABASE_URL"])  # a study database of an older version of this code
-    config = check_before_serving(config, bind, certfile, keyfile)
-    scheme = "https" if certfile else "http"
-    links = _raters_links(config["DATABASE_URL"], f"{scheme}://{bind}")
+    config = check_before_serving(config, bind)
+    links = _raters_links(config["DATABASE_URL"], bind)
     _prerender(config)
 
     def ready(workers, threads):
         click.echo(
-            f"serving on {scheme}://{bind} with {workers} worker(s) x {threads} thread(s)",
-            err=True,
+            f"serving on http://{bind} with {workers} worker(s) x {threads} thread(s)", err=True
         )
         for line in links:
             click.echo(line, err=True)
 
     def stopped():
-        click.echo(f"stopped serving on {scheme}://{bind}", err=True)
+        click.echo(f"stopped serving on http://{bind}", err=True)
 
     run_server(
         config,
@@ -116,19 +89,15 @@ def serve(
         access_log=access_log,
         on_ready=ready,
         on_exit=stopped,
-        certfile=certfile,
-        keyfile=keyfile,
     )
 
 
-def _raters_links(database_url: str, origin: str) -> list[str]:
-    """A line per study with its raters' link on this server, ``origin`` being
-    ``SCHEME://HOST:PORT`` (a crowd platform appends the participant's id; a link without
-    one asks for it)."""
+def _raters_links(database_url: str, bind: str) -> list[str]:
+    """A line per study with its raters' link on this server (a crowd platform appends the
+    participant's id; a link without one asks for it)."""
     from study_app.db import make_engine
     from study_app.progress import study_links
 
-    scheme, _, bind = origin.partition("://")
     host, _, port = bind.rpartition(":")
     if host in ("0.0.0.0", "[::]", "::", ""):  # every address: the raters need one of them
         host = "<this machine's address>"
@@ -138,8 +107,7 @@ def _raters_links(database_url: str, origin: str) -> list[str]:
     finally:
         engine.dispose()
     return [
-        f"  study {name} ({status}): {scheme}://{host}:{port}/s/{public_id}/"
-        "?PROLIFIC_PID=<participant id>"
+        f"  study {name} ({status}): http://{host}:{port}/s/{public_id}/?PROLIFIC_PID=<participant id>"
         for name, status, public_id in studies
     ]
 
