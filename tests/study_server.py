@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import signal
@@ -10,8 +11,10 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Self
@@ -130,6 +133,58 @@ class TlsProxy:
             self.process.wait(timeout=10)
         if self.process is not None:
             self.process.stderr.close()
+
+
+class PlatformSite:
+    """A crowd platform's site on another origin (``https://localhost:PORT``; the study is on
+    127.0.0.1, another site): ``/hit`` frames a URL, as MTurk shows an ExternalQuestion HIT, and
+    ``POST /mturk/externalSubmit`` is kept in ``submitted`` (a dict of the form and its path)."""
+
+    def __init__(self, cert: str, key: str):
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                self._reply(
+                    f'<!doctype html><iframe src="{site.frame_url}" width="1000" '
+                    'height="900"></iframe>'
+                )
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                site.submitted.append({k: v[0] for k, v in form.items()} | {"path": self.path})
+                self._reply("<!doctype html><p id='submitted'>HIT submitted</p>")
+
+            def _reply(self, body: str):
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args):
+                pass
+
+        self.frame_url, self.submitted = "", []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.origin = f"https://localhost:{self.server.server_address[1]}"
+        self.page_url = f"{self.origin}/hit"
+
+    def frame(self, url: str) -> None:
+        self.frame_url = url
+
+    def __enter__(self) -> Self:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class LocalServer:

@@ -431,3 +431,44 @@ def _pairwise_session(firefox, server, artifacts_dir):  # noqa: F811
     assert (
         "tiny_ff" not in firefox.page_source and "real" not in _css(firefox, "#progress-text").text
     )
+
+
+def test_mturk_hit_in_firefox_in_the_platforms_frame(firefox, db_url, sets, tmp_path, evidence):
+    """An MTurk HIT in Firefox: the study in a frame of the platform's own site (another site),
+    behind nginx as the README deploys it; Firefox keeps the frame's cookie apart from the
+    study's own site, so the session must be partitioned to work there."""
+    from test_browser_https import check_submitted_hit, framed_hit
+
+    # the study and the platform run on certificates made for this test
+    firefox.delete_session()
+    firefox.start_session(capabilities={"acceptInsecureCerts": True}, timeout=STARTUP_TIMEOUT)
+    firefox.timeout.page_load = 30
+    firefox.timeout.script = 20
+    with evidence(), framed_hit(db_url, sets, tmp_path) as hit:
+        firefox.navigate(hit.page_url)
+        _wait(firefox, "return document.querySelector('iframe') !== null", what="the HIT's frame")
+        firefox.switch_to_frame(_css(firefox, "iframe"))
+        _wait(
+            firefox,
+            "return document.querySelector('input[name=agree]') !== null",
+            what="the consent form in the frame",
+        )
+        _css(firefox, "input[name=agree]").click()
+        _css(firefox, "#start").click()
+        _ready(firefox, 0, 2)
+        _css(firefox, "button.answer[data-answer='3']").click()
+        _ready(firefox, 1, 2)
+        _press(firefox, "4")
+        _wait(
+            firefox,
+            "return document.getElementById('submit-hit') !== null",
+            what="the HIT's submit form",
+        )
+        _css(firefox, "#submit-hit").click()
+        _wait(
+            firefox,
+            "return document.getElementById('submitted') !== null",
+            what="the platform's page after the submission",
+        )
+        firefox.switch_to_frame()
+    check_submitted_hit(db_url, hit.submitted, [3, 4])

@@ -7,16 +7,14 @@ must be stored."""
 
 from __future__ import annotations
 
-import http.server
+import contextlib
 import re
-import ssl
-import threading
 import urllib.parse
 
 import pytest
 from sqlalchemy import select
 from study_schemas import dispose_all, engine_for, small_rating_study
-from study_server import LocalServer, TlsProxy, self_signed_certificate
+from study_server import LocalServer, PlatformSite, TlsProxy, self_signed_certificate
 
 from study_app.db import session_scope
 from study_app.schema import Answer, Rater
@@ -57,76 +55,52 @@ def test_whole_rating_session_over_https(browser, db_url, sets, tmp_path):
         assert sorted(s.scalars(select(Answer.rating))) == [2, 4, 5]
 
 
-class _Platform(http.server.BaseHTTPRequestHandler):
-    """A crowd platform's site on another origin: a page that shows the study in a frame, as
-    MTurk shows an ExternalQuestion HIT, and MTurk's ``/mturk/externalSubmit``."""
-
-    frame_url = ""
-    submitted: list[dict] = []
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        body = f'<!doctype html><iframe src="{self.frame_url}" width="1000" height="900"></iframe>'
-        self._reply(body)
-
-    def do_POST(self):  # noqa: N802
-        length = int(self.headers.get("Content-Length", 0))
-        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
-        type(self).submitted.append({k: v[0] for k, v in form.items()} | {"path": self.path})
-        self._reply("<!doctype html><p id='submitted'>HIT submitted</p>")
-
-    def _reply(self, body: str):
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args):
-        pass
-
-
 def test_mturk_hit_in_the_platforms_frame(browser, db_url, sets, tmp_path):
     """MTurk shows the study in a frame of its own site (another site than the study's): the
     pages may be framed there, the session cookie works in the frame, and the completion form
     posts the assignment and the code to the platform."""
+    with framed_hit(db_url, sets, tmp_path) as hit:
+        browser_context = browser.new_context(ignore_https_errors=True)  # our own certificate
+        page = browser_context.new_page()
+        page.goto(hit.page_url)
+        frame = page.frame_locator("iframe")
+        frame.locator("input[name=agree]").check(timeout=15000)
+        frame.locator("#start").click()
+        for rating in ("3", "4"):
+            frame.locator(f"#task button.answer[data-answer='{rating}']:enabled").click(
+                timeout=15000
+            )
+        frame.locator("#submit-hit").click(timeout=15000)
+        frame.locator("#submitted").wait_for(timeout=15000)
+        browser_context.close()
+    check_submitted_hit(db_url, hit.submitted, [3, 4])
+
+
+@contextlib.contextmanager
+def framed_hit(db_url, sets, tmp_path):
+    """A 2-task rating study behind nginx (as the README deploys it) and a platform site on
+    another origin whose page frames the study's MTurk link; yields the platform."""
     study = small_rating_study(db_url, sets, tmp_path, "framed", tasks_per_rater=2)
     dispose_all()
     cert, key = self_signed_certificate(tmp_path)
-    handler = type("Platform", (_Platform,), {"submitted": [], "frame_url": ""})  # this test's
-    platform = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    platform.socket = context.wrap_socket(platform.socket, server_side=True)
-    origin = f"https://localhost:{platform.server_address[1]}"  # another site than 127.0.0.1
-    threading.Thread(target=platform.serve_forever, daemon=True).start()
-    env = {"HVQEVAL_MTURK_SUBMIT_HOSTS": origin, **BEHIND_TLS}
-    try:
+    with PlatformSite(cert, key) as platform:
+        env = {"HVQEVAL_MTURK_SUBMIT_HOSTS": platform.origin, **BEHIND_TLS}
         with (
             LocalServer(db_url, str(tmp_path), workers=1, threads=2, env=env) as app,
             TlsProxy(app.url, cert, key, tmp_path) as srv,
         ):
-            handler.frame_url = (
+            platform.frame(
                 f"{srv.url}/s/{study.public_id}/?assignmentId=A1&hitId=H1&workerId=W1"
-                f"&turkSubmitTo={urllib.parse.quote(origin)}"
+                f"&turkSubmitTo={urllib.parse.quote(platform.origin)}"
             )
-            browser_context = browser.new_context(ignore_https_errors=True)
-            page = browser_context.new_page()
-            page.goto(f"{origin}/hit")
-            frame = page.frame_locator("iframe")
-            frame.locator("input[name=agree]").check(timeout=15000)
-            frame.locator("#start").click()
-            for rating in ("3", "4"):
-                frame.locator(f"#task button.answer[data-answer='{rating}']:enabled").click(
-                    timeout=15000
-                )
-            frame.locator("#submit-hit").click(timeout=15000)
-            frame.locator("#submitted").wait_for(timeout=15000)
-            browser_context.close()
-    finally:
-        platform.shutdown()
-    [submitted] = handler.submitted
-    assert submitted["path"] == "/mturk/externalSubmit" and submitted["assignmentId"] == "A1"
+            yield platform
+
+
+def check_submitted_hit(db_url, submitted: list[dict], ratings: list[int]) -> None:
+    """The platform got one HIT submission with the assignment and the rater's code, and the
+    ratings were stored."""
+    [form] = submitted
+    assert form["path"] == "/mturk/externalSubmit" and form["assignmentId"] == "A1"
     with session_scope(engine_for(db_url)) as s:
-        assert sorted(s.scalars(select(Answer.rating))) == [3, 4]
-        assert submitted["completion_code"] == s.scalar(select(Rater.completion_code))
+        assert sorted(s.scalars(select(Answer.rating))) == ratings
+        assert form["completion_code"] == s.scalar(select(Rater.completion_code))
