@@ -28,7 +28,13 @@ def test_whole_rating_session_over_https(browser, db_url, sets, tmp_path):
     dispose_all()
     cert, key = self_signed_certificate(tmp_path)
     with (
-        LocalServer(db_url, str(tmp_path), workers=1, threads=2, env=BEHIND_TLS) as app,
+        LocalServer(
+            db_url,
+            str(tmp_path),
+            workers=1,
+            threads=2,
+            env={**BEHIND_TLS, "HVQEVAL_ADMIN_PASSWORD": "admin-secret-0123"},
+        ) as app,
         TlsProxy(app.url, cert, key, tmp_path) as srv,
     ):
         context = browser.new_context(ignore_https_errors=True)  # the certificate is our own
@@ -51,6 +57,16 @@ def test_whole_rating_session_over_https(browser, db_url, sets, tmp_path):
         assert cookie["secure"] and cookie["httpOnly"]
         assert failed == []
         context.close()
+        # the admin logs in (a form POST under the same check) and sees the answers
+        admin = browser.new_context(ignore_https_errors=True).new_page()
+        admin.goto(f"{srv.url}/admin/login")
+        admin.fill("#password", "admin-secret-0123")
+        admin.click("button[type=submit]")
+        admin.wait_for_selector("text=secure", timeout=15000)
+        assert admin.url == f"{srv.url}/admin/"
+        # 3 answers of 16 (2 models x 2 classes x 2 images, 2 raters each)
+        assert re.search(r"secure\s+rating\s+open\s+3 / 16", admin.inner_text("body"))
+        admin.context.close()
     with session_scope(engine_for(db_url)) as s:
         assert sorted(s.scalars(select(Answer.rating))) == [2, 4, 5]
 
