@@ -6,9 +6,9 @@ task's images, thinks (``THINK_MIN_S``..``THINK_MAX_S`` seconds, uniform) and po
 (the reply carries the next task). Like a new browser, a user also fetches what each page
 names: the stylesheet, the icon, the script and the instructions' example images, keeping
 them as a browser's cache does (fresh for ``max-age``; otherwise asked again with
-``If-None-Match`` / ``If-Modified-Since``, answered by a 304). The first task is thought about like every other one
-(locust runs a user's first task as soon as ``on_start`` returns, so ``on_start`` waits once
-itself). What each user was told was stored is counted, and written to ``RESULT_FILE`` at the
+``If-None-Match`` / ``If-Modified-Since``, answered by a 304). The first task is thought
+about like every other one (locust runs a user's first task as soon as ``on_start`` returns,
+so ``on_start`` waits once itself). What each user was told was stored is counted, and written to ``RESULT_FILE`` at the
 end, so the benchmark can compare it with the database (nothing lost, nothing doubled).
 
 Arrivals are even: locust starts users in batches (a spawn rate of 50/s starts 50 users at

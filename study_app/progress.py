@@ -56,11 +56,6 @@ class StudyProgress:
         return f"{self.catch_items} catch, {self.practice_items} practice per rater, {exposure}"
 
 
-def study_names(engine: Engine) -> list[str]:
-    with session_scope(engine, read_only=True) as s:
-        return list(s.scalars(select(Study.name).order_by(Study.created_at, Study.id)))
-
-
 def study_links(engine: Engine) -> list[tuple[str, str, str]]:
     """(name, status, public id) of every study, in the order they were created: the raters'
     link of a study is ``/s/<public id>/``."""
@@ -69,6 +64,11 @@ def study_links(engine: Engine) -> list[tuple[str, str, str]]:
             select(Study.name, Study.status, Study.public_id).order_by(Study.created_at, Study.id)
         )
         return [tuple(row) for row in rows]
+
+
+def study_names(engine: Engine) -> list[str]:
+    """The studies' names, in the order they were created."""
+    return [name for name, _status, _public_id in study_links(engine)]
 
 
 def study_progress(engine: Engine, name: str) -> StudyProgress | None:

@@ -110,7 +110,7 @@ def _link_participant() -> tuple[str, platforms.PlatformEntry] | None:
     """(participant id, platform entry) of a crowd platform's link, or None."""
     for name in PARTICIPANT_PARAMS:
         if request.args.get(name):
-            hosts = platforms.allowed_hosts(current_app.config["MTURK_SUBMIT_HOSTS"])
+            hosts = current_app.extensions["study_mturk_hosts"]  # parsed once (web.py)
             try:
                 entry = platforms.entry_from_args(request.args, hosts)
             except platforms.PlatformError as err:
@@ -315,7 +315,7 @@ def complete(public_id: str):
         from study_app.security import content_security_policy
 
         response.headers["Content-Security-Policy"] = content_security_policy(
-            current_app.extensions["study_framed_by"], [rater.submit_to]
+            current_app.extensions["study_mturk_hosts"], [rater.submit_to]
         )
         return response
     if study.completion_url:

@@ -92,7 +92,7 @@ def _wants_json() -> bool:
 def _after_request(response):
     # a rater's pages may be shown in a crowd platform's frame; the admin's never
     framed = request.blueprint in ("rater", "images")
-    headers = current_app.extensions["study_rater_headers" if framed else "study_headers"]
+    headers = current_app.extensions["study_rater_headers"] if framed else SECURITY_HEADERS
     for name, value in headers.items():
         response.headers.setdefault(name, value)
     if current_app.config["HTTPS"]:
@@ -145,13 +145,13 @@ def init_app(app) -> None:
     from study_app.platforms import allowed_hosts
 
     app.extensions["study_static_versions"] = static_versions(app.static_folder)
-    # the crowd platforms that may show a rater's pages in a frame (MTurk's sites by default)
-    framed_by = sorted(allowed_hosts(app.config["MTURK_SUBMIT_HOSTS"]))
-    app.extensions["study_framed_by"] = framed_by
-    app.extensions["study_headers"] = SECURITY_HEADERS
+    # MTurk's origins (its sites by default), read once: an entry link's turkSubmitTo must be
+    # one of them, and they may show a rater's pages in a frame
+    mturk_hosts = tuple(sorted(allowed_hosts(app.config["MTURK_SUBMIT_HOSTS"])))
+    app.extensions["study_mturk_hosts"] = mturk_hosts
     app.extensions["study_rater_headers"] = {
         **{k: v for k, v in SECURITY_HEADERS.items() if k != "X-Frame-Options"},
-        "Content-Security-Policy": content_security_policy(framed_by),
+        "Content-Security-Policy": content_security_policy(mturk_hosts),
     }
     app.url_defaults(_version_static_urls)
     # the schema this code needs, read from the migration scripts once (~13 ms of parsing): a

@@ -111,6 +111,23 @@ class RaterClient:
         return self.api("answer", body)
 
 
+def admin_app(db_url: str, cache_dir, password: str = "hunter22"):
+    """The study app of ``db_url`` with its admin pages on (``password``)."""
+    from werkzeug.security import generate_password_hash
+
+    from study_app import create_app
+
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "a" * 32,
+            "DATABASE_URL": db_url,
+            "IMAGE_CACHE_DIR": str(cache_dir),
+            "ADMIN_PASSWORD_HASH": generate_password_hash(password),
+        }
+    )
+
+
 def logged_in_admin(app, password: str):
     """A test client of ``app`` logged in to the admin pages (the login form, with its token)."""
     admin = app.test_client()

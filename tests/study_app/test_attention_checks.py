@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import func, select
-from study_schemas import engine_for, logged_in_admin
+from study_schemas import admin_app, engine_for, logged_in_admin
 
 from hvqeval.cli import cli
 from study_app import assign, checks
@@ -289,22 +289,10 @@ def test_migration_0005_keeps_existing_answers(db_url, sets, tmp_path):
 
 def test_admin_study_page_shows_pass_rates_and_counted_progress(db_url, sets, tmp_path):
 
-    from werkzeug.security import generate_password_hash
-
-    from study_app import create_app
-
     engine, study = make_study(db_url, sets, tmp_path)
     bad = corrupted_tokens(engine, study)
     run_rater(engine, study, "careless", True, bad)
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "a" * 32,
-            "DATABASE_URL": db_url,
-            "IMAGE_CACHE_DIR": str(tmp_path / "c"),
-            "ADMIN_PASSWORD_HASH": generate_password_hash("hunter22"),
-        }
-    )
+    app = admin_app(db_url, tmp_path / "c")
     admin = logged_in_admin(app, "hunter22")
     page = admin.get("/admin/study/checked").data.decode()
     assert "catch items passed" in page and "0 / 2 (0%)" in page

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
-from study_schemas import engine_for, logged_in_admin, small_rating_study
-from werkzeug.security import generate_password_hash
+from study_schemas import admin_app, engine_for, logged_in_admin, small_rating_study
 
 from study_app import create_app
 from study_app.create import SourceSpec, StudySettings, create_study
@@ -380,15 +379,7 @@ def test_rate_limit_per_rater_and_per_ip(rating, db_url, tmp_path):
 
 
 def test_admin_login_progress_close_and_export(rating, new_rater, db_url, tmp_path):
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "a" * 32,
-            "DATABASE_URL": db_url,
-            "IMAGE_CACHE_DIR": str(tmp_path / "c"),
-            "ADMIN_PASSWORD_HASH": generate_password_hash("hunter22"),
-        }
-    )
+    app = admin_app(db_url, tmp_path / "c")
     rater_client = new_rater(rating.public_id, "R1")
     task = rater_client.next()
     rater_client.answer(task["task"], 5)
@@ -657,15 +648,7 @@ def test_visitors_who_never_consent_are_not_counted_as_raters(rating, new_rater,
     from hvqeval.cli import cli
 
     new_rater(rating.public_id, "consented")
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "v" * 32,
-            "DATABASE_URL": db_url,
-            "IMAGE_CACHE_DIR": str(tmp_path / "c"),
-            "ADMIN_PASSWORD_HASH": generate_password_hash("hunter22"),
-        }
-    )
+    app = admin_app(db_url, tmp_path / "c")
     for participant in ("only-looked", "looked-twice", "looked-twice"):
         page = app.test_client().get(f"/s/{rating.public_id}/?PROLIFIC_PID={participant}")
         assert page.status_code == 200 and b"consent" in page.data.lower()

@@ -184,55 +184,14 @@ def command() -> None:
     help="k distinct raters per image.",
 )
 @_common
-def create_rating(
-    models,
-    reals,
-    ratings_per_item,
-    name,
-    classes,
-    per_class,
-    tasks_per_rater,
-    lease_seconds,
-    seed,
-    real_split,
-    examples_real,
-    instance_dir,
-    completion_code,
-    completion_url,
-    no_examples,
-    catch_fraction,
-    practice,
-    exposure_ms,
-    as_json,
-    database_url,
-):
+def create_rating(models, reals, ratings_per_item, **common):
     """Realism ratings 1-5 (Table 2): every image rated by k different raters."""
-    from study_app.create import SourceSpec, StudySettings
+    from study_app.create import SourceSpec
 
-    url = database_url_of(database_url, instance_dir)
     sources = tuple(SourceSpec.parse(m) for m in models) + tuple(
         SourceSpec.parse(r, force_real=True) for r in reals
     )
-    settings = StudySettings(
-        name=name,
-        kind="rating",
-        sources=sources,
-        classes=_classes(classes),
-        per_class=per_class,
-        answers_per_item=ratings_per_item,
-        tasks_per_rater=tasks_per_rater,
-        lease_seconds=lease_seconds,
-        seed=seed,
-        real_split=real_split,
-        examples_real=examples_real,
-        completion_code=completion_code,
-        completion_url=completion_url,
-        no_examples=no_examples,
-        catch_fraction=catch_fraction,
-        practice=practice,
-        exposure_ms=exposure_ms,
-    )
-    _report(create_with_real_images(url, settings, instance_dir), url, as_json)
+    _create_and_report(common, kind="rating", sources=sources, answers_per_item=ratings_per_item)
 
 
 @command.command(name="pairwise")
@@ -285,35 +244,11 @@ def create_rating(
 )
 @_common
 def create_pairwise(
-    sources,
-    source_a,
-    source_b,
-    pairs,
-    uses,
-    counts,
-    pairs_per_class,
-    raters_per_pair,
-    name,
-    classes,
-    per_class,
-    tasks_per_rater,
-    lease_seconds,
-    seed,
-    real_split,
-    examples_real,
-    instance_dir,
-    completion_code,
-    completion_url,
-    no_examples,
-    catch_fraction,
-    practice,
-    exposure_ms,
-    as_json,
-    database_url,
+    sources, source_a, source_b, pairs, uses, counts, pairs_per_class, raters_per_pair, **common
 ):
     """Side-by-side preference (Tables 3 and 5) among two or more sources: which image looks the
     most realistic (or, when every pair holds real images, which is real)."""
-    from study_app.create import SourceSpec, StudySettings
+    from study_app.create import SourceSpec
     from study_app.errors import StudyError
     from study_app.source_pairs import parse_pair
 
@@ -322,28 +257,25 @@ def create_pairwise(
         raise StudyError(
             "a pairwise study needs two or more sources: --source LABEL=SET (repeat), or --a and --b"
         )
-    url = database_url_of(database_url, instance_dir)
-    settings = StudySettings(
-        name=name,
+    _create_and_report(
+        common,
         kind="pairwise",
         sources=tuple(SourceSpec.parse(t) for t in texts),
-        classes=_classes(classes),
-        per_class=per_class,
         answers_per_item=raters_per_pair,
-        tasks_per_rater=tasks_per_rater,
-        lease_seconds=lease_seconds,
-        seed=seed,
         pairs_per_class=pairs_per_class,
-        real_split=real_split,
-        examples_real=examples_real,
         pairs=tuple(parse_pair(p) for p in pairs),
         uses=uses,
         counts=tuple(_count(c) for c in counts),
-        completion_code=completion_code,
-        completion_url=completion_url,
-        no_examples=no_examples,
-        catch_fraction=catch_fraction,
-        practice=practice,
-        exposure_ms=exposure_ms,
     )
+
+
+def _create_and_report(common: dict, **kind_settings) -> None:
+    """Create the study from the options every kind shares (``_common``) and its own settings,
+    then print its summary."""
+    from study_app.create import StudySettings
+
+    instance_dir, as_json = common.pop("instance_dir"), common.pop("as_json")
+    url = database_url_of(common.pop("database_url"), instance_dir)
+    common["classes"] = _classes(common["classes"])  # the rest are StudySettings' own names
+    settings = StudySettings(**kind_settings, **common)
     _report(create_with_real_images(url, settings, instance_dir), url, as_json)
