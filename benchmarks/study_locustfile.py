@@ -4,12 +4,13 @@ Each user opens the study link with its own participant id, posts consent (the t
 is sent to carries its first task), and then, until it gets its completion code: fetches the
 task's images, thinks (``THINK_MIN_S``..``THINK_MAX_S`` seconds, uniform) and posts an answer
 (the reply carries the next task). Like a new browser, a user also fetches what each page
-names: the stylesheet, the icon, the script and the instructions' example images, keeping
-them as a browser's cache does (fresh for ``max-age``; otherwise asked again with
-``If-None-Match`` / ``If-Modified-Since``, answered by a 304). The first task is thought
-about like every other one (locust runs a user's first task as soon as ``on_start`` returns,
-so ``on_start`` waits once itself). What each user was told was stored is counted, and written to ``RESULT_FILE`` at the
-end, so the benchmark can compare it with the database (nothing lost, nothing doubled).
+names: the instructions' example images (the stylesheet, the script and the icon are inside
+the pages; a file a page named would be fetched too), keeping them as a browser's cache does
+(fresh for ``max-age``; otherwise asked again with ``If-None-Match`` / ``If-Modified-Since``,
+answered by a 304). The first task is thought about like every other one (locust runs a
+user's first task as soon as ``on_start`` returns, so ``on_start`` waits once itself). What
+each user was told was stored is counted, and written to ``RESULT_FILE`` at the end, so the
+benchmark can compare it with the database (nothing lost, nothing doubled).
 
 Arrivals are even: locust starts users in batches (a spawn rate of 50/s starts 50 users at
 the same instant once a second), so ``study_load.py`` starts every user at once and each waits
@@ -87,6 +88,8 @@ class Rater(FastHttpUser):
         not asked for, a stale one is revalidated. (The task page's images have no ``src``
         until its script sets them: ``show_task`` fetches those.)"""
         for url in SUBRESOURCE_RE.findall(html):
+            if url.startswith("data:"):  # inside the page (the icon): nothing to fetch
+                continue
             fresh_until, validators = self.cache.get(url, (0.0, {}))
             if time.monotonic() < fresh_until:
                 continue

@@ -32,6 +32,7 @@ def create_app(config: dict | None = None):
     config = check_settings(config or {})
     app = Flask(
         __name__,
+        static_folder=None,  # the pages carry their stylesheet, script and icon (page_assets.py)
         instance_path=config.get("INSTANCE_DIR") and str(Path(config["INSTANCE_DIR"]).resolve()),
     )
     app.config.from_mapping(
@@ -48,7 +49,6 @@ def create_app(config: dict | None = None):
         WTF_CSRF_TIME_LIMIT=None,  # valid for the whole session: a study can take an hour
         WTF_CSRF_SSL_STRICT=config["HTTPS"],
         MAX_CONTENT_LENGTH=64 * 1024,
-        SEND_FILE_MAX_AGE_DEFAULT=web.STATIC_MAX_AGE_S,  # static URLs are versioned (web.py)
         RATELIMIT_STORAGE_URI=config["RATE_LIMIT_STORAGE"],
         RATELIMIT_DEFAULT=limit_string(config["RATE_LIMIT_IP"]),
         # No X-RateLimit-* headers on every response (each costs reads of the limit storage):
@@ -78,7 +78,7 @@ def create_app(config: dict | None = None):
     # One counter per request of the answer loop: the API counts against the rater (whose
     # session came through an address-limited entry; without a session the key is the address)
     # instead of also against the address, and the images, files behind the session check, are
-    # exempt like static files. Each count costs CPU on every request (the memory storage starts
+    # exempt. Each count costs CPU on every request (the memory storage starts
     # its expiry timer thread), and the loop is where a study's load is.
     per_rater = limiter.limit(
         limit_string(config["RATE_LIMIT_RATER"]),

@@ -384,12 +384,15 @@ def _next_for_locked_rater(
 
 
 def study_and_next_task(
-    engine: Engine, public_id: str, rater_id: int
+    engine: Engine, public_id: str, rater_id: int, consenting: bool = False
 ) -> tuple[Study, Task | Finished | Closed]:
     """(the study of link ``public_id``, the rater's open task in it, else a newly claimed one,
-    else their completion code): the task page shows both, from one transaction."""
+    else their completion code): the task page shows both, from one transaction.
+    ``consenting``: the rater has just agreed; their consent is stored first, in it."""
 
     def work(connection: Connection):
+        if consenting:
+            connection.execute(RECORD_CONSENT, {"consenting_rater": rater_id, "now": utcnow()})
         study, done, participant = _lock_rater(connection, public_id, rater_id)
         result = _next_for_locked_rater(connection, study, rater_id, participant, done)
         return study, checks.with_progress(connection, study, rater_id, result)

@@ -1,8 +1,9 @@
 """Rater blueprint: entry link, instructions and consent, the task page and its JSON API.
 
     /s/<public_id>/?PROLIFIC_PID=...   entry (participant id from crowdsourcing URL parameters)
-    /s/<public_id>/consent              instructions, example images, consent  (paper Appendix G)
-    /s/<public_id>/task                 the task page with the first task in it (static/rater.js)
+    /s/<public_id>/consent              instructions, example images, consent  (paper Appendix G);
+                                        agreeing answers with the task page
+    /s/<public_id>/task                 the task page with the first task and static/rater.js in it
     POST /s/<public_id>/api/next        the rater's current task, a new one, or the completion code
     POST /s/<public_id>/api/answer      store one answer, reply with the next task (CSRF token in X-CSRFToken)
     /s/<public_id>/complete             after the last answer: Prolific redirect / MTurk submit form
@@ -194,11 +195,13 @@ def entry(public_id: str):
 @bp.route("/consent", methods=["GET", "POST"])
 def consent(public_id: str):
     rater_id = _rater_id(public_id)
-    if request.method == "POST":  # needs no study: the rater's row is the rater's own
+    if request.method == "POST":
         if request.form.get("agree") != "yes":
             abort(400, "tick the box to agree before starting")
-        assign.record_consent(engine(), rater_id)
-        return redirect(url_for("rater.task", public_id=public_id))
+        # The task page itself, not a redirect to it: one round trip less before a rater's
+        # first task. The page's script puts the task page's own URL in the address bar
+        # (history.replaceState), so a reload asks for that page, not for this form again.
+        return _task_page(public_id, rater_id, consenting=True)
     return _consent_page(*_study_and_examples(public_id))
 
 
@@ -206,9 +209,14 @@ def consent(public_id: str):
 def task(public_id: str):
     """The task page with the rater's first task in it (no API request before the first
     images load); a reload shows the same open task."""
-    rater_id = _rater_id(public_id)
+    return _task_page(public_id, _rater_id(public_id))
+
+
+def _task_page(public_id: str, rater_id: int, consenting: bool = False):
+    """The task page of the rater with their open or first task; ``consenting``: they have
+    just agreed (stored in the same transaction)."""
     try:
-        study, first = assign.study_and_next_task(engine(), public_id, rater_id)
+        study, first = assign.study_and_next_task(engine(), public_id, rater_id, consenting)
     except assign.AnswerRejected as err:
         if (err.status, err.message) == assign.NO_CONSENT:
             return redirect(url_for("rater.consent", public_id=public_id))
@@ -315,7 +323,9 @@ def complete(public_id: str):
         from study_app.security import content_security_policy
 
         response.headers["Content-Security-Policy"] = content_security_policy(
-            current_app.extensions["study_mturk_hosts"], [rater.submit_to]
+            current_app.extensions["study_page_assets"],
+            current_app.extensions["study_mturk_hosts"],
+            [rater.submit_to],
         )
         return response
     if study.completion_url:

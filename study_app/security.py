@@ -3,17 +3,17 @@ libraries' own: Flask, Flask-WTF, Flask-Limiter; see ``create_app``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from werkzeug.security import check_password_hash
 
-# Images and scripts only from this server; nothing may frame the pages (click-jacking) but
-# the crowd platform that shows a study in a frame (MTurk's ExternalQuestion), see
-# ``content_security_policy``.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
+from study_app.page_assets import PageAssets
+
+# Everything from this server; the only inline style and script are the pages' own (their
+# hashes, ``page_assets.py``); images also as ``data:`` URLs (the icon). Nothing may frame the
+# pages (click-jacking) but the crowd platform that shows a study in a frame (MTurk's
+# ExternalQuestion), see ``content_security_policy``.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     # The entry link carries the participant id: no other site may see it in a Referer. Our own
@@ -26,14 +26,28 @@ SECURITY_HEADERS = {
 }
 
 
-def content_security_policy(frame_ancestors: list[str], form_action: list[str] = ()) -> str:
-    """The policy of a rater's page: framed only by ``frame_ancestors`` (origins; MTurk shows
-    an ExternalQuestion HIT in a frame of its own site), forms posted only to this server and
-    ``form_action``. (X-Frame-Options cannot name an origin: such a page sends none, and
-    browsers follow ``frame-ancestors``.)"""
-    return CONTENT_SECURITY_POLICY.replace(
-        "frame-ancestors 'none'", " ".join(["frame-ancestors 'self'", *frame_ancestors])
-    ).replace("form-action 'self'", " ".join(["form-action 'self'", *form_action]))
+def content_security_policy(
+    assets: PageAssets,
+    frame_ancestors: Sequence[str] | None = None,
+    form_action: Sequence[str] = (),
+) -> str:
+    """The policy of a page that carries ``assets``: framed by no one, or by this server and
+    ``frame_ancestors`` (origins; MTurk shows an ExternalQuestion HIT in a frame of its own
+    site); forms posted only to this server and ``form_action``. (X-Frame-Options cannot name
+    an origin: a page that may be framed sends none, and browsers follow ``frame-ancestors``.)"""
+    framed_by = "'none'" if frame_ancestors is None else " ".join(["'self'", *frame_ancestors])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "img-src 'self' data:",
+            "script-src " + " ".join(assets.script_sources),
+            "style-src " + " ".join(assets.style_sources),
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action " + " ".join(["'self'", *form_action]),
+            f"frame-ancestors {framed_by}",
+        ]
+    )
 
 
 HSTS = "max-age=31536000"

@@ -4,9 +4,7 @@ traceback)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
-from pathlib import Path
 
 from flask import current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -16,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from study_app.db import head_revision, run_transaction
 from study_app.errors import DatabaseError
+from study_app.page_assets import load_page_assets
 from study_app.schema import Study, detached_study
 from study_app.security import HSTS, SECURITY_HEADERS, content_security_policy
 
@@ -24,29 +23,6 @@ TOO_MANY_REQUESTS = "too many requests; slow down and try again in a minute"
 STUDY_BY_PUBLIC_ID = select(Study.__table__).where(
     Study.__table__.c.public_id == bindparam("public_id")
 )
-
-
-# The static files' URLs carry a hash of their content (``?v=``), so a browser may keep them this
-# long and still fetches a changed file at once: an arriving rater's second page (the task page)
-# asks again for none of them, where Flask's default (revalidate) costs a 304 request for each.
-STATIC_MAX_AGE_S = 365 * 24 * 3600
-
-
-def static_versions(folder: str | Path) -> dict[str, str]:
-    """{file name: the first 12 hex digits of its content's sha256} of a static folder."""
-    return {
-        path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        for path in sorted(Path(folder).iterdir())
-        if path.is_file()
-    }
-
-
-def _version_static_urls(endpoint: str, values: dict) -> None:
-    """``url_for('static', filename=F)`` gets ``v=<hash of F>`` (Flask's url_defaults hook)."""
-    if endpoint == "static":
-        version = current_app.extensions["study_static_versions"].get(values.get("filename"))
-        if version is not None:
-            values.setdefault("v", version)
 
 
 def engine() -> Engine:
@@ -92,12 +68,12 @@ def _wants_json() -> bool:
 def _after_request(response):
     # a rater's pages may be shown in a crowd platform's frame; the admin's never
     framed = request.blueprint in ("rater", "images")
-    headers = current_app.extensions["study_rater_headers"] if framed else SECURITY_HEADERS
+    headers = current_app.extensions["study_rater_headers" if framed else "study_admin_headers"]
     for name, value in headers.items():
         response.headers.setdefault(name, value)
     if current_app.config["HTTPS"]:
         response.headers.setdefault("Strict-Transport-Security", HSTS)
-    if request.endpoint not in ("images.image", "static"):
+    if request.endpoint != "images.image":
         response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -144,16 +120,22 @@ def _unexpected_error(err: Exception):
 def init_app(app) -> None:
     from study_app.platforms import allowed_hosts
 
-    app.extensions["study_static_versions"] = static_versions(app.static_folder)
+    # the stylesheet, script and icon go inside the pages (page_assets.py), read once
+    assets = load_page_assets()
+    app.extensions["study_page_assets"] = assets
+    app.add_template_global(assets, "page_assets")
     # MTurk's origins (its sites by default), read once: an entry link's turkSubmitTo must be
     # one of them, and they may show a rater's pages in a frame
     mturk_hosts = tuple(sorted(allowed_hosts(app.config["MTURK_SUBMIT_HOSTS"])))
     app.extensions["study_mturk_hosts"] = mturk_hosts
     app.extensions["study_rater_headers"] = {
         **{k: v for k, v in SECURITY_HEADERS.items() if k != "X-Frame-Options"},
-        "Content-Security-Policy": content_security_policy(mturk_hosts),
+        "Content-Security-Policy": content_security_policy(assets, frame_ancestors=mturk_hosts),
     }
-    app.url_defaults(_version_static_urls)
+    app.extensions["study_admin_headers"] = {
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": content_security_policy(assets),
+    }
     # the schema this code needs, read from the migration scripts once (~13 ms of parsing): a
     # load balancer asks /healthz every few seconds, and the code cannot change under a worker
     app.extensions["study_schema_head"] = head_revision()

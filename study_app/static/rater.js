@@ -17,6 +17,12 @@
   const exposureMs = Number(app.dataset.exposureMs) || 0;
   let exposureTimer = null;
 
+  // Agreeing to the consent form answers with this page: show the task page's own address, so
+  // that a reload asks for the page and does not post the form again.
+  if (window.location.pathname !== app.dataset.page) {
+    window.history.replaceState(null, "", app.dataset.page);
+  }
+
   function startExposure() {
     if (!exposureMs) return;
     exposureTimer = setTimeout(() => { app.classList.add("exposure-over"); }, exposureMs);

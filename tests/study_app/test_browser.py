@@ -153,7 +153,8 @@ def test_whole_rating_session_with_mouse_and_keys(browser, server, artifacts_dir
     api_calls, failed = [], []
     page.on("request", lambda r: api_calls.append(r.url) if "/api/" in r.url else None)
     page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
-    _consent(page, server["base"], server["rating"].public_id, "browser-rater")
+    public_id = server["rating"].public_id
+    _consent(page, server["base"], public_id, "browser-rater")
     captions = page.locator("figcaption").all_inner_texts()
     assert any(c.startswith("Real image (shapes data set)") for c in captions) and any(
         c.startswith("Generated") for c in captions
@@ -162,9 +163,17 @@ def test_whole_rating_session_with_mouse_and_keys(browser, server, artifacts_dir
         path=str(artifacts_dir / server["shot"]("study_rating_consent.png")), full_page=True
     )
     page.check("input[name=agree]")
-    page.click("#start")
+    with page.expect_response(lambda r: r.url.endswith("/consent")) as agreed:
+        page.click("#start")
     _ready(page, 0, 5)
-    assert re.fullmatch(r"(ring \(0\)|cross \(3\))", page.inner_text("#label"))
+    # agreeing is answered with the task page (no redirect), whose script shows its address:
+    # a reload asks for the task page (the same task), not for the form again
+    assert agreed.value.status == 200 and page.url.endswith(f"/s/{public_id}/task")
+    label = page.inner_text("#label")
+    assert re.fullmatch(r"(ring \(0\)|cross \(3\))", label)
+    page.reload()
+    _ready(page, 0, 5)
+    assert page.inner_text("#label") == label
     assert page.evaluate("document.getElementById('img-0').naturalWidth") == 512
     page.screenshot(
         path=str(artifacts_dir / server["shot"]("study_rating_task.png")), full_page=True

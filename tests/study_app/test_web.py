@@ -53,7 +53,7 @@ def _count(db_url, model):
 def test_whole_rating_session_and_completion_code(rating, new_rater, db_url):
     rater = new_rater(rating.public_id, "PID-1")
     page = rater.get(f"/s/{rating.public_id}/task")
-    assert page.status_code == 200 and b"rater.js" in page.data
+    assert page.status_code == 200 and b"history.replaceState" in page.data
     for expected_done in range(3):
         task = rater.next()
         assert task["state"] == "task" and task["done"] == expected_done and task["total"] == 3
@@ -263,6 +263,45 @@ def test_entry_needs_a_participant_id_and_consent(rating, app, db_url):
         assert s.scalars(select(Rater.participant).order_by(Rater.id)).all() == ["W123", "typed-1"]
 
 
+def test_agreeing_answers_with_the_task_page_and_its_first_task(rating, app, db_url):
+    """The consent form's POST is answered with the task page itself (no redirect: one round
+    trip less before the first task), consent stored in the same transaction; the page names
+    its own address for the script to show, and a repeated POST or a reload shows the same
+    task (nothing claimed twice)."""
+    client = app.test_client()
+    entered = client.get(f"/s/{rating.public_id}/?PROLIFIC_PID=agreeing")
+    csrf = re.search(rb'name="csrf-token" content="([^"]+)"', entered.data).group(1).decode()
+    agreed = client.post(
+        f"/s/{rating.public_id}/consent", data={"agree": "yes", "csrf_token": csrf}
+    )
+    assert agreed.status_code == 200 and "Location" not in agreed.headers
+    first = re.search(rb'id="first-task">(.*?)</script>', agreed.data).group(1)
+    assert f'data-page="/s/{rating.public_id}/task"'.encode() in agreed.data
+    with session_scope(engine_for(db_url), read_only=True) as s:
+        rater = s.scalars(select(Rater).where(Rater.participant == "agreeing")).one()
+        assert rater.consented_at is not None
+        assert (
+            s.scalar(select(func.count(Assignment.id)).where(Assignment.rater_id == rater.id)) == 1
+        )
+    again = client.post(f"/s/{rating.public_id}/consent", data={"agree": "yes", "csrf_token": csrf})
+    reloaded = client.get(f"/s/{rating.public_id}/task")
+    for page in (again, reloaded):
+        assert re.search(rb'id="first-task">(.*?)</script>', page.data).group(1) == first
+    with session_scope(engine_for(db_url), read_only=True) as s:
+        assert (
+            s.scalar(select(func.count(Assignment.id)).where(Assignment.rater_id == rater.id)) == 1
+        )
+    # not agreeing stores nothing and shows no task
+    other = app.test_client()
+    entered = other.get(f"/s/{rating.public_id}/?PROLIFIC_PID=hesitant")
+    csrf = re.search(rb'name="csrf-token" content="([^"]+)"', entered.data).group(1).decode()
+    refused = other.post(f"/s/{rating.public_id}/consent", data={"csrf_token": csrf})
+    assert refused.status_code == 400 and b"first-task" not in refused.data
+    with session_scope(engine_for(db_url), read_only=True) as s:
+        hesitant = s.scalars(select(Rater).where(Rater.participant == "hesitant")).one()
+        assert hesitant.consented_at is None
+
+
 def test_security_headers_and_cookie_flags(rating, app):
     client = app.test_client()
     response = client.get(f"/s/{rating.public_id}/?PROLIFIC_PID=abc")
@@ -271,7 +310,7 @@ def test_security_headers_and_cookie_flags(rating, app):
     page = client.get(f"/s/{rating.public_id}/consent")
     for name in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"):
         assert name in page.headers
-    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "script-src 'sha256-" in page.headers["Content-Security-Policy"]
     # a rater's pages may be framed by MTurk (an ExternalQuestion HIT) and nobody else; the
     # admin's by nobody. (X-Frame-Options cannot name MTurk: the framed pages send none.)
     assert (
@@ -284,10 +323,6 @@ def test_security_headers_and_cookie_flags(rating, app):
     assert admin.headers["X-Frame-Options"] == "DENY"
     # the referrer stays on this site (the entry link holds the participant id)
     assert page.headers["Referrer-Policy"] == "same-origin"
-    # the pages name their icon (else a browser asks for /favicon.ico on every page: a 404)
-    icon = re.search(rb'<link rel="icon" href="([^"]+)"', page.data).group(1).decode()
-    fetched = client.get(icon)
-    assert fetched.status_code == 200 and fetched.mimetype == "image/svg+xml"
     assert page.headers["Cache-Control"] == "no-store"
 
 
@@ -311,32 +346,49 @@ def test_over_https_the_session_cookie_works_in_a_platforms_frame(rating, db_url
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
-def test_static_files_are_kept_by_the_browser_and_versioned_by_their_content(rating, app, tmp_path):
-    """An arriving rater's browser fetches the stylesheet, the icon and the script once: their
-    URLs carry a hash of the content, so they may be kept a year (no 304 round trip on the next
-    page) and a changed file has a new URL."""
-    import hashlib
+def test_pages_carry_their_stylesheet_script_and_icon(rating, app, tmp_path):
+    """A rater comes once, so the pages carry the stylesheet, the task page's script and the
+    icon (no request for a file before the page shows), and the Content-Security-Policy admits
+    exactly that stylesheet and script by their hashes, no other inline code."""
+    import base64
 
-    from study_app.web import static_versions
+    from study_app.page_assets import FOLDER, csp_hash, load_page_assets
 
     client = app.test_client()
-    page = client.get(f"/s/{rating.public_id}/?PROLIFIC_PID=cached").data.decode()
-    urls = re.findall(r'<link rel="(?:stylesheet|icon)" href="([^"]+)"', page)
-    assert len(urls) == 2
-    for url in urls:
-        path, _, query = url.partition("?")
-        content = Path(app.static_folder, path.rsplit("/", 1)[1]).read_bytes()
-        assert query == f"v={hashlib.sha256(content).hexdigest()[:12]}"
-        fetched = client.get(url)
-        assert fetched.status_code == 200 and fetched.data == content
-        assert fetched.cache_control.max_age == 365 * 24 * 3600
-    # another file, another hash; the same content, the same hash
-    (tmp_path / "s").mkdir()
-    (tmp_path / "s" / "a.css").write_text("p { color: red }")
-    (tmp_path / "s" / "b.css").write_text("p { color: red }")
-    first = static_versions(tmp_path / "s")
-    (tmp_path / "s" / "b.css").write_text("p { color: blue }")
-    assert first["a.css"] == first["b.css"] != static_versions(tmp_path / "s")["b.css"]
+    consent = client.get(f"/s/{rating.public_id}/?PROLIFIC_PID=inline")
+    csrf = re.search(rb'name="csrf-token" content="([^"]+)"', consent.data).group(1).decode()
+    client.post(f"/s/{rating.public_id}/consent", data={"agree": "yes", "csrf_token": csrf})
+    task = client.get(f"/s/{rating.public_id}/task")
+    for page in (consent, task):
+        html = page.data.decode()
+        policy = page.headers["Content-Security-Policy"]
+        assert "unsafe-inline" not in policy
+        assert '<link rel="stylesheet"' not in html and "<script src" not in html
+        (css,) = re.findall(r"<style>(.*?)</style>", html, re.S)
+        assert css == (FOLDER / "study.css").read_text()
+        assert f"style-src {csp_hash(css)};" in policy
+        # the icon is a data: URL (else a browser asks for /favicon.ico on every page: a 404)
+        icon = re.search(r'<link rel="icon" href="data:image/svg\+xml;base64,([^"]+)"', html)
+        assert base64.b64decode(icon.group(1)) == (FOLDER / "favicon.svg").read_bytes()
+        assert "img-src 'self' data:;" in policy
+    (script,) = re.findall(r"<script>(.*?)</script>", task.data.decode(), re.S)
+    assert script == (FOLDER / "rater.js").read_text()
+    assert f"script-src {csp_hash(script)};" in task.headers["Content-Security-Policy"]
+    # the same policy on the admin's pages, which are framed by no one
+    admin = client.get("/admin/login").headers["Content-Security-Policy"]
+    assert f"script-src {csp_hash(script)};" in admin and "frame-ancestors 'none'" in admin
+    # the hash is the standard one (CSP Level 2: base64 of the SHA-256 of the UTF-8 text)
+    assert csp_hash("alert('Hello, world.');") == (
+        "'sha256-qznLcsROx4GACP2dm0UCKCzCG+HiZ1guq6ZZDob/Tng='"
+    )
+    # no file route: nothing is served from the static folder
+    assert client.get("/static/study.css").status_code == 404
+    # a file that would end the element early is refused when the app is made
+    for name in ("study.css", "rater.js", "favicon.svg"):
+        (tmp_path / name).write_text((FOLDER / name).read_text())
+    (tmp_path / "rater.js").write_text("let s = '</SCRIPT>';")
+    with pytest.raises(ValueError, match="rater.js contains '</script'"):
+        load_page_assets(tmp_path)
 
 
 def test_rate_limit_per_rater_and_per_ip(rating, db_url, tmp_path):
@@ -549,7 +601,6 @@ def test_no_request_body_causes_a_server_error(
 def test_served_images_are_the_bilinear_upscale_not_nearest(rating, new_rater, db_url):
     """Appendix G: "upscaled to 512×512 using bilinear interpolation"."""
     from io import BytesIO
-    from pathlib import Path
 
     import numpy as np
     from PIL import Image as PILImage
