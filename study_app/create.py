@@ -173,6 +173,36 @@ def _choose_classes(
     return sorted(set(requested))
 
 
+def check_name(name: str) -> None:
+    """A study name is also the name of its folder in the instance folder: letters, digits,
+    '-' and '_' only (no path), 1-100 of them."""
+    if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").isalnum():
+        raise StudyError(f"study name {name!r}: use 1-100 letters, digits, '-' or '_'")
+
+
+def study_folder(storage_dir: str | Path, name: str) -> Path:
+    """The folder of a study's own images (real images drawn from a dataset, check items) in
+    the instance folder."""
+    check_name(name)
+    return Path(storage_dir).resolve() / "studies" / name
+
+
+def claim_folder(folder: Path, name: str) -> Path:
+    """Make ``folder``, which must not exist or be empty: the images of a study of that name
+    (in this database or another one sharing the instance folder) are never written over."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        if folder.is_dir() and not any(folder.iterdir()):
+            return folder  # left empty (a failed create removes what it wrote, not the folder)
+        raise StudyExistsError(
+            f"{folder} already holds the images of a study named {name!r} (in this database or "
+            "another one using this instance folder); choose another --name"
+        ) from None
+    return folder
+
+
 def create_study(
     database_url: str, settings: StudySettings, storage_dir: str | Path = "instance"
 ) -> StudySummary:
@@ -187,12 +217,7 @@ def create_study(
     ):
         if value < 1:
             raise StudyError(f"{name} must be at least 1, got {value}")
-    if (
-        not settings.name
-        or len(settings.name) > 100
-        or not settings.name.replace("-", "").replace("_", "").isalnum()
-    ):
-        raise StudyError(f"study name {settings.name!r}: use 1-100 letters, digits, '-' or '_'")
+    check_name(settings.name)
     check_completion(settings.completion_code, settings.completion_url)
     catch_items.check_settings(
         settings.catch_fraction, settings.practice, settings.exposure_ms, settings.tasks_per_rater
@@ -457,7 +482,9 @@ def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
             )
             for i, f, _h, cname, c in check_files
         ]
-        checks_dir = storage_dir.resolve() / "studies" / settings.name / "checks"
+        checks_dir = study_folder(storage_dir, settings.name) / "checks"
+        if study.catch_items or study.practice_items:
+            claim_folder(checks_dir, study.name)  # never another study's check images
         try:
             catch_items.add_check_items(
                 session,

@@ -547,3 +547,54 @@ def test_study_without_example_images_is_refused_unless_said(db_url, sets):
     assert "ff" in refused.output and len(refused.output.strip().splitlines()) == 1
     assert json.loads(_invoke("list", "--json", "--database-url", db_url).output) == []
     assert _invoke(*args, "--no-examples").exit_code == 0
+
+
+def test_a_create_that_fails_keeps_the_real_images_of_the_study_of_that_name(
+    db_url, sets, tmp_path
+):
+    """A study's real images are its own copy in the instance folder; a second create of the
+    same name (refused: the name is taken) or one that fails for another reason must leave
+    them as they were, and a failed create of a new name leaves no images behind."""
+    instance = tmp_path / "inst"
+
+    def create(name, *extra):
+        return _invoke(
+            "create",
+            "rating",
+            "--name",
+            name,
+            "--model",
+            f"ff={sets['ff'].path}",
+            "--real",
+            "real=shapes",
+            "--classes",
+            "2",
+            "--per-class",
+            "3",
+            "--ratings-per-item",
+            "2",
+            "--database-url",
+            db_url,
+            "--instance-dir",
+            str(instance),
+            *extra,
+        )
+
+    def files(name):
+        folder = instance / "studies" / name
+        return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    assert create("kept").exit_code == 0
+    kept = files("kept")
+    assert kept
+    taken = create("kept", "--seed", "7", "--per-class", "4")
+    assert taken.exit_code != 0 and "already holds the images of a study named" in taken.output
+    assert files("kept") == kept
+    failed = create("new", "--per-class", "400")  # more images than the sample set has
+    assert failed.exit_code != 0
+    assert not (instance / "studies" / "new").exists()
+    assert files("kept") == kept
+    # a name that is a path never reaches the file system
+    escaped = create("../cache")
+    assert escaped.exit_code != 0 and "use 1-100 letters" in escaped.output
+    assert not (instance / "cache").exists()

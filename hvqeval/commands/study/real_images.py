@@ -30,8 +30,6 @@ def write_real_images(
             f"sample set; give it as --source {label}={dataset_name} (a `samples from-dataset` set "
             "counts as real images)"
         )
-    if out.exists():
-        shutil.rmtree(out)  # the study's own copy, rewritten by every create
     try:
         write_dataset_images(
             dataset_name,
@@ -49,32 +47,39 @@ def write_real_images(
 
 
 def create_with_real_images(url: str, settings, instance_dir: str):
-    """Write the real images the study needs as sample sets, then create the study."""
+    """Write the real images the study needs as sample sets, then create the study. They go
+    into the study's own folder in the instance folder, made by this create (an existing one,
+    another study's images, is never written over) and removed again if the create fails."""
     from dataclasses import replace
 
     from study_app.create import (
         EXAMPLES_PER_SOURCE,
         SourceSpec,
         choose_classes,
+        claim_folder,
         create_study,
         generated_sources,
+        study_folder,
     )
 
-    if any(s.real_dataset for s in settings.sources) or settings.examples_real:
-        from study_app.catch_items import catch_count, check_settings
+    if not any(s.real_dataset for s in settings.sources) and not settings.examples_real:
+        return create_study(url, settings, instance_dir)
 
-        check_settings(  # one line for a bad setting before any image is written
-            settings.catch_fraction,
-            settings.practice,
-            settings.exposure_ms,
-            settings.tasks_per_rater,
-        )
-        classes = choose_classes(settings)
-        # beyond the tasks and examples, one image per check item that no counted task shows
-        checks = catch_count(settings.catch_fraction, settings.tasks_per_rater) + settings.practice
-        for_checks = -(-checks // len(classes)) if checks > 0 else 0
-        size = generated_sources(settings)[0].image_size
-        study_dir = Path(instance_dir).resolve() / "studies" / settings.name
+    from study_app.catch_items import catch_count, check_settings
+
+    check_settings(  # one line for a bad setting before any image is written
+        settings.catch_fraction,
+        settings.practice,
+        settings.exposure_ms,
+        settings.tasks_per_rater,
+    )
+    classes = choose_classes(settings)
+    # beyond the tasks and examples, one image per check item that no counted task shows
+    checks = catch_count(settings.catch_fraction, settings.tasks_per_rater) + settings.practice
+    for_checks = -(-checks // len(classes)) if checks > 0 else 0
+    size = generated_sources(settings)[0].image_size
+    study_dir = claim_folder(study_folder(instance_dir, settings.name), settings.name)
+    try:
         sources = []
         for spec in settings.sources:
             if spec.real_dataset:
@@ -107,4 +112,7 @@ def create_with_real_images(url: str, settings, instance_dir: str):
         settings = replace(
             settings, sources=tuple(sources), classes=tuple(classes), examples_real_set=examples_set
         )
-    return create_study(url, settings, instance_dir)
+        return create_study(url, settings, instance_dir)
+    except BaseException:
+        shutil.rmtree(study_dir, ignore_errors=True)  # nothing half-written left
+        raise
