@@ -46,8 +46,13 @@ def read_sample_set(label: str, path: str | Path) -> SampleSetFiles:
     root = Path(path)
     manifest_path = root / MANIFEST_NAME
     where = f"source {label}: {root}"
+    if not root.is_dir():
+        raise StudySourceError(f"{where} does not exist; give the folder of a sample set")
     if not manifest_path.is_file():
-        raise StudySourceError(f"{where} is not a sample set ({MANIFEST_NAME} is missing)")
+        raise StudySourceError(
+            f"{where} is not a sample set ({MANIFEST_NAME} is missing); make one from a folder "
+            f"of images with `hvqeval samples import {root} --model {label} --out SET_FOLDER`"
+        )
     raw = manifest_path.read_bytes()
     try:
         manifest = json.loads(raw)

@@ -230,10 +230,22 @@ def _emit(report, params: dict, extra: dict | None = None) -> None:
         sys.stdout.write(text)
 
 
-def _study_report(title: str, build, params: dict) -> None:
+REPORT_OF_KIND = {"rating": "table2", "pairwise": "table3 or table5"}
+
+
+def _study_report(title: str, build, params: dict, kind: str | None = None) -> None:
+    """The report ``build`` makes of the responses; ``kind``: the answers it reports on. A study
+    with no answers yet gives empty tables; answers of the other kind only are a mistake."""
+    from analysis.errors import AnalysisError
     from analysis.report import Report
 
-    _, kept, summary, quality, opts = _load(params)
+    responses, kept, summary, quality, opts = _load(params)
+    if kind is not None and len(responses) and not (responses["kind"] == kind).any():
+        other = "pairwise" if kind == "rating" else "rating"
+        raise AnalysisError(
+            f"{title} reports {kind} answers, and these responses hold none (they hold "
+            f"{len(responses)} {other} answers); use `hvqeval report {REPORT_OF_KIND[other]}`"
+        )
     sections = build(kept, opts, quality)
     _emit(
         Report(title, tuple(sections), (summary.describe(),)),
@@ -285,7 +297,9 @@ def table2_command(by_class, **params) -> None:
     """Table 2: mean realism rating ± SE per model, sorted high to low."""
     from analysis.sections import table2_sections
 
-    _study_report("Table 2", lambda df, opts, q: table2_sections(df, opts, by_class), params)
+    _study_report(
+        "Table 2", lambda df, opts, q: table2_sections(df, opts, by_class), params, "rating"
+    )
 
 
 @command.command("table3")
@@ -302,7 +316,7 @@ def table3_command(**params) -> None:
             sections.append(strengths_section(df, opts))
         return sections
 
-    _study_report("Table 3", build, params)
+    _study_report("Table 3", build, params, "pairwise")
 
 
 @command.command("table5")
@@ -311,7 +325,7 @@ def table5_command(**params) -> None:
     """Table 5: % preferring A and B per class, sorted by A's share (Holm-corrected tests with --test)."""
     from analysis.sections import table5_sections
 
-    _study_report("Table 5", lambda df, opts, q: table5_sections(df, opts), params)
+    _study_report("Table 5", lambda df, opts, q: table5_sections(df, opts), params, "pairwise")
 
 
 @command.command("agreement")

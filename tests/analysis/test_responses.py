@@ -82,6 +82,27 @@ def test_cli_prints_one_line_error(write_csv):
     )
 
 
+def test_a_table_of_the_other_kind_of_answers_is_a_one_line_error(write_csv):
+    """Ratings given to a pairwise table (or pairs to Table 2) are a mistake, not an empty
+    table: one line naming what the responses hold and the report that fits them."""
+    ratings = write_csv([rating_row("r1", "i1", "M", "s1", 3)], "ratings.csv")
+    pairs = write_csv([pair_row("r1", "p1", "a")], "pairs.csv")
+    runner = CliRunner()
+    for table, path, fits in (
+        ("table3", ratings, "table2"),
+        ("table5", ratings, "table2"),
+        ("table2", pairs, "table3 or table5"),
+    ):
+        result = runner.invoke(cli, ["report", table, "--responses", str(path)])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert lines[0].startswith("Error: ") and f"use `hvqeval report {fits}`" in lines[0]
+        assert "(they hold 1 " in lines[0]
+    # the matching table of the same file still reports
+    assert runner.invoke(cli, ["report", "table2", "--responses", str(ratings)]).exit_code == 0
+    assert runner.invoke(cli, ["report", "table3", "--responses", str(pairs)]).exit_code == 0
+
+
 def test_empty_study_gives_empty_tables(tmp_path):
     path = tmp_path / "empty.csv"
     path.write_text(",".join(COLUMNS) + "\n")

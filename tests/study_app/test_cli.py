@@ -237,7 +237,13 @@ def test_create_pairwise_list_close_open(db_url, sets, tmp_path):
         ),
         (
             ["create", "rating", "--name", "x", "--model", "ff=/nonexistent", "--classes", "1"],
-            "is not a sample set",
+            "source ff: /nonexistent does not exist",
+        ),
+        # a folder of images that is no sample set yet: the command that makes one
+        (
+            ["create", "rating", "--name", "x", "--model", "ff={tmp}", "--classes", "1"],
+            "is not a sample set (manifest.json is missing); make one from a folder of images "
+            "with `hvqeval samples import",
         ),
         (
             ["create", "rating", "--name", "x", "--model", "ff", "--classes", "1"],
