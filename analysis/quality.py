@@ -31,6 +31,11 @@ from analysis.errors import AnalysisError
 FLAGS = ("straight_lining", "fast", "failed_real")
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless one ("1 rater", "3 raters")."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 @dataclass(frozen=True)
 class QualityRules:
     fast_ms: float = 500.0
@@ -88,8 +93,9 @@ class ExclusionSummary:
     def _describe_removals(self) -> str:
         if not self.raters_removed and self.min_response_ms is None:
             return (
-                f"Exclusions: none applied ({self.raters_before} raters, {self.answers_before} answers "
-                "kept; see `hvqeval report quality` for flagged raters)."
+                f"Exclusions: none applied ({counted(self.raters_before, 'rater')}, "
+                f"{counted(self.answers_before, 'answer')} kept; see `hvqeval report quality` "
+                "for flagged raters)."
             )
         parts = []
         if self.raters_removed:
@@ -97,7 +103,8 @@ class ExclusionSummary:
                 f"{k.replace('_', '-')}: {v}" for k, v in self.raters_removed.items()
             )
             parts.append(
-                f"{self.raters_removed_total} of {self.raters_before} raters removed ({reasons}) "
+                f"{self.raters_removed_total} of {counted(self.raters_before, 'rater')} removed "
+                f"({reasons}) "
                 f"with their {self.answers_removed_with_raters} answers"
             )
         if self.min_response_ms is not None:
