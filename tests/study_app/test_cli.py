@@ -24,16 +24,16 @@ def _invoke(*args):
     return CliRunner().invoke(cli, ["study", *args], catch_exceptions=False)
 
 
-def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp_path):
-    result = _invoke(
+def _create_with_real_images(name, sets, db_url, instance, *extra):
+    """`study create rating` of model ff and real shapes images (2 classes of 3, 2 ratings per
+    item) into ``instance``; ``extra`` options after these (a later one wins)."""
+    return _invoke(
         "create",
         "rating",
         "--name",
-        "table2",
+        name,
         "--model",
         f"ff={sets['ff'].path}",
-        "--model",
-        f"msp={sets['msp'].path}",
         "--real",
         "real=shapes",
         "--classes",
@@ -45,8 +45,14 @@ def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp
         "--database-url",
         db_url,
         "--instance-dir",
-        str(tmp_path / "inst"),
-        "--json",
+        str(instance),
+        *extra,
+    )
+
+
+def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp_path):
+    result = _create_with_real_images(
+        "table2", sets, db_url, tmp_path / "inst", "--model", f"msp={sets['msp'].path}", "--json"
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -564,27 +570,7 @@ def test_a_create_that_fails_keeps_the_real_images_of_the_study_of_that_name(
     instance = tmp_path / "inst"
 
     def create(name, *extra):
-        return _invoke(
-            "create",
-            "rating",
-            "--name",
-            name,
-            "--model",
-            f"ff={sets['ff'].path}",
-            "--real",
-            "real=shapes",
-            "--classes",
-            "2",
-            "--per-class",
-            "3",
-            "--ratings-per-item",
-            "2",
-            "--database-url",
-            db_url,
-            "--instance-dir",
-            str(instance),
-            *extra,
-        )
+        return _create_with_real_images(name, sets, db_url, instance, *extra)
 
     def files(name):
         folder = instance / "studies" / name
