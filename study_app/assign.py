@@ -95,6 +95,15 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """A participant's entry: their rater, and whether that rater has finished before (has a
+    completion code: a rater who opens the link again to look their code up)."""
+
+    rater_id: int
+    finished: bool = False
+
+
+@dataclass(frozen=True)
 class Closed:
     pass
 
@@ -208,7 +217,7 @@ COUNT_ANSWER = (
 
 # A rater's arrival (``admit``, ``record_consent``). The insert of a new rater does nothing
 # when the participant entered before or at the same moment (one per dialect).
-RATER_OF_PARTICIPANT = select(Rater.id).where(
+RATER_OF_PARTICIPANT = select(Rater.id, Rater.completion_code).where(
     Rater.study_id == bindparam("study_id"), Rater.participant == bindparam("participant")
 )
 NEW_RATER = {
@@ -235,31 +244,32 @@ def admit(
     participant: str,
     platform: dict | None,
     is_open: bool,
-) -> int:
-    """The rater id of this participant, created on first entry while the study ``is_open``
+) -> Entry:
+    """The rater of this participant, created on first entry while the study ``is_open``
     (its status read in this transaction); a closed study admits no new raters
-    (AnswerRejected 403, nothing stored). ``platform``: rater columns saying where the rater
-    came from (``platforms.rater_columns``), stored with the rater (the latest entry wins)."""
+    (AnswerRejected 403, nothing stored), though one who entered before may come back.
+    ``platform``: rater columns saying where the rater came from (``platforms.rater_columns``),
+    stored with the rater (the latest entry wins)."""
     known = {"study_id": study_id, "participant": participant}
     if is_open:  # most entries are first entries: one statement
         new = {**known, **(platform or {}), "created_at": utcnow(), "answered": 0}
         rater_id = connection.scalar(NEW_RATER[connection.dialect.name], new)
         if rater_id is not None:
-            return rater_id
+            return Entry(rater_id)
         # The participant entered before, or at this moment by another request that inserted
         # first (this waited for it to commit): this inserted nothing; use their row.
-    rater_id = connection.scalar(RATER_OF_PARTICIPANT, known)
-    if rater_id is None:
+    known_rater = connection.execute(RATER_OF_PARTICIPANT, known).first()
+    if known_rater is None:
         raise AnswerRejected(*CLOSED)
     if platform:  # the columns set are the keys of ``platform``
-        connection.execute(PLATFORM_OF_RATER, {"entering_rater": rater_id, **platform})
-    return rater_id
+        connection.execute(PLATFORM_OF_RATER, {"entering_rater": known_rater.id, **platform})
+    return Entry(known_rater.id, finished=known_rater.completion_code is not None)
 
 
-def enter(engine: Engine, study: Study, participant: str, platform: dict | None = None) -> int:
+def enter(engine: Engine, study: Study, participant: str, platform: dict | None = None) -> Entry:
     """``admit`` in a transaction of its own, with the study's status read in it."""
 
-    def work(connection: Connection) -> int:
+    def work(connection: Connection) -> Entry:
         status = connection.scalar(STUDY_STATUS, {"study_id": study.id})
         return admit(connection, study.id, participant, platform, is_open=status == "open")
 

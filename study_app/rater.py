@@ -98,13 +98,14 @@ def _begin_session(
     session["platform"] = entry.platform if entry is not None else None
 
 
-def _start(study, participant: str) -> None:
+def _start(study, participant: str) -> assign.Entry:
     """Create or find the rater of the participant-id form and start a fresh session for it."""
     try:
-        rater_id = assign.enter(engine(), study, _checked_participant(participant))
+        entered = assign.enter(engine(), study, _checked_participant(participant))
     except assign.AnswerRejected as err:  # a closed study admits no new raters
         abort(err.status, err.message)
-    _begin_session(study.public_id, rater_id)
+    _begin_session(study.public_id, entered.rater_id)
+    return entered
 
 
 def _link_participant() -> tuple[str, platforms.PlatformEntry] | None:
@@ -121,9 +122,9 @@ def _link_participant() -> tuple[str, platforms.PlatformEntry] | None:
 
 
 def _arrive(public_id: str, participant: str, entry: platforms.PlatformEntry):
-    """(study, its example images) for a participant arriving by a crowd platform's link, in
-    one transaction with finding or creating their rater (and where they came from); starts a
-    fresh session for the rater."""
+    """(study, its example images, the rater's ``assign.Entry``) for a participant arriving by a
+    crowd platform's link, in one transaction with finding or creating their rater (and where
+    they came from); starts a fresh session for the rater."""
     columns = platforms.rater_columns(entry)
 
     def work(connection):
@@ -139,9 +140,9 @@ def _arrive(public_id: str, participant: str, entry: platforms.PlatformEntry):
         abort(err.status, err.message)
     if found is None:
         abort(404, NO_STUDY)
-    study, examples, rater_id = found
-    _begin_session(study.public_id, rater_id, entry)
-    return study, examples
+    study, examples, entered = found
+    _begin_session(study.public_id, entered.rater_id, entry)
+    return study, examples, entered
 
 
 def _consent_page(study, examples, preview: bool = False):
@@ -180,11 +181,15 @@ def entry(public_id: str):
             # A crowd platform's link: the instructions and consent form in this response (no
             # redirect: one round trip less for every arriving rater; a reload enters again,
             # which finds the same rater)
-            return _consent_page(*_arrive(public_id, *arriving))
+            study, examples, entered = _arrive(public_id, *arriving)
+            if entered.finished:  # back to look their code up: the completion step again
+                return redirect(url_for("rater.complete", public_id=study.public_id))
+            return _consent_page(study, examples)
     study, examples = _study_and_examples(public_id)
     if request.method == "POST":  # the participant-id form: then the instructions page
-        _start(study, str(request.form.get("participant", "")).strip())
-        return redirect(url_for("rater.consent", public_id=study.public_id))
+        entered = _start(study, str(request.form.get("participant", "")).strip())
+        step = "rater.complete" if entered.finished else "rater.consent"
+        return redirect(url_for(step, public_id=study.public_id))
     if platforms.is_preview(request.args):  # MTurk preview: instructions and examples only
         return _consent_page(study, examples, preview=True)
     if study.status != "open":

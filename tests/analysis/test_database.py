@@ -53,7 +53,7 @@ def test_database_and_csv_give_the_same_report(tmp_path):
     with session_scope(engine) as session:
         study = session.scalar(select(Study).where(Study.name == "ab"))
         session.expunge(study)
-    raters = [assign.enter(engine, study, f"p{i}") for i in range(4)]
+    raters = [assign.enter(engine, study, f"p{i}").rater_id for i in range(4)]
     for r in raters:
         assign.record_consent(engine, r)
     answered = 0

@@ -53,7 +53,7 @@ def _answers(engine, study):
 
 
 def _rater(engine, study, name):
-    rater_id = assign.enter(engine, study, name)
+    rater_id = assign.enter(engine, study, name).rater_id
     assign.record_consent(engine, rater_id)
     return rater_id
 
@@ -271,7 +271,9 @@ def test_one_participant_entering_at_once_from_many_requests_is_one_rater(db_url
     def work():
         try:
             start.wait()
-            ids.append(assign.enter(engine, study, "double-click", {"platform": "prolific"}))
+            ids.append(
+                assign.enter(engine, study, "double-click", {"platform": "prolific"}).rater_id
+            )
         except Exception as err:  # noqa: BLE001 - reported by the main thread
             errors.append(err)
 

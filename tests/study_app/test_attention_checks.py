@@ -64,7 +64,7 @@ def corrupted_tokens(engine, study) -> set[str]:
 def run_rater(engine, study, participant: str, fail_checks: bool, bad: set[str]):
     """Answer every task of one rater; catch/practice items right (or wrong when ``fail_checks``).
     Returns the roles in the order shown."""
-    rater = assign.enter(engine, study, participant)
+    rater = assign.enter(engine, study, participant).rater_id
     assign.record_consent(engine, rater)
     roles = []
     current = assign.next_task(engine, study.public_id, rater)
@@ -146,7 +146,7 @@ def test_practice_first_catch_items_unannounced_never_counted(db_url, sets, tmp_
 
 def test_a_repeated_catch_answer_stores_nothing(db_url, sets, tmp_path):
     engine, study = make_study(db_url, sets, tmp_path, practice=1)
-    rater = assign.enter(engine, study, "p")
+    rater = assign.enter(engine, study, "p").rater_id
     assign.record_consent(engine, rater)
     first = assign.next_task(engine, study.public_id, rater)
     assert first.role == "practice" and (first.done, first.total) == (0, 1)

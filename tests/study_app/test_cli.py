@@ -66,7 +66,7 @@ def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp
         real = s.query(Source).filter_by(label="real").one()
     assert real.is_real and real.dataset == "shapes"
     assert (tmp_path / "inst" / "studies" / "table2" / "real-real" / "manifest.json").is_file()
-    rater = assign.enter(engine, study, "P1")
+    rater = assign.enter(engine, study, "P1").rater_id
     assign.record_consent(engine, rater)
     for value in (5, "unknown"):
         task = assign.next_task(engine, study.public_id, rater)

@@ -105,7 +105,7 @@ def test_three_sources_unequal_counts_every_pair_and_sample_uses(db_url, sets, t
 
     # one rater answers everything: the export names the pair of every answer, Table 3 has 3 rows
     engine = engine_for(db_url)
-    rater = assign.enter(engine, study, "P1")
+    rater = assign.enter(engine, study, "P1").rater_id
     assign.record_consent(engine, rater)
     for n in range(len(items)):
         task = assign.next_task(engine, study.public_id, rater)

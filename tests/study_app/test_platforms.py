@@ -99,6 +99,40 @@ def test_prolific_ids_stored_and_redirect_only_after_the_last_answer(db_url, set
     assert done.status_code == 302 and done.headers["Location"] == PROLIFIC_URL
 
 
+def test_a_finished_rater_who_opens_the_link_again_gets_the_completion_step(db_url, sets, tmp_path):
+    """Raters come back to look their code up (a lost tab, another browser): the link takes a
+    finished rater to the completion step (Prolific's redirect, the code), not to the consent
+    form, also once the study is closed; a rater who has not finished still gets the form."""
+    study = _make(db_url, sets, tmp_path, completion_code="C0DE42", completion_url=PROLIFIC_URL)
+    app = _app(db_url, tmp_path)
+    link = f"/s/{study.public_id}/?PROLIFIC_PID=back1&STUDY_ID=st9&SESSION_ID=se7"
+    rater = RaterClient(app.test_client(), study.public_id)
+    _consent(rater, link.split("?", 1)[1])
+    task = rater.next()
+    following = rater.answer(task["task"], "left").get_json()["next"]
+    assert rater.answer(following["task"], "left").get_json()["next"]["state"] == "finished"
+    halfway = RaterClient(app.test_client(), study.public_id)
+    _consent(halfway, "PROLIFIC_PID=half1")
+    halfway.next()
+
+    for status in ("open", "closed"):
+        with session_scope(engine_for(db_url)) as s:
+            s.get(Study, study.id).status = status
+        again = app.test_client()  # another browser: no session
+        entry = again.get(link)
+        assert entry.status_code == 302, entry.data
+        assert entry.headers["Location"] == f"/s/{study.public_id}/complete"
+        done = again.get(entry.headers["Location"])
+        assert done.status_code == 302 and done.headers["Location"] == PROLIFIC_URL
+    with session_scope(engine_for(db_url)) as s:
+        s.get(Study, study.id).status = "open"
+    not_done = app.test_client().get(f"/s/{study.public_id}/?PROLIFIC_PID=half1")
+    assert not_done.status_code == 200 and b'name="agree"' in not_done.data
+    with session_scope(engine_for(db_url)) as s:  # nothing claimed or created by coming back
+        assert s.scalar(select(func.count()).select_from(Rater)) == 2
+        assert s.scalar(select(func.count()).select_from(Assignment)) == 3
+
+
 def test_mturk_preview_claims_nothing_and_submit_posts_the_assignment(db_url, sets, tmp_path):
     study = _make(db_url, sets, tmp_path)
     app = _app(db_url, tmp_path)

@@ -65,6 +65,24 @@ def test_whole_rating_session_and_completion_code(rating, new_rater, db_url):
     assert _count(db_url, Answer) == 3
 
 
+def test_the_participant_id_form_takes_a_finished_rater_to_their_code(
+    rating, app, new_rater, db_url
+):
+    rater = new_rater(rating.public_id, "typed-back")
+    while (task := rater.next())["state"] == "task":
+        rater.answer(task["task"], 4)
+    other = app.test_client()  # another browser: the rater types their id again
+    form = other.get(f"/s/{rating.public_id}/").data
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', form).group(1).decode()
+    typed = other.post(
+        f"/s/{rating.public_id}/", data={"participant": "typed-back", "csrf_token": token}
+    )
+    assert typed.status_code == 302 and typed.headers["Location"].endswith("/complete")
+    page = other.get(typed.headers["Location"])
+    assert page.status_code == 200 and task["code"].encode() in page.data
+    assert _count(db_url, Rater) == 1 and _count(db_url, Answer) == 3
+
+
 def test_pairwise_task_shows_two_opaque_images_and_stores_side(pairwise, new_rater, db_url):
     rater = new_rater(pairwise.public_id, "PID-2")
     task = rater.next()
