@@ -9,168 +9,49 @@ Per class, ``per_class`` images of every source are drawn (seeded; ``counts`` gi
 another number). Rating studies make one item per image; pairwise studies compare M >= 2
 sources, all pairs or those listed, with the designs of ``source_pairs.py`` / ``pairing.py``.
 Every item gets k slots (k = answers per item).
+
+What the study shows is drawn in ``draw.py`` and written in ``study_rows.py``; this module
+checks the settings, claims the study's name and folder, and runs both in one transaction.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import re
-import secrets
 import shutil
-from collections import defaultdict
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
 from study_app import catch_items
-from study_app.assign import utcnow
 from study_app.db import make_engine, normalise_url, session_scope, sqlite_path, upgrade
-from study_app.errors import StudyError, StudyExistsError, StudySourceError
-from study_app.handout import new_token
+from study_app.draw import (
+    choose_classes,
+    draw_check_originals,
+    draw_images,
+    examples_source,
+    load_source,
+    question_of,
+)
+from study_app.errors import StudyError, StudyExistsError
 from study_app.platforms import origin
-from study_app.sample_sets import SampleSetFiles, check_images, read_sample_set
-from study_app.schema import Image, Item, Slot, Source, Study
-from study_app.source_pairs import design_seed, pair_design, source_pairs
+from study_app.schema import Study
+from study_app.source_pairs import pair_design, source_pairs
+from study_app.study_cards import SourceSpec, StudySettings, StudySummary
+from study_app.study_rows import insert_images, insert_items, insert_slots, insert_study
 
-REAL_PREFIX = "real:"
-QUESTION_RATING = "How realistic does this image look?"
-QUESTION_PAIRWISE = "Which image looks the most realistic?"
-QUESTION_PAIRWISE_REAL = "Which image is real?"
-EXAMPLES_PER_SOURCE = 2
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """``LABEL=PATH`` for a sample set, ``LABEL=real:DATASET`` for real images still to be
-    written (by the CLI, which then passes the written set's path and ``dataset``)."""
-
-    label: str
-    location: str
-    dataset: str | None = None  # set: the sample set at ``location`` holds real images of it
-
-    @property
-    def is_real(self) -> bool:
-        return self.dataset is not None or self.location.startswith(REAL_PREFIX)
-
-    @property
-    def real_dataset(self) -> str | None:
-        """The data set of real images still to be written (``real:DATASET``), else None."""
-        return self.location[len(REAL_PREFIX) :] if self.location.startswith(REAL_PREFIX) else None
-
-    @classmethod
-    def parse(cls, text: str, force_real: bool = False) -> SourceSpec:
-        label, sep, location = text.partition("=")
-        if not sep or not label.strip() or not location.strip():
-            raise StudyError(f"expected LABEL=SAMPLE_SET (or LABEL=real:DATASET), got {text!r}")
-        location = location.strip()
-        if force_real and not location.startswith(REAL_PREFIX):
-            location = REAL_PREFIX + location
-        return cls(label.strip(), location)
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    name: str
-    kind: str
-    sources: tuple[SourceSpec, ...]  # rating: any number; pairwise: two or more
-    classes: int | tuple[int, ...]
-    per_class: int
-    answers_per_item: int = 3
-    tasks_per_rater: int = 50
-    lease_seconds: int = 600
-    seed: int = 0
-    pairs_per_class: int | None = None
-    real_split: str = "val"
-    examples_real: str | None = None  # dataset for example real images when no source is real
-    examples_real_set: str | None = None  # the sample set the CLI wrote for those examples
-    pairs: tuple[tuple[str, str], ...] = ()  # pairwise: source pairs (labels) compared; () = all
-    uses: int | None = (
-        None  # pairwise: uses of each sample per source pair (None: 10, or pairs_per_class)
-    )
-    counts: tuple[tuple[str, int], ...] = ()  # images per class of a source, other than per_class
-    completion_code: str | None = (
-        None  # one code for every rater (Prolific); None: random per rater
-    )
-    completion_url: str | None = None  # where finished raters are redirected (Prolific)
-    no_examples: bool = False  # said explicitly: instructions without example images
-    catch_fraction: float = 0.0  # attention checks: share of catch items in each rater's answers
-    practice: int = 0  # practice items shown first (catch_items.py)
-    exposure_ms: int | None = None  # HYPE-style exposure: images hidden after this many ms
-
-    def count_of(self, label: str) -> int:
-        return dict(self.counts).get(label, self.per_class)
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    name: str
-    kind: str
-    public_id: str
-    items: int
-    answers_needed: int
-    classes: tuple[int, ...]
-    catch_items: int = 0  # per rater
-    practice_items: int = 0
-    check_images: int = 0  # distinct images (none in a counted task) the check items are made from
-    exposure_ms: int | None = None
-
-
-def _load(spec: SourceSpec) -> SampleSetFiles:
-    if spec.real_dataset is not None:
-        raise StudySourceError(
-            f"source {spec.label}: real images of {spec.real_dataset} must be written as a "
-            "sample set first (hvqeval study create does this)"
-        )
-    loaded = read_sample_set(spec.label, spec.location)
-    if spec.dataset is not None:  # real images the CLI wrote for this study
-        loaded.dataset = spec.dataset
-    return loaded
-
-
-def generated_sources(settings: StudySettings) -> list[SampleSetFiles]:
-    return [_load(s) for s in settings.sources if not s.is_real]
-
-
-def choose_classes(settings: StudySettings) -> list[int]:
-    """The classes of the study: those asked for, or ``classes`` of them drawn with the seed
-    among those every generated sample set has ``per_class`` images of."""
-    generated = generated_sources(settings)
-    if not generated:
-        raise StudyError("a study needs at least one generated sample set besides real images")
-    return _choose_classes(settings.classes, generated, settings, settings.seed)
-
-
-def _choose_classes(
-    requested, generated: list[SampleSetFiles], settings: StudySettings, seed: int
-) -> list[int]:
-    need = settings.per_class
-    eligible = None
-    for src in generated:
-        ok = {c for c, files in src.by_class.items() if len(files) >= settings.count_of(src.label)}
-        eligible = ok if eligible is None else eligible & ok
-    eligible = sorted(eligible or ())
-    if isinstance(requested, int):
-        if requested < 1:
-            raise StudyError(f"--classes must be at least 1, got {requested}")
-        if len(eligible) < requested:
-            raise StudySourceError(
-                f"only {len(eligible)} class(es) have {need} images in every sample set; "
-                f"ask for fewer classes or fewer images per class"
-            )
-        return sorted(random.Random(seed).sample(eligible, requested))
-    for c in requested:
-        if c not in eligible:
-            counts = {
-                s.label: f"{len(s.by_class.get(c, []))}/{settings.count_of(s.label)}"
-                for s in generated
-            }
-            raise StudySourceError(
-                f"class {c} does not have {need} images in every sample set ({counts})"
-            )
-    return sorted(set(requested))
+# The cards a study is created from (study_cards.py) are public here too, with the function
+# that takes them.
+__all__ = [
+    "SourceSpec",
+    "StudySettings",
+    "StudySummary",
+    "check_completion",
+    "check_name",
+    "claim_folder",
+    "create_study",
+    "study_folder",
+]
 
 
 def check_name(name: str) -> None:
@@ -268,214 +149,26 @@ def create_study(
 
 
 def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
-    extra = EXAMPLES_PER_SOURCE
-    generated = generated_sources(settings)
-    if not generated:
-        raise StudyError("a study needs at least one generated sample set besides real images")
-    classes = _choose_classes(settings.classes, generated, settings, settings.seed)
-    loaded: list[SampleSetFiles] = [_load(spec) for spec in settings.sources]
-    example_sources = []
-    if settings.examples_real_set and not any(s.dataset for s in loaded):
-        examples_set = read_sample_set("examples-real", settings.examples_real_set)
-        examples_set.dataset = settings.examples_real
-        example_sources.append(examples_set)
-    for src in loaded:
-        need = settings.count_of(src.label)
-        short = [c for c in classes if len(src.by_class.get(c, [])) < need]
-        if short:
-            raise StudySourceError(
-                f"source {src.label}: too few images of class(es) {short} (need {need} each)"
-            )
+    """Draw what the study shows (``draw.py``), then write it (``study_rows.py``) and make its
+    check items (``catch_items.py``), all in one transaction."""
+    classes = choose_classes(settings)
+    loaded = [load_source(spec) for spec in settings.sources]
+    example_sources = examples_source(settings, loaded)
+    rng = random.Random(settings.seed)  # draws the images, then the slots' order
+    chosen, examples = draw_images(settings, loaded, classes, rng)
+    check_files = draw_check_originals(settings, loaded, classes, chosen)
+    labels = [s.label for s in loaded]
+    compared = source_pairs(labels, settings.pairs) if settings.kind == "pairwise" else []
 
-    rng = random.Random(settings.seed)
-    chosen: dict[tuple[int, int], list[tuple[str, str, str]]] = {}  # (source index, class) -> files
-    examples: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
-    for s_index, src in enumerate(loaded):
-        for c in classes:
-            files = sorted(src.by_class.get(c, []))
-            picked = rng.sample(files, settings.count_of(src.label))
-            chosen[(s_index, c)] = picked
-            unused = [f for f in files if f not in set(picked)]
-            if len(examples[s_index]) < extra and unused:
-                examples[s_index].append(unused[0])
-            check_images(src, [f for f, _h, _n in picked + examples[s_index]])
-    for src in example_sources:
-        check_images(src, [f for files in src.by_class.values() for f, _h, _n in files])
-    if not settings.no_examples:
-        # The instructions show examples of every source; one that has no image beyond those the
-        # study asks about would leave them out silently.
-        bare = [src.label for i, src in enumerate(loaded) if not examples[i]]
-        if bare:
-            raise StudySourceError(
-                f"source(s) {', '.join(bare)} have no image left for the instructions' examples (every image "
-                f"of the study's classes is a task); add images, lower --per-class / --count, or pass "
-                f"--no-examples"
-            )
-
-    # Attention checks: from images no counted task shows (real ones when the study has some)
-    real = [i for i, src in enumerate(loaded) if src.dataset] or list(range(len(loaded)))
-    check_files = catch_items.pick_originals(
-        [
-            (i, f, h, cname, c)
-            for i in real
-            for c in classes
-            for f, h, cname in sorted(src_files(loaded[i], c))
-            if (f, h, cname) not in set(chosen[(i, c)])
-        ],
-        catch_items.catch_count(settings.catch_fraction, settings.tasks_per_rater)
-        + settings.practice,
-        settings.seed,
-        [loaded[i].label for i in real],
-    )
-    for i in real:
-        check_images(loaded[i], sorted({f for s_i, f, *_ in check_files if s_i == i}))
-
-    compared = (
-        source_pairs([s.label for s in loaded], settings.pairs)
-        if settings.kind == "pairwise"
-        else []
-    )
-    # "Which image is real?" only when every pair holds real images against generated ones
-    real_in_every_pair = bool(compared) and all(
-        bool(loaded[x].dataset) != bool(loaded[y].dataset) for x, y in compared
-    )
-    question = (
-        QUESTION_RATING
-        if settings.kind == "rating"
-        else (QUESTION_PAIRWISE_REAL if real_in_every_pair else QUESTION_PAIRWISE)
-    )
     with session_scope(engine) as session:
-        study = Study(
-            name=settings.name,
-            public_id=secrets.token_urlsafe(12),
-            kind=settings.kind,
-            status="open",
-            question=question,
-            answers_per_item=settings.answers_per_item,
-            tasks_per_rater=settings.tasks_per_rater,
-            lease_seconds=settings.lease_seconds,
-            seed=settings.seed,
-            settings_json=json.dumps(asdict(settings)),
-            created_at=utcnow(),
-            completion_code=settings.completion_code,
-            completion_url=settings.completion_url,
-            catch_items=catch_items.catch_count(settings.catch_fraction, settings.tasks_per_rater),
-            practice_items=settings.practice,
-            exposure_ms=settings.exposure_ms,
+        study = insert_study(session, settings, question_of(settings, loaded, compared))
+        image_ids = insert_images(
+            session, study, loaded, classes, chosen, examples, check_files, example_sources
         )
-        session.add(study)
-        try:
-            session.flush()
-        except IntegrityError:
-            raise StudyExistsError(
-                f"a study named {settings.name!r} already exists; choose another --name"
-            ) from None
-        image_ids: dict[tuple[int, str], int] = {}
-
-        def add_source(src: SampleSetFiles, files_examples, files_items) -> int:
-            row = Source(
-                study_id=study.id,
-                label=src.label,
-                is_real=src.dataset is not None,
-                dataset=src.dataset,
-                path=str(src.path),
-                sample_set_id=src.sample_set_id,
-                manifest_sha256=src.manifest_sha256,
-            )
-            session.add(row)
-            session.flush()
-            rows = [
-                {
-                    "study_id": study.id,
-                    "source_id": row.id,
-                    "token": new_token(),
-                    "file": f,
-                    "sha256": h,
-                    "class_id": cid,
-                    "class_name": cname,
-                    "is_example": is_ex,
-                }
-                for (f, h, cname, cid, is_ex) in files_examples + files_items
-            ]
-            ids = session.scalars(
-                insert(Image).returning(Image.id, sort_by_parameter_order=True), rows
-            ).all()
-            return row.id, [(r["file"], i) for r, i in zip(rows, ids)]
-
-        for s_index, src in enumerate(loaded):
-            ex = [(f, h, n, _class_of(src, f), True) for f, h, n in examples[s_index]]
-            items = [(f, h, n, c, False) for c in classes for f, h, n in chosen[(s_index, c)]]
-            stored = {f for f, *_ in ex + items}
-            for file, h, n, c in {(f, h, n, c) for i, f, h, n, c in check_files if i == s_index}:
-                if file not in stored:  # an image only a check item shows
-                    items.append((file, h, n, c, False))
-            _, pairs = add_source(src, ex, items)
-            for file, image_id in pairs:
-                image_ids.setdefault((s_index, file), image_id)
-        for src in example_sources:
-            add_source(
-                src,
-                [
-                    (f, h, n, _class_of(src, f), True)
-                    for fs in src.by_class.values()
-                    for f, h, n in fs
-                ],
-                [],
-            )
-
-        item_rows = []
-        for c in classes:
-            if settings.kind == "rating":
-                for s_index in range(len(loaded)):
-                    for f, _h, cname in chosen[(s_index, c)]:
-                        item_rows.append((c, cname, image_ids[(s_index, f)], None))
-            else:
-                for p_index, (x, y) in enumerate(compared):
-                    files_a, files_b = chosen[(x, c)], chosen[(y, c)]
-                    design = pair_design(
-                        len(files_a),
-                        len(files_b),
-                        (loaded[x].label, loaded[y].label),
-                        settings.uses,
-                        settings.pairs_per_class,
-                        design_seed(settings.seed, c, p_index),
-                    )
-                    for ia, ib in design.pairs:
-                        item_rows.append(
-                            (
-                                c,
-                                files_a[ia][2],
-                                image_ids[(x, files_a[ia][0])],
-                                image_ids[(y, files_b[ib][0])],
-                            )
-                        )
-        rows = [
-            {
-                "study_id": study.id,
-                "number": n + 1,
-                "class_id": c,
-                "class_name": cname,
-                "image_a_id": a,
-                "image_b_id": b,
-            }
-            for n, (c, cname, a, b) in enumerate(item_rows)
-        ]
-        item_ids = session.scalars(
-            insert(Item).returning(Item.id, sort_by_parameter_order=True), rows
-        ).all()
-        k = settings.answers_per_item
-        slots = [
-            {
-                "study_id": study.id,
-                "item_id": i,
-                "slot_no": s,
-                "shuffle": rng.randrange(2**31),
-                "filled": False,
-            }
-            for i in item_ids
-            for s in range(k)
-        ]
-        session.execute(insert(Slot), slots)
+        item_ids = insert_items(
+            session, study, settings, loaded, classes, chosen, compared, image_ids
+        )
+        insert_slots(session, study, item_ids, settings.answers_per_item, rng)
         originals = [
             catch_items.Original(
                 image_ids[(i, f)], loaded[i].path / f, c, cname, loaded[i].image_size
@@ -498,19 +191,18 @@ def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
         except BaseException:
             shutil.rmtree(checks_dir, ignore_errors=True)  # nothing half-written left
             raise
-        summary = StudySummary(
+        return StudySummary(
             study.name,
             study.kind,
             study.public_id,
             len(item_ids),
-            len(item_ids) * k,
+            len(item_ids) * settings.answers_per_item,
             tuple(classes),
             study.catch_items,
             study.practice_items,
             len({(i, f) for i, f, *_ in check_files}),
             study.exposure_ms,
         )
-    return summary
 
 
 def check_completion(code: str | None, url: str | None) -> None:
@@ -521,15 +213,3 @@ def check_completion(code: str | None, url: str | None) -> None:
         raise StudyError(
             f"--completion-url {url!r}: give the absolute http(s) URL the platform gave you"
         )
-
-
-def src_files(src: SampleSetFiles, class_id: int) -> list[tuple[str, str, str]]:
-    """(file, sha256, class name) of every image of ``class_id`` in the sample set."""
-    return list(src.by_class.get(class_id, []))
-
-
-def _class_of(src: SampleSetFiles, file: str) -> int:
-    for c, files in src.by_class.items():
-        if any(f == file for f, _h, _n in files):
-            return c
-    raise KeyError(file)

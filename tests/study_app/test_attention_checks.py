@@ -299,3 +299,61 @@ def test_admin_study_page_shows_pass_rates_and_counted_progress(db_url, sets, tm
     assert "2 catch, 2 practice per rater, exposure 800 ms" in page
     # progress counts the counted answers only: 6 of 12 items x k=2
     assert "6 / 24" in admin.get("/admin/").data.decode()
+
+
+STUDY_ROWS = """
+import json, sys
+from sqlalchemy import create_engine, text
+from study_app.create import SourceSpec, StudySettings, create_study
+
+ff, msp, tmp = sys.argv[1:4]
+url = f"sqlite:///{tmp}/study.sqlite3"
+settings = StudySettings(
+    name="same", kind="pairwise", sources=(SourceSpec("ff", ff), SourceSpec("msp", msp)),
+    classes=(3, 5), per_class=3, uses=2, seed=7, tasks_per_rater=6, catch_fraction=0.25,
+    practice=2,
+)
+create_study(url, settings, f"{tmp}/inst")
+with create_engine(url).connect() as c:
+    images = c.execute(text("SELECT s.label, i.file, i.is_example FROM image i "
+                            "JOIN source s ON s.id = i.source_id ORDER BY i.id")).all()
+    items = c.execute(text("SELECT number, class_id, role, image_a_id, image_b_id, slot_no, "
+                           "shuffle FROM item JOIN slot ON slot.item_id = item.id "
+                           "ORDER BY item.id, slot_no")).all()
+print(json.dumps([[list(r) for r in images], [list(r) for r in items]]))
+"""
+
+
+def test_a_study_is_the_same_whatever_the_interpreters_hash_seed(sets, tmp_path):
+    """A study is drawn from its seed alone: two creates with the same settings, in
+    interpreters whose string hashing differs (PYTHONHASHSEED), store the same images in the
+    same order, the same items and the same slots (the images only a check item shows were
+    stored in the order of a set before)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    made = []
+    for hash_seed in ("1", "2", "3"):
+        folder = tmp_path / f"h{hash_seed}"
+        folder.mkdir()
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                STUDY_ROWS,
+                str(sets["ff"].path),
+                str(sets["msp"].path),
+                str(folder),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            check=True,
+        )
+        made.append(json.loads(result.stdout))
+    images, items = made[0]
+    assert any(label == "ff" and not example for label, _f, example in images)
+    assert {r[2] for r in items} >= {"task", "catch", "practice"}
+    assert made[1] == made[0] and made[2] == made[0]

@@ -101,7 +101,7 @@ def test_pairwise_task_shows_two_opaque_images_and_stores_side(pairwise, new_rat
 
 
 def test_question_and_words_for_real_images(db_url, sets, sample_set_factory, tmp_path):
-    from study_app.create import QUESTION_PAIRWISE, QUESTION_PAIRWISE_REAL
+    from study_app.draw import QUESTION_PAIRWISE, QUESTION_PAIRWISE_REAL
 
     assert QUESTION_PAIRWISE == "Which image looks the most realistic?"
     real = sample_set_factory(

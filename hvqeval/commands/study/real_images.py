@@ -52,15 +52,8 @@ def create_with_real_images(url: str, settings, instance_dir: str):
     another study's images, is never written over) and removed again if the create fails."""
     from dataclasses import replace
 
-    from study_app.create import (
-        EXAMPLES_PER_SOURCE,
-        SourceSpec,
-        choose_classes,
-        claim_folder,
-        create_study,
-        generated_sources,
-        study_folder,
-    )
+    from study_app.create import SourceSpec, claim_folder, create_study, study_folder
+    from study_app.draw import EXAMPLES_PER_SOURCE, choose_classes, generated_sources
 
     if not any(s.real_dataset for s in settings.sources) and not settings.examples_real:
         return create_study(url, settings, instance_dir)
