@@ -17,6 +17,7 @@ cannot send a rater's form elsewhere.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -24,6 +25,10 @@ PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_DEFAULT_HOSTS = "https://www.mturk.com,https://workersandbox.mturk.com"
 EXTERNAL_SUBMIT = "/mturk/externalSubmit"
 MAX_ID = 100
+# Prolific's ids are hex, MTurk's letters and digits: the participant id's characters suffice.
+# No control characters (PostgreSQL refuses NUL in text), no leading "=" a spreadsheet would
+# run from the exported CSV.
+ID_RE = re.compile(r"[A-Za-z0-9_.@:+-]+")
 
 
 class PlatformError(ValueError):
@@ -40,7 +45,10 @@ class PlatformEntry:
 
 def origin(url: str) -> str | None:
     """``https://host[:port]`` of ``url``, or None when it is not an absolute http(s) URL."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. an unclosed IPv6 bracket: "https://[::1"
+        return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
     return f"{parts.scheme}://{parts.netloc}"
@@ -66,6 +74,8 @@ def _short(args, name: str) -> str | None:
     value = (args.get(name) or "").strip()
     if len(value) > MAX_ID:
         raise PlatformError(f"{name}: at most {MAX_ID} characters")
+    if value and not ID_RE.fullmatch(value):
+        raise PlatformError(f"{name}: use letters, digits or . _ @ : + - only")
     return value or None
 
 

@@ -8,6 +8,7 @@ checked once, before gunicorn starts (``check_before_serving``).
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 
@@ -69,17 +70,24 @@ def check_port_free(bind: str) -> None:
     if bind.startswith(("unix:", "fd://")):
         return  # gunicorn reports its own errors for these
     host, _, port = bind.rpartition(":")
-    if not port.isdigit():
-        raise ConfigurationError(f"--bind {bind!r}: expected HOST:PORT such as 127.0.0.1:8000")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigurationError(
+            f"--bind {bind!r}: expected HOST:PORT with a port of 1-65535, such as 127.0.0.1:8000"
+        )
     host = host.strip("[]") or "0.0.0.0"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.create_server((host, int(port)), family=family):
             pass
     except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            hint = "is another server running there? Stop it or choose another --bind"
+        elif err.errno == errno.EACCES:
+            hint = "ports below 1024 need privileges; choose a port of 1024 or more"
+        else:  # an unknown name, an address of no interface of this machine, ...
+            hint = "give an address of this machine, such as 127.0.0.1 or 0.0.0.0"
         raise ConfigurationError(
-            f"cannot listen on {bind}: {err.strerror or err}; is another server "
-            "running there? Stop it or choose another --bind"
+            f"cannot listen on {bind}: {err.strerror or err}; {hint}"
         ) from None
 
 

@@ -435,8 +435,29 @@ def test_serve_on_a_busy_port_is_one_line_before_anything_is_served(db_url, monk
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert (
         result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}")
+        and "is another server running there?" in result.output
         and "serving" not in result.output
     )
+
+
+@pytest.mark.parametrize(
+    "bind, message",
+    [
+        ("127.0.0.1:99999", "a port of 1-65535"),  # was a traceback (OverflowError)
+        ("127.0.0.1:0", "a port of 1-65535"),
+        ("127.0.0.1:http", "a port of 1-65535"),
+        ("999.1.1.1:8310", "give an address of this machine"),  # not "another server"
+        ("192.0.2.1:8310", "give an address of this machine"),  # no interface of this machine
+    ],
+)
+def test_a_bad_bind_address_is_one_line_that_says_what_to_change(
+    db_url, monkeypatch, bind, message
+):
+    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "k" * 32)
+    result = CliRunner().invoke(cli, ["study", "serve", "--database-url", db_url, "--bind", bind])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("Error: ") and message in result.output
+    assert "another server" not in result.output
 
 
 @pytest.mark.parametrize(

@@ -195,6 +195,26 @@ def test_turk_submit_to_elsewhere_is_refused(db_url, sets, tmp_path):
         assert s.scalar(select(func.count()).select_from(Rater)) == 0
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "PROLIFIC_PID=p1&STUDY_ID=a%00b",  # PostgreSQL refuses NUL in text: was a 500 there
+        "PROLIFIC_PID=p1&SESSION_ID=x%0D%0Ay",
+        "PROLIFIC_PID=p1&STUDY_ID=%3DHYPERLINK(%22http://x%22)",  # a spreadsheet formula
+        "workerId=W1&assignmentId=A%001&hitId=H1",
+        "workerId=W1&assignmentId=A1&hitId=H%1B1",
+        "workerId=W1&assignmentId=A1&turkSubmitTo=https://%5B::1",  # urlsplit raises
+    ],
+)
+def test_a_malformed_platform_id_is_a_400_and_stores_nothing(db_url, sets, tmp_path, query):
+    study = _make(db_url, sets, tmp_path)
+    r = _app(db_url, tmp_path).test_client().get(f"/s/{study.public_id}/?{query}")
+    assert r.status_code == 400, r.data
+    assert b"Something went wrong" not in r.data
+    with session_scope(engine_for(db_url)) as s:
+        assert s.scalar(select(func.count()).select_from(Rater)) == 0
+
+
 def test_codes_in_export_admin_and_check(db_url, sets, tmp_path):
     from werkzeug.security import generate_password_hash
 
