@@ -67,6 +67,13 @@ def make_engine(url: str, create: bool = False) -> Engine:
     """An engine for ``url``. A SQLite file that does not exist is an error unless ``create``."""
     url = normalise_url(url)
     path = sqlite_path(url)
+    if path is None and make_url(url).get_backend_name() == "sqlite":
+        # Each connection would get a database of its own, gone when it closes: a study made
+        # there vanishes, and each server process would see another one.
+        raise DatabaseError(
+            "the database URL names an in-memory SQLite database, which keeps nothing; give a "
+            "file, such as sqlite:///instance/study.sqlite3"
+        )
     if path is not None:
         if not path.is_file():
             if not create:

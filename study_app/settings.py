@@ -47,6 +47,7 @@ STORAGE_HINT = (
     "use memory:// (counts per server process) or redis://HOST:PORT/DB (shared by all workers)"
 )
 SECRET_HINT = "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+MIN_ADMIN_PASSWORD = 8
 
 
 def _name(setting: str) -> str:
@@ -110,6 +111,12 @@ def check_settings(config: dict) -> dict:
             f"HVQEVAL_PROXY_HOPS={hops!r}: give the number of trusted proxies (0, 1, ...)"
         )
     config["PROXY_HOPS"] = int(hops)
+    password_hash = config.get("ADMIN_PASSWORD_HASH")
+    if password_hash and not is_password_hash(str(password_hash)):
+        raise ConfigurationError(
+            "HVQEVAL_ADMIN_PASSWORD_HASH is not a password hash (werkzeug's "
+            "method$salt$hash); make one with `hvqeval study hash-password`"
+        )
     from study_app.platforms import allowed_hosts
 
     try:
@@ -132,8 +139,31 @@ def settings_from_environment(environ) -> dict:
     if not found.get("ADMIN_PASSWORD_HASH") and environ.get("HVQEVAL_ADMIN_PASSWORD"):
         from werkzeug.security import generate_password_hash
 
+        check_admin_password(environ["HVQEVAL_ADMIN_PASSWORD"], "HVQEVAL_ADMIN_PASSWORD")
         found["ADMIN_PASSWORD_HASH"] = generate_password_hash(environ["HVQEVAL_ADMIN_PASSWORD"])
     return found
+
+
+def check_admin_password(password: str, where: str) -> None:
+    """The admin pages open every rater's platform ids and close the study: a password of at
+    least ``MIN_ADMIN_PASSWORD`` characters."""
+    if len(password) < MIN_ADMIN_PASSWORD:
+        raise ConfigurationError(
+            f"{where}: use at least {MIN_ADMIN_PASSWORD} characters for the admin password"
+        )
+
+
+def is_password_hash(text: str) -> bool:
+    """Whether ``text`` has the form of a werkzeug password hash, ``method$salt$hash`` with a
+    method of ``generate_password_hash`` (scrypt or pbkdf2) and a hex digest: anything else
+    would refuse every login while the server looked healthy."""
+    method, _, rest = text.partition("$")
+    salt, _, digest = rest.partition("$")
+    return (
+        method.split(":")[0] in ("scrypt", "pbkdf2")
+        and bool(salt)
+        and bool(re.fullmatch(r"[0-9a-f]{32,}", digest))
+    )
 
 
 def shown_uri(uri: str) -> str:

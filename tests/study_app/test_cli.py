@@ -394,6 +394,17 @@ def test_database_urls_are_normalised_or_refused():
             normalise_url(bad)
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+@pytest.mark.parametrize("command", [["list"], ["export", "--study", "s", "--out", "s.csv"]])
+def test_an_in_memory_sqlite_database_is_refused_in_one_line(url, command, tmp_path, monkeypatch):
+    """It keeps nothing (each connection gets its own, gone when it closes): was a traceback."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["study", *command, "--database-url", url])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("Error: the database URL names an in-memory SQLite database")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unreachable_database_is_one_line(tmp_path):
     result = CliRunner().invoke(
         cli, ["study", "list", "--database-url", "postgresql://nobody@127.0.0.1:1/none"]

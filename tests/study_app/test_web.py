@@ -541,6 +541,36 @@ def test_every_bad_setting_is_one_configuration_error_line(db_url, setting, valu
     assert "\n" not in str(err.value) and repr(value)[1:-1] in str(err.value)
 
 
+@pytest.mark.parametrize("value", ["garbage", "scrypt$salt$not-hex", "admin-password-in-clear"])
+def test_an_admin_password_hash_that_is_none_is_refused_at_start_up(db_url, value):
+    """It would refuse every admin login while the server looked healthy."""
+    from werkzeug.security import generate_password_hash
+
+    settings = {"DATABASE_URL": db_url, "SECRET_KEY": "x" * 40}
+    with pytest.raises(ConfigurationError, match="HVQEVAL_ADMIN_PASSWORD_HASH") as err:
+        create_app({**settings, "ADMIN_PASSWORD_HASH": value})
+    assert "\n" not in str(err.value) and value not in str(err.value)
+    for method in ("scrypt", "pbkdf2"):
+        good = generate_password_hash("long-enough-1", method=method)
+        assert create_app({**settings, "ADMIN_PASSWORD_HASH": good}).config["ADMIN_PASSWORD_HASH"]
+
+
+def test_a_short_admin_password_is_one_line_in_serve_and_hash_password(db_url, monkeypatch):
+    from click.testing import CliRunner
+
+    from hvqeval.cli import cli
+
+    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "k" * 32)
+    monkeypatch.delenv("HVQEVAL_ADMIN_PASSWORD_HASH", raising=False)
+    monkeypatch.setenv("HVQEVAL_ADMIN_PASSWORD", "x")
+    served = CliRunner().invoke(cli, ["study", "serve", "--database-url", db_url])
+    assert served.exit_code == 1 and served.output.count("\n") == 1, served.output
+    assert "HVQEVAL_ADMIN_PASSWORD: use at least 8 characters" in served.output
+    hashed = CliRunner().invoke(cli, ["study", "hash-password"], input="short\nshort\n")
+    assert hashed.exit_code == 1 and "use at least 8 characters" in hashed.output
+    assert "$" not in hashed.output  # no hash printed
+
+
 def test_healthz_says_whether_the_database_is_current(app, db_url, monkeypatch):
     from alembic.script import ScriptDirectory
 
