@@ -9,7 +9,7 @@ import time
 from flask import current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import Connection, Engine, bindparam, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from study_app.db import head_revision, run_transaction
@@ -19,6 +19,8 @@ from study_app.schema import Study, detached_study
 from study_app.security import HSTS, SECURITY_HEADERS, content_security_policy
 
 TOO_MANY_REQUESTS = "too many requests; slow down and try again in a minute"
+UNAVAILABLE = "the study is unavailable for a moment; please try again in a minute"
+RETRY_AFTER_UNAVAILABLE = 30  # seconds: a database restart or failover
 # Read on every rater request: built once (see assign.py), all of the study's columns.
 STUDY_BY_PUBLIC_ID = select(Study.__table__).where(
     Study.__table__.c.public_id == bindparam("public_id")
@@ -52,7 +54,9 @@ def healthz():
     try:
         revision = current_revision(engine())
     except (DatabaseError, SQLAlchemyError) as err:
-        return jsonify(status="unavailable", reason=str(err).splitlines()[0]), 503
+        # the details (host, user, database name) go to the log, not to whoever asks
+        current_app.logger.warning("healthz: %s", str(err).splitlines()[0])
+        return jsonify(status="unavailable", reason="the database cannot be reached"), 503
     head = current_app.extensions["study_schema_head"]
     if revision != head:
         return jsonify(
@@ -108,6 +112,24 @@ def _seconds_to_reset() -> int:
     return max(1, int(limit.reset_at - time.time()))
 
 
+def _database_unavailable(err: Exception):
+    """The database could not be reached, or was busy past its timeout (a restart, a
+    failover, a SQLite lock held too long): nothing of the request was stored (its transaction
+    was rolled back), so the rater can simply try again; 503 with Retry-After, not a 500."""
+    current_app.logger.warning(
+        "database unavailable on %s %s: %s", request.method, request.path, str(err).splitlines()[0]
+    )
+    if _wants_json():
+        response = jsonify(error=UNAVAILABLE)
+    else:
+        response = current_app.make_response(
+            render_template("message.html", title="Please try again", message=UNAVAILABLE)
+        )
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE)
+    return response
+
+
 def _unexpected_error(err: Exception):
     current_app.logger.exception("unexpected error on %s %s", request.method, request.path)
     if _wants_json():
@@ -142,4 +164,6 @@ def init_app(app) -> None:
     app.add_url_rule("/healthz", "healthz", healthz)
     app.after_request(_after_request)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(InterfaceError, _database_unavailable)
     app.register_error_handler(Exception, _unexpected_error)

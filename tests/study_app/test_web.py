@@ -593,6 +593,33 @@ def test_healthz_says_whether_the_database_is_current(app, db_url, monkeypatch):
     assert f"needs {head_revision()}" in stale.get_json()["reason"]
 
 
+def test_a_database_that_cannot_be_reached_is_a_503_that_shows_no_details(tmp_path, caplog):
+    """/healthz says unavailable without the database's user, host or name (those go to the
+    log); a rater's page and API answer 503 with Retry-After ("try again"), not a 500."""
+    gone = "postgresql+psycopg://studyowner@127.0.0.1:1/hidden_study_db"
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "k" * 32,
+            "DATABASE_URL": gone,
+            "IMAGE_CACHE_DIR": str(tmp_path / "cache"),
+            "WTF_CSRF_ENABLED": False,  # the API call below reaches the database
+        }
+    )
+    client = app.test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.get_json()["status"] == "unavailable"
+    assert not any(word in health.data for word in (b"studyowner", b"127.0.0.1", b"hidden_study"))
+    assert "hidden_study_db" in caplog.text  # the operator still learns why
+    page = client.get("/s/some-study-link/?PROLIFIC_PID=p1")
+    assert page.status_code == 503 and page.headers["Retry-After"] == "30"
+    assert b"try again" in page.data and b"hidden_study" not in page.data
+    with client.session_transaction() as session:
+        session.update(public_id="some-study-link", rater_id=1)
+    api = client.post("/s/some-study-link/api/next")
+    assert api.status_code == 503 and "try again" in api.get_json()["error"]
+
+
 def test_nothing_is_stored_for_assignments_after_bad_requests(rating, new_rater, db_url):
     rater = new_rater(rating.public_id, "counter")
     rater.next()
