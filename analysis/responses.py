@@ -45,6 +45,7 @@ Every violation raises :class:`~analysis.errors.ResponsesError` naming the row a
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -93,8 +94,10 @@ def read_responses_csv(path: str | Path) -> pd.DataFrame:
         raise ResponsesError(
             f"{path}: the file is empty (not even a header row); re-export the study"
         ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ResponsesError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error) as err:
+        # OSError/EOFError/zlib.error: a .gz that is no gzip, or is cut short
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ResponsesError(f"{path}: not a readable CSV ({reason})") from None
     return validate_responses(raw, source=str(path), header_lines=1)
 
 

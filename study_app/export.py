@@ -19,6 +19,7 @@ answers with ``read_export`` and hands ``analysis`` the rows.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from pathlib import Path
 
@@ -178,13 +179,17 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 
 def write_csv(database_url: str, study_name: str, out: str | Path) -> int:
-    """Write the export CSV atomically; returns the number of answers written."""
+    """Write the export CSV atomically, gzip-compressed when ``out`` ends in ``.gz`` (as the
+    reports read it); returns the number of answers written."""
     with open_database(database_url) as engine:
         rows = export_rows(engine, study_name)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(rows_to_csv(rows), encoding="utf-8")
+    data = rows_to_csv(rows).encode("utf-8")
+    if out.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)  # mtime 0: the same answers give the same file
+    tmp.write_bytes(data)
     tmp.replace(out)
     return len(rows)
 

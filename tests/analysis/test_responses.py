@@ -132,3 +132,16 @@ def test_completely_empty_file(tmp_path):
     path.write_text("")
     with pytest.raises(ResponsesError, match="empty"):
         read_responses_csv(path)
+
+
+@pytest.mark.parametrize("content", [b"study,kind,rater\n", "gzip cut short"])
+def test_a_gz_file_that_is_no_gzip_is_one_line_naming_it(tmp_path, content):
+    import gzip
+
+    path = tmp_path / "answers.csv.gz"
+    if content == "gzip cut short":
+        content = gzip.compress(b"study,kind,rater\n" * 200)[:40]
+    path.write_bytes(content)
+    result = CliRunner().invoke(cli, ["report", "table2", "--responses", str(path)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"Error: {path}: not a readable CSV")

@@ -99,6 +99,17 @@ def test_create_rating_with_real_images_then_answer_and_export(db_url, sets, tmp
         for r in rows
     )
     assert all(r["model_a"] in ("ff", "msp", "real") and "/" in r["sample_a"] for r in rows)
+    # --out NAME.csv.gz is gzip, as the reports read it (it was plain text under a .gz name)
+    import gzip
+
+    from analysis.responses import read_responses_csv
+
+    packed = tmp_path / "responses.csv.gz"
+    result = _invoke("export", "--study", "table2", "--out", str(packed), "--database-url", db_url)
+    assert result.exit_code == 0, result.output
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"
+    assert gzip.decompress(packed.read_bytes()) == out.read_bytes()
+    assert read_responses_csv(packed).equals(read_responses_csv(out))
 
 
 def test_imported_sets_and_real_images_from_samples_commands_make_a_study(db_url, sets, tmp_path):
