@@ -31,9 +31,10 @@ def default_concurrency(database_url: str) -> tuple[int, int]:
     return cores, threads
 
 
-def check_before_serving(config: dict, bind: str) -> dict:
-    """Every setting, the rate-limit storage, the database (reachable, current schema) and the
-    port, checked once: the first problem is one ConfigurationError / DatabaseError line."""
+def check_before_serving(config: dict, bind: str, access_log: str | None = None) -> dict:
+    """Every setting, the rate-limit storage, the database (reachable, current schema), the
+    port and the access log, checked once: the first problem is one ConfigurationError /
+    DatabaseError line."""
     from study_app.db import open_database
     from study_app.settings import check_rate_limit_storage, check_settings
 
@@ -42,7 +43,23 @@ def check_before_serving(config: dict, bind: str) -> dict:
     with open_database(config["DATABASE_URL"]):
         pass
     check_port_free(bind)
+    check_access_log(access_log)
     return config
+
+
+def check_access_log(path: str | None) -> None:
+    """The access log file can be written (gunicorn opens it for appending, as here): else one
+    line now, not gunicorn's error after the images were rendered."""
+    if path is None or path == "-":
+        return
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise ConfigurationError(
+            f"--access-log {path}: {err.strerror or err}; give a file in a folder that exists "
+            "and can be written, or '-' for stderr"
+        ) from None
 
 
 def prerender_before_serving(config: dict, progress=None) -> int:

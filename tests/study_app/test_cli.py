@@ -482,6 +482,20 @@ def test_a_bad_bind_address_is_one_line_that_says_what_to_change(
     assert "another server" not in result.output
 
 
+def test_an_access_log_that_cannot_be_written_is_one_line_before_anything_is_served(
+    db_url, tmp_path, monkeypatch
+):
+    """Was gunicorn's "Error: Error: '...' isn't writable" after every image was rendered."""
+    monkeypatch.setenv("HVQEVAL_SECRET_KEY", "k" * 32)
+    log = tmp_path / "no-such-folder" / "access.log"
+    result = CliRunner().invoke(
+        cli, ["study", "serve", "--database-url", db_url, "--access-log", str(log)]
+    )
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"Error: --access-log {log}: No such file or directory")
+    assert "Error: Error" not in result.output and not log.parent.exists()
+
+
 @pytest.mark.parametrize(
     "content, message", [(None, "No such file"), ("", "is empty"), ("short", "too short")]
 )

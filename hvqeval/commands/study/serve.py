@@ -67,7 +67,7 @@ def serve(bind, workers, threads, secret_key_file, access_log, instance_dir, dat
         engine.dispose()
     if revision is not None and revision != head_revision():
         upgrade(config["DATABASE_URL"])  # a study database of an older version of this code
-    config = check_before_serving(config, bind)
+    config = check_before_serving(config, bind, access_log)
     links = _raters_links(config["DATABASE_URL"], bind)
     _prerender(config)
 
