@@ -26,6 +26,7 @@ from sqlalchemy import select
 from study_app import catch_items
 from study_app.db import make_engine, normalise_url, session_scope, sqlite_path, upgrade
 from study_app.draw import (
+    check_distinct_sources,
     choose_classes,
     draw_check_originals,
     draw_images,
@@ -153,6 +154,7 @@ def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
     check items (``catch_items.py``), all in one transaction."""
     classes = choose_classes(settings)
     loaded = [load_source(spec) for spec in settings.sources]
+    check_distinct_sources(loaded)
     example_sources = examples_source(settings, loaded)
     rng = random.Random(settings.seed)  # draws the images, then the slots' order
     chosen, examples = draw_images(settings, loaded, classes, rng)

@@ -44,6 +44,21 @@ def load_source(spec: SourceSpec) -> SampleSetFiles:
     return loaded
 
 
+def check_distinct_sources(loaded: list[SampleSetFiles]) -> None:
+    """Every source is a sample set of its own: one set under two labels would compare images
+    with themselves (pairwise) or count one model twice (rating)."""
+    seen: dict[tuple, str] = {}
+    for src in loaded:
+        for key in (("path", src.path.resolve()), ("manifest", src.manifest_sha256)):
+            if key in seen:
+                raise StudySourceError(
+                    f"sources {seen[key]} and {src.label} are the same sample set ({src.path}); "
+                    "give each source a set of its own (for an A/A check, sample the model "
+                    "twice with different seeds)"
+                )
+            seen[key] = src.label
+
+
 def generated_sources(settings: StudySettings) -> list[SampleSetFiles]:
     return [load_source(s) for s in settings.sources if not s.is_real]
 

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 from study_schemas import engine_for
 
@@ -169,6 +169,46 @@ def test_listed_pairs_only(db_url, sets, tmp_path):
         ("msp", "ff"): 24,
         ("real", "ff"): 24,
     }
+
+
+@pytest.mark.parametrize("kind, option", [("pairwise", "--source"), ("rating", "--model")])
+def test_one_sample_set_under_two_labels_is_refused_and_creates_nothing(
+    db_url, sets, tmp_path, kind, option
+):
+    """It would pair images with themselves, or count one model twice; a copy of the folder
+    (the same manifest) is the same set too."""
+    import shutil
+
+    copy = tmp_path / "copy-of-ff"
+    shutil.copytree(sets["ff"].path, copy)
+    for other in (sets["ff"].path, copy):
+        result = CliRunner().invoke(
+            cli,
+            [
+                "study",
+                "create",
+                kind,
+                "--name",
+                "same-twice",
+                option,
+                f"ours={sets['ff'].path}",
+                option,
+                f"theirs={other}",
+                "--classes",
+                "1",
+                "--per-class",
+                "2",
+                "--database-url",
+                db_url,
+                "--instance-dir",
+                str(tmp_path / "inst"),
+                *(["--uses", "2"] if kind == "pairwise" else []),
+            ],
+        )
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert result.output.startswith("Error: sources ours and theirs are the same sample set")
+    with session_scope(engine_for(db_url)) as s:
+        assert s.scalar(select(func.count()).select_from(Study)) == 0
 
 
 @pytest.mark.parametrize(
