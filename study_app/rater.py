@@ -190,10 +190,10 @@ def entry(public_id: str):
         entered = _start(study, str(request.form.get("participant", "")).strip())
         step = "rater.complete" if entered.finished else "rater.consent"
         return redirect(url_for(step, public_id=study.public_id))
+    if study.status != "open":  # also in an MTurk preview: no worker should accept it now
+        abort(403, assign.CLOSED[1])
     if platforms.is_preview(request.args):  # MTurk preview: instructions and examples only
         return _consent_page(study, examples, preview=True)
-    if study.status != "open":
-        abort(403, assign.CLOSED[1])
     return render_template("entry.html", study=study)
 
 

@@ -88,6 +88,11 @@ def test_a_closed_study_admits_no_new_raters_and_stores_no_rows(app, study, db_u
     set_status(engine_for(db_url), "hostile", "closed")
     late = app.test_client().get(f"/s/{study.public_id}/?PROLIFIC_PID=latecomer")
     assert late.status_code == 403 and b"closed" in late.data
+    preview = f"/s/{study.public_id}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1"
+    shown = app.test_client().get(preview)  # a worker deciding whether to accept the HIT
+    assert (
+        shown.status_code == 403 and b"closed" in shown.data and b"Instructions" not in shown.data
+    )
     posted = app.test_client().post(f"/s/{study.public_id}/", data={"participant": "latecomer2"})
     assert posted.status_code in (400, 403)  # no CSRF token, or closed: never a new rater
     assert _count(db_url, Rater, Rater.participant.in_(["latecomer", "latecomer2"])) == 0
