@@ -126,10 +126,19 @@ def create_study(
         raise StudyError("a rating study needs at least one --model LABEL=SAMPLE_SET")
 
     # A SQLite file this create makes is removed again when the study cannot be made (too few
-    # images, a file that is no image, ...): a failed create leaves nothing behind.
+    # images, a file that is no image, ...), and so are the folders it made for it and for the
+    # study's images (when left empty): a failed create leaves nothing behind.
     new_file = sqlite_path(normalise_url(database_url))
     if new_file is not None and new_file.exists():
         new_file = None
+    made_for = [Path(storage_dir).resolve() / "studies"] + (
+        [new_file.resolve()] if new_file else []
+    )
+    new_folders = sorted(
+        {folder for path in made_for for folder in (path, *path.parents) if not folder.exists()},
+        key=lambda folder: len(folder.parts),
+        reverse=True,  # the deepest first: a folder is empty only once those in it are gone
+    )
     try:
         upgrade(database_url)
         engine = make_engine(database_url)
@@ -146,6 +155,9 @@ def create_study(
         if new_file is not None:
             for path in (new_file, *(Path(f"{new_file}{end}") for end in ("-wal", "-shm"))):
                 path.unlink(missing_ok=True)
+        for folder in new_folders:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
 
 

@@ -393,6 +393,28 @@ def test_hash_password_prints_only_a_hash_that_checks():
     assert not check_password_hash(result.stdout.strip(), "other")
 
 
+@pytest.mark.parametrize("database", [None, "sqlite:///deep/er/study.sqlite3"])
+def test_a_failed_create_leaves_no_file_and_no_folder(sets, tmp_path, monkeypatch, database):
+    """The default database's instance folder, or the folders of a given SQLite path, are made
+    by the create and removed again with the database file when the study cannot be made."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("HVQEVAL_STUDY_DATABASE_URL", raising=False)
+    where = ["--database-url", database] if database else []
+    too_many = ["--model", f"ff={sets['ff'].path}", "--classes", "1", "--per-class", "100"]
+    result = CliRunner().invoke(
+        cli, ["study", "create", "rating", "--name", "x", *too_many, *where]
+    )
+    assert result.exit_code == 1 and "ask for fewer classes" in result.output, result.output
+    assert list(work.iterdir()) == []
+    (work / "instance").mkdir()  # a folder that was there before stays
+    result = CliRunner().invoke(
+        cli, ["study", "create", "rating", "--name", "x", *too_many, *where]
+    )
+    assert result.exit_code == 1 and [p.name for p in work.iterdir()] == ["instance"]
+
+
 def test_database_urls_are_normalised_or_refused():
     from study_app.db import normalise_url
     from study_app.errors import DatabaseError
