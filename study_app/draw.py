@@ -97,7 +97,7 @@ def choose_classes(settings: StudySettings) -> list[int]:
     return sorted(set(requested))
 
 
-def examples_source(settings: StudySettings, loaded: list[SampleSetFiles]) -> list:
+def examples_source(settings: StudySettings, loaded: list[SampleSetFiles]) -> list[SampleSetFiles]:
     """The sample set of real example images the CLI wrote, when no source of the study is real
     (``[]`` or ``[it]``); every one of its images is an example."""
     if not settings.examples_real_set or any(s.dataset for s in loaded):
