@@ -32,6 +32,7 @@ import numpy as np
 
 from hvqeval.errors import HvqevalError
 from hvqeval.sample_set import MANIFEST_NAME, SampleSet, SampleSetWriter
+from models import with_default_mode
 
 RESIZE_FILTER = "rescale shortest side to {size} (antialiased bilinear), centre crop {size}x{size}"
 
@@ -144,7 +145,7 @@ def _staged(out: Path) -> Iterator[Path]:
     if out.exists():
         raise ImageImportError(f"--out {out} already exists; choose a new folder or delete it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    stage = with_default_mode(Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)))
     try:
         yield stage
         stage.rename(out)

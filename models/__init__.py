@@ -12,11 +12,12 @@ reach into the submodules they test.
     train        train_stage, TrainOptions, ensure_codes, ...    (models.train, models.stage_data)
     sample       Hierarchy.sample / decode, Temperatures         (models.hierarchy, models.sampling)
     checkpoints  load_run, load_checkpoint, checkpoint_paths ... (models.checkpoint)
-    files        atomic_write_bytes, atomic_write_text           (models.atomic_write)
+    files        atomic_write_bytes, atomic_write_text,          (models.atomic_write)
+                 with_default_mode
     errors       ModelsError and its kinds                       (models.errors)
 """
 
-from models.atomic_write import atomic_write_bytes, atomic_write_text
+from models.atomic_write import atomic_write_bytes, atomic_write_text, with_default_mode
 from models.checkpoint import (
     CONFIG_FILE,
     checkpoint_path,
@@ -80,6 +81,7 @@ __all__ = [
     "TrainingConfig",
     "atomic_write_bytes",
     "atomic_write_text",
+    "with_default_mode",
     "builtin_class_names",
     "check_dataset",
     "checkpoint_path",

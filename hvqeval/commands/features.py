@@ -31,7 +31,7 @@ def command() -> None:
 @click.option(
     "--image-size",
     default=None,
-    type=int,
+    type=click.IntRange(min=1),
     help="Training resolution (default: the dataset's; shapes 32).",
 )
 @click.option("--steps", default=2000, show_default=True)

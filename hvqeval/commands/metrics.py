@@ -49,7 +49,11 @@ _SETTINGS_OPTIONS = [
     ),
     # Defaults equal torch-fidelity's (seed 2020, 10 splits, 100 KID subsets of 1000).
     click.option(
-        "--splits", default=10, show_default=True, help="IS splits (of shuffled samples)."
+        "--splits",
+        type=click.IntRange(min=1),
+        default=10,
+        show_default=True,
+        help="IS splits (of shuffled samples).",
     ),
     click.option(
         "--seed",
@@ -57,17 +61,19 @@ _SETTINGS_OPTIONS = [
         show_default=True,
         help="Seed of IS shuffling, KID subsets, bootstrap (2020, torch-fidelity's default).",
     ),
-    click.option("--kid-subsets", default=100, show_default=True),
-    click.option("--kid-subset-size", default=1000, show_default=True),
+    click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True),
+    # an unbiased MMD estimate needs at least 2 samples per subset (else 0/0: NaN)
+    click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True),
     click.option(
         "--prc-neighbourhood",
+        type=click.IntRange(min=1),
         default=3,
         show_default=True,
         help="k of the k-NN balls of precision/recall (torch-fidelity's prc_neighborhood).",
     ),
     click.option(
         "--image-size",
-        type=int,
+        type=click.IntRange(min=1),
         default=None,
         help="Rescale (shortest side) and centre-crop both inputs to this size first.",
     ),
@@ -78,6 +84,7 @@ _SETTINGS_OPTIONS = [
     ),
     click.option(
         "--bootstrap",
+        type=click.IntRange(min=0),
         default=0,
         show_default=True,
         help="Bootstrap resamples for a FID interval (0 = off).",
@@ -88,10 +95,14 @@ _SETTINGS_OPTIONS = [
         show_default=True,
         help="Allow TF32 on CUDA (faster, less exact); recorded with every result.",
     ),
-    click.option("--batch-size", default=64, show_default=True),
+    click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
     click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
     click.option(
-        "--num-workers", default=0, show_default=True, help="DataLoader workers decoding images."
+        "--num-workers",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="DataLoader workers decoding images.",
     ),
     click.option(
         "--cache-dir",

@@ -33,17 +33,34 @@ import click
     help="torchvision VGG-16 / ResNet-50 state_dict file (default: torch hub cache or download).",
 )
 @click.option("--weights-sha256", default=None, help="Expected SHA-256 of --weights (checked).")
-@click.option("--k", "k", default=8, show_default=True, help="Neighbours per sample.")
 @click.option(
-    "--limit", default=16, show_default=True, help="Search for the first N samples (0 = all)."
+    "--k",
+    "k",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Neighbours per sample.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=16,
+    show_default=True,
+    help="Search for the first N samples (0 = all).",
 )
 @click.option(
     "--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder."
 )
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--chunk", default=65536, show_default=True, help="Dataset rows per distance block.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=65536,
+    show_default=True,
+    help="Dataset rows per distance block.",
+)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--num-workers", default=0, show_default=True)
+@click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),

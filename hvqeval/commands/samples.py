@@ -96,11 +96,11 @@ def import_cmd(src, model, out, classes_of, class_map, class_id, resize, as_json
 @command.command(name="from-dataset")
 @click.argument("dataset")
 @click.option("--split", default="val", show_default=True)
-@click.option("--per-class", type=int, required=True, help="Images per class.")
+@click.option("--per-class", type=click.IntRange(min=1), required=True, help="Images per class.")
 @click.option("--classes", default=None, help="Class ids (3,5,7) [default: every class].")
 @click.option(
     "--image-size",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Rescale (shortest side) and centre-crop to this size [default: the dataset's].",
 )

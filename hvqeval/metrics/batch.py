@@ -76,7 +76,7 @@ def _settings(values: dict[str, Any], where: str, base: Path) -> EvalSettings:
         data["metrics"] = tuple(data["metrics"])
     try:
         return EvalSettings(weights=weights, progress=False, **data)
-    except TypeError as err:
+    except (TypeError, HvqevalError) as err:
         raise HvqevalError(f"{where}: {err}") from None
 
 

@@ -73,10 +73,28 @@ class EvalSettings:
             raise HvqevalError(
                 f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}"
             )
-        if self.splits < 1:
-            raise HvqevalError(f"--splits must be >= 1, got {self.splits}")
-        if self.batch_size < 1:
-            raise HvqevalError(f"--batch-size must be >= 1, got {self.batch_size}")
+        # the CLI's options check these too; a batch spec's values come here only
+        for name, minimum in (
+            ("splits", 1),
+            ("seed", 0),
+            ("kid_subsets", 1),
+            ("kid_subset_size", 2),  # an unbiased MMD needs 2 samples per subset (else NaN)
+            ("prc_neighbourhood", 1),
+            ("bootstrap", 0),
+            ("batch_size", 1),
+            ("num_workers", 0),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise HvqevalError(
+                    f"--{name.replace('_', '-')} must be a whole number >= {minimum}, got {value!r}"
+                )
+        if self.image_size is not None and (
+            isinstance(self.image_size, bool)
+            or not isinstance(self.image_size, int)
+            or self.image_size < 1
+        ):
+            raise HvqevalError(f"--image-size must be a whole number >= 1, got {self.image_size!r}")
 
     def numeric(self) -> dict[str, Any]:
         """The settings that change a metric value (hashed into the job key)."""
@@ -230,6 +248,13 @@ def prepare(samples: str, reference: str | None, settings: EvalSettings) -> Prep
             raise HvqevalError(
                 f"--kid-subset-size {settings.kid_subset_size} exceeds the {smallest} images "
                 "available; lower it"
+            )
+    if "prc" in settings.metrics:
+        smallest = min(len(sample_source), len(reference_source or sample_source))
+        if settings.prc_neighbourhood >= smallest:
+            raise HvqevalError(
+                f"--prc-neighbourhood {settings.prc_neighbourhood} needs more than that many "
+                f"images on each side, got {smallest}; lower it"
             )
     if "isc" in settings.metrics and len(sample_source) < settings.splits:
         raise HvqevalError(

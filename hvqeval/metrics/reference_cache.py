@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from models import with_default_mode
+
 FORMAT_VERSION = 2  # 2: keyed by file bytes (1 was keyed by names, sizes and mtimes)
 CACHE_ENV = "HVQEVAL_CACHE"
 # Parts of a source's fingerprint that describe files by stat rather than content; replaced
@@ -170,7 +172,7 @@ class ReferenceCache:
         """A temporary folder to write an entry into; ``commit`` renames it into place."""
         tmp_root = self.root / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=tmp_root, prefix="reference-"))
+        return with_default_mode(Path(tempfile.mkdtemp(dir=tmp_root, prefix="reference-")))
 
     def commit(
         self,

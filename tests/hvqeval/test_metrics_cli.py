@@ -231,3 +231,62 @@ def test_fid_infinity_and_bootstrap_options(tmp_path, domain_weights):
     assert interval["resamples"] == 10 and interval["low"] <= interval["high"]
     points = rows["fid_infinity"]["extra"]["points"]
     assert points[-1][0] == 40 and points[-1][1] == pytest.approx(rows["fid"]["value"], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--kid-subset-size", "1", "1 is not in the range x>=2"),  # was NaN stored with exit 0
+        ("--kid-subsets", "0", "0 is not in the range x>=1"),  # was NaN stored with exit 0
+        ("--bootstrap", "-1", "-1 is not in the range x>=0"),  # was an IndexError traceback
+        ("--image-size", "0", "0 is not in the range x>=1"),  # was a ValueError traceback
+        ("--num-workers", "-1", "-1 is not in the range x>=0"),  # was DataLoader's traceback
+        ("--prc-neighbourhood", "0", "0 is not in the range x>=1"),  # was precision 0.00
+        ("--prc-neighbourhood", "500", "--prc-neighbourhood 500 needs more than"),  # kthvalue
+    ],
+)
+def test_metric_settings_out_of_range_are_one_line_and_store_nothing(
+    tmp_path, small_sample_set, domain_weights, option, value, message
+):
+    results = tmp_path / "r.jsonl"
+    reference = write_image_folder(tmp_path / "ref", 15, size=16)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "metrics",
+            "--samples",
+            str(small_sample_set),
+            "--reference",
+            str(reference),
+            "--metrics",
+            "kid,prc",
+            "--kid-subset-size",
+            "4",
+            "--extractor",
+            "domain",
+            "--weights",
+            str(domain_weights),
+            "--results",
+            str(results),
+            option,
+            value,
+        ],
+    )
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
+    assert message in result.output and not results.exists()
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("kid_subset_size = 1", "--kid-subset-size must be a whole number >= 2, got 1"),
+        ('seed = "abc"', "--seed must be a whole number >= 0, got 'abc'"),
+        ("bootstrap = -2", "--bootstrap must be a whole number >= 0, got -2"),
+    ],
+)
+def test_bad_values_in_a_batch_spec_are_one_line_before_any_job(tmp_path, line, message):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'[defaults]\n{line}\n[[evaluation]]\nsamples = "x"\n')
+    result = run(["metrics", "batch", str(spec)])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "[[evaluation]] #1: " + message in result.stderr

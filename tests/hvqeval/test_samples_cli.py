@@ -64,6 +64,31 @@ def test_flat_folder_keeps_pixels_and_records_sha256(tmp_path):
     assert all(np.array_equal(s.uint8(i), images[i]) for i in range(3))
 
 
+@pytest.mark.parametrize(
+    "umask, folder_mode, file_mode", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640)]
+)
+def test_a_sample_set_has_the_modes_the_umask_gives(tmp_path, umask, folder_mode, file_mode):
+    """A study server running as another user, or a colleague on a shared file system, reads
+    sample sets: they were owner-only (0700 / 0600, tempfile's modes) whatever the umask."""
+    import os
+    import stat
+
+    for i, image in enumerate(_images(2)):
+        _png(tmp_path / "flat" / f"img{i}.png", image)
+    before = os.umask(umask)
+    try:
+        result = _samples(
+            "import", tmp_path / "flat", "--model", "m", "--out", tmp_path / "set", "--class-id", 1
+        )
+    finally:
+        os.umask(before)
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE((tmp_path / "set").stat().st_mode) == folder_mode
+    files = list((tmp_path / "set").iterdir())
+    assert {f.name for f in files} >= {"manifest.json", "000000.png"}
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {file_mode}
+
+
 def test_class_folders_by_id_name_and_wnid(tmp_path):
     images = _images(3)
     _png(tmp_path / "ids" / "3" / "a.png", images[0])
