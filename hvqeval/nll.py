@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -240,6 +241,41 @@ class RunEvaluation:
     rows: list = field(default_factory=list)
 
 
+class SampleSetImages(torch.utils.data.Dataset):
+    """A sample set's images with the class ids of its manifest, as (uint8 (3, H, W), class)."""
+
+    def __init__(self, sample_set):
+        self.sample_set = sample_set
+
+    def __len__(self) -> int:
+        return len(self.sample_set)
+
+    def __getitem__(self, index: int):
+        image = torch.from_numpy(self.sample_set.uint8(index)).permute(2, 0, 1).contiguous()
+        return image, self.sample_set.files[index].class_id
+
+
+def open_sample_set(card, path) -> SampleSetImages:
+    """A sample set scored with its own class ids (``open_dataset`` would read its folder as
+    unlabelled images of class 0): refused when its size or a class is not the model's."""
+    from hvqeval.sample_set import SampleSet
+
+    sample_set = SampleSet.load(path)
+    size, classes = card.model.image_size, card.model.num_classes
+    if sample_set.image_size != size:
+        raise LikelihoodError(
+            f"{path} holds {sample_set.image_size}x{sample_set.image_size} samples but card "
+            f"'{card.name}' models {size}x{size} images; score samples of the run's own size"
+        )
+    outside = [c for c in sample_set.class_ids() if not 0 <= c < classes]
+    if outside:
+        raise LikelihoodError(
+            f"{path} holds samples of class(es) {outside[:5]} but the model knows classes "
+            f"0-{classes - 1}"
+        )
+    return SampleSetImages(sample_set)
+
+
 def evaluate_run(
     run_dir,
     *,
@@ -272,13 +308,24 @@ def evaluate_run(
 
     card = check_run(run_dir, need_prior=True)
     dev = resolve_device(device)
+    from hvqeval.sample_set import MANIFEST_NAME
+
     data = default_data(card, data)
-    dataset = open_images(card, data, split, train=False)  # eval preprocessing; wrong sizes refused
+    is_sample_set = (Path(data) / MANIFEST_NAME).is_file()
+    if is_sample_set:  # a model's samples: their class ids, and no split
+        dataset, split = open_sample_set(card, data), None
+    else:
+        dataset = open_images(card, data, split, train=False)  # eval preprocessing, sizes checked
     if limit is not None:
-        dataset = FirstItems(dataset, limit)
+        dataset = (
+            FirstItems(dataset, limit)
+            if not is_sample_set
+            else Subset(dataset, range(min(limit, len(dataset))))
+        )
     if len(dataset) == 0:
-        raise LikelihoodError(f"{data} split {split!r} holds no images")
-    if card.model.num_classes < dataset.num_classes:
+        where = f"{data} split {split!r}" if split is not None else str(data)
+        raise LikelihoodError(f"{where} holds no images")
+    if not is_sample_set and card.model.num_classes < dataset.num_classes:
         raise LikelihoodError(
             f"{data} has {dataset.num_classes} classes but the model knows "
             f"{card.model.num_classes}; use the data the run was trained on"
@@ -298,7 +345,7 @@ def evaluate_run(
     ) as bar:
         nats = per_image_nats(hierarchy, loader if mine else [], dev, bar)
     result = summarise(merge_shards(shard.gather((mine, nats))), card)
-    reference = f"{data}:{split}"
+    reference = f"{data}:{split}" if split is not None else str(data)
     label = model or card.name
     rows: list = []
     if results is not None and shard.is_main:

@@ -127,6 +127,38 @@ def test_wrong_image_size_and_missing_prior_fail_with_one_line(run, tmp_path):
     )
 
 
+def test_a_sample_set_is_scored_with_its_own_class_ids(run, tmp_path):
+    """Samples of a class-conditional model are scored under the classes they were drawn for
+    (the manifest's), not as unlabelled class-0 images; a class the model lacks is refused."""
+    from hvqeval.sample_set import SampleSetWriter
+    from models import open_dataset
+
+    shapes = open_dataset("shapes", "val", image_size=IMAGE_SIZE)
+    images = [shapes[i] for i in range(6)]
+    assert len({int(label) for _image, label in images}) > 1  # the labels matter here
+    with SampleSetWriter(tmp_path / "set", model="tiny_ff", image_size=IMAGE_SIZE) as writer:
+        for image, label in images:
+            writer.add(image.permute(1, 2, 0).numpy(), int(label), f"class {int(label)}")
+    as_set = _nll("--run", run, "--data", tmp_path / "set", "--json", "--no-results")
+    as_data = _nll("--run", run, "--data", "shapes", "--limit", 6, "--json", "--no-results")
+    assert as_set.exit_code == 0 and as_data.exit_code == 0, as_set.output + as_data.output
+    scored, expected = json.loads(as_set.stdout), json.loads(as_data.stdout)
+    exact = pytest.approx(expected["total"]["bpd"], rel=1e-9, abs=0)
+    assert scored["n"] == 6 and scored["total"]["bpd"] == exact
+    # the same images all of class 0 (what the folder read as unlabelled images gave) differ
+    with SampleSetWriter(tmp_path / "zero", model="tiny_ff", image_size=IMAGE_SIZE) as writer:
+        for image, _label in images:
+            writer.add(image.permute(1, 2, 0).numpy(), 0, "class 0")
+    as_zero = _nll("--run", run, "--data", tmp_path / "zero", "--json", "--no-results")
+    assert json.loads(as_zero.stdout)["total"]["bpd"] != exact
+    assert scored["data"] == str(tmp_path / "set")  # no ":val": a sample set has no split
+
+    with SampleSetWriter(tmp_path / "far", model="tiny_ff", image_size=IMAGE_SIZE) as writer:
+        writer.add(images[0][0].permute(1, 2, 0).numpy(), 500, "class 500")
+    out = _nll("--run", run, "--data", tmp_path / "far", "--no-results")
+    assert out.exit_code == 1 and "class(es) [500] but the model knows classes" in out.output
+
+
 # ---------------------------------------------------------------------------------------
 # Code predictability (Figure 5)
 
