@@ -228,16 +228,27 @@ def fp32_mode(tf32: bool) -> Iterator[None]:
 
 def build_network(extractor: Extractor, layers: list[str], device: str):
     """torch-fidelity's ``create_feature_extractor`` for our resolved weights file."""
+    import pickle
+
     from torch_fidelity.utils import create_feature_extractor
 
     register_with_torch_fidelity()
-    return create_feature_extractor(
-        extractor.info.fidelity_name,
-        list(layers),
-        cuda=(device == "cuda"),
-        feature_extractor_weights_path=str(extractor.weights_path),
-        verbose=False,
-    )
+    try:
+        return create_feature_extractor(
+            extractor.info.fidelity_name,
+            list(layers),
+            cuda=(device == "cuda"),
+            feature_extractor_weights_path=str(extractor.weights_path),
+            verbose=False,
+        )
+    except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as err:
+        # load_state_dict lists every missing and unexpected key (tens of kB): the file is
+        # another network's, or no state_dict at all
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise WeightsError(
+            f"{extractor.weights_path} does not hold {extractor.info.name} weights ({first}); "
+            "give the file of that network"
+        ) from None
 
 
 def _unwrap_worker_error(err: Exception) -> HvqevalError:

@@ -290,3 +290,35 @@ def test_bad_values_in_a_batch_spec_are_one_line_before_any_job(tmp_path, line, 
     result = run(["metrics", "batch", str(spec)])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "[[evaluation]] #1: " + message in result.stderr
+
+
+@pytest.mark.parametrize("content", ["another network", "not a torch file"])
+def test_a_weights_file_of_another_network_is_one_short_line(tmp_path, small_sample_set, content):
+    """load_state_dict's error lists every missing and unexpected key (about 30 kB)."""
+    import torch
+
+    weights = tmp_path / "wrong.pth"
+    if content == "another network":
+        torch.save({"layer.weight": torch.zeros(2, 2)}, weights)
+    else:
+        weights.write_bytes(b"these are not weights")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "metrics",
+            "--samples",
+            str(small_sample_set),
+            "--metrics",
+            "isc",
+            "--splits",
+            "2",
+            "--inception-weights",
+            str(weights),
+            "--results",
+            str(tmp_path / "r.jsonl"),
+        ],
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output[-500:]
+    lines = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1 and len(lines[0]) < 400, result.output[-2000:]
+    assert f"{weights} does not hold" in lines[0] and "give the file of that network" in lines[0]
