@@ -112,10 +112,13 @@ class HvqevalGroup(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             if HvqevalGroup.depth == 1:
-                click.echo(
-                    "\nInterrupted; finished work is kept: rerun the same command to continue.",
-                    err=True,
-                )
+                from hvqeval.commands import RESUMABLE
+
+                if ctx.meta.get(RESUMABLE):
+                    said = "finished work is kept: rerun the same command to continue."
+                else:  # its files are written whole or not at all
+                    said = "nothing half-written is left; rerun the command to start again."
+                click.echo(f"\nInterrupted; {said}", err=True)
             ctx.exit(130)
         except click.UsageError as err:
             # A bad option or argument: one line naming it and where help is, not click's

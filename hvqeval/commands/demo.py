@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from hvqeval.commands import resumable
+
 
 @click.command(name="demo")
 @click.option(
@@ -34,6 +36,7 @@ import click
     "(by default they are left out, and reported, when time runs short).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@resumable
 def command(
     out: str, minutes: float, database_url: str | None, all_steps: bool, as_json: bool
 ) -> None:

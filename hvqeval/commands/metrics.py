@@ -18,6 +18,8 @@ import sys
 
 import click
 
+from hvqeval.commands import resumable
+
 _SETTINGS_OPTIONS = [
     click.option(
         "--metrics",
@@ -234,6 +236,7 @@ def command(ctx, samples, reference, results_path, as_json, **options):
 @click.option(
     "--dry-run", is_flag=True, help="List the jobs and which are already done; compute nothing."
 )
+@resumable
 def batch_command(spec, results_path, as_json, dry_run):
     """Run many sample sets x metrics x references from a TOML SPEC; resumable (skips stored rows)."""
     import os

@@ -14,6 +14,8 @@ import json
 
 import click
 
+from hvqeval.commands import resumable
+
 
 @click.command(name="predictability")
 @click.option(
@@ -60,6 +62,7 @@ import click
 )
 @click.option("--no-results", is_flag=True, help="Do not write to the results store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@resumable
 def command(
     runs,
     level,

@@ -19,6 +19,8 @@ import json
 
 import click
 
+from hvqeval.commands import resumable
+
 
 @click.command(name="sample")
 @click.option(
@@ -86,6 +88,7 @@ import click
     help="Stop after K batches in this call; rerun the same command to continue.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@resumable
 def command(
     run_dir,
     classes,

@@ -16,6 +16,8 @@ import sys
 
 import click
 
+from hvqeval.commands import resumable
+
 
 @click.group(name="sweep")
 def command() -> None:
@@ -96,6 +98,7 @@ def command() -> None:
     help="Reference-statistics cache of the metrics.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep's rows as JSON on stdout.")
+@resumable
 def temperature_command(
     run_dir,
     values,

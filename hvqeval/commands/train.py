@@ -16,6 +16,8 @@ import os
 
 import click
 
+from hvqeval.commands import resumable
+
 # Earlier spellings of the precision names, still accepted on the command line.
 SHORT_PRECISIONS = {"bf16": "bfloat16", "fp32": "float32"}
 
@@ -77,6 +79,7 @@ SHORT_PRECISIONS = {"bf16": "bfloat16", "fp32": "float32"}
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@resumable
 def command(
     card_name,
     data,

@@ -292,3 +292,30 @@ def test_from_dataset_writes_real_images_marked_real(tmp_path):
         )
     )
     assert "12" in line and not (tmp_path / "bad").exists()
+
+
+def test_ctrl_c_says_whether_a_rerun_continues_or_starts_again(tmp_path, monkeypatch):
+    """`samples import` keeps nothing of an interrupted import (it said "finished work is kept:
+    rerun the same command to continue"); `metrics batch` keeps its stored jobs."""
+    import hvqeval.image_import
+    import hvqeval.metrics.batch
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hvqeval.image_import, "import_images", interrupted)
+    monkeypatch.setattr(hvqeval.metrics.batch, "run_batch", interrupted)
+    for i, image in enumerate(_images(2)):
+        _png(tmp_path / "flat" / f"img{i}.png", image)
+    imported = _samples("import", tmp_path / "flat", "--model", "m", "--out", tmp_path / "set")
+    assert imported.exit_code == 130
+    assert "Interrupted; nothing half-written is left; rerun the command to start again." in (
+        imported.stderr
+    )
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'[[evaluation]]\nsamples = "{tmp_path / "flat"}"\nmetrics = ["isc"]\n')
+    batch = CliRunner().invoke(cli, ["metrics", "batch", str(spec)])
+    assert batch.exit_code == 130
+    assert "Interrupted; finished work is kept: rerun the same command to continue." in (
+        batch.stderr
+    )
