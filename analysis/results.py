@@ -160,6 +160,17 @@ def table1(
             )
         frame = frame[frame["model"].isin(models)]
     order = list(models) if models else list(dict.fromkeys(frame["model"].dropna()))
+    # a filter that matches nothing is a typo, not an empty column
+    for column, wanted, option in (
+        ("feature_extractor", feature_extractor, "--feature-extractor"),
+        ("reference", reference, "--reference"),
+        ("n", n, "--n"),
+    ):
+        if wanted is not None and column in frame and not (frame[column] == wanted).any():
+            present = sorted(map(str, frame[column].dropna().unique()))
+            raise ResultsError(
+                f"{option} {wanted}: no result has it; present: {', '.join(present) or 'none'}"
+            )
     cells: dict[str, dict[str, pd.Series]] = {m: {} for m in order}
     for key, metric in METRICS.items():
         rows = frame[frame["metric"] == metric]

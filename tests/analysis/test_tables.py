@@ -266,6 +266,28 @@ def test_table1_refuses_mixed_extractors_and_counts(tmp_path):
         table1(load_results(_results_file(tmp_path, rows)))
 
 
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        (
+            "reference",
+            "imagenet:vall",
+            "--reference imagenet:vall: no result has it; present: imagenet:val",
+        ),
+        ("feature_extractor", "vgg", "--feature-extractor vgg: no result has it"),
+        ("n", 5000, "--n 5000: no result has it; present: 1000, 50000"),
+    ],
+)
+def test_table1_filter_that_matches_nothing_is_an_error_not_an_empty_column(
+    tmp_path, option, value, message
+):
+    results = load_results(_results_file(tmp_path, PAPER_ROWS))
+    assert table1(results, reference="imagenet:val")[0]["fid"].notna().all()
+    with pytest.raises(ResultsError) as err:
+        table1(results, **{option: value})
+    assert str(err.value) == message or str(err.value).startswith(message)
+
+
 def test_table1_same_settings_latest_wins_and_torn_line(tmp_path):
     rows = PAPER_ROWS + [{**PAPER_ROWS[1], "value": 40.0, "created_at": "2026-11-28T11:00:00Z"}]
     with warnings.catch_warnings(record=True) as caught:
