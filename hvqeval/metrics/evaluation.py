@@ -347,12 +347,19 @@ def evaluate(
             value=value,
             std=std,
             splits=splits,
-            **common,
+            # a class's FID is over that class's images, not the whole sets'
+            **{**common, **_class_counts(extra)},
             extra={**common_extra, **extra},
         )
         for metric, value, std, splits, extra in rows
     ]
     return EvalOutcome(out, cache_state, notes, key)
+
+
+def _class_counts(extra: dict) -> dict:
+    if "n_class" not in extra:
+        return {}
+    return {"n": extra["n_class"], "n_reference": extra["n_reference_class"]}
 
 
 def _common_fields(
@@ -410,11 +417,12 @@ def _common_fields(
     }, extra
 
 
-def _warn_small_n(n: int, dim: int, what: str, notes: list[str]) -> None:
+def _warn_small_n(n: int, dim: int, what: str, notes: list[str], infinity: bool) -> None:
     if n < dim:
         message = (
             f"{what}: n = {n} is below the feature dimension {dim}, so the covariance is singular "
-            "and FID is biased upwards; compare FIDs only at equal n (or use --fid-infinity)"
+            "and FID is biased upwards; compare FIDs only at equal n"
+            + ("" if infinity else " (or use --fid-infinity)")
         )
         notes.append(message)
         warnings.warn(message, stacklevel=3)
@@ -448,9 +456,9 @@ def _metric_rows(
     features = sample_features[fid_layer]
     dim = features.shape[1]
     if "fid" in metrics:
-        _warn_small_n(len(features), dim, "FID", notes)
+        _warn_small_n(len(features), dim, "FID", notes, settings.fid_infinity)
         if ref_stats.n < dim:
-            _warn_small_n(ref_stats.n, dim, "FID reference", notes)
+            _warn_small_n(ref_stats.n, dim, "FID reference", notes, settings.fid_infinity)
         stats = fidelity.features_to_statistics(features, device=device)
         extra: dict[str, Any] = {
             "layer": fid_layer,

@@ -160,8 +160,10 @@ def resolve_extractor(
         )
     info = EXTRACTORS[name]
     flag = "--inception-weights" if name == "inception-v3-compat" else "--weights"
-    if weights is None and name == "inception-v3-compat" and os.environ.get(INCEPTION_ENV):
-        weights = os.environ[INCEPTION_ENV]
+    if name == "inception-v3-compat" and os.environ.get(INCEPTION_ENV):
+        weights = weights or os.environ[INCEPTION_ENV]
+        if str(weights) == os.environ[INCEPTION_ENV]:  # the path came from the environment
+            flag = f"${INCEPTION_ENV}"
     if weights is None and name == "domain":
         raise WeightsError(
             "the domain extractor needs its weights: train them with "

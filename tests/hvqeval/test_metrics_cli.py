@@ -119,6 +119,7 @@ def test_inception_weights_from_the_environment_variable_must_exist(tmp_path, sm
         env={"HVQEVAL_INCEPTION_WEIGHTS": str(tmp_path / "missing.pth")},
     )
     assert result.exit_code == 1 and "missing.pth does not exist" in result.stderr
+    assert "check $HVQEVAL_INCEPTION_WEIGHTS" in result.stderr  # where the path came from
 
 
 def test_batch_runs_the_cross_product_and_resumes(tmp_path, domain_weights):

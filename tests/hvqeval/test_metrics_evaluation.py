@@ -119,6 +119,7 @@ def test_per_class_fid_and_mean(tmp_path, domain_weights):
     rows = evaluate(str(samples), str(reference), settings).rows
     per_class = [r for r in rows if r.metric == "fid_class"]
     assert sorted(r.extra["class_id"] for r in per_class) == list(range(10))
+    assert all(r.n == 4 and r.n_reference == 4 for r in per_class)  # the class's, not all 40
     mean = next(r for r in rows if r.metric == "fid_class_mean")
     assert mean.value == pytest.approx(np.mean([r.value for r in per_class]))
     # Class-conditional FID of a class against itself would be 0; different classes differ.
