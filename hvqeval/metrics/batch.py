@@ -106,6 +106,14 @@ def load_spec(path: str | Path, results_override: str | None = None) -> BatchPla
             f"{path}: add at least one [[evaluation]] table with samples and references"
         )
     defaults = spec.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise HvqevalError(f"{path}: [defaults] must be a table of settings")
+    misplaced = sorted(set(defaults) & _EVALUATION_KEYS)
+    if misplaced:
+        raise HvqevalError(
+            f"{path} [defaults]: {', '.join(misplaced)} belong in each [[evaluation]] table"
+        )
+    _settings(defaults, f"{path} [defaults]", Path("."))  # its own errors name [defaults]
     jobs: list[Job] = []
     for number, entry in enumerate(evaluations, start=1):
         where = f"{path} [[evaluation]] #{number}"

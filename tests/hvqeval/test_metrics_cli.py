@@ -290,7 +290,17 @@ def test_bad_values_in_a_batch_spec_are_one_line_before_any_job(tmp_path, line, 
     spec.write_text(f'[defaults]\n{line}\n[[evaluation]]\nsamples = "x"\n')
     result = run(["metrics", "batch", str(spec)])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
-    assert "[[evaluation]] #1: " + message in result.stderr
+    assert "[defaults]: " + message in result.stderr  # where the value is
+    spec.write_text(f'[[evaluation]]\nsamples = "x"\n{line}\n')
+    result = run(["metrics", "batch", str(spec)])
+    assert result.exit_code == 1 and "[[evaluation]] #1: " + message in result.stderr
+
+
+def test_an_unknown_key_in_defaults_is_reported_in_defaults(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[defaults]\nmetrix = "fid"\n[[evaluation]]\nsamples = "x"\n')
+    result = run(["metrics", "batch", str(spec)])
+    assert result.exit_code == 1 and "[defaults]: unknown key(s) metrix" in result.stderr
 
 
 @pytest.mark.parametrize("content", ["another network", "not a torch file"])
