@@ -189,8 +189,13 @@ def _test_notes(opts: StatOptions, per_class: bool) -> list[str]:
             if opts.alternative == "greater"
             else "two-sided (A and B preferred equally often)"
         )
+        reference = (
+            "Student's t on G-1 degrees of freedom (G: the fewest clusters)"
+            if opts.interval == "cluster"
+            else "the normal distribution"
+        )
         notes.append(
-            f"Test: z = (A% - B%) / clustered SE, {side}; the SE clusters answers by sample A, sample B "
+            f"Test: z = (A% - B%) / clustered SE, compared with {reference}, {side}; the SE clusters answers by sample A, sample B "
             f"and rater ({'multiway cluster-robust' if opts.interval == 'cluster' else 'pigeonhole bootstrap'}), so the 3 answers on a pair and the pairs sharing a sample "
             "are not counted as independent."
             + (" Holm correction across the classes of a study." if per_class else "")

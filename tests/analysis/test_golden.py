@@ -43,3 +43,12 @@ def test_table3_golden_as_csv_keeps_full_precision():
     assert abs(float(values["pct_b"]) - 100 * 14680 / 30000) < 1e-9
     assert abs(float(values["pct_unknown"]) - 100 * 53 / 30000) < 1e-9
     assert abs(float(values["all_agree"]) - 63.68) < 1e-9
+
+
+def test_the_test_note_names_the_distribution_the_p_value_comes_from():
+    """The statistic is compared with Student's t on G-1 degrees of freedom (cluster SEs) or the
+    normal distribution (bootstrap SEs); the note said only "z = ...", as if always normal."""
+    responses = str(GOLDEN / "table3_responses.csv.gz")
+    cluster = CliRunner().invoke(cli, ["report", "table3", "--test", "--responses", responses])
+    assert cluster.exit_code == 0, cluster.output
+    assert "compared with Student's t on G-1 degrees of freedom" in cluster.output
