@@ -271,27 +271,37 @@ def write_outputs(
     distances: np.ndarray,
     space: str,
 ) -> Path:
-    """One PNG per sample and ``neighbours.csv`` (sample, rank, dataset_index, dataset_path, distance)."""
+    """One PNG per sample and ``neighbours.csv`` (sample, rank, dataset_index, dataset_path,
+    distance, space). The folder then holds this run's figures of ``space`` only: those of an
+    earlier run with other samples would otherwise sit beside a CSV that does not list them."""
+    import io
+
+    from models import atomic_write_text
+
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "neighbours.csv"
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["sample", "rank", "dataset_index", "dataset_path", "distance", "space"])
-        for row, sample_index in enumerate(sample_indices):
-            for rank, (j, dist) in enumerate(zip(indices[row], distances[row]), start=1):
-                writer.writerow(
-                    [
-                        samples.describe(sample_index),
-                        rank,
-                        int(j),
-                        dataset.describe(int(j)),
-                        f"{dist:.6g}",
-                        space,
-                    ]
-                )
-            neighbour_figure(
-                samples[sample_index],
-                [dataset[int(j)] for j in indices[row]],
-                out_dir / f"sample_{sample_index:06d}_{space}.png",
+    figures = {out_dir / f"sample_{i:06d}_{space}.png" for i in sample_indices}
+    for stale in set(out_dir.glob(f"sample_*_{space}.png")) - figures:
+        stale.unlink()
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["sample", "rank", "dataset_index", "dataset_path", "distance", "space"])
+    for row, sample_index in enumerate(sample_indices):
+        for rank, (j, dist) in enumerate(zip(indices[row], distances[row]), start=1):
+            writer.writerow(
+                [
+                    samples.describe(sample_index),
+                    rank,
+                    int(j),
+                    dataset.describe(int(j)),
+                    f"{dist:.6g}",
+                    space,
+                ]
             )
+        neighbour_figure(
+            samples[sample_index],
+            [dataset[int(j)] for j in indices[row]],
+            out_dir / f"sample_{sample_index:06d}_{space}.png",
+        )
+    atomic_write_text(csv_path, text.getvalue())  # written whole, after the figures
     return csv_path

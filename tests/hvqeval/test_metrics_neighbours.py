@@ -140,3 +140,13 @@ def test_neighbours_command_pixel_space(tmp_path):
     assert np.array_equal(top_left, np.asarray(Image.open(samples / "000000.png")))
     again = runner.invoke(cli, args, catch_exceptions=False)
     assert "reused" in again.stderr
+    # a run over fewer samples leaves only its own figures beside its CSV (figures of another
+    # space stay: they are not this run's to judge)
+    other_space = tmp_path / "out" / "sample_000002_vgg16-fc7.png"
+    other_space.write_bytes(b"kept")
+    fewer = runner.invoke(cli, [*args, "--limit", "1"], catch_exceptions=False)
+    assert fewer.exit_code == 0, fewer.output
+    figures = sorted(p.name for p in (tmp_path / "out").glob("sample_*_pixel.png"))
+    assert figures == ["sample_000000_pixel.png"] and other_space.read_bytes() == b"kept"
+    with open(tmp_path / "out" / "neighbours.csv") as fh:
+        assert {r["sample"] for r in csv.DictReader(fh)} == {f"{samples}/000000.png"}
