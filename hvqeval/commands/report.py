@@ -373,8 +373,13 @@ def strengths_command(reference_model, **params) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Metrics results store (Table 1).",
 )
+@click.option("--feature-extractor", help="Table 1: only IS/FID rows from this feature extractor.")
+@click.option("--reference", help="Table 1: only FID rows against this reference.")
+@click.option(
+    "--n", "n", type=int, help="Table 1: only IS/FID rows computed from this many samples."
+)
 @_response_options
-def all_command(results, **params) -> None:
+def all_command(results, feature_extractor, reference, n, **params) -> None:
     """Every table the inputs allow in one report (use --format html for figures)."""
     from analysis.report import Report
     from analysis.results import load_results
@@ -390,7 +395,15 @@ def all_command(results, **params) -> None:
 
     sections, notes, extra = [], [], {}
     if results is not None:
-        sections.append(table1_section(load_results(results), allow_mixed=True))
+        sections.append(
+            table1_section(
+                load_results(results),
+                feature_extractor=feature_extractor,
+                reference=reference,
+                n=n,
+                allow_mixed=True,
+            )
+        )
     if params["responses"] or params["database_url"]:
         _, kept, summary, quality, opts = _load(params)
         notes.append(summary.describe())

@@ -338,3 +338,21 @@ def test_proportion_interval_is_wilson_and_matches_the_t_interval_on_much_data()
     low, high = proportion_interval(0.6, 0.01, 100_000, 1.96)
     assert (low, high) == pytest.approx((0.6 - 0.0196, 0.6 + 0.0196), abs=5e-4)
     assert proportion_interval(1.0, 0.0, 5, 1.96)[1] == 1.0
+
+
+def test_report_all_chooses_among_references_as_table1_does(tmp_path):
+    """A store with FIDs against two references (as a batch over several references makes)
+    could be reported only by `report table1`: `report all` had no way to choose one."""
+    from click.testing import CliRunner
+
+    from hvqeval.cli import cli
+
+    other = [{**r, "reference": "imagenet:train"} for r in PAPER_ROWS if r["metric"] == "fid"]
+    results = _results_file(tmp_path, PAPER_ROWS + other)
+    mixed = CliRunner().invoke(cli, ["report", "all", "--results", str(results)])
+    assert mixed.exit_code == 1 and "--reference" in mixed.output
+    chosen = CliRunner().invoke(
+        cli, ["report", "all", "--results", str(results), "--reference", "imagenet:val"]
+    )
+    assert chosen.exit_code == 0, chosen.output
+    assert "| Feed-forward | 18.10 ± 0.96 | 44.95 | 3.343 bits/dim |" in chosen.output
