@@ -246,6 +246,12 @@ class SampleSetImages(torch.utils.data.Dataset):
 
     def __init__(self, sample_set):
         self.sample_set = sample_set
+        self.image_size = sample_set.image_size
+        self.class_names = [str(c) for c in sample_set.class_ids()]  # the classes it holds
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     def __len__(self) -> int:
         return len(self.sample_set)
@@ -304,28 +310,22 @@ def evaluate_run(
     from tqdm import tqdm
 
     from hvqeval.run_folder import check_run, checkpoint_records
+    from hvqeval.sample_set import MANIFEST_NAME
     from models import FirstItems, default_data, load_run, open_images, resolve_device
 
     card = check_run(run_dir, need_prior=True)
     dev = resolve_device(device)
-    from hvqeval.sample_set import MANIFEST_NAME
-
     data = default_data(card, data)
-    is_sample_set = (Path(data) / MANIFEST_NAME).is_file()
-    if is_sample_set:  # a model's samples: their class ids, and no split
+    if (Path(data) / MANIFEST_NAME).is_file():  # a model's samples: their class ids, no split
         dataset, split = open_sample_set(card, data), None
     else:
         dataset = open_images(card, data, split, train=False)  # eval preprocessing, sizes checked
+    reference = f"{data}:{split}" if split is not None else str(data)
     if limit is not None:
-        dataset = (
-            FirstItems(dataset, limit)
-            if not is_sample_set
-            else Subset(dataset, range(min(limit, len(dataset))))
-        )
+        dataset = FirstItems(dataset, limit)
     if len(dataset) == 0:
-        where = f"{data} split {split!r}" if split is not None else str(data)
-        raise LikelihoodError(f"{where} holds no images")
-    if not is_sample_set and card.model.num_classes < dataset.num_classes:
+        raise LikelihoodError(f"{reference} holds no images")
+    if card.model.num_classes < dataset.num_classes:
         raise LikelihoodError(
             f"{data} has {dataset.num_classes} classes but the model knows "
             f"{card.model.num_classes}; use the data the run was trained on"
@@ -345,7 +345,6 @@ def evaluate_run(
     ) as bar:
         nats = per_image_nats(hierarchy, loader if mine else [], dev, bar)
     result = summarise(merge_shards(shard.gather((mine, nats))), card)
-    reference = f"{data}:{split}" if split is not None else str(data)
     label = model or card.name
     rows: list = []
     if results is not None and shard.is_main:

@@ -164,9 +164,10 @@ def create_study(
 def _build(engine, settings: StudySettings, storage_dir: Path) -> StudySummary:
     """Draw what the study shows (``draw.py``), then write it (``study_rows.py``) and make its
     check items (``catch_items.py``), all in one transaction."""
-    classes = choose_classes(settings)
-    loaded = [load_source(spec) for spec in settings.sources]
+    loaded = [load_source(spec) for spec in settings.sources]  # each manifest read once
     check_distinct_sources(loaded)
+    generated = [src for src, spec in zip(loaded, settings.sources) if not spec.is_real]
+    classes = choose_classes(settings, generated)
     example_sources = examples_source(settings, loaded)
     rng = random.Random(settings.seed)  # draws the images, then the slots' order
     chosen, examples = draw_images(settings, loaded, classes, rng)

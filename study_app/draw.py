@@ -63,10 +63,14 @@ def generated_sources(settings: StudySettings) -> list[SampleSetFiles]:
     return [load_source(s) for s in settings.sources if not s.is_real]
 
 
-def choose_classes(settings: StudySettings) -> list[int]:
+def choose_classes(
+    settings: StudySettings, generated: list[SampleSetFiles] | None = None
+) -> list[int]:
     """The classes of the study: those asked for, or ``classes`` of them drawn with the seed
-    among those every generated sample set has ``per_class`` images of."""
-    generated = generated_sources(settings)
+    among those every generated sample set has ``per_class`` images of. ``generated``: those
+    sets, when already loaded (else they are read here)."""
+    if generated is None:
+        generated = generated_sources(settings)
     if not generated:
         raise StudyError("a study needs at least one generated sample set besides real images")
     need = settings.per_class

@@ -25,9 +25,9 @@ PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_DEFAULT_HOSTS = "https://www.mturk.com,https://workersandbox.mturk.com"
 EXTERNAL_SUBMIT = "/mturk/externalSubmit"
 MAX_ID = 100
-# Prolific's ids are hex, MTurk's letters and digits: the participant id's characters suffice.
-# No control characters (PostgreSQL refuses NUL in text), no leading "=" a spreadsheet would
-# run from the exported CSV.
+# The characters of every id a link brings (participant, study, session, HIT, assignment):
+# Prolific's ids are hex, MTurk's letters and digits. No control characters (PostgreSQL
+# refuses NUL in text), no leading "=" a spreadsheet would run from the exported CSV.
 ID_RE = re.compile(r"[A-Za-z0-9_.@:+-]+")
 
 

@@ -18,8 +18,6 @@ whether it is real, is never sent. There is no feedback on correctness.
 
 from __future__ import annotations
 
-import re
-
 from flask import (
     Blueprint,
     abort,
@@ -50,7 +48,6 @@ PARTICIPANT_PARAMS = (
     "worker_id",
     "pid",
 )
-PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,100}$")
 # Read at every rater's arrival: built once (see assign.py).
 EXAMPLES = (
     select(Image.token, Image.class_name, Source.is_real, Source.dataset)
@@ -83,7 +80,7 @@ def _rater_id(public_id: str) -> int:
 
 
 def _checked_participant(participant: str) -> str:
-    if not PARTICIPANT_RE.match(participant):
+    if not 0 < len(participant) <= platforms.MAX_ID or not platforms.ID_RE.fullmatch(participant):
         abort(400, "participant id: use 1-100 letters, digits or . _ @ : + -")
     return participant
 

@@ -280,8 +280,8 @@ def write_outputs(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "neighbours.csv"
-    figures = {out_dir / f"sample_{i:06d}_{space}.png" for i in sample_indices}
-    for stale in set(out_dir.glob(f"sample_*_{space}.png")) - figures:
+    figures = {i: out_dir / f"sample_{i:06d}_{space}.png" for i in sample_indices}
+    for stale in set(out_dir.glob(f"sample_*_{space}.png")) - set(figures.values()):
         stale.unlink()
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -301,7 +301,7 @@ def write_outputs(
         neighbour_figure(
             samples[sample_index],
             [dataset[int(j)] for j in indices[row]],
-            out_dir / f"sample_{sample_index:06d}_{space}.png",
+            figures[sample_index],
         )
     atomic_write_text(csv_path, text.getvalue())  # written whole, after the figures
     return csv_path
